@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run test bench sim venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the recorder with the default configuration.
+run: $(STAMP)
+	$(VENV)/bin/recorder run $(ARGS)
+
+## Run the whole test suite (unit, property and loopback integration tests).
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m benchmarks $(ARGS)
+
+## Start the local Kraken exchange on 127.0.0.1:8787.
+sim: $(STAMP)
+	$(VENV)/bin/recorder sim $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,38 @@
+"""The ``recorder`` command line.
+
+Subcommands live in their own modules and are imported only when invoked, so that
+``recorder --help`` stays fast and one broken subsystem cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from recorder import __version__
+
+#: name -> "module:attribute" of a :class:`click.Command`.
+_COMMANDS: dict[str, str] = {
+    "run": "recorder.capture_command:run",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command: Any = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(__version__, prog_name="recorder")
+def main() -> None:
+    """Record Kraken market data (L3, L2, trades, OHLC) into an exact, verifiable archive."""
