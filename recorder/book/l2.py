@@ -1,0 +1,423 @@
+"""Spot L2 (aggregated, price-level) order book: exact state machine with Kraken's checksum.
+
+One :class:`L2Book` per symbol and subscription. It applies a ``book`` snapshot or update (v2,
+or v1 with raw string tokens) strictly in array order, removes ``qty == 0`` levels, truncates
+each side to the subscribed depth after every message (Kraken sends no delete for levels that
+fall out of the window), then computes Kraken's CRC32 over the 10 best levels per side and
+compares it with the message's checksum. Nothing is raised for a mismatch or a crossed book:
+both are *reported* in the returned :class:`L2Result` so the caller decides (resnapshot, flag).
+
+Representation (chosen for a cheap 1-2 level update, also at depth 1000):
+
+* prices and quantities are *units* (``int`` scaled by ``10**precision``, see
+  :func:`recorder.protocol.numbers.to_units`), so equality and ordering are exact;
+* each side keeps a sorted ``list`` of keys (``bisect``) plus two dicts key -> qty units and
+  key -> checksum piece; bids use the negated price as key so both lists are best-first;
+* the piece of a level is rebuilt only when that level changes, and each side caches the joined
+  text of its top 10 pieces, invalidated only when a change touches the top 10.
+
+Misuse (an update before a snapshot, a wrong symbol, a negative quantity, a token with more
+decimals than the pair's precision) raises :class:`BookError` / ``NumberError``. A message that
+raises part-way leaves the book *invalid*: further updates raise until the next snapshot.
+"""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left, insort
+from collections.abc import Iterable
+from typing import Final, Literal, Protocol
+
+import msgspec
+
+from recorder.book.checkpoint import L2Checkpoint, levels_to_text, validate_l2
+from recorder.protocol.checksum import CHECKSUM_LEVELS
+from recorder.protocol.errors import BookError
+from recorder.protocol.numbers import MAX_PRECISION, NumToken, decimals_of, to_units
+
+__all__ = ["Side", "L2Level", "L2BookData", "L2Result", "L2Book"]
+
+#: Side selector used by accessors.
+Side = Literal["bid", "ask"]
+
+_TOP: Final = CHECKSUM_LEVELS
+
+
+class L2Level(Protocol):
+    """One price level as decoded: exact number tokens (v2 JSON text/int, v1 raw strings)."""
+
+    @property
+    def price(self) -> NumToken: ...
+
+    @property
+    def qty(self) -> NumToken: ...
+
+
+class L2BookData(Protocol):
+    """One ``data`` item of a v2 ``book`` message (or an equivalent v1 adaptation)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def bids(self) -> Iterable[L2Level]: ...
+
+    @property
+    def asks(self) -> Iterable[L2Level]: ...
+
+    @property
+    def checksum(self) -> int | None: ...
+
+
+class L2Result(msgspec.Struct, frozen=True, gc=False):
+    """Outcome of applying one message to an :class:`L2Book`.
+
+    ``match`` is ``None`` when the message carried no checksum (v1 snapshots), else whether the
+    checksum computed after the message equals the ``expected`` one. ``crossed`` is true when,
+    after the message, best bid >= best ask. ``absent_removals`` counts ``qty == 0`` levels
+    whose price was not in the book (tolerated). ``truncated`` counts levels dropped because a
+    side exceeded the subscribed depth.
+    """
+
+    computed: int
+    expected: int | None
+    match: bool | None
+    crossed: bool
+    absent_removals: int = 0
+    truncated: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True unless the checksum mismatched or the book is crossed."""
+        return self.match is not False and not self.crossed
+
+
+class _Side:
+    """One side of an L2 book: sorted keys (best first) + per-key quantity and checksum piece."""
+
+    __slots__ = ("sign", "keys", "qty", "piece", "top")
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign  # +1 asks (key = price), -1 bids (key = -price)
+        self.keys: list[int] = []
+        self.qty: dict[int, int] = {}
+        self.piece: dict[int, str] = {}
+        self.top: bytes | None = b""  # cached checksum text of the 10 best levels
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.qty.clear()
+        self.piece.clear()
+        self.top = b""
+
+    def set(self, price: int, qty: int) -> bool:
+        """Set one level (``qty == 0`` removes it). Returns False for removal of an absent level."""
+        if price <= 0 or qty < 0:
+            raise BookError(f"invalid level: price {price} units, qty {qty} units")
+        key = price * self.sign
+        keys = self.keys
+        if self.top is not None and (len(keys) < _TOP or key <= keys[_TOP - 1]):
+            self.top = None
+        if qty:
+            levels = self.qty
+            if key not in levels:
+                insort(keys, key)
+            levels[key] = qty
+            # == checksum_piece(price) + checksum_piece(qty) since both are > 0
+            self.piece[key] = str(price) + str(qty)
+            return True
+        if key in self.qty:
+            del self.qty[key]
+            del self.piece[key]
+            del keys[bisect_left(keys, key)]
+            return True
+        return False
+
+    def truncate(self, depth: int) -> int:
+        """Drop levels beyond ``depth``; returns how many were dropped."""
+        keys = self.keys
+        dropped = keys[depth:]
+        del keys[depth:]
+        qty = self.qty
+        piece = self.piece
+        for key in dropped:
+            del qty[key]
+            del piece[key]
+        if depth < _TOP:
+            self.top = None
+        return len(dropped)
+
+    def top_text(self) -> bytes:
+        """Checksum input of this side: the pieces of the 10 best levels, best first."""
+        top = self.top
+        if top is None:
+            piece = self.piece
+            top = self.top = "".join([piece[k] for k in self.keys[:_TOP]]).encode("ascii")
+        return top
+
+    def levels(self, n: int | None) -> list[tuple[int, int]]:
+        sign = self.sign
+        qty = self.qty
+        keys = self.keys if n is None else self.keys[:n]
+        return [(key * sign, qty[key]) for key in keys]
+
+
+def _check_precision(name: str, value: int | None) -> None:
+    if value is not None and (type(value) is not int or not 0 <= value <= MAX_PRECISION):
+        raise BookError(f"{name} must be an int in 0..{MAX_PRECISION} or None, got {value!r}")
+
+
+class L2Book:
+    """Kraken spot L2 book for one symbol at one subscribed depth.
+
+    ``price_precision`` / ``qty_precision`` are the pair's decimals (v2: from the ``instrument``
+    channel or REST ``pair_decimals`` / ``lot_decimals``). Pass ``None`` for v1 captures: the
+    precision is then taken from the decimals of the first price (qty) token seen, which is
+    exact for v1 because Kraken pads every v1 string to the pair's decimals, so hashing the
+    units reproduces the checksum of the raw strings.
+    """
+
+    __slots__ = (
+        "symbol",
+        "depth",
+        "_pp",
+        "_qp",
+        "_bids",
+        "_asks",
+        "_ready",
+        "_crc",
+        "messages",
+        "mismatches",
+        "crossed_messages",
+        "absent_removals",
+        "truncated_levels",
+    )
+
+    def __init__(
+        self,
+        symbol: str,
+        depth: int,
+        price_precision: int | None,
+        qty_precision: int | None,
+    ) -> None:
+        if type(depth) is not int or depth < 1:
+            raise BookError(f"depth must be a positive int, got {depth!r}")
+        _check_precision("price_precision", price_precision)
+        _check_precision("qty_precision", qty_precision)
+        self.symbol = symbol
+        self.depth = depth
+        self._pp = price_precision
+        self._qp = qty_precision
+        self._bids = _Side(-1)
+        self._asks = _Side(1)
+        self._ready = False
+        self._crc: int | None = None
+        #: Messages applied since construction (snapshots included).
+        self.messages = 0
+        #: Messages whose checksum did not match.
+        self.mismatches = 0
+        #: Messages after which the book was crossed.
+        self.crossed_messages = 0
+        #: ``qty == 0`` levels received for prices not in the book.
+        self.absent_removals = 0
+        #: Levels dropped by depth truncation.
+        self.truncated_levels = 0
+
+    # ------------------------------------------------------------------ applying messages
+
+    def apply(self, kind: str, data: L2BookData) -> L2Result:
+        """Apply one decoded ``data`` item; ``kind`` is the message ``type``."""
+        if data.symbol != self.symbol:
+            raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
+        if kind == "update":
+            return self.update(data.bids, data.asks, data.checksum)
+        if kind == "snapshot":
+            return self.snapshot(data.bids, data.asks, data.checksum)
+        raise BookError(f"unknown book message type {kind!r}")
+
+    def snapshot(
+        self,
+        bids: Iterable[L2Level],
+        asks: Iterable[L2Level],
+        checksum: int | None = None,
+    ) -> L2Result:
+        """Replace the whole book with a snapshot (levels in any order; ``qty == 0`` ignored)."""
+        self._ready = False
+        self._bids.clear()
+        self._asks.clear()
+        absent = self._apply_levels(bids, asks)
+        self._ready = True
+        return self._finish(checksum, absent)
+
+    def update(
+        self,
+        bids: Iterable[L2Level],
+        asks: Iterable[L2Level],
+        checksum: int | None = None,
+    ) -> L2Result:
+        """Apply an update's levels in array order, truncate, checksum."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: update without a valid snapshot")
+        self._ready = False
+        absent = self._apply_levels(bids, asks)
+        self._ready = True
+        return self._finish(checksum, absent)
+
+    def _apply_levels(self, bids: Iterable[L2Level], asks: Iterable[L2Level]) -> int:
+        pp = self._pp
+        qp = self._qp
+        if pp is None or qp is None:
+            bids = list(bids)
+            asks = list(asks)
+            self._infer_precision(bids, asks)
+            pp = self._pp
+            qp = self._qp
+            if pp is None or qp is None:  # no level at all: nothing to apply
+                return 0
+        self._crc = None
+        absent = 0
+        side_set = self._bids.set
+        for level in bids:
+            if not side_set(to_units(level.price, pp), to_units(level.qty, qp)):
+                absent += 1
+        side_set = self._asks.set
+        for level in asks:
+            if not side_set(to_units(level.price, pp), to_units(level.qty, qp)):
+                absent += 1
+        return absent
+
+    def _infer_precision(self, bids: list[L2Level], asks: list[L2Level]) -> None:
+        first = bids[0] if bids else asks[0] if asks else None
+        if first is None:
+            return
+        if self._pp is None:
+            self._pp = decimals_of(first.price)
+        if self._qp is None:
+            self._qp = decimals_of(first.qty)
+
+    def _finish(self, expected: int | None, absent: int) -> L2Result:
+        depth = self.depth
+        truncated = 0
+        bids = self._bids
+        asks = self._asks
+        if len(bids.keys) > depth:
+            truncated = bids.truncate(depth)
+            self._crc = None
+        if len(asks.keys) > depth:
+            truncated += asks.truncate(depth)
+            self._crc = None
+        computed = self._crc
+        if computed is None:
+            computed = self._crc = zlib.crc32(bids.top_text(), zlib.crc32(asks.top_text()))
+        bk = bids.keys
+        ak = asks.keys
+        crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        self.messages += 1
+        if expected is None:
+            match = None
+        else:
+            if type(expected) is not int:
+                expected = int(expected)  # v1 sends the checksum as a quoted string
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        if crossed:
+            self.crossed_messages += 1
+        if absent:
+            self.absent_removals += absent
+        if truncated:
+            self.truncated_levels += truncated
+        return L2Result(computed, expected, match, crossed, absent, truncated)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def ready(self) -> bool:
+        """True once a snapshot was applied and no message failed since."""
+        return self._ready
+
+    @property
+    def price_precision(self) -> int | None:
+        """Decimals of prices (``None`` until inferred in v1 mode)."""
+        return self._pp
+
+    @property
+    def qty_precision(self) -> int | None:
+        """Decimals of quantities (``None`` until inferred in v1 mode)."""
+        return self._qp
+
+    def checksum(self) -> int:
+        """Kraken CRC32 of the current book (cached between changes)."""
+        crc = self._crc
+        if crc is None:
+            crc = self._crc = zlib.crc32(self._bids.top_text(), zlib.crc32(self._asks.top_text()))
+        return crc
+
+    def best_bid(self) -> tuple[int, int] | None:
+        """``(price_units, qty_units)`` of the best bid, or ``None`` when there is no bid."""
+        keys = self._bids.keys
+        return (-keys[0], self._bids.qty[keys[0]]) if keys else None
+
+    def best_ask(self) -> tuple[int, int] | None:
+        """``(price_units, qty_units)`` of the best ask, or ``None`` when there is no ask."""
+        keys = self._asks.keys
+        return (keys[0], self._asks.qty[keys[0]]) if keys else None
+
+    def is_crossed(self) -> bool:
+        """Best bid >= best ask (both sides non-empty)."""
+        bk = self._bids.keys
+        ak = self._asks.keys
+        return bool(bk) and bool(ak) and -bk[0] >= ak[0]
+
+    def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+        """The ``n`` best levels (all when ``None``) of a side as ``(price_units, qty_units)``."""
+        return self._side(side).levels(n)
+
+    def level_count(self, side: Side) -> int:
+        """Number of levels on one side."""
+        return len(self._side(side).keys)
+
+    def __len__(self) -> int:
+        """Total number of price levels (bids + asks)."""
+        return len(self._bids.keys) + len(self._asks.keys)
+
+    def __repr__(self) -> str:
+        return (
+            f"L2Book({self.symbol!r}, depth={self.depth}, bids={len(self._bids.keys)}, "
+            f"asks={len(self._asks.keys)}, ready={self._ready})"
+        )
+
+    def _side(self, side: Side) -> _Side:
+        if side == "bid":
+            return self._bids
+        if side == "ask":
+            return self._asks
+        raise BookError(f"side must be 'bid' or 'ask', got {side!r}")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> L2Checkpoint:
+        """A lossless, serialisable copy of the book state (see :mod:`recorder.book.checkpoint`)."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: no valid book to checkpoint")
+        pp = self._pp
+        qp = self._qp
+        return L2Checkpoint(
+            symbol=self.symbol,
+            depth=self.depth,
+            price_precision=pp,
+            qty_precision=qp,
+            bids=levels_to_text(self._bids.levels(None), pp, qp),
+            asks=levels_to_text(self._asks.levels(None), pp, qp),
+        )
+
+    @classmethod
+    def restore(cls, cp: L2Checkpoint) -> L2Book:
+        """Rebuild a book from :meth:`checkpoint` output; validates ordering and depth."""
+        book = cls(cp.symbol, cp.depth, cp.price_precision, cp.qty_precision)
+        bids, asks = validate_l2(cp)
+        for side, levels in ((book._bids, bids), (book._asks, asks)):
+            for price, qty in levels:
+                side.set(price, qty)
+        book._ready = True
+        return book

@@ -1,0 +1,569 @@
+"""Spot L3 (order-by-order, ``level3`` channel) book: exact state machine with Kraken's checksum.
+
+One :class:`L3Book` per symbol. Orders sit in queue order inside their price level (snapshot
+order, later ``add``s at the back). Events of a message are applied in array order:
+
+* ``add`` appends the order to the back of its level. An ``add`` for an order id already in the
+  book (Kraken re-sends orders as ``add`` when their level comes back into the window, with the
+  old timestamp) replaces the stale copy: the old copy is removed and the new one appended; it
+  is counted in :attr:`L3Result.duplicate_adds`.
+* ``modify`` at the same price (and side) changes the quantity *in place* (queue position kept).
+  A ``modify`` whose price (or side) differs is applied as delete + re-add at the back of the
+  new level, as the protocol note prescribes (Kraken's priority rule for amends is not
+  documented), and counted in :attr:`L3Result.requeued` so a later checksum mismatch can be
+  attributed. A ``modify`` of an unknown id is applied as an ``add`` and counted; a ``modify``
+  to quantity 0 removes the order.
+* ``delete`` removes the order by id (its price is not needed); unknown ids are counted.
+
+After the events each side is truncated to ``depth`` *price levels* (Kraken sends nothing for
+levels leaving the window; their orders return later as ``add``), then the checksum is
+computed: for each of the 10 best levels per side (asks ascending, then bids descending) every
+order's ``price`` then ``qty`` piece in queue order. Each order caches its piece, each level
+caches the join of its orders' pieces, each side caches its top-10 text; caches are invalidated
+only by changes that touch them.
+
+Order timestamps (int ns) are kept per order when the decoded order exposes ``ts_ns`` (else
+``None``) so checkpoints can restore them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator
+from typing import Final, NamedTuple, Protocol
+
+import msgspec
+
+from recorder.book.checkpoint import L3Checkpoint, L3OrderState, validate_l3
+from recorder.book.l2 import Side
+from recorder.protocol.checksum import CHECKSUM_LEVELS
+from recorder.protocol.errors import BookError
+from recorder.protocol.numbers import MAX_PRECISION, NumToken, to_units, units_to_text
+
+__all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
+
+_TOP: Final = CHECKSUM_LEVELS
+
+
+class L3OrderEvent(Protocol):
+    """One decoded level3 order entry. ``event`` is ``None`` in snapshots.
+
+    An optional ``ts_ns`` attribute (int nanoseconds) is read with ``getattr`` when present.
+    """
+
+    @property
+    def order_id(self) -> str: ...
+
+    @property
+    def limit_price(self) -> NumToken: ...
+
+    @property
+    def order_qty(self) -> NumToken: ...
+
+    @property
+    def event(self) -> str | None: ...
+
+
+class L3BookData(Protocol):
+    """One ``data`` item of a v2 ``level3`` message."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def bids(self) -> Iterable[L3OrderEvent]: ...
+
+    @property
+    def asks(self) -> Iterable[L3OrderEvent]: ...
+
+    @property
+    def checksum(self) -> int | None: ...
+
+
+class L3Result(msgspec.Struct, frozen=True, gc=False):
+    """Outcome of applying one message to an :class:`L3Book`.
+
+    ``computed``/``expected``/``match``/``crossed`` as in :class:`recorder.book.l2.L2Result`.
+    Anomaly counters for this message: ``requeued`` price- or side-changing modifies (applied as
+    delete + re-add at the back); ``duplicate_adds`` adds of ids already present (stale copy
+    replaced); ``unknown_modifies`` modifies of absent ids (applied as adds); ``unknown_deletes``
+    deletes of absent ids (ignored); ``truncated`` price levels dropped by depth truncation.
+    """
+
+    computed: int
+    expected: int | None
+    match: bool | None
+    crossed: bool
+    requeued: int = 0
+    duplicate_adds: int = 0
+    unknown_modifies: int = 0
+    unknown_deletes: int = 0
+    truncated: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True unless the checksum mismatched or the book is crossed."""
+        return self.match is not False and not self.crossed
+
+
+class OrderView(NamedTuple):
+    """Read-only view of one resting order."""
+
+    order_id: str
+    side: Side
+    price: int
+    qty: int
+    ts_ns: int | None
+
+
+class _Order:
+    __slots__ = ("order_id", "side", "key", "price", "qty", "ts_ns", "piece")
+
+    def __init__(
+        self, order_id: str, side: _L3Side, price: int, qty: int, ts_ns: int | None
+    ) -> None:
+        self.order_id = order_id
+        self.side = side
+        self.key = price * side.sign
+        self.price = price
+        self.qty = qty
+        self.ts_ns = ts_ns
+        self.piece = str(price) + str(qty)  # == level_piece(price, qty): both are > 0
+
+
+class _Level:
+    __slots__ = ("orders", "piece")
+
+    def __init__(self) -> None:
+        self.orders: dict[str, _Order] = {}  # insertion order == queue order
+        self.piece: str | None = None  # cached join of the orders' pieces
+
+
+class _L3Side:
+    """Sorted level keys (best first; bids negated) and key -> level."""
+
+    __slots__ = ("sign", "name", "keys", "levels", "top")
+
+    def __init__(self, sign: int, name: Side) -> None:
+        self.sign = sign
+        self.name: Side = name
+        self.keys: list[int] = []
+        self.levels: dict[int, _Level] = {}
+        self.top: bytes | None = b""
+
+    def touch(self, key: int) -> None:
+        """Invalidate the cached top-10 text if ``key`` is (or enters) the top 10."""
+        keys = self.keys
+        if self.top is not None and (len(keys) < _TOP or key <= keys[_TOP - 1]):
+            self.top = None
+
+    def append(self, order: _Order) -> None:
+        key = order.key
+        self.touch(key)
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = _Level()
+            insort(self.keys, key)
+        else:
+            level.piece = None
+        level.orders[order.order_id] = order
+
+    def discard(self, order: _Order) -> None:
+        key = order.key
+        self.touch(key)
+        level = self.levels[key]
+        del level.orders[order.order_id]
+        if level.orders:
+            level.piece = None
+        else:
+            del self.levels[key]
+            keys = self.keys
+            del keys[bisect_left(keys, key)]
+
+    def top_text(self) -> bytes:
+        top = self.top
+        if top is None:
+            levels = self.levels
+            parts = []
+            for key in self.keys[:_TOP]:
+                level = levels[key]
+                piece = level.piece
+                if piece is None:
+                    piece = level.piece = "".join([o.piece for o in level.orders.values()])
+                parts.append(piece)
+            top = self.top = "".join(parts).encode("ascii")
+        return top
+
+
+class L3Book:
+    """Kraken spot level3 book for one symbol at one subscribed depth (price levels per side).
+
+    ``price_precision`` / ``qty_precision`` are the pair's decimals from the ``instrument``
+    channel (or REST ``pair_decimals`` / ``lot_decimals``).
+    """
+
+    __slots__ = (
+        "symbol",
+        "depth",
+        "_pp",
+        "_qp",
+        "_bids",
+        "_asks",
+        "_orders",
+        "_ready",
+        "_crc",
+        "_requeued",
+        "_dup",
+        "_unk_mod",
+        "_unk_del",
+        "messages",
+        "mismatches",
+        "crossed_messages",
+        "requeued",
+        "duplicate_adds",
+        "unknown_modifies",
+        "unknown_deletes",
+        "truncated_levels",
+    )
+
+    def __init__(self, symbol: str, depth: int, price_precision: int, qty_precision: int) -> None:
+        if type(depth) is not int or depth < 1:
+            raise BookError(f"depth must be a positive int, got {depth!r}")
+        for name, value in (("price_precision", price_precision), ("qty_precision", qty_precision)):
+            if type(value) is not int or not 0 <= value <= MAX_PRECISION:
+                raise BookError(f"{name} must be an int in 0..{MAX_PRECISION}, got {value!r}")
+        self.symbol = symbol
+        self.depth = depth
+        self._pp = price_precision
+        self._qp = qty_precision
+        self._bids = _L3Side(-1, "bid")
+        self._asks = _L3Side(1, "ask")
+        self._orders: dict[str, _Order] = {}
+        self._ready = False
+        self._crc: int | None = None
+        # per-message anomaly counters
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        #: Cumulative counters since construction (snapshots included).
+        self.messages = 0
+        self.mismatches = 0
+        self.crossed_messages = 0
+        self.requeued = 0
+        self.duplicate_adds = 0
+        self.unknown_modifies = 0
+        self.unknown_deletes = 0
+        self.truncated_levels = 0
+
+    # ------------------------------------------------------------------ applying messages
+
+    def apply(self, kind: str, data: L3BookData) -> L3Result:
+        """Apply one decoded ``data`` item; ``kind`` is the message ``type``."""
+        if data.symbol != self.symbol:
+            raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
+        if kind == "update":
+            return self.update(data.bids, data.asks, data.checksum)
+        if kind == "snapshot":
+            return self.snapshot(data.bids, data.asks, data.checksum)
+        raise BookError(f"unknown level3 message type {kind!r}")
+
+    def snapshot(
+        self,
+        bids: Iterable[L3OrderEvent],
+        asks: Iterable[L3OrderEvent],
+        checksum: int | None = None,
+    ) -> L3Result:
+        """Replace the book: every entry is added in array order (``event`` is ignored)."""
+        self._ready = False
+        self._reset()
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        self._crc = None
+        for side, entries in ((self._bids, bids), (self._asks, asks)):
+            for entry in entries:
+                self._add(
+                    side,
+                    entry.order_id,
+                    to_units(entry.limit_price, self._pp),
+                    to_units(entry.order_qty, self._qp),
+                    getattr(entry, "ts_ns", None),
+                )
+        self._ready = True
+        return self._finish(checksum)
+
+    def update(
+        self,
+        bids: Iterable[L3OrderEvent],
+        asks: Iterable[L3OrderEvent],
+        checksum: int | None = None,
+    ) -> L3Result:
+        """Apply an update's events in array order, truncate, checksum."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: update without a valid snapshot")
+        self._ready = False
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        self._crc = None
+        orders = self._orders
+        pp = self._pp
+        qp = self._qp
+        for side, entries in ((self._bids, bids), (self._asks, asks)):
+            for entry in entries:
+                event = entry.event
+                if event == "delete":
+                    order = orders.get(entry.order_id)
+                    if order is None:
+                        self._unk_del += 1
+                    else:
+                        self._remove(order)
+                elif event == "add":
+                    self._add(
+                        side,
+                        entry.order_id,
+                        to_units(entry.limit_price, pp),
+                        to_units(entry.order_qty, qp),
+                        getattr(entry, "ts_ns", None),
+                    )
+                elif event == "modify":
+                    self._modify(
+                        side,
+                        entry.order_id,
+                        to_units(entry.limit_price, pp),
+                        to_units(entry.order_qty, qp),
+                        getattr(entry, "ts_ns", None),
+                    )
+                else:
+                    raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
+        self._ready = True
+        return self._finish(checksum)
+
+    def _reset(self) -> None:
+        self._orders.clear()
+        for side in (self._bids, self._asks):
+            side.keys.clear()
+            side.levels.clear()
+            side.top = b""
+
+    def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
+        if price <= 0 or qty < 0:
+            raise BookError(f"{self.symbol}: invalid order {order_id}: price {price}, qty {qty}")
+        orders = self._orders
+        old = orders.get(order_id)
+        if old is not None:
+            self._dup += 1
+            self._remove(old)
+        if qty:
+            order = orders[order_id] = _Order(order_id, side, price, qty, ts_ns)
+            side.append(order)
+
+    def _modify(
+        self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None
+    ) -> None:
+        order = self._orders.get(order_id)
+        if order is None:
+            self._unk_mod += 1
+            self._add(side, order_id, price, qty, ts_ns)
+            return
+        if price <= 0 or qty < 0:
+            raise BookError(f"{self.symbol}: invalid order {order_id}: price {price}, qty {qty}")
+        if not qty:
+            self._remove(order)
+            return
+        if order.side is side and order.price == price:
+            key = order.key
+            side.touch(key)
+            order.qty = qty
+            order.piece = str(price) + str(qty)
+            if ts_ns is not None:
+                order.ts_ns = ts_ns
+            side.levels[key].piece = None
+            return
+        self._requeued += 1
+        self._remove(order)
+        self._add(side, order_id, price, qty, ts_ns if ts_ns is not None else order.ts_ns)
+
+    def _remove(self, order: _Order) -> None:
+        order.side.discard(order)
+        del self._orders[order.order_id]
+
+    def _truncate(self, side: _L3Side) -> int:
+        keys = side.keys
+        dropped = keys[self.depth :]
+        del keys[self.depth :]
+        levels = side.levels
+        orders = self._orders
+        for key in dropped:
+            for order_id in levels.pop(key).orders:
+                del orders[order_id]
+        if self.depth < _TOP:
+            side.top = None
+        return len(dropped)
+
+    def _finish(self, expected: int | None) -> L3Result:
+        depth = self.depth
+        bids = self._bids
+        asks = self._asks
+        truncated = 0
+        if len(bids.keys) > depth:
+            truncated = self._truncate(bids)
+        if len(asks.keys) > depth:
+            truncated += self._truncate(asks)
+        computed = self._crc = zlib.crc32(bids.top_text(), zlib.crc32(asks.top_text()))
+        bk = bids.keys
+        ak = asks.keys
+        crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        self.messages += 1
+        if expected is None:
+            match = None
+        else:
+            if type(expected) is not int:
+                expected = int(expected)
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        if crossed:
+            self.crossed_messages += 1
+        requeued, dup, unk_mod, unk_del = self._requeued, self._dup, self._unk_mod, self._unk_del
+        if requeued or dup or unk_mod or unk_del:
+            self.requeued += requeued
+            self.duplicate_adds += dup
+            self.unknown_modifies += unk_mod
+            self.unknown_deletes += unk_del
+        if truncated:
+            self.truncated_levels += truncated
+        return L3Result(
+            computed, expected, match, crossed, requeued, dup, unk_mod, unk_del, truncated
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def ready(self) -> bool:
+        """True once a snapshot was applied and no message failed since."""
+        return self._ready
+
+    @property
+    def price_precision(self) -> int:
+        return self._pp
+
+    @property
+    def qty_precision(self) -> int:
+        return self._qp
+
+    def checksum(self) -> int:
+        """Kraken CRC32 of the current book."""
+        crc = self._crc
+        if crc is None:
+            crc = self._crc = zlib.crc32(self._bids.top_text(), zlib.crc32(self._asks.top_text()))
+        return crc
+
+    def _side(self, side: Side) -> _L3Side:
+        if side == "bid":
+            return self._bids
+        if side == "ask":
+            return self._asks
+        raise BookError(f"side must be 'bid' or 'ask', got {side!r}")
+
+    def _best(self, side: _L3Side) -> tuple[int, int] | None:
+        if not side.keys:
+            return None
+        key = side.keys[0]
+        return key * side.sign, sum(o.qty for o in side.levels[key].orders.values())
+
+    def best_bid(self) -> tuple[int, int] | None:
+        """``(price_units, total_qty_units)`` of the best bid level, or ``None``."""
+        return self._best(self._bids)
+
+    def best_ask(self) -> tuple[int, int] | None:
+        """``(price_units, total_qty_units)`` of the best ask level, or ``None``."""
+        return self._best(self._asks)
+
+    def is_crossed(self) -> bool:
+        bk = self._bids.keys
+        ak = self._asks.keys
+        return bool(bk) and bool(ak) and -bk[0] >= ak[0]
+
+    def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+        """The ``n`` best levels (all when ``None``) as ``(price_units, total_qty_units)``."""
+        s = self._side(side)
+        keys = s.keys if n is None else s.keys[:n]
+        levels = s.levels
+        return [(k * s.sign, sum(o.qty for o in levels[k].orders.values())) for k in keys]
+
+    def level_orders(self, side: Side, price: int) -> list[OrderView]:
+        """Orders of one price level (units) in queue order; empty if the level is absent."""
+        s = self._side(side)
+        level = s.levels.get(price * s.sign)
+        if level is None:
+            return []
+        return [_view(o) for o in level.orders.values()]
+
+    def orders(self, side: Side | None = None) -> Iterator[OrderView]:
+        """All orders, best level first and in queue order; asks then bids when ``side`` is None."""
+        sides = (self._asks, self._bids) if side is None else (self._side(side),)
+        for s in sides:
+            levels = s.levels
+            for key in s.keys:
+                for order in levels[key].orders.values():
+                    yield _view(order)
+
+    def order(self, order_id: str) -> OrderView | None:
+        """Look up one resting order by id."""
+        order = self._orders.get(order_id)
+        return None if order is None else _view(order)
+
+    def level_count(self, side: Side) -> int:
+        """Number of price levels on one side."""
+        return len(self._side(side).keys)
+
+    def __len__(self) -> int:
+        """Total number of resting orders (both sides)."""
+        return len(self._orders)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._orders
+
+    def __repr__(self) -> str:
+        return (
+            f"L3Book({self.symbol!r}, depth={self.depth}, orders={len(self._orders)}, "
+            f"bid_levels={len(self._bids.keys)}, ask_levels={len(self._asks.keys)}, "
+            f"ready={self._ready})"
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> L3Checkpoint:
+        """A lossless, serialisable copy of the book (orders in queue order, with timestamps)."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: no valid book to checkpoint")
+        pp = self._pp
+        qp = self._qp
+
+        def states(side: _L3Side) -> list[L3OrderState]:
+            return [
+                L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp), o.ts_ns)
+                for key in side.keys
+                for o in side.levels[key].orders.values()
+            ]
+
+        return L3Checkpoint(
+            symbol=self.symbol,
+            depth=self.depth,
+            price_precision=pp,
+            qty_precision=qp,
+            bids=states(self._bids),
+            asks=states(self._asks),
+        )
+
+    @classmethod
+    def restore(cls, cp: L3Checkpoint) -> L3Book:
+        """Rebuild a book from :meth:`checkpoint` output; validates it first."""
+        book = cls(cp.symbol, cp.depth, cp.price_precision, cp.qty_precision)
+        bids, asks = validate_l3(cp)
+        for side, entries in ((book._bids, bids), (book._asks, asks)):
+            for order_id, price, qty, ts_ns in entries:
+                order = book._orders[order_id] = _Order(order_id, side, price, qty, ts_ns)
+                side.append(order)
+        book._ready = True
+        return book
+
+
+def _view(order: _Order) -> OrderView:
+    return OrderView(order.order_id, order.side.name, order.price, order.qty, order.ts_ns)
