@@ -1,0 +1,294 @@
+"""L2 book against Kraken's published vectors and real v1/v2 captures (read in place)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+import pytest
+
+from recorder.book.checkpoint import decode_checkpoint, encode_checkpoint
+from recorder.book.l2 import L2Book
+from recorder.protocol.errors import BookError, NumberError
+from recorder.protocol.numbers import NumToken
+
+_DECODER = msgspec.json.Decoder(float_hook=str)  # non-integers -> exact JSON text, ints stay int
+
+
+class Lv(NamedTuple):
+    price: NumToken
+    qty: NumToken
+
+
+class Item(msgspec.Struct):
+    symbol: str
+    bids: list[Lv]
+    asks: list[Lv]
+    checksum: int | None = None
+
+
+def levels(raw: list[Any]) -> list[Lv]:
+    """v2 ``{"price", "qty"}`` objects or v1 ``[price, volume, ts, ("r")]`` arrays -> Lv."""
+    return [Lv(x["price"], x["qty"]) if isinstance(x, dict) else Lv(x[0], x[1]) for x in raw]
+
+
+def v2_item(msg: dict[str, Any]) -> Item:
+    data = msg["data"][0]
+    return Item(data["symbol"], levels(data["bids"]), levels(data["asks"]), data.get("checksum"))
+
+
+def load_vectors(fixture_file: Any) -> dict[str, dict[str, Any]]:
+    path = fixture_file("checksum_vectors/book_checksum_vectors.json")
+    return {v["id"]: v for v in json.loads(Path(path).read_text())["vectors"]}
+
+
+def vector_book(vector: dict[str, Any], depth: int = 10) -> tuple[L2Book, Any]:
+    book = L2Book(vector["pair"] or "?", depth, vector.get("price_precision"), vector.get("qty_precision"))
+    result = book.snapshot(levels(vector["bids"]), levels(vector["asks"]), vector["expected_checksum"])
+    return book, result
+
+
+# ---------------------------------------------------------------------- published vectors
+
+
+def test_docs_btcusd_snapshot_and_checksum_input(fixture_file: Any) -> None:
+    vector = load_vectors(fixture_file)["v2_docs_btcusd_snapshot"]
+    book, result = vector_book(vector)
+    assert result.match is True and result.computed == 3310070434
+    assert not result.crossed
+    asks = "".join(f"{p}{q}" for p, q in book.levels("ask", 10))
+    bids = "".join(f"{p}{q}" for p, q in book.levels("bid", 10))
+    assert asks == vector["expected_checksum_input_asks"]
+    assert bids == vector["expected_checksum_input_bids"]
+
+
+def test_trimmed_tokens_hash_at_pair_precision(fixture_file: Any) -> None:
+    """Doc examples print trimmed floats (``0.566``); units at the precision still match."""
+    vector = load_vectors(fixture_file)["v2_docs_btcusd_snapshot"]
+    trim = [[p, q.rstrip("0")] for p, q, *_ in vector["bids"]]
+    book = L2Book("BTC/USD", 10, 1, 8)
+    result = book.snapshot(levels(trim), levels(vector["asks"]), 3310070434)
+    assert result.match is True
+
+
+def test_docs_maticusd_snapshot_then_update(fixture_file: Any) -> None:
+    vectors = load_vectors(fixture_file)
+    book, result = vector_book(vectors["v2_docs_maticusd_snapshot"])
+    assert result.match is True and result.computed == 2439117997
+    update = vectors["v2_docs_maticusd_update"]
+    result = book.update(levels(update["update"]["bids"]), levels(update["update"]["asks"]), 2114181697)
+    assert result.match is True
+    assert result.truncated == 0 and result.absent_removals == 0  # 0.5657 is a quantity change
+    assert book.levels("bid")[9] == (5657, 109839475580)
+    assert book.level_count("bid") == 10
+
+
+def test_gstusd_snapshot(fixture_file: Any) -> None:
+    book, result = vector_book(load_vectors(fixture_file)["v2_gstusd_snapshot"])
+    assert result.match is True and result.computed == 1931231958
+
+
+@pytest.mark.parametrize("vector_id", ["v1_docs_example", "v1_recorded_1", "v1_recorded_2", "v1_recorded_3"])
+def test_v1_vectors_with_inferred_precision(fixture_file: Any, vector_id: str) -> None:
+    vector = load_vectors(fixture_file)[vector_id]
+    book, result = vector_book(vector, depth=25)
+    assert result.match is True, (result.computed, vector["expected_checksum"])
+    assert book.price_precision is not None and book.qty_precision is not None
+
+
+# ---------------------------------------------------------------------- real v2 capture
+
+
+def load_v2_capture(fixture_file: Any) -> tuple[Item, list[Item]]:
+    raw = Path(fixture_file("python-kraken-sdk/orderbook-v2.json")).read_bytes()
+    doc = _DECODER.decode(raw)
+    return v2_item(doc["init"]), [v2_item(m) for m in doc["updates"]]
+
+
+def test_v2_capture_every_checksum_reproduces(fixture_file: Any) -> None:
+    init, updates = load_v2_capture(fixture_file)
+    assert len(updates) == 509
+    book = L2Book("BTC/USD", 10, 1, 8)
+    results = [book.apply("snapshot", init)] + [book.apply("update", u) for u in updates]
+    assert sum(r.match is True for r in results) == 510
+    assert book.mismatches == 0 and book.messages == 510
+    assert not any(r.crossed for r in results)
+    assert results[1].truncated == 1  # first update leaves 11 asks
+    assert len(book) == 20
+
+
+def test_doctored_messages_mismatch(fixture_file: Any) -> None:
+    init, updates = load_v2_capture(fixture_file)
+    dropped = Item(init.symbol, init.bids[1:], init.asks, init.checksum)
+    assert L2Book("BTC/USD", 10, 1, 8).apply("snapshot", dropped).match is False
+
+    book = L2Book("BTC/USD", 10, 1, 8)
+    book.apply("snapshot", init)
+    # the third update inserts a bid inside the top 10; drop that level
+    update = updates[2]
+    assert update.bids and not update.asks
+    result = book.apply("update", Item(update.symbol, update.bids[1:], update.asks, update.checksum))
+    assert result.match is False and not result.ok
+    assert book.mismatches == 1
+
+
+def test_checkpoint_midstream_continues_identically(fixture_file: Any) -> None:
+    init, updates = load_v2_capture(fixture_file)
+    book = L2Book("BTC/USD", 10, 1, 8)
+    book.apply("snapshot", init)
+    for update in updates[:200]:
+        book.apply("update", update)
+    for fmt in ("msgpack", "json"):
+        cp = decode_checkpoint(encode_checkpoint(book.checkpoint(), fmt), fmt)  # type: ignore[arg-type]
+        assert cp == book.checkpoint()
+        restored = L2Book.restore(cp)  # type: ignore[arg-type]
+        assert restored.checksum() == book.checksum()
+        assert restored.levels("bid") == book.levels("bid")
+        assert all(restored.apply("update", u).match for u in updates[200:])
+
+
+# ---------------------------------------------------------------------- real v1 captures
+
+
+def apply_v1_frame(books: dict[str, L2Book], frame: Any, depth: int) -> bool | None:
+    """Apply one v1 book frame; returns the checksum match (None for snapshots/no checksum)."""
+    pair = frame[-1]
+    payloads = frame[1:-2]
+    if "as" in payloads[0] or "bs" in payloads[0]:
+        book = books[pair] = L2Book(pair, depth, None, None)
+        book.snapshot(levels(payloads[0].get("bs", [])), levels(payloads[0].get("as", [])))
+        return None
+    bids: list[Lv] = []
+    asks: list[Lv] = []
+    checksum = None
+    for payload in payloads:
+        asks += levels(payload.get("a", []))
+        bids += levels(payload.get("b", []))
+        checksum = payload.get("c", checksum)
+    return books[pair].update(bids, asks, checksum).match
+
+
+def is_book_frame(frame: Any) -> bool:
+    return isinstance(frame, list) and str(frame[-2]).startswith("book-")
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [("python-kraken-sdk/orderbook-v1.json", 979), ("python-kraken-sdk/2023-06-10_d5a3d7c/orderbook.json", 110)],
+)
+def test_v1_python_kraken_sdk_captures(fixture_file: Any, relative: str, expected: int) -> None:
+    doc = _DECODER.decode(Path(fixture_file(relative)).read_bytes())
+    init = doc["init"] if isinstance(doc["init"], list) and isinstance(doc["init"][0], dict) else [doc["init"]]
+    frames = [f for f in [*init, *doc["updates"]] if is_book_frame(f)]
+    books: dict[str, L2Book] = {}
+    matches = [apply_v1_frame(books, f, 10) for f in frames]
+    assert matches.count(True) == expected
+    assert matches.count(False) == 0
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [("cryptofeed/KRAKEN.ws.50.0", 4269), ("cryptofeed/2021-04-05_1312c06/KRAKEN-c197c0.0", 14496)],
+)
+def test_v1_cryptofeed_book_1000_captures(fixture_file: Any, relative: str, expected: int) -> None:
+    books: dict[str, L2Book] = {}
+    counts: dict[bool | None, int] = defaultdict(int)
+    for line in Path(fixture_file(relative)).read_text().splitlines():
+        stamp, sep, body = line.partition(": ")
+        if not sep or not stamp.replace(".", "").isdigit():
+            continue  # connection/config/sent lines
+        frame = _DECODER.decode(body)
+        if is_book_frame(frame):
+            counts[apply_v1_frame(books, frame, 1000)] += 1
+    assert counts[True] == expected
+    assert counts[False] == 0
+    assert len(books) == 10
+    assert all(b.level_count("bid") <= 1000 and b.level_count("ask") <= 1000 for b in books.values())
+    assert not any(b.is_crossed() for b in books.values())
+
+
+# ---------------------------------------------------------------------- behaviour and misuse
+
+
+def lv(price: str, qty: str) -> Lv:
+    return Lv(price, qty)
+
+
+def test_update_before_snapshot_and_wrong_symbol_raise() -> None:
+    book = L2Book("BTC/USD", 10, 1, 8)
+    with pytest.raises(BookError):
+        book.update([lv("1.0", "1.0")], [])
+    with pytest.raises(BookError):
+        book.apply("snapshot", Item("ETH/USD", [], []))
+    with pytest.raises(BookError):
+        book.apply("heartbeat", Item("BTC/USD", [], []))
+    with pytest.raises(BookError):
+        L2Book("BTC/USD", 0, 1, 8)
+    with pytest.raises(BookError):
+        L2Book("BTC/USD", 10, -1, 8)
+    with pytest.raises(BookError):
+        book.checkpoint()
+
+
+def test_bad_token_invalidates_until_next_snapshot() -> None:
+    book = L2Book("X/Y", 10, 1, 8)
+    book.snapshot([lv("10.0", "1")], [lv("11.0", "1")])
+    with pytest.raises(NumberError):
+        book.update([lv("10.05", "1")], [])  # more decimals than the pair's precision
+    assert not book.ready
+    with pytest.raises(BookError):
+        book.update([], [])
+    with pytest.raises(BookError):
+        book.snapshot([lv("10.0", "-1")], [])  # negative quantity
+    assert not book.ready
+    assert book.snapshot([lv("10.0", "1")], []).match is None
+    assert book.ready
+
+
+def test_levels_in_array_order_absent_removals_and_accessors() -> None:
+    book = L2Book("X/Y", 10, 2, 3)
+    book.snapshot([lv("9.00", "1"), lv("9.50", "2")], [lv("10.00", "3"), lv("10.50", "4")])
+    assert book.best_bid() == (950, 2000) and book.best_ask() == (1000, 3000)
+    result = book.update(
+        [lv("9.50", "0"), lv("9.50", "5.5"), lv("8.00", "0")],  # same price twice, then an absent delete
+        [lv("10.00", "0")],
+    )
+    assert result.absent_removals == 1 and book.absent_removals == 1
+    assert book.levels("bid") == [(950, 5500), (900, 1000)]
+    assert book.levels("ask", 1) == [(1050, 4000)]
+    assert len(book) == 3
+    with pytest.raises(BookError):
+        book.levels("buy")  # type: ignore[arg-type]
+
+
+def test_truncation_to_depth_without_deletes() -> None:
+    book = L2Book("X/Y", 3, 1, 0)
+    book.snapshot([lv(p, "1") for p in ("10.0", "9.0", "8.0")], [lv(p, "1") for p in ("11.0", "12.0", "13.0")])
+    result = book.update([], [lv("10.5", "2")])  # 13.0 falls out of the window, no delete sent
+    assert result.truncated == 1 and book.truncated_levels == 1
+    assert book.levels("ask") == [(105, 2), (110, 1), (120, 1)]
+    result = book.update([], [lv("10.5", "0")])
+    assert book.levels("ask") == [(110, 1), (120, 1)]  # 13.0 is not remembered
+    result = book.update([], [lv("13.0", "1")])  # Kraken re-sends the level entering the window
+    assert result.truncated == 0
+    assert book.levels("ask") == [(110, 1), (120, 1), (130, 1)]
+
+
+def test_crossed_book_is_reported_not_raised() -> None:
+    book = L2Book("X/Y", 10, 1, 1)
+    assert not book.snapshot([lv("10.0", "1")], [lv("10.1", "1")]).crossed
+    result = book.update([lv("10.1", "1")], [])
+    assert result.crossed and not result.ok and book.is_crossed()
+    assert book.crossed_messages == 1
+    assert not book.update([lv("10.1", "0")], []).crossed
+
+
+def test_v1_string_checksum_is_accepted() -> None:
+    book = L2Book("X/Y", 10, None, None)
+    first = book.snapshot([lv("1.00", "2.000")], [lv("1.10", "3.000")])
+    assert book.price_precision == 2 and book.qty_precision == 3
+    again = book.update([], [], str(first.computed))  # type: ignore[arg-type]
+    assert again.match is True and again.expected == first.computed
