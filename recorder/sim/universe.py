@@ -41,6 +41,7 @@ __all__ = [
     "UniverseError",
     "encode_wire",
     "load_universe",
+    "make_pair",
 ]
 
 
@@ -347,6 +348,48 @@ def _asset_wire(asset_id: str, precision: int) -> dict[str, Any]:
     }
 
 
+
+def _generated_wire(seed: int, base: str, quote: str, status: str | None = None) -> dict[str, Any]:
+    """A pair object in the instrument snapshot's shape, drawn from the real distribution."""
+    symbol = f"{base}/{quote}"
+    prng = _rng(seed, "pair", symbol)
+    if base in _USD_PRICE and quote in _USD_PRICE:
+        # The precision that gives ~5-6 significant digits for the known price.
+        magnitude = math.floor(math.log10(_USD_PRICE[base] / _USD_PRICE[quote]))
+        price_precision = min(10, max(0, 5 - magnitude))
+    else:
+        price_precision = _weighted(prng, _PRICE_PRECISION_COUNTS)
+    qty_precision = _weighted(prng, _QTY_PRECISION_COUNTS)
+    if status is None:
+        status = _weighted(prng, _STATUS_COUNTS) if symbol not in _BUSY else "online"
+    qty_min_units = int(Decimal(prng.choice(_QTY_MINS)).scaleb(qty_precision))
+    price_increment = _increment_token(price_precision)
+    return {
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "status": status,
+        "qty_precision": qty_precision,
+        "qty_increment": "1E-8" if qty_precision == 8 else _fixed(1, qty_precision),
+        "price_precision": price_precision,
+        "cost_precision": _COST_PRECISION_BY_QUOTE.get(quote, 5),
+        "marginable": prng.random() < _MARGINABLE_SHARE,
+        "has_index": True,
+        "cost_min": _COST_MIN_BY_QUOTE.get(quote, "0.50"),
+        "tick_size": price_increment,
+        "price_increment": price_increment,
+        "qty_min": _fixed(qty_min_units, qty_precision),
+    }
+
+
+def make_pair(symbol: str, *, seed: int, status: str = "online") -> SpotPair:
+    """A new generated pair ``BASE/QUOTE`` (for listings at runtime)."""
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base or not quote:
+        raise UniverseError(f"pair symbol must be BASE/QUOTE, got {symbol!r}")
+    return _pair_from_wire(_generated_wire(seed, base, quote, status), seed)
+
+
 def _generate_spot(seed: int, count: int = _GENERATED_PAIRS) -> tuple[list[dict], list[SpotPair]]:
     """``count`` pairs whose precision/status/quote mix follows the real snapshot."""
     rng = _rng(seed, "generate")
@@ -374,37 +417,7 @@ def _generate_spot(seed: int, count: int = _GENERATED_PAIRS) -> tuple[list[dict]
     while len(symbols) < count:
         add(rng.choice(bases), _weighted(rng, _QUOTE_COUNTS))
 
-    pairs: list[SpotPair] = []
-    for base, quote in symbols:
-        symbol = f"{base}/{quote}"
-        prng = _rng(seed, "pair", symbol)
-        if base in _USD_PRICE and quote in _USD_PRICE:
-            # Choose the precision that gives ~5 significant digits for the known price.
-            magnitude = math.floor(math.log10(_USD_PRICE[base] / _USD_PRICE[quote]))
-            price_precision = min(10, max(0, 5 - magnitude))
-        else:
-            price_precision = _weighted(prng, _PRICE_PRECISION_COUNTS)
-        qty_precision = _weighted(prng, _QTY_PRECISION_COUNTS)
-        status = _weighted(prng, _STATUS_COUNTS) if symbol not in _BUSY else "online"
-        qty_min_units = int(Decimal(prng.choice(_QTY_MINS)).scaleb(qty_precision))
-        price_increment = _increment_token(price_precision)
-        wire: dict[str, Any] = {
-            "symbol": symbol,
-            "base": base,
-            "quote": quote,
-            "status": status,
-            "qty_precision": qty_precision,
-            "qty_increment": "1E-8" if qty_precision == 8 else _fixed(1, qty_precision),
-            "price_precision": price_precision,
-            "cost_precision": _COST_PRECISION_BY_QUOTE.get(quote, 5),
-            "marginable": prng.random() < _MARGINABLE_SHARE,
-            "has_index": True,
-            "cost_min": _COST_MIN_BY_QUOTE.get(quote, "0.50"),
-            "tick_size": price_increment,
-            "price_increment": price_increment,
-            "qty_min": _fixed(qty_min_units, qty_precision),
-        }
-        pairs.append(_pair_from_wire(wire, seed))
+    pairs = [_pair_from_wire(_generated_wire(seed, base, quote), seed) for base, quote in symbols]
     asset_ids = sorted({p.base for p in pairs} | {p.quote for p in pairs})
     assets = [_asset_wire(a, 4 if a in _USD_PRICE and _USD_PRICE[a] < 2 else 10) for a in asset_ids]
     return assets, pairs
