@@ -16,6 +16,7 @@ from recorder import __version__
 #: name -> "module:attribute" of a :class:`click.Command`.
 _COMMANDS: dict[str, str] = {
     "run": "recorder.capture_command:run",
+    "sim": "recorder.sim.command:sim",
 }
 
 

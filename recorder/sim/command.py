@@ -1,0 +1,144 @@
+"""``recorder sim``: run a local Kraken exchange, or pre-generate a recorded stream.
+
+Serving prints exactly one line of JSON with every endpoint URL on stdout (``--port 0`` picks
+a free port; the JSON says which) and serves until SIGINT/SIGTERM, then shuts down cleanly
+(exit 0). With ``--record FILE`` nothing is served: ``--messages N`` frames are written (see
+:mod:`recorder.sim.record`). Configuration errors print one ``Error: ...`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from recorder.sim.faults import FaultError, parse_faults
+
+__all__ = ["sim"]
+
+_FAULT_HELP = """Fault specification: RULE[;RULE...], RULE = KIND[:NAME=VALUE,...].
+Kinds: drop, duplicate, reorder, checksum, number, malformed (per frame); stall, close
+(per connection); refuse (connects, HTTP 503); slow_rest, rest_limit, token_reject;
+list, delist, status (instrument changes). Params: rate=P, at=S, every=S, duration=S,
+channel=, symbol=, endpoint=spot|l3|futures, count=N, delay=S, status=, error=.
+Example: drop:channel=book,symbol=BTC/USD,rate=0.01;stall:at=30,duration=5;close:every=20"""
+
+
+def _pairs_option(value: str | None) -> int | list[str] | None:
+    if value is None or value == "":
+        return None
+    if value.isdigit():
+        return int(value)
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+@click.command(name="sim", epilog=_FAULT_HELP.replace("\n", " "))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback recommended).")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--instruments", "instruments", type=click.Path(path_type=Path), default=None,
+              help="Recorded Spot WS v2 instrument snapshot (JSON); default: generated ~700 pairs.")
+@click.option("--futures-instruments", type=click.Path(path_type=Path), default=None,
+              help="Recorded futures /instruments list (JSON); default: generated products.")
+@click.option("--pairs", default=None, help="N (busy pairs first) or a comma list such as BTC/USD,ETH/USD.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rate", type=float, default=1.0, show_default=True, help="Market activity multiplier.")
+@click.option("--faults", "faults_spec", default=None, help="Fault spec (see below).")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="Write ground truth JSONL here (.zst = zstd).")
+@click.option("--record", "record_path", type=click.Path(path_type=Path), default=None,
+              help="Write a pre-generated frame stream here instead of serving.")
+@click.option("--messages", type=int, default=1_000_000, show_default=True, help="Frames to record.")
+@click.option("--api-key", default=None)
+@click.option("--api-secret", default=None, help="Base64 secret of --api-key.")
+@click.option("--keys-file", type=click.Path(path_type=Path), default=None,
+              help='JSON {"KEY": "SECRET_B64", ...}.')
+@click.option("--idle-timeout", type=float, default=60.0, show_default=True,
+              help="Close WebSockets idle for this many seconds.")
+@click.option("--msg-rate", type=int, default=50, show_default=True,
+              help="Client requests per second per connection before 'Exceeded msg rate'.")
+@click.option("--heartbeat", type=float, default=1.0, show_default=True, help="Heartbeat period (s).")
+@click.option("--send-queue", type=int, default=50_000, show_default=True,
+              help="Frames buffered per connection before a slow client is dropped.")
+@click.option("--l3-budget", type=int, default=200, show_default=True,
+              help="level3 subscription cost budget per second.")
+@click.option("--rest-burst", type=int, default=60, show_default=True,
+              help="Public REST calls per IP before throttling.")
+def sim(host: str, port: int, instruments: Path | None, futures_instruments: Path | None,
+        pairs: str | None, seed: int, rate: float, faults_spec: str | None, truth: Path | None,
+        record_path: Path | None, messages: int, api_key: str | None, api_secret: str | None,
+        keys_file: Path | None, idle_timeout: float, msg_rate: int, heartbeat: float,
+        send_queue: int, l3_budget: int, rest_burst: int) -> None:
+    """Run a local Kraken exchange (Spot WS v2 + level3, Futures WS v1, REST) on one port."""
+    from recorder.sim.auth import load_keys
+    from recorder.sim.universe import UniverseError, load_universe
+
+    try:
+        rules = parse_faults(faults_spec)
+    except FaultError as exc:
+        raise click.UsageError(f"--faults: {exc}") from None
+    if rate <= 0:
+        raise click.UsageError("--rate must be > 0")
+    keys: dict[str, str] = {}
+    if keys_file is not None:
+        try:
+            keys.update(load_keys(keys_file))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if (api_key is None) != (api_secret is None):
+        raise click.UsageError("--api-key and --api-secret go together")
+    if api_key is not None and api_secret is not None:
+        keys[api_key] = api_secret
+    try:
+        universe = load_universe(instruments, pairs=_pairs_option(pairs),
+                                 futures_path=futures_instruments, seed=seed)
+    except UniverseError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    if record_path is not None:
+        from recorder.sim.record import record
+
+        if messages < 1:
+            raise click.UsageError("--messages must be >= 1")
+        try:
+            summary = record(record_path, universe, messages=messages, seed=seed, rate=rate,
+                             rules=rules)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {record_path}: {exc.strerror or exc}") from None
+        click.echo(msgspec.json.encode(summary).decode())
+        return
+
+    from recorder.sim.server import SimConfig, SimError
+
+    config = SimConfig(
+        host=host, port=port, seed=seed, rate=rate, idle_timeout_s=idle_timeout,
+        msg_rate=msg_rate, heartbeat_s=heartbeat, futures_heartbeat_s=heartbeat,
+        send_queue=send_queue, l3_budget=l3_budget, rest_burst=rest_burst, keys=keys,
+        faults=tuple(rules), truth_path=truth,
+    )
+    try:
+        asyncio.run(_serve(config, universe))
+    except SimError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve(config: object, universe: object) -> None:
+    from recorder.sim.server import SimServer
+
+    server = SimServer(config, universe)  # type: ignore[arg-type]
+    urls = await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_stop)
+    sys.stdout.write(msgspec.json.encode(urls).decode() + "\n")
+    sys.stdout.flush()
+    try:
+        await server.wait_closed()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
