@@ -292,3 +292,23 @@ def test_v1_string_checksum_is_accepted() -> None:
     assert book.price_precision == 2 and book.qty_precision == 3
     again = book.update([], [], str(first.computed))  # type: ignore[arg-type]
     assert again.match is True and again.expected == first.computed
+
+
+def test_change_at_tenth_level_only_is_hashed() -> None:
+    """Edits confined to the 10th-best level (the edge of the checksum window) change the CRC."""
+    from recorder.protocol.checksum import checksum_of_levels
+
+    book = L2Book("X/Y", 12, 0, 0)
+    asks = {p: 1 for p in range(100, 112)}
+    bids = {p: 1 for p in range(50, 62)}
+    book.snapshot([lv(str(p), "1") for p in bids], [lv(str(p), "1") for p in asks])
+    for side, price, qty in [("ask", 109, 5), ("bid", 52, 0), ("bid", 51, 7), ("ask", 109, 0)]:
+        (asks if side == "ask" else bids)[price] = qty
+        if not qty:
+            del (asks if side == "ask" else bids)[price]
+        levels_ = [lv(str(price), str(qty))]
+        result = book.update(levels_ if side == "bid" else [], levels_ if side == "ask" else [])
+        expected = checksum_of_levels(
+            sorted(asks.items())[:10], sorted(bids.items(), reverse=True)[:10], 0, 0
+        )
+        assert result.computed == expected
