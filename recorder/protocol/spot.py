@@ -602,6 +602,11 @@ def decode_spot(frame: bytes | str, *,
                 type(frame) is str and len(frame) * 4 > max_frame_bytes
                 and len(frame.encode("utf-8", "surrogatepass")) > max_frame_bytes):
             return _reject(REJECT_TOO_LARGE, f"frame exceeds {max_frame_bytes} bytes", frame)
+        if type(frame) is bytes:
+            if not frame.isascii():
+                frame.decode("utf-8")  # msgspec skips unknown fields without checking UTF-8
+        elif type(frame) is not str:
+            raise TypeError("not bytes or str")
         return _DATA_DECODER.decode(frame)
     except msgspec.ValidationError:
         pass  # a method response, an unknown message, or invalid content: decided below
