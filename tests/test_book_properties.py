@@ -367,3 +367,24 @@ def test_render_is_exact() -> None:
         for precision in range(5):
             for style in range(3):
                 assert to_units(render(units, precision, style), precision) == units
+
+
+_TOKEN_TEXT = st.from_regex(r"-?[0-9]{1,12}(\.[0-9]{0,12})?([eE][-+]?[0-9]{1,2})?", fullmatch=True)
+
+
+@settings(deadline=None, max_examples=400)
+@given(st.one_of(_TOKEN_TEXT, st.integers(-(10**12), 10**12), st.text(max_size=8)), st.integers(0, 12))
+def test_token_units_agrees_with_to_units(token: NumToken, precision: int) -> None:
+    """The books' fast parser gives exactly ``to_units``' value or raises the same error type."""
+    from recorder.book.l2 import token_units
+    from recorder.protocol.errors import NumberError
+
+    try:
+        expected: int | type[Exception] = to_units(token, precision)
+    except NumberError:
+        expected = NumberError
+    try:
+        got: int | type[Exception] = token_units(token, precision)
+    except NumberError:
+        got = NumberError
+    assert got == expected

@@ -36,10 +36,10 @@ from typing import Final, NamedTuple, Protocol
 import msgspec
 
 from recorder.book.checkpoint import L3Checkpoint, L3OrderState, validate_l3
-from recorder.book.l2 import Side
+from recorder.book.l2 import Side, token_units
 from recorder.protocol.checksum import CHECKSUM_LEVELS
 from recorder.protocol.errors import BookError
-from recorder.protocol.numbers import MAX_PRECISION, NumToken, to_units, units_to_text
+from recorder.protocol.numbers import MAX_PRECISION, NumToken, units_to_text
 
 __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 
@@ -143,7 +143,7 @@ class _Level:
 class _L3Side:
     """Sorted level keys (best first; bids negated) and key -> level."""
 
-    __slots__ = ("sign", "name", "keys", "levels", "top")
+    __slots__ = ("sign", "name", "keys", "levels", "top", "crc0")
 
     def __init__(self, sign: int, name: Side) -> None:
         self.sign = sign
@@ -151,6 +151,7 @@ class _L3Side:
         self.keys: list[int] = []
         self.levels: dict[int, _Level] = {}
         self.top: bytes | None = b""
+        self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
     def touch(self, key: int) -> None:
         """Invalidate the cached top-10 text if ``key`` is (or enters) the top 10."""
@@ -193,7 +194,15 @@ class _L3Side:
                     piece = level.piece = "".join([o.piece for o in level.orders.values()])
                 parts.append(piece)
             top = self.top = "".join(parts).encode("ascii")
+            self.crc0 = None
         return top
+
+    def top_crc(self) -> int:
+        """``crc32`` of :meth:`top_text` (cached): the ask half of Kraken's checksum."""
+        crc = self.crc0
+        if crc is None or self.top is None:
+            crc = self.crc0 = zlib.crc32(self.top_text())
+        return crc
 
 
 class L3Book:
@@ -282,8 +291,8 @@ class L3Book:
                 self._add(
                     side,
                     entry.order_id,
-                    to_units(entry.limit_price, self._pp),
-                    to_units(entry.order_qty, self._qp),
+                    token_units(entry.limit_price, self._pp),
+                    token_units(entry.order_qty, self._qp),
                     getattr(entry, "ts_ns", None),
                 )
         self._ready = True
@@ -317,16 +326,16 @@ class L3Book:
                     self._add(
                         side,
                         entry.order_id,
-                        to_units(entry.limit_price, pp),
-                        to_units(entry.order_qty, qp),
+                        token_units(entry.limit_price, pp),
+                        token_units(entry.order_qty, qp),
                         getattr(entry, "ts_ns", None),
                     )
                 elif event == "modify":
                     self._modify(
                         side,
                         entry.order_id,
-                        to_units(entry.limit_price, pp),
-                        to_units(entry.order_qty, qp),
+                        token_units(entry.limit_price, pp),
+                        token_units(entry.order_qty, qp),
                         getattr(entry, "ts_ns", None),
                     )
                 else:
@@ -340,6 +349,7 @@ class L3Book:
             side.keys.clear()
             side.levels.clear()
             side.top = b""
+            side.crc0 = 0
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
         if price <= 0 or qty < 0:
@@ -405,7 +415,7 @@ class L3Book:
             truncated = self._truncate(bids)
         if len(asks.keys) > depth:
             truncated += self._truncate(asks)
-        computed = self._crc = zlib.crc32(bids.top_text(), zlib.crc32(asks.top_text()))
+        computed = self._crc = zlib.crc32(bids.top_text(), asks.top_crc())
         bk = bids.keys
         ak = asks.keys
         crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
@@ -451,7 +461,7 @@ class L3Book:
         """Kraken CRC32 of the current book."""
         crc = self._crc
         if crc is None:
-            crc = self._crc = zlib.crc32(self._bids.top_text(), zlib.crc32(self._asks.top_text()))
+            crc = self._crc = zlib.crc32(self._bids.top_text(), self._asks.top_crc())
         return crc
 
     def _side(self, side: Side) -> _L3Side:
