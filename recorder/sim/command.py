@@ -105,7 +105,7 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
             raise click.UsageError("--messages must be >= 1")
         try:
             summary = record(record_path, universe, messages=messages, seed=seed, rate=rate,
-                             rules=rules)
+                             rules=rules, truth_path=truth)
         except OSError as exc:
             raise click.ClickException(f"cannot write {record_path}: {exc.strerror or exc}") from None
         click.echo(msgspec.json.encode(summary).decode())
