@@ -97,10 +97,10 @@ _UINT64_MAX: Final = 2**64 - 1
 _TOKEN_TYPES: Final = frozenset((str, int))
 _NUMBER_TEXT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _MAX_TOKEN_CHARS: Final = 80
-_TYPE_LIMIT: Final = 32
+_SHORT_REPR_CHARS: Final = 32
 
-Checksum: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=_UINT32_MAX)]
-MessageType: TypeAlias = Literal["snapshot", "update"]
+_Checksum: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=_UINT32_MAX)]
+_MessageType: TypeAlias = Literal["snapshot", "update"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class StatusMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channe
     """``{"channel": "status", "type": "update", "data": [StatusItem]}``; sent on connect."""
 
     channel: ClassVar[str] = "status"
-    type: MessageType
+    type: _MessageType
     data: list[StatusItem]
 
 
@@ -301,7 +301,7 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     bids: list[BookLevel]
     asks: list[BookLevel]
-    checksum: Checksum | None = None
+    checksum: _Checksum | None = None
     timestamp: str | None = None
     ts_ns: int | None = None
 
@@ -321,7 +321,7 @@ class BookMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel"
     :class:`BookData` per symbol (Kraken sends exactly one)."""
 
     channel: ClassVar[str] = "book"
-    type: MessageType
+    type: _MessageType
     data: list[BookData]
 
 
@@ -363,7 +363,7 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     bids: list[Level3Order]
     asks: list[Level3Order]
-    checksum: Checksum | None = None
+    checksum: _Checksum | None = None
     timestamp: str | None = None
     ts_ns: int | None = None
 
@@ -377,7 +377,7 @@ class Level3Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="channe
     """``level3`` channel message: ``type`` snapshot/update, ``data`` one :class:`Level3Data`."""
 
     channel: ClassVar[str] = "level3"
-    type: MessageType
+    type: _MessageType
     data: list[Level3Data]
 
 
@@ -408,7 +408,7 @@ class TradeMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel
     """``trade`` channel message; ``data`` may batch several trades (snapshot: the last 50)."""
 
     channel: ClassVar[str] = "trade"
-    type: MessageType
+    type: _MessageType
     data: list[Trade]
 
 
@@ -446,7 +446,7 @@ class OhlcMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel"
     """``ohlc`` channel message; the top-level ``timestamp`` (RFC3339 ns) is generation time."""
 
     channel: ClassVar[str] = "ohlc"
-    type: MessageType
+    type: _MessageType
     data: list[Candle]
     timestamp: str | None = None
     ts_ns: int | None = None
@@ -486,7 +486,7 @@ class TickerMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channe
     """``ticker`` channel message: ``data`` holds one :class:`Ticker`."""
 
     channel: ClassVar[str] = "ticker"
-    type: MessageType
+    type: _MessageType
     data: list[Ticker]
 
 
@@ -563,7 +563,7 @@ class InstrumentMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="ch
     """``instrument`` channel message; unlike other channels ``data`` is one object."""
 
     channel: ClassVar[str] = "instrument"
-    type: MessageType
+    type: _MessageType
     data: InstrumentData
 
 
@@ -689,4 +689,4 @@ def _json_kind(value: object) -> str:
 
 def _short(value: object) -> str:
     text = repr(value)
-    return text if len(text) <= _TYPE_LIMIT else text[:_TYPE_LIMIT] + "..."
+    return text if len(text) <= _SHORT_REPR_CHARS else text[:_SHORT_REPR_CHARS] + "..."

@@ -294,8 +294,10 @@ class SpreadMessageV1(msgspec.Struct, frozen=True, kw_only=True):
 SpotV1Event: TypeAlias = (_EventV1 | BookMessageV1 | TradeMessageV1 | TickerMessageV1
                           | OhlcMessageV1 | SpreadMessageV1)
 
-_EVENT_DECODER: Final = msgspec.json.Decoder(_EventV1, float_hook=str)
-_GENERIC_DECODER: Final = msgspec.json.Decoder(float_hook=str)
+_EVENT_DECODER: Final = msgspec.json.Decoder(_EventV1)
+#: Untyped parse of the whole frame. JSON floats become ``float`` on purpose: v1 sends decimals as
+#: strings, so a bare JSON number where a decimal string belongs is rejected, never reinterpreted.
+_GENERIC_DECODER: Final = msgspec.json.Decoder()
 
 
 def decode_spot_v1(frame: bytes | str, *,
