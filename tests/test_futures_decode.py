@@ -332,3 +332,31 @@ def test_mutated_real_frames_never_raise(data: st.DataObject) -> None:
         assert result.raw == bytes(frame) and result.reason
     else:
         assert isinstance(result, msgspec.Struct)
+
+
+# ------------------------------------------------------------------- hot path vs full checks
+
+
+@pytest.mark.parametrize(
+    ("changes", "outcome"),
+    [
+        ({}, ("1.5", 2)),
+        ({"price": "1.5"}, ("1.5", 2)),  # numeric JSON string: slow path, accepted as its text
+        ({"price": 1.5e300}, ("1.5e300", 2)),
+        ({"price": "1１.5"}, "bad_number"),
+        ({"qty": 0.0}, ("1.5", "0.0")),
+        ({"extra": "text"}, ("1.5", 2)),  # unknown string field: slow path, same result
+        ({"price": "1.5 "}, "bad_number"),
+        ({"price": "１.5"}, "bad_number"),  # non-ASCII digit
+        ({"qty": {}}, "bad_number"),
+        ({"qty": "x" * 70}, "bad_number"),
+        ({"price": "1" * 70 + ".5"}, "bad_number"),
+    ],
+)
+def test_book_delta_fast_and_slow_paths_agree(changes: dict, outcome) -> None:
+    result = decode_futures(msgspec.json.encode({**DELTA, **changes}))
+    if isinstance(outcome, str):
+        assert isinstance(result, Reject) and result.reason == outcome
+    else:
+        assert isinstance(result, FuturesBookDelta)
+        assert (result.price, result.qty) == outcome

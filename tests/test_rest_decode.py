@@ -323,6 +323,8 @@ def test_futures_tickers(fixture_file) -> None:
         (decode_trades, b"[]", "schema"),
         (decode_trades, b'{"error":[],"result":{"X":[],"last":"\xff"}}', "bad_encoding"),
         (decode_depth, b'{"error":[],"result":{"X":{"asks":[["a","1",1]],"bids":[]}}}', "bad_number"),
+        (decode_depth, '{"error":[],"result":{"X":{"asks":[["1\uff11","1",1]],"bids":[]}}}'.encode(),
+         "bad_number"),
         (decode_asset_pairs, b'{"error":[],"result":{"X":{"altname":"X","base":"A","quote":"B",'
                              b'"pair_decimals":99,"lot_decimals":8}}}', "schema"),
         (decode_asset_pairs, b'{"error":[],"result":{"X":{"altname":"X","base":"A","quote":"B",'

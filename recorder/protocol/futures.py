@@ -14,7 +14,8 @@ Two families share the socket:
 Numbers stay exact: Futures sends JSON floats, which are kept as their JSON text (``"34892.5"``,
 ``"-6.2604214e-11"``) and JSON integers as ``int`` — the number *tokens* of
 :mod:`recorder.protocol.numbers`. Times are integer epoch milliseconds on the wire and kept as
-such in ``*_ms`` fields; every one has a ``*_ns`` property. Product ids are kept exactly as sent
+such in ``*_ms`` fields; every one has a ``*_ns`` property. A number sent as a JSON *string*
+is accepted only if its text is a valid JSON number (it is then kept as that text). Product ids are kept exactly as sent
 (old captures and client requests use lower case); ``canonical_product_id`` upper-cases them.
 
 Reject reasons: ``too_large``, ``bad_encoding`` (not UTF-8), ``malformed_json``,
@@ -73,7 +74,7 @@ _MAX_TOKEN_CHARS: Final = 64
 _INT_LIMIT: Final = 10**38
 #: Quote characters in a book delta whose only strings are its keys, feed, product_id and side.
 _DELTA_QUOTES: Final = 20
-_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Side = Literal["buy", "sell"]

@@ -93,6 +93,8 @@ def _number(value: Any, where: str) -> None:
     """Require a number token (decimal text or int; JSON floats arrive as their text)."""
     try:
         token_to_text(value)
+        if type(value) is str and not value.isascii():  # \d would admit non-ASCII digits
+            raise NumberError(value)
     except NumberError:
         raise _Invalid("bad_number", f"{where} is not a number: {str(value)[:64]!r}") from None
 
