@@ -1,4 +1,5 @@
 """Spot WS v2 decoder: real captures, documented shapes, rejects, and fuzzing."""
+# ruff: noqa: E501
 
 from __future__ import annotations
 

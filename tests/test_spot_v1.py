@@ -1,4 +1,5 @@
 """Spot WS v1 decoder: real v1 captures (book, trade, ticker), events, rejects, fuzzing."""
+# ruff: noqa: E501
 
 from __future__ import annotations
 

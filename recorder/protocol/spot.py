@@ -5,13 +5,13 @@
 between calls, so it can run on any thread or in a replay.
 
 Numbers stay exact. Every price, quantity and other decimal field is a *token*
-(:data:`~recorder.protocol.numbers.NumToken`): the exact JSON text of a non-integer (``"0.2997598"``,
-``"1E-8"``, ``"4.0"``) or an ``int`` for a JSON integer. The decoder guarantees the *type* of a token
-(``str`` or ``int``; never ``bool``, ``None``, ``float`` or a container). Kraken also documents some
-numbers as JSON strings, so a string token's digits are checked at decode time for every channel
-except the two hot ones: on ``book`` and ``level3`` the digits are validated where the books scale
-them (:func:`~recorder.protocol.numbers.to_units` raises ``NumberError`` for bad text), which keeps
-the per-message cost low.
+(:data:`~recorder.protocol.numbers.NumToken`): the exact JSON text of a non-integer
+(``"0.2997598"``, ``"1E-8"``, ``"4.0"``) or an ``int`` for a JSON integer. The decoder guarantees
+the *type* of a token (``str`` or ``int``; never ``bool``, ``None``, ``float`` or a container).
+Kraken also documents some numbers as JSON strings, so a string token's digits are checked at
+decode time for every channel except the two hot ones: on ``book`` and ``level3`` the digits are
+validated where the books scale them (:func:`~recorder.protocol.numbers.to_units` raises
+``NumberError`` for bad text), which keeps the per-message cost low.
 
 Timestamps are converted once, at decode time, to integer nanoseconds since the Unix epoch: each
 struct carrying a wire ``timestamp`` (RFC3339, 6 or 9 fractional digits) also has ``ts_ns``; acks
