@@ -44,7 +44,7 @@ def test_to_units_exact(token: str | int, precision: int, units: int) -> None:
 @pytest.mark.parametrize(
     "token",
     ["0.123456789", "1E-9", "", "abc", "1_000", " 1", "1.", "--1", "0x10", "1e999999999", "9" * 80,
-     1.5, True, None, "NaN", "Infinity"],
+     1.5, True, None, "NaN", "Infinity", "\uff11\uff12", "1.\u0665", "\u0661E-8"],
 )
 def test_to_units_rejects(token: object) -> None:
     with pytest.raises(NumberError):

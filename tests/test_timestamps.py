@@ -28,7 +28,8 @@ def test_rfc3339_nanoseconds() -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "2023-13-01T00:00:00Z", "2023-02-30T00:00:00Z", "2023-10-06T17:35:00.1234567890Z",
-     "2023-10-06 garbage", "2023-10-06T25:00:00Z", "1969-12-31T23:59:59Z", "2023-10-06T17:35:00+05:00"],
+     "2023-10-06 garbage", "2023-10-06T25:00:00Z", "1969-12-31T23:59:59Z", "2023-10-06T17:35:00+05:00",
+     "\uff12023-10-06T17:35:00Z", "2023-10-06T17:35:00.\u0661Z"],
 )
 def test_rfc3339_rejects(text: str) -> None:
     with pytest.raises(TimestampError):
@@ -42,6 +43,8 @@ def test_epoch_forms() -> None:
     assert epoch_ms_to_ns(1612269825817) == 1612269825817000000
     with pytest.raises(TimestampError):
         epoch_seconds_to_ns("1e9")
+    with pytest.raises(TimestampError):
+        epoch_seconds_to_ns("\u0661534614248")
     with pytest.raises(TimestampError):
         epoch_ms_to_ns(1.5)  # type: ignore[arg-type]
     with pytest.raises(TimestampError):

@@ -39,8 +39,8 @@ MAX_DIGITS: Final = 38
 MAX_PRECISION: Final = 18
 
 _POW10: Final = tuple(10**i for i in range(MAX_DIGITS + MAX_PRECISION + 2))
-_PLAIN: Final = re.compile(r"-?\d+(?:\.\d+)?")
-_ANY_NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_PLAIN: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_ANY_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 def to_units(token: NumToken, precision: int) -> int:
