@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from recorder.sim.server import SIM_KEY
+
 from recorder.sim.faults import FaultError, parse_faults
 
 if TYPE_CHECKING:
@@ -50,12 +52,12 @@ async def _loopback_only(request: web.Request, handler: Any) -> web.StreamRespon
 
 
 async def get_faults(request: web.Request) -> web.Response:
-    sim: SimServer = request.app["sim"]
+    sim: SimServer = request.app[SIM_KEY]
     return _reply({"rules": sim.faults.describe(), "injected": sim.faults.injected})
 
 
 async def post_faults(request: web.Request) -> web.Response:
-    sim: SimServer = request.app["sim"]
+    sim: SimServer = request.app[SIM_KEY]
     doc = await _body(request)
     if isinstance(doc, web.Response):
         return doc
@@ -78,7 +80,7 @@ async def post_faults(request: web.Request) -> web.Response:
 
 
 async def post_instrument(request: web.Request) -> web.Response:
-    sim: SimServer = request.app["sim"]
+    sim: SimServer = request.app[SIM_KEY]
     doc = await _body(request)
     if isinstance(doc, web.Response):
         return doc
@@ -102,7 +104,7 @@ async def post_instrument(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    sim: SimServer = request.app["sim"]
+    sim: SimServer = request.app[SIM_KEY]
     return _reply({**sim.stats, "open_connections": len(sim.connections)})
 
 

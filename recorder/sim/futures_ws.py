@@ -14,6 +14,8 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from recorder.sim.server import SIM_KEY
+
 from recorder.sim.spot_ws import Connection, serve_connection
 
 __all__ = ["FuturesConnection", "futures_handler"]
@@ -111,6 +113,6 @@ class FuturesConnection(Connection):
 
 
 async def futures_handler(request: web.Request) -> web.StreamResponse:
-    if request.app["sim"].futures is None:
+    if request.app[SIM_KEY].futures is None:
         return web.Response(status=503, text="futures market unavailable")
     return await serve_connection(request, FuturesConnection)

@@ -7,6 +7,10 @@ arguments``, ``EAPI:Invalid key``, ``EAPI:Invalid signature``, ``EAPI:Invalid no
 for the per-key private call counter). Futures answers use ``{"result": "success"|"error",
 "serverTime": ..., ...}``.
 
+``Trades`` pages by the ns cursor ``last`` (trades strictly newer than ``since``) and never
+ends a page inside a group of trades sharing one timestamp (a page may then hold fewer than
+``count`` trades, or more when one group alone exceeds it).
+
 Pair lookup accepts the v2 symbol (``BTC/USD``), the v1 ``wsname`` (``XBT/USD``), ``altname``
 (``XBTUSD``) and the canonical key (``XXBTZUSD``), case-insensitively. Results are keyed by the
 canonical key, except that a pair requested in ``BASE/QUOTE`` form is keyed by that exact
@@ -23,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from aiohttp import web
+
+from recorder.sim.server import SIM_KEY
 
 from recorder.sim.auth import AuthError, parse_body
 
@@ -187,8 +193,11 @@ def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value if lo <= value <= hi else None
 
 
+_REST_KEY: web.AppKey[_Rest] = web.AppKey("sim_rest")
+
+
 def _rest(request: web.Request) -> _Rest:
-    return request.app["sim_rest"]
+    return request.app[_REST_KEY]
 
 
 # --- public spot ------------------------------------------------------------------------------
@@ -274,7 +283,17 @@ def _trades(ctx: _Rest, params: dict[str, str]) -> web.Response:
     since: int | None = int(since_raw) if since_raw else None
     if since is not None and 0 < since < 10**12:  # seconds (Kraken accepts both); not ns
         since *= 1_000_000_000
-    trades = ctx.sim.spot.trades_since(symbol, since, count)
+    if since is None:
+        trades = ctx.sim.spot.trades_since(symbol, None, count)
+    else:
+        # Several trades of one taker order share a timestamp; ``last`` is a timestamp cursor,
+        # so a page never ends inside such a group (no gaps, no duplicates when paging).
+        after = ctx.sim.spot.trades_since(symbol, since, 1000)
+        trades = after[:count]
+        if len(after) > count and after[count].t_ns == trades[-1].t_ns:
+            cut = after[count].t_ns
+            trimmed = [t for t in trades if t.t_ns != cut]
+            trades = trimmed or [t for t in after if t.t_ns == cut]
     rows = [[t.price, t.qty, _epoch_seconds(t.t_ns), t.side, t.ord_type, "", t.trade_id]
             for t in trades]
     last = trades[-1].t_ns if trades else (since or 0)
@@ -384,7 +403,7 @@ async def futures(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app["sim_rest"] = _Rest(app["sim"])
+    app[_REST_KEY] = _Rest(app[SIM_KEY])
     app.router.add_route("GET", "/0/public/{name}", public)
     app.router.add_route("POST", "/0/public/{name}", public)
     app.router.add_route("*", "/0/private/{name}", private)

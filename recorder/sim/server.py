@@ -41,7 +41,7 @@ from recorder.sim.universe import SpotPair, Universe, make_pair
 if TYPE_CHECKING:
     from recorder.sim.spot_ws import Connection
 
-__all__ = ["SimConfig", "SimServer", "SimError"]
+__all__ = ["SIM_KEY", "SimConfig", "SimServer", "SimError"]
 
 
 class SimError(RuntimeError):
@@ -78,6 +78,10 @@ def rfc3339_us(ns: int) -> str:
     """RFC3339 UTC with microseconds, as Kraken's acks and book/trade timestamps."""
     seconds, rem = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rem // 1000:06d}Z"
+
+
+#: The application key under which handlers find the :class:`SimServer`.
+SIM_KEY: web.AppKey[SimServer] = web.AppKey("sim")
 
 
 def _load_market_classes() -> tuple[Any, Any | None]:
@@ -160,7 +164,7 @@ class SimServer:
         from recorder.sim import control, futures_ws, rest, spot_ws
 
         app = web.Application(client_max_size=1 << 20)
-        app["sim"] = self
+        app[SIM_KEY] = self
         app.router.add_get("/v2", spot_ws.spot_handler)
         app.router.add_get("/l3/v2", spot_ws.l3_handler)
         app.router.add_get("/ws/v1", futures_ws.futures_handler)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import WSMsgType, web
 
-from recorder.sim.server import rfc3339_us
+from recorder.sim.server import SIM_KEY, rfc3339_us
 
 if TYPE_CHECKING:
     from recorder.sim.server import SimServer
@@ -242,7 +242,7 @@ class Connection:
 
 async def serve_connection(request: web.Request, conn_cls: type[Connection]) -> web.StreamResponse:
     """Common WebSocket lifecycle: refuse fault, upgrade, greet, read until idle/closed."""
-    sim: SimServer = request.app["sim"]
+    sim: SimServer = request.app[SIM_KEY]
     endpoint = conn_cls.endpoint
     probe_id = sim.new_connection_id()
     if sim.faults.active and sim.faults.refuse_connect(endpoint=endpoint, conn=probe_id):
