@@ -608,9 +608,7 @@ def decode_spot(frame: bytes | str, *,
         elif type(frame) is not str:
             raise TypeError("not bytes or str")
         return _DATA_DECODER.decode(frame)
-    except msgspec.ValidationError:
-        pass  # a method response, an unknown message, or invalid content: decided below
-    except Exception:  # noqa: BLE001 - malformed JSON, bad UTF-8, recursion: classified below
+    except Exception:  # noqa: BLE001 - a response, unknown or invalid frame: classified below
         pass
     try:
         return _decode_uncommon(frame)
