@@ -24,7 +24,7 @@ raises part-way leaves the book *invalid*: further updates raise until the next 
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Final, Literal, Protocol
 
@@ -111,15 +111,20 @@ class L2Result(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Side:
-    """One side of an L2 book: sorted keys (best first) + per-key quantity and checksum piece."""
+    """One side of an L2 book: sorted keys (best first) + per-key quantity and checksum piece.
 
-    __slots__ = ("sign", "keys", "qty", "piece", "top", "crc0")
+    ``toplist`` always holds the pieces of ``keys[:10]`` in order (maintained in place on each
+    change); ``top`` caches their encoded join and is ``None`` after any change to it.
+    """
+
+    __slots__ = ("sign", "keys", "qty", "piece", "toplist", "top", "crc0")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # +1 asks (key = price), -1 bids (key = -price)
         self.keys: list[int] = []
         self.qty: dict[int, int] = {}
         self.piece: dict[int, str] = {}
+        self.toplist: list[str] = []
         self.top: bytes | None = b""  # cached checksum text of the 10 best levels
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
@@ -127,6 +132,7 @@ class _Side:
         self.keys.clear()
         self.qty.clear()
         self.piece.clear()
+        self.toplist.clear()
         self.top = b""
         self.crc0 = 0
 
@@ -136,20 +142,37 @@ class _Side:
             raise BookError(f"invalid level: price {price} units, qty {qty} units")
         key = price * self.sign
         keys = self.keys
-        if self.top is not None and (len(keys) < _TOP or key <= keys[_TOP - 1]):
-            self.top = None
+        levels = self.qty
         if qty:
-            levels = self.qty
-            if key not in levels:
-                insort(keys, key)
-            levels[key] = qty
             # == checksum_piece(price) + checksum_piece(qty) since both are > 0
-            self.piece[key] = str(price) + str(qty)
+            piece = self.piece[key] = str(price) + str(qty)
+            if key in levels:
+                levels[key] = qty
+                if len(keys) <= _TOP or key <= keys[_TOP - 1]:
+                    self.toplist[bisect_left(keys, key)] = piece
+                    self.top = None
+                return True
+            levels[key] = qty
+            i = bisect_left(keys, key)
+            keys.insert(i, key)
+            if i < _TOP:
+                toplist = self.toplist
+                toplist.insert(i, piece)
+                if len(toplist) > _TOP:
+                    toplist.pop()
+                self.top = None
             return True
-        if key in self.qty:
-            del self.qty[key]
+        if key in levels:
+            del levels[key]
             del self.piece[key]
-            del keys[bisect_left(keys, key)]
+            i = bisect_left(keys, key)
+            del keys[i]
+            if i < _TOP:
+                toplist = self.toplist
+                del toplist[i]
+                if len(keys) >= _TOP:
+                    toplist.append(self.piece[keys[_TOP - 1]])
+                self.top = None
             return True
         return False
 
@@ -164,6 +187,7 @@ class _Side:
             del qty[key]
             del piece[key]
         if depth < _TOP:
+            del self.toplist[depth:]
             self.top = None
         return len(dropped)
 
@@ -171,8 +195,7 @@ class _Side:
         """Checksum input of this side: the pieces of the 10 best levels, best first."""
         top = self.top
         if top is None:
-            piece = self.piece
-            top = self.top = "".join([piece[k] for k in self.keys[:_TOP]]).encode("ascii")
+            top = self.top = "".join(self.toplist).encode("ascii")
             self.crc0 = None
         return top
 
@@ -214,6 +237,8 @@ class L2Book:
         "_asks",
         "_ready",
         "_crc",
+        "_prices",
+        "_cache_max",
         "messages",
         "mismatches",
         "crossed_messages",
@@ -239,7 +264,9 @@ class L2Book:
         self._bids = _Side(-1)
         self._asks = _Side(1)
         self._ready = False
-        self._crc: int | None = None
+        self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
+        self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
+        self._cache_max = min(4 * depth + 64, 4096)
         #: Messages applied since construction (snapshots included).
         self.messages = 0
         #: Messages whose checksum did not match.
@@ -273,9 +300,8 @@ class L2Book:
         self._ready = False
         self._bids.clear()
         self._asks.clear()
-        absent = self._apply_levels(bids, asks)
-        self._ready = True
-        return self._finish(checksum, absent)
+        self._crc = None
+        return self._apply(bids, asks, checksum)
 
     def update(
         self,
@@ -287,60 +313,49 @@ class L2Book:
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
-        absent = self._apply_levels(bids, asks)
-        self._ready = True
-        return self._finish(checksum, absent)
+        return self._apply(bids, asks, checksum)
 
-    def _apply_levels(self, bids: Iterable[L2Level], asks: Iterable[L2Level]) -> int:
+    def _apply(
+        self, bids: Iterable[L2Level], asks: Iterable[L2Level], expected: int | None
+    ) -> L2Result:
+        """Apply levels, truncate, checksum, compare; marks the book ready on success."""
         pp = self._pp
         qp = self._qp
         if pp is None or qp is None:
             bids = list(bids)
             asks = list(asks)
-            self._infer_precision(bids, asks)
-            pp = self._pp
-            qp = self._qp
-            if pp is None or qp is None:  # no level at all: nothing to apply
-                return 0
-        self._crc = None
+            pp, qp = self._infer_precision(bids, asks)
         absent = 0
-        side_set = self._bids.set
-        for level in bids:
-            if not side_set(token_units(level.price, pp), token_units(level.qty, qp)):
-                absent += 1
-        side_set = self._asks.set
-        for level in asks:
-            if not side_set(token_units(level.price, pp), token_units(level.qty, qp)):
-                absent += 1
-        return absent
-
-    def _infer_precision(self, bids: list[L2Level], asks: list[L2Level]) -> None:
-        first = bids[0] if bids else asks[0] if asks else None
-        if first is None:
-            return
-        if self._pp is None:
-            self._pp = decimals_of(first.price)
-        if self._qp is None:
-            self._qp = decimals_of(first.qty)
-
-    def _finish(self, expected: int | None, absent: int) -> L2Result:
+        cache = self._prices
+        for side, levels in ((self._bids, bids), (self._asks, asks)):
+            side_set = side.set
+            for level in levels:
+                token = level.price
+                price = cache.get(token)
+                if price is None:
+                    price = token_units(token, pp)  # type: ignore[arg-type]
+                    if type(token) is str:  # only text keys: True/1.0 must never hit an int key
+                        if len(cache) >= self._cache_max:
+                            cache.clear()
+                        cache[token] = price
+                if not side_set(price, token_units(level.qty, qp)):  # type: ignore[arg-type]
+                    absent += 1
         depth = self.depth
         truncated = 0
-        bids = self._bids
-        asks = self._asks
-        if len(bids.keys) > depth:
-            truncated = bids.truncate(depth)
-            self._crc = None
-        if len(asks.keys) > depth:
-            truncated += asks.truncate(depth)
-            self._crc = None
+        b = self._bids
+        a = self._asks
+        bk = b.keys
+        ak = a.keys
+        if len(bk) > depth:
+            truncated = b.truncate(depth)
+        if len(ak) > depth:
+            truncated += a.truncate(depth)
         computed = self._crc
-        if computed is None:
-            computed = self._crc = zlib.crc32(bids.top_text(), asks.top_crc())
-        bk = bids.keys
-        ak = asks.keys
+        if computed is None or b.top is None or a.top is None:  # a top-10 changed
+            computed = self._crc = zlib.crc32(b.top_text(), a.top_crc())
         crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
         self.messages += 1
+        self._ready = True
         if expected is None:
             match = None
         else:
@@ -356,6 +371,18 @@ class L2Book:
         if truncated:
             self.truncated_levels += truncated
         return L2Result(computed, expected, match, crossed, absent, truncated)
+
+    def _infer_precision(
+        self, bids: list[L2Level], asks: list[L2Level]
+    ) -> tuple[int | None, int | None]:
+        """v1 mode: take the decimals of the first level's tokens (None while there is none)."""
+        first = bids[0] if bids else asks[0] if asks else None
+        if first is not None:
+            if self._pp is None:
+                self._pp = decimals_of(first.price)
+            if self._qp is None:
+                self._qp = decimals_of(first.qty)
+        return self._pp, self._qp
 
     # ------------------------------------------------------------------ queries
 
@@ -377,7 +404,7 @@ class L2Book:
     def checksum(self) -> int:
         """Kraken CRC32 of the current book (cached between changes)."""
         crc = self._crc
-        if crc is None:
+        if crc is None or self._bids.top is None or self._asks.top is None:
             crc = self._crc = zlib.crc32(self._bids.top_text(), self._asks.top_crc())
         return crc
 

@@ -29,7 +29,7 @@ Order timestamps (int ns) are kept per order when the decoded order exposes ``ts
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Final, NamedTuple, Protocol
 
@@ -141,54 +141,83 @@ class _Level:
 
 
 class _L3Side:
-    """Sorted level keys (best first; bids negated) and key -> level."""
+    """Sorted level keys (best first; bids negated), key -> level, and the top-10 levels.
 
-    __slots__ = ("sign", "name", "keys", "levels", "top", "crc0")
+    ``toplevels`` always holds the levels of ``keys[:10]`` in order (maintained on level
+    insertion/removal); ``top`` caches the side's checksum text, ``None`` after any change to
+    one of those levels.
+    """
+
+    __slots__ = ("sign", "name", "keys", "levels", "toplevels", "top", "crc0")
 
     def __init__(self, sign: int, name: Side) -> None:
         self.sign = sign
         self.name: Side = name
         self.keys: list[int] = []
         self.levels: dict[int, _Level] = {}
+        self.toplevels: list[_Level] = []
         self.top: bytes | None = b""
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
+    def clear(self) -> None:
+        self.keys.clear()
+        self.levels.clear()
+        self.toplevels.clear()
+        self.top = b""
+        self.crc0 = 0
+
     def touch(self, key: int) -> None:
-        """Invalidate the cached top-10 text if ``key`` is (or enters) the top 10."""
+        """Invalidate the cached top-10 text if the existing level ``key`` is in the top 10."""
         keys = self.keys
-        if self.top is not None and (len(keys) < _TOP or key <= keys[_TOP - 1]):
+        if self.top is not None and (len(keys) <= _TOP or key <= keys[_TOP - 1]):
             self.top = None
 
     def append(self, order: _Order) -> None:
+        """Put an order at the back of its level, creating the level if needed."""
         key = order.key
-        self.touch(key)
         level = self.levels.get(key)
         if level is None:
             level = self.levels[key] = _Level()
-            insort(self.keys, key)
+            keys = self.keys
+            i = bisect_left(keys, key)
+            keys.insert(i, key)
+            if i < _TOP:
+                toplevels = self.toplevels
+                toplevels.insert(i, level)
+                if len(toplevels) > _TOP:
+                    toplevels.pop()
+                self.top = None
         else:
             level.piece = None
+            self.touch(key)
         level.orders[order.order_id] = order
 
     def discard(self, order: _Order) -> None:
+        """Remove an order from its level, dropping the level when it becomes empty."""
         key = order.key
-        self.touch(key)
         level = self.levels[key]
         del level.orders[order.order_id]
         if level.orders:
             level.piece = None
-        else:
-            del self.levels[key]
-            keys = self.keys
-            del keys[bisect_left(keys, key)]
+            self.touch(key)
+            return
+        del self.levels[key]
+        keys = self.keys
+        i = bisect_left(keys, key)
+        del keys[i]
+        if i < _TOP:
+            toplevels = self.toplevels
+            del toplevels[i]
+            if len(keys) >= _TOP:
+                toplevels.append(self.levels[keys[_TOP - 1]])
+            self.top = None
 
     def top_text(self) -> bytes:
+        """Checksum input of this side: every order of the 10 best levels, in queue order."""
         top = self.top
         if top is None:
-            levels = self.levels
             parts = []
-            for key in self.keys[:_TOP]:
-                level = levels[key]
+            for level in self.toplevels:
                 piece = level.piece
                 if piece is None:
                     piece = level.piece = "".join([o.piece for o in level.orders.values()])
@@ -222,6 +251,8 @@ class L3Book:
         "_orders",
         "_ready",
         "_crc",
+        "_prices",
+        "_cache_max",
         "_requeued",
         "_dup",
         "_unk_mod",
@@ -250,7 +281,9 @@ class L3Book:
         self._asks = _L3Side(1, "ask")
         self._orders: dict[str, _Order] = {}
         self._ready = False
-        self._crc: int | None = None
+        self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
+        self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
+        self._cache_max = min(4 * depth + 64, 4096)
         # per-message anomaly counters
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
         #: Cumulative counters since construction (snapshots included).
@@ -285,13 +318,12 @@ class L3Book:
         self._ready = False
         self._reset()
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-        self._crc = None
         for side, entries in ((self._bids, bids), (self._asks, asks)):
             for entry in entries:
                 self._add(
                     side,
                     entry.order_id,
-                    token_units(entry.limit_price, self._pp),
+                    self._price_units(entry.limit_price),
                     token_units(entry.order_qty, self._qp),
                     getattr(entry, "ts_ns", None),
                 )
@@ -309,35 +341,27 @@ class L3Book:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-        self._crc = None
         orders = self._orders
-        pp = self._pp
+        cache = self._prices
         qp = self._qp
         for side, entries in ((self._bids, bids), (self._asks, asks)):
             for entry in entries:
                 event = entry.event
-                if event == "delete":
+                if event == "delete":  # by id: the price is not needed
                     order = orders.get(entry.order_id)
                     if order is None:
                         self._unk_del += 1
                     else:
                         self._remove(order)
-                elif event == "add":
-                    self._add(
-                        side,
-                        entry.order_id,
-                        token_units(entry.limit_price, pp),
-                        token_units(entry.order_qty, qp),
-                        getattr(entry, "ts_ns", None),
-                    )
+                    continue
+                price = cache.get(entry.limit_price)
+                if price is None:
+                    price = self._price_units(entry.limit_price)
+                qty = token_units(entry.order_qty, qp)
+                if event == "add":
+                    self._add(side, entry.order_id, price, qty, getattr(entry, "ts_ns", None))
                 elif event == "modify":
-                    self._modify(
-                        side,
-                        entry.order_id,
-                        token_units(entry.limit_price, pp),
-                        token_units(entry.order_qty, qp),
-                        getattr(entry, "ts_ns", None),
-                    )
+                    self._modify(side, entry.order_id, price, qty, getattr(entry, "ts_ns", None))
                 else:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
         self._ready = True
@@ -345,11 +369,21 @@ class L3Book:
 
     def _reset(self) -> None:
         self._orders.clear()
-        for side in (self._bids, self._asks):
-            side.keys.clear()
-            side.levels.clear()
-            side.top = b""
-            side.crc0 = 0
+        self._bids.clear()
+        self._asks.clear()
+        self._crc = None
+
+    def _price_units(self, token: NumToken) -> int:
+        """Price token -> units through a bounded memo (prices repeat; quantities rarely do)."""
+        cache = self._prices
+        price = cache.get(token)
+        if price is None:
+            price = token_units(token, self._pp)
+            if type(token) is str:  # only text keys: True/1.0 must never hit an int key
+                if len(cache) >= self._cache_max:
+                    cache.clear()
+                cache[token] = price
+        return price
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
         if price <= 0 or qty < 0:
@@ -403,6 +437,7 @@ class L3Book:
             for order_id in levels.pop(key).orders:
                 del orders[order_id]
         if self.depth < _TOP:
+            del side.toplevels[self.depth :]
             side.top = None
         return len(dropped)
 
@@ -415,7 +450,9 @@ class L3Book:
             truncated = self._truncate(bids)
         if len(asks.keys) > depth:
             truncated += self._truncate(asks)
-        computed = self._crc = zlib.crc32(bids.top_text(), asks.top_crc())
+        computed = self._crc
+        if computed is None or bids.top is None or asks.top is None:  # a top-10 changed
+            computed = self._crc = zlib.crc32(bids.top_text(), asks.top_crc())
         bk = bids.keys
         ak = asks.keys
         crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
@@ -460,7 +497,7 @@ class L3Book:
     def checksum(self) -> int:
         """Kraken CRC32 of the current book."""
         crc = self._crc
-        if crc is None:
+        if crc is None or self._bids.top is None or self._asks.top is None:
             crc = self._crc = zlib.crc32(self._bids.top_text(), self._asks.top_crc())
         return crc
 
