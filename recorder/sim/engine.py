@@ -29,10 +29,24 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from recorder.protocol.numbers import checksum_piece, units_to_text
 from recorder.protocol.timestamps import ns_to_rfc3339
+
+@lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    return ns_to_rfc3339(seconds * 1_000_000_000, 0)[:-1]
+
+
+def rfc3339(ns: int, digits: int) -> str:
+    """``ns_to_rfc3339(ns, digits)`` with the date/second prefix memoised (pure)."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    prefix = _second_prefix(seconds)
+    if digits == 9:
+        return f"{prefix}.{nanos:09d}Z"
+    return f"{prefix}.{nanos:09d}"[: len(prefix) + 1 + digits] + "Z"
 
 __all__ = [
     "BID",
@@ -51,6 +65,7 @@ __all__ = [
     "Sink",
     "EngineError",
     "PairEngine",
+    "rfc3339",
 ]
 
 BID: Final = 0
@@ -229,7 +244,7 @@ class PairEngine:
         if frag is None:
             frag = order._frag = (
                 f'"order_id":"{order.order_id}","limit_price":{level.price_text},'
-                f'"order_qty":{self.qty_text(order)},"timestamp":"{ns_to_rfc3339(order.ts_ns, 9)}"}}'
+                f'"order_qty":{self.qty_text(order)},"timestamp":"{rfc3339(order.ts_ns, 9)}"}}'
             )
         return frag
 
