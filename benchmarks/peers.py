@@ -25,16 +25,17 @@ def kraken_sdk_available() -> bool:
 
 
 class KrakenSdkBook:
-    """Feeds v2 ``book`` frames through python-kraken-sdk's order-book client."""
+    """Feeds v2 ``book`` frames through python-kraken-sdk's order-book client.
+
+    The client opens an aiohttp session when constructed, so construction, feeding and closing
+    all happen inside one event loop per :meth:`run`.
+    """
 
     def __init__(self, symbol: str, depth: int, price_decimals: int, qty_decimals: int) -> None:
-        from kraken.spot import SpotOrderBookClient
-
+        self.symbol = symbol
+        self.depth = depth
+        self.pairs = {symbol: {"pair_decimals": price_decimals, "lot_decimals": qty_decimals}}
         self.checksum_failures = 0
-        self._client = SpotOrderBookClient(depth=depth, callback=self._on_update)
-        pairs = {symbol: {"pair_decimals": price_decimals, "lot_decimals": qty_decimals}}
-        market = self._client._SpotOrderBookClient__market  # type: ignore[attr-defined]
-        market.get_asset_pairs = lambda pair: pairs  # the REST answer, served locally
 
     def _on_update(self, pair: str, message: dict) -> None:
         if "error" in message:
@@ -42,11 +43,20 @@ class KrakenSdkBook:
 
     def run(self, frames: Sequence[bytes]) -> int:
         """Process every frame (json.loads + on_message); returns the frame count."""
-        client = self._client
 
         async def feed() -> None:
-            for frame in frames:
-                await client.on_message(json.loads(frame))
+            from kraken.spot import SpotOrderBookClient
+
+            client = SpotOrderBookClient(depth=self.depth, callback=self._on_update)
+            market = client._SpotOrderBookClient__market  # type: ignore[attr-defined]
+            market.get_asset_pairs = lambda pair: self.pairs  # the REST answer, served locally
+            try:
+                on_message = client.on_message
+                for frame in frames:
+                    await on_message(json.loads(frame))
+            finally:
+                await client.close()
+                await market.close_session() if hasattr(market, "close_session") else None
 
         asyncio.run(feed())
         return len(frames)
