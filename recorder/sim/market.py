@@ -166,6 +166,8 @@ def order_id(rng: random.Random) -> str:
 class _Pair:
     """One pair: engine, feed state, generator state and its sink."""
 
+    RNG_TAG = "sim-spot"
+
     def __init__(self, market: SpotMarket, spec: Any, index: int, activity: float) -> None:
         self.market = market
         self.spec = spec
@@ -182,7 +184,7 @@ class _Pair:
         self.ref = max(ref, 1000 * self.tick)
         wire = dict(spec.wire) if getattr(spec, "wire", None) else {}
         self.ps = PairState(self.symbol, self.engine, self.ref, wire, spec.status, market.now)
-        self.rng = random.Random(f"sim-spot:{market.seed}:{self.symbol}")
+        self.rng = random.Random(f"{self.RNG_TAG}:{market.seed}:{self.symbol}")
         self.trade_id = self.rng.randint(1_000_000, 90_000_000)
         self.activity = activity
         self.lifetime_scale = max(1.0, TOP_RATE / activity) if activity > 0 else 1.0
@@ -417,6 +419,11 @@ class _Pair:
             self.schedule_cancel(t, rest.order_id,
                                  rng.lognormvariate(math.log(LIFETIME_MEDIAN_S), LIFETIME_SIGMA)
                                  * self.lifetime_scale)
+        return self.on_fills(t, fills, side, ord_type, taker)
+
+    def on_fills(self, t: int, fills: list, side: int, ord_type: str, taker: str) -> list[TradeRec]:
+        """Record the fills of one taker order (trade ids, history, bars, truth)."""
+        eng = self.engine
         recs: list[TradeRec] = []
         m = self.market
         tside = "buy" if side == BID else "sell"
