@@ -46,14 +46,17 @@ def load_vectors(fixture_file: Any) -> dict[str, dict[str, Any]]:
 
 
 def vector_book(vector: dict[str, Any], depth: int = 10) -> tuple[L2Book, Any]:
-    book = L2Book(vector["pair"] or "?", depth, vector.get("price_precision"), vector.get("qty_precision"))
-    result = book.snapshot(levels(vector["bids"]), levels(vector["asks"]), vector["expected_checksum"])
+    pp, qp = vector.get("price_precision"), vector.get("qty_precision")
+    book = L2Book(vector["pair"] or "?", depth, pp, qp)
+    bids, asks = levels(vector["bids"]), levels(vector["asks"])
+    result = book.snapshot(bids, asks, vector["expected_checksum"])
     return book, result
 
 
 # ---------------------------------------------------------------------- published vectors
 
 
+@pytest.mark.fixtures
 def test_docs_btcusd_snapshot_and_checksum_input(fixture_file: Any) -> None:
     vector = load_vectors(fixture_file)["v2_docs_btcusd_snapshot"]
     book, result = vector_book(vector)
@@ -65,6 +68,7 @@ def test_docs_btcusd_snapshot_and_checksum_input(fixture_file: Any) -> None:
     assert bids == vector["expected_checksum_input_bids"]
 
 
+@pytest.mark.fixtures
 def test_trimmed_tokens_hash_at_pair_precision(fixture_file: Any) -> None:
     """Doc examples print trimmed floats (``0.566``); units at the precision still match."""
     vector = load_vectors(fixture_file)["v2_docs_btcusd_snapshot"]
@@ -74,24 +78,30 @@ def test_trimmed_tokens_hash_at_pair_precision(fixture_file: Any) -> None:
     assert result.match is True
 
 
+@pytest.mark.fixtures
 def test_docs_maticusd_snapshot_then_update(fixture_file: Any) -> None:
     vectors = load_vectors(fixture_file)
     book, result = vector_book(vectors["v2_docs_maticusd_snapshot"])
     assert result.match is True and result.computed == 2439117997
     update = vectors["v2_docs_maticusd_update"]
-    result = book.update(levels(update["update"]["bids"]), levels(update["update"]["asks"]), 2114181697)
+    change = update["update"]
+    result = book.update(levels(change["bids"]), levels(change["asks"]), 2114181697)
     assert result.match is True
     assert result.truncated == 0 and result.absent_removals == 0  # 0.5657 is a quantity change
     assert book.levels("bid")[9] == (5657, 109839475580)
     assert book.level_count("bid") == 10
 
 
+@pytest.mark.fixtures
 def test_gstusd_snapshot(fixture_file: Any) -> None:
     book, result = vector_book(load_vectors(fixture_file)["v2_gstusd_snapshot"])
     assert result.match is True and result.computed == 1931231958
 
 
-@pytest.mark.parametrize("vector_id", ["v1_docs_example", "v1_recorded_1", "v1_recorded_2", "v1_recorded_3"])
+@pytest.mark.parametrize(
+    "vector_id", ["v1_docs_example", "v1_recorded_1", "v1_recorded_2", "v1_recorded_3"]
+)
+@pytest.mark.fixtures
 def test_v1_vectors_with_inferred_precision(fixture_file: Any, vector_id: str) -> None:
     vector = load_vectors(fixture_file)[vector_id]
     book, result = vector_book(vector, depth=25)
@@ -108,6 +118,7 @@ def load_v2_capture(fixture_file: Any) -> tuple[Item, list[Item]]:
     return v2_item(doc["init"]), [v2_item(m) for m in doc["updates"]]
 
 
+@pytest.mark.fixtures
 def test_v2_capture_every_checksum_reproduces(fixture_file: Any) -> None:
     init, updates = load_v2_capture(fixture_file)
     assert len(updates) == 509
@@ -120,6 +131,7 @@ def test_v2_capture_every_checksum_reproduces(fixture_file: Any) -> None:
     assert len(book) == 20
 
 
+@pytest.mark.fixtures
 def test_doctored_messages_mismatch(fixture_file: Any) -> None:
     init, updates = load_v2_capture(fixture_file)
     dropped = Item(init.symbol, init.bids[1:], init.asks, init.checksum)
@@ -130,11 +142,13 @@ def test_doctored_messages_mismatch(fixture_file: Any) -> None:
     # the third update inserts a bid inside the top 10; drop that level
     update = updates[2]
     assert update.bids and not update.asks
-    result = book.apply("update", Item(update.symbol, update.bids[1:], update.asks, update.checksum))
+    doctored = Item(update.symbol, update.bids[1:], update.asks, update.checksum)
+    result = book.apply("update", doctored)
     assert result.match is False and not result.ok
     assert book.mismatches == 1
 
 
+@pytest.mark.fixtures
 def test_checkpoint_midstream_continues_identically(fixture_file: Any) -> None:
     init, updates = load_v2_capture(fixture_file)
     book = L2Book("BTC/USD", 10, 1, 8)
@@ -142,7 +156,8 @@ def test_checkpoint_midstream_continues_identically(fixture_file: Any) -> None:
     for update in updates[:200]:
         book.apply("update", update)
     for fmt in ("msgpack", "json"):
-        cp = decode_checkpoint(encode_checkpoint(book.checkpoint(), fmt), fmt)  # type: ignore[arg-type]
+        raw = encode_checkpoint(book.checkpoint(), fmt)  # type: ignore[arg-type]
+        cp = decode_checkpoint(raw, fmt)  # type: ignore[arg-type]
         assert cp == book.checkpoint()
         restored = L2Book.restore(cp)  # type: ignore[arg-type]
         assert restored.checksum() == book.checksum()
@@ -177,11 +192,17 @@ def is_book_frame(frame: Any) -> bool:
 
 @pytest.mark.parametrize(
     ("relative", "expected"),
-    [("python-kraken-sdk/orderbook-v1.json", 979), ("python-kraken-sdk/2023-06-10_d5a3d7c/orderbook.json", 110)],
+    [
+        ("python-kraken-sdk/orderbook-v1.json", 979),
+        ("python-kraken-sdk/2023-06-10_d5a3d7c/orderbook.json", 110),
+    ],
 )
+@pytest.mark.fixtures
 def test_v1_python_kraken_sdk_captures(fixture_file: Any, relative: str, expected: int) -> None:
     doc = _DECODER.decode(Path(fixture_file(relative)).read_bytes())
-    init = doc["init"] if isinstance(doc["init"], list) and isinstance(doc["init"][0], dict) else [doc["init"]]
+    init = doc["init"]
+    if not (isinstance(init, list) and isinstance(init[0], dict)):
+        init = [init]  # a single snapshot frame rather than a list of messages
     frames = [f for f in [*init, *doc["updates"]] if is_book_frame(f)]
     books: dict[str, L2Book] = {}
     matches = [apply_v1_frame(books, f, 10) for f in frames]
@@ -193,6 +214,7 @@ def test_v1_python_kraken_sdk_captures(fixture_file: Any, relative: str, expecte
     ("relative", "expected"),
     [("cryptofeed/KRAKEN.ws.50.0", 4269), ("cryptofeed/2021-04-05_1312c06/KRAKEN-c197c0.0", 14496)],
 )
+@pytest.mark.fixtures
 def test_v1_cryptofeed_book_1000_captures(fixture_file: Any, relative: str, expected: int) -> None:
     books: dict[str, L2Book] = {}
     counts: dict[bool | None, int] = defaultdict(int)
@@ -206,7 +228,7 @@ def test_v1_cryptofeed_book_1000_captures(fixture_file: Any, relative: str, expe
     assert counts[True] == expected
     assert counts[False] == 0
     assert len(books) == 10
-    assert all(b.level_count("bid") <= 1000 and b.level_count("ask") <= 1000 for b in books.values())
+    assert all(max(b.level_count("bid"), b.level_count("ask")) <= 1000 for b in books.values())
     assert not any(b.is_crossed() for b in books.values())
 
 
@@ -253,7 +275,8 @@ def test_levels_in_array_order_absent_removals_and_accessors() -> None:
     book.snapshot([lv("9.00", "1"), lv("9.50", "2")], [lv("10.00", "3"), lv("10.50", "4")])
     assert book.best_bid() == (950, 2000) and book.best_ask() == (1000, 3000)
     result = book.update(
-        [lv("9.50", "0"), lv("9.50", "5.5"), lv("8.00", "0")],  # same price twice, then an absent delete
+        # the same price twice, then a delete of an absent price
+        [lv("9.50", "0"), lv("9.50", "5.5"), lv("8.00", "0")],
         [lv("10.00", "0")],
     )
     assert result.absent_removals == 1 and book.absent_removals == 1
@@ -266,7 +289,9 @@ def test_levels_in_array_order_absent_removals_and_accessors() -> None:
 
 def test_truncation_to_depth_without_deletes() -> None:
     book = L2Book("X/Y", 3, 1, 0)
-    book.snapshot([lv(p, "1") for p in ("10.0", "9.0", "8.0")], [lv(p, "1") for p in ("11.0", "12.0", "13.0")])
+    book.snapshot(
+        [lv(p, "1") for p in ("10.0", "9.0", "8.0")], [lv(p, "1") for p in ("11.0", "12.0", "13.0")]
+    )
     result = book.update([], [lv("10.5", "2")])  # 13.0 falls out of the window, no delete sent
     assert result.truncated == 1 and book.truncated_levels == 1
     assert book.levels("ask") == [(105, 2), (110, 1), (120, 1)]

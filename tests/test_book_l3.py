@@ -55,21 +55,25 @@ def gocryptotrader_messages(fixture_file: Any) -> list[tuple[str, Item]]:
 # ---------------------------------------------------------------------- vectors
 
 
+@pytest.mark.fixtures
 def test_docs_snapshot_checksum_and_input_strings(fixture_file: Any) -> None:
     vector = docs_vector(fixture_file)
     book = L3Book("BTC/USD", 10, vector["price_precision"], vector["qty_precision"])
-    result = book.snapshot(orders(vector["bids_fifo"]), orders(vector["asks_fifo"]), vector["expected_checksum"])
+    bids, asks = orders(vector["bids_fifo"]), orders(vector["asks_fifo"])
+    result = book.snapshot(bids, asks, vector["expected_checksum"])
     assert result.match is True and result.computed == 1063832831
     assert len(book) == 35
     # checksum input = every order of the top 10 levels in queue order
     def text(side: str) -> str:
         top = {p for p, _ in book.levels(side, 10)}  # type: ignore[arg-type]
-        return "".join(f"{o.price}{o.qty}" for o in book.orders(side) if o.price in top)  # type: ignore[arg-type]
+        side_orders = book.orders(side)  # type: ignore[arg-type]
+        return "".join(f"{o.price}{o.qty}" for o in side_orders if o.price in top)
 
     assert text("ask") == vector["expected_checksum_input_asks"]
     assert text("bid") == vector["expected_checksum_input_bids"]
 
 
+@pytest.mark.fixtures
 def test_gocryptotrader_update_vectors(fixture_file: Any) -> None:
     messages = gocryptotrader_messages(fixture_file)
     book = L3Book("BTC/USD", 10, 1, 8)
@@ -81,13 +85,15 @@ def test_gocryptotrader_update_vectors(fixture_file: Any) -> None:
     assert results[3].truncated == 1
 
 
+@pytest.mark.fixtures
 def test_doctored_snapshot_and_update_mismatch(fixture_file: Any) -> None:
     messages = gocryptotrader_messages(fixture_file)
     _, snap = messages[0]
     dropped = Item(snap.symbol, snap.bids[:3] + snap.bids[4:], snap.asks, snap.checksum)
     assert L3Book("BTC/USD", 10, 1, 8).apply("snapshot", dropped).match is False
     # swapping two orders of one level keeps the aggregate book but breaks the queue order
-    swapped = Item(snap.symbol, [snap.bids[1], snap.bids[0], *snap.bids[2:]], snap.asks, snap.checksum)
+    bids = [snap.bids[1], snap.bids[0], *snap.bids[2:]]
+    swapped = Item(snap.symbol, bids, snap.asks, snap.checksum)
     assert L3Book("BTC/USD", 10, 1, 8).apply("snapshot", swapped).match is False
 
     book = L3Book("BTC/USD", 10, 1, 8)
@@ -97,12 +103,14 @@ def test_doctored_snapshot_and_update_mismatch(fixture_file: Any) -> None:
     assert result.match is False and book.mismatches == 1
 
 
+@pytest.mark.fixtures
 def test_checkpoint_round_trip_on_vectors(fixture_file: Any) -> None:
     messages = gocryptotrader_messages(fixture_file)
     book = L3Book("BTC/USD", 10, 1, 8)
     book.apply(*messages[0])
     for fmt in ("msgpack", "json"):
-        cp = decode_checkpoint(encode_checkpoint(book.checkpoint(), fmt), fmt)  # type: ignore[arg-type]
+        raw = encode_checkpoint(book.checkpoint(), fmt)  # type: ignore[arg-type]
+        cp = decode_checkpoint(raw, fmt)  # type: ignore[arg-type]
         restored = L3Book.restore(cp)  # type: ignore[arg-type]
         assert list(restored.orders()) == list(book.orders())
         assert restored.checksum() == book.checksum()
@@ -131,8 +139,10 @@ def snap_order(oid: str, price: str, qty: str, ts: int | None = None) -> Order:
 def small_book(depth: int = 10) -> L3Book:
     book = L3Book("X/Y", depth, 1, 2)
     book.snapshot(
-        [snap_order("b1", "9.0", "1", 1), snap_order("b2", "9.0", "2", 2), snap_order("b3", "8.0", "3", 3)],
-        [snap_order("a1", "10.0", "1", 4), snap_order("a2", "10.0", "2", 5), snap_order("a3", "11.0", "3", 6)],
+        [snap_order("b1", "9.0", "1", 1), snap_order("b2", "9.0", "2", 2),
+         snap_order("b3", "8.0", "3", 3)],
+        [snap_order("a1", "10.0", "1", 4), snap_order("a2", "10.0", "2", 5),
+         snap_order("a3", "11.0", "3", 6)],
     )
     return book
 
@@ -204,7 +214,8 @@ def test_crossed_is_reported() -> None:
 def test_timestamps_survive_checkpoint() -> None:
     book = small_book()
     cp = decode_checkpoint(encode_checkpoint(book.checkpoint(), "json"), "json")
-    assert [o.ts_ns for o in L3Book.restore(cp).orders()] == [4, 5, 6, 1, 2, 3]  # type: ignore[arg-type]
+    restored = L3Book.restore(cp)  # type: ignore[arg-type]
+    assert [o.ts_ns for o in restored.orders()] == [4, 5, 6, 1, 2, 3]
 
 
 def test_misuse_raises() -> None:

@@ -97,16 +97,23 @@ def l2_scenarios(draw: Any) -> dict[str, Any]:
     one = level("bid") | level("ask")
     snapshot = draw(st.lists(one, max_size=30))
     updates = draw(st.lists(st.lists(one, max_size=6), max_size=25))
-    return {"pp": pp, "qp": qp, "depth": depth, "overlap": overlap, "snapshot": snapshot, "updates": updates}
+    return {
+        "pp": pp, "qp": qp, "depth": depth, "overlap": overlap,
+        "snapshot": snapshot, "updates": updates,
+    }
 
 
-def l2_tokens(levels: list[tuple[str, int, int, int, int]], pp: int, qp: int) -> tuple[list[Lv], list[Lv]]:
+def l2_tokens(
+    levels: list[tuple[str, int, int, int, int]], pp: int, qp: int
+) -> tuple[list[Lv], list[Lv]]:
     bids = [Lv(render(p, pp, sp), render(q, qp, sq)) for s, p, q, sp, sq in levels if s == "bid"]
     asks = [Lv(render(p, pp, sp), render(q, qp, sq)) for s, p, q, sp, sq in levels if s == "ask"]
     return bids, asks
 
 
-def l2_run(book: L2Book, ref: L2Ref | None, messages: list[Any], pp: int, qp: int, first_is_snapshot: bool) -> list[Any]:
+def l2_run(
+    book: L2Book, ref: L2Ref | None, messages: list[Any], pp: int, qp: int, first_is_snapshot: bool
+) -> list[Any]:
     results = []
     for index, levels in enumerate(messages):
         snapshot = first_is_snapshot and index == 0
@@ -197,7 +204,9 @@ class L3Ref:
         if qty:
             self.sides[side].append([oid, price, qty, ts])
 
-    def apply(self, events: list[tuple[str, str, str, int, int, int | None]], snapshot: bool) -> None:
+    def apply(
+        self, events: list[tuple[str, str, str, int, int, int | None]], snapshot: bool
+    ) -> None:
         if snapshot:
             self.sides = {"bid": [], "ask": []}
         for side, kind, oid, price, qty, ts in events:
@@ -263,7 +272,8 @@ def l3_scenarios(draw: Any) -> dict[str, Any]:
         return st.tuples(st.just(side), st.sampled_from(kinds), oid, prices, qty, ts)
 
     snap = st.lists(event("bid", ["add"]) | event("ask", ["add"]), max_size=60)
-    upd = st.lists(event("bid", ["add", "modify", "delete"]) | event("ask", ["add", "modify", "delete"]), max_size=6)
+    kinds = ["add", "modify", "delete"]
+    upd = st.lists(event("bid", kinds) | event("ask", kinds), max_size=6)
     return {
         "depth": depth,
         "overlap": overlap,
@@ -278,13 +288,18 @@ PP = 2
 
 def l3_orders(events: list[Any], side: str, qp: int, snapshot: bool) -> list[Order]:
     return [
-        Order(oid, render(price, PP, price % 3), render(qty, qp, qty % 3), None if snapshot else kind, ts)
+        Order(
+            oid, render(price, PP, price % 3), render(qty, qp, qty % 3),
+            None if snapshot else kind, ts,
+        )
         for s, kind, oid, price, qty, ts in events
         if s == side
     ]
 
 
-def l3_run(book: L3Book, ref: L3Ref | None, messages: list[Any], qp: int, first_is_snapshot: bool) -> list[Any]:
+def l3_run(
+    book: L3Book, ref: L3Ref | None, messages: list[Any], qp: int, first_is_snapshot: bool
+) -> list[Any]:
     results = []
     for index, events in enumerate(messages):
         snapshot = first_is_snapshot and index == 0
@@ -373,7 +388,10 @@ _TOKEN_TEXT = st.from_regex(r"-?[0-9]{1,12}(\.[0-9]{0,12})?([eE][-+]?[0-9]{1,2})
 
 
 @settings(deadline=None, max_examples=400)
-@given(st.one_of(_TOKEN_TEXT, st.integers(-(10**12), 10**12), st.text(max_size=8)), st.integers(0, 12))
+@given(
+    st.one_of(_TOKEN_TEXT, st.integers(-(10**12), 10**12), st.text(max_size=8)),
+    st.integers(0, 12),
+)
 def test_token_units_agrees_with_to_units(token: NumToken, precision: int) -> None:
     """The books' fast parser gives exactly ``to_units``' value or raises the same error type."""
     from recorder.book.l2 import token_units

@@ -83,7 +83,10 @@ def encode_checkpoint(cp: Checkpoint, fmt: Literal["msgpack", "json"] = "msgpack
 
 
 def decode_checkpoint(raw: bytes, fmt: Literal["msgpack", "json"] = "msgpack") -> Checkpoint:
-    """Parse bytes made by :func:`encode_checkpoint`; raises ``msgspec.ValidationError``/``DecodeError``."""
+    """Parse bytes made by :func:`encode_checkpoint`.
+
+    Raises ``msgspec.ValidationError`` / ``msgspec.DecodeError`` on malformed input.
+    """
     if fmt == "msgpack":
         return _MSGPACK_DECODER.decode(raw)
     if fmt == "json":
@@ -133,7 +136,7 @@ def validate_l2(cp: L2Checkpoint) -> tuple[list[tuple[int, int]], list[tuple[int
                 raise BookError(f"checkpoint {name}: non-positive level {price_text}/{qty_text}")
             key = price * sign
             if last_key is not None and key <= last_key:
-                raise BookError(f"checkpoint {name}: levels not strictly best-first at {price_text}")
+                raise BookError(f"checkpoint {name}: levels not best-first at {price_text}")
             last_key = key
             parsed.append((price, qty))
         sides.append(parsed)

@@ -585,7 +585,9 @@ class L3Book:
 
         def states(side: _L3Side) -> list[L3OrderState]:
             return [
-                L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp), o.ts_ns)
+                L3OrderState(
+                    o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp), o.ts_ns
+                )
                 for key in side.keys
                 for o in side.levels[key].orders.values()
             ]
