@@ -13,8 +13,13 @@ Representation (chosen for a cheap 1-2 level update, also at depth 1000):
   :func:`recorder.protocol.numbers.to_units`), so equality and ordering are exact;
 * each side keeps a sorted ``list`` of keys (``bisect``) plus two dicts key -> qty units and
   key -> checksum piece; bids use the negated price as key so both lists are best-first;
-* the piece of a level is rebuilt only when that level changes, and each side caches the joined
-  text of its top 10 pieces, invalidated only when a change touches the top 10.
+* the piece of a level is rebuilt only when that level changes; each side keeps the pieces of
+  its 10 best levels in a list maintained in place (set / insert / delete at the bisected
+  index), caches their encoded join, and the ask side caches its CRC; the book caches the
+  final CRC. A message that does not touch either top 10 (deep levels of a depth-1000 book)
+  costs no join and no CRC at all;
+* price tokens go through a small bounded memo (prices repeat; quantities rarely do), and plain
+  tokens are parsed by :func:`token_units`, an exact fast path in front of ``to_units``.
 
 Misuse (an update before a snapshot, a wrong symbol, a negative quantity, a token with more
 decimals than the pair's precision) raises :class:`BookError` / ``NumberError``. A message that
