@@ -187,28 +187,43 @@ class PairState:
         self.bbo_views: list[TickerView] = []
         self._ck3: int | None = None
         self._ck2: int | None = None
+        #: per side (BID, ASK): joined checksum text of the top 10 levels (None = stale)
+        self._s3: list[str | None] = [None, None]
+        self._s2: list[str | None] = [None, None]
 
-    # -- checksums (cached per action; market calls reset_action())
+    # -- checksums: cached until a change at rank < 10 (see touched())
 
-    def reset_action(self) -> None:
+    def touched(self, side: int) -> None:
+        """A change at rank < 10 on ``side``: drop that side's checksum caches."""
+        self._s3[side] = self._s2[side] = None
         self._ck3 = self._ck2 = None
+
+    def _side3(self, side: int) -> str:
+        text = self._s3[side]
+        if text is None:
+            eng = self.engine
+            p3 = eng.level_piece3
+            text = self._s3[side] = "".join([p3(lv) for lv in eng.top(side, 10)])
+        return text
+
+    def _side2(self, side: int) -> str:
+        text = self._s2[side]
+        if text is None:
+            eng = self.engine
+            p2 = eng.level_piece2
+            text = self._s2[side] = "".join([p2(lv) for lv in eng.top(side, 10)])
+        return text
 
     def checksum3(self) -> int:
         ck = self._ck3
         if ck is None:
-            eng = self.engine
-            p3 = eng.level_piece3
-            ck = self._ck3 = crc_of_pieces([p3(lv) for lv in eng.top(ASK, 10)],
-                                           [p3(lv) for lv in eng.top(BID, 10)])
+            ck = self._ck3 = crc_of_pieces((self._side3(ASK),), (self._side3(BID),))
         return ck
 
     def checksum2(self) -> int:
         ck = self._ck2
         if ck is None:
-            eng = self.engine
-            p2 = eng.level_piece2
-            ck = self._ck2 = crc_of_pieces([p2(lv) for lv in eng.top(ASK, 10)],
-                                           [p2(lv) for lv in eng.top(BID, 10)])
+            ck = self._ck2 = crc_of_pieces((self._side2(ASK),), (self._side2(BID),))
         return ck
 
     # -- text helpers

@@ -239,7 +239,6 @@ class FuturesMarket:
             t = prod.next_time()
             if t is not None:
                 heapq.heappush(self._heap, (t, prod.index))
-        self._truth.clear()
 
     @property
     def product_ids(self) -> tuple[str, ...]:

@@ -219,7 +219,7 @@ class _Pair:
                                           self._old_price))
         ps = self.ps
         if rank < 10:
-            ps._ck3 = ps._ck2 = None
+            ps.touched(order.side)
         for view in ps.book_views:
             view.on_book(code, order, level, rank, flag)
 
@@ -265,7 +265,16 @@ class _Pair:
         return int(bps * 1e-4 * price / self.tick)
 
     def init_book(self, start_ns: int) -> None:
-        """Seed both sides with 30-200 levels of resting orders around the reference price."""
+        """Seed both sides with 30-200 levels of resting orders around the reference price
+        (no sink calls: the initial book is state, not events)."""
+        eng = self.engine
+        sink, eng.sink = eng.sink, _mute
+        try:
+            self._init_levels(start_ns)
+        finally:
+            eng.sink = sink
+
+    def _init_levels(self, start_ns: int) -> None:
         rng, eng, tick = self.rng, self.engine, self.tick
         half = max(1, self._ticks_for_bps(rng.uniform(0.2, 2.0), self.ref) // 2)
         gap_mean = max(1.0, 1.5e-4 * self.ref / tick)
@@ -445,6 +454,10 @@ class _Pair:
         return recs
 
 
+def _mute(code: int, order: Order, level: Level, rank: int, flag: bool) -> None:
+    return None
+
+
 def _activity_order(pairs: Iterable[Any], seed: int) -> list[str]:
     """Symbols from busiest to idlest: well-known bases quoted in USD/EUR first, then a seeded
     shuffle of the rest."""
@@ -493,9 +506,7 @@ class SpotMarket:
         pair = _Pair(self, spec, len(self._order), activity)
         self._pairs[pair.symbol] = pair
         self._order.append(pair)
-        mark = len(self._truth)
-        pair.init_book(self.now.ns)
-        del self._truth[mark:]  # the initial book is state, not events
+        pair.init_book(self.now.ns)  # state, not events: built with the engine's sink muted
         pair.draw_arrival(self.now.ns)
         self._push(pair)
         return pair
