@@ -616,6 +616,9 @@ class SpotMarket:
     def subscribe(self, key: FeedKey, *, snapshot: bool = True) -> list[str]:
         """Activate (or add a reference to) the view of ``key``; returns the snapshot frame(s)
         for a new subscriber at the current state, or ``[]`` when ``snapshot`` is False.
+        The snapshot reflects every frame already produced: drain :meth:`updates` (and deliver
+        those frames to the *existing* subscribers) before calling this, and give the new
+        subscriber only frames from later :meth:`updates` calls.
         Raises :class:`MarketError` for unknown symbols or invalid keys."""
         view = self._views.get(key)
         if view is None:
