@@ -117,80 +117,99 @@ class OrderView(NamedTuple):
     ts_ns: int | None
 
 
-class _Order:
-    __slots__ = ("order_id", "side", "key", "price", "qty", "ts_ns", "piece")
+class _Order(msgspec.Struct, gc=False):
+    """A resting order. ``sign`` is +1 for asks, -1 for bids; ``key = price * sign``.
 
-    def __init__(
-        self, order_id: str, side: _L3Side, price: int, qty: int, ts_ns: int | None
-    ) -> None:
-        self.order_id = order_id
-        self.side = side
-        self.key = price * side.sign
-        self.price = price
-        self.qty = qty
-        self.ts_ns = ts_ns
-        self.piece = str(price) + str(qty)  # == level_piece(price, qty): both are > 0
+    Holds no reference to its side or level (no reference cycles, so it need not be tracked by
+    the garbage collector); ``piece`` is ``level_piece(price, qty)`` (both are > 0).
+    """
+
+    order_id: str
+    sign: int
+    key: int
+    price: int
+    qty: int
+    ts_ns: int | None
+    piece: str
 
 
-class _Level:
-    __slots__ = ("orders", "piece")
+class _Level(msgspec.Struct, gc=False):
+    """Orders of one price level in queue order, and the cached join of their pieces."""
 
-    def __init__(self) -> None:
-        self.orders: dict[str, _Order] = {}  # insertion order == queue order
-        self.piece: str | None = None  # cached join of the orders' pieces
+    orders: dict[str, _Order]  # insertion order == queue order
+    piece: str | None = None
+
+    def build(self) -> str:
+        piece = self.piece = "".join([o.piece for o in self.orders.values()])
+        return piece
+
+
+def _new_order(
+    order_id: str, sign: int, price: int, qty: int, ts_ns: int | None
+) -> _Order:
+    return _Order(order_id, sign, price * sign, price, qty, ts_ns, str(price) + str(qty))
 
 
 class _L3Side:
-    """Sorted level keys (best first; bids negated), key -> level, and the top-10 levels.
+    """Sorted level keys (best first; bids negated), key -> level, and the top-10 pieces.
 
-    ``toplevels`` always holds the levels of ``keys[:10]`` in order (maintained on level
-    insertion/removal); ``top`` caches the side's checksum text, ``None`` after any change to
-    one of those levels.
+    Invariant: ``toppieces[i]`` is the checksum piece of level ``keys[i]`` for ``i < 10`` and
+    those levels' ``piece`` is always valid (kept eagerly; an ``add`` appends to it); deeper
+    levels rebuild their piece lazily (``None`` after a delete/modify) when they move up.
+    ``top`` caches the encoded join of ``toppieces`` and is ``None`` after any change to it.
     """
 
-    __slots__ = ("sign", "name", "keys", "levels", "toplevels", "top", "crc0")
+    __slots__ = ("sign", "name", "keys", "levels", "toppieces", "top", "crc0")
 
     def __init__(self, sign: int, name: Side) -> None:
         self.sign = sign
         self.name: Side = name
         self.keys: list[int] = []
         self.levels: dict[int, _Level] = {}
-        self.toplevels: list[_Level] = []
+        self.toppieces: list[str] = []
         self.top: bytes | None = b""
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
     def clear(self) -> None:
         self.keys.clear()
         self.levels.clear()
-        self.toplevels.clear()
+        self.toppieces.clear()
         self.top = b""
         self.crc0 = 0
 
-    def touch(self, key: int) -> None:
-        """Invalidate the cached top-10 text if the existing level ``key`` is in the top 10."""
+    def refresh(self, key: int, level: _Level) -> None:
+        """Record that the orders of the existing level ``key`` changed (not its order count 0)."""
         keys = self.keys
-        if self.top is not None and (len(keys) <= _TOP or key <= keys[_TOP - 1]):
+        if len(keys) <= _TOP or key <= keys[_TOP - 1]:
+            self.toppieces[bisect_left(keys, key)] = level.build()
             self.top = None
+        else:
+            level.piece = None
 
     def append(self, order: _Order) -> None:
         """Put an order at the back of its level, creating the level if needed."""
         key = order.key
         level = self.levels.get(key)
         if level is None:
-            level = self.levels[key] = _Level()
+            self.levels[key] = _Level({order.order_id: order}, order.piece)
             keys = self.keys
             i = bisect_left(keys, key)
             keys.insert(i, key)
             if i < _TOP:
-                toplevels = self.toplevels
-                toplevels.insert(i, level)
-                if len(toplevels) > _TOP:
-                    toplevels.pop()
+                toppieces = self.toppieces
+                toppieces.insert(i, order.piece)
+                if len(toppieces) > _TOP:
+                    toppieces.pop()
                 self.top = None
-        else:
-            level.piece = None
-            self.touch(key)
+            return
         level.orders[order.order_id] = order
+        piece = level.piece
+        if piece is not None:
+            piece = level.piece = piece + order.piece  # back of the queue = end of the text
+            keys = self.keys
+            if len(keys) <= _TOP or key <= keys[_TOP - 1]:
+                self.toppieces[bisect_left(keys, key)] = piece
+                self.top = None
 
     def discard(self, order: _Order) -> None:
         """Remove an order from its level, dropping the level when it becomes empty."""
@@ -198,31 +217,25 @@ class _L3Side:
         level = self.levels[key]
         del level.orders[order.order_id]
         if level.orders:
-            level.piece = None
-            self.touch(key)
+            self.refresh(key, level)
             return
         del self.levels[key]
         keys = self.keys
         i = bisect_left(keys, key)
         del keys[i]
         if i < _TOP:
-            toplevels = self.toplevels
-            del toplevels[i]
+            toppieces = self.toppieces
+            del toppieces[i]
             if len(keys) >= _TOP:
-                toplevels.append(self.levels[keys[_TOP - 1]])
+                level = self.levels[keys[_TOP - 1]]
+                toppieces.append(level.piece or level.build())
             self.top = None
 
     def top_text(self) -> bytes:
         """Checksum input of this side: every order of the 10 best levels, in queue order."""
         top = self.top
         if top is None:
-            parts = []
-            for level in self.toplevels:
-                piece = level.piece
-                if piece is None:
-                    piece = level.piece = "".join([o.piece for o in level.orders.values()])
-                parts.append(piece)
-            top = self.top = "".join(parts).encode("ascii")
+            top = self.top = "".join(self.toppieces).encode("ascii")
             self.crc0 = None
         return top
 
@@ -344,24 +357,36 @@ class L3Book:
         orders = self._orders
         cache = self._prices
         qp = self._qp
-        for side, entries in ((self._bids, bids), (self._asks, asks)):
+        bid_side = self._bids
+        ask_side = self._asks
+        for side, entries in ((bid_side, bids), (ask_side, asks)):
+            sign = side.sign
             for entry in entries:
                 event = entry.event
+                order_id = entry.order_id
                 if event == "delete":  # by id: the price is not needed
-                    order = orders.get(entry.order_id)
+                    order = orders.pop(order_id, None)
                     if order is None:
                         self._unk_del += 1
                     else:
-                        self._remove(order)
+                        (ask_side if order.sign > 0 else bid_side).discard(order)
                     continue
-                price = cache.get(entry.limit_price)
+                token = entry.limit_price
+                price = cache.get(token)
                 if price is None:
-                    price = self._price_units(entry.limit_price)
+                    price = self._price_units(token)
                 qty = token_units(entry.order_qty, qp)
                 if event == "add":
-                    self._add(side, entry.order_id, price, qty, getattr(entry, "ts_ns", None))
+                    if order_id not in orders and qty > 0 and price > 0:  # the common case
+                        order = orders[order_id] = _Order(
+                            order_id, sign, price * sign, price, qty,
+                            getattr(entry, "ts_ns", None), str(price) + str(qty),
+                        )
+                        side.append(order)
+                    else:
+                        self._add(side, order_id, price, qty, getattr(entry, "ts_ns", None))
                 elif event == "modify":
-                    self._modify(side, entry.order_id, price, qty, getattr(entry, "ts_ns", None))
+                    self._modify(side, order_id, price, qty, getattr(entry, "ts_ns", None))
                 else:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
         self._ready = True
@@ -394,7 +419,7 @@ class L3Book:
             self._dup += 1
             self._remove(old)
         if qty:
-            order = orders[order_id] = _Order(order_id, side, price, qty, ts_ns)
+            order = orders[order_id] = _new_order(order_id, side.sign, price, qty, ts_ns)
             side.append(order)
 
     def _modify(
@@ -410,34 +435,37 @@ class L3Book:
         if not qty:
             self._remove(order)
             return
-        if order.side is side and order.price == price:
-            key = order.key
-            side.touch(key)
+        if order.sign == side.sign and order.price == price:
             order.qty = qty
             order.piece = str(price) + str(qty)
             if ts_ns is not None:
                 order.ts_ns = ts_ns
-            side.levels[key].piece = None
+            side.refresh(order.key, side.levels[order.key])
             return
         self._requeued += 1
         self._remove(order)
         self._add(side, order_id, price, qty, ts_ns if ts_ns is not None else order.ts_ns)
 
     def _remove(self, order: _Order) -> None:
-        order.side.discard(order)
+        (self._asks if order.sign > 0 else self._bids).discard(order)
         del self._orders[order.order_id]
 
     def _truncate(self, side: _L3Side) -> int:
+        """Drop the levels beyond ``depth`` and forget their orders; returns the level count."""
+        depth = self.depth
         keys = side.keys
-        dropped = keys[self.depth :]
-        del keys[self.depth :]
         levels = side.levels
         orders = self._orders
+        if len(keys) == depth + 1:  # the common case: one level pushed out
+            dropped = [keys.pop()]
+        else:
+            dropped = keys[depth:]
+            del keys[depth:]
         for key in dropped:
             for order_id in levels.pop(key).orders:
                 del orders[order_id]
-        if self.depth < _TOP:
-            del side.toplevels[self.depth :]
+        if depth < _TOP:
+            del side.toppieces[depth:]
             side.top = None
         return len(dropped)
 
@@ -603,16 +631,21 @@ class L3Book:
 
     @classmethod
     def restore(cls, cp: L3Checkpoint) -> L3Book:
-        """Rebuild a book from :meth:`checkpoint` output; validates it first."""
+        """Rebuild a book from :meth:`checkpoint` output; validates it first.
+
+        The restored book computes the same checksums and reacts to further messages exactly
+        like the original; its cumulative counters (``messages``, ``mismatches``...) start at 0.
+        """
         book = cls(cp.symbol, cp.depth, cp.price_precision, cp.qty_precision)
         bids, asks = validate_l3(cp)
         for side, entries in ((book._bids, bids), (book._asks, asks)):
             for order_id, price, qty, ts_ns in entries:
-                order = book._orders[order_id] = _Order(order_id, side, price, qty, ts_ns)
+                order = book._orders[order_id] = _new_order(order_id, side.sign, price, qty, ts_ns)
                 side.append(order)
         book._ready = True
         return book
 
 
 def _view(order: _Order) -> OrderView:
-    return OrderView(order.order_id, order.side.name, order.price, order.qty, order.ts_ns)
+    side: Side = "ask" if order.sign > 0 else "bid"
+    return OrderView(order.order_id, side, order.price, order.qty, order.ts_ns)
