@@ -136,7 +136,7 @@ class SimServer:
         self.connections: dict[int, Any] = {}
         self.stats: dict[str, int] = {
             "frames_sent": 0, "connections": 0, "slow_disconnects": 0, "idle_disconnects": 0,
-            "ticks": 0, "events": 0,
+            "ticks": 0, "events": 0, "lag_ms": 0,
         }
         self._runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -228,14 +228,23 @@ class SimServer:
     # --- the clock ---------------------------------------------------------------------------
 
     async def _clock(self) -> None:
+        """Advance in slices of at most ``4 * tick_s`` of exchange time, yielding in between,
+        so that writers and readers keep running when the market cannot keep up with the wall
+        clock (the lag is reported in ``stats["lag_ms"]``)."""
         tick = self.config.tick_s
+        max_slice = int(tick * 4e9)
+        target = self.start_ns
         while True:
+            now = self.clock_ns()
+            target = min(now, target + max_slice) if now - target > max_slice else now
             try:
-                self.step(self.clock_ns())
-            except Exception as exc:  # keep serving; the failure is recorded
+                self.step(target)
+            except Exception as exc:
                 self.record("clock_error", error=repr(exc))
                 raise
-            await asyncio.sleep(tick)
+            lag = now - target
+            self.stats["lag_ms"] = lag // 1_000_000
+            await asyncio.sleep(tick)  # always leave writers time, even when lagging
 
     def step(self, now_ns: int) -> None:
         """Advance both markets to ``now_ns``, record truth, fan out frames, fire faults.
