@@ -184,16 +184,21 @@ class _Side:
     def truncate(self, depth: int) -> int:
         """Drop levels beyond ``depth``; returns how many were dropped."""
         keys = self.keys
-        dropped = keys[depth:]
-        del keys[depth:]
         qty = self.qty
         piece = self.piece
-        for key in dropped:
-            del qty[key]
-            del piece[key]
         if depth < _TOP:
             del self.toplist[depth:]
             self.top = None
+        if len(keys) == depth + 1:  # the common case: one level pushed out
+            key = keys.pop()
+            del qty[key]
+            del piece[key]
+            return 1
+        dropped = keys[depth:]
+        del keys[depth:]
+        for key in dropped:
+            del qty[key]
+            del piece[key]
         return len(dropped)
 
     def top_text(self) -> bytes:
@@ -289,8 +294,11 @@ class L2Book:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``."""
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind == "update":
-            return self.update(data.bids, data.asks, data.checksum)
+        if kind == "update":  # inlined update(): this is the hot path
+            if not self._ready:
+                raise BookError(f"{self.symbol}: update without a valid snapshot")
+            self._ready = False
+            return self._apply(data.bids, data.asks, data.checksum)
         if kind == "snapshot":
             return self.snapshot(data.bids, data.asks, data.checksum)
         raise BookError(f"unknown book message type {kind!r}")
@@ -473,7 +481,11 @@ class L2Book:
 
     @classmethod
     def restore(cls, cp: L2Checkpoint) -> L2Book:
-        """Rebuild a book from :meth:`checkpoint` output; validates ordering and depth."""
+        """Rebuild a book from :meth:`checkpoint` output; validates ordering and depth.
+
+        The restored book computes the same checksums and reacts to further messages exactly
+        like the original; its cumulative counters (``messages``, ``mismatches``...) start at 0.
+        """
         book = cls(cp.symbol, cp.depth, cp.price_precision, cp.qty_precision)
         bids, asks = validate_l2(cp)
         for side, levels in ((book._bids, bids), (book._asks, asks)):

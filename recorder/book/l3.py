@@ -18,9 +18,11 @@ order, later ``add``s at the back). Events of a message are applied in array ord
 After the events each side is truncated to ``depth`` *price levels* (Kraken sends nothing for
 levels leaving the window; their orders return later as ``add``), then the checksum is
 computed: for each of the 10 best levels per side (asks ascending, then bids descending) every
-order's ``price`` then ``qty`` piece in queue order. Each order caches its piece, each level
-caches the join of its orders' pieces, each side caches its top-10 text; caches are invalidated
-only by changes that touch them.
+order's ``price`` then ``qty`` piece in queue order. Each order caches its piece; each level
+caches the join of its orders' pieces (an ``add`` appends to it, a delete or modify rebuilds it:
+eagerly inside the top 10, lazily below); each side keeps the pieces of its 10 best levels in a
+list maintained in place and caches their encoded join and (asks) its CRC; the book caches the
+final CRC. A message that leaves both top 10s untouched costs no join and no CRC.
 
 Order timestamps (int ns) are kept per order when the decoded order exposes ``ts_ns`` (else
 ``None``) so checkpoints can restore them.
