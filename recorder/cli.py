@@ -15,8 +15,11 @@ from recorder import __version__
 
 #: name -> "module:attribute" of a :class:`click.Command`.
 _COMMANDS: dict[str, str] = {
+    "ingest": "recorder.ingest:ingest_command",
     "run": "recorder.capture_command:run",
     "sim": "recorder.sim.command:sim",
+    "verify": "recorder.verify:verify_command",
+    "status": "recorder.capture_command:status",
 }
 
 

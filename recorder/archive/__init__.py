@@ -1,0 +1,1 @@
+"""The archive: raw journal, exact Parquet datasets, manifest, compaction and retention."""

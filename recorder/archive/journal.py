@@ -1,0 +1,423 @@
+"""The raw journal: every frame, append-only, in zstd-compressed rolling segments.
+
+The journal is the source of truth and the write-ahead log of the archive: every Parquet row is
+re-derivable from it (``recorder ingest <segments> --archive NEW``).
+
+Segment format (``*.kjz``): one zstd stream. Its decompressed content is::
+
+    b"KRJ1" | u32 header length | header JSON ({"format":1,"host","run_id","created_ns",...})
+    record*  where record = struct "<qQBBHI" (recv_ns, conn_id, stream, direction,
+                                              meta length, payload length) | meta | payload
+
+``stream``/``direction`` are indexes into :data:`recorder.frames.STREAMS` / ``("in", "out")``.
+The writer compresses records into memory and, at least every ``fsync_interval_s`` (and on
+:meth:`JournalWriter.flush`), ends a zstd *block* (so everything written so far decodes), writes it
+with ``os.write`` and fsyncs. A kill -9 can therefore lose at most the last interval and can leave
+a torn tail (a partial block, or a partial record); :func:`read_segment` detects that, reports it
+and stops cleanly at the last complete record. It never raises on damaged data.
+
+Disk full (or any write error) raises :class:`JournalWriteError`; the segment is truncated back to
+its last durable size, the records not yet durable stay in memory, and the next successful
+:meth:`JournalWriter.flush` writes them into a fresh segment: nothing already durable is
+corrupted and nothing accepted is lost while the process lives.
+
+Positions: the ``n``-th record (0-based) of segment ``name`` has ``JournalPosition(name, n)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import zstandard
+
+from recorder.frames import STREAMS, Frame
+
+__all__ = [
+    "SEGMENT_SUFFIX",
+    "JournalPosition",
+    "JournalWriteError",
+    "JournalWriter",
+    "SegmentInfo",
+    "read_segment",
+    "list_segments",
+    "encode_record",
+]
+
+SEGMENT_SUFFIX: Final = ".kjz"
+_MAGIC: Final = b"KRJ1"
+_REC: Final = struct.Struct("<qQBBHI")
+_U32: Final = struct.Struct("<I")
+_DIRS: Final = ("in", "out")
+_STREAM_INDEX: Final = {s: i for i, s in enumerate(STREAMS)}
+_DIR_INDEX: Final = {"in": 0, "out": 1}
+_SAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
+_MAX_META: Final = 0xFFFF
+
+
+class JournalWriteError(OSError):
+    """Writing or fsyncing the journal failed (``errno`` kept, e.g. ENOSPC). Records accepted by
+    :meth:`JournalWriter.append` are retained in memory and written by the next flush."""
+
+
+class JournalPosition(msgspec.Struct, frozen=True, order=True):
+    """A record's place: segment file name (relative to the journal root) and 0-based index."""
+
+    segment: str
+    index: int
+
+
+class SegmentInfo(msgspec.Struct, kw_only=True):
+    """What a read found: the header, how many complete records, and whether the tail was torn."""
+
+    header: dict = msgspec.field(default_factory=dict)
+    records: int = 0
+    torn: bool = False
+    error: str = ""
+
+
+def encode_record(frame: Frame) -> bytes:
+    """One record's bytes (header + meta + payload)."""
+    meta = frame.meta.encode("utf-8", "surrogatepass")
+    if len(meta) > _MAX_META:
+        meta = meta[:_MAX_META]
+    payload = frame.payload
+    return (
+        _REC.pack(
+            frame.recv_ns,
+            frame.conn_id & 0xFFFFFFFFFFFFFFFF,
+            _STREAM_INDEX[frame.stream],
+            _DIR_INDEX[frame.direction],
+            len(meta),
+            len(payload),
+        )
+        + meta
+        + payload
+    )
+
+
+def safe_component(text: str) -> str:
+    """A file-name-safe rendering of ``text`` (for host names)."""
+    return _SAFE.sub("_", text)[:64] or "_"
+
+
+class JournalWriter:
+    """Append frames to rolling zstd segments under ``root``.
+
+    ``fsync_interval_s`` bounds how much a crash can lose: :meth:`append` flushes and fsyncs
+    when the interval has elapsed; with ``background_flush=True`` a daemon thread also flushes
+    every interval so quiet periods are durable too. Segments roll after ``segment_max_bytes``
+    of uncompressed data or ``segment_max_s`` seconds. ``write`` is the low-level write seam
+    (``os.write`` by default; tests inject ENOSPC through it).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        host: str,
+        run_id: str = "",
+        fsync_interval_s: float = 1.0,
+        segment_max_bytes: int = 256 * 1024 * 1024,
+        segment_max_s: float = 3600.0,
+        level: int = 3,
+        background_flush: bool = False,
+        write: Callable[[int, bytes], int] = os.write,
+        clock_ns: Callable[[], int] = time.time_ns,
+        on_segment: Callable[[str], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.run_id = run_id or f"{os.getpid()}-{time.time_ns()}"
+        self.fsync_interval_s = fsync_interval_s
+        self.segment_max_bytes = segment_max_bytes
+        self.segment_max_s = segment_max_s
+        self._level = level
+        self._write = write
+        self._clock_ns = clock_ns
+        self._on_segment = on_segment
+        self._lock = threading.RLock()
+        self._fd: int | None = None
+        self._name = ""
+        self._cobj: zstandard.ZstdCompressionObj | None = None
+        self._out: list[bytes] = []  # compressed bytes not yet written
+        self._pending: list[bytes] = []  # records not yet durable (for rewrite after an error)
+        self._index = 0  # records in the current segment
+        self._raw_bytes = 0
+        self._opened_at = 0.0
+        self._durable_size = 0
+        self._broken = False
+        self._seq = 0
+        self._next_flush = time.monotonic() + fsync_interval_s
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if background_flush:
+            self._thread = threading.Thread(target=self._flusher, daemon=True, name="journal")
+            self._thread.start()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def segment(self) -> str:
+        """The current segment's name relative to ``root`` ('' before the first append)."""
+        return self._name
+
+    def append(self, frame: Frame) -> JournalPosition:
+        """Append one frame; returns its position. May flush (and raise JournalWriteError)."""
+        record = encode_record(frame)
+        with self._lock:
+            if self._closed:
+                raise ValueError("journal writer is closed")
+            if self._fd is None or self._broken or self._should_roll():
+                self._roll()
+            pos = JournalPosition(self._name, self._index)
+            self._index += 1
+            self._raw_bytes += len(record)
+            self._pending.append(record)
+            assert self._cobj is not None
+            chunk = self._cobj.compress(record)
+            if chunk:
+                self._out.append(chunk)
+            if time.monotonic() >= self._next_flush:
+                self.flush()
+            return pos
+
+    def flush(self) -> None:
+        """Make every appended record durable (zstd block end, write, fsync)."""
+        with self._lock:
+            self._next_flush = time.monotonic() + self.fsync_interval_s
+            if self._fd is None:
+                return
+            if self._broken:
+                self._roll()
+            assert self._cobj is not None
+            self._out.append(self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+            data = b"".join(self._out)
+            self._out.clear()
+            try:
+                view = memoryview(data)
+                while view:
+                    n = self._write(self._fd, view)
+                    view = view[n:]
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._broken = True
+                try:
+                    os.ftruncate(self._fd, self._durable_size)
+                except OSError:
+                    pass
+                raise JournalWriteError(
+                    exc.errno or errno.EIO,
+                    f"journal write failed ({os.strerror(exc.errno or errno.EIO)}); "
+                    f"{len(self._pending)} records kept in memory",
+                ) from exc
+            self._durable_size += len(data)
+            self._pending.clear()
+
+    def close(self) -> None:
+        """Flush, end the zstd frame and close the segment."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            if self._closed:
+                return
+            if self._fd is not None:
+                self.flush()
+                self._finish_segment()
+            self._closed = True
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self.fsync_interval_s):
+            try:
+                self.flush()
+            except OSError:
+                pass  # reported to the next caller of append/flush
+
+    def _should_roll(self) -> bool:
+        return (
+            self._raw_bytes >= self.segment_max_bytes
+            or time.monotonic() - self._opened_at >= self.segment_max_s
+        )
+
+    def _finish_segment(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if not self._broken and self._cobj is not None:
+                tail = self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+                if self._out:
+                    tail = b"".join(self._out) + tail
+                    self._out.clear()
+                self._write(self._fd, tail)
+                os.fsync(self._fd)
+        except OSError:
+            pass  # the block-level content is already durable; a missing frame end is a torn tail
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def _roll(self) -> None:
+        carry = self._pending if self._broken else []
+        if self._fd is not None:
+            if not self._broken:
+                self.flush()
+            self._finish_segment()
+        self._broken = False
+        now = self._clock_ns()
+        day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
+        self._seq += 1
+        name = f"{day}/{safe_component(self.host)}-{now:020d}-{safe_component(self.run_id)}-{self._seq:04d}{SEGMENT_SUFFIX}"
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = fd
+        self._name = name
+        self._cobj = zstandard.ZstdCompressor(level=self._level).compressobj()
+        self._out = []
+        self._pending = []
+        self._index = 0
+        self._raw_bytes = 0
+        self._durable_size = 0
+        self._opened_at = time.monotonic()
+        header = msgspec.json.encode(
+            {"format": 1, "host": self.host, "run_id": self.run_id, "created_ns": now}
+        )
+        self._out.append(self._cobj.compress(_MAGIC + _U32.pack(len(header)) + header))
+        _fsync_dir(path.parent)
+        if self._on_segment is not None:
+            self._on_segment(name)
+        for record in carry:  # records that were not durable when the old segment broke
+            self._pending.append(record)
+            self._index += 1
+            self._raw_bytes += len(record)
+            chunk = self._cobj.compress(record)
+            if chunk:
+                self._out.append(chunk)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_segments(root: str | os.PathLike[str]) -> list[str]:
+    """Segment names under ``root`` (relative), in name order (= creation time per host)."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(base)) for p in base.rglob(f"*{SEGMENT_SUFFIX}"))
+
+
+def read_segment(
+    path: str | os.PathLike[str], *, start: int = 0, info: SegmentInfo | None = None
+) -> Iterator[tuple[int, Frame]]:
+    """Yield ``(index, frame)`` for records ``index >= start`` of one segment.
+
+    Tolerant: a truncated or corrupt tail (kill -9, bad disk) ends the iteration; ``info`` (if
+    given) is filled with the header, the count of complete records and ``torn``/``error``.
+    """
+    info = info if info is not None else SegmentInfo()
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    buf = bytearray()
+    pos = 0
+    index = 0
+    header_done = False
+    unpack = _REC.unpack_from
+    rec_size = _REC.size
+    streams = STREAMS
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        info.torn, info.error = True, str(exc)
+        return
+    with fh:
+        eof_clean = False
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            try:
+                buf += dobj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                info.torn, info.error = True, f"zstd: {exc}"
+                chunk = b""
+            if not header_done:
+                if len(buf) < 8:
+                    if not chunk:
+                        break
+                    continue
+                if bytes(buf[:4]) != _MAGIC:
+                    info.torn, info.error = True, "bad magic"
+                    return
+                (hlen,) = _U32.unpack_from(buf, 4)
+                if len(buf) < 8 + hlen:
+                    if not chunk:
+                        break
+                    continue
+                try:
+                    info.header = msgspec.json.decode(bytes(buf[8 : 8 + hlen]))
+                except msgspec.DecodeError:
+                    info.torn, info.error = True, "bad header"
+                    return
+                pos = 8 + hlen
+                header_done = True
+            n = len(buf)
+            while pos + rec_size <= n:
+                recv_ns, conn, s, d, mlen, plen = unpack(buf, pos)
+                end = pos + rec_size + mlen + plen
+                if end > n:
+                    break
+                if s >= len(streams) or d > 1:
+                    info.torn, info.error = True, f"bad record at {index}"
+                    info.records = index
+                    return
+                if index >= start:
+                    m = pos + rec_size
+                    yield index, Frame(
+                        recv_ns=recv_ns,
+                        conn_id=conn,
+                        stream=streams[s],
+                        direction=_DIRS[d],
+                        payload=bytes(buf[m + mlen : end]),
+                        meta=buf[m : m + mlen].decode("utf-8", "surrogatepass") if mlen else "",
+                    )
+                index += 1
+                pos = end
+            del buf[:pos]
+            pos = 0
+            if info.torn:
+                break
+        eof_clean = dobj.eof
+        info.records = index
+        if buf or (not eof_clean and not info.torn):
+            # bytes left over (partial record) or a stream without its zstd frame end: a
+            # crash tail or a segment still being written.
+            info.torn = True
+            info.error = info.error or ("partial record" if buf else "no frame end")

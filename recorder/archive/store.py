@@ -1,0 +1,313 @@
+"""Committed archive state, the Parquet partition writer, and atomic file operations.
+
+A *commit* makes a set of sealed Parquet files visible together with the journal position they
+were derived up to and the pipeline state at that point. ``_manifest/current.json`` is replaced
+atomically (temp name, fsync, rename, fsync dir); a Parquet file that no commit lists is an
+orphan of a crash and :meth:`Archive.recover` deletes it (its rows are re-derived from the
+journal). That is how journal -> Parquet is exactly-once across crashes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recorder.archive.layout import DAY_NS, day_of, partition_dir
+from recorder.archive.schema import DatasetSchema, load_schemas
+
+__all__ = ["ArchiveWriteError", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
+           "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS"]
+
+#: Time-like int64 columns get DELTA_BINARY_PACKED (no dictionary); the rest dictionary + RLE.
+_DELTA_COLUMNS: Final = frozenset({"recv_ns", "ts_ns", "trade_id", "seq", "start_ns",
+                                   "end_ns", "minute_ns", "interval_begin_ns"})
+PARQUET_OPTIONS: Final = {"compression": "zstd", "compression_level": 3}
+_SYMBOL_COLUMNS: Final = ("symbol", "product_id")
+
+
+class ArchiveWriteError(OSError):
+    """A Parquet file or manifest could not be written (e.g. ENOSPC). Nothing committed is
+    touched; buffered rows stay in memory and the next commit retries."""
+
+
+class FileEntry(msgspec.Struct, kw_only=True):
+    """One live data file (manifest row)."""
+
+    file: str
+    dataset: str
+    date: str
+    rows: int
+    bytes: int
+    min_time: int | None
+    max_time: int | None
+    symbols: list[str]
+    epochs: int
+    schema_version: int
+    commit: int
+
+
+class ArchiveState(msgspec.Struct, kw_only=True):
+    """Everything ``_manifest/current.json`` holds."""
+
+    format: int = 1
+    commit: int = 0
+    files: list[FileEntry] = msgspec.field(default_factory=list)
+    #: journal segment (relative to journal/) -> number of records derived
+    journal: dict[str, int] = msgspec.field(default_factory=dict)
+    #: segments in derivation order
+    segments: list[str] = msgspec.field(default_factory=list)
+    #: ingest sources: content digest -> {"name", "segment", "frames"}
+    sources: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    pipeline: str = ""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ArchiveWriteError(exc.errno or errno.EIO, f"cannot write {path}: {exc}") from exc
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, *, row_group_size: int = 1 << 20,
+                         write_table: Callable[..., None] = pq.write_table) -> int:
+    """Write ``table`` to ``path`` via a temp name + fsync + rename + dir fsync; returns bytes.
+
+    ``write_table`` is a seam for fault injection in tests.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    names = table.schema.names
+    delta = [n for n in names if n in _DELTA_COLUMNS
+             and pa.types.is_integer(table.schema.field(n).type)]
+    try:
+        write_table(
+            table, tmp,
+            row_group_size=row_group_size,
+            use_dictionary=[n for n in names if n not in delta],
+            column_encoding={n: "DELTA_BINARY_PACKED" for n in delta},
+            write_statistics=True,
+            **PARQUET_OPTIONS,
+        )
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ArchiveWriteError(exc.errno or errno.EIO, f"cannot write {path}: {exc}") from exc
+    return path.stat().st_size
+
+
+def file_entry(table: pa.Table, schema: DatasetSchema, rel: str, day: str, size: int,
+               commit: int) -> FileEntry:
+    """Manifest row for a table about to be (or just) written."""
+    tcol = table.column(schema.time_column)
+    mm = pc.min_max(tcol)
+    symbols: list[str] = []
+    for name in _SYMBOL_COLUMNS:
+        if name in table.schema.names:
+            col = table.column(name)
+            symbols = sorted(str(s) for s in pc.unique(col.cast(pa.string())).to_pylist()
+                             if s is not None)
+            break
+    epochs = 0
+    if "epoch" in table.schema.names:
+        epochs = len(pc.unique(table.column("epoch")))
+    return FileEntry(file=rel, dataset=schema.name, date=day, rows=table.num_rows, bytes=size,
+                     min_time=mm["min"].as_py(), max_time=mm["max"].as_py(),
+                     symbols=symbols[:1000], epochs=epochs, schema_version=schema.version,
+                     commit=commit)
+
+
+class PartitionWriter:
+    """The :class:`~recorder.pipeline.RowSink` of the archive: buffers Arrow tables per
+    (dataset, UTC day) and seals them into Parquet files when the archive commits."""
+
+    def __init__(self, root: Path, schemas: dict[str, DatasetSchema], *,
+                 write_table: Callable[..., None] = pq.write_table) -> None:
+        self.root = root
+        self.schemas = schemas
+        self._open: dict[tuple[str, str], list[pa.Table]] = {}
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+        self._write_table = write_table
+
+    def append(self, dataset: str, columns: dict[str, list[Any]]) -> None:
+        schema = self.schemas[dataset]
+        table = schema.table(columns)
+        t = table.column(schema.time_column)
+        lo, hi = pc.min_max(t).values()
+        lo, hi = lo.as_py(), hi.as_py()
+        if lo is None:
+            return
+        if lo // DAY_NS == hi // DAY_NS:
+            self._add(dataset, day_of(lo), table)
+        else:
+            days = pc.divide(t, pa.scalar(DAY_NS, pa.int64()))
+            for d in pc.unique(days).to_pylist():
+                part = table.filter(pc.equal(days, d))
+                self._add(dataset, day_of(d * DAY_NS), part)
+        self.buffered_rows += table.num_rows
+        self.buffered_bytes += table.nbytes
+
+    def _add(self, dataset: str, day: str, table: pa.Table) -> None:
+        self._open.setdefault((dataset, day), []).append(table)
+
+    def seal(self, commit: int) -> list[FileEntry]:
+        """Write every buffered (dataset, day) to a Parquet file named after ``commit``.
+
+        On error, files written by this call are removed and the buffers are kept."""
+        entries: list[FileEntry] = []
+        written: list[Path] = []
+        try:
+            for n, ((dataset, day), tables) in enumerate(sorted(self._open.items())):
+                schema = self.schemas[dataset]
+                table = pa.concat_tables(tables).combine_chunks()
+                table = table.replace_schema_metadata(schema.arrow().metadata)
+                directory = partition_dir(self.root, dataset, day)
+                path = directory / f"part-{commit:08d}-{n:03d}.parquet"
+                size = write_parquet_atomic(table, path, write_table=self._write_table)
+                written.append(path)
+                rel = str(path.relative_to(self.root))
+                entries.append(file_entry(table, schema, rel, day, size, commit))
+        except BaseException:
+            for p in written:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+            raise
+        self._open.clear()
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+        return entries
+
+
+class Archive:
+    """An archive directory: committed state, recovery, commits."""
+
+    def __init__(self, root: str | os.PathLike[str], *, schema_dir: Path | None = None) -> None:
+        self.root = Path(root)
+        self.schemas = load_schemas(schema_dir)
+        self.journal_root = self.root / "journal"
+        self.state = self._load()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "_manifest" / "current.json"
+
+    def _load(self) -> ArchiveState:
+        try:
+            raw = self.manifest_path.read_bytes()
+        except FileNotFoundError:
+            return ArchiveState()
+        return msgspec.json.decode(raw, type=ArchiveState)
+
+    def recover(self) -> list[Path]:
+        """Delete data files no commit lists (crash orphans) and stale temp files."""
+        live = {f.file for f in self.state.files}
+        removed: list[Path] = []
+        data = self.root / "data"
+        if data.is_dir():
+            for p in data.rglob("*"):
+                if p.is_file() and (p.name.startswith(".tmp-")
+                                    or str(p.relative_to(self.root)) not in live):
+                    p.unlink()
+                    removed.append(p)
+        for sub in ("_manifest", "_state"):
+            d = self.root / sub
+            if d.is_dir():
+                for p in d.glob(".tmp-*"):
+                    p.unlink()
+                    removed.append(p)
+        return removed
+
+    def load_pipeline(self) -> Any | None:
+        """The pickled pipeline state of the last commit (None for a fresh archive)."""
+        if not self.state.pipeline:
+            return None
+        with open(self.root / self.state.pipeline, "rb") as fh:
+            return pickle.load(fh)
+
+    def commit(self, entries: list[FileEntry], *, pipeline: Any, journal: dict[str, int],
+               segments: list[str], sources: dict[str, dict[str, Any]] | None = None,
+               removed: set[str] | None = None) -> None:
+        """Make ``entries`` visible with the journal position and pipeline state (atomic)."""
+        st = self.state
+        seq = st.commit + 1
+        pipe_rel = f"_state/pipeline-{seq:08d}.pkl"
+        atomic_write_bytes(self.root / pipe_rel, pickle.dumps(pipeline, protocol=5))
+        files = [f for f in st.files if not removed or f.file not in removed] + entries
+        new = ArchiveState(commit=seq, files=files, journal=dict(journal),
+                           segments=list(segments),
+                           sources=dict(sources if sources is not None else st.sources),
+                           pipeline=pipe_rel)
+        atomic_write_bytes(self.manifest_path, msgspec.json.encode(new))
+        old_pipe = st.pipeline
+        self.state = new
+        if old_pipe and old_pipe != pipe_rel:
+            try:
+                (self.root / old_pipe).unlink()
+            except OSError:
+                pass
+        try:
+            self.write_manifest_parquet()
+        except ArchiveWriteError:
+            pass  # derived convenience file; rebuilt at the next commit
+
+    def write_manifest_parquet(self) -> None:
+        """``_manifest/manifest.parquet``: one row per live file, for query pruning."""
+        files = self.state.files
+        table = pa.table({
+            "file": pa.array([f.file for f in files], pa.string()),
+            "dataset": pa.array([f.dataset for f in files], pa.string()),
+            "date": pa.array([f.date for f in files], pa.string()),
+            "rows": pa.array([f.rows for f in files], pa.int64()),
+            "bytes": pa.array([f.bytes for f in files], pa.int64()),
+            "min_time": pa.array([f.min_time for f in files], pa.int64()),
+            "max_time": pa.array([f.max_time for f in files], pa.int64()),
+            "symbols": pa.array([f.symbols for f in files], pa.list_(pa.string())),
+            "epochs": pa.array([f.epochs for f in files], pa.int64()),
+            "schema_version": pa.array([f.schema_version for f in files], pa.int32()),
+            "commit": pa.array([f.commit for f in files], pa.int64()),
+        })
+        write_parquet_atomic(table, self.root / "_manifest" / "manifest.parquet")
+
+    def files(self, dataset: str) -> list[Path]:
+        """Live data files of one dataset, in commit order."""
+        return [self.root / f.file for f in self.state.files if f.dataset == dataset]

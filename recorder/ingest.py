@@ -1,0 +1,257 @@
+"""``recorder ingest FILE... --archive DIR``: derive the archive from recorded inputs.
+
+Accepted inputs (detected from content, optionally zstd-compressed):
+
+* journal segments (``*.kjz``, :mod:`recorder.archive.journal`) - copied into the archive's
+  journal if not already there;
+* the ``recorder sim --record`` format: JSON lines ``{"recv_ns","conn","ep","frame"}`` (a line
+  with ``"event":"close"`` becomes a ``Disconnected`` marker);
+* plain Kraken WS messages: JSON lines (one message per line, as received), a JSON array of
+  messages, a single message (pretty-printed is fine), or ``{"init": msg, "updates": [msg...]}``.
+  Messages are kept byte-exact (sliced from the input, never re-encoded). Receive time = the
+  message's exchange ``timestamp`` when it has one, else the previous message's (else the first
+  later timestamp of this invocation, else 0).
+
+Non-journal inputs are first converted into one journal segment per input
+(``journal/ingest/<sha256>.kjz``), then everything is derived through the same
+:class:`~recorder.archive.session.Deriver` as live capture. Idempotent: an input whose digest
+is already recorded adds nothing. Crash-safe: rerunning after a crash resumes from the last
+commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import click
+import msgspec
+import zstandard
+
+from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, list_segments
+from recorder.archive.session import Deriver
+from recorder.frames import Frame
+from recorder.pipeline import markers as mk
+from recorder.protocol.timestamps import rfc3339_to_ns
+
+__all__ = ["IngestError", "ingest", "read_input_frames", "ingest_command"]
+
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+_TS: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
+_SIM_LINE: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+class IngestError(Exception):
+    """An input could not be read at all (missing, unreadable, unknown format)."""
+
+
+class _InitUpdates(msgspec.Struct):
+    init: msgspec.Raw
+    updates: list[msgspec.Raw]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{path}: {exc}") from exc
+    if data.startswith(_ZSTD_MAGIC):
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                            read_across_frames=True) as r:
+                data = r.read()
+        except zstandard.ZstdError as exc:
+            raise IngestError(f"{path}: corrupt zstd: {exc}") from exc
+    return data
+
+
+def _exchange_ts(message: bytes) -> int | None:
+    m = _TS.search(message)
+    if m is None:
+        return None
+    try:
+        return rfc3339_to_ns(m.group(1).decode("ascii"))
+    except Exception:  # noqa: BLE001 - a bad timestamp is the decoder's business, not ours
+        return None
+
+
+def _stream_of(message: bytes) -> str:
+    head = message[:200]
+    if b'"level3"' in head:
+        return "l3"
+    if b'"feed"' in head or b'"event"' in head and b'"channel"' not in head:
+        return "futures"
+    return "spot"
+
+
+def _messages(data: bytes) -> Iterator[bytes]:
+    stripped = data.strip()
+    if stripped.startswith(b"{") and b'"init"' in stripped[:200]:
+        try:
+            doc = msgspec.json.decode(stripped, type=_InitUpdates)
+            yield bytes(doc.init)
+            for u in doc.updates:
+                yield bytes(u)
+            return
+        except msgspec.DecodeError:
+            pass
+    if stripped.startswith(b"["):
+        try:
+            for raw in msgspec.json.decode(stripped, type=list[msgspec.Raw]):
+                yield bytes(raw)
+            return
+        except msgspec.DecodeError:
+            pass
+    lines = stripped.split(b"\n")
+    if len(lines) > 1 and stripped.startswith(b"{"):
+        try:  # one pretty-printed document?
+            msgspec.json.decode(lines[0])
+        except msgspec.DecodeError:
+            yield stripped
+            return
+    for line in lines:
+        line = line.strip(b"\r \t")
+        if line:
+            yield line
+
+
+def read_input_frames(data: bytes, *, start_ns: int | None = None) -> Iterator[Frame]:
+    """Frames of one non-journal input (sim record or plain messages), in order."""
+    first = data.lstrip()[:300]
+    if first.startswith(b'{"recv_ns"'):
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                d = _SIM_LINE.decode(line)
+                recv = int(d["recv_ns"])
+                conn = int(d.get("conn", 0))
+                if "frame" in d:
+                    ep = d.get("ep", "spot")
+                    yield Frame(recv_ns=recv, conn_id=conn,
+                                stream=ep if ep in ("spot", "l3", "futures") else "spot",
+                                direction="in", payload=d["frame"].encode("utf-8",
+                                                                          "surrogatepass"))
+                elif d.get("event") == "close":
+                    yield mk.marker_frame(mk.Disconnected(conn_id=conn, reason="closed"),
+                                          recv, conn)
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+                yield Frame(recv_ns=start_ns or 0, conn_id=0, stream="spot", direction="in",
+                            payload=line)
+        return
+    prev = start_ns
+    pending: list[bytes] = []
+    for msg in _messages(data):
+        ts = _exchange_ts(msg)
+        if ts is None and prev is None:
+            pending.append(msg)
+            continue
+        t = ts if ts is not None else prev
+        assert t is not None
+        for p in pending:
+            yield Frame(recv_ns=t, conn_id=0, stream=_stream_of(p), direction="in", payload=p)
+        pending.clear()
+        prev = t
+        yield Frame(recv_ns=t, conn_id=0, stream=_stream_of(msg), direction="in", payload=msg)
+    for p in pending:
+        yield Frame(recv_ns=prev or 0, conn_id=0, stream=_stream_of(p), direction="in",
+                    payload=p)
+
+
+def _first_timestamp(datas: list[bytes]) -> int | None:
+    for data in datas:
+        ts = _exchange_ts(data[:1 << 20])
+        if ts is not None:
+            return ts
+    return None
+
+
+def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
+           **deriver_options: Any) -> dict[str, Any]:
+    """Ingest ``paths`` (in order) into ``archive``; returns a summary dict."""
+    deriver = Deriver(archive, **deriver_options)
+    jroot = deriver.journal_root
+    summary: dict[str, Any] = {"inputs": [], "frames": 0}
+    datas: list[tuple[Path, bytes, str]] = []
+    for p in paths:
+        data = _read_bytes(p)
+        digest = hashlib.sha256(data).hexdigest()
+        datas.append((p, data, digest))
+    last_ns: int | None = None
+    for i, (p, data, digest) in enumerate(datas):
+        entry = {"path": str(p), "sha256": digest}
+        if digest in deriver.sources:
+            entry["status"] = "already ingested"
+            summary["inputs"].append(entry)
+            continue
+        if data.startswith(b"KRJ1"):
+            seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
+            if not (jroot / seg).exists():
+                (jroot / "ingest").mkdir(parents=True, exist_ok=True)
+                tmp = jroot / "ingest" / f".tmp-{digest[:32]}"
+                shutil.copyfile(p, tmp)
+                os.replace(tmp, jroot / seg)
+        else:
+            seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
+            if not (jroot / seg).exists():
+                start = last_ns
+                if start is None and not data.lstrip().startswith(b'{"recv_ns"'):
+                    start = _exchange_ts(data[:1 << 16]) or _first_timestamp(
+                        [d for _, d, _ in datas[i:]])
+                tmpdir = jroot / ".ingest-tmp" / digest[:32]
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
+                                  fsync_interval_s=3600)
+                n = 0
+                for frame in read_input_frames(data, start_ns=start):
+                    w.append(frame)
+                    last_ns = frame.recv_ns
+                    n += 1
+                w.close()
+                (jroot / "ingest").mkdir(parents=True, exist_ok=True)
+                written = list_segments(tmpdir)
+                if len(written) != 1:
+                    raise IngestError(f"{p}: expected one journal segment, got {written}")
+                os.replace(tmpdir / written[0], jroot / seg)
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                entry["frames"] = n
+        deriver.register(seg)
+        deriver.sources[digest] = {"name": p.name, "segment": seg}
+        entry["status"] = "ingested"
+        summary["inputs"].append(entry)
+    total = sum(len(d) for _, d, _ in datas)
+    if progress and total > 5_000_000:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("deriving", total=None)
+            n = deriver.catch_up(progress=lambda k: bar.advance(task, k))
+    else:
+        n = deriver.catch_up()
+    if n:
+        deriver.close("open")
+    summary["frames"] = n
+    summary["commit"] = deriver.archive.state.commit
+    return summary
+
+
+@click.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--archive", "archive", required=True, type=click.Path(path_type=Path),
+              help="Archive directory (created if missing).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest_command(files: tuple[Path, ...], archive: Path, quiet: bool) -> None:
+    """Derive the archive from journal segments, `recorder sim --record` files or JSONL."""
+    try:
+        summary = ingest(list(files), archive, progress=not quiet)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"archive write failed: {exc}") from exc
+    click.echo(msgspec.json.encode(summary).decode())

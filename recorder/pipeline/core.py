@@ -1,0 +1,1244 @@
+"""The one pipeline: frames -> decoded events -> books/validators -> archive rows.
+
+Live capture and offline ingest both feed :class:`Pipeline` with :class:`~recorder.frames.Frame`
+values in journal order. The pipeline is pure apart from its ``sink``: no clock, no network, no
+files. It keeps per-column buffers (one Python list per column per dataset) and hands them to
+``sink.append(dataset, columns)`` in batches (every ``batch_rows`` rows, and on :meth:`flush`).
+
+What it maintains:
+
+* books per (channel, symbol): ``book`` -> :class:`~recorder.book.l2.L2Book`, ``level3`` ->
+  :class:`~recorder.book.l3.L3Book`, futures ``book`` -> :class:`~recorder.book.futures.FuturesBook`;
+  each validated stretch is an *epoch* (id = ``recv_ns`` of the frame that started it) with a
+  checkpoint at its start and every ``checkpoint_interval_ns``;
+* trade-id continuity per symbol and seq continuity per futures product;
+* subscriptions per connection (from acks and control markers) for ``liveness`` minutes;
+* open gaps, closed when coverage resumes (next snapshot, backfill, reconnect).
+
+Every frame that cannot be decoded or applied becomes a ``rejects`` row (never an exception,
+never silence). :meth:`Pipeline.feed` returns :mod:`~recorder.pipeline.signals` for capture.
+The whole object is picklable (the archive stores it with each commit for exactly-once
+recovery).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from recorder.book.checkpoint import encode_checkpoint
+from recorder.book.futures import FuturesBook
+from recorder.book.l2 import L2Book, token_units
+from recorder.book.l3 import L3Book
+from recorder.frames import Frame
+from recorder.pipeline import markers as mk
+from recorder.pipeline.signals import (
+    BookDesync,
+    FuturesSeqGap,
+    InstrumentChanged,
+    Signal,
+    SubscriptionAcked,
+    SubscriptionRejected,
+    TradeIdGap,
+)
+from recorder.protocol import futures as fut
+from recorder.protocol import rest
+from recorder.protocol import spot as sp
+from recorder.protocol.numbers import decimals_of, to_units, token_to_text
+from recorder.protocol.reject import Reject
+
+__all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS"]
+
+INT64_MAX: Final = 2**63 - 1
+INT64_MIN: Final = -(2**63)
+MINUTE_NS: Final = 60_000_000_000
+_KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
+_L3_EVENT: Final = {"add": 1, "modify": 2, "delete": 3}
+_SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
+_ENC: Final = msgspec.json.Encoder()
+_MAX_LIVENESS_MINUTES: Final = 24 * 60
+
+#: Columns buffered per dataset (must match ``schemas/<dataset>.toml``; checked in tests).
+DATASETS: Final[dict[str, tuple[str, ...]]] = {
+    "level3": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "event", "side", "order_id",
+               "price", "qty", "price_scale", "qty_scale", "checksum", "overflow"),
+    "book": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "event", "side", "price", "qty",
+             "price_scale", "qty_scale", "checksum", "overflow"),
+    "trades": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "source", "trade_id", "side",
+               "ord_type", "price", "qty", "price_scale", "qty_scale", "overflow"),
+    "ohlc": ("recv_ns", "ts_ns", "symbol", "conn_id", "source", "interval", "interval_begin_ns",
+             "open", "high", "low", "close", "vwap", "volume", "trades"),
+    "ticker": ("recv_ns", "ts_ns", "symbol", "conn_id", "bid", "bid_qty", "ask", "ask_qty",
+               "last", "volume", "vwap", "low", "high", "change", "change_pct"),
+    "futures_book": ("recv_ns", "ts_ns", "product_id", "epoch", "conn_id", "event", "seq", "side",
+                     "price", "qty", "price_scale", "qty_scale", "overflow"),
+    "futures_trades": ("recv_ns", "ts_ns", "product_id", "conn_id", "source", "seq", "uid",
+                       "side", "type", "price", "qty", "price_scale", "qty_scale", "overflow"),
+    "futures_ticker": ("recv_ns", "ts_ns", "product_id", "conn_id", "bid", "ask", "last",
+                       "mark_price", "index", "funding_rate", "funding_rate_prediction",
+                       "open_interest", "volume", "next_funding_rate_time_ns"),
+    "instruments": ("recv_ns", "symbol", "kind", "change", "status", "base", "quote",
+                    "price_precision", "qty_precision", "cost_precision", "price_increment",
+                    "qty_increment", "qty_min", "attributes"),
+    "checkpoints": ("recv_ns", "channel", "symbol", "epoch", "epoch_message", "reason", "depth", "price_precision",
+                    "qty_precision", "checksum", "entries", "book"),
+    "epochs": ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "price_precision",
+               "qty_precision", "precision_source", "start_ns", "end_ns", "start_reason",
+               "end_reason", "messages", "rows", "checksum_ok", "checksum_failed"),
+    "gaps": ("start_ns", "end_ns", "stream", "channel", "symbol", "conn_id", "cause", "missing",
+             "missing_count", "healed_by", "detail"),
+    "liveness": ("minute_ns", "conn_id", "stream", "channel", "symbol", "subscribed_ns", "frames",
+                 "first_ns", "last_ns"),
+    "rest_snapshots": ("recv_ns", "request", "symbol", "side", "position", "price", "qty",
+                       "ts_ns", "order_id"),
+    "rejects": ("recv_ns", "conn_id", "stream", "direction", "stage", "reason", "detail",
+                "symbol", "raw"),
+}
+
+
+class RowSink(Protocol):
+    """Where rows go: per-column lists of equal length for one dataset."""
+
+    def append(self, dataset: str, columns: dict[str, list[Any]]) -> None: ...
+
+
+class ListSink:
+    """A sink that keeps everything in memory (tests, small tools)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, list[Any]]] = {}
+
+    def append(self, dataset: str, columns: dict[str, list[Any]]) -> None:
+        target = self.data.setdefault(dataset, {k: [] for k in columns})
+        for k, v in columns.items():
+            target.setdefault(k, []).extend(v)
+
+    def rows(self, dataset: str) -> list[dict[str, Any]]:
+        cols = self.data.get(dataset, {})
+        names = list(cols)
+        n = len(cols[names[0]]) if names else 0
+        return [{k: cols[k][i] for k in names} for i in range(n)]
+
+
+class _Epoch:
+    """Bookkeeping of one open epoch (books and trade streams)."""
+
+    __slots__ = ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp",
+                 "psource", "start_ns", "end_ns", "start_reason", "messages", "rows", "ok",
+                 "failed", "book", "last_cp_ns", "last_id")
+
+    def __init__(self, epoch: int, stream: str, channel: str, symbol: str, conn_id: int,
+                 start_reason: str) -> None:
+        self.epoch = epoch
+        self.stream = stream
+        self.channel = channel
+        self.symbol = symbol
+        self.conn_id = conn_id
+        self.depth: int | None = None
+        self.pp: int | None = None
+        self.qp: int | None = None
+        self.psource: str | None = None
+        self.start_ns = epoch
+        self.end_ns = epoch
+        self.start_reason = start_reason
+        self.messages = 0
+        self.rows = 0
+        self.ok = 0
+        self.failed = 0
+        self.book: Any = None
+        self.last_cp_ns = epoch
+        self.last_id: int | None = None
+
+
+class _Gap:
+    __slots__ = ("start_ns", "stream", "channel", "symbol", "conn_id", "cause", "missing",
+                 "missing_count", "detail")
+
+    def __init__(self, start_ns: int, stream: str, channel: str, symbol: str, conn_id: int,
+                 cause: str, missing: str | None = None, missing_count: int | None = None,
+                 detail: str | None = None) -> None:
+        self.start_ns = start_ns
+        self.stream = stream
+        self.channel = channel
+        self.symbol = symbol
+        self.conn_id = conn_id
+        self.cause = cause
+        self.missing = missing
+        self.missing_count = missing_count
+        self.detail = detail
+
+
+class _Conn:
+    """Liveness accounting of one connection: subscriptions and the current minute's counts."""
+
+    __slots__ = ("stream", "subs", "minute", "counts", "ended")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.subs: dict[tuple[str, str], int] = {}  # (channel, symbol) -> since ns
+        self.minute = -1
+        self.counts: dict[tuple[str, str], list[int]] = {}  # key -> [frames, first, last]
+        self.ended: dict[tuple[str, str], tuple[int, int]] = {}  # ended this minute: (from, to)
+
+
+def _units(token: Any, precision: int) -> int:
+    return token_units(token, precision)
+
+
+def _infer_precision(tokens: Iterable[Any]) -> int:
+    best = 0
+    for t in tokens:
+        d = decimals_of(t)
+        if d > best:
+            best = d
+    return best
+
+
+def _l2_depth(ack_depth: int | None, bids: int, asks: int) -> int:
+    if ack_depth:
+        return ack_depth
+    n = max(bids, asks, 1)
+    for d in _KRAKEN_DEPTHS:
+        if n <= d:
+            return d
+    return n
+
+
+class Pipeline:
+    """Frames in, rows out (to ``sink``), signals back (to capture). See the module docstring.
+
+    ``checkpoint_interval_ns``: a book checkpoint every this many ns of receive time (besides
+    the one at each epoch start). ``batch_rows``: buffered rows (all datasets) before handing
+    them to the sink. ``instruments``: optional initial ``symbol -> (price_precision,
+    qty_precision)``.
+    """
+
+    def __init__(
+        self,
+        sink: RowSink,
+        *,
+        checkpoint_interval_ns: int = 15 * MINUTE_NS,
+        batch_rows: int = 200_000,
+        instruments: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.checkpoint_interval_ns = checkpoint_interval_ns
+        self.batch_rows = batch_rows
+        self._buf: dict[str, dict[str, list[Any]]] = {
+            name: {c: [] for c in cols} for name, cols in DATASETS.items()
+        }
+        self._pending_rows = 0
+        self.precisions: dict[str, tuple[int, int]] = dict(instruments or {})
+        self._instr_attrs: dict[tuple[str, str], tuple[str, str]] = {}  # (kind,sym)->(status,json)
+        self._epochs: dict[tuple[str, str], _Epoch] = {}  # (channel, symbol) -> open epoch
+        self._gaps: dict[tuple[str, str], _Gap] = {}  # open gaps by (channel, symbol)
+        self._conns: dict[int, _Conn] = {}
+        self._ack_depth: dict[tuple[str, str], int] = {}
+        self.running = False
+        self.last_recv_ns: int | None = None
+        self.frames = 0
+        self.messages = 0
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["sink"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ public API
+
+    def feed(self, frame: Frame) -> list[Signal]:
+        """Process one frame (journal order). Returns signals for capture (usually empty)."""
+        self.frames += 1
+        out: list[Signal] = []
+        stream = frame.stream
+        if frame.direction != "in":
+            self.last_recv_ns = frame.recv_ns
+            return out
+        try:
+            if stream == "spot" or stream == "l3":
+                self._spot(frame, out)
+            elif stream == "futures":
+                self._futures(frame, out)
+            elif stream == "control":
+                self._control(frame, out)
+            elif stream == "rest":
+                self._rest(frame, out)
+            else:
+                self._reject(frame, "decode", "unsupported_stream",
+                             f"stream {stream!r} is journaled but not derived", None)
+        except Exception as exc:  # noqa: BLE001 - a pipeline bug must not lose the frame
+            self._reject(frame, "internal", "internal", f"{type(exc).__name__}: {exc}"[:300],
+                         None)
+        self.last_recv_ns = frame.recv_ns
+        if self._pending_rows >= self.batch_rows:
+            self.flush()
+        return out
+
+    def flush(self) -> None:
+        """Hand every buffered row to the sink."""
+        for name, cols in self._buf.items():
+            first = cols[DATASETS[name][0]]
+            if first:
+                self.sink.append(name, cols)
+                self._buf[name] = {c: [] for c in DATASETS[name]}
+        self._pending_rows = 0
+
+    def close(self, reason: str = "open") -> None:
+        """End of input: write a row for each open epoch (``end_reason=reason``; a later row of
+        the same epoch supersedes it), each open gap (unhealed), liveness of the current
+        minutes, then flush. The pipeline can continue to be fed afterwards."""
+        for ep in list(self._epochs.values()):
+            self._epoch_row(ep, reason)
+        for gap in list(self._gaps.values()):
+            self._gap_row(gap, None, "open")
+        for cid, conn in self._conns.items():
+            if conn.minute >= 0:
+                self._liveness_minute(cid, conn, conn.minute, self.last_recv_ns or 0)
+        self.flush()
+
+    # ------------------------------------------------------------------ row helpers
+
+    def _reject(self, frame: Frame, stage: str, reason: str, detail: str,
+                symbol: str | None) -> None:
+        b = self._buf["rejects"]
+        b["recv_ns"].append(frame.recv_ns)
+        b["conn_id"].append(frame.conn_id)
+        b["stream"].append(frame.stream)
+        b["direction"].append(frame.direction)
+        b["stage"].append(stage)
+        b["reason"].append(reason)
+        b["detail"].append(detail)
+        b["symbol"].append(symbol)
+        b["raw"].append(frame.payload)
+        self._pending_rows += 1
+
+    def _gap_row(self, g: _Gap, end_ns: int | None, healed_by: str) -> None:
+        b = self._buf["gaps"]
+        b["start_ns"].append(g.start_ns)
+        b["end_ns"].append(end_ns)
+        b["stream"].append(g.stream)
+        b["channel"].append(g.channel)
+        b["symbol"].append(g.symbol)
+        b["conn_id"].append(g.conn_id)
+        b["cause"].append(g.cause)
+        b["missing"].append(g.missing)
+        b["missing_count"].append(g.missing_count)
+        b["healed_by"].append(healed_by)
+        b["detail"].append(g.detail)
+        self._pending_rows += 1
+
+    def _open_gap(self, g: _Gap) -> None:
+        key = (g.channel, g.symbol)
+        if key not in self._gaps:
+            self._gaps[key] = g
+
+    def _close_gap(self, channel: str, symbol: str, end_ns: int, healed_by: str) -> None:
+        g = self._gaps.pop((channel, symbol), None)
+        if g is not None:
+            self._gap_row(g, end_ns, healed_by)
+
+    def _epoch_row(self, ep: _Epoch, end_reason: str) -> None:
+        b = self._buf["epochs"]
+        b["epoch"].append(ep.epoch)
+        b["stream"].append(ep.stream)
+        b["channel"].append(ep.channel)
+        b["symbol"].append(ep.symbol)
+        b["conn_id"].append(ep.conn_id)
+        b["depth"].append(ep.depth)
+        b["price_precision"].append(ep.pp)
+        b["qty_precision"].append(ep.qp)
+        b["precision_source"].append(ep.psource)
+        b["start_ns"].append(ep.start_ns)
+        b["end_ns"].append(ep.end_ns)
+        b["start_reason"].append(ep.start_reason)
+        b["end_reason"].append(end_reason)
+        b["messages"].append(ep.messages)
+        b["rows"].append(ep.rows)
+        b["checksum_ok"].append(ep.ok)
+        b["checksum_failed"].append(ep.failed)
+        self._pending_rows += 1
+
+    def _end_epoch(self, key: tuple[str, str], reason: str, gap_cause: str | None,
+                   at_ns: int, detail: str | None = None) -> _Epoch | None:
+        ep = self._epochs.pop(key, None)
+        if ep is None:
+            return None
+        self._epoch_row(ep, reason)
+        if gap_cause is not None:
+            self._open_gap(_Gap(ep.end_ns, ep.stream, ep.channel, ep.symbol, ep.conn_id,
+                                gap_cause, detail=detail))
+        return ep
+
+    def _checkpoint_row(self, ep: _Epoch, recv_ns: int, reason: str) -> None:
+        book = ep.book
+        b = self._buf["checkpoints"]
+        cp = book.checkpoint()
+        if ep.channel == "futures_book":
+            blob = msgspec.msgpack.encode(cp)
+            entries = len(book)
+            crc = None
+        else:
+            blob = encode_checkpoint(cp)
+            entries = len(book)
+            crc = book.checksum()
+        b["recv_ns"].append(recv_ns)
+        b["channel"].append(ep.channel)
+        b["symbol"].append(ep.symbol)
+        b["epoch"].append(ep.epoch)
+        b["epoch_message"].append(ep.messages)
+        b["reason"].append(reason)
+        b["depth"].append(ep.depth)
+        b["price_precision"].append(ep.pp)
+        b["qty_precision"].append(ep.qp)
+        b["checksum"].append(crc)
+        b["entries"].append(entries)
+        b["book"].append(blob)
+        ep.last_cp_ns = recv_ns
+        self._pending_rows += 1
+
+    # ------------------------------------------------------------------ liveness
+
+    def _conn(self, conn_id: int, stream: str) -> _Conn:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = self._conns[conn_id] = _Conn(stream)
+        return conn
+
+    def _tick(self, conn_id: int, stream: str, channel: str, symbol: str, recv_ns: int) -> None:
+        """Count one message of (channel, symbol) on a connection for liveness."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            conn = self._conn(conn_id, stream)
+        minute = recv_ns - recv_ns % MINUTE_NS
+        if minute != conn.minute:
+            if conn.minute >= 0:
+                self._roll_minutes(conn_id, conn, minute)
+            conn.minute = minute
+        key = (channel, symbol)
+        if channel != "heartbeat" and key not in conn.subs:
+            conn.subs[key] = recv_ns  # data without a seen ack: subscribed from now
+        c = conn.counts.get(key)
+        if c is None:
+            conn.counts[key] = [1, recv_ns, recv_ns]
+        else:
+            c[0] += 1
+            c[2] = recv_ns
+
+    def _roll_minutes(self, conn_id: int, conn: _Conn, new_minute: int) -> None:
+        m = conn.minute
+        self._liveness_minute(conn_id, conn, m, m + MINUTE_NS)
+        m += MINUTE_NS
+        n = 0
+        while m < new_minute and conn.subs and n < _MAX_LIVENESS_MINUTES:
+            self._liveness_minute(conn_id, conn, m, m + MINUTE_NS)
+            m += MINUTE_NS
+            n += 1
+
+    def _liveness_minute(self, conn_id: int, conn: _Conn, minute: int, until: int) -> None:
+        b = self._buf["liveness"]
+        end = min(minute + MINUTE_NS, max(until, minute))
+        keys = set(conn.subs) | set(conn.counts) | set(conn.ended)
+        for key in sorted(keys):
+            since = conn.subs.get(key)
+            if since is not None:
+                sub_ns = max(0, end - max(since, minute))
+            else:
+                start, stop = conn.ended.get(key, (minute, minute))
+                sub_ns = max(0, min(stop, end) - max(start, minute))
+            c = conn.counts.get(key)
+            b["minute_ns"].append(minute)
+            b["conn_id"].append(conn_id)
+            b["stream"].append(conn.stream)
+            b["channel"].append(key[0])
+            b["symbol"].append(key[1])
+            b["subscribed_ns"].append(sub_ns if key[0] != "heartbeat" else 0)
+            b["frames"].append(c[0] if c else 0)
+            b["first_ns"].append(c[1] if c else None)
+            b["last_ns"].append(c[2] if c else None)
+            self._pending_rows += 1
+        conn.counts = {}
+        conn.ended = {}
+
+    def _unsubscribe(self, conn: _Conn, key: tuple[str, str], at_ns: int) -> None:
+        since = conn.subs.pop(key, None)
+        if since is not None:
+            conn.ended[key] = (since, at_ns)
+
+    # ------------------------------------------------------------------ spot
+
+    def _spot(self, frame: Frame, out: list[Signal]) -> None:
+        ev = sp.decode_spot(frame.payload)
+        t = type(ev)
+        if t is sp.BookMessage:
+            for data in ev.data:
+                self._l2(frame, ev.type, data, out)
+        elif t is sp.Level3Message:
+            for data in ev.data:
+                self._l3(frame, ev.type, data, out)
+        elif t is sp.TradeMessage:
+            self._trades(frame, ev, out)
+        elif t is sp.Heartbeat:
+            self._tick(frame.conn_id, frame.stream, "heartbeat", "", frame.recv_ns)
+        elif t is sp.OhlcMessage:
+            self._ohlc(frame, ev)
+        elif t is sp.TickerMessage:
+            self._ticker(frame, ev)
+        elif t is sp.InstrumentMessage:
+            self._instrument(frame, ev, out)
+        elif t is sp.SubscribeAck or t is sp.UnsubscribeAck:
+            self._ack(frame, ev, out)
+        elif t is Reject:
+            self._reject(frame, "decode", ev.reason, ev.detail, None)
+        # StatusMessage, Pong: journaled only
+        self.messages += 1
+
+    def _ack(self, frame: Frame, ev: Any, out: list[Signal]) -> None:
+        res = ev.result
+        channel = res.channel if res is not None else ""
+        symbol = (res.symbol if res is not None else None) or ev.symbol
+        conn = self._conn(frame.conn_id, frame.stream)
+        if not ev.success:
+            out.append(SubscriptionRejected(stream=frame.stream, conn_id=frame.conn_id,
+                                            channel=channel, symbol=symbol,
+                                            error=ev.error or "", recv_ns=frame.recv_ns))
+            if type(ev) is sp.SubscribeAck:
+                self._gap_row(_Gap(frame.recv_ns, frame.stream, channel or "*", symbol or "*",
+                                   frame.conn_id, "subscribe_failed", detail=ev.error), None,
+                              "none")
+            return
+        if type(ev) is sp.SubscribeAck:
+            if symbol is not None:
+                conn.subs.setdefault((channel, symbol), frame.recv_ns)
+                if res is not None and res.depth:
+                    self._ack_depth[(channel, symbol)] = res.depth
+            out.append(SubscriptionAcked(stream=frame.stream, conn_id=frame.conn_id,
+                                         channel=channel, symbol=symbol,
+                                         depth=res.depth if res else None,
+                                         interval=res.interval if res else None,
+                                         recv_ns=frame.recv_ns))
+        else:
+            if symbol is not None:
+                self._unsubscribe(conn, (channel, symbol), frame.recv_ns)
+                self._end_epoch((channel, symbol), "unsubscribed", None, frame.recv_ns)
+
+    def _precision(self, symbol: str, tokens: Any) -> tuple[int, int, str]:
+        known = self.precisions.get(symbol)
+        if known is not None:
+            return known[0], known[1], "instrument"
+        prices, qtys = tokens
+        return _infer_precision(prices), _infer_precision(qtys), "inferred"
+
+    def _values(self, token: Any, scale: int, field: str, over: dict[str, str]) -> int | None:
+        v = token_units(token, scale)
+        if INT64_MIN <= v <= INT64_MAX:
+            return v
+        over[field] = token_to_text(token)
+        return None
+
+    def _desync(self, frame: Frame, channel: str, ep: _Epoch, reason: str,
+                expected: int | None, computed: int | None, out: list[Signal]) -> None:
+        cause = "checksum_mismatch" if reason == "checksum_mismatch" else (
+            "crossed_book" if reason == "crossed" else reason)
+        self._end_epoch((channel, ep.symbol), reason, cause, frame.recv_ns,
+                        detail=None if expected is None else
+                        f"expected {expected} computed {computed}")
+        out.append(BookDesync(stream=frame.stream, channel=channel, symbol=ep.symbol,
+                              depth=ep.depth, reason=reason, expected=expected,
+                              computed=computed, recv_ns=frame.recv_ns))
+
+    def _l2(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
+        symbol = data.symbol
+        key = ("book", symbol)
+        recv = frame.recv_ns
+        self._tick(frame.conn_id, frame.stream, "book", symbol, recv)
+        ep = self._epochs.get(key)
+        if kind == "snapshot":
+            if ep is not None:
+                self._end_epoch(key, "resnapshot", None, recv)
+            pp, qp, src = self._precision(
+                symbol, ([lv.price for lv in data.bids] + [lv.price for lv in data.asks],
+                         [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
+            ep = _Epoch(recv, frame.stream, "book", symbol, frame.conn_id, "snapshot")
+            ep.depth = _l2_depth(self._ack_depth.get(key), len(data.bids), len(data.asks))
+            ep.pp, ep.qp, ep.psource = pp, qp, src
+            try:
+                ep.book = L2Book(symbol, ep.depth, pp, qp)
+                res = ep.book.apply(kind, data)
+            except Exception as exc:  # noqa: BLE001 - BookError/NumberError
+                self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
+                             symbol)
+                self._open_gap(_Gap(recv, frame.stream, "book", symbol, frame.conn_id,
+                                    "apply_error", detail=str(exc)[:200]))
+                return
+            self._epochs[key] = ep
+            self._close_gap("book", symbol, recv, "resnapshot")
+            ev_code = 0
+        else:
+            if ep is None:
+                self._reject(frame, "apply", "update_before_snapshot",
+                             "book update without a valid snapshot", symbol)
+                return
+            try:
+                res = ep.book.apply(kind, data)
+            except Exception as exc:  # noqa: BLE001
+                self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
+                             symbol)
+                self._desync(frame, "book", ep, "apply_error", None, None, out)
+                return
+            ev_code = 1
+        pp, qp = ep.pp, ep.qp
+        b = self._buf["book"]
+        ts = data.ts_ns
+        n = 0
+        r_recv, r_ts, r_sym, r_ep, r_conn, r_ev, r_side, r_p, r_q, r_ps, r_qs, r_ck, r_ov = (
+            b["recv_ns"], b["ts_ns"], b["symbol"], b["epoch"], b["conn_id"], b["event"],
+            b["side"], b["price"], b["qty"], b["price_scale"], b["qty_scale"], b["checksum"],
+            b["overflow"])
+        conn_id = frame.conn_id
+        epoch = ep.epoch
+        for side, levels in ((0, data.bids), (1, data.asks)):
+            for lv in levels:
+                p = token_units(lv.price, pp)
+                q = token_units(lv.qty, qp)
+                ov = None
+                if not (INT64_MIN <= p <= INT64_MAX and INT64_MIN <= q <= INT64_MAX):
+                    over: dict[str, str] = {}
+                    p = self._values(lv.price, pp, "price", over)
+                    q = self._values(lv.qty, qp, "qty", over)
+                    ov = _ENC.encode(over).decode()
+                r_recv.append(recv)
+                r_ts.append(ts)
+                r_sym.append(symbol)
+                r_ep.append(epoch)
+                r_conn.append(conn_id)
+                r_ev.append(ev_code)
+                r_side.append(side)
+                r_p.append(p)
+                r_q.append(q)
+                r_ps.append(pp)
+                r_qs.append(qp)
+                r_ck.append(None)
+                r_ov.append(ov)
+                n += 1
+        if n:
+            r_ck[-1] = data.checksum
+        self._pending_rows += n
+        ep.rows += n
+        ep.messages += 1
+        ep.end_ns = recv
+        if res.match is True:
+            ep.ok += 1
+        elif res.match is False:
+            ep.failed += 1
+        if ev_code == 0:
+            if res.ok:
+                self._checkpoint_row(ep, recv, "epoch_start")
+        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns and res.ok:
+            self._checkpoint_row(ep, recv, "interval")
+        if not res.ok:
+            self._desync(frame, "book", ep,
+                         "checksum_mismatch" if res.match is False else "crossed",
+                         res.expected, res.computed, out)
+
+    def _l3(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
+        symbol = data.symbol
+        key = ("level3", symbol)
+        recv = frame.recv_ns
+        self._tick(frame.conn_id, frame.stream, "level3", symbol, recv)
+        ep = self._epochs.get(key)
+        if kind == "snapshot":
+            if ep is not None:
+                self._end_epoch(key, "resnapshot", None, recv)
+            orders = list(data.bids) + list(data.asks)
+            pp, qp, src = self._precision(
+                symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
+            ep = _Epoch(recv, frame.stream, "level3", symbol, frame.conn_id, "snapshot")
+            ep.depth = self._ack_depth.get(key) or 10
+            ep.pp, ep.qp, ep.psource = pp, qp, src
+            try:
+                ep.book = L3Book(symbol, ep.depth, pp, qp)
+                res = ep.book.apply(kind, data)
+            except Exception as exc:  # noqa: BLE001
+                self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
+                             symbol)
+                self._open_gap(_Gap(recv, frame.stream, "level3", symbol, frame.conn_id,
+                                    "apply_error", detail=str(exc)[:200]))
+                return
+            self._epochs[key] = ep
+            self._close_gap("level3", symbol, recv, "resnapshot")
+            snap = True
+        else:
+            if ep is None:
+                self._reject(frame, "apply", "update_before_snapshot",
+                             "level3 update without a valid snapshot", symbol)
+                return
+            try:
+                res = ep.book.apply(kind, data)
+            except Exception as exc:  # noqa: BLE001
+                self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
+                             symbol)
+                self._desync(frame, "level3", ep, "apply_error", None, None, out)
+                return
+            snap = False
+        pp, qp = ep.pp, ep.qp
+        b = self._buf["level3"]
+        r_recv, r_ts, r_sym, r_ep, r_conn, r_ev, r_side, r_oid, r_p, r_q, r_ps, r_qs, r_ck, r_ov = (
+            b["recv_ns"], b["ts_ns"], b["symbol"], b["epoch"], b["conn_id"], b["event"],
+            b["side"], b["order_id"], b["price"], b["qty"], b["price_scale"], b["qty_scale"],
+            b["checksum"], b["overflow"])
+        conn_id = frame.conn_id
+        epoch = ep.epoch
+        n = 0
+        for side, entries in ((0, data.bids), (1, data.asks)):
+            for o in entries:
+                p = token_units(o.limit_price, pp)
+                q = token_units(o.order_qty, qp)
+                ov = None
+                if not (INT64_MIN <= p <= INT64_MAX and INT64_MIN <= q <= INT64_MAX):
+                    over: dict[str, str] = {}
+                    p = self._values(o.limit_price, pp, "price", over)
+                    q = self._values(o.order_qty, qp, "qty", over)
+                    ov = _ENC.encode(over).decode()
+                r_recv.append(recv)
+                r_ts.append(o.ts_ns)
+                r_sym.append(symbol)
+                r_ep.append(epoch)
+                r_conn.append(conn_id)
+                r_ev.append(0 if snap else _L3_EVENT.get(o.event, 1))
+                r_side.append(side)
+                r_oid.append(o.order_id)
+                r_p.append(p)
+                r_q.append(q)
+                r_ps.append(pp)
+                r_qs.append(qp)
+                r_ck.append(None)
+                r_ov.append(ov)
+                n += 1
+        if n:
+            r_ck[-1] = data.checksum
+        self._pending_rows += n
+        ep.rows += n
+        ep.messages += 1
+        ep.end_ns = recv
+        if res.match is True:
+            ep.ok += 1
+        elif res.match is False:
+            ep.failed += 1
+        if snap:
+            if res.ok:
+                self._checkpoint_row(ep, recv, "epoch_start")
+        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns and res.ok:
+            self._checkpoint_row(ep, recv, "interval")
+        if not res.ok:
+            self._desync(frame, "level3", ep,
+                         "checksum_mismatch" if res.match is False else "crossed",
+                         res.expected, res.computed, out)
+
+    def _trade_row(self, recv: int, ts: int, symbol: str, epoch: int, conn_id: int, source: int,
+                   trade_id: int | None, side: int, ord_type: str, price: Any, qty: Any) -> None:
+        b = self._buf["trades"]
+        known = self.precisions.get(symbol)
+        if known is not None and decimals_of(price) <= known[0] and decimals_of(qty) <= known[1]:
+            ps, qs = known
+        else:
+            ps, qs = decimals_of(price), decimals_of(qty)
+        over: dict[str, str] = {}
+        p = self._values(price, ps, "price", over)
+        q = self._values(qty, qs, "qty", over)
+        b["recv_ns"].append(recv)
+        b["ts_ns"].append(ts)
+        b["symbol"].append(symbol)
+        b["epoch"].append(epoch)
+        b["conn_id"].append(conn_id)
+        b["source"].append(source)
+        b["trade_id"].append(trade_id)
+        b["side"].append(side)
+        b["ord_type"].append(ord_type)
+        b["price"].append(p)
+        b["qty"].append(q)
+        b["price_scale"].append(ps)
+        b["qty_scale"].append(qs)
+        b["overflow"].append(_ENC.encode(over).decode() if over else None)
+        self._pending_rows += 1
+
+    def _trades(self, frame: Frame, ev: Any, out: list[Signal]) -> None:
+        recv = frame.recv_ns
+        snapshot = ev.type == "snapshot"
+        for t in ev.data:
+            symbol = t.symbol
+            key = ("trade", symbol)
+            self._tick(frame.conn_id, frame.stream, "trade", symbol, recv)
+            ep = self._epochs.get(key)
+            tid = t.trade_id
+            if ep is None:
+                ep = _Epoch(recv, frame.stream, "trade", symbol, frame.conn_id,
+                            "snapshot" if snapshot else "first_trade")
+                self._epochs[key] = ep
+                self._close_gap("trade", symbol, recv, "resubscribe")
+            elif ep.last_id is not None:
+                last = ep.last_id
+                if tid <= last:
+                    if not snapshot:
+                        self._reject(frame, "apply", "duplicate_trade",
+                                     f"trade_id {tid} <= last {last}", symbol)
+                    continue  # snapshot overlap with trades already recorded
+                if tid > last + 1:
+                    missing = tid - last - 1
+                    gap = _Gap(ep.end_ns, frame.stream, "trade", symbol, frame.conn_id,
+                               "trade_id_jump", f"trade_id {last + 1}..{tid - 1}", missing)
+                    self._end_epoch(key, "trade_id_jump", None, recv)
+                    self._gaps[("trade_backfill", symbol)] = gap
+                    out.append(TradeIdGap(symbol=symbol, expected=last + 1, got=tid,
+                                          recv_ns=recv))
+                    ep = _Epoch(recv, frame.stream, "trade", symbol, frame.conn_id,
+                                "after_gap")
+                    self._epochs[key] = ep
+            ep.last_id = tid
+            ep.messages += 1
+            ep.rows += 1
+            ep.end_ns = recv
+            self._trade_row(recv, t.ts_ns, symbol, ep.epoch, frame.conn_id,
+                            0 if snapshot else 1, tid, _SIDE_BUYSELL[t.side], t.ord_type,
+                            t.price, t.qty)
+
+    def _ohlc(self, frame: Frame, ev: Any) -> None:
+        b = self._buf["ohlc"]
+        src = 0 if ev.type == "snapshot" else 1
+        for c in ev.data:
+            self._tick(frame.conn_id, frame.stream, "ohlc", c.symbol, frame.recv_ns)
+            b["recv_ns"].append(frame.recv_ns)
+            b["ts_ns"].append(c.ts_ns if c.ts_ns is not None else ev.ts_ns)
+            b["symbol"].append(c.symbol)
+            b["conn_id"].append(frame.conn_id)
+            b["source"].append(src)
+            b["interval"].append(c.interval)
+            b["interval_begin_ns"].append(c.interval_begin_ns)
+            b["open"].append(token_to_text(c.open))
+            b["high"].append(token_to_text(c.high))
+            b["low"].append(token_to_text(c.low))
+            b["close"].append(token_to_text(c.close))
+            b["vwap"].append(token_to_text(c.vwap))
+            b["volume"].append(token_to_text(c.volume))
+            b["trades"].append(c.trades)
+            self._pending_rows += 1
+
+    def _ticker(self, frame: Frame, ev: Any) -> None:
+        b = self._buf["ticker"]
+        for t in ev.data:
+            self._tick(frame.conn_id, frame.stream, "ticker", t.symbol, frame.recv_ns)
+            b["recv_ns"].append(frame.recv_ns)
+            b["ts_ns"].append(t.ts_ns)
+            b["symbol"].append(t.symbol)
+            b["conn_id"].append(frame.conn_id)
+            for name in ("bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low",
+                         "high", "change", "change_pct"):
+                b[name].append(token_to_text(getattr(t, name)))
+            self._pending_rows += 1
+
+    def _instrument(self, frame: Frame, ev: Any, out: list[Signal]) -> None:
+        recv = frame.recv_ns
+        b = self._buf["instruments"]
+        listed: list[str] = []
+        changed: list[str] = []
+        delisted: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        items: list[tuple[str, Any]] = [("asset", a) for a in ev.data.assets]
+        items += [("pair", p) for p in ev.data.pairs]
+        for kind, item in items:
+            sym = item.id if kind == "asset" else item.symbol
+            attrs = _ENC.encode(item).decode()
+            k = (kind, sym)
+            seen.add(k)
+            prev = self._instr_attrs.get(k)
+            if prev is not None and prev[1] == attrs:
+                continue
+            change = "listed" if prev is None else "changed"
+            self._instr_attrs[k] = (item.status, attrs)
+            if kind == "pair":
+                self.precisions[sym] = (item.price_precision, item.qty_precision)
+                if prev is None:
+                    listed.append(sym)
+                else:
+                    changed.append(sym)
+            self._instrument_row(recv, sym, kind, change, item, attrs)
+        if ev.type == "snapshot" and self._instr_attrs:
+            for k in [k for k in self._instr_attrs if k not in seen]:
+                status, attrs = self._instr_attrs.pop(k)
+                if k[0] == "pair":
+                    delisted.append(k[1])
+                    self.precisions.pop(k[1], None)
+                self._instrument_row(recv, k[1], k[0], "delisted", None, attrs, status)
+        del b
+        if listed or changed or delisted:
+            out.append(InstrumentChanged(listed=listed, delisted=delisted,
+                                         status_changed=changed, recv_ns=recv))
+
+    def _instrument_row(self, recv: int, sym: str, kind: str, change: str, item: Any,
+                        attrs: str, status: str | None = None) -> None:
+        b = self._buf["instruments"]
+        pair = kind == "pair" and item is not None
+        b["recv_ns"].append(recv)
+        b["symbol"].append(sym)
+        b["kind"].append(kind)
+        b["change"].append(change)
+        b["status"].append(item.status if item is not None else (status or ""))
+        b["base"].append(item.base if pair else None)
+        b["quote"].append(item.quote if pair else None)
+        b["price_precision"].append(item.price_precision if pair else None)
+        b["qty_precision"].append(item.qty_precision if pair else (
+            item.precision if item is not None else None))
+        b["cost_precision"].append(item.cost_precision if pair else None)
+        b["price_increment"].append(token_to_text(item.price_increment) if pair else None)
+        b["qty_increment"].append(token_to_text(item.qty_increment) if pair else None)
+        b["qty_min"].append(token_to_text(item.qty_min) if pair else None)
+        b["attributes"].append(attrs)
+        self._pending_rows += 1
+
+    # ------------------------------------------------------------------ futures
+
+    def _futures(self, frame: Frame, out: list[Signal]) -> None:
+        ev = fut.decode_futures(frame.payload)
+        t = type(ev)
+        recv = frame.recv_ns
+        if t is fut.FuturesBookDelta or t is fut.FuturesBookSnapshot:
+            self._futures_book(frame, ev, out)
+        elif t is fut.FuturesTrade or t is fut.FuturesTradeSnapshot:
+            trades = ev.trades if t is fut.FuturesTradeSnapshot else (ev,)
+            src = 0 if t is fut.FuturesTradeSnapshot else 1
+            for tr in sorted(trades, key=lambda x: x.seq):
+                pid = tr.product_id
+                self._tick(frame.conn_id, "futures", "trade", pid, recv)
+                key = ("futures_trade", pid)
+                ep = self._epochs.get(key)
+                if ep is None:
+                    ep = self._epochs[key] = _Epoch(recv, "futures", "futures_trade", pid,
+                                                    frame.conn_id, "first_trade")
+                elif ep.last_id is not None:
+                    if tr.seq <= ep.last_id:
+                        if src:
+                            self._reject(frame, "apply", "duplicate_trade",
+                                         f"seq {tr.seq} <= last {ep.last_id}", pid)
+                        continue
+                    if tr.seq > ep.last_id + 1:
+                        self._gap_row(_Gap(ep.end_ns, "futures", "trade", pid, frame.conn_id,
+                                           "seq_jump", f"seq {ep.last_id + 1}..{tr.seq - 1}",
+                                           tr.seq - ep.last_id - 1), recv, "none")
+                        out.append(FuturesSeqGap(feed="trade", product_id=pid,
+                                                 expected=ep.last_id + 1, got=tr.seq,
+                                                 recv_ns=recv))
+                ep.last_id = tr.seq
+                ep.end_ns = recv
+                ep.messages += 1
+                self._futures_trade_row(frame, tr, src)
+        elif t is fut.FuturesTicker:
+            self._tick(frame.conn_id, "futures", "ticker", ev.product_id, recv)
+            b = self._buf["futures_ticker"]
+            b["recv_ns"].append(recv)
+            b["ts_ns"].append(ev.time_ns)
+            b["product_id"].append(ev.product_id)
+            b["conn_id"].append(frame.conn_id)
+            for name in ("bid", "ask", "last", "mark_price", "index", "funding_rate",
+                         "funding_rate_prediction", "open_interest", "volume"):
+                v = getattr(ev, name)
+                b[name].append(None if v is None else token_to_text(v))
+            b["next_funding_rate_time_ns"].append(ev.next_funding_rate_time_ns)
+            self._pending_rows += 1
+        elif t is Reject:
+            self._reject(frame, "decode", ev.reason, ev.detail, None)
+        elif t is fut.FuturesSubscribeFailed:
+            out.append(SubscriptionRejected(stream="futures", conn_id=frame.conn_id,
+                                            channel=ev.feed or "", symbol=None,
+                                            error=ev.message or "", recv_ns=recv))
+        elif t is fut.FuturesSubscribed:
+            conn = self._conn(frame.conn_id, "futures")
+            for pid in ev.product_ids:
+                conn.subs.setdefault((ev.feed or "", fut.normalise_product_id(pid)), recv)
+        self.messages += 1
+
+    def _scaled(self, token: Any, over: dict[str, str], field: str) -> tuple[int | None, int]:
+        scale = decimals_of(token)
+        try:
+            v = to_units(token, scale)
+        except Exception:  # noqa: BLE001 - exponent forms beyond the precision range
+            over[field] = token_to_text(token)
+            return None, 0
+        if INT64_MIN <= v <= INT64_MAX:
+            return v, scale
+        over[field] = token_to_text(token)
+        return None, scale
+
+    def _futures_trade_row(self, frame: Frame, tr: Any, src: int) -> None:
+        b = self._buf["futures_trades"]
+        over: dict[str, str] = {}
+        p, ps = self._scaled(tr.price, over, "price")
+        q, qs = self._scaled(tr.qty, over, "qty")
+        b["recv_ns"].append(frame.recv_ns)
+        b["ts_ns"].append(tr.time_ms * 1_000_000)
+        b["product_id"].append(tr.product_id)
+        b["conn_id"].append(frame.conn_id)
+        b["source"].append(src)
+        b["seq"].append(tr.seq)
+        b["uid"].append(tr.uid)
+        b["side"].append(_SIDE_BUYSELL.get(tr.side, 0))
+        b["type"].append(tr.type)
+        b["price"].append(p)
+        b["qty"].append(q)
+        b["price_scale"].append(ps)
+        b["qty_scale"].append(qs)
+        b["overflow"].append(_ENC.encode(over).decode() if over else None)
+        self._pending_rows += 1
+
+    def _futures_book_row(self, frame: Frame, ep: _Epoch, event: int, seq: int, ts_ms: int | None,
+                          side: int, price: Any, qty: Any) -> None:
+        b = self._buf["futures_book"]
+        over: dict[str, str] = {}
+        p, ps = self._scaled(price, over, "price")
+        q, qs = self._scaled(qty, over, "qty")
+        b["recv_ns"].append(frame.recv_ns)
+        b["ts_ns"].append(None if ts_ms is None else ts_ms * 1_000_000)
+        b["product_id"].append(ep.symbol)
+        b["epoch"].append(ep.epoch)
+        b["conn_id"].append(frame.conn_id)
+        b["event"].append(event)
+        b["seq"].append(seq)
+        b["side"].append(side)
+        b["price"].append(p)
+        b["qty"].append(q)
+        b["price_scale"].append(ps)
+        b["qty_scale"].append(qs)
+        b["overflow"].append(_ENC.encode(over).decode() if over else None)
+        ep.rows += 1
+        self._pending_rows += 1
+
+    def _futures_book(self, frame: Frame, ev: Any, out: list[Signal]) -> None:
+        pid = ev.product_id
+        key = ("futures_book", pid)
+        recv = frame.recv_ns
+        self._tick(frame.conn_id, "futures", "book", pid, recv)
+        ep = self._epochs.get(key)
+        if type(ev) is fut.FuturesBookSnapshot:
+            if ep is not None:
+                self._end_epoch(key, "resnapshot", None, recv)
+            ep = _Epoch(recv, "futures", "futures_book", pid, frame.conn_id, "snapshot")
+            try:
+                ep.book = FuturesBook(pid)
+                ep.book.apply_snapshot(ev)
+            except Exception as exc:  # noqa: BLE001
+                self._reject(frame, "apply", "apply_error", str(exc)[:200], pid)
+                return
+            self._epochs[key] = ep
+            self._close_gap("futures_book", pid, recv, "resnapshot")
+            for side, levels in ((0, ev.bids), (1, ev.asks)):
+                for lv in levels:
+                    self._futures_book_row(frame, ep, 0, ev.seq, ev.timestamp_ms, side,
+                                           lv.price, lv.qty)
+            ep.messages += 1
+            self._checkpoint_row(ep, recv, "epoch_start")
+            return
+        if ep is None:
+            self._reject(frame, "apply", "update_before_snapshot",
+                         "futures book delta without a snapshot", pid)
+            return
+        try:
+            gap = ep.book.apply(ev)
+        except Exception as exc:  # noqa: BLE001
+            self._reject(frame, "apply", "apply_error", str(exc)[:200], pid)
+            self._desync(frame, "futures_book", ep, "apply_error", None, None, out)
+            return
+        if gap is not None and gap.kind != "gap":
+            self._reject(frame, "apply", f"seq_{gap.kind}",
+                         f"seq {gap.got}, expected {gap.expected}", pid)
+            return
+        self._futures_book_row(frame, ep, 1, ev.seq, ev.timestamp_ms,
+                               0 if ev.side == "buy" else 1, ev.price, ev.qty)
+        ep.messages += 1
+        ep.end_ns = recv
+        if gap is not None:
+            self._end_epoch(key, "seq_jump", "seq_jump", recv,
+                            detail=f"seq {gap.expected}..{gap.got - 1} missing")
+            out.append(FuturesSeqGap(feed="book", product_id=pid, expected=gap.expected,
+                                     got=gap.got, recv_ns=recv))
+        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns:
+            self._checkpoint_row(ep, recv, "interval")
+
+    # ------------------------------------------------------------------ REST
+
+    def _rest(self, frame: Frame, out: list[Signal]) -> None:
+        meta = frame.meta
+        path = meta.split(" ", 1)[-1]
+        recv = frame.recv_ns
+        if "/Trades" in path:
+            page = rest.decode_trades(frame.payload)
+            if not isinstance(page, rest.TradesPage):
+                self._rest_reject(frame, page)
+                return
+            sym = _query_param(path, "pair") or page.pair
+            for tr in page.trades:
+                self._trade_row(recv, tr.time_ns, sym, 0, frame.conn_id, 2, tr.trade_id,
+                                _SIDE_BUYSELL[tr.side], "market" if tr.ord_type == "m"
+                                else "limit", tr.price, tr.volume)
+        elif "/OHLC" in path:
+            page = rest.decode_ohlc(frame.payload)
+            if not isinstance(page, rest.OhlcPage):
+                self._rest_reject(frame, page)
+                return
+            interval = int(_query_param(path, "interval") or 1)
+            sym = _query_param(path, "pair") or page.pair
+            b = self._buf["ohlc"]
+            for bar in page.bars:
+                b["recv_ns"].append(recv)
+                b["ts_ns"].append(None)
+                b["symbol"].append(sym)
+                b["conn_id"].append(frame.conn_id)
+                b["source"].append(2)
+                b["interval"].append(interval)
+                b["interval_begin_ns"].append(bar.time * 1_000_000_000)
+                for name in ("open", "high", "low", "close", "vwap", "volume"):
+                    b[name].append(token_to_text(getattr(bar, name)))
+                b["trades"].append(bar.count)
+                self._pending_rows += 1
+        elif "/Depth" in path:
+            snap = rest.decode_depth(frame.payload)
+            if not isinstance(snap, rest.DepthSnapshot):
+                self._rest_reject(frame, snap)
+                return
+            for side, levels in ((0, snap.bids), (1, snap.asks)):
+                for i, lv in enumerate(levels):
+                    self._rest_level(recv, meta, snap.pair, side, i, lv.price, lv.volume,
+                                     lv.timestamp_ns, None)
+        elif "/Level3" in path:
+            snap = rest.decode_level3(frame.payload)
+            if not isinstance(snap, rest.Level3Snapshot):
+                self._rest_reject(frame, snap)
+                return
+            for side, orders in ((0, snap.bids), (1, snap.asks)):
+                for i, o in enumerate(orders):
+                    self._rest_level(recv, meta, snap.pair, side, i, token_to_text(o.price),
+                                     token_to_text(o.qty), getattr(o, "timestamp_ns", None),
+                                     o.order_id)
+        # other REST bodies (AssetPairs, Time, ...) are journaled only
+
+    def _rest_level(self, recv: int, request: str, symbol: str, side: int, pos: int, price: str,
+                    qty: str, ts: int | None, order_id: str | None) -> None:
+        b = self._buf["rest_snapshots"]
+        b["recv_ns"].append(recv)
+        b["request"].append(request)
+        b["symbol"].append(symbol)
+        b["side"].append(side)
+        b["position"].append(pos)
+        b["price"].append(price)
+        b["qty"].append(qty)
+        b["ts_ns"].append(ts)
+        b["order_id"].append(order_id)
+        self._pending_rows += 1
+
+    def _rest_reject(self, frame: Frame, result: Any) -> None:
+        if isinstance(result, Reject):
+            self._reject(frame, "decode", result.reason, result.detail, None)
+        else:
+            self._reject(frame, "decode", "rest_error", str(result)[:300], None)
+
+    # ------------------------------------------------------------------ control markers
+
+    def _control(self, frame: Frame, out: list[Signal]) -> None:
+        m = mk.decode_marker(frame.payload)
+        recv = frame.recv_ns
+        t = type(m)
+        if t is Reject:
+            self._reject(frame, "decode", m.reason, m.detail, None)
+        elif t is mk.ProcessStart:
+            if self.last_recv_ns is not None:
+                crashed = self.running
+                self._end_all(recv, "process_restart")
+                self._gap_row(_Gap(self.last_recv_ns, "*", "*", "*", 0, "process_restart",
+                                   detail=("previous run ended without ProcessStop (crash)"
+                                           if crashed else "clean stop and restart")),
+                              recv, "restart")
+            self.running = True
+        elif t is mk.ProcessStop:
+            self._end_all(recv, "process_stop")
+            self.running = False
+        elif t is mk.Connected:
+            self._conns[m.conn_id] = _Conn(m.stream)
+        elif t is mk.Disconnected:
+            conn = self._conns.get(m.conn_id)
+            if conn is not None:
+                for key in list(self._epochs):
+                    ep = self._epochs[key]
+                    if ep.conn_id == m.conn_id:
+                        self._end_epoch(key, "disconnect", "disconnect", recv, detail=m.reason)
+                for key in list(conn.subs):
+                    self._unsubscribe(conn, key, recv)
+                if conn.minute >= 0:
+                    self._liveness_minute(m.conn_id, conn, conn.minute, recv)
+                del self._conns[m.conn_id]
+        elif t is mk.Subscribed:
+            conn = self._conn(m.conn_id, "spot")
+            for s in m.symbols:
+                if m.depth:
+                    self._ack_depth[(m.channel, s)] = m.depth
+        elif t is mk.SubscribeFailed:
+            for s in m.symbols or ["*"]:
+                self._gap_row(_Gap(recv, "*", m.channel, s, m.conn_id, "subscribe_failed",
+                                   detail=m.error), None, "none")
+        elif t is mk.Unsubscribed:
+            conn = self._conns.get(m.conn_id)
+            for s in m.symbols:
+                if conn is not None:
+                    self._unsubscribe(conn, (m.channel, s), recv)
+        elif t is mk.Silence:
+            self._gap_row(_Gap(m.since_ns, "*", m.channel or "*", "*", m.conn_id, "silence"),
+                          recv, "none")
+        elif t is mk.RateLimited:
+            self._gap_row(_Gap(recv, "rest" if m.conn_id is None else "*", "*", "*",
+                               m.conn_id or 0, "rate_limit", detail=m.detail), recv, "none")
+        elif t is mk.Quarantined:
+            key = (m.channel, m.symbol)
+            self._end_epoch(key, "quarantine", None, recv)
+            self._gaps.pop(key, None)
+            self._open_gap(_Gap(recv, "*", m.channel, m.symbol, 0, "quarantine",
+                                detail=m.reason))
+        elif t is mk.Released:
+            self._close_gap(m.channel, m.symbol, recv, "released")
+        elif t is mk.BackfillDone:
+            g = self._gaps.pop(("trade_backfill", m.symbol), None)
+            if g is not None:
+                self._gap_row(g, recv, "rest_backfill" if not m.error else "none")
+        # ResyncRequested, BackfillStarted, DiskPressure: journaled; no rows of their own
+
+    def _end_all(self, recv: int, reason: str) -> None:
+        for key in list(self._epochs):
+            self._end_epoch(key, reason, None, recv)
+        for cid, conn in list(self._conns.items()):
+            for key in list(conn.subs):
+                self._unsubscribe(conn, key, recv)
+            if conn.minute >= 0:
+                self._liveness_minute(cid, conn, conn.minute, self.last_recv_ns or recv)
+        self._conns.clear()
+        for g in list(self._gaps.values()):
+            self._gap_row(g, None, "none")
+        self._gaps.clear()
+
+
+def _query_param(path: str, name: str) -> str | None:
+    _, _, query = path.partition("?")
+    for part in query.split("&"):
+        k, _, v = part.partition("=")
+        if k == name:
+            from urllib.parse import unquote
+
+            return unquote(v)
+    return None
+
+
+def crc_of(text: bytes) -> int:
+    """CRC32 as Kraken computes it (helper for tests)."""
+    return zlib.crc32(text)
