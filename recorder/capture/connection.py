@@ -1,0 +1,353 @@
+"""One WebSocket connection: connect, subscribe (paced), read, ping, detect silence, reconnect.
+
+A :class:`FeedConnection` carries one channel (or futures feed) for a set of symbols and runs
+until its worker stops. Each session is a :class:`asyncio.TaskGroup` of reader, pinger and
+watchdog; any of them failing (socket closed, silence, subscribe impossible) ends the session,
+which is journaled as ``Disconnected`` and followed by a jittered exponential backoff under the
+worker's connect limiter (Kraken: about 150 connects per 10 minutes per IP).
+
+Every frame received or sent is handed to ``worker.emit`` (journal first, then the validator);
+the signals that come back are handed to ``worker.on_signals``. Subscribes are per-connection
+paced (``requests_per_s``) and, for level3, spend the worker's subscription cost budget
+(5/25/100 per symbol by depth against 200/s or 500/s); a level3 session fetches a fresh token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from recorder.capture.limits import Backoff, TokenBucket, l3_cost
+from recorder.capture.shards import ConnPlan
+from recorder.capture.subscriptions import SubscriptionTable
+from recorder.frames import Frame
+from recorder.pipeline.markers import (
+    Connected,
+    Disconnected,
+    Silence,
+    Subscribed,
+    Unsubscribed,
+)
+
+if TYPE_CHECKING:
+    from recorder.capture.service import Worker
+
+__all__ = ["FeedConnection", "SessionEnded", "INSTRUMENT"]
+
+log = logging.getLogger("recorder.capture.connection")
+_ENC: Final = msgspec.json.Encoder()
+#: The pseudo-symbol of the ``instrument`` subscription.
+INSTRUMENT: Final = "*"
+_SYMBOL_KEYS: Final = (b'"symbol":"', b'"product_id":"')
+
+
+class SessionEnded(Exception):
+    """The current WebSocket session must end (silence, fatal subscribe error, stop)."""
+
+
+def frame_symbol(payload: bytes) -> str | None:
+    """The first ``symbol``/``product_id`` value in a data frame (cheap byte search)."""
+    for key in _SYMBOL_KEYS:
+        i = payload.find(key)
+        if i >= 0:
+            j = payload.find(b'"', i + len(key))
+            if j > 0:
+                return payload[i + len(key):j].decode("utf-8", "replace")
+    return None
+
+
+class FeedConnection:
+    """See module docstring. ``plan.symbols`` is the initial set; it changes with listings."""
+
+    def __init__(self, plan: ConnPlan, worker: Worker, *, backoff: Backoff) -> None:
+        self.plan = plan
+        self.worker = worker
+        self.cfg = worker.cfg.connection
+        self.url = {"spot": worker.cfg.venue.spot_ws, "l3": worker.cfg.venue.l3_ws,
+                    "futures": worker.cfg.venue.futures_ws}[plan.stream]
+        symbols = plan.symbols if plan.channel != "instrument" else (INSTRUMENT,)
+        self.table = SubscriptionTable(plan.channel, symbols)
+        self.backoff = backoff
+        self.ws: Any = None
+        self.conn_id = 0
+        self.connected = False
+        self.token: str | None = None
+        self.requests = TokenBucket(self.cfg.requests_per_s, max(1.0, self.cfg.requests_per_s))
+        self._req = itertools.count(1)
+        self._wake = asyncio.Event()
+        self.messages = 0
+        self.bytes = 0
+        self.sessions = 0
+        self.last_rx = 0.0
+        self.last_error = ""
+        self._token_refresh = False
+        self._was_connected = False
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def stream(self) -> str:
+        return self.plan.stream
+
+    @property
+    def channel(self) -> str:
+        return self.plan.channel
+
+    def has(self, symbol: str) -> bool:
+        return symbol in self.table.subs
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Sessions until the worker stops; never raises except on cancellation."""
+        w = self.worker
+        while not w.stopping.is_set():
+            if w.paused.is_set():
+                await w.wait_resumed()
+                continue
+            await w.connect_slot()
+            try:
+                await self._session()
+                reason = "closed by server"
+            except SessionEnded as exc:
+                reason = str(exc)
+            except ConnectionClosed as exc:
+                reason = f"closed: {exc.rcvd.code if exc.rcvd else 'no close frame'}"
+            except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+            except Exception as exc:  # noqa: BLE001 - one bad session must not end capture
+                reason = f"error: {type(exc).__name__}: {exc}"[:200]
+                log.exception("connection %s session failed", self.name)
+            finally:
+                await self._teardown()
+            self.last_error = reason
+            if self.conn_id and self._was_connected:
+                w.marker(Disconnected(conn_id=self.conn_id, reason=reason), self.conn_id)
+                w.on_disconnected(self)
+            if w.stopping.is_set():
+                break
+            delay = self.backoff.next_delay()
+            log.warning("connection %s (%s) down: %s; retrying in %.1fs (attempt %d)",
+                        self.name, self.url, reason, delay, self.backoff.failures)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(w.stopping.wait(), delay)
+
+    async def _teardown(self) -> None:
+        self.connected = False
+        self.table.reset(time.monotonic())
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2.0)
+
+    async def _session(self) -> None:
+        w = self.worker
+        self._was_connected = False
+        self.conn_id = w.new_conn_id()
+        if self.stream == "l3":
+            self.token = await w.fresh_token()
+        self.ws = await asyncio.wait_for(
+            websockets.connect(self.url, max_size=64 * 1024 * 1024, max_queue=4096,
+                               ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_interval_s,
+                               close_timeout=2, compression=None, open_timeout=self.cfg.connect_timeout_s),
+            self.cfg.connect_timeout_s + 1)
+        self.connected = True
+        self._was_connected = True
+        self.sessions += 1
+        self.last_rx = time.monotonic()
+        w.marker(Connected(conn_id=self.conn_id, stream=self.stream, url=self.url), self.conn_id)
+        log.info("connection %s up (conn_id %d, %d symbols)", self.name, self.conn_id,
+                 len(self.table.subs))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._reader())
+            tg.create_task(self._watchdog())
+            tg.create_task(self._subscriber())
+            if self.stream != "futures":
+                tg.create_task(self._pinger())
+
+    async def _reader(self) -> None:
+        ws = self.ws
+        w = self.worker
+        stream, conn_id = self.stream, self.conn_id
+        table = self.table
+        while True:
+            payload = await ws.recv(decode=False)
+            if isinstance(payload, str):
+                payload = payload.encode()
+            now = time.monotonic()
+            self.last_rx = now
+            self.messages += 1
+            self.bytes += len(payload)
+            frame = Frame(recv_ns=time.time_ns(), conn_id=conn_id, stream=stream,  # type: ignore[arg-type]
+                          direction="in", payload=payload)
+            signals = w.emit(frame)
+            if signals:
+                w.on_signals(self, signals)
+            if payload.startswith((b'{"channel":"book"', b'{"channel":"level3"', b'{"channel":"trade"',
+                                   b'{"channel":"ohlc"', b'{"feed":"book', b'{"feed":"trade')):
+                sym = frame_symbol(payload[:200])
+                if sym is not None:
+                    table.data(sym, now)
+            elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
+                table.data(INSTRUMENT, now)
+
+    async def _watchdog(self) -> None:
+        silence = self.cfg.silence_s
+        while True:
+            await asyncio.sleep(min(1.0, silence / 4))
+            now = time.monotonic()
+            if now - self.last_rx > silence:
+                since_ns = time.time_ns() - int((now - self.last_rx) * 1e9)
+                self.worker.marker(Silence(conn_id=self.conn_id, since_ns=since_ns,
+                                           channel=self.channel), self.conn_id)
+                raise SessionEnded(f"silence for {now - self.last_rx:.1f}s")
+            timed_out = self.table.timed_out(now, self.cfg.ack_timeout_s)
+            if timed_out:
+                for sym in timed_out:
+                    info = self.table.subs.get(sym)
+                    if info is not None:
+                        info.state, info.since = "idle", now
+                self._wake.set()
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.ping_interval_s)
+            await self.send({"method": "ping", "req_id": next(self._req)})
+
+    async def _subscriber(self) -> None:
+        """Subscribes whatever is ``idle`` (initially everything), in paced batches."""
+        if self.stream == "futures":
+            await self.send({"event": "subscribe", "feed": "heartbeat"})
+        while True:
+            idle = self.table.in_state("idle")
+            if idle:
+                await self.subscribe(idle)
+                if self.table.in_state("idle"):
+                    continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ requests
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        """Send one request (paced), journaled as an ``out`` frame."""
+        ws = self.ws
+        if ws is None:
+            raise SessionEnded("not connected")
+        while True:
+            wait = self.requests.wait(1.0, time.monotonic())
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        self.requests.take(1.0, time.monotonic())
+        payload = _ENC.encode(obj)
+        self.worker.emit(Frame(recv_ns=time.time_ns(), conn_id=self.conn_id, stream=self.stream,  # type: ignore[arg-type]
+                               direction="out", payload=self._redact(obj, payload)))
+        await ws.send(payload.decode())
+
+    def _redact(self, obj: dict[str, Any], payload: bytes) -> bytes:
+        """The journaled copy of a request: the level3 token is replaced (it is a credential
+        for as long as the subscription lives)."""
+        params = obj.get("params")
+        if isinstance(params, dict) and "token" in params:
+            return _ENC.encode({**obj, "params": {**params, "token": "<redacted>"}})
+        return payload
+
+    def _params(self, symbols: list[str]) -> dict[str, Any]:
+        p: dict[str, Any] = {"channel": self.channel, "symbol": symbols}
+        if self.plan.depth is not None:
+            p["depth"] = self.plan.depth
+        if self.plan.interval is not None:
+            p["interval"] = self.plan.interval
+        if self.stream == "l3" and self.token is not None:
+            p["token"] = self.token
+        return p
+
+    async def subscribe(self, symbols: list[str]) -> None:
+        w = self.worker
+        if self.stream == "futures":
+            for sym in symbols:
+                self.table.sent(sym, time.monotonic())
+            await self.send({"event": "subscribe", "feed": self.channel, "product_ids": symbols})
+            w.marker(Subscribed(conn_id=self.conn_id, channel=self.channel, symbols=symbols),
+                     self.conn_id)
+            return
+        if self.channel == "instrument":
+            self.table.sent(INSTRUMENT, time.monotonic())
+            await self.send({"method": "subscribe", "params": {"channel": "instrument"},
+                             "req_id": next(self._req)})
+            return
+        if self._token_refresh and self.stream == "l3":
+            self._token_refresh = False
+            self.token = await w.fresh_token()
+        batch_max = 50
+        if self.stream == "l3":
+            cost = l3_cost(self.plan.depth or 10)
+            batch_max = max(1, min(50, int(w.l3_budget.capacity // cost)))
+        for i in range(0, len(symbols), batch_max):
+            batch = symbols[i:i + batch_max]
+            if self.stream == "l3":
+                await w.spend_l3(cost * len(batch))
+            now = time.monotonic()
+            for sym in batch:
+                self.table.sent(sym, now)
+            params = self._params(batch)
+            if self.channel == "trade":
+                params["snapshot"] = True  # overlap after reconnects: gaps are then exact
+            await self.send({"method": "subscribe", "params": params, "req_id": next(self._req)})
+            w.marker(Subscribed(conn_id=self.conn_id, channel=self.channel, symbols=batch,
+                                depth=self.plan.depth, interval=self.plan.interval), self.conn_id)
+
+    async def unsubscribe(self, symbols: list[str], reason: str) -> None:
+        if not symbols or self.ws is None:
+            return
+        if self.stream == "futures":
+            await self.send({"event": "unsubscribe", "feed": self.channel, "product_ids": symbols})
+        else:
+            await self.send({"method": "unsubscribe", "params": self._params(symbols),
+                             "req_id": next(self._req)})
+        self.worker.marker(Unsubscribed(conn_id=self.conn_id, channel=self.channel, symbols=symbols,
+                                        reason=reason, depth=self.plan.depth,
+                                        interval=self.plan.interval), self.conn_id)
+
+    async def resnapshot(self, symbol: str, reason: str) -> bool:
+        """Unsubscribe + subscribe ``symbol`` at the same depth on this live connection."""
+        if not self.connected or symbol not in self.table.subs:
+            return False
+        info = self.table.subs[symbol]
+        if info.state == "quarantined":
+            return False
+        now = time.monotonic()
+        self.table.unsubscribing(symbol, now)
+        await self.unsubscribe([symbol], reason)
+        # Kraken answers in order on one socket: the subscribe follows the unsubscribe.
+        if self.stream == "l3":
+            await self.worker.spend_l3(l3_cost(self.plan.depth or 10))
+        self.table.sent(symbol, time.monotonic())
+        if self.stream == "futures":
+            await self.send({"event": "subscribe", "feed": self.channel, "product_ids": [symbol]})
+        else:
+            await self.send({"method": "subscribe", "params": self._params([symbol]),
+                             "req_id": next(self._req)})
+        self.worker.marker(Subscribed(conn_id=self.conn_id, channel=self.channel, symbols=[symbol],
+                                      depth=self.plan.depth, interval=self.plan.interval),
+                           self.conn_id)
+        return True
+
+    def need_token_refresh(self) -> None:
+        self._token_refresh = True

@@ -1,0 +1,171 @@
+"""Prometheus metrics and ``/health`` for the whole process tree, served by the supervisor.
+
+Workers push a status dict every second (see :meth:`recorder.capture.service.Worker.status`);
+:class:`StatusBoard` keeps the latest per worker, :class:`BoardCollector` renders it as
+Prometheus metric families (``shard`` = worker index), and :func:`make_app` serves
+``/metrics``, ``/health`` (200 when every subscription is alive, 503 otherwise, JSON body with
+the reasons) and ``/status`` (the full JSON the ``recorder status`` table is built from).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["StatusBoard", "BoardCollector", "make_app", "health"]
+
+
+class StatusBoard:
+    """Latest status per worker plus supervisor facts (restarts, stale workers)."""
+
+    def __init__(self, workers: int, stale_after_s: float = 10.0) -> None:
+        self.workers = workers
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.restarts: dict[int, int] = {i: 0 for i in range(workers)}
+        self.stale_after_s = stale_after_s
+        self.started = time.time()
+        self._rates: dict[int, tuple[float, int, int, float, float]] = {}
+
+    def update(self, status: dict[str, Any]) -> None:
+        w = int(status.get("worker", -1))
+        prev = self.latest.get(w)
+        if prev is not None:
+            dt = status["time"] - prev["time"]
+            if dt > 0:
+                mps = max(0, status["frames_in"] - prev["frames_in"]) / dt
+                bps = max(0, status["bytes_in"] - prev["bytes_in"]) / dt
+                self._rates[w] = (status["time"], status["frames_in"], status["bytes_in"], mps, bps)
+        self.latest[w] = status
+
+    def rate(self, w: int) -> tuple[float, float]:
+        r = self._rates.get(w)
+        return (r[3], r[4]) if r else (0.0, 0.0)
+
+
+def health(board: StatusBoard, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report). Unhealthy when a worker is missing or stale, or any subscription of
+    a worker is dead (see :meth:`SubscriptionTable.dead`)."""
+    now = time.time() if now is None else now
+    problems: list[str] = []
+    shards = []
+    for w in range(board.workers):
+        st = board.latest.get(w)
+        if st is None:
+            if now - board.started > board.stale_after_s:
+                problems.append(f"worker {w}: no status")
+            shards.append({"worker": w, "state": "starting"})
+            continue
+        if now - st["time"] > board.stale_after_s:
+            problems.append(f"worker {w}: status stale for {now - st['time']:.0f}s")
+        dead = {c["name"]: c["dead"] for c in st["connections"] if c["dead"]}
+        for name, syms in dead.items():
+            problems.append(f"worker {w} {name}: {len(syms)} dead: {', '.join(syms[:5])}")
+        if st.get("paused"):
+            problems.append(f"worker {w}: paused (disk pressure)")
+        mps, _ = board.rate(w)
+        shards.append({
+            "worker": w, "pid": st["pid"], "state": "paused" if st.get("paused") else "running",
+            "msgs_per_s": round(mps, 1), "restarts": board.restarts.get(w, 0),
+            "connections": [{k: c[k] for k in ("name", "channel", "connected", "symbols", "states",
+                                               "dead", "messages", "last_error")}
+                            for c in st["connections"]],
+            "quarantined": st["quarantined"], "checksum_failures": st["checksum_failures"],
+            "resyncs": st["resyncs"],
+        })
+    return (not problems, {"healthy": not problems, "problems": problems, "shards": shards})
+
+
+class BoardCollector(Collector):
+    """Renders the board as metric families at scrape time."""
+
+    def __init__(self, board: StatusBoard) -> None:
+        self.board = board
+
+    def collect(self) -> Iterator[Any]:
+        b = self.board
+        lab = ["shard"]
+        fams: dict[str, Any] = {
+            "msgs": CounterMetricFamily("recorder_messages", "Frames received", labels=lab),
+            "bytes": CounterMetricFamily("recorder_received_bytes", "Bytes received", labels=lab),
+            "mps": GaugeMetricFamily("recorder_messages_per_second", "Receive rate", labels=lab),
+            "bps": GaugeMetricFamily("recorder_bytes_per_second", "Receive byte rate", labels=lab),
+            "lagx": GaugeMetricFamily("recorder_lag_exchange_to_receive_seconds",
+                                      "Exchange timestamp to local receive (latest)", labels=lab),
+            "lagd": GaugeMetricFamily("recorder_lag_receive_to_disk_seconds",
+                                      "Local receive to journal flush (latest)", labels=lab),
+            "rq": GaugeMetricFamily("recorder_queue_depth", "Queued work", labels=["shard", "queue"]),
+            "ck": CounterMetricFamily("recorder_checksums_verified", "Verified checksums", labels=lab),
+            "cf": CounterMetricFamily("recorder_checksum_failures", "Checksum mismatches", labels=lab),
+            "rs": CounterMetricFamily("recorder_resyncs", "Resnapshots requested", labels=lab),
+            "tg": CounterMetricFamily("recorder_trade_gaps", "Trade-id gaps detected", labels=lab),
+            "bf": CounterMetricFamily("recorder_backfilled_trades", "Trades backfilled over REST",
+                                      labels=lab),
+            "q": GaugeMetricFamily("recorder_quarantined_pairs", "Quarantined subscriptions", labels=lab),
+            "bu": GaugeMetricFamily("recorder_subscription_budget_use",
+                                    "Budget utilisation 0..1", labels=["shard", "budget"]),
+            "cn": GaugeMetricFamily("recorder_connections_up", "Connected sockets", labels=lab),
+            "dead": GaugeMetricFamily("recorder_dead_subscriptions", "Dead subscriptions", labels=lab),
+            "h": GaugeMetricFamily("recorder_shard_healthy", "1 when the shard is healthy", labels=lab),
+            "rl": CounterMetricFamily("recorder_rest_rate_limited", "REST rate-limit answers", labels=lab),
+            "rst": CounterMetricFamily("recorder_worker_restarts", "Worker restarts", labels=lab),
+        }
+        now = time.time()
+        for w in range(b.workers):
+            s = str(w)
+            fams["rst"].add_metric([s], b.restarts.get(w, 0))
+            st = b.latest.get(w)
+            if st is None:
+                fams["h"].add_metric([s], 0)
+                continue
+            mps, bps = b.rate(w)
+            fams["msgs"].add_metric([s], st["frames_in"])
+            fams["bytes"].add_metric([s], st["bytes_in"])
+            fams["mps"].add_metric([s], mps)
+            fams["bps"].add_metric([s], bps)
+            fams["lagx"].add_metric([s], st["lag_exchange_receive_s"])
+            fams["lagd"].add_metric([s], st["lag_receive_disk_s"])
+            fams["rq"].add_metric([s, "heal"], st["heal_pending"])
+            fams["rq"].add_metric([s, "rest"], st["rest_queue"])
+            fams["ck"].add_metric([s], st["checksums_ok"])
+            fams["cf"].add_metric([s], st["checksum_failures"])
+            fams["rs"].add_metric([s], st["resyncs"])
+            fams["tg"].add_metric([s], st["trade_gaps"])
+            fams["bf"].add_metric([s], st["backfilled_rows"])
+            fams["q"].add_metric([s], len(st["quarantined"]))
+            fams["bu"].add_metric([s, "level3"], st["l3_budget_use"])
+            fams["bu"].add_metric([s, "resnapshot"], st["resnapshot_budget_use"])
+            fams["cn"].add_metric([s], sum(1 for c in st["connections"] if c["connected"]))
+            dead = sum(len(c["dead"]) for c in st["connections"])
+            fams["dead"].add_metric([s], dead)
+            fams["h"].add_metric([s], int(dead == 0 and now - st["time"] < b.stale_after_s))
+            fams["rl"].add_metric([s], st["rest_rate_limited"])
+        yield from fams.values()
+
+
+def make_app(board: StatusBoard) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BoardCollector(board))
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def health_view(_: web.Request) -> web.Response:
+        ok, report = health(board)
+        return web.json_response(report, status=200 if ok else 503)
+
+    async def status_view(_: web.Request) -> web.Response:
+        ok, report = health(board)
+        return web.json_response({**report, "workers": board.latest})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health_view)
+    app.router.add_get("/status", status_view)
+    return app

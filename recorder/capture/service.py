@@ -1,0 +1,556 @@
+"""One capture worker process: its connections, journal, validator, healer, REST and jobs.
+
+:func:`worker_main` is the process entry point used by the supervisor; :class:`Worker` is the
+asyncio service. Data path per frame: socket -> :meth:`Worker.emit` (journal append, then the
+validator) -> signals -> :meth:`Worker.on_signals` (healer decisions, subscription state).
+Repairs run in :meth:`Worker._heal_loop` (resnapshots on the live connection) and
+:meth:`Worker._rest_loop` (REST backfill and evidence snapshots, one at a time within the REST
+limit model). Status (health, counters) goes to the supervisor every ``status_interval_s``.
+
+Shutdown: :meth:`Worker.request_stop` (SIGTERM/SIGINT) ends sessions, journals
+``Disconnected`` and ``ProcessStop``, flushes and closes the journal. A second signal flushes
+the journal and exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recorder import __version__
+from recorder.capture.config import CaptureConfig
+from recorder.capture.connection import INSTRUMENT, FeedConnection
+from recorder.capture.healing import HealAction, Healer
+from recorder.capture.journal import Journal, open_journal
+from recorder.capture.limits import L3_BUDGET_PER_S, Backoff, ConnectLimiter, TokenBucket
+from recorder.capture.rest_client import NoCredentials, RestClient, RestFailure, RestRateLimited
+from recorder.capture.shards import ConnPlan, WorkerPlan, host_symbols, worker_for
+from recorder.capture.validator import LiveValidator, PairInfo
+from recorder.frames import Frame
+from recorder.pipeline.markers import (
+    BackfillDone,
+    BackfillStarted,
+    DiskPressure,
+    Marker,
+    ProcessStart,
+    ProcessStop,
+    Quarantined,
+    Released,
+    ResyncRequested,
+    SubscribeFailed,
+    encode_marker,
+)
+from recorder.pipeline.signals import (
+    BookDesync,
+    FuturesSeqGap,
+    InstrumentChanged,
+    Signal,
+    SubscriptionAcked,
+    SubscriptionRejected,
+    TradeIdGap,
+)
+
+__all__ = ["Worker", "WorkerSpec", "worker_main"]
+
+log = logging.getLogger("recorder.capture.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker process needs (picklable)."""
+
+    cfg: CaptureConfig
+    plan: WorkerPlan
+    workers: int
+    pairs: tuple[PairInfo, ...]
+    run_id: str
+    restart: int = 0
+
+
+class Worker:
+    """See module docstring."""
+
+    def __init__(self, spec: WorkerSpec, status_cb: Callable[[dict[str, Any]], None] | None = None,
+                 journal: Journal | None = None) -> None:
+        self.spec = spec
+        self.cfg = spec.cfg
+        self.index = spec.plan.index
+        self.host = self.cfg.host or socket.gethostname()
+        self.journal = journal or open_journal(self.cfg.archive_root, host=self.host,
+                                               fsync_interval_s=self.cfg.fsync_interval_s,
+                                               name=f"w{self.index}")
+        self.validator = LiveValidator()
+        self.validator.set_pairs(list(spec.pairs))
+        now = time.monotonic()
+        self.healer = Healer(self.cfg.healing, now)
+        conn = self.cfg.connection
+        self.connects = ConnectLimiter(max(1, conn.connects_per_window // max(1, spec.workers)),
+                                       conn.connect_window_s)
+        rate = L3_BUDGET_PER_S[self.cfg.channels.l3_tier] / max(1, spec.workers)
+        self.l3_budget = TokenBucket(rate, rate, now)
+        self.stopping = asyncio.Event()
+        self.paused = asyncio.Event()
+        self._resumed = asyncio.Event()
+        self._conn_ids = itertools.count(self.index * 1_000_000 + spec.restart * 10_000 + 1)
+        self._rng = random.Random(os.getpid() ^ time.time_ns())
+        self.rest = RestClient(self.cfg.venue.spot_rest, self.cfg.venue.futures_rest, self.cfg.rest,
+                               self.emit, self.cfg.credentials, conn_id=self.index * 1_000_000)
+        self.connections: list[FeedConnection] = []
+        for plan in (*spec.plan.connections,
+                     ConnPlan(name=f"instrument-w{self.index}", stream="spot", channel="instrument",
+                              symbols=())):
+            self._add_connection(plan)
+        self._status_cb = status_cb
+        self._rest_queue: asyncio.Queue[HealAction] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.frames_in = 0
+        self.bytes_in = 0
+        self.disk_lag_s = 0.0
+        self.started = time.time()
+        self.backfilled_rows = 0
+        self.backfill_missing = 0
+        self.rest_snapshots = 0
+        self.resyncs = 0
+        self._last_recv_ns = 0
+        self._signals = 0
+
+    # ------------------------------------------------------------------ helpers for connections
+
+    def _add_connection(self, plan: ConnPlan) -> FeedConnection:
+        c = FeedConnection(plan, self, backoff=Backoff(self.cfg.connection.backoff_base_s,
+                                                       self.cfg.connection.backoff_max_s,
+                                                       random.Random(hash(plan.name) ^ os.getpid())))
+        self.connections.append(c)
+        return c
+
+    def new_conn_id(self) -> int:
+        return next(self._conn_ids)
+
+    async def connect_slot(self) -> None:
+        """Wait for the connect limiter, then count one attempt."""
+        while True:
+            wait = self.connects.wait(time.monotonic())
+            if wait <= 0:
+                self.connects.record(time.monotonic())
+                return
+            log.warning("connect budget exhausted (%d in %.0fs): waiting %.1fs", self.connects.limit,
+                        self.connects.window_s, wait)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), wait)
+            if self.stopping.is_set():
+                raise asyncio.CancelledError
+
+    async def spend_l3(self, cost: float) -> None:
+        while not self.l3_budget.take(cost, time.monotonic()):
+            await asyncio.sleep(self.l3_budget.wait(cost, time.monotonic()))
+
+    async def fresh_token(self) -> str:
+        """A new GetWebSocketsToken token (one per level3 session)."""
+        return await self.rest.websockets_token()
+
+    async def wait_resumed(self) -> None:
+        self._resumed.clear()
+        stop = asyncio.ensure_future(self.stopping.wait())
+        res = asyncio.ensure_future(self._resumed.wait())
+        await asyncio.wait({stop, res}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        res.cancel()
+
+    # ------------------------------------------------------------------ data path
+
+    def emit(self, frame: Frame) -> list[Signal]:
+        """Journal first, then validate. Returns the validator's signals."""
+        self.journal.append(frame)
+        if frame.direction == "in" and frame.stream != "control":
+            self.frames_in += 1
+            self.bytes_in += len(frame.payload)
+            self._last_recv_ns = frame.recv_ns
+        return self.validator.feed(frame)
+
+    def marker(self, marker: Marker, conn_id: int = 0) -> None:
+        self.emit(Frame(recv_ns=time.time_ns(), conn_id=conn_id, stream="control", direction="in",
+                        payload=encode_marker(marker)))
+
+    def _find(self, stream: str, channel: str, symbol: str) -> FeedConnection | None:
+        for c in self.connections:
+            if c.stream == stream and c.channel == channel and c.has(symbol):
+                return c
+        return None
+
+    def on_signals(self, conn: FeedConnection, signals: list[Signal]) -> None:
+        now = time.monotonic()
+        for sig in signals:
+            self._signals += 1
+            if isinstance(sig, SubscriptionAcked):
+                sym = sig.symbol or INSTRUMENT
+                conn.table.acked(sym, now)
+                conn.backoff.reset()
+            elif isinstance(sig, SubscriptionRejected):
+                self._rejected(conn, sig, now)
+            elif isinstance(sig, BookDesync):
+                d = self.healer.desync(sig.stream, sig.channel, sig.symbol, sig.depth, sig.reason, now)
+                log.info("desync %s %s %s (%s%s) -> %s", sig.stream, sig.channel, sig.symbol,
+                         sig.reason, f": {self.validator.last_apply_error}"
+                         if sig.reason == "apply_error" else "", d.outcome)
+                if d.outcome == "quarantined":
+                    self._quarantine(conn, sig.symbol, sig.channel, sig.reason, d.until or now)
+            elif isinstance(sig, FuturesSeqGap):
+                c = self._find("futures", sig.feed, sig.product_id) or conn
+                d = self.healer.desync("futures", sig.feed, sig.product_id, None, "seq_gap", now,
+                                       rest_snapshot=False)
+                if d.outcome == "queued" and sig.feed == "book" and self.cfg.healing.rest_snapshot_on_gap:
+                    self.healer._push(HealAction("rest_snapshot", "futures", "book", sig.product_id))
+                if d.outcome == "quarantined":
+                    self._quarantine(c, sig.product_id, sig.feed, "seq_gap", d.until or now)
+            elif isinstance(sig, TradeIdGap):
+                self.healer.trade_gap(sig.symbol, sig.expected, sig.got, sig.recv_ns)
+            elif isinstance(sig, InstrumentChanged):
+                self._instrument_changed(sig)
+
+    def _rejected(self, conn: FeedConnection, sig: SubscriptionRejected, now: float) -> None:
+        err = sig.error
+        syms = [sig.symbol] if sig.symbol else conn.table.in_state("pending")
+        self.marker(SubscribeFailed(conn_id=conn.conn_id, channel=sig.channel or conn.channel,
+                                    symbols=syms, error=err, depth=conn.plan.depth), conn.conn_id)
+        for sym in syms:
+            if err == "Already subscribed":
+                conn.table.acked(sym, now)
+            elif "not supported" in err or "Invalid product" in err:
+                conn.table.rejected(sym, err, now)  # not listed: stays failed until relisted
+            else:
+                conn.table.rejected(sym, err, now)
+                self._spawn(self._retry_subscribe(conn, sym, err))
+        if "Exceeded msg rate" in err:
+            conn.requests.drain(now)
+            if conn.stream == "l3":
+                self.l3_budget.drain(now)
+        if "token" in err.lower():
+            conn.need_token_refresh()
+
+    async def _retry_subscribe(self, conn: FeedConnection, symbol: str, err: str) -> None:
+        info = conn.table.subs.get(symbol)
+        attempts = info.attempts if info else 1
+        await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempts, 6)) * (0.5 + self._rng.random() / 2))
+        info = conn.table.subs.get(symbol)
+        if info is not None and info.state == "failed" and conn.connected:
+            info.state = "idle"
+            conn.wake()
+
+    def _quarantine(self, conn: FeedConnection, symbol: str, channel: str, reason: str,
+                    until: float) -> None:
+        until_ns = time.time_ns() + int((until - time.monotonic()) * 1e9)
+        self.marker(Quarantined(channel=channel, symbol=symbol, reason=reason, until_ns=until_ns),
+                    conn.conn_id)
+        log.warning("quarantined %s %s until +%.0fs (%s)", channel, symbol,
+                    until - time.monotonic(), reason)
+        conn.table.quarantine(symbol, time.monotonic())
+        self._spawn(conn.unsubscribe([symbol], "quarantine"))
+
+    def on_disconnected(self, conn: FeedConnection) -> None:
+        if conn.channel == "ohlc":
+            for sym in conn.table.subs:
+                self.healer.ohlc_gap(sym, conn.plan.interval, time.time_ns())
+
+    # ------------------------------------------------------------------ instruments
+
+    def _mine(self, symbol: str) -> bool:
+        k, n = self.cfg.shard_index
+        from recorder.capture.config import select_symbols
+
+        ch = self.cfg.channels
+        return (bool(select_symbols([symbol], ch.include, ch.exclude))
+                and bool(host_symbols([symbol], k, n))
+                and worker_for(symbol, self.spec.workers) == self.index)
+
+    def _instrument_changed(self, sig: InstrumentChanged) -> None:
+        for sym in sig.listed:
+            if self._mine(sym):
+                log.info("new listing %s: subscribing", sym)
+                self._add_to_channels(sym)
+        for sym in sig.delisted:
+            self.healer.forget(sym)
+            for c in self.connections:
+                if c.has(sym) and c.stream != "futures":
+                    log.info("delisted %s: unsubscribing %s", sym, c.channel)
+                    c.table.remove(sym)
+                    self._spawn(c.unsubscribe([sym], "delisted"))
+        for sym in sig.status_changed:
+            for c in self.connections:
+                if c.has(sym) and c.channel in ("book", "level3"):
+                    # new precision (or status): a fresh snapshot rebuilds the book with it
+                    self.healer._push(HealAction("resnapshot", c.stream, c.channel, sym,
+                                                 c.plan.depth, "instrument_changed"))
+
+    def _add_to_channels(self, sym: str) -> None:
+        """Add a new symbol to the least-loaded connection of each spot channel (or a new one)."""
+        by_channel: dict[str, list[FeedConnection]] = {}
+        for c in self.connections:
+            if c.stream in ("spot", "l3") and c.channel != "instrument":
+                by_channel.setdefault(c.channel, []).append(c)
+        cap = self.cfg.connection
+        for channel, conns in by_channel.items():
+            if any(c.has(sym) for c in conns):
+                continue
+            limit = cap.l3_symbols_per_connection if channel == "level3" else cap.max_symbols_per_connection
+            room = [c for c in conns if len(c.table.subs) < limit]
+            if room:
+                c = min(room, key=lambda c: len(c.table.subs))
+                c.table.add(sym)
+                c.wake()
+            else:
+                base = conns[0].plan
+                plan = ConnPlan(name=f"{channel}-x{len(conns)}", stream=base.stream, channel=channel,
+                                symbols=(sym,), depth=base.depth, interval=base.interval)
+                newc = self._add_connection(plan)
+                self._spawn(newc.run())
+
+    # ------------------------------------------------------------------ healing
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heal_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            for action in self.healer.due(time.monotonic()):
+                if action.kind in ("resnapshot", "resubscribe", "release"):
+                    self._spawn(self._resnapshot(action))
+                else:
+                    self._rest_queue.put_nowait(action)
+
+    async def _resnapshot(self, action: HealAction) -> None:
+        try:
+            conn = self._find(action.stream, action.channel, action.symbol)
+            if conn is None:
+                return
+            if action.kind == "release":
+                conn.table.release(action.symbol, time.monotonic())
+                self.marker(Released(channel=action.channel, symbol=action.symbol,
+                                     reason=action.reason), conn.conn_id)
+                conn.wake()
+                return
+            self.resyncs += 1
+            self.marker(ResyncRequested(channel=action.channel, symbol=action.symbol,
+                                        reason=action.reason), conn.conn_id)
+            if action.stream == "futures":
+                self.validator.forget_futures(action.channel, action.symbol)
+            await conn.resnapshot(action.symbol, action.reason)
+        except Exception as exc:  # noqa: BLE001 - the session's own error handling reconnects
+            log.info("resnapshot of %s %s not sent: %s", action.channel, action.symbol, exc)
+        finally:
+            self.healer.done(action)
+
+    async def _rest_loop(self) -> None:
+        while True:
+            action = await self._rest_queue.get()
+            try:
+                if action.kind == "backfill_trades":
+                    await self._backfill_trades(action)
+                elif action.kind == "rest_snapshot":
+                    await self._rest_snapshot(action)
+                elif action.kind == "backfill_ohlc":
+                    await self.rest.ohlc(action.symbol, action.depth or 1,
+                                         since=int(time.time()) - 3600)
+                self.healer.done(action)
+            except RestRateLimited as exc:
+                log.warning("REST rate limited (%s); retrying in %.1fs", exc, exc.retry_in_s)
+                self._spawn(self._requeue_later(action, exc.retry_in_s))
+            except NoCredentials:
+                self.healer.done(action)
+            except RestFailure as exc:
+                log.warning("REST %s for %s failed: %s", action.kind, action.symbol, exc)
+                self._spawn(self._requeue_later(action, 5.0))
+
+    async def _requeue_later(self, action: HealAction, delay: float) -> None:
+        await asyncio.sleep(max(0.1, delay))
+        self._rest_queue.put_nowait(action)
+
+    async def _rest_snapshot(self, action: HealAction) -> None:
+        self.rest_snapshots += 1
+        if action.stream == "futures":
+            await self.rest.futures_orderbook(action.symbol)
+        elif action.channel == "level3" and self.rest.has_keys:
+            await self.rest.level3(action.symbol, action.depth or 10)
+        else:
+            await self.rest.depth(action.symbol, min(500, action.depth or 100))
+
+    async def _backfill_trades(self, action: HealAction) -> None:
+        """Fetch trade ids ``expected .. got-1`` from REST ``Trades`` paging by ``last``."""
+        sym, lo, hi = action.symbol, action.expected or 0, action.got or 0
+        self.marker(BackfillStarted(symbol=sym, from_trade_id=lo, to_trade_id=hi - 1))
+        lookback = int(self.cfg.healing.backfill_lookback_s * 1e9)
+        since = (action.recv_ns or time.time_ns()) - lookback
+        page = await self.rest.trades(sym, since)
+        for step in range(8):  # step back until the page starts at or before the gap
+            ids = [t.trade_id for t in page.trades if t.trade_id is not None]
+            if ids and min(ids) <= lo:
+                break
+            since -= lookback * 2 ** step
+            page = await self.rest.trades(sym, max(0, since))
+        have: set[int] = set()
+        for _ in range(1000):
+            ids = [t.trade_id for t in page.trades if t.trade_id is not None]
+            have.update(i for i in ids if lo <= i < hi)
+            if not ids or max(ids) >= hi - 1 or not page.last or page.last_ns == since:
+                break
+            since = page.last_ns or since
+            page = await self.rest.trades(sym, since)
+        missing = (hi - lo) - len(have)
+        self.backfilled_rows += len(have)
+        self.backfill_missing += max(0, missing)
+        self.marker(BackfillDone(symbol=sym, from_trade_id=lo, to_trade_id=hi - 1, rows=len(have),
+                                 error="" if missing <= 0 else f"{missing} trade(s) not returned"))
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        dead_after = self.cfg.observability.dead_after_s
+        conns = []
+        for c in self.connections:
+            conns.append({
+                "name": c.name, "stream": c.stream, "channel": c.channel, "connected": c.connected,
+                "conn_id": c.conn_id, "symbols": len(c.table.subs), "states": c.table.counts(),
+                "dead": c.table.dead(now, dead_after, c.connected)[:50],
+                "messages": c.messages, "bytes": c.bytes, "sessions": c.sessions,
+                "last_error": c.last_error,
+            })
+        st = self.validator.stats
+        lag_x = 0.0
+        if st.last_exchange_ns and st.last_exchange_recv_ns:
+            lag_x = max(0.0, (st.last_exchange_recv_ns - st.last_exchange_ns) / 1e9)
+        return {
+            "worker": self.index, "pid": os.getpid(), "time": time.time(), "started": self.started,
+            "paused": self.paused.is_set(), "connections": conns,
+            "frames_in": self.frames_in, "bytes_in": self.bytes_in,
+            "checksums_ok": st.checksums_ok, "checksum_failures": st.checksum_failures,
+            "trade_gaps": st.trade_gaps, "seq_gaps": st.seq_gaps, "rejects": st.rejects,
+            "resyncs": self.resyncs, "quarantined": [f"{k[1]}:{k[2]}" for k in self.healer.quarantined()],
+            "heal_pending": self.healer.pending(), "rest_queue": self._rest_queue.qsize(),
+            "resnapshot_budget_use": self.healer.budget_utilisation(now),
+            "l3_budget_use": self.l3_budget.utilisation(now),
+            "connects_used": self.connects.used(now), "rest_calls": self.rest.calls,
+            "rest_rate_limited": self.rest.rate_limited, "backfilled_rows": self.backfilled_rows,
+            "backfill_missing": self.backfill_missing, "rest_snapshots": self.rest_snapshots,
+            "lag_exchange_receive_s": lag_x, "lag_receive_disk_s": self.disk_lag_s,
+        }
+
+    async def _flush_loop(self) -> None:
+        interval = min(0.2, self.cfg.fsync_interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            self._flush()
+
+    def _flush(self) -> None:
+        self.journal.flush()
+        if self._last_recv_ns:
+            self.disk_lag_s = max(0.0, (time.time_ns() - self._last_recv_ns) / 1e9)
+
+    async def _status_loop(self) -> None:
+        while True:
+            if self._status_cb is not None:
+                with contextlib.suppress(Exception):
+                    self._status_cb(self.status())
+            await asyncio.sleep(self.cfg.observability.status_interval_s)
+
+    # ------------------------------------------------------------------ disk guard
+
+    def check_disk(self) -> None:
+        import shutil
+
+        root = Path(self.cfg.archive_root)
+        try:
+            free = shutil.disk_usage(root).free
+        except OSError:
+            return
+        sched = self.cfg.schedule
+        if not self.paused.is_set() and free < sched.disk_min_free_bytes:
+            log.error("disk space low (%d bytes free on %s): capture paused", free, root)
+            self.marker(DiskPressure(free_bytes=free, path=str(root)))
+            self.paused.set()
+            for c in self.connections:
+                if c.ws is not None:
+                    self._spawn(c.ws.close())
+        elif self.paused.is_set() and free >= sched.disk_resume_free_bytes:
+            log.warning("disk space recovered (%d bytes free): capture resumed", free)
+            self.paused.clear()
+            self._resumed.set()
+
+    # ------------------------------------------------------------------ run / stop
+
+    def request_stop(self) -> None:
+        if self.stopping.is_set():
+            # second signal: keep what reached the journal, exit now
+            with contextlib.suppress(Exception):
+                self.journal.flush()
+                self.journal.close()
+            os._exit(0)
+        log.info("worker %d stopping", self.index)
+        self.stopping.set()
+
+    async def run(self) -> None:
+        self.marker(ProcessStart(host=self.host, run_id=f"{self.spec.run_id}-w{self.index}-r{self.spec.restart}",
+                                 version=__version__, config=self.cfg.describe()))
+        from recorder.capture.scheduler import start_jobs
+
+        scheduler = start_jobs(self)
+        runners = [asyncio.ensure_future(c.run()) for c in self.connections]
+        helpers = [asyncio.ensure_future(x) for x in (self._heal_loop(), self._rest_loop(),
+                                                      self._flush_loop(), self._status_loop())]
+        try:
+            await self.stopping.wait()
+        finally:
+            if scheduler is not None:
+                with contextlib.suppress(Exception):
+                    scheduler.shutdown(wait=False)
+            for t in helpers + list(self._tasks):
+                t.cancel()
+            # connections notice `stopping` and end their sessions; bounded wait, then cancel
+            for c in self.connections:
+                if c.ws is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(c.ws.close(), 1.0)
+            done, pending = await asyncio.wait(runners, timeout=5.0) if runners else (set(), set())
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, *helpers, return_exceptions=True)
+            await self.rest.close()
+            self.marker(ProcessStop(reason="signal"))
+            self.journal.flush()
+            self.journal.close()
+            if self._status_cb is not None:
+                with contextlib.suppress(Exception):
+                    self._status_cb({**self.status(), "stopped": True})
+
+
+def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
+    """Process entry point: logging, signals, run the worker's event loop, exit 0."""
+    from recorder.capture.logs import setup_logging
+
+    setup_logging(spec.cfg.observability, worker=spec.plan.index)
+
+    def push(status: dict[str, Any]) -> None:
+        if status_queue is not None:
+            status_queue.put_nowait(status)
+
+    async def main() -> None:
+        worker = Worker(spec, push)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.request_stop)
+        await worker.run()
+
+    asyncio.run(main())

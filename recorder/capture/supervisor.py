@@ -1,0 +1,251 @@
+"""The parent process of ``recorder run``: discover, plan, spawn, watch, restart, stop.
+
+1. **Discover** the universe from the ``instrument`` channel (all online pairs, filtered by the
+   include/exclude patterns and by ``--shard K/N``), retrying with backoff while the venue is
+   unreachable and saying so plainly (``make run`` offline never crashes).
+2. **Plan** connections and worker processes (:func:`recorder.capture.shards.plan`) using the
+   message rates measured by the previous run when present.
+3. **Spawn** one process per worker (``spawn`` start method) and serve ``/metrics``,
+   ``/health`` and ``/status`` on loopback from the workers' status reports.
+4. **Watch**: a worker that exits while we are not stopping (crash, kill -9) is restarted after
+   a backoff; its new run journals a ``ProcessStart`` (the missing ``ProcessStop`` marks the gap).
+5. **Stop** on SIGTERM/SIGINT: forward SIGTERM, wait up to ``drain_timeout_s`` for workers to
+   flush and seal, kill stragglers, exit 0. A second signal forwards SIGINT a second time
+   (workers then flush and exit immediately) and returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import queue
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import websockets
+from aiohttp import web
+
+from recorder.capture.config import CaptureConfig, select_symbols
+from recorder.capture.limits import Backoff
+from recorder.capture.metrics import StatusBoard, make_app
+from recorder.capture.service import WorkerSpec, worker_main
+from recorder.capture.shards import WorkerPlan, host_symbols, load_rates, plan
+from recorder.capture.validator import PairInfo
+from recorder.protocol.spot import InstrumentMessage, decode_spot
+
+__all__ = ["Supervisor", "discover_pairs", "VenueUnreachable"]
+
+log = logging.getLogger("recorder.capture.supervisor")
+
+
+class VenueUnreachable(ConnectionError):
+    """The instrument channel could not be read (network down, venue refusing)."""
+
+
+async def discover_pairs(url: str, timeout_s: float = 15.0) -> list[PairInfo]:
+    """All pairs (any status) from one ``instrument`` snapshot on ``url``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with websockets.connect(url, max_size=64 * 1024 * 1024, compression=None) as ws:
+                await ws.send(msgspec.json.encode(
+                    {"method": "subscribe", "params": {"channel": "instrument"}}).decode())
+                while True:
+                    ev = decode_spot(await ws.recv(decode=False))
+                    if isinstance(ev, InstrumentMessage) and ev.type == "snapshot":
+                        return [PairInfo(p.symbol, p.status, p.price_precision, p.qty_precision)
+                                for p in ev.data.pairs]
+    except (OSError, TimeoutError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
+        raise VenueUnreachable(f"{type(exc).__name__}: {exc}"[:200]) from None
+
+
+async def discover_futures(base: str, timeout_s: float = 15.0) -> list[str]:
+    """Tradeable futures product ids from REST ``instruments``."""
+    import aiohttp
+
+    from recorder.protocol.rest import FuturesInstruments, decode_futures_instruments
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
+            async with s.get(base.rstrip("/") + "/derivatives/api/v3/instruments") as r:
+                body = await r.read()
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        raise VenueUnreachable(f"futures instruments: {type(exc).__name__}") from None
+    got = decode_futures_instruments(body)
+    if not isinstance(got, FuturesInstruments):
+        raise VenueUnreachable("futures instruments: unexpected answer")
+    return sorted(i.symbol.upper() for i in got.instruments
+                  if getattr(i, "tradeable", True) and i.symbol.upper().startswith(("PF_", "PI_", "FI_", "FF_")))
+
+
+class Supervisor:
+    """See module docstring."""
+
+    def __init__(self, cfg: CaptureConfig) -> None:
+        self.cfg = cfg
+        n = cfg.connection.workers or max(1, os.cpu_count() or 1)
+        self.workers = n
+        self.board = StatusBoard(n)
+        self.stopping = asyncio.Event()
+        self._signals = 0
+        self._ctx = mp.get_context("spawn")
+        self._queue: Any = self._ctx.Queue()
+        self._procs: dict[int, Any] = {}
+        self._specs: dict[int, WorkerSpec] = {}
+        self.run_id = uuid.uuid4().hex[:12]
+        self.exit_code = 0
+
+    def on_signal(self) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("stop requested: draining workers (up to %.0fs)", self.cfg.drain_timeout_s)
+            self.stopping.set()
+            self._forward(signal.SIGTERM)
+        else:
+            log.warning("second stop signal: workers flush and exit now")
+            self._forward(signal.SIGINT)
+            os._exit(0)
+
+    def _forward(self, sig: int) -> None:
+        for p in self._procs.values():
+            if p.is_alive():
+                with contextlib.suppress(OSError):
+                    os.kill(p.pid, sig)
+
+    async def _discover(self) -> tuple[list[PairInfo], list[str]]:
+        backoff = Backoff(2.0, 60.0, random.Random())
+        ch = self.cfg.channels
+        while not self.stopping.is_set():
+            try:
+                pairs = await discover_pairs(self.cfg.venue.spot_ws, self.cfg.connection.connect_timeout_s)
+                products = list(ch.futures_products)
+                if products == ["*"]:
+                    products = await discover_futures(self.cfg.venue.futures_rest)
+                return pairs, products
+            except VenueUnreachable as exc:
+                delay = backoff.next_delay()
+                log.warning("cannot reach Kraken at %s (%s); retrying in %.0fs — capture starts "
+                            "as soon as the venue is reachable", self.cfg.venue.spot_ws, exc, delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+        return [], []
+
+    def _plan(self, pairs: list[PairInfo], products: list[str]) -> list[WorkerPlan]:
+        ch, conn = self.cfg.channels, self.cfg.connection
+        online = [p.symbol for p in pairs if p.status == "online"]
+        chosen = select_symbols(online, ch.include, ch.exclude)
+        k, n = self.cfg.shard_index
+        mine = host_symbols(chosen, k, n)
+        prods = host_symbols(products, k, n)
+        rates: dict[str, dict[str, float]] = {}
+        for f in sorted((Path(self.cfg.archive_root) / "state").glob("rates-w*.json")):
+            for channel, table in load_rates(f).items():
+                rates.setdefault(channel, {}).update(table)
+        plans = plan(mine, workers=self.workers,
+                     level3_depth=ch.level3_depth if ch.level3 and self.cfg.credentials else None,
+                     book_depth=ch.book_depth if ch.book else None, trade=ch.trade,
+                     ohlc_interval=ch.ohlc_interval if ch.ohlc else None,
+                     futures_products=prods, futures_feeds=ch.futures_feeds, rates=rates,
+                     max_rate=conn.max_msgs_per_connection,
+                     max_symbols=conn.max_symbols_per_connection,
+                     l3_max_symbols=conn.l3_symbols_per_connection)
+        if ch.level3 and not self.cfg.credentials:
+            log.warning("level3 needs API keys (KRAKEN_API_KEY/KRAKEN_API_SECRET or a credentials "
+                        "file): level3 disabled for this run")
+        log.info("shard %d/%d: %d of %d online pairs, %d futures products, %d workers, %d connections",
+                 k, n, len(mine), len(online), len(prods), self.workers,
+                 sum(len(p.connections) for p in plans))
+        return plans
+
+    def _spawn(self, index: int, restart: int = 0) -> None:
+        spec = self._specs[index]
+        if restart:
+            spec = WorkerSpec(spec.cfg, spec.plan, spec.workers, spec.pairs, spec.run_id, restart)
+            self._specs[index] = spec
+        p = self._ctx.Process(target=worker_main, args=(spec, self._queue), name=f"recorder-w{index}",
+                              daemon=False)
+        p.start()
+        self._procs[index] = p
+        log.info("worker %d started (pid %d%s)", index, p.pid, f", restart {restart}" if restart else "")
+
+    async def _drain_status(self) -> None:
+        while True:
+            for _ in range(1000):
+                try:
+                    st = self._queue.get_nowait()
+                except (queue.Empty, OSError, ValueError):
+                    break
+                self.board.update(st)
+            await asyncio.sleep(0.2)
+
+    async def _watch(self) -> None:
+        backoffs = {i: Backoff(1.0, 30.0) for i in self._procs}
+        started = {i: time.monotonic() for i in self._procs}
+        while not self.stopping.is_set():
+            await asyncio.sleep(0.5)
+            for i, p in list(self._procs.items()):
+                if p.is_alive() or self.stopping.is_set():
+                    continue
+                if time.monotonic() - started[i] > 60:
+                    backoffs[i].reset()
+                delay = backoffs[i].next_delay()
+                log.error("worker %d (pid %s) exited with code %s; restarting in %.1fs",
+                          i, p.pid, p.exitcode, delay)
+                self.board.restarts[i] = self.board.restarts.get(i, 0) + 1
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                if self.stopping.is_set():
+                    break
+                self._spawn(i, restart=self.board.restarts[i])
+                started[i] = time.monotonic()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_signal)
+        obs = self.cfg.observability
+        runner = web.AppRunner(make_app(self.board), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, obs.metrics_host, obs.metrics_port)
+        try:
+            await site.start()
+            log.info("metrics and health on http://%s:%d/ (metrics, health, status)",
+                     obs.metrics_host, obs.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d (%s); continuing without",
+                      obs.metrics_host, obs.metrics_port, exc.strerror or exc)
+        drain = asyncio.ensure_future(self._drain_status())
+        try:
+            pairs, products = await self._discover()
+            if self.stopping.is_set():
+                return 0
+            for wp in self._plan(pairs, products):
+                self._specs[wp.index] = WorkerSpec(self.cfg, wp, self.workers, tuple(pairs), self.run_id)
+                self._spawn(wp.index)
+            await self._watch()
+            await self._stop_workers()
+            return self.exit_code
+        finally:
+            drain.cancel()
+            await runner.cleanup()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _stop_workers(self) -> None:
+        deadline = time.monotonic() + self.cfg.drain_timeout_s
+        while time.monotonic() < deadline and any(p.is_alive() for p in self._procs.values()):
+            await asyncio.sleep(0.1)
+        for i, p in self._procs.items():
+            if p.is_alive():
+                log.error("worker %d did not stop within %.0fs: killing", i, self.cfg.drain_timeout_s)
+                p.kill()
+                self.exit_code = 1
+            p.join(timeout=2)
+        log.info("all workers stopped")
