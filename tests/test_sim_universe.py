@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -82,9 +84,13 @@ def test_futures_from_fixture_and_generated(fixture_file) -> None:
     assert pf.tag == "perpetual" and pf.maturity_ms is None and pf.pair == "BTC:USD"
     dated = [f for f in universe.futures if f.product_id.startswith("FI_")]
     assert all(f.maturity_ms and f.tag in ("month", "quarter") for f in dated)
+    original = {i["symbol"]: i for i in json.loads(fixture_file(FUTURES).read_text(), parse_float=Decimal)}
+    for product in universe.futures:  # the instruments endpoint re-emits each object exactly
+        assert json.loads(encode_wire(product.wire), parse_float=Decimal) == original[product.wire["symbol"]]
     generated = load_universe(None, pairs=3, futures_path=None, seed=1)
     assert {"PF_XBTUSD", "PI_XBTUSD"} <= {f.product_id for f in generated.futures}
     assert any(f.maturity_ms for f in generated.futures)
+    assert all(json.loads(encode_wire(f.wire)) for f in generated.futures)
 
 
 def test_bad_inputs_raise_typed_errors(tmp_path: Path) -> None:

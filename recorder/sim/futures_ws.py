@@ -27,6 +27,7 @@ FEEDS: Final = frozenset({"book", "trade", "ticker", "ticker_lite"})
 
 class FuturesConnection(Connection):
     endpoint = "futures"
+    heartbeat_when_silent = False
 
     @property
     def subs_registry(self) -> dict[tuple, set[Any]]:

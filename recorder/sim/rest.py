@@ -369,6 +369,33 @@ async def private(request: web.Request) -> web.Response:
 # --- futures ----------------------------------------------------------------------------------
 
 
+_TEXT_FIELDS: Final = frozenset({"symbol", "tag", "pair"})
+
+
+def _num(token: Any) -> Any:
+    """A decimal text as a raw JSON number (Futures REST sends numbers); others unchanged."""
+    if isinstance(token, str) and token and (token[0].isdigit() or token[0] == "-"):
+        return msgspec.Raw(token.encode())
+    return token
+
+
+def _iso_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _futures_ticker(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "lastTime_ms":
+            if value is not None:
+                out["lastTime"] = _iso_ms(value)
+        elif value is None:
+            continue
+        else:
+            out[key] = value if key in _TEXT_FIELDS else _num(value)
+    return out
+
+
 def _server_time(sim: SimServer) -> str:
     ns = sim.clock_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 10**6 % 1000:03d}Z"
@@ -394,10 +421,11 @@ async def futures(request: web.Request) -> web.Response:
         symbol = (request.query.get("symbol") or "").upper()
         if symbol not in sim.products:
             return _json({"result": "error", "serverTime": _server_time(sim), "error": "invalidArgument"})
-        return _json({"result": "success", "orderBook": sim.futures.orderbook(symbol),
-                      "serverTime": _server_time(sim)})
+        bids, asks = sim.futures.orderbook(symbol)
+        book = {"bids": [[_num(p), _num(q)] for p, q in bids], "asks": [[_num(p), _num(q)] for p, q in asks]}
+        return _json({"result": "success", "orderBook": book, "serverTime": _server_time(sim)})
     if name == "tickers":
-        return _json({"result": "success", "tickers": sim.futures.tickers(),
+        return _json({"result": "success", "tickers": [_futures_ticker(t) for t in sim.futures.tickers()],
                       "serverTime": _server_time(sim)})
     return _json({"result": "error", "serverTime": _server_time(sim), "error": "notFound"})
 

@@ -63,6 +63,8 @@ class Connection:
     """One client WebSocket: send queue, writer task, faults, heartbeat, liveness."""
 
     endpoint: str = "spot"
+    #: spot: heartbeat only after ``heartbeat_s`` of silence; futures: on a fixed timer
+    heartbeat_when_silent: bool = True
 
     def __init__(self, sim: SimServer, ws: web.WebSocketResponse, transport: Any) -> None:
         self.sim = sim
@@ -75,6 +77,7 @@ class Connection:
         self._held: str | None = None
         self._stall_until = 0.0
         self._last_sent = time.monotonic()
+        self._last_beat = time.monotonic()
         self._requests: collections.deque[float] = collections.deque()
         self.closed = False
         self.sent = 0
@@ -189,10 +192,24 @@ class Connection:
             if now < self._stall_until:
                 await asyncio.sleep(self._stall_until - now)
                 continue
-            timeout = max(0.05, self._last_sent + self.heartbeat_s - now)
+            if not self.heartbeat_when_silent and now - self._last_beat >= self.heartbeat_s:
+                self._last_beat = now
+                beat = self.heartbeat_frame()
+                if beat is not None and not ws.closed:
+                    try:
+                        await ws.send_str(beat)
+                    except (ConnectionError, RuntimeError):
+                        return
+                    self.sent += 1
+                    stats["frames_sent"] += 1
+                continue
+            base = self._last_sent if self.heartbeat_when_silent else self._last_beat
+            timeout = max(0.05, base + self.heartbeat_s - now)
             try:
                 frame = await asyncio.wait_for(self.queue.get(), timeout)
             except TimeoutError:
+                if not self.heartbeat_when_silent:
+                    continue
                 if self._held is not None:  # nothing followed a reordered frame: release it
                     frame, self._held = self._held, None
                 else:

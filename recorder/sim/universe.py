@@ -12,9 +12,10 @@ reshaped form: a bare JSON array, or the full ``{"instruments": [...]}`` respons
 generated.
 
 Wire fidelity. ``SpotPair.wire`` (and each ``Universe.assets`` entry) is the pair/asset object
-exactly as decoded: JSON strings stay ``str`` for the keys in :data:`STRING_FIELDS`, JSON
-numbers with a fraction or exponent are ``str`` holding the exact token text, integers are
-``int``, booleans ``bool``. :func:`encode_wire` turns such an object back into JSON whose
+exactly as decoded: JSON strings stay ``str``, JSON numbers with a fraction or exponent are ``str`` holding the
+exact token text, integers are ``int``, booleans ``bool``. On encoding, a ``str`` is a number
+token when it has JSON number syntax and its key is not one of :data:`STRING_FIELDS` (a
+fixture's number-like quoted string outside those keys would be emitted as a number). :func:`encode_wire` turns such an object back into JSON whose
 tokens are byte-identical to the source.
 
 Everything here is pure and deterministic: the same inputs and seed give the same universe.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,13 +128,16 @@ class Universe:
 # Wire encoding
 
 
+_NUMBER_TOKEN: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
 def _encode_value(key: str | None, value: Any, out: list[str]) -> None:
     if isinstance(value, bool) or value is None:
         out.append("true" if value is True else "false" if value is False else "null")
     elif isinstance(value, int):
         out.append(str(value))
     elif isinstance(value, str):
-        if key is not None and key not in STRING_FIELDS:
+        if key is not None and key not in STRING_FIELDS and _NUMBER_TOKEN.fullmatch(value):
             out.append(value)  # exact number token
         else:
             out.append(msgspec.json.encode(value).decode())
