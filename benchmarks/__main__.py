@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim")
+SUITES = ("core", "sim", "archive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.sim import run_sim
 
         figures += run_sim(quick=args.quick)
+    if "archive" in chosen:
+        from benchmarks.archive import run_archive
+
+        figures += run_archive(quick=args.quick)
     print(render_table(figures))
     if not args.no_write:
         command = "make bench" if not argv and len(sys.argv) <= 1 else \

@@ -1,0 +1,91 @@
+"""Archive suite: ``recorder ingest`` end to end on a pre-generated sim stream, and sizes.
+
+The stream (``recorder sim --record``, 1M frames, 8 pairs, seed 7; quick: 100k) is generated
+once into ``.bench/cache/`` (gitignored). Figures: ingest messages/s end to end (conversion to
+the journal + decode + books + checksums + Parquet + checkpoints + commit), bytes per row per
+dataset, journal bytes per message, and the archive's size against raw JSON, gzip'd JSON and
+zstd'd JSON of the same frames.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import zstandard
+
+from benchmarks.harness import Figure
+
+_ROOT = Path(__file__).resolve().parent.parent
+_CACHE = _ROOT / ".bench" / "cache"
+
+
+def _stream(messages: int) -> Path:
+    path = _CACHE / f"sim-{messages}-p8-s7.zst"
+    if not path.exists():
+        _CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-m", "recorder", "sim", "--record", str(tmp),
+                        "--messages", str(messages), "--pairs", "8", "--seed", "7"],
+                       check=True, capture_output=True)
+        tmp.replace(path)
+    return path
+
+
+def run_archive(quick: bool = False) -> list[Figure]:
+    from recorder.archive.store import Archive
+    from recorder.ingest import ingest
+
+    messages = 100_000 if quick else 1_000_000
+    src = _stream(messages)
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(src.read_bytes())).read()
+    import msgspec
+
+    frames = [msgspec.json.decode(line)["frame"].encode() for line in raw.splitlines()
+              if b'"frame"' in line]
+    raw_json = b"\n".join(frames)
+    gz = len(gzip.compress(raw_json, 6))
+    zs = len(zstandard.ZstdCompressor(level=3).compress(raw_json))
+    work = Path(tempfile.mkdtemp(prefix="bench-archive-"))
+    try:
+        t = time.perf_counter()
+        ingest([src], work / "a")
+        elapsed = time.perf_counter() - t
+        archive = Archive(work / "a")
+        sizes: dict[str, int] = {}
+        rows: dict[str, int] = {}
+        for f in archive.state.files:
+            sizes[f.dataset] = sizes.get(f.dataset, 0) + f.bytes
+            rows[f.dataset] = rows.get(f.dataset, 0) + f.rows
+        journal = sum(p.stat().st_size for p in (work / "a" / "journal").rglob("*.kjz"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    n = len(frames)
+    parquet_total = sum(sizes.values())
+    figs = [
+        Figure("archive: recorder ingest end to end", n / elapsed, "msgs/s",
+               target=">= 80000", note=f"{n:,} sim frames, 8 pairs, one process"),
+        Figure("archive: journal", journal / n, "B/msg", target="<= 40",
+               note=f"zstd-3 segments; raw JSON {len(raw_json) / n:.0f} B/msg"),
+    ]
+    targets = {"level3": "<= 12", "book": "<= 5", "trades": "<= 12"}
+    for ds in ("level3", "book", "trades", "ohlc", "ticker", "checkpoints", "liveness"):
+        if rows.get(ds):
+            figs.append(Figure(f"archive: {ds} Parquet", sizes[ds] / rows[ds], "B/row",
+                               target=targets.get(ds, ""),
+                               note=f"{rows[ds]:,} rows"))
+    figs += [
+        Figure("archive: Parquet total vs raw JSON", len(raw_json) / parquet_total, "x smaller",
+               note=f"raw {len(raw_json) / n:.1f} B/msg, Parquet {parquet_total / n:.1f} B/msg"),
+        Figure("archive: Parquet total vs gzip JSON", gz / parquet_total, "x smaller",
+               note=f"gzip-6 {gz / n:.1f} B/msg, zstd-3 {zs / n:.1f} B/msg"),
+        Figure("archive: Parquet total vs zstd JSON", zs / parquet_total, "x smaller"),
+    ]
+    return figs
