@@ -98,7 +98,7 @@ def status(url: str, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"recorder at {url} — {'healthy' if report.get('healthy') else 'UNHEALTHY'}")
     for col in ("shard", "pid", "state", "msgs/s", "restarts", "connection", "up", "symbols",
                 "states", "dead", "quarantined", "checksum fails", "resyncs"):
