@@ -28,7 +28,9 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterable
+from math import exp as _exp
+from math import log as _log
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -118,9 +120,47 @@ _ACTIVE = frozenset({"online", "reduce_only", "post_only", "limit_only", "cancel
 _B32: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 #: Two base32 characters for each 10-bit value (fast order-id rendering).
 _B32_PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)
+#: The same pairs with the id's first dash between the two characters (it falls after the
+#: 5th character, i.e. inside the third pair).
+_B32_PAIRS_DASH: Final = tuple(a + "-" + b for a in _B32 for b in _B32)
 _BUSY_BASES: Final = ("BTC", "ETH", "SOL", "XRP", "DOGE", "USDT", "USDC", "ADA", "LTC", "LINK")
 _NS: Final = 1_000_000_000
 _MAX_LIFETIME_S: Final = 6 * 3600.0
+
+# Hot-path sampling. The generator used to call ``Random.lognormvariate``/``expovariate``/
+# ``uniform``/``randint``; those wrappers cost more than the draws. The helpers and inlined
+# expressions below perform *exactly* the same arithmetic on exactly the same ``random()`` /
+# ``getrandbits()`` calls in the same order (CPython 3.11 ``random.py``), so every stream is
+# bit-identical to the wrapper-based one. Constants are the very floats the wrappers computed
+# per call (``math.log(200.0)`` etc.).
+_NV_MAGIC: Final = random.NV_MAGICCONST  # type: ignore[attr-defined]
+_LOG_QTY_MEDIAN: Final = math.log(200.0)
+_LOG_LIFETIME: Final = math.log(LIFETIME_MEDIAN_S)
+_LOG_DEEP_LIFETIME: Final = math.log(300.0)
+_LOG_DEEP_MIN: Final = math.log(5.0)
+_LOG_DEEP_SPAN: Final = math.log(150.0) - math.log(5.0)  # uniform(a, b) = a + (b - a) * random()
+_ADD_LAMBDA: Final = 1.0 / ADD_OFFSET_BPS  # expovariate(l) = -log(1 - random()) / l
+
+
+def _lognormal(random_: Callable[[], float], mu: float, sigma: float) -> float:
+    """``Random.lognormvariate(mu, sigma)`` (Kinderman-Monahan normal, then ``exp``), same
+    draws and same floats, without the two method-call layers."""
+    while True:
+        u1 = random_()
+        u2 = 1.0 - random_()
+        z = _NV_MAGIC * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -_log(u2):
+            return _exp(mu + z * sigma)
+
+
+def _below(getrandbits: Callable[[int], int], n: int) -> int:
+    """``Random._randbelow(n)`` (rejection sampling on ``n.bit_length()`` bits), ``n > 0``;
+    ``randint(a, b)`` is ``a + _below(b - a + 1)`` and ``randrange(n)`` is ``_below(n)``."""
+    k = n.bit_length()
+    r = getrandbits(k)
+    while r >= n:
+        r = getrandbits(k)
+    return r
 
 
 class MarketError(KeyError):
@@ -158,9 +198,11 @@ def order_id(rng: random.Random) -> str:
     """A Kraken-format order id ``OXXXXX-XXXXX-XXXXXX`` (base32 alphabet, as Kraken's)."""
     x = rng.getrandbits(80)
     t = _B32_PAIRS
-    s = (t[x & 1023] + t[(x >> 10) & 1023] + t[(x >> 20) & 1023] + t[(x >> 30) & 1023]
-         + t[(x >> 40) & 1023] + t[(x >> 50) & 1023] + t[(x >> 60) & 1023] + t[x >> 70])
-    return f"O{s[:5]}-{s[5:10]}-{s[10:]}"
+    # 16 characters from the eight 10-bit groups, low group first, dashes after the 5th and
+    # 10th character: the 3rd pair carries the first dash, the second falls between pairs.
+    return (f"O{t[x & 1023]}{t[(x >> 10) & 1023]}{_B32_PAIRS_DASH[(x >> 20) & 1023]}"
+            f"{t[(x >> 30) & 1023]}{t[(x >> 40) & 1023]}-{t[(x >> 50) & 1023]}"
+            f"{t[(x >> 60) & 1023]}{t[x >> 70]}")
 
 
 class _Pair:
@@ -185,6 +227,12 @@ class _Pair:
         wire = dict(spec.wire) if getattr(spec, "wire", None) else {}
         self.ps = PairState(self.symbol, self.engine, self.ref, wire, spec.status, market.now)
         self.rng = random.Random(f"{self.RNG_TAG}:{market.seed}:{self.symbol}")
+        #: bound methods of ``rng`` for the hot paths (same generator, fewer lookups)
+        self._random = self.rng.random
+        self._getrandbits = self.rng.getrandbits
+        #: ``draw_qty`` constants: the reference price as a float and the qty scale
+        self._ref_float = self.ref / 10**pp
+        self._qty_scale = 10**qp
         self.trade_id = self.rng.randint(1_000_000, 90_000_000)
         self.activity = activity
         self.lifetime_scale = max(1.0, TOP_RATE / activity) if activity > 0 else 1.0
@@ -230,13 +278,13 @@ class _Pair:
         if rate <= 0:
             self.next_arrival = None
             return
-        rng = self.rng
+        random_ = self._random
         if self.burst_left:
             self.burst_left -= 1
             rate *= 8.0
-        elif rng.random() < 0.003:
-            self.burst_left = rng.randint(20, 200)
-        self.next_arrival = t + 1 + int(rng.expovariate(rate) * _NS)
+        elif random_() < 0.003:
+            self.burst_left = 20 + _below(self._getrandbits, 181)  # randint(20, 200)
+        self.next_arrival = t + 1 + int(-_log(1.0 - random_()) / rate * _NS)  # expovariate
 
     def next_time(self) -> int | None:
         a = self.next_arrival
@@ -254,10 +302,8 @@ class _Pair:
 
     def draw_qty(self) -> int:
         """An order size: notional log-normal around 200x the pair's cost_min, on the lot grid."""
-        rng = self.rng
-        notional = self.cost_min * min(rng.lognormvariate(math.log(200.0), 1.6), 1e6)
-        price = self.ref / 10**self.engine.price_precision
-        units = int(notional / price * 10**self.engine.qty_precision)
+        notional = self.cost_min * min(_lognormal(self._random, _LOG_QTY_MEDIAN, 1.6), 1e6)
+        units = int(notional / self._ref_float * self._qty_scale)
         units -= units % self.lot
         return max(self.qty_min, units)
 
@@ -301,17 +347,19 @@ class _Pair:
         status = self.ps.status
         if status not in _ACTIVE:
             return []
-        rng = self.rng
         eng = self.engine
         if status == "cancel_only":
-            if eng.orders and rng.random() < 0.5:
+            if eng.orders and self._random() < 0.5:
                 self._cancel_random()
             return []
-        for side in (BID, ASK):
-            if eng.level_count(side) < MIN_LEVELS:
-                self._replenish(side, t)
-                return []
-        u = rng.random()
+        keys = eng.keys
+        if len(keys[BID]) < MIN_LEVELS:
+            self._replenish(BID, t)
+            return []
+        if len(keys[ASK]) < MIN_LEVELS:
+            self._replenish(ASK, t)
+            return []
+        u = self._random()
         if u < P_TAKER and status != "post_only":
             return self._take(t, force_limit=status == "limit_only")
         if u < P_TAKER + P_AMEND:
@@ -345,32 +393,38 @@ class _Pair:
         eng.add(order_id(rng), side, price, self.draw_qty(), t)
 
     def _add(self, t: int) -> None:
-        rng, eng, tick = self.rng, self.engine, self.tick
-        side = BID if rng.random() < 0.5 else ASK
-        best = eng.best_price(side)
-        opp = eng.best_price(1 - side)
-        assert best is not None and opp is not None  # MIN_LEVELS guarantees both sides
-        sign = -1 if side == BID else 1  # direction "behind the touch"
-        u = rng.random()
+        eng, tick, random_ = self.engine, self.tick, self._random
+        keys = eng.keys  # MIN_LEVELS guarantees both sides are non-empty
+        if random_() < 0.5:
+            side, sign = BID, -1  # sign: direction "behind the touch"
+            best, opp = -keys[BID][0], keys[ASK][0]
+        else:
+            side, sign = ASK, 1
+            best, opp = keys[ASK][0], -keys[BID][0]
+        u = random_()
         deep = False
         spread = (opp - best) * -sign // tick  # ticks between the touches (>= 1)
         if u < P_IMPROVE and spread >= 2:
-            price = best - sign * rng.randint(1, spread - 1) * tick
+            price = best - sign * (1 + _below(self._getrandbits, spread - 1)) * tick
         elif u < P_IMPROVE + P_DEEP:
             deep = True
-            bps = math.exp(rng.uniform(math.log(5.0), math.log(150.0)))
-            price = best + sign * max(1, self._ticks_for_bps(bps, best)) * tick
+            bps = _exp(_LOG_DEEP_MIN + _LOG_DEEP_SPAN * random_())
+            price = best + sign * max(1, int(bps * 1e-4 * best / tick)) * tick
         else:
-            price = best + sign * self._ticks_for_bps(rng.expovariate(1.0 / ADD_OFFSET_BPS), best) * tick
+            bps = -_log(1.0 - random_()) / _ADD_LAMBDA
+            price = best + sign * int(bps * 1e-4 * best / tick) * tick
         if price < tick:
             return
-        oid = order_id(rng)
+        oid = order_id(self.rng)
         eng.add(oid, side, price, self.draw_qty(), t)
         if deep:
-            life = rng.lognormvariate(math.log(300.0), 1.0)
+            life = _lognormal(random_, _LOG_DEEP_LIFETIME, 1.0)
         else:
-            life = rng.lognormvariate(math.log(LIFETIME_MEDIAN_S), LIFETIME_SIGMA)
-        self.schedule_cancel(t, oid, life * self.lifetime_scale)
+            life = _lognormal(random_, _LOG_LIFETIME, LIFETIME_SIGMA)
+        # schedule_cancel, inlined
+        self.cancel_seq += 1
+        dt = int(min(life * self.lifetime_scale, _MAX_LIFETIME_S) * _NS) + 1
+        heapq.heappush(self.cancels, (t + dt, self.cancel_seq, oid))
 
     def _amend(self, t: int) -> None:
         rng, eng, tick = self.rng, self.engine, self.tick
@@ -426,7 +480,7 @@ class _Pair:
         fills, rest = eng.execute(taker, side, qty, limit if ord_type == "limit" else None, t)
         if rest is not None:
             self.schedule_cancel(t, rest.order_id,
-                                 rng.lognormvariate(math.log(LIFETIME_MEDIAN_S), LIFETIME_SIGMA)
+                                 _lognormal(self._random, _LOG_LIFETIME, LIFETIME_SIGMA)
                                  * self.lifetime_scale)
         return self.on_fills(t, fills, side, ord_type, taker)
 

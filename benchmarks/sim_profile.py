@@ -1,0 +1,199 @@
+"""Reproducible profile + fingerprint of the simulator's pure market (no server, no I/O).
+
+``python -m benchmarks.sim_profile [--seconds 60] [--pairs 150] [--views 120] [--profile]
+[--no-views] [--futures]``
+
+Scenario (fixed seed): the recorded instrument snapshot narrowed to ``--pairs`` pairs (or a
+generated universe when the fixture is absent), views ``level3`` depth 10 + ``book`` depth 10 +
+``trade`` on the first ``--views`` pairs, the market advanced ``--seconds`` virtual seconds in
+10 ms steps. Prints events/s (ground-truth events), frames/s, microseconds per frame and a
+SHA-256 *fingerprint* over every snapshot, every update frame (key and exact text) and every
+encoded truth event, in order. The fingerprint must not change under a performance edit:
+run it before and after and compare.
+
+``--profile`` runs the scenario under cProfile and prints the top functions by own time;
+``--sample`` instead samples the running stack every 0.5 ms of CPU time (``ITIMER_PROF``),
+which has no per-call overhead and so does not inflate small functions, and prints the
+hottest lines (self) and functions (inclusive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import pstats
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from recorder.sim.events import encode_event
+from recorder.sim.market import SpotMarket
+from recorder.sim.universe import load_universe
+
+__all__ = ["FIXTURE", "SEED", "START_NS", "build_market", "run_scenario"]
+
+FIXTURE = Path("/work/shared/fixtures/kraken/kraken-data-recorder/instrument_snapshot.json")
+SEED = 7
+#: 2025-01-01T00:00:00Z
+START_NS = 1_735_689_600_000_000_000
+STEP_NS = 10_000_000
+
+
+def load(pairs: int) -> Any:
+    """The benchmark universe: the real snapshot if present, else a generated one."""
+    path = FIXTURE if FIXTURE.exists() else None
+    return load_universe(path, pairs=pairs, futures_path=None, seed=SEED)
+
+
+def build_market(universe: Any, views: int, *, digest: Any = None) -> tuple[SpotMarket, int]:
+    """A market with level3/10 + book/10 + trade subscribed on the first ``views`` pairs;
+    returns it and the number of snapshot frames (fed to ``digest`` when given)."""
+    market = SpotMarket(universe, seed=SEED, start_ns=START_NS)
+    snapshots = 0
+    for symbol in market.symbols[:views]:
+        for key in (("level3", symbol, 10), ("book", symbol, 10), ("trade", symbol)):
+            for frame in market.subscribe(key):
+                snapshots += 1
+                if digest is not None:
+                    digest.update(repr(key).encode())
+                    digest.update(frame.encode())
+    return market, snapshots
+
+
+def run_scenario(universe: Any, *, seconds: float, views: int, fingerprint: bool,
+                 step_ns: int = STEP_NS) -> dict[str, Any]:
+    """Advance the market; returns counts, timing and (optionally) the fingerprint."""
+    digest = hashlib.sha256() if fingerprint else None
+    market, _ = build_market(universe, views, digest=digest)
+    end = START_NS + int(seconds * 1e9)
+    events = frames = 0
+    t = START_NS
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    while t < end:
+        t += step_ns
+        truth = market.advance(t)
+        events += len(truth)
+        out = market.updates()
+        frames += len(out)
+        if digest is not None:
+            for key, text in out:
+                digest.update(repr(key).encode())
+                digest.update(text.encode())
+            for ev in truth:
+                digest.update(encode_event(ev))
+    wall = time.perf_counter() - started
+    # CPU time of this process: robust against other load on a shared machine
+    elapsed = time.process_time() - cpu_started
+    return {
+        "events": events, "frames": frames, "elapsed_s": elapsed, "wall_s": wall,
+        "events_per_s": events / elapsed, "frames_per_s": frames / elapsed if frames else 0.0,
+        "us_per_event": elapsed / events * 1e6 if events else 0.0,
+        "sha256": digest.hexdigest() if digest is not None else None,
+    }
+
+
+def futures_fingerprint(seconds: float) -> str:
+    """SHA-256 of every futures frame and truth event for a fixed scenario."""
+    from recorder.sim.futures_market import FuturesMarket
+
+    universe = load_universe(None, pairs=10, futures_path=None, seed=SEED)
+    fm = FuturesMarket(universe, seed=SEED, start_ns=START_NS)
+    digest = hashlib.sha256()
+    for product in fm.product_ids[:20]:
+        for feed in ("book", "trade", "ticker", "ticker_lite"):
+            for frame in fm.subscribe((feed, product)):
+                digest.update(frame.encode())
+    t, end = START_NS, START_NS + int(seconds * 1e9)
+    while t < end:
+        t += STEP_NS
+        for ev in fm.advance(t):
+            digest.update(encode_event(ev))
+        for key, text in fm.updates():
+            digest.update(repr(key).encode())
+            digest.update(text.encode())
+    return digest.hexdigest()
+
+
+def sampled(run: Any, *, interval_s: float = 0.0005, top: int = 25) -> Any:
+    """Run ``run()`` under a CPU-time sampling profiler; print hot lines and functions."""
+    lines: Counter[tuple[str, int, str]] = Counter()
+    funcs: Counter[tuple[str, str]] = Counter()
+
+    def on_tick(signum: int, frame: Any) -> None:
+        if frame is None:
+            return
+        code = frame.f_code
+        lines[(code.co_filename, frame.f_lineno, code.co_name)] += 1
+        seen = set()
+        while frame is not None:
+            code = frame.f_code
+            key = (code.co_filename, code.co_name)
+            if key not in seen:
+                seen.add(key)
+                funcs[key] += 1
+            frame = frame.f_back
+
+    previous = signal.signal(signal.SIGPROF, on_tick)
+    signal.setitimer(signal.ITIMER_PROF, interval_s, interval_s)
+    try:
+        result = run()
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, previous)
+    total = sum(lines.values()) or 1
+
+    def short(path: str) -> str:
+        return path.rsplit("/", 2)[-1] if "recorder" not in path else path.split("recorder/", 1)[1]
+
+    print(f"{total} samples; hottest lines (self):")
+    for (path, line, name), n in lines.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {short(path)}:{line} {name}")
+    print("hottest functions (inclusive):")
+    for (path, name), n in funcs.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {short(path)} {name}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sim_profile", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--pairs", type=int, default=150)
+    parser.add_argument("--views", type=int, default=120)
+    parser.add_argument("--no-views", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sample", action="store_true")
+    parser.add_argument("--futures", action="store_true", help="also print the futures fingerprint")
+    args = parser.parse_args(argv)
+    universe = load(args.pairs)
+    views = 0 if args.no_views else args.views
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        res = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=False)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    elif args.sample:
+        res = sampled(lambda: run_scenario(universe, seconds=args.seconds, views=views,
+                                           fingerprint=False))
+    else:
+        res = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=True)
+        timed = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=False)
+        res.update({k: v for k, v in timed.items() if k != "sha256"})
+    print(f"pairs={args.pairs} views={views} seconds={args.seconds}: events={res['events']:,} "
+          f"frames={res['frames']:,} in {res['elapsed_s']:.2f} s CPU ({res['wall_s']:.2f} s wall) -> "
+          f"{res['events_per_s']:,.0f} events/s ({res['us_per_event']:.2f} us/event), "
+          f"{res['frames_per_s']:,.0f} frames/s "
+          f"({1e6 / res['frames_per_s'] if res['frames'] else 0:.2f} us/frame incl. engine)")
+    if res["sha256"]:
+        print(f"fingerprint {res['sha256']}")
+    if args.futures:
+        print(f"futures fingerprint {futures_fingerprint(args.seconds / 6)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
