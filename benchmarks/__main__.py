@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive")
+SUITES = ("core", "sim", "archive", "capture")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.archive import run_archive
 
         figures += run_archive(quick=args.quick)
+    if "capture" in chosen:
+        from benchmarks.capture import run_capture
+
+        figures += run_capture(quick=args.quick)
     print(render_table(figures))
     if not args.no_write:
         command = "make bench" if not argv and len(sys.argv) <= 1 else \
