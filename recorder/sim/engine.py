@@ -26,7 +26,7 @@ Sink protocol. ``sink(code, order, level, rank, flag)`` is called after each pri
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,13 +40,40 @@ def _second_prefix(seconds: int) -> str:
     return ns_to_rfc3339(seconds * 1_000_000_000, 0)[:-1]
 
 
+#: The last nanosecond timestamp rendered by :func:`rfc3339` at 9 digits, as one immutable
+#: ``(ns, text)`` pair: an action renders its own time several times (the frame timestamp, the
+#: ``add`` of the order it rests, ``delete`` events), so one entry hits most of the time.
+_last_t9: tuple[int, str] = (-1, "")
+
+
 def rfc3339(ns: int, digits: int) -> str:
     """``ns_to_rfc3339(ns, digits)`` with the date/second prefix memoised (pure)."""
+    global _last_t9
+    if digits == 9:
+        last = _last_t9
+        if last[0] == ns:
+            return last[1]
+        seconds, nanos = divmod(ns, 1_000_000_000)
+        text = f"{_second_prefix(seconds)}.{nanos:09d}Z"
+        _last_t9 = (ns, text)
+        return text
     seconds, nanos = divmod(ns, 1_000_000_000)
     prefix = _second_prefix(seconds)
-    if digits == 9:
-        return f"{prefix}.{nanos:09d}Z"
     return f"{prefix}.{nanos:09d}"[: len(prefix) + 1 + digits] + "Z"
+
+
+def units_formatter(precision: int) -> Callable[[int], str]:
+    """A fast ``lambda units: units_to_text(units, precision)`` for *non-negative* units:
+    integer part, ``.``, the remainder zero-padded to ``precision`` digits (same text)."""
+    if precision == 0:
+        return str
+    scale = 10**precision
+    fmt = f"%d.%0{precision}d"
+
+    def fmt_units(units: int) -> str:
+        return fmt % divmod(units, scale)
+
+    return fmt_units
 
 __all__ = [
     "BID",
@@ -66,6 +93,7 @@ __all__ = [
     "EngineError",
     "PairEngine",
     "rfc3339",
+    "units_formatter",
 ]
 
 BID: Final = 0
@@ -120,7 +148,7 @@ class Level:
         self.orders: dict[str, Order] = {}
         self.total = 0
         self.price_text = price_text
-        self._price_piece = checksum_piece(price)
+        self._price_piece = str(price) if price else ""  # checksum_piece(price), inlined
         self._piece3: str | None = None
         self._piece2: str | None = None
 
@@ -174,6 +202,8 @@ class PairEngine:
         self.levels: tuple[dict[int, Level], dict[int, Level]] = ({}, {})
         self.orders: dict[str, Order] = {}
         self._price_text: dict[int, str] = {}
+        #: ``units_to_text(units, qty_precision)`` for non-negative units (see units_formatter)
+        self.qty_format = units_formatter(qty_precision)
 
     # ------------------------------------------------------------------ queries
 
@@ -213,7 +243,7 @@ class PairEngine:
     def qty_text(self, order: Order) -> str:
         text = order._qty_text
         if text is None:
-            text = order._qty_text = units_to_text(order.qty, self.qty_precision)
+            text = order._qty_text = self.qty_format(order.qty)
         return text
 
     def order_piece(self, order: Order, level: Level) -> str:
@@ -227,8 +257,14 @@ class PairEngine:
         """Level3 checksum text of a level: every order in queue order."""
         piece = level._piece3
         if piece is None:
-            op = self.order_piece
-            piece = level._piece3 = "".join([op(o, level) for o in level.orders.values()])
+            parts = []
+            price_piece = level._price_piece
+            for o in level.orders.values():
+                p = o._piece
+                if p is None:  # order_piece(o, level), inlined (qty > 0: str(qty))
+                    p = o._piece = price_piece + str(o.qty)
+                parts.append(p)
+            piece = level._piece3 = "".join(parts)
         return piece
 
     def level_piece2(self, level: Level) -> str:
@@ -261,19 +297,26 @@ class PairEngine:
 
     def _rest(self, order: Order, code: int) -> None:
         side = order.side
-        key = order.price if side == ASK else -order.price
+        price = order.price
+        key = price if side == ASK else -price
+        keys = self.keys[side]
+        rank = bisect_left(keys, key)
         levels = self.levels[side]
         level = levels.get(key)
-        created = level is None
         if level is None:
-            level = Level(order.price, key, self.price_text(order.price))
+            created = True
+            text = self._price_text.get(price)
+            level = Level(price, key, text if text is not None else self.price_text(price))
             levels[key] = level
-            insort(self.keys[side], key)
-        level.orders[order.order_id] = order
+            keys.insert(rank, key)  # absent key: insort's position is bisect_left's
+        else:
+            created = False
+            level._piece3 = level._piece2 = None
+        oid = order.order_id
+        level.orders[oid] = order
         level.total += order.qty
-        level._piece3 = level._piece2 = None
-        self.orders[order.order_id] = order
-        self.sink(code, order, level, bisect_left(self.keys[side], key), created)
+        self.orders[oid] = order
+        self.sink(code, order, level, rank, created)
 
     def _unrest(self, order: Order, code: int) -> None:
         side = order.side
@@ -293,12 +336,15 @@ class PairEngine:
 
     def add(self, order_id: str, side: int, price: int, qty: int, ts_ns: int) -> Order:
         """Rest a passive limit order at the back of its level. Refuses marketable prices."""
-        self._check_grid(price, qty)
+        if price <= 0 or price % self.tick or qty <= 0 or qty % self.lot:
+            self._check_grid(price, qty)  # raises the precise error
         if order_id in self.orders:
             raise EngineError(f"{self.symbol}: duplicate order id {order_id}")
-        opposite = self.best_price(1 - side)
-        if opposite is not None and (price >= opposite if side == BID else price <= opposite):
-            raise EngineError(f"{self.symbol}: add at {price} would cross {opposite}")
+        opp_keys = self.keys[1 - side]
+        if opp_keys:
+            opposite = opp_keys[0] if side == BID else -opp_keys[0]
+            if price >= opposite if side == BID else price <= opposite:
+                raise EngineError(f"{self.symbol}: add at {price} would cross {opposite}")
         order = Order(order_id, side, price, qty, ts_ns)
         self._rest(order, ADD)
         return order
