@@ -48,13 +48,25 @@ def load(pairs: int) -> Any:
     return load_universe(path, pairs=pairs, futures_path=None, seed=SEED)
 
 
-def build_market(universe: Any, views: int, *, digest: Any = None) -> tuple[SpotMarket, int]:
-    """A market with level3/10 + book/10 + trade subscribed on the first ``views`` pairs;
-    returns it and the number of snapshot frames (fed to ``digest`` when given)."""
+#: ``--all-views``: every channel variant (coverage for the fingerprint, not a workload).
+ALL_VIEWS = (("level3", 10), ("level3", 100), ("level3", 1000), ("book", 10), ("book", 25),
+             ("book", 100), ("book", 500), ("book", 1000), ("trade",), ("ohlc", 1), ("ohlc", 5),
+             ("ticker", "trades"), ("ticker", "bbo"))
+
+
+def build_market(universe: Any, views: int, *, digest: Any = None,
+                 all_views: bool = False) -> tuple[SpotMarket, int]:
+    """A market with level3/10 + book/10 + trade subscribed on the first ``views`` pairs (or
+    every channel variant with ``all_views``); returns it and the number of snapshot frames
+    (fed to ``digest`` when given)."""
     market = SpotMarket(universe, seed=SEED, start_ns=START_NS)
     snapshots = 0
     for symbol in market.symbols[:views]:
-        for key in (("level3", symbol, 10), ("book", symbol, 10), ("trade", symbol)):
+        if all_views:
+            keys = [(v[0], symbol, *v[1:]) for v in ALL_VIEWS]
+        else:
+            keys = [("level3", symbol, 10), ("book", symbol, 10), ("trade", symbol)]
+        for key in keys:
             for frame in market.subscribe(key):
                 snapshots += 1
                 if digest is not None:
@@ -64,10 +76,10 @@ def build_market(universe: Any, views: int, *, digest: Any = None) -> tuple[Spot
 
 
 def run_scenario(universe: Any, *, seconds: float, views: int, fingerprint: bool,
-                 step_ns: int = STEP_NS) -> dict[str, Any]:
+                 step_ns: int = STEP_NS, all_views: bool = False) -> dict[str, Any]:
     """Advance the market; returns counts, timing and (optionally) the fingerprint."""
     digest = hashlib.sha256() if fingerprint else None
-    market, _ = build_market(universe, views, digest=digest)
+    market, _ = build_market(universe, views, digest=digest, all_views=all_views)
     end = START_NS + int(seconds * 1e9)
     events = frames = 0
     t = START_NS
@@ -167,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--futures", action="store_true", help="also print the futures fingerprint")
+    parser.add_argument("--all-views", action="store_true",
+                        help="every channel variant on the view pairs (fingerprint coverage)")
     args = parser.parse_args(argv)
     universe = load(args.pairs)
     views = 0 if args.no_views else args.views
@@ -180,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         res = sampled(lambda: run_scenario(universe, seconds=args.seconds, views=views,
                                            fingerprint=False))
     else:
-        res = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=True)
-        timed = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=False)
+        res = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=True,
+                           all_views=args.all_views)
+        timed = run_scenario(universe, seconds=args.seconds, views=views, fingerprint=False,
+                             all_views=args.all_views)
         res.update({k: v for k, v in timed.items() if k != "sha256"})
     print(f"pairs={args.pairs} views={views} seconds={args.seconds}: events={res['events']:,} "
           f"frames={res['frames']:,} in {res['elapsed_s']:.2f} s CPU ({res['wall_s']:.2f} s wall) -> "

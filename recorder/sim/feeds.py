@@ -23,7 +23,10 @@ level of rank ``r``:
 
 ``checksum`` (CRC32 of the true top 10 levels, which equal the subscriber's top 10 after
 truncation because every depth is >= 10) is computed once per pair per action and shared by
-all views of that pair.
+all views of that pair. Caches behind it (see :class:`PairState`): per side, the ASCII bytes
+of the top-10 checksum text (dropped only by a change at rank < 10 on that side), and the
+CRC of the ask bytes alone, which is the starting value of the full CRC (Kraken hashes asks
+then bids), so a bid-side change costs one CRC over the bid bytes only.
 
 Numbers are written as JSON numbers with exactly the instrument precision (``0.00100000``) from
 exact integer units; no float is ever involved.
@@ -34,8 +37,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from typing import Final
+from zlib import crc32
 
-from recorder.protocol.checksum import crc_of_pieces
 from recorder.protocol.numbers import units_to_text
 from recorder.sim.engine import (
     ADD,
@@ -185,11 +188,17 @@ class PairState:
         self.book_views: list[L3View | BookView] = []
         self.trade_views: list[TradeView | OhlcView | TickerView] = []
         self.bbo_views: list[TickerView] = []
+        #: True once a book view queued output during the current action (the market then
+        #: flushes the pair's book views; actions nobody sees skip that loop entirely)
+        self.dirty = False
         self._ck3: int | None = None
         self._ck2: int | None = None
-        #: per side (BID, ASK): joined checksum text of the top 10 levels (None = stale)
-        self._s3: list[str | None] = [None, None]
-        self._s2: list[str | None] = [None, None]
+        #: per side (BID, ASK): ASCII bytes of the checksum text of the top 10 levels
+        #: (None = stale); and the CRC32 of the ask bytes alone (None = stale)
+        self._s3: list[bytes | None] = [None, None]
+        self._s2: list[bytes | None] = [None, None]
+        self._a3: int | None = None
+        self._a2: int | None = None
 
     # -- checksums: cached until a change at rank < 10 (see touched())
 
@@ -197,33 +206,56 @@ class PairState:
         """A change at rank < 10 on ``side``: drop that side's checksum caches."""
         self._s3[side] = self._s2[side] = None
         self._ck3 = self._ck2 = None
+        if side == ASK:
+            self._a3 = self._a2 = None
 
-    def _side3(self, side: int) -> str:
-        text = self._s3[side]
-        if text is None:
+    def _side3(self, side: int) -> bytes:
+        data = self._s3[side]
+        if data is None:
             eng = self.engine
+            levels = eng.levels[side]
             p3 = eng.level_piece3
-            text = self._s3[side] = "".join([p3(lv) for lv in eng.top(side, 10)])
-        return text
+            parts = []
+            for key in eng.keys[side][:10]:
+                level = levels[key]
+                piece = level._piece3
+                parts.append(piece if piece is not None else p3(level))
+            data = self._s3[side] = "".join(parts).encode("ascii")
+        return data
 
-    def _side2(self, side: int) -> str:
-        text = self._s2[side]
-        if text is None:
+    def _side2(self, side: int) -> bytes:
+        data = self._s2[side]
+        if data is None:
             eng = self.engine
-            p2 = eng.level_piece2
-            text = self._s2[side] = "".join([p2(lv) for lv in eng.top(side, 10)])
-        return text
+            levels = eng.levels[side]
+            parts = []
+            for key in eng.keys[side][:10]:
+                level = levels[key]
+                piece = level._piece2
+                if piece is None:  # eng.level_piece2(level), inlined (total > 0)
+                    piece = level._piece2 = level._price_piece + str(level.total)
+                parts.append(piece)
+            data = self._s2[side] = "".join(parts).encode("ascii")
+        return data
 
     def checksum3(self) -> int:
+        """Level3 CRC32 of the top 10 levels (asks then bids, every order), cached."""
         ck = self._ck3
         if ck is None:
-            ck = self._ck3 = crc_of_pieces((self._side3(ASK),), (self._side3(BID),))
+            a = self._a3
+            if a is None:
+                a = self._a3 = crc32(self._side3(ASK))
+            ck = self._ck3 = crc32(self._side3(BID), a)
         return ck
 
     def checksum2(self) -> int:
+        """L2 CRC32 of the top 10 levels (asks then bids, level totals), cached."""
         ck = self._ck2
         if ck is None:
-            ck = self._ck2 = crc_of_pieces((self._side2(ASK),), (self._side2(BID),))
+            a = self._a2
+            if a is None:
+                a = self._a2 = crc32(self._side2(ASK))
+            ck = self._ck2 = crc32(self._side2(BID), a)
         return ck
 
     # -- text helpers
@@ -364,7 +396,12 @@ class L3View(View):
         side = order.side
         out = self.bids if side == BID else self.asks
         k = self.k[side]
+        if rank >= k and not flag and code <= FILLED:
+            # a change below the subscriber's window that moves no level into it (moves keep
+            # their bookkeeping: a MOVE_IN below the window may delete a visible old place)
+            return
         eng = self.ps.engine
+        self.ps.dirty = True  # may queue nothing (flush then returns None), never the reverse
         if code == ADD:
             if rank < k:
                 out.append('{"event":"add",' + eng.order_frag(order, level))
@@ -444,12 +481,13 @@ class L3View(View):
 class BookView(View):
     """``book`` (L2) view of one pair at one depth (10, 25, 100, 500, 1000)."""
 
-    __slots__ = ("ps", "depth", "k", "changed")
+    __slots__ = ("ps", "depth", "k", "changed", "zero")
 
     def __init__(self, key: tuple, ps: PairState, depth: int) -> None:
         super().__init__(key)
         self.ps = ps
         self.depth = depth
+        self.zero = units_to_text(0, ps.qp)  #: the qty text of a removed level
         eng = ps.engine
         self.k = [min(depth, eng.level_count(BID)), min(depth, eng.level_count(ASK))]
         #: per side: price units -> Level (None = removed), first-change order
@@ -470,6 +508,9 @@ class BookView(View):
     def on_book(self, code: int, order: Order, level: Level, rank: int, flag: bool) -> None:
         side = order.side
         k = self.k[side]
+        if rank >= k and not flag:
+            return  # a change below the subscriber's window that moves no level into it
+        self.ps.dirty = True  # may queue nothing (flush then returns None), never the reverse
         if code == ADD or code == MOVE_IN:
             if rank < k:
                 self.changed[side][level.price] = level
@@ -490,16 +531,15 @@ class BookView(View):
                 self.changed[side][level.price] = level
 
     def _levels_json(self, changed: dict[int, Level | None]) -> str:
-        ps = self.ps
-        eng = ps.engine
-        qp = ps.qp
-        zero = units_to_text(0, qp)
+        eng = self.ps.engine
+        zero = self.zero
+        qty_format = eng.qty_format
         parts = []
         for price, level in changed.items():
             if level is None or not level.orders:
                 parts.append(f'{{"price":{eng.price_text(price)},"qty":{zero}}}')
             else:
-                parts.append(f'{{"price":{level.price_text},"qty":{units_to_text(level.total, qp)}}}')
+                parts.append(f'{{"price":{level.price_text},"qty":{qty_format(level.total)}}}')
         return ",".join(parts)
 
     def flush(self) -> str | None:

@@ -266,8 +266,12 @@ class _Pair:
                                           eng.qty_text(order), "amend", order.ts_ns,
                                           self._old_price))
         ps = self.ps
-        if rank < 10:
-            ps.touched(order.side)
+        if rank < 10:  # ps.touched(order.side), inlined
+            side_ = order.side
+            ps._s3[side_] = ps._s2[side_] = None
+            ps._ck3 = ps._ck2 = None
+            if side_ == ASK:
+                ps._a3 = ps._a2 = None
         for view in ps.book_views:
             view.on_book(code, order, level, rank, flag)
 
@@ -603,10 +607,12 @@ class SpotMarket:
             now.set(t)
             ps = pair.ps
             trades = pair.act(t)
-            for view in ps.book_views:
-                text = view.flush()
-                if text is not None:
-                    out.append((view.key, text))
+            if ps.dirty:  # some book view queued output (see PairState.dirty)
+                ps.dirty = False
+                for view in ps.book_views:
+                    text = view.flush()
+                    if text is not None:
+                        out.append((view.key, text))
             if trades:
                 for tv in ps.trade_views:
                     text = tv.on_trades(trades)
