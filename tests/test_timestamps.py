@@ -60,3 +60,19 @@ def test_agrees_with_datetime() -> None:
     text = "2024-02-29T23:59:59.999999Z"
     dt = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)
     assert rfc3339_to_ns(text) == int(dt.timestamp()) * 10**9 + 999999000
+
+
+@given(st.integers(min_value=0, max_value=4102444800 * 10**9), st.integers(min_value=1, max_value=9))
+def test_fast_path_agrees_with_full_parser(ns: int, digits: int) -> None:
+    from recorder.protocol.timestamps import _rfc3339_to_ns_full
+
+    text = ns_to_rfc3339(ns, digits)
+    assert rfc3339_to_ns(text) == _rfc3339_to_ns_full(text)
+
+
+@pytest.mark.parametrize("text", ["2023-10-06T17:35:00.27938965aZ", "2023-10-06T17:35:00.Z",
+                                  "2023-10-06T17:35:0x.123Z", "2023-02-30T00:00:00.5Z",
+                                  "2023-10-06T17:35:00.\uff11Z"])
+def test_fast_path_still_rejects(text: str) -> None:
+    with pytest.raises(TimestampError):
+        rfc3339_to_ns(text)

@@ -26,7 +26,6 @@ Reject reasons (stable codes): ``too_large``, ``not_utf8``, ``malformed_json``,
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
@@ -108,33 +107,9 @@ _MessageType: TypeAlias = Literal["snapshot", "update"]
 # a ValidationError; the message prefix (a reject reason code) survives and drives the Reject.
 
 
-@functools.lru_cache(maxsize=4096)
-def _second_ns(prefix: str) -> int:
-    """``"2024-01-08T12:26:46."`` -> ns at that whole second; validated, memoised per second."""
-    if prefix[19:] != "." or not prefix.isascii():
-        raise TimestampError(f"not an RFC3339 timestamp prefix: {prefix!r}")
-    return rfc3339_to_ns(prefix[:19] + "Z")
-
-
 def _timestamp_ns(text: str, field: str) -> int:
-    """RFC3339 UTC text (a ``str``, as typed on the struct) -> int ns.
-
-    Fast path for Kraken's layouts ``YYYY-MM-DDTHH:MM:SS.fffffffffZ`` (ns) and ``...ffffffZ`` (µs):
-    the whole-second part is validated once per distinct second (memoised) and the fraction must
-    be ASCII digits. Other spellings go through :func:`rfc3339_to_ns` (ASCII only).
-    """
+    """RFC3339 UTC text -> int ns via :func:`rfc3339_to_ns` (fast for Kraken's layouts)."""
     try:
-        size = len(text)
-        if size == 30 and text[29] == "Z":
-            frac = text[20:29]
-            if frac.isdigit() and frac.isascii():
-                return _second_ns(text[:20]) + int(frac)
-        elif size == 27 and text[26] == "Z":
-            frac = text[20:26]
-            if frac.isdigit() and frac.isascii():
-                return _second_ns(text[:20]) + int(frac) * 1000
-        if not text.isascii():
-            raise TimestampError(f"non-ASCII character in {text[:40]!r}")
         return rfc3339_to_ns(text)
     except TimestampError as exc:
         raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
