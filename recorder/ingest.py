@@ -190,6 +190,7 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
             entry["status"] = "already ingested"
             summary["inputs"].append(entry)
             continue
+        segs: list[str]
         if data.startswith(b"KRJ1"):
             seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
             if not (jroot / seg).exists():
@@ -197,9 +198,10 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                 tmp = jroot / "ingest" / f".tmp-{digest[:32]}"
                 shutil.copyfile(p, tmp)
                 os.replace(tmp, jroot / seg)
+            segs = [seg]
         else:
-            seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
-            if not (jroot / seg).exists():
+            target = jroot / "ingest" / digest[:32]
+            if not target.exists():
                 start = last_ns
                 if start is None and not data.lstrip().startswith(b'{"recv_ns"'):
                     start = _exchange_ts(data[:1 << 16]) or _first_timestamp(
@@ -214,14 +216,13 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                     last_ns = frame.recv_ns
                     n += 1
                 w.close()
-                (jroot / "ingest").mkdir(parents=True, exist_ok=True)
-                written = list_segments(tmpdir)
-                if len(written) != 1:
-                    raise IngestError(f"{p}: expected one journal segment, got {written}")
-                os.replace(tmpdir / written[0], jroot / seg)
-                shutil.rmtree(tmpdir, ignore_errors=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmpdir, target)  # the converted segments appear atomically
                 entry["frames"] = n
-        deriver.register(seg)
+            segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
+            seg = segs[0] if segs else ""
+        for s_ in segs:
+            deriver.register(s_)
         deriver.sources[digest] = {"name": p.name, "segment": seg}
         entry["status"] = "ingested"
         summary["inputs"].append(entry)
