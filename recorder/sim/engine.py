@@ -59,6 +59,8 @@ def rfc3339(ns: int, digits: int) -> str:
         return text
     seconds, nanos = divmod(ns, 1_000_000_000)
     prefix = _second_prefix(seconds)
+    if digits == 6:  # the first 6 of 9 digits, i.e. truncated to microseconds
+        return f"{prefix}.{nanos // 1000:06d}Z"
     return f"{prefix}.{nanos:09d}"[: len(prefix) + 1 + digits] + "Z"
 
 

@@ -366,12 +366,14 @@ class View:
 class L3View(View):
     """``level3`` view of one pair at one depth (10, 100, 1000)."""
 
-    __slots__ = ("ps", "depth", "k", "bids", "asks", "_move_vis", "_move_old")
+    __slots__ = ("ps", "depth", "k", "bids", "asks", "_move_vis", "_move_old", "_head")
 
     def __init__(self, key: tuple, ps: PairState, depth: int) -> None:
         super().__init__(key)
         self.ps = ps
         self.depth = depth
+        #: constant start of every update frame, up to the checksum value
+        self._head = '{"channel":"level3","type":"update","data":[{"checksum":'
         eng = ps.engine
         self.k = [min(depth, eng.level_count(BID)), min(depth, eng.level_count(ASK))]
         self.bids: list[str] = []
@@ -396,9 +398,10 @@ class L3View(View):
         side = order.side
         out = self.bids if side == BID else self.asks
         k = self.k[side]
-        if rank >= k and not flag and code <= FILLED:
-            # a change below the subscriber's window that moves no level into it (moves keep
-            # their bookkeeping: a MOVE_IN below the window may delete a visible old place)
+        if rank >= k and code <= FILLED and not (flag and code == ADD and k < self.depth):
+            # below the subscriber's window and not a new level entering it: nothing to send
+            # (moves keep their bookkeeping: a MOVE_IN below the window may delete a visible
+            # old place)
             return
         eng = self.ps.engine
         self.ps.dirty = True  # may queue nothing (flush then returns None), never the reverse
@@ -455,9 +458,8 @@ class L3View(View):
             return None
         ps = self.ps
         text = (
-            f'{{"channel":"level3","type":"update","data":[{{"checksum":{ps.checksum3()},'
-            f'"symbol":"{ps.symbol}","bids":[{",".join(bids)}],"asks":[{",".join(asks)}],'
-            f'"timestamp":"{ps.now.t9}"}}]}}'
+            f'{self._head}{ps.checksum3()},"symbol":"{ps.symbol}","bids":[{",".join(bids)}],'
+            f'"asks":[{",".join(asks)}],"timestamp":"{ps.now.t9}"}}]}}'
         )
         bids.clear()
         asks.clear()
@@ -481,13 +483,15 @@ class L3View(View):
 class BookView(View):
     """``book`` (L2) view of one pair at one depth (10, 25, 100, 500, 1000)."""
 
-    __slots__ = ("ps", "depth", "k", "changed", "zero")
+    __slots__ = ("ps", "depth", "k", "changed", "zero", "_head")
 
     def __init__(self, key: tuple, ps: PairState, depth: int) -> None:
         super().__init__(key)
         self.ps = ps
         self.depth = depth
         self.zero = units_to_text(0, ps.qp)  #: the qty text of a removed level
+        #: constant start of every update frame, up to the bids
+        self._head = f'{{"channel":"book","type":"update","data":[{{"symbol":"{ps.symbol}","bids":['
         eng = ps.engine
         self.k = [min(depth, eng.level_count(BID)), min(depth, eng.level_count(ASK))]
         #: per side: price units -> Level (None = removed), first-change order
@@ -508,8 +512,8 @@ class BookView(View):
     def on_book(self, code: int, order: Order, level: Level, rank: int, flag: bool) -> None:
         side = order.side
         k = self.k[side]
-        if rank >= k and not flag:
-            return  # a change below the subscriber's window that moves no level into it
+        if rank >= k and not (flag and (code == ADD or code == MOVE_IN) and k < self.depth):
+            return  # below the subscriber's window and not a new level entering it
         self.ps.dirty = True  # may queue nothing (flush then returns None), never the reverse
         if code == ADD or code == MOVE_IN:
             if rank < k:
@@ -553,8 +557,8 @@ class BookView(View):
             return None
         ps = self.ps
         text = (
-            f'{{"channel":"book","type":"update","data":[{{"symbol":"{ps.symbol}",'
-            f'"bids":[{self._levels_json(cb)}],"asks":[{self._levels_json(ca)}],'
+            f'{self._head}{self._levels_json(cb) if cb else ""}],'
+            f'"asks":[{self._levels_json(ca) if ca else ""}],'
             f'"checksum":{ps.checksum2()},"timestamp":"{ps.now.t6}"}}]}}'
         )
         cb.clear()
