@@ -1,7 +1,8 @@
 """Record mode: write a pre-generated stream of raw Kraken frames without serving.
 
 A virtual client opens two connections at virtual time ``START_NS``: a Spot WS v2 public one
-(``/v2``) subscribed to ``book`` depth 10, ``trade``, ``ohlc`` interval 1 and ``ticker`` on
+(``/v2``) subscribed to ``instrument`` (first, as a recorder does, so that every pair's precision
+is on record before its data), then ``book`` depth 10, ``trade``, ``ohlc`` interval 1 and ``ticker`` on
 every selected pair, and a level3 one (``/l3/v2``) subscribed to ``level3`` depth 10 on the
 same pairs. It receives exactly what the server would send: the ``status`` greeting, one ack
 and one snapshot per symbol, updates, and ``{"channel":"heartbeat"}`` after a second of
@@ -138,16 +139,19 @@ class _Recorder:
                       "version": "2.0.0"}],
         }).decode())
         if ep == "spot":
-            plan = [("book", {"depth": 10}, True), ("trade", {}, False),
+            # like a recorder: the instrument channel first, so precisions are known before data
+            plan = [("instrument", {}, True), ("book", {"depth": 10}, True), ("trade", {}, False),
                     ("ohlc", {"interval": 1}, True), ("ticker", {"event_trigger": "trades"}, True)]
         else:
             plan = [("level3", {"depth": 10}, True)]
         for channel, extra, snapshot in plan:
             self.req_id += 1
             t_in = rfc3339_us(self.now)
-            for symbol in self.symbols:
-                key = (channel, symbol, *extra.values())
-                result: dict[str, Any] = {"channel": channel, **extra, "snapshot": snapshot, "symbol": symbol}
+            for symbol in (None,) if channel == "instrument" else self.symbols:
+                key = (channel,) if symbol is None else (channel, symbol, *extra.values())
+                result: dict[str, Any] = {"channel": channel, **extra, "snapshot": snapshot}
+                if symbol is not None:
+                    result["symbol"] = symbol
                 if channel == "ohlc":
                     result["warnings"] = ["timestamp is deprecated, use interval_begin"]
                 self.emit(conn, _ENC.encode({
