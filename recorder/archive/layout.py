@@ -6,7 +6,7 @@ Layout under the archive root::
     data/dataset=<name>/date=<YYYY-MM-DD>/part-<commit>-<n>.parquet
     _manifest/current.json      committed state (files, journal positions, sources)
     _manifest/manifest.parquet  one row per live data file (for pruning)
-    _state/pipeline-<commit>.pkl  pipeline state at that commit (crash recovery)
+    _state/pipeline-<commit>.state  pipeline state at that commit (msgpack, crash recovery)
 
 Symbols never appear in paths (they live in the files and the manifest); where a symbol must
 name something on disk, :func:`encode_component` gives an injective, portable encoding.

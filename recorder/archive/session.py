@@ -5,7 +5,7 @@
 the :class:`~recorder.pipeline.Pipeline`, whose sink is a
 :class:`~recorder.archive.store.PartitionWriter`. :meth:`Deriver.commit` seals the buffered rows
 into Parquet files and commits them together with the journal positions reached and the
-pickled pipeline. After a crash, :meth:`Deriver.open` deletes uncommitted files, restores the
+pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, :meth:`Deriver.open` deletes uncommitted files, restores the
 pipeline of the last commit and :meth:`Deriver.catch_up` re-derives every journal record after
 the committed positions, so each journaled frame reaches Parquet exactly once.
 """
@@ -62,12 +62,11 @@ class Deriver:
         self.archive.recover()
         self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
                                       write_table=write_table)
-        pipeline = self.archive.load_pipeline()
-        if pipeline is None:
-            pipeline = Pipeline(self.writer, checkpoint_interval_ns=checkpoint_interval_ns)
+        state = self.archive.load_pipeline()
+        if state is None:
+            self.pipeline = Pipeline(self.writer, checkpoint_interval_ns=checkpoint_interval_ns)
         else:
-            pipeline.sink = self.writer
-        self.pipeline: Pipeline = pipeline
+            self.pipeline = Pipeline.from_state(state, self.writer)
         st = self.archive.state
         self.positions: dict[str, int] = dict(st.journal)
         self.segments: list[str] = list(st.segments)
@@ -115,7 +114,7 @@ class Deriver:
             self.before_commit()
         self.pipeline.flush()
         entries = self.writer.seal(self.archive.state.commit + 1)
-        self.archive.commit(entries, pipeline=self.pipeline, journal=self.positions,
+        self.archive.commit(entries, pipeline=self.pipeline.to_state(), journal=self.positions,
                             segments=self.segments, sources=self.sources)
         self._last_commit_ns = None
 

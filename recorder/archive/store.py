@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 
 from recorder.archive.layout import DAY_NS, day_of, partition_dir
 from recorder.archive.schema import DatasetSchema, load_schemas
+from recorder.pipeline.state import PipelineState, StateError, decode_state, encode_state
 
-__all__ = ["ArchiveWriteError", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
+__all__ = ["ArchiveWriteError", "ArchiveFormatError", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
            "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS"]
 
 #: Time-like int64 columns get DELTA_BINARY_PACKED (no dictionary); the rest dictionary + RLE.
@@ -37,6 +38,16 @@ _SYMBOL_COLUMNS: Final = ("symbol", "product_id")
 class ArchiveWriteError(OSError):
     """A Parquet file or manifest could not be written (e.g. ENOSPC). Nothing committed is
     touched; buffered rows stay in memory and the next commit retries."""
+
+
+class ArchiveFormatError(StateError):
+    """The archive's manifest or pipeline state cannot be used by this code (newer format,
+    pickled state of the first archive format, a state path outside ``_state/``...)."""
+
+
+#: Manifest format written by this code (2: explicit pipeline state; 1: pickled state).
+MANIFEST_FORMAT: Final = 2
+_STATE_PATH: Final = re.compile(r"_state/pipeline-[0-9]{8}\.state")
 
 
 class FileEntry(msgspec.Struct, kw_only=True):
@@ -58,7 +69,7 @@ class FileEntry(msgspec.Struct, kw_only=True):
 class ArchiveState(msgspec.Struct, kw_only=True):
     """Everything ``_manifest/current.json`` holds."""
 
-    format: int = 1
+    format: int = MANIFEST_FORMAT
     commit: int = 0
     files: list[FileEntry] = msgspec.field(default_factory=list)
     #: journal segment (relative to journal/) -> number of records derived
@@ -67,6 +78,7 @@ class ArchiveState(msgspec.Struct, kw_only=True):
     segments: list[str] = msgspec.field(default_factory=list)
     #: ingest sources: content digest -> {"name", "segment", "frames"}
     sources: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    #: pipeline state file of this commit (``_state/pipeline-<commit>.state``), "" if none
     pipeline: str = ""
 
 
@@ -236,7 +248,15 @@ class Archive:
             raw = self.manifest_path.read_bytes()
         except FileNotFoundError:
             return ArchiveState()
-        return msgspec.json.decode(raw, type=ArchiveState)
+        try:
+            st = msgspec.json.decode(raw, type=ArchiveState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ArchiveFormatError(f"{self.manifest_path}: malformed manifest: {exc}") from exc
+        if st.format > MANIFEST_FORMAT:
+            raise ArchiveFormatError(f"{self.manifest_path}: manifest format {st.format} was "
+                                     f"written by a newer recorder (this one reads "
+                                     f"<= {MANIFEST_FORMAT})")
+        return st
 
     def recover(self) -> list[Path]:
         """Delete data files no commit lists (crash orphans) and stale temp files."""
@@ -255,23 +275,53 @@ class Archive:
                 for p in d.glob(".tmp-*"):
                     p.unlink()
                     removed.append(p)
+        d = self.root / "_state"
+        if d.is_dir():  # state files of superseded commits (crash before their unlink)
+            for p in d.glob("pipeline-*.state"):
+                if f"_state/{p.name}" != self.state.pipeline:
+                    p.unlink()
+                    removed.append(p)
         return removed
 
-    def load_pipeline(self) -> Any | None:
-        """The pickled pipeline state of the last commit (None for a fresh archive)."""
-        if not self.state.pipeline:
-            return None
-        with open(self.root / self.state.pipeline, "rb") as fh:
-            return pickle.load(fh)
+    def load_pipeline(self) -> PipelineState | None:
+        """The pipeline state of the last commit (None for a fresh archive).
 
-    def commit(self, entries: list[FileEntry], *, pipeline: Any, journal: dict[str, int],
+        Pure data decoding (:func:`recorder.pipeline.state.decode_state`): never unpickles,
+        never imports or calls anything the file names. Raises :class:`ArchiveFormatError` /
+        :class:`~recorder.pipeline.state.StateError` for a pickled (format 1) state, a path
+        outside ``_state/``, an unknown or newer state version, or malformed content."""
+        rel = self.state.pipeline
+        if not rel:
+            return None
+        if rel.endswith(".pkl"):
+            raise ArchiveFormatError(
+                f"{rel}: this archive stores its pipeline state as a pickle (first archive "
+                f"format); it is never unpickled. Re-derive it from its journal instead: "
+                f"`recorder ingest {self.journal_root}/... --archive NEW`")
+        if not _STATE_PATH.fullmatch(rel):
+            raise ArchiveFormatError(f"manifest names an invalid state path {rel!r}")
+        try:
+            data = (self.root / rel).read_bytes()
+        except OSError as exc:
+            raise ArchiveFormatError(f"cannot read pipeline state {rel}: {exc}") from exc
+        return decode_state(data)
+
+    def commit(self, entries: list[FileEntry], *, pipeline: PipelineState | None,
+               journal: dict[str, int],
                segments: list[str], sources: dict[str, dict[str, Any]] | None = None,
                removed: set[str] | None = None) -> None:
-        """Make ``entries`` visible with the journal position and pipeline state (atomic)."""
+        """Make ``entries`` visible with the journal position and pipeline state (atomic).
+
+        ``removed``: files this commit retires (compaction, retention); they stay on disk
+        until the caller deletes them after the commit. ``pipeline=None`` keeps the state
+        file of the previous commit (commits that do not derive, e.g. compaction)."""
         st = self.state
         seq = st.commit + 1
-        pipe_rel = f"_state/pipeline-{seq:08d}.pkl"
-        atomic_write_bytes(self.root / pipe_rel, pickle.dumps(pipeline, protocol=5))
+        if pipeline is None:
+            pipe_rel = st.pipeline
+        else:
+            pipe_rel = f"_state/pipeline-{seq:08d}.state"
+            atomic_write_bytes(self.root / pipe_rel, encode_state(pipeline))
         files = [f for f in st.files if not removed or f.file not in removed] + entries
         new = ArchiveState(commit=seq, files=files, journal=dict(journal),
                            segments=list(segments),

@@ -17,8 +17,9 @@ What it maintains:
 
 Every frame that cannot be decoded or applied becomes a ``rejects`` row (never an exception,
 never silence). :meth:`Pipeline.feed` returns :mod:`~recorder.pipeline.signals` for capture.
-The whole object is picklable (the archive stores it with each commit for exactly-once
-recovery).
+:meth:`Pipeline.to_state` / :meth:`Pipeline.from_state` convert it to and from the explicit,
+versioned :class:`~recorder.pipeline.state.PipelineState` the archive stores with each commit
+for exactly-once recovery (never a pickle).
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ from recorder.pipeline.signals import (
 from recorder.protocol import futures as fut
 from recorder.protocol import rest
 from recorder.protocol import spot as sp
+from recorder.pipeline.state import (
+    ConnState,
+    EpochState,
+    GapState,
+    PipelineState,
+    StateError,
+)
+from recorder.protocol.errors import BookError, NumberError
 from recorder.protocol.numbers import decimals_of, to_units, token_to_text
 from recorder.protocol.reject import Reject
 
@@ -242,15 +251,96 @@ class Pipeline:
         self.frames = 0
         self.messages = 0
 
-    # ------------------------------------------------------------------ pickling
+    # ------------------------------------------------------------------ state
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["sink"] = None
-        return state
+    def to_state(self) -> PipelineState:
+        """The explicit, versioned state (:mod:`recorder.pipeline.state`) of this pipeline.
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        Call after :meth:`flush` (rows are not part of the state; buffered rows raise)."""
+        if self._pending_rows:
+            raise RuntimeError("flush the pipeline before taking its state")
+        epochs = []
+        for ep in self._epochs.values():
+            es = EpochState(
+                epoch=ep.epoch, stream=ep.stream, channel=ep.channel, symbol=ep.symbol,
+                conn_id=ep.conn_id, depth=ep.depth, price_precision=ep.pp,
+                qty_precision=ep.qp, precision_source=ep.psource, start_ns=ep.start_ns,
+                end_ns=ep.end_ns, start_reason=ep.start_reason, messages=ep.messages,
+                rows=ep.rows, checksum_ok=ep.ok, checksum_failed=ep.failed,
+                last_checkpoint_ns=ep.last_cp_ns, last_id=ep.last_id)
+            book = ep.book
+            if isinstance(book, L2Book):
+                es.l2 = book.checkpoint()
+            elif isinstance(book, L3Book):
+                es.l3 = book.checkpoint()
+            elif isinstance(book, FuturesBook):
+                es.futures = book.checkpoint()
+            epochs.append(es)
+        gaps = [GapState(key_channel=k[0], key_symbol=k[1], start_ns=g.start_ns,
+                         stream=g.stream, channel=g.channel, symbol=g.symbol,
+                         conn_id=g.conn_id, cause=g.cause, missing=g.missing,
+                         missing_count=g.missing_count, detail=g.detail)
+                for k, g in self._gaps.items()]
+        conns = [ConnState(conn_id=cid, stream=c.stream, minute=c.minute,
+                           subs=[(k[0], k[1], v) for k, v in c.subs.items()],
+                           counts=[(k[0], k[1], v[0], v[1], v[2]) for k, v in c.counts.items()],
+                           ended=[(k[0], k[1], v[0], v[1]) for k, v in c.ended.items()])
+                 for cid, c in self._conns.items()]
+        return PipelineState(
+            checkpoint_interval_ns=self.checkpoint_interval_ns, batch_rows=self.batch_rows,
+            running=self.running, last_recv_ns=self.last_recv_ns, frames=self.frames,
+            messages=self.messages, precisions=dict(self.precisions),
+            instruments=[(k[0], k[1], v[0], v[1]) for k, v in self._instr_attrs.items()],
+            ack_depth=[(k[0], k[1], v) for k, v in self._ack_depth.items()],
+            epochs=epochs, gaps=gaps, conns=conns)
+
+    @classmethod
+    def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
+        """A pipeline continuing exactly from ``state`` (see :meth:`to_state`).
+
+        Raises :class:`~recorder.pipeline.state.StateError` if a book checkpoint is invalid."""
+        p = cls(sink, checkpoint_interval_ns=state.checkpoint_interval_ns,
+                batch_rows=state.batch_rows, instruments=dict(state.precisions))
+        p.running = state.running
+        p.last_recv_ns = state.last_recv_ns
+        p.frames = state.frames
+        p.messages = state.messages
+        p._instr_attrs = {(k, s): (st, a) for k, s, st, a in state.instruments}
+        p._ack_depth = {(c, s): d for c, s, d in state.ack_depth}
+        for es in state.epochs:
+            ep = _Epoch(es.epoch, es.stream, es.channel, es.symbol, es.conn_id,
+                        es.start_reason)
+            ep.depth, ep.pp, ep.qp, ep.psource = (es.depth, es.price_precision,
+                                                  es.qty_precision, es.precision_source)
+            ep.start_ns, ep.end_ns = es.start_ns, es.end_ns
+            ep.messages, ep.rows, ep.ok, ep.failed = (es.messages, es.rows, es.checksum_ok,
+                                                      es.checksum_failed)
+            ep.last_cp_ns, ep.last_id = es.last_checkpoint_ns, es.last_id
+            try:
+                if es.l2 is not None:
+                    ep.book = L2Book.restore(es.l2)
+                elif es.l3 is not None:
+                    ep.book = L3Book.restore(es.l3)
+                elif es.futures is not None:
+                    ep.book = FuturesBook.restore(es.futures)
+            except (BookError, NumberError) as exc:
+                raise StateError(f"invalid book checkpoint for {es.channel} {es.symbol}: "
+                                 f"{exc}") from exc
+            if es.channel in ("book", "level3", "futures_book") and ep.book is None:
+                raise StateError(f"open {es.channel} epoch of {es.symbol} has no book")
+            p._epochs[(es.channel, es.symbol)] = ep
+        for g in state.gaps:
+            p._gaps[(g.key_channel, g.key_symbol)] = _Gap(
+                g.start_ns, g.stream, g.channel, g.symbol, g.conn_id, g.cause, g.missing,
+                g.missing_count, g.detail)
+        for cs in state.conns:
+            c = _Conn(cs.stream)
+            c.minute = cs.minute
+            c.subs = {(ch, sy): v for ch, sy, v in cs.subs}
+            c.counts = {(ch, sy): [n, a, b] for ch, sy, n, a, b in cs.counts}
+            c.ended = {(ch, sy): (a, b) for ch, sy, a, b in cs.ended}
+            p._conns[cs.conn_id] = c
+        return p
 
     # ------------------------------------------------------------------ public API
 
