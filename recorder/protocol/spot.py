@@ -318,14 +318,8 @@ class Level3Order(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order_qty: Any
     timestamp: str
     event: Literal["add", "modify", "delete"] | None = None
+    #: Set by the enclosing :class:`Level3Data` (validated there, once per message).
     ts_ns: int = 0
-
-    def __post_init__(self) -> None:
-        if type(self.limit_price) not in _TOKEN_TYPES:
-            raise _bad_token(self.limit_price, "limit_price")
-        if type(self.order_qty) not in _TOKEN_TYPES:
-            raise _bad_token(self.order_qty, "order_qty")
-        force_setattr(self, "ts_ns", _timestamp_ns(self.timestamp, "timestamp"))
 
 
 class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
@@ -343,8 +337,23 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
     ts_ns: int | None = None
 
     def __post_init__(self) -> None:
-        if self.timestamp is not None:
-            force_setattr(self, "ts_ns", _timestamp_ns(self.timestamp, "timestamp"))
+        # Orders are validated here rather than in a per-order __post_init__: one Python call
+        # per message instead of one per order. Consecutive orders (and the message) often
+        # carry the same timestamp text; it is parsed once.
+        last_text = self.timestamp
+        last_ns = None if last_text is None else _timestamp_ns(last_text, "timestamp")
+        force_setattr(self, "ts_ns", last_ns)
+        for side in (self.bids, self.asks):
+            for order in side:
+                if type(order.limit_price) not in _TOKEN_TYPES:
+                    raise _bad_token(order.limit_price, "limit_price")
+                if type(order.order_qty) not in _TOKEN_TYPES:
+                    raise _bad_token(order.order_qty, "order_qty")
+                text = order.timestamp
+                if text != last_text:
+                    last_ns = _timestamp_ns(text, "timestamp")
+                    last_text = text
+                force_setattr(order, "ts_ns", last_ns)
 
 
 class Level3Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel",
