@@ -56,7 +56,6 @@ class KrakenSdkBook:
                     await on_message(json.loads(frame))
             finally:
                 await client.close()
-                await market.close_session() if hasattr(market, "close_session") else None
 
         asyncio.run(feed())
         return len(frames)
