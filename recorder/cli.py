@@ -20,6 +20,8 @@ _COMMANDS: dict[str, str] = {
     "sim": "recorder.sim.command:sim",
     "verify": "recorder.verify:verify_command",
     "status": "recorder.capture_command:status",
+    "query": "recorder.query.cli:query_command",
+    "book": "recorder.query.cli:book_command",
 }
 
 

@@ -1,0 +1,376 @@
+"""``recorder.Archive``: the researcher's entry point to a recorded archive.
+
+    >>> from recorder import Archive
+    >>> ar = Archive("/data/kraken")
+    >>> ar.sql("SELECT symbol, count(*) FROM trades WHERE symbol = ? GROUP BY ALL", ["BTC/USD"])
+    >>> b = ar.book_at("BTC/USD", "2025-01-01T12:00:00Z", channel="book", depth=25)
+    >>> b.frame, b.epoch, b.checksum, b.checksum_ok
+    >>> ar.scan("level3", symbols=["BTC/USD"], start="2025-01-01").filter(...).collect()
+
+SQL: every dataset of ``schemas/*.toml`` is a view with readable columns, plus research
+macros (``queries/*.sql``, run in file-name order against raw relations ``raw_<dataset>``
+built from the manifest's live files). Values are always bound as parameters
+(``?``/``$name``), never formatted into SQL.
+
+An :class:`Archive` reads one snapshot of the manifest (``_manifest/current.json``) when it
+is opened; :meth:`Archive.refresh` picks up newer commits.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recorder.archive.schema import DatasetSchema, load_schemas
+from recorder.archive.store import Archive as _Store
+from recorder.archive.store import FileEntry
+from recorder.query.books import BookAt, BookEngine, BookEvent, Channel, Clock, ReplayGap
+from recorder.query.timeparse import TimeLike, to_ns
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+__all__ = ["Archive", "queries_dir", "sql_files"]
+
+_SYMBOL_COLUMNS = ("symbol", "product_id")
+_MANIFEST_SYMBOL_LIMIT = 1000  # the manifest lists at most this many symbols per file
+
+
+def queries_dir() -> Path:
+    """``queries/`` of the repository (override with ``KRAKEN_RECORDER_QUERIES``)."""
+    env = os.environ.get("KRAKEN_RECORDER_QUERIES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "queries"
+
+
+def sql_files(directory: Path | None = None) -> list[Path]:
+    """The SQL files registered on every connection, in execution (name) order."""
+    return sorted((directory or queries_dir()).glob("*.sql"))
+
+
+def _plain_arrow_schema(schema: DatasetSchema) -> Any:
+    """Arrow schema of a dataset with dictionary strings as plain strings (empty relations)."""
+    import pyarrow as pa
+
+    fields = [pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+              for f in schema.arrow()]
+    return pa.schema(fields)
+
+
+class Archive:
+    """Read-only query access to an archive directory (see module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, schema_dir: Path | None = None,
+                 queries: Path | None = None) -> None:
+        self.root = Path(path)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"no archive at {self.root}")
+        self._schema_dir = schema_dir
+        self._queries = queries
+        self.schemas: dict[str, DatasetSchema] = load_schemas(schema_dir)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.refresh()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def refresh(self) -> None:
+        """Re-read the manifest (new commits become visible); resets SQL and caches."""
+        self._entries: list[FileEntry] = list(_Store(self.root, schema_dir=self._schema_dir)
+                                              .state.files)
+        self.close()
+        self.books = BookEngine(self)
+
+    def close(self) -> None:
+        """Close the DuckDB connection (reopened on the next SQL call)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Archive({str(self.root)!r}, files={len(self._entries)})"
+
+    # ------------------------------------------------------------------ files and scans
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.schemas)
+
+    def _schema(self, dataset: str) -> DatasetSchema:
+        try:
+            return self.schemas[dataset]
+        except KeyError:
+            raise KeyError(f"unknown dataset {dataset!r}; one of {self.datasets}") from None
+
+    def files(self, dataset: str, *, symbols: Sequence[str] | None = None,
+              start: TimeLike | None = None, end: TimeLike | None = None) -> list[Path]:
+        """Live files of ``dataset`` that may hold rows of ``symbols`` with the dataset's time
+        column in ``[start, end]`` (manifest pruning: per-file symbol lists and min/max time).
+        In commit order, which is wire order."""
+        self._schema(dataset)
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        wanted = None if symbols is None else set(symbols)
+        out = []
+        for f in self._entries:
+            if f.dataset != dataset:
+                continue
+            if lo is not None and f.max_time is not None and f.max_time < lo:
+                continue
+            if hi is not None and f.min_time is not None and f.min_time > hi:
+                continue
+            if (wanted is not None and f.symbols and len(f.symbols) < _MANIFEST_SYMBOL_LIMIT
+                    and wanted.isdisjoint(f.symbols)):
+                continue
+            out.append(self.root / f.file)
+        return out
+
+    def scan(self, dataset: str, *, symbols: Sequence[str] | None = None,
+             start: TimeLike | None = None, end: TimeLike | None = None) -> pl.LazyFrame:
+        """Polars LazyFrame of one dataset's raw columns (``schemas/<dataset>.toml``).
+
+        Files are pruned with the manifest; ``symbols``/``start``/``end`` (inclusive, on the
+        dataset's time column) are also applied as row filters, so the result is exact.
+        An archive without files of ``dataset`` gives an empty frame with the schema.
+        """
+        import polars as pl
+
+        schema = self._schema(dataset)
+        files = self.files(dataset, symbols=symbols, start=start, end=end)
+        if files:
+            lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
+                                 missing_columns="insert", extra_columns="ignore")
+        else:
+            import pyarrow as pa
+
+            lf = pl.from_arrow(pa.table({f.name: pa.array([], f.type)
+                                         for f in _plain_arrow_schema(schema)})).lazy()
+        tcol = pl.col(schema.time_column)
+        if start is not None:
+            lf = lf.filter(tcol >= to_ns(start))
+        if end is not None:
+            lf = lf.filter(tcol <= to_ns(end))
+        if symbols is not None:
+            name = next((c for c in _SYMBOL_COLUMNS if c in schema.names), None)
+            if name is not None:
+                lf = lf.filter(pl.col(name).cast(pl.Utf8).is_in(list(symbols)))
+        return lf
+
+    # ------------------------------------------------------------------ SQL
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """DuckDB connection with ``raw_<dataset>`` relations, views and macros registered."""
+        if self._con is None:
+            self._con = self._connect()
+            # close before interpreter exit: the connection holds our Python UDFs
+            weakref.finalize(self, self._con.close)
+        return self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+        import pyarrow as pa
+
+        con = duckdb.connect(":memory:")
+        for name, schema in self.schemas.items():
+            files = [str(p) for p in self.files(name)]
+            if files:
+                con.read_parquet(files, union_by_name=True).create_view(f"raw_{name}")
+            else:
+                empty = pa.table({f.name: pa.array([], f.type)
+                                  for f in _plain_arrow_schema(schema)})
+                con.register(f"raw_{name}", empty)
+        self._register_functions(con)
+        for path in sql_files(self._queries):
+            con.execute(path.read_text("utf-8"))
+        return con
+
+    def _register_functions(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Scalar functions backed by the exact book engine (see queries/20_analytics.sql)."""
+        l2 = ("side VARCHAR, level INTEGER, queue INTEGER, order_id VARCHAR, "
+              "price DECIMAL(38,18), qty DECIMAL(38,18), qty_ahead DECIMAL(38,18), "
+              "order_ts_ns BIGINT, valid BOOLEAN, reason VARCHAR, epoch BIGINT, "
+              "checksum UBIGINT, checksum_ok BOOLEAN, cut_recv_ns BIGINT")
+        bbo = ("recv_ns BIGINT, ts_ns BIGINT, epoch BIGINT, bid DECIMAL(38,18), "
+               "bid_qty DECIMAL(38,18), ask DECIMAL(38,18), ask_qty DECIMAL(38,18), "
+               "checksum_ok BOOLEAN")
+        con.create_function("kr_book", self._udf_book,
+                            ["VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "VARCHAR"],
+                            f"STRUCT({l2})[]", null_handling="special", side_effects=False)
+        con.create_function("kr_bbo", self._udf_bbo,
+                            ["VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "VARCHAR"],
+                            f"STRUCT({bbo})[]", null_handling="special", side_effects=False)
+
+    def _udf_book(self, channel: str | None, symbol: str | None, at: int | None,
+                  depth: int | None, clock: str | None) -> list[dict[str, Any]]:
+        from decimal import Decimal
+
+        from recorder.protocol.numbers import units_to_text
+
+        if symbol is None or at is None:
+            return []
+        b = self.books.book_at(symbol, at, channel=(channel or "book"),  # type: ignore[arg-type]
+                               depth=depth, clock=(clock or "exchange"))  # type: ignore[arg-type]
+        meta = {"valid": b.valid, "reason": b.reason, "epoch": b.epoch, "checksum": b.checksum,
+                "checksum_ok": b.checksum_ok, "cut_recv_ns": b.cut_recv_ns}
+        if not b.valid:
+            return [{"side": None, "level": None, "queue": None, "order_id": None,
+                     "price": None, "qty": None, "qty_ahead": None, "order_ts_ns": None,
+                     **meta}]
+        pp, qp = b.price_precision or 0, b.qty_precision or 0
+        out = []
+        for side, rows in (("bid", b.bids), ("ask", b.asks)):
+            for r in rows:
+                if b.channel == "book":
+                    level, pu, qu = r
+                    queue = oid = ts = ahead = None
+                else:
+                    level, queue, oid, pu, qu, ts, ahead_u = r
+                    ahead = Decimal(units_to_text(ahead_u, qp))
+                out.append({"side": side, "level": level, "queue": queue, "order_id": oid,
+                            "price": Decimal(units_to_text(pu, pp)),
+                            "qty": Decimal(units_to_text(qu, qp)), "qty_ahead": ahead,
+                            "order_ts_ns": ts, **meta})
+        return out
+
+    def _udf_bbo(self, channel: str | None, symbol: str | None, start: int | None,
+                 end: int | None, clock: str | None) -> list[dict[str, Any]]:
+        if symbol is None or start is None or end is None:
+            return []
+        return self.bbo(symbol, start, end, channel=(channel or "book"),  # type: ignore[arg-type]
+                        clock=(clock or "exchange"))  # type: ignore[arg-type]
+
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
+            ) -> pl.DataFrame:
+        """Run SQL with every view and macro registered; values only as bound ``params``.
+
+        Returns a Polars DataFrame (empty for statements without a result).
+        """
+        import polars as pl
+
+        rel = self.connection.sql(query, params=params)
+        if rel is None:
+            return pl.DataFrame()
+        return rel.pl()
+
+    def relation(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
+                 ) -> duckdb.DuckDBPyRelation:
+        """Like :meth:`sql` but a lazy DuckDB relation (``.pl()``, ``.to_arrow_table()``,
+        ``.write_parquet()``...)."""
+        return self.connection.sql(query, params=params)
+
+    # ------------------------------------------------------------------ books
+
+    def book_at(self, symbol: str, time: TimeLike, channel: Channel = "level3",
+                depth: int | None = None, clock: Clock = "exchange") -> BookAt:
+        """Exact book of ``symbol`` at ``time`` (see :mod:`recorder.query.books`).
+
+        ``channel``: ``"level3"`` (orders) or ``"book"`` (L2 levels); ``depth``: top N price
+        levels per side (None = all recorded); ``clock``: ``"exchange"`` (Kraken's timestamps)
+        or ``"receive"`` (ours). ``.frame`` is a Polars DataFrame; ``.valid`` False means no
+        valid book exists at that time (``.reason``, ``.gap``).
+        """
+        return self.books.book_at(symbol, to_ns(time), channel=channel, depth=depth,
+                                  clock=clock)
+
+    def replay(self, symbol: str, start: TimeLike, end: TimeLike, channel: Channel = "level3",
+               clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
+        """Iterate the messages (book after each) between ``start`` and ``end``."""
+        return self.books.replay(symbol, to_ns(start), to_ns(end), channel=channel, clock=clock)
+
+    def bbo(self, symbol: str, start: TimeLike, end: TimeLike, channel: Channel = "book",
+            clock: Clock = "exchange") -> list[dict[str, Any]]:
+        """Top of book in force at ``start`` (first row, when valid) and after every message
+        up to ``end``: recv_ns, ts_ns, epoch, bid, bid_qty, ask, ask_qty (exact Decimals) and
+        checksum_ok (None: no checksum sent)."""
+        from decimal import Decimal
+
+        from recorder.protocol.numbers import units_to_text
+
+        start_ns, end_ns = to_ns(start), to_ns(end)
+        out = []
+        first = self.books.book_at(symbol, start_ns, channel=channel, clock=clock)
+        if first.valid and first.book is not None:  # the book in force at `start`
+            book = first.book
+            pp, qp = book.price_precision or 0, book.qty_precision or 0
+            bb, ba = book.best_bid(), book.best_ask()
+            out.append({
+                "recv_ns": first.cut_recv_ns,
+                "ts_ns": first.last_message_ts_ns if clock == "receive" else start_ns,
+                "epoch": first.epoch,
+                "bid": None if bb is None else Decimal(units_to_text(bb[0], pp)),
+                "bid_qty": None if bb is None else Decimal(units_to_text(bb[1], qp)),
+                "ask": None if ba is None else Decimal(units_to_text(ba[0], pp)),
+                "ask_qty": None if ba is None else Decimal(units_to_text(ba[1], qp)),
+                "checksum_ok": first.checksum_ok,
+            })
+        for ev in self.replay(symbol, start_ns, end_ns, channel=channel, clock=clock):
+            if not isinstance(ev, BookEvent):
+                continue
+            book = ev.book
+            pp, qp = book.price_precision or 0, book.qty_precision or 0
+            bb, ba = book.best_bid(), book.best_ask()
+            out.append({
+                "recv_ns": ev.recv_ns, "ts_ns": ev.ts_ns, "epoch": ev.epoch,
+                "bid": None if bb is None else Decimal(units_to_text(bb[0], pp)),
+                "bid_qty": None if bb is None else Decimal(units_to_text(bb[1], qp)),
+                "ask": None if ba is None else Decimal(units_to_text(ba[0], pp)),
+                "ask_qty": None if ba is None else Decimal(units_to_text(ba[1], qp)),
+                "checksum_ok": (None if ev.exchange_checksum is None
+                                else ev.checksum == ev.exchange_checksum),
+            })
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def trades(self, symbol: str | None = None, start: TimeLike | None = None,
+               end: TimeLike | None = None) -> pl.DataFrame:
+        """Trades (``trades`` view, deduplicated by trade id) by receive time, inclusive."""
+        return self.sql(_load_named("trades_between"),
+                        {"sym": symbol, "lo": None if start is None else to_ns(start),
+                         "hi": None if end is None else to_ns(end)})
+
+    def ohlc(self, every: str = "1 minute", symbol: str | None = None,
+             start: TimeLike | None = None, end: TimeLike | None = None,
+             clock: Clock = "exchange") -> pl.DataFrame:
+        """OHLCV candles resampled from trades at any ``every`` (a DuckDB interval text such
+        as ``"1 minute"``, ``"15 seconds"``, ``"1 hour"``)."""
+        return self.sql(_load_named("ohlc"),
+                        {"every": every, "sym": symbol,
+                         "lo": None if start is None else to_ns(start),
+                         "hi": None if end is None else to_ns(end), "clock": clock})
+
+    def gaps(self, symbol: str | None = None, channel: str | None = None) -> pl.DataFrame:
+        """Recorded gaps (``*`` rows always included), ordered by start."""
+        return self.sql(_load_named("gaps_for"), {"sym": symbol, "chan": channel})
+
+    def epochs(self, symbol: str | None = None, channel: str | None = None) -> pl.DataFrame:
+        """Validated stretches per (channel, symbol), one row per epoch."""
+        return self.sql(_load_named("epochs_for"), {"sym": symbol, "chan": channel})
+
+    def describe(self, dataset: str) -> pl.DataFrame:
+        """The dataset's documented columns (from its schema file) and the view's columns."""
+        import polars as pl
+
+        schema = self._schema(dataset)
+        view = self.sql(_load_named("describe_view"), {"view": dataset})
+        return pl.DataFrame({
+            "column": [c.name for c in schema.columns],
+            "type": [c.type for c in schema.columns],
+            "doc": [c.doc for c in schema.columns],
+        }).join(view, how="full", left_on="column", right_on="view_column", coalesce=False)
+
+
+def _load_named(name: str) -> str:
+    """One statement from ``queries/api/<name>.sql`` (the API's own parameterised queries)."""
+    return (queries_dir() / "api" / f"{name}.sql").read_text("utf-8")

@@ -1,0 +1,595 @@
+"""Rebuild spot books (L2 ``book``, L3 ``level3``) at any time from the archive alone.
+
+Semantics (the contract researchers rely on):
+
+* **Receive clock** (``clock="receive"``): the book at ``T`` is the state after every recorded
+  message with ``recv_ns <= T``. It is built from the nearest checkpoint at or before ``T`` of
+  the epoch that covers ``T`` (same channel and symbol), then the epoch's event rows with
+  ``checkpoint < recv_ns <= T`` replayed message by message (a message ends at the row that
+  carries Kraken's checksum), truncated to the subscribed depth after each message exactly as
+  the live book was.
+* **Exchange clock** (``clock="exchange"``, Kraken's timestamps): a message's exchange time is
+  its ``timestamp`` (L2) or the latest of its events' timestamps (L3). The book at ``T`` is the
+  state after the longest run of messages, in wire order, none of which is stamped later than
+  ``T``: i.e. just before the first message stamped ``> T``. This maps to a receive-clock cut
+  (that message's ``recv_ns - 1``), so both clocks share one rebuild path. When every message
+  is stamped ``<= T``, ``T`` must not be later than the last message's timestamp.
+* **Validity**: an epoch covers ``[start_ns, end_ns]`` (its snapshot to its last message), and
+  up to the next epoch's start when it ended by a resnapshot. An epoch that ended with a
+  checksum mismatch or a crossed book covers only ``[start_ns, end_ns)``: the failing message
+  is never applied. A time covered by no epoch, or inside a recorded gap of the channel and
+  symbol (or of ``*``), gets a :class:`BookAt` with ``valid=False``, the ``reason`` and the
+  gap row: never a silently wrong book.
+* **Metadata**: the epoch, the checkpoint used, the number of messages replayed, the Kraken
+  CRC32 recomputed from the rebuilt book, and whether it equals the last checksum Kraken sent
+  at or before the cut (``checksum_ok``).
+
+Replays read the archive with Polars (manifest-pruned files, predicate pushdown on the
+time columns); nothing here formats SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+
+import msgspec
+
+from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
+from recorder.book.l2 import L2Book
+from recorder.book.l3 import L3Book
+from recorder.protocol.numbers import units_to_text
+from recorder.query.timeparse import ns_to_iso
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from recorder.query.api import Archive
+
+__all__ = ["Channel", "Clock", "BookAt", "BookEvent", "ReplayGap", "BookEngine", "QueryError"]
+
+Channel = Literal["book", "level3"]
+Clock = Literal["exchange", "receive"]
+
+#: First try to find the exchange-clock cut among rows received at most this long after T.
+_EXCHANGE_WINDOW_NS: Final = 60_000_000_000
+_L3_EVENTS: Final = {1: "add", 2: "modify", 3: "delete"}
+_HALT: Final = frozenset({"checksum_mismatch", "crossed"})
+_JSON: Final = msgspec.json.Decoder(dict[str, str])
+
+
+class QueryError(ValueError):
+    """A query cannot be answered as asked (bad channel/clock, missing exchange times...)."""
+
+
+class _Lvl(NamedTuple):
+    price: str
+    qty: str
+
+
+class _Ord(NamedTuple):
+    order_id: str
+    limit_price: str
+    order_qty: str
+    event: str | None
+    ts_ns: int | None
+
+
+@dataclass
+class BookAt:
+    """A rebuilt book (``valid``) or an explicit "no valid book" answer with its reason/gap.
+
+    ``frame`` is a Polars DataFrame, one row per level (L2) or order (L3), bids then asks, best
+    first: ``side``, ``level`` (1 = best), ``price``, ``qty`` (exact ``Decimal`` at the pair's
+    precision), ``price_units``, ``qty_units``; L3 adds ``queue`` (1 = front of the level),
+    ``order_id``, ``ts_ns``, ``qty_ahead_units``. Empty when not ``valid``.
+    """
+
+    symbol: str
+    channel: str
+    at_ns: int
+    clock: str
+    valid: bool
+    reason: str | None = None
+    gap: dict[str, Any] | None = None
+    cut_recv_ns: int | None = None
+    epoch: int | None = None
+    checkpoint_recv_ns: int | None = None
+    checkpoint_reason: str | None = None
+    messages_replayed: int = 0
+    last_message_recv_ns: int | None = None
+    last_message_ts_ns: int | None = None
+    checksum: int | None = None
+    exchange_checksum: int | None = None
+    checksum_ok: bool | None = None
+    depth: int | None = None
+    price_precision: int | None = None
+    qty_precision: int | None = None
+    bids: list[tuple[Any, ...]] = field(default_factory=list)
+    asks: list[tuple[Any, ...]] = field(default_factory=list)
+    book: L2Book | L3Book | None = field(default=None, repr=False)
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The levels/orders as a Polars DataFrame (see class docstring)."""
+        import polars as pl
+
+        pp = self.price_precision or 0
+        qp = self.qty_precision or 0
+        rows = [("bid", *r) for r in self.bids] + [("ask", *r) for r in self.asks]
+        if self.channel == "book":
+            names = ["side", "level", "price_units", "qty_units"]
+        else:
+            names = ["side", "level", "queue", "order_id", "price_units", "qty_units", "ts_ns",
+                     "qty_ahead_units"]
+        cols = list(zip(*rows)) if rows else [[] for _ in names]
+        schema: dict[str, Any] = {"side": pl.Utf8, "level": pl.Int32, "queue": pl.Int32,
+                                  "order_id": pl.Utf8, "price_units": pl.Int64,
+                                  "qty_units": pl.Int64, "ts_ns": pl.Int64,
+                                  "qty_ahead_units": pl.Int64}
+        df = pl.DataFrame({n: pl.Series(n, list(c), dtype=schema[n]) for n, c in zip(names, cols)})
+        price = [Decimal(units_to_text(u, pp)) for u in df["price_units"]]
+        qty = [Decimal(units_to_text(u, qp)) for u in df["qty_units"]]
+        return df.with_columns(
+            pl.Series("price", price, dtype=pl.Decimal(38, pp)),
+            pl.Series("qty", qty, dtype=pl.Decimal(38, qp)),
+        ).select(["side", "level", *(["queue", "order_id"] if self.channel == "level3" else []),
+                  "price", "qty", "price_units", "qty_units",
+                  *(["ts_ns", "qty_ahead_units"] if self.channel == "level3" else [])])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: metadata plus ``bids``/``asks`` as exact text (L3: one entry per order)."""
+        pp = self.price_precision or 0
+        qp = self.qty_precision or 0
+
+        def side(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+            out = []
+            for r in rows:
+                if self.channel == "book":
+                    level, pu, qu = r
+                    out.append({"level": level, "price": units_to_text(pu, pp),
+                                "qty": units_to_text(qu, qp)})
+                else:
+                    level, queue, oid, pu, qu, ts, ahead = r
+                    out.append({"level": level, "queue": queue, "order_id": oid,
+                                "price": units_to_text(pu, pp), "qty": units_to_text(qu, qp),
+                                "ts_ns": ts, "qty_ahead": units_to_text(ahead, qp)})
+            return out
+
+        return {
+            "symbol": self.symbol, "channel": self.channel, "at": ns_to_iso(self.at_ns),
+            "at_ns": self.at_ns, "clock": self.clock, "valid": self.valid,
+            "reason": self.reason, "gap": self.gap, "epoch": self.epoch,
+            "cut_recv_ns": self.cut_recv_ns, "checkpoint_recv_ns": self.checkpoint_recv_ns,
+            "checkpoint_reason": self.checkpoint_reason,
+            "messages_replayed": self.messages_replayed,
+            "last_message_recv_ns": self.last_message_recv_ns,
+            "last_message_ts_ns": self.last_message_ts_ns, "checksum": self.checksum,
+            "exchange_checksum": self.exchange_checksum, "checksum_ok": self.checksum_ok,
+            "depth": self.depth, "price_precision": self.price_precision,
+            "qty_precision": self.qty_precision, "bids": side(self.bids), "asks": side(self.asks),
+        }
+
+
+@dataclass(frozen=True)
+class BookEvent:
+    """One message applied during :meth:`BookEngine.replay`.
+
+    ``book`` is the live book object *after* the message (it keeps changing as the iteration
+    goes on: copy what you need). ``changes`` are the message's rows as ``(side, price_units,
+    qty_units)`` (L2) or ``(side, event, order_id, price_units, qty_units, ts_ns)`` (L3).
+    """
+
+    recv_ns: int
+    ts_ns: int | None
+    epoch: int
+    kind: str
+    changes: list[tuple[Any, ...]]
+    exchange_checksum: int | None
+    checksum: int
+    book: L2Book | L3Book
+
+
+@dataclass(frozen=True)
+class ReplayGap:
+    """Yielded by :meth:`BookEngine.replay` where no valid book exists (between epochs)."""
+
+    start_ns: int
+    end_ns: int | None
+    reason: str
+    gap: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Epoch:
+    epoch: int
+    start_ns: int
+    end_ns: int
+    end_reason: str
+    depth: int | None
+    pp: int | None
+    qp: int | None
+    valid_until: int  # inclusive receive-clock bound of the covered interval
+
+
+def _value(units: int | None, scale: int, overflow: str | None, name: str) -> str:
+    if units is None:
+        return _JSON.decode(overflow or "{}")[name]
+    return units_to_text(units, scale)
+
+
+class BookEngine:
+    """Book rebuilds and replays over one :class:`~recorder.query.api.Archive` snapshot.
+
+    Caches the (small) epochs and gaps tables per (channel, symbol) for the life of the
+    engine; the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self._epochs: dict[tuple[str, str], list[_Epoch]] = {}
+        self._gaps: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ metadata
+
+    def epochs(self, channel: str, symbol: str) -> list[_Epoch]:
+        """The epochs of (channel, symbol) ordered by start, with their covered intervals."""
+        key = (channel, symbol)
+        cached = self._epochs.get(key)
+        if cached is not None:
+            return cached
+        import polars as pl
+
+        df = (self.archive.scan("epochs", symbols=[symbol])
+              .filter((pl.col("channel").cast(pl.Utf8) == channel)
+                      & (pl.col("symbol").cast(pl.Utf8) == symbol))
+              .sort(["epoch", "end_ns", "messages"])
+              .group_by("epoch", maintain_order=True).last()
+              .sort("start_ns")
+              .collect())
+        rows = df.select(["epoch", "start_ns", "end_ns", "end_reason", "depth",
+                          "price_precision", "qty_precision"]).rows()
+        out: list[_Epoch] = []
+        for i, (e, start, end, why, depth, pp, qp) in enumerate(rows):
+            why = str(why)
+            if why in _HALT:
+                until = end - 1
+            elif why == "resnapshot" and i + 1 < len(rows):
+                until = rows[i + 1][1] - 1
+            else:
+                until = end
+            out.append(_Epoch(e, start, end, why, depth, pp, qp, until))
+        self._epochs[key] = out
+        return out
+
+    def gaps(self, channel: str, symbol: str) -> list[dict[str, Any]]:
+        """Gap rows of (channel, symbol), including ``*`` (all) rows, ordered by start."""
+        key = (channel, symbol)
+        cached = self._gaps.get(key)
+        if cached is not None:
+            return cached
+        import polars as pl
+
+        df = (self.archive.scan("gaps")
+              .filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
+                      & pl.col("symbol").is_in([symbol, "*"]))
+              .sort("start_ns").collect())
+        out = [{k: (str(v) if isinstance(v, str) else v) for k, v in r.items()}
+               for r in df.to_dicts()]
+        self._gaps[key] = out
+        return out
+
+    def _gap_at(self, channel: str, symbol: str, t: int) -> dict[str, Any] | None:
+        for g in self.gaps(channel, symbol):
+            if g["start_ns"] < t and (g["end_ns"] is None or t < g["end_ns"]):
+                return g
+        return None
+
+    def _gap_after(self, channel: str, symbol: str, t: int) -> dict[str, Any] | None:
+        for g in self.gaps(channel, symbol):
+            if g["start_ns"] >= t:
+                return g
+        return None
+
+    # ------------------------------------------------------------------ clocks
+
+    def exchange_cut(self, channel: str, symbol: str, t: int) -> tuple[int | None, str | None]:
+        """Receive-clock cut equivalent to exchange time ``t`` (see module docstring).
+
+        Returns ``(cut, None)`` or ``(None, reason)`` when ``t`` is after the last message.
+        """
+        import polars as pl
+
+        sym = pl.col("symbol") == symbol
+        for hi in (t + _EXCHANGE_WINDOW_NS, None):
+            lf = self.archive.scan(channel, symbols=[symbol], end=hi)
+            cond = sym & (pl.col("ts_ns") > t)
+            if hi is not None:
+                cond = cond & (pl.col("recv_ns") <= hi)
+            first = lf.filter(cond).select(pl.col("recv_ns").min()).collect().item()
+            if first is not None:
+                return first - 1, None
+        last = (self.archive.scan(channel, symbols=[symbol]).filter(sym)
+                .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
+        last_recv, last_ts = last.row(0)
+        if last_recv is None:
+            return None, f"no {channel} data for this symbol"
+        if last_ts is None:
+            raise QueryError(f"{channel} rows of {symbol!r} carry no exchange timestamps; "
+                             f"use clock='receive'")
+        if t > last_ts:
+            return None, (f"after the last recorded {channel} message "
+                          f"(exchange time {ns_to_iso(last_ts)})")
+        return last_recv, None
+
+    # ------------------------------------------------------------------ rebuild
+
+    def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
+                depth: int | None = None, clock: Clock = "exchange") -> BookAt:
+        """The book of ``symbol`` at ``t`` (int ns) on ``clock``; see module docstring."""
+        if channel not in ("book", "level3"):
+            raise QueryError(f"channel must be 'book' or 'level3', got {channel!r}")
+        if clock not in ("exchange", "receive"):
+            raise QueryError(f"clock must be 'exchange' or 'receive', got {clock!r}")
+        if depth is not None and depth < 1:
+            raise QueryError("depth must be a positive number of price levels (or None)")
+        res = BookAt(symbol=symbol, channel=channel, at_ns=t, clock=clock, valid=False)
+        if clock == "exchange":
+            cut, why = self.exchange_cut(channel, symbol, t)
+            if cut is None:
+                res.reason = why
+                return res
+        else:
+            cut = t
+        res.cut_recv_ns = cut
+        state = self._state_at(channel, symbol, cut, res)
+        if state is None:
+            return res
+        book = state
+        res.valid = True
+        res.book = book
+        res.checksum = book.checksum()
+        res.checksum_ok = (None if res.exchange_checksum is None
+                           else res.checksum == res.exchange_checksum)
+        res.price_precision = book.price_precision
+        res.qty_precision = book.qty_precision
+        res.depth = book.depth
+        if channel == "book":
+            res.bids = [(i + 1, p, q) for i, (p, q) in enumerate(book.levels("bid", depth))]
+            res.asks = [(i + 1, p, q) for i, (p, q) in enumerate(book.levels("ask", depth))]
+        else:
+            assert isinstance(book, L3Book)
+            for name, out in (("bid", res.bids), ("ask", res.asks)):
+                for lvl, (price, _) in enumerate(book.levels(name, depth)):  # type: ignore[arg-type]
+                    ahead = 0
+                    for q, o in enumerate(book.level_orders(name, price)):  # type: ignore[arg-type]
+                        out.append((lvl + 1, q + 1, o.order_id, o.price, o.qty, o.ts_ns, ahead))
+                        ahead += o.qty
+        return res
+
+    def _epoch_for(self, channel: str, symbol: str, cut: int,
+                   res: BookAt) -> _Epoch | None:
+        epochs = [e for e in self.epochs(channel, symbol) if e.start_ns <= cut]
+        gap = self._gap_at(channel, symbol, cut)
+        if not epochs:
+            res.reason = f"no {channel} epoch of this symbol starts at or before this time"
+            res.gap = gap
+            return None
+        ep = epochs[-1]
+        if cut > ep.valid_until:
+            res.epoch = ep.epoch
+            res.gap = gap or self._gap_after(channel, symbol, ep.end_ns)
+            if ep.end_reason in _HALT and cut >= ep.end_ns:
+                res.reason = (f"inside a gap: epoch {ep.epoch} ended by {ep.end_reason} at "
+                              f"{ns_to_iso(ep.end_ns)}")
+            else:
+                res.reason = (f"not covered: epoch {ep.epoch} ended ({ep.end_reason}) at "
+                              f"{ns_to_iso(ep.end_ns)}")
+            return None
+        if gap is not None:
+            res.epoch = ep.epoch
+            res.gap = gap
+            res.reason = f"inside a gap ({gap['cause']})"
+            return None
+        return ep
+
+    def _checkpoint(self, channel: str, symbol: str, ep: _Epoch,
+                    cut: int) -> tuple[int, str, int | None, bytes] | None:
+        import polars as pl
+
+        df = (self.archive.scan("checkpoints", symbols=[symbol], start=ep.start_ns, end=cut)
+              .filter((pl.col("channel").cast(pl.Utf8) == channel)
+                      & (pl.col("symbol").cast(pl.Utf8) == symbol)
+                      & (pl.col("epoch") == ep.epoch)
+                      & (pl.col("recv_ns") <= cut))
+              .select(["recv_ns", "reason", "checksum", "epoch_message"])
+              .sort(["recv_ns", "epoch_message"]).tail(1).collect())
+        if df.height == 0:
+            return None
+        recv, reason, ck, msg = df.row(0)
+        blob = (self.archive.scan("checkpoints", symbols=[symbol], start=recv, end=recv)
+                .filter((pl.col("channel").cast(pl.Utf8) == channel)
+                        & (pl.col("symbol").cast(pl.Utf8) == symbol)
+                        & (pl.col("epoch") == ep.epoch) & (pl.col("recv_ns") == recv)
+                        & (pl.col("epoch_message") == msg))
+                .select("book").collect().item(0, 0))
+        return recv, str(reason), ck, blob
+
+    def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+        """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""
+        import polars as pl
+
+        cols = ["recv_ns", "ts_ns", "event", "side", "price", "qty", "price_scale",
+                "qty_scale", "checksum", "overflow"]
+        if channel == "level3":
+            cols.append("order_id")
+        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi)
+              .filter((pl.col("symbol") == symbol) & (pl.col("epoch") == epoch)
+                      & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
+              .select(cols).collect())
+        return {c: df.get_column(c).to_list() for c in cols}
+
+    def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
+        """Group rows into messages: ``(is_snapshot, bids, asks, checksum, recv, ts, changes)``."""
+        l3 = channel == "level3"
+        bids: list[Any] = []
+        asks: list[Any] = []
+        changes: list[tuple[Any, ...]] = []
+        ts_max: int | None = None
+        snap = False
+        recv_col, ts_col, ev_col, side_col = d["recv_ns"], d["ts_ns"], d["event"], d["side"]
+        p_col, q_col, ps_col, qs_col = d["price"], d["qty"], d["price_scale"], d["qty_scale"]
+        ck_col, ov_col = d["checksum"], d["overflow"]
+        oid_col = d.get("order_id")
+        for i in range(len(recv_col)):
+            pu, qu = p_col[i], q_col[i]
+            if pu is None or qu is None:
+                price = _value(pu, ps_col[i], ov_col[i], "price")
+                qty = _value(qu, qs_col[i], ov_col[i], "qty")
+            else:
+                price = units_to_text(pu, ps_col[i])
+                qty = units_to_text(qu, qs_col[i])
+            ev = ev_col[i]
+            side = side_col[i]
+            ts = ts_col[i]
+            if ts is not None and (ts_max is None or ts > ts_max):
+                ts_max = ts
+            if ev == 0:
+                snap = True
+            if l3:
+                oid = oid_col[i]  # type: ignore[index]
+                name = _L3_EVENTS.get(ev)
+                item: Any = _Ord(oid, price, qty, name, ts)
+                changes.append(("bid" if side == 0 else "ask", name or "snapshot", oid, pu, qu,
+                                ts))
+            else:
+                item = _Lvl(price, qty)
+                changes.append(("bid" if side == 0 else "ask", pu, qu))
+            (bids if side == 0 else asks).append(item)
+            ck = ck_col[i]
+            if ck is not None:
+                yield snap, bids, asks, ck, recv_col[i], ts_max, changes
+                bids, asks, changes, ts_max, snap = [], [], [], None, False
+        if bids or asks:
+            yield snap, bids, asks, None, recv_col[-1], ts_max, changes
+
+    def _restore(self, channel: str, symbol: str, ep: _Epoch,
+                 cut: int, res: BookAt) -> tuple[L2Book | L3Book, int, bool] | None:
+        """Book at the nearest checkpoint <= cut (or an empty book before the snapshot)."""
+        cp = self._checkpoint(channel, symbol, ep, cut)
+        if cp is None:  # no checkpoint (e.g. a failed one): replay from the snapshot rows
+            book: L2Book | L3Book
+            if channel == "book":
+                book = L2Book(symbol, ep.depth or 10, ep.pp, ep.qp)
+            else:
+                book = L3Book(symbol, ep.depth or 10, ep.pp or 0, ep.qp or 0)
+            return book, ep.start_ns, False
+        recv, reason, ck, blob = cp
+        state = decode_checkpoint(blob)
+        if channel == "book":
+            assert isinstance(state, L2Checkpoint)
+            book = L2Book.restore(state)
+        else:
+            assert isinstance(state, L3Checkpoint)
+            book = L3Book.restore(state)
+        res.checkpoint_recv_ns = recv
+        res.checkpoint_reason = reason
+        res.exchange_checksum = ck
+        return book, recv, True
+
+    def _state_at(self, channel: str, symbol: str, cut: int,
+                  res: BookAt) -> L2Book | L3Book | None:
+        ep = self._epoch_for(channel, symbol, cut, res)
+        if ep is None:
+            return None
+        res.epoch = ep.epoch
+        restored = self._restore(channel, symbol, ep, cut, res)
+        if restored is None:
+            return None
+        book, lo, skip_first = restored
+        rows = self._rows(channel, symbol, ep.epoch, lo, cut)
+        n = 0
+        for snap, bids, asks, ck, recv, ts, _ in self._messages(channel, rows):
+            if skip_first:  # the checkpoint is the book after the first message at its recv_ns
+                skip_first = False
+                if ck is not None and res.exchange_checksum is not None \
+                        and ck != res.exchange_checksum:
+                    raise QueryError(f"checkpoint at {recv} does not match the message it "
+                                     f"follows (archive inconsistent; run recorder verify)")
+                res.last_message_recv_ns, res.last_message_ts_ns = recv, ts
+                continue
+            if snap:
+                book.snapshot(bids, asks, ck)
+            else:
+                book.update(bids, asks, ck)
+            n += 1
+            res.last_message_recv_ns, res.last_message_ts_ns = recv, ts
+            if ck is not None:
+                res.exchange_checksum = ck
+        res.messages_replayed = n
+        if not book.ready:
+            res.reason = "no snapshot applied before this time"
+            return None
+        return book
+
+    # ------------------------------------------------------------------ replay
+
+    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = "level3",
+               clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
+        """Every message of (channel, symbol) between ``start`` and ``end`` (on ``clock``).
+
+        Starts from the book at ``start`` (not yielded; use :meth:`book_at`), then yields a
+        :class:`BookEvent` per message applied, and a :class:`ReplayGap` wherever no valid book
+        exists (before the first epoch, after a failed epoch, between epochs...).
+        """
+        if clock == "exchange":
+            lo, _ = self.exchange_cut(channel, symbol, start)
+            hi, _ = self.exchange_cut(channel, symbol, end)
+            if hi is None:  # after the last message: replay to the end of the data
+                hi = max((e.end_ns for e in self.epochs(channel, symbol)), default=start)
+            if lo is None:
+                return
+        else:
+            lo, hi = start, end
+        epochs = [e for e in self.epochs(channel, symbol) if e.valid_until >= lo
+                  and e.start_ns <= hi]
+        cursor = lo
+        for ep in epochs:
+            if ep.start_ns > cursor:
+                yield ReplayGap(cursor, ep.start_ns, "no valid book",
+                                self._gap_at(channel, symbol, ep.start_ns - 1)
+                                or self._gap_after(channel, symbol, cursor))
+            first = max(lo, ep.start_ns)
+            res = BookAt(symbol=symbol, channel=channel, at_ns=first, clock="receive",
+                         valid=False)
+            if first == ep.start_ns:
+                book: L2Book | L3Book = (
+                    L2Book(symbol, ep.depth or 10, ep.pp, ep.qp) if channel == "book"
+                    else L3Book(symbol, ep.depth or 10, ep.pp or 0, ep.qp or 0))
+                since, skip_first = ep.start_ns, False
+            else:
+                restored = self._restore(channel, symbol, ep, first, res)
+                if restored is None:
+                    continue
+                book, since, skip_first = restored
+            last = min(hi, ep.valid_until)
+            rows = self._rows(channel, symbol, ep.epoch, since, last)
+            for snap, bids, asks, ck, recv, ts, changes in self._messages(channel, rows):
+                if skip_first:
+                    skip_first = False
+                    continue
+                r = book.snapshot(bids, asks, ck) if snap else book.update(bids, asks, ck)
+                if recv > lo or (recv == lo and first == ep.start_ns):
+                    yield BookEvent(recv, ts, ep.epoch, "snapshot" if snap else "update",
+                                    changes, ck, r.computed, book)
+            cursor = ep.valid_until + 1
+        if cursor <= hi and epochs and cursor > lo:
+            gap = self._gap_at(channel, symbol, cursor) or self._gap_after(channel, symbol,
+                                                                            cursor - 1)
+            if gap is not None:
+                yield ReplayGap(cursor, gap.get("end_ns"), f"gap ({gap['cause']})", gap)
