@@ -15,10 +15,13 @@ from recorder import __version__
 
 #: name -> "module:attribute" of a :class:`click.Command`.
 _COMMANDS: dict[str, str] = {
+    "audit": "recorder.audit.command:audit_command",
     "ingest": "recorder.ingest:ingest_command",
     "run": "recorder.capture_command:run",
     "sim": "recorder.sim.command:sim",
     "verify": "recorder.verify:verify_command",
+    "compact": "recorder.archive.maintenance:compact_command",
+    "retention": "recorder.archive.maintenance:retention_command",
     "status": "recorder.capture_command:status",
     "query": "recorder.query.cli:query_command",
     "book": "recorder.query.cli:book_command",

@@ -237,6 +237,7 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
         n = deriver.catch_up()
     if n:
         deriver.close("open")
+    deriver.release()
     summary["frames"] = n
     summary["commit"] = deriver.archive.state.commit
     return summary

@@ -59,6 +59,7 @@ class Deriver:
     ) -> None:
         self.before_commit = before_commit
         self.archive = Archive(root)
+        self.archive.lock()  # one committing process per archive (ArchiveBusyError)
         self.archive.recover()
         self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
                                       write_table=write_table)
@@ -145,6 +146,10 @@ class Deriver:
         self.pipeline.close(reason)
         self.commit()
 
+    def release(self) -> None:
+        """Release the archive's writer lock (the deriver must not commit afterwards)."""
+        self.archive.unlock()
+
 
 class ArchiveSession:
     """The live writer: journal first, then derive; restart-safe.
@@ -191,3 +196,4 @@ class ArchiveSession:
         self.marker(mk.ProcessStop(reason=reason))
         self.journal.close()
         self.deriver.close("process_stop")
+        self.deriver.release()
