@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive", "capture")
+SUITES = ("core", "sim", "archive", "capture", "query")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.capture import run_capture
 
         figures += run_capture(quick=args.quick)
+    if "query" in chosen:
+        from benchmarks.query import run_query
+
+        figures += run_query(quick=args.quick)
     print(render_table(figures))
     if not args.no_write:
         command = "make bench" if not argv and len(sys.argv) <= 1 else \

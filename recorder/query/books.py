@@ -431,7 +431,12 @@ class BookEngine:
         df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi)
               .filter((pl.col("symbol") == symbol) & (pl.col("epoch") == epoch)
                       & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
-              .select(cols).collect())
+              .select(cols)
+              # files are in commit order; a compacted day can be listed after later days.
+              # recv_ns never decreases within an epoch, and the stable sort keeps the wire
+              # order of rows sharing a recv_ns (one message, or messages of one frame).
+              .sort("recv_ns", maintain_order=True)
+              .collect())
         return {c: df.get_column(c).to_list() for c in cols}
 
     def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
