@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "audit": "recorder.audit.command:audit_command",
     "ingest": "recorder.ingest:ingest_command",
     "run": "recorder.capture_command:run",
+    "sync": "recorder.sync:sync_command",
     "sim": "recorder.sim.command:sim",
     "verify": "recorder.verify:verify_command",
     "compact": "recorder.archive.maintenance:compact_command",
