@@ -47,6 +47,19 @@ _TS: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
 _SIM_LINE: Final = msgspec.json.Decoder(dict[str, Any])
 
 
+class _SimFrame(msgspec.Struct):
+    """The common ``recorder sim --record`` line: one received frame."""
+
+    recv_ns: int
+    frame: str
+    conn: int = 0
+    ep: str = "spot"
+
+
+_SIM_FRAME: Final = msgspec.json.Decoder(_SimFrame)
+_SIM_STREAMS: Final = frozenset({"spot", "l3", "futures"})
+
+
 class IngestError(Exception):
     """An input could not be read at all (missing, unreadable, unknown format)."""
 
@@ -125,7 +138,17 @@ def read_input_frames(data: bytes, *, start_ns: int | None = None) -> Iterator[F
     """Frames of one non-journal input (sim record or plain messages), in order."""
     first = data.lstrip()[:300]
     if first.startswith(b'{"recv_ns"'):
+        fast = _SIM_FRAME.decode
         for line in data.split(b"\n"):
+            try:  # fast path: a frame line
+                f: _SimFrame | None = fast(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                f = None
+            if f is not None:
+                yield Frame(recv_ns=f.recv_ns, conn_id=f.conn,
+                            stream=f.ep if f.ep in _SIM_STREAMS else "spot",  # type: ignore[arg-type]
+                            direction="in", payload=f.frame.encode("utf-8", "surrogatepass"))
+                continue
             if not line.strip():
                 continue
             try:
@@ -191,7 +214,7 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
             summary["inputs"].append(entry)
             continue
         segs: list[str]
-        if data.startswith(b"KRJ1"):
+        if data.startswith((b"KRJ1", b"KRJ2")):
             seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
             if not (jroot / seg).exists():
                 (jroot / "ingest").mkdir(parents=True, exist_ok=True)

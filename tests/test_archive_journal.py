@@ -54,11 +54,13 @@ def test_every_truncation_is_tolerated(tmp_path):
     cut_path = tmp_path / "cut.kjz"
     prev = 0
     for cut in range(0, len(data), max(1, len(data) // 200)):
-        cut_path.write_bytes(data[:cut] + b"\x00" * (cut % 7))  # torn tail, maybe zero-filled
+        torn = data[:cut] + b"\x00" * (cut % 7)  # torn tail, maybe zero-filled
+        cut_path.write_bytes(torn)
         info = SegmentInfo()
         got = [f for _, f in read_segment(cut_path, info=info)]
         assert got == src[: len(got)]  # always a clean prefix
-        assert info.torn
+        # (the zero fill can recreate the frame's last bytes exactly: then it is complete)
+        assert info.torn or (torn.startswith(data) and got == src)
         assert len(got) >= prev or cut % 7  # prefixes only grow with the cut (modulo zeros)
         prev = len(got)
 

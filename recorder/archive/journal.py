@@ -5,11 +5,24 @@ re-derivable from it (``recorder ingest <segments> --archive NEW``).
 
 Segment format (``*.kjz``): one zstd stream. Its decompressed content is::
 
-    b"KRJ1" | u32 header length | header JSON ({"format":1,"host","run_id","created_ns",...})
-    record*  where record = struct "<qQBBHI" (recv_ns, conn_id, stream, direction,
-                                              meta length, payload length) | meta | payload
+    b"KRJ2" | u32 header length | header JSON ({"format":2,"host","run_id","created_ns",...})
+    record*  where record = struct "<IHBHI" (dt, conn, sd, meta length, payload length)
+                            [| i64 recv_ns  if dt == 0xFFFFFFFF]
+                            [| u64 conn_id  if conn == 0xFFFF]
+                            | meta | payload
 
-``stream``/``direction`` are indexes into :data:`recorder.frames.STREAMS` / ``("in", "out")``.
+* ``dt`` = ``recv_ns`` minus the previous record's ``recv_ns`` in this segment (the first
+  record's previous is 0), or ``0xFFFFFFFF`` when that is negative or does not fit, followed
+  by the absolute ``recv_ns``;
+* ``conn`` = index into the segment's connection table, or ``0xFFFF`` followed by the
+  ``conn_id``, which is then appended to the table (while it has fewer than 0xFFFF entries);
+* ``sd`` = stream index * 2 + direction index (:data:`recorder.frames.STREAMS`,
+  ``("in", "out")``).
+
+The compact header (13 bytes instead of 24, mostly constant) takes the journal from 41.8 to
+40.5 B/msg on the 1M-frame sim stream at zstd level 3 (37.0 at the default level 5). Format 1 (``b"KRJ1"``, record =
+struct ``"<qQBBHI"`` (recv_ns, conn_id, stream, direction, meta length, payload length) |
+meta | payload) is still read.
 The writer compresses records into memory and, at least every ``fsync_interval_s`` (and on
 :meth:`JournalWriter.flush`), ends a zstd *block* (so everything written so far decodes), writes it
 with ``os.write`` and fsyncs. A kill -9 can therefore lose at most the last interval and can leave
@@ -53,14 +66,23 @@ __all__ = [
 ]
 
 SEGMENT_SUFFIX: Final = ".kjz"
-_MAGIC: Final = b"KRJ1"
-_REC: Final = struct.Struct("<qQBBHI")
+_MAGIC: Final = b"KRJ2"
+_MAGIC_V1: Final = b"KRJ1"
+_REC: Final = struct.Struct("<qQBBHI")  # format 1
+_REC2: Final = struct.Struct("<IHBHI")  # format 2
+_I64: Final = struct.Struct("<q")
+_U64: Final = struct.Struct("<Q")
+_DT_ESC: Final = 0xFFFFFFFF
+_CONN_ESC: Final = 0xFFFF
 _U32: Final = struct.Struct("<I")
 _DIRS: Final = ("in", "out")
 _STREAM_INDEX: Final = {s: i for i, s in enumerate(STREAMS)}
 _DIR_INDEX: Final = {"in": 0, "out": 1}
 _SAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
 _MAX_META: Final = 0xFFFF
+#: Records are handed to zstd in batches of about this many bytes (per-record ``compress``
+#: calls cost ~1 us each); a flush always compresses what is batched first.
+_BATCH_BYTES: Final = 256 * 1024
 
 
 class JournalWriteError(OSError):
@@ -84,8 +106,41 @@ class SegmentInfo(msgspec.Struct, kw_only=True):
     error: str = ""
 
 
+class _Encoder:
+    """Format-2 record encoder of one segment (delta time, connection table)."""
+
+    __slots__ = ("prev", "conns")
+
+    def __init__(self) -> None:
+        self.prev = 0
+        self.conns: dict[int, int] = {}
+
+    def encode(self, frame: Frame) -> bytes:
+        meta = frame.meta.encode("utf-8", "surrogatepass") if frame.meta else b""
+        if len(meta) > _MAX_META:
+            meta = meta[:_MAX_META]
+        payload = frame.payload
+        recv = frame.recv_ns
+        dt = recv - self.prev
+        self.prev = recv
+        extra = b""
+        if not 0 <= dt < _DT_ESC:
+            dt = _DT_ESC
+            extra = _I64.pack(recv)
+        conn = frame.conn_id & 0xFFFFFFFFFFFFFFFF
+        ci = self.conns.get(conn)
+        if ci is None:
+            ci = _CONN_ESC
+            extra += _U64.pack(conn)
+            if len(self.conns) < _CONN_ESC:
+                self.conns[conn] = len(self.conns)
+        return (_REC2.pack(dt, ci, _STREAM_INDEX[frame.stream] * 2 + _DIR_INDEX[frame.direction],
+                           len(meta), len(payload)) + extra + meta + payload)
+
+
 def encode_record(frame: Frame) -> bytes:
-    """One record's bytes (header + meta + payload)."""
+    """One *format-1* record's bytes (header + meta + payload); kept for compatibility tests.
+    The writer emits format 2 (see the module docstring)."""
     meta = frame.meta.encode("utf-8", "surrogatepass")
     if len(meta) > _MAX_META:
         meta = meta[:_MAX_META]
@@ -115,7 +170,10 @@ class JournalWriter:
     ``fsync_interval_s`` bounds how much a crash can lose: :meth:`append` flushes and fsyncs
     when the interval has elapsed; with ``background_flush=True`` a daemon thread also flushes
     every interval so quiet periods are durable too. Segments roll after ``segment_max_bytes``
-    of uncompressed data or ``segment_max_s`` seconds. ``write`` is the low-level write seam
+    of uncompressed data or ``segment_max_s`` seconds. ``level`` is the zstd level: 5 by
+    default (1M-frame sim stream, format 2, batched: level 3 40.5 B/msg at ~1.2 us/msg of
+    compression, level 5 37.0 B/msg at ~2.8 us/msg; the ~4 B/msg left above the payloads'
+    own 33 B/msg is the ns-jittered receive time, which is kept exactly). ``write`` is the low-level write seam
     (``os.write`` by default; tests inject ENOSPC through it).
     """
 
@@ -128,7 +186,7 @@ class JournalWriter:
         fsync_interval_s: float = 1.0,
         segment_max_bytes: int = 256 * 1024 * 1024,
         segment_max_s: float = 3600.0,
-        level: int = 3,
+        level: int = 5,
         background_flush: bool = False,
         write: Callable[[int, bytes], int] = os.write,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -150,7 +208,10 @@ class JournalWriter:
         self._name = ""
         self._cobj: zstandard.ZstdCompressionObj | None = None
         self._out: list[bytes] = []  # compressed bytes not yet written
-        self._pending: list[bytes] = []  # records not yet durable (for rewrite after an error)
+        self._raw: list[bytes] = []  # records not yet given to the compressor (batched)
+        self._raw_pending = 0
+        self._pending: list[Frame] = []  # frames not yet durable (rewritten after an error)
+        self._enc = _Encoder()
         self._index = 0  # records in the current segment
         self._raw_bytes = 0
         self._opened_at = 0.0
@@ -174,23 +235,33 @@ class JournalWriter:
 
     def append(self, frame: Frame) -> JournalPosition:
         """Append one frame; returns its position. May flush (and raise JournalWriteError)."""
-        record = encode_record(frame)
         with self._lock:
             if self._closed:
                 raise ValueError("journal writer is closed")
             if self._fd is None or self._broken or self._should_roll():
                 self._roll()
+            record = self._enc.encode(frame)
             pos = JournalPosition(self._name, self._index)
             self._index += 1
             self._raw_bytes += len(record)
-            self._pending.append(record)
-            assert self._cobj is not None
-            chunk = self._cobj.compress(record)
-            if chunk:
-                self._out.append(chunk)
+            self._pending.append(frame)
+            self._raw.append(record)
+            self._raw_pending += len(record)
+            if self._raw_pending >= _BATCH_BYTES:
+                self._compress_raw()
             if time.monotonic() >= self._next_flush:
                 self.flush()
             return pos
+
+    def _compress_raw(self) -> None:
+        """Give the batched records to the compressor (one call per batch, not per record)."""
+        if self._raw:
+            assert self._cobj is not None
+            chunk = self._cobj.compress(b"".join(self._raw))
+            if chunk:
+                self._out.append(chunk)
+            self._raw.clear()
+            self._raw_pending = 0
 
     def flush(self) -> None:
         """Make every appended record durable (zstd block end, write, fsync)."""
@@ -201,6 +272,7 @@ class JournalWriter:
             if self._broken:
                 self._roll()
             assert self._cobj is not None
+            self._compress_raw()
             self._out.append(self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
             data = b"".join(self._out)
             self._out.clear()
@@ -293,25 +365,28 @@ class JournalWriter:
         self._name = name
         self._cobj = zstandard.ZstdCompressor(level=self._level).compressobj()
         self._out = []
+        self._raw = []
+        self._raw_pending = 0
         self._pending = []
+        self._enc = _Encoder()
         self._index = 0
         self._raw_bytes = 0
         self._durable_size = 0
         self._opened_at = time.monotonic()
         header = msgspec.json.encode(
-            {"format": 1, "host": self.host, "run_id": self.run_id, "created_ns": now}
+            {"format": 2, "host": self.host, "run_id": self.run_id, "created_ns": now}
         )
         self._out.append(self._cobj.compress(_MAGIC + _U32.pack(len(header)) + header))
         _fsync_dir(path.parent)
         if self._on_segment is not None:
             self._on_segment(name)
-        for record in carry:  # records that were not durable when the old segment broke
-            self._pending.append(record)
+        for frame in carry:  # frames that were not durable when the old segment broke
+            record = self._enc.encode(frame)
+            self._pending.append(frame)
             self._index += 1
             self._raw_bytes += len(record)
-            chunk = self._cobj.compress(record)
-            if chunk:
-                self._out.append(chunk)
+            self._raw.append(record)
+        self._compress_raw()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -351,7 +426,13 @@ def read_segment(
     header_done = False
     unpack = _REC.unpack_from
     rec_size = _REC.size
+    unpack2 = _REC2.unpack_from
+    rec2_size = _REC2.size
     streams = STREAMS
+    n_sd = 2 * len(STREAMS)
+    v2 = True
+    prev = 0
+    conns: list[int] = []
     try:
         fh = open(path, "rb")
     except OSError as exc:
@@ -373,9 +454,11 @@ def read_segment(
                     if not chunk:
                         break
                     continue
-                if bytes(buf[:4]) != _MAGIC:
+                magic = bytes(buf[:4])
+                if magic != _MAGIC and magic != _MAGIC_V1:
                     info.torn, info.error = True, "bad magic"
                     return
+                v2 = magic == _MAGIC
                 (hlen,) = _U32.unpack_from(buf, 4)
                 if len(buf) < 8 + hlen:
                     if not chunk:
@@ -389,27 +472,75 @@ def read_segment(
                 pos = 8 + hlen
                 header_done = True
             n = len(buf)
-            while pos + rec_size <= n:
-                recv_ns, conn, s, d, mlen, plen = unpack(buf, pos)
-                end = pos + rec_size + mlen + plen
-                if end > n:
-                    break
-                if s >= len(streams) or d > 1:
-                    info.torn, info.error = True, f"bad record at {index}"
-                    info.records = index
-                    return
-                if index >= start:
-                    m = pos + rec_size
-                    yield index, Frame(
-                        recv_ns=recv_ns,
-                        conn_id=conn,
-                        stream=streams[s],
-                        direction=_DIRS[d],
-                        payload=bytes(buf[m + mlen : end]),
-                        meta=buf[m : m + mlen].decode("utf-8", "surrogatepass") if mlen else "",
-                    )
-                index += 1
-                pos = end
+            if v2:
+                while pos + rec2_size <= n:
+                    dt, ci, sd, mlen, plen = unpack2(buf, pos)
+                    m = pos + rec2_size
+                    if dt == _DT_ESC:
+                        if m + 8 > n:
+                            break
+                        (recv_ns,) = _I64.unpack_from(buf, m)
+                        m += 8
+                    else:
+                        recv_ns = prev + dt
+                    if ci == _CONN_ESC:
+                        if m + 8 > n:
+                            break
+                        (conn,) = _U64.unpack_from(buf, m)
+                        m += 8
+                        new_conn = True
+                    else:
+                        new_conn = False
+                        if ci >= len(conns):
+                            info.torn, info.error = True, f"bad record at {index}"
+                            info.records = index
+                            return
+                        conn = conns[ci]
+                    end = m + mlen + plen
+                    if end > n:
+                        break
+                    if sd >= n_sd:
+                        info.torn, info.error = True, f"bad record at {index}"
+                        info.records = index
+                        return
+                    if new_conn and len(conns) < _CONN_ESC:
+                        conns.append(conn)
+                    prev = recv_ns
+                    if index >= start:
+                        yield index, Frame(
+                            recv_ns=recv_ns,
+                            conn_id=conn,
+                            stream=streams[sd >> 1],
+                            direction=_DIRS[sd & 1],
+                            payload=bytes(buf[m + mlen : end]),
+                            meta=buf[m : m + mlen].decode("utf-8", "surrogatepass")
+                            if mlen else "",
+                        )
+                    index += 1
+                    pos = end
+            else:
+                while pos + rec_size <= n:
+                    recv_ns, conn, s, d, mlen, plen = unpack(buf, pos)
+                    end = pos + rec_size + mlen + plen
+                    if end > n:
+                        break
+                    if s >= len(streams) or d > 1:
+                        info.torn, info.error = True, f"bad record at {index}"
+                        info.records = index
+                        return
+                    if index >= start:
+                        m = pos + rec_size
+                        yield index, Frame(
+                            recv_ns=recv_ns,
+                            conn_id=conn,
+                            stream=streams[s],
+                            direction=_DIRS[d],
+                            payload=bytes(buf[m + mlen : end]),
+                            meta=buf[m : m + mlen].decode("utf-8", "surrogatepass")
+                            if mlen else "",
+                        )
+                    index += 1
+                    pos = end
             del buf[:pos]
             pos = 0
             if info.torn:
