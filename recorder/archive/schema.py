@@ -77,8 +77,9 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
         """Fresh per-column buffers (one list per column)."""
         return {c.name: [] for c in self.columns}
 
-    def table(self, columns: dict[str, list[Any]]) -> pa.Table:
-        """Build a table from per-column lists (all the same length; missing columns = nulls)."""
+    def table(self, columns: dict[str, Any]) -> pa.Table:
+        """Build a table from per-column Python lists or Arrow arrays (all the same length;
+        missing columns = nulls)."""
         n = None
         arrays = []
         for c in self.columns:
@@ -87,7 +88,14 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
                 if n is None:
                     n = max((len(v) for v in columns.values()), default=0)
                 values = [None] * n
-            if c.type == "dict_string":
+            if isinstance(values, pa.Array):
+                want = c.arrow_type
+                if c.type == "dict_string" and not pa.types.is_dictionary(values.type):
+                    values = values.cast(pa.string()).dictionary_encode()
+                elif values.type != want:
+                    values = values.cast(want)
+                arrays.append(values)
+            elif c.type == "dict_string":
                 arrays.append(pa.array(values, type=pa.string()).dictionary_encode())
             else:
                 arrays.append(pa.array(values, type=c.arrow_type))

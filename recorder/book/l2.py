@@ -353,6 +353,40 @@ class L2Book:
                         cache[token] = price
                 if not side_set(price, token_units(level.qty, qp)):  # type: ignore[arg-type]
                     absent += 1
+        return self._finish(absent, expected)
+
+    def apply_units(
+        self,
+        kind: str,
+        bids: Iterable[tuple[int, int]],
+        asks: Iterable[tuple[int, int]],
+        checksum: int | None,
+    ) -> L2Result:
+        """:meth:`apply` for levels already converted to ``(price_units, qty_units)`` at the
+        book's precisions (a caller that needs the units anyway, e.g. the archive pipeline
+        or ``recorder verify``, converts each number once). Same semantics and result."""
+        if kind == "update":
+            if not self._ready:
+                raise BookError(f"{self.symbol}: update without a valid snapshot")
+        elif kind == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
+            self._crc = None
+        else:
+            raise BookError(f"unknown book message type {kind!r}")
+        if self._pp is None or self._qp is None:
+            raise BookError(f"{self.symbol}: apply_units needs known precisions")
+        self._ready = False
+        absent = 0
+        for side, levels in ((self._bids, bids), (self._asks, asks)):
+            side_set = side.set
+            for price, qty in levels:
+                if not side_set(price, qty):
+                    absent += 1
+        return self._finish(absent, checksum)
+
+    def _finish(self, absent: int, expected: int | None) -> L2Result:
+        """Truncate, checksum, compare; marks the book ready."""
         depth = self.depth
         truncated = 0
         b = self._bids

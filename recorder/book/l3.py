@@ -394,6 +394,60 @@ class L3Book:
         self._ready = True
         return self._finish(checksum)
 
+    def apply_units(
+        self,
+        kind: str,
+        bids: Iterable[tuple[int, str, int, int, int | None]],
+        asks: Iterable[tuple[int, str, int, int, int | None]],
+        checksum: int | None,
+    ) -> L3Result:
+        """:meth:`apply` for events already converted to units: each entry is
+        ``(event, order_id, price_units, qty_units, ts_ns)`` with ``event`` 1 add, 2 modify,
+        3 delete (ignored for snapshots: every entry is added). Same semantics and result;
+        a caller that needs the units anyway converts each number once."""
+        if kind == "snapshot":
+            self._ready = False
+            self._reset()
+            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+            for side, entries in ((self._bids, bids), (self._asks, asks)):
+                for _, order_id, price, qty, ts_ns in entries:
+                    self._add(side, order_id, price, qty, ts_ns)
+            self._ready = True
+            return self._finish(checksum)
+        if kind != "update":
+            raise BookError(f"unknown level3 message type {kind!r}")
+        if not self._ready:
+            raise BookError(f"{self.symbol}: update without a valid snapshot")
+        self._ready = False
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        orders = self._orders
+        bid_side = self._bids
+        ask_side = self._asks
+        for side, entries in ((bid_side, bids), (ask_side, asks)):
+            sign = side.sign
+            for event, order_id, price, qty, ts_ns in entries:
+                if event == 3:
+                    order = orders.pop(order_id, None)
+                    if order is None:
+                        self._unk_del += 1
+                    else:
+                        (ask_side if order.sign > 0 else bid_side).discard(order)
+                elif event == 1:
+                    if order_id not in orders and qty > 0 and price > 0:
+                        order = orders[order_id] = _Order(
+                            order_id, sign, price * sign, price, qty, ts_ns,
+                            str(price) + str(qty),
+                        )
+                        side.append(order)
+                    else:
+                        self._add(side, order_id, price, qty, ts_ns)
+                elif event == 2:
+                    self._modify(side, order_id, price, qty, ts_ns)
+                else:
+                    raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
+        self._ready = True
+        return self._finish(checksum)
+
     def _reset(self) -> None:
         self._orders.clear()
         self._bids.clear()

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
 import msgspec
+import numpy as np
+import pyarrow as pa
 
 from recorder.book.checkpoint import encode_checkpoint
 from recorder.book.futures import FuturesBook
@@ -68,6 +70,23 @@ _KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
 _L3_EVENT: Final = {"add": 1, "modify": 2, "delete": 3}
 _SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
 _ENC: Final = msgspec.json.Encoder()
+_PRICE_MEMO: Final = 4096
+#: Datasets buffered per *message* (columns constant within a message stored once, expanded
+#: to rows at flush) plus per-row columns; every other dataset is one list per column.
+_MSG_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "book": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "event", "price_scale",
+             "qty_scale", "checksum", "_rows"),
+    "level3": ("recv_ns", "symbol", "epoch", "conn_id", "price_scale", "qty_scale", "checksum",
+               "_rows"),
+}
+_ROW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "book": ("side", "price", "qty"),
+    "level3": ("ts_ns", "event", "side", "order_id", "price", "qty"),
+}
+_MSG_TYPES: Final[dict[str, pa.DataType]] = {
+    "recv_ns": pa.int64(), "ts_ns": pa.int64(), "epoch": pa.int64(), "conn_id": pa.uint64(),
+    "event": pa.int8(), "price_scale": pa.int8(), "qty_scale": pa.int8(),
+}
 _MAX_LIVENESS_MINUTES: Final = 24 * 60
 
 #: Columns buffered per dataset (must match ``schemas/<dataset>.toml``; checked in tests).
@@ -109,21 +128,22 @@ DATASETS: Final[dict[str, tuple[str, ...]]] = {
 
 
 class RowSink(Protocol):
-    """Where rows go: per-column lists of equal length for one dataset."""
+    """Where rows go: per-column values of equal length for one dataset, each a Python list
+    or a ``pyarrow.Array`` (the pipeline builds some columns in Arrow directly)."""
 
-    def append(self, dataset: str, columns: dict[str, list[Any]]) -> None: ...
+    def append(self, dataset: str, columns: dict[str, Any]) -> None: ...
 
 
 class ListSink:
-    """A sink that keeps everything in memory (tests, small tools)."""
+    """A sink that keeps everything in memory as Python lists (tests, small tools)."""
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, list[Any]]] = {}
 
-    def append(self, dataset: str, columns: dict[str, list[Any]]) -> None:
+    def append(self, dataset: str, columns: dict[str, Any]) -> None:
         target = self.data.setdefault(dataset, {k: [] for k in columns})
         for k, v in columns.items():
-            target.setdefault(k, []).extend(v)
+            target.setdefault(k, []).extend(v.to_pylist() if isinstance(v, pa.Array) else v)
 
     def rows(self, dataset: str) -> list[dict[str, Any]]:
         cols = self.data.get(dataset, {})
@@ -137,7 +157,7 @@ class _Epoch:
 
     __slots__ = ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp",
                  "psource", "start_ns", "end_ns", "start_reason", "messages", "rows", "ok",
-                 "failed", "book", "last_cp_ns", "last_id")
+                 "failed", "book", "last_cp_ns", "last_id", "prices")
 
     def __init__(self, epoch: int, stream: str, channel: str, symbol: str, conn_id: int,
                  start_reason: str) -> None:
@@ -160,6 +180,7 @@ class _Epoch:
         self.book: Any = None
         self.last_cp_ns = epoch
         self.last_id: int | None = None
+        self.prices: dict[Any, int] = {}  # price token -> units (bounded memo, not state)
 
 
 class _Gap:
@@ -239,6 +260,12 @@ class Pipeline:
         self._buf: dict[str, dict[str, list[Any]]] = {
             name: {c: [] for c in cols} for name, cols in DATASETS.items()
         }
+        self._mbuf: dict[str, dict[str, list[Any]]] = {
+            name: {c: [] for c in cols} for name, cols in _MSG_COLUMNS.items()}
+        self._rbuf: dict[str, dict[str, list[Any]]] = {
+            name: {c: [] for c in cols} for name, cols in _ROW_COLUMNS.items()}
+        self._ovbuf: dict[str, dict[int, str]] = {name: {} for name in _MSG_COLUMNS}
+        self._mrows: dict[str, int] = {name: 0 for name in _MSG_COLUMNS}
         self._pending_rows = 0
         self.precisions: dict[str, tuple[int, int]] = dict(instruments or {})
         self._instr_attrs: dict[tuple[str, str], tuple[str, str]] = {}  # (kind,sym)->(status,json)
@@ -373,13 +400,55 @@ class Pipeline:
         return out
 
     def flush(self) -> None:
-        """Hand every buffered row to the sink."""
+        """Hand every buffered row to the sink (``book`` and ``level3`` columns that are
+        constant within a message arrive as Arrow arrays expanded from one value per message;
+        everything else as Python lists)."""
         for name, cols in self._buf.items():
+            if name in _MSG_COLUMNS:
+                if self._mrows[name]:
+                    self.sink.append(name, self._expand(name))
+                continue
             first = cols[DATASETS[name][0]]
             if first:
                 self.sink.append(name, cols)
                 self._buf[name] = {c: [] for c in DATASETS[name]}
         self._pending_rows = 0
+
+    def _expand(self, name: str) -> dict[str, Any]:
+        """Per-row columns of ``name`` from its per-message and per-row buffers (then reset).
+
+        Per-message values are repeated over the message's rows with one Arrow ``take``;
+        ``checksum`` is set on each message's last row only (null elsewhere)."""
+        m = self._mbuf[name]
+        r = self._rbuf[name]
+        counts = np.asarray(m["_rows"], dtype=np.int64)
+        total = int(counts.sum())
+        nmsg = len(counts)
+        idx = pa.array(np.repeat(np.arange(nmsg, dtype=np.int64), counts))
+        last = np.full(total, -1, dtype=np.int64)
+        last[np.cumsum(counts) - 1] = np.arange(nmsg, dtype=np.int64)
+        last_idx = pa.array(last, mask=last < 0)
+        out: dict[str, Any] = {}
+        for c in DATASETS[name]:
+            if c in r:
+                out[c] = r[c]
+            elif c == "symbol":
+                out[c] = pa.array(m[c], pa.string()).dictionary_encode().take(idx)
+            elif c == "checksum":
+                out[c] = pa.array(m[c], pa.uint32()).take(last_idx)
+            elif c == "overflow":
+                ov = self._ovbuf[name]
+                col: list[str | None] = [None] * total
+                for i, text in ov.items():
+                    col[i] = text
+                out[c] = col
+            else:
+                out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+        self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
+        self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
+        self._ovbuf[name] = {}
+        self._mrows[name] = 0
+        return out
 
     def close(self, reason: str = "open") -> None:
         """End of input: write a row for each open epoch (``end_reason=reason``; a later row of
@@ -644,6 +713,41 @@ class Pipeline:
                               depth=ep.depth, reason=reason, expected=expected,
                               computed=computed, recv_ns=frame.recv_ns))
 
+    def _book_message(self, name: str, frame: Frame, ep: _Epoch, ts: int | None, event: int,
+                      n: int, checksum: int | None) -> None:
+        """Append the per-message columns of ``n`` rows just buffered for ``name``."""
+        m = self._mbuf[name]
+        m["recv_ns"].append(frame.recv_ns)
+        if name == "book":
+            m["ts_ns"].append(ts)
+            m["event"].append(event)
+        m["symbol"].append(ep.symbol)
+        m["epoch"].append(ep.epoch)
+        m["conn_id"].append(frame.conn_id)
+        m["price_scale"].append(ep.pp)
+        m["qty_scale"].append(ep.qp)
+        m["checksum"].append(checksum)
+        m["_rows"].append(n)
+        self._mrows[name] += n
+        self._pending_rows += n
+        ep.rows += n
+
+    def _overflow(self, name: str, base: int, pcol: list[Any], qcol: list[Any],
+                  tokens: list[tuple[Any, Any]]) -> None:
+        """Rows ``base..`` whose units do not fit int64: null units + exact text in
+        ``overflow`` (the book still got the full units)."""
+        ov = self._ovbuf[name]
+        for i, (pt, qt) in enumerate(tokens):
+            over: dict[str, str] = {}
+            if not INT64_MIN <= pcol[base + i] <= INT64_MAX:
+                over["price"] = token_to_text(pt)
+                pcol[base + i] = None
+            if not INT64_MIN <= qcol[base + i] <= INT64_MAX:
+                over["qty"] = token_to_text(qt)
+                qcol[base + i] = None
+            if over:
+                ov[base + i] = _ENC.encode(over).decode()
+
     def _l2(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
         symbol = data.symbol
         key = ("book", symbol)
@@ -661,7 +765,8 @@ class Pipeline:
             ep.pp, ep.qp, ep.psource = pp, qp, src
             try:
                 ep.book = L2Book(symbol, ep.depth, pp, qp)
-                res = ep.book.apply(kind, data)
+                bu, au = self._l2_units(ep, data)
+                res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001 - BookError/NumberError
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
@@ -677,51 +782,31 @@ class Pipeline:
                              "book update without a valid snapshot", symbol)
                 return
             try:
-                res = ep.book.apply(kind, data)
+                bu, au = self._l2_units(ep, data)
+                res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._desync(frame, "book", ep, "apply_error", None, None, out)
                 return
             ev_code = 1
-        pp, qp = ep.pp, ep.qp
-        b = self._buf["book"]
-        ts = data.ts_ns
-        n = 0
-        r_recv, r_ts, r_sym, r_ep, r_conn, r_ev, r_side, r_p, r_q, r_ps, r_qs, r_ck, r_ov = (
-            b["recv_ns"], b["ts_ns"], b["symbol"], b["epoch"], b["conn_id"], b["event"],
-            b["side"], b["price"], b["qty"], b["price_scale"], b["qty_scale"], b["checksum"],
-            b["overflow"])
-        conn_id = frame.conn_id
-        epoch = ep.epoch
-        for side, levels in ((0, data.bids), (1, data.asks)):
-            for lv in levels:
-                p = token_units(lv.price, pp)
-                q = token_units(lv.qty, qp)
-                ov = None
-                if not (INT64_MIN <= p <= INT64_MAX and INT64_MIN <= q <= INT64_MAX):
-                    over: dict[str, str] = {}
-                    p = self._values(lv.price, pp, "price", over)
-                    q = self._values(lv.qty, qp, "qty", over)
-                    ov = _ENC.encode(over).decode()
-                r_recv.append(recv)
-                r_ts.append(ts)
-                r_sym.append(symbol)
-                r_ep.append(epoch)
-                r_conn.append(conn_id)
-                r_ev.append(ev_code)
-                r_side.append(side)
-                r_p.append(p)
-                r_q.append(q)
-                r_ps.append(pp)
-                r_qs.append(qp)
-                r_ck.append(None)
-                r_ov.append(ov)
-                n += 1
+        n = len(bu) + len(au)
         if n:
-            r_ck[-1] = data.checksum
-        self._pending_rows += n
-        ep.rows += n
+            r = self._rbuf["book"]
+            r_side, r_p, r_q = r["side"], r["price"], r["qty"]
+            base = len(r_p)
+            big = False
+            for side, units in ((0, bu), (1, au)):
+                for p, q in units:
+                    r_side.append(side)
+                    r_p.append(p)
+                    r_q.append(q)
+                    if p > INT64_MAX or q > INT64_MAX:
+                        big = True
+            if big:
+                self._overflow("book", base, r_p, r_q,
+                               [(lv.price, lv.qty) for lv in (*data.bids, *data.asks)])
+            self._book_message("book", frame, ep, data.ts_ns, ev_code, n, data.checksum)
         ep.messages += 1
         ep.end_ns = recv
         if res.match is True:
@@ -737,6 +822,48 @@ class Pipeline:
             self._desync(frame, "book", ep,
                          "checksum_mismatch" if res.match is False else "crossed",
                          res.expected, res.computed, out)
+
+    @staticmethod
+    def _l2_units(ep: _Epoch, data: Any) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Each level's (price, qty) units, converted once (prices through a bounded memo)."""
+        prices = ep.prices
+        pp, qp = ep.pp, ep.qp
+        bu: list[tuple[int, int]] = []
+        au: list[tuple[int, int]] = []
+        for levels, acc in ((data.bids, bu), (data.asks, au)):
+            for lv in levels:
+                t = lv.price
+                p = prices.get(t)
+                if p is None:
+                    p = token_units(t, pp)
+                    if type(t) is str:
+                        if len(prices) >= _PRICE_MEMO:
+                            prices.clear()
+                        prices[t] = p
+                acc.append((p, token_units(lv.qty, qp)))
+        return bu, au
+
+    @staticmethod
+    def _l3_units(ep: _Epoch, data: Any, snap: bool) -> tuple[list[Any], list[Any]]:
+        """Each order event as (event, order_id, price units, qty units, ts_ns)."""
+        prices = ep.prices
+        pp, qp = ep.pp, ep.qp
+        events = _L3_EVENT
+        bu: list[Any] = []
+        au: list[Any] = []
+        for entries, acc in ((data.bids, bu), (data.asks, au)):
+            for o in entries:
+                t = o.limit_price
+                p = prices.get(t)
+                if p is None:
+                    p = token_units(t, pp)
+                    if type(t) is str:
+                        if len(prices) >= _PRICE_MEMO:
+                            prices.clear()
+                        prices[t] = p
+                acc.append((0 if snap else events.get(o.event, 0), o.order_id, p,
+                            token_units(o.order_qty, qp), o.ts_ns))
+        return bu, au
 
     def _l3(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
         symbol = data.symbol
@@ -755,7 +882,8 @@ class Pipeline:
             ep.pp, ep.qp, ep.psource = pp, qp, src
             try:
                 ep.book = L3Book(symbol, ep.depth, pp, qp)
-                res = ep.book.apply(kind, data)
+                bu, au = self._l3_units(ep, data, True)
+                res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
@@ -771,51 +899,35 @@ class Pipeline:
                              "level3 update without a valid snapshot", symbol)
                 return
             try:
-                res = ep.book.apply(kind, data)
+                bu, au = self._l3_units(ep, data, False)
+                res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._desync(frame, "level3", ep, "apply_error", None, None, out)
                 return
             snap = False
-        pp, qp = ep.pp, ep.qp
-        b = self._buf["level3"]
-        r_recv, r_ts, r_sym, r_ep, r_conn, r_ev, r_side, r_oid, r_p, r_q, r_ps, r_qs, r_ck, r_ov = (
-            b["recv_ns"], b["ts_ns"], b["symbol"], b["epoch"], b["conn_id"], b["event"],
-            b["side"], b["order_id"], b["price"], b["qty"], b["price_scale"], b["qty_scale"],
-            b["checksum"], b["overflow"])
-        conn_id = frame.conn_id
-        epoch = ep.epoch
-        n = 0
-        for side, entries in ((0, data.bids), (1, data.asks)):
-            for o in entries:
-                p = token_units(o.limit_price, pp)
-                q = token_units(o.order_qty, qp)
-                ov = None
-                if not (INT64_MIN <= p <= INT64_MAX and INT64_MIN <= q <= INT64_MAX):
-                    over: dict[str, str] = {}
-                    p = self._values(o.limit_price, pp, "price", over)
-                    q = self._values(o.order_qty, qp, "qty", over)
-                    ov = _ENC.encode(over).decode()
-                r_recv.append(recv)
-                r_ts.append(o.ts_ns)
-                r_sym.append(symbol)
-                r_ep.append(epoch)
-                r_conn.append(conn_id)
-                r_ev.append(0 if snap else _L3_EVENT.get(o.event, 1))
-                r_side.append(side)
-                r_oid.append(o.order_id)
-                r_p.append(p)
-                r_q.append(q)
-                r_ps.append(pp)
-                r_qs.append(qp)
-                r_ck.append(None)
-                r_ov.append(ov)
-                n += 1
+        n = len(bu) + len(au)
         if n:
-            r_ck[-1] = data.checksum
-        self._pending_rows += n
-        ep.rows += n
+            r = self._rbuf["level3"]
+            r_ts, r_ev, r_side, r_oid, r_p, r_q = (r["ts_ns"], r["event"], r["side"],
+                                                   r["order_id"], r["price"], r["qty"])
+            base = len(r_p)
+            big = False
+            for side, entries in ((0, bu), (1, au)):
+                for ev, oid, p, q, ts in entries:
+                    r_ts.append(ts)
+                    r_ev.append(ev)
+                    r_side.append(side)
+                    r_oid.append(oid)
+                    r_p.append(p)
+                    r_q.append(q)
+                    if p > INT64_MAX or q > INT64_MAX:
+                        big = True
+            if big:
+                self._overflow("level3", base, r_p, r_q,
+                               [(o.limit_price, o.order_qty) for o in (*data.bids, *data.asks)])
+            self._book_message("level3", frame, ep, None, 0, n, data.checksum)
         ep.messages += 1
         ep.end_ns = recv
         if res.match is True:
