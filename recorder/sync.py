@@ -575,7 +575,7 @@ def _run_parallel(fn: Callable[[_Item], None], items: list[_Item], workers: int)
         return vanished
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sync") as pool:
         futures = [pool.submit(fn, it) for it in items]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for fut in pending:
             fut.cancel()
         error: BaseException | None = None
