@@ -74,27 +74,53 @@ def machine_summary() -> str:
             f"{platform.python_implementation()} {platform.python_version()}")
 
 
-def render_table(figures: list[Figure]) -> str:
-    """Markdown table: figure, ours, target, verdict, peer, note."""
-    lines = ["| figure | ours | target | verdict | peer (same run) | note |",
-             "|---|---|---|---|---|---|"]
-    for fig in figures:
-        lines.append(f"| {fig.name} | {fig.value:,.0f} {fig.unit} | {fig.target} | {fig.verdict()} "
-                     f"| {fig.peer} | {fig.note} |")
-    return "\n".join(lines)
+def _row(fig: Figure, measured: str) -> str:
+    return (f"| {fig.name} | {fig.value:,.0f} {fig.unit} | {fig.target} | {fig.verdict()} "
+            f"| {fig.peer} | {fig.note} | {measured} |")
+
+
+_HEADER = ("| figure | ours | target | verdict | peer (same run) | note | measured |\n"
+           "|---|---|---|---|---|---|---|")
+
+
+def render_table(figures: list[Figure], measured: str = "now") -> str:
+    """Markdown table: figure, ours, target, verdict, peer, note, when measured."""
+    return "\n".join([_HEADER, *(_row(fig, measured) for fig in figures)])
+
+
+def _existing_rows(section: str) -> dict[str, str]:
+    """Rows of a previously generated table, keyed by figure name."""
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = line.split("|")
+        if len(cells) > 3 and line.startswith("| ") and not line.startswith("| figure "):
+            rows[cells[1].strip()] = line
+    return rows
 
 
 def write_report(path: Path, figures: list[Figure], command: str) -> str:
-    """Replace the generated section of BENCHMARKS.md (between markers) and return it."""
+    """Merge this run's rows into the generated section of BENCHMARKS.md and return it.
+
+    Rows are keyed by figure name: a figure measured now replaces its old row; rows of suites
+    not run this time are kept with the date they were measured, so a partial run
+    (``--only core``) never erases other figures.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    old: dict[str, str] = {}
+    if REPORT_BEGIN in text and REPORT_END in text:
+        old = _existing_rows(text.partition(REPORT_BEGIN)[2].partition(REPORT_END)[0])
+    rows = dict(old)
+    for fig in figures:
+        rows[fig.name] = _row(fig, stamp)
     section = "\n".join([
         REPORT_BEGIN,
-        f"Generated {stamp} by `{command}` on {machine_summary()}.",
+        f"Last run {stamp}: `{command}` on {machine_summary()}.",
         "",
-        render_table(figures),
+        _HEADER,
+        *rows.values(),
         REPORT_END,
     ])
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     if REPORT_BEGIN in text and REPORT_END in text:
         head, _, rest = text.partition(REPORT_BEGIN)
         _, _, tail = rest.partition(REPORT_END)
