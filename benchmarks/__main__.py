@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive", "capture", "query")
+SUITES = ("core", "sim", "archive", "capture", "query", "audit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.query import run_query
 
         figures += run_query(quick=args.quick)
+    if "audit" in chosen:
+        from benchmarks.audit import run_audit
+
+        figures += run_audit(quick=args.quick)
     print(render_table(figures))
     if not args.no_write:
         command = "make bench" if not argv and len(sys.argv) <= 1 else \

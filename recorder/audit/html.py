@@ -166,10 +166,11 @@ def _timeline(r: dict[str, Any]) -> str:
     scale = width / (hi - lo)
     parts = [f'<svg id="timeline-svg" width="{left + width + 4}" height="{top + lh * len(lanes) + 4}"'
              ' role="img" aria-label="gap timeline">']
+    fmt = slice(11, 19) if hi - lo < 3 * 3_600_000_000_000 else slice(5, 16)
     for k in range(7):
         t = lo + (hi - lo) * k // 6
-        parts.append(f'<text x="{left + int((t - lo) * scale) - (40 if k == 6 else 0)}" y="12">'
-                     f'{_e(_t(t)[5:16])}</text>')
+        parts.append(f'<text x="{left + int((t - lo) * scale) - (60 if k == 6 else 0)}" y="12">'
+                     f'{_e(_t(t)[fmt])}</text>')
     for j, lane in enumerate(lanes):
         y = top + j * lh
         parts.append(f'<text x="0" y="{y + 11}">{_e("all symbols" if lane == "*" else lane[:16])}'

@@ -51,6 +51,7 @@ class AuditSource:
         self.lo = lo
         self.hi = hi
         self.con = duckdb.connect(":memory:")
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         for dataset, lookback in _DATASETS.items():

@@ -120,6 +120,9 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
     keys = {k for k in keys if wanted(k[1])}
     ordered = sorted(keys)
 
+    by_scope: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for gi, g in enumerate(gaps):
+        by_scope[(g.channel, g.symbol)].append(gi)
     per_key: dict[Key, Breakdown] = {}
     gap_uses: dict[int, dict[str, Any]] = {}
     key_gaps: dict[Key, list[int]] = defaultdict(list)
@@ -130,7 +133,11 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
         sub_ends = sorted(e for _, e in alive.get(key, []) + dead.get(key, []))
         missing_ext: list[tuple[int, int]] = []
         healed_ext: list[tuple[int, int]] = []
-        for gi, g in enumerate(gaps):
+        ch, sym = key
+        scoped = sorted(by_scope.get((ch, sym), []) + by_scope.get((ch, "*"), [])
+                        + by_scope.get(("*", sym), []) + by_scope.get(("*", "*"), []))
+        for gi in scoped:
+            g = gaps[gi]
             if not gap_applies(g, key, conn_keys):
                 continue
             ext = gap_extent(g, starts, sub_ends, hi)
@@ -297,11 +304,11 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
 
 def _state(b: Breakdown) -> str:
     """One word for a key: ``missing`` when more is missing than covered, else ``active`` when
-    any data arrived, else ``quiet``."""
+    at least as much time was active as quiet, else ``quiet``."""
     covered = iv.total(b.covered)
     if iv.total(b.missing) > covered:
         return "missing"
-    return "active" if iv.total(b.active) > 0 else "quiet"
+    return "active" if iv.total(b.active) >= iv.total(b.quiet) else "quiet"
 
 
 def _iso(ns: int) -> str:

@@ -1,0 +1,229 @@
+"""Archives for the audit tests, built the two ways the must-show allows.
+
+* :func:`record_archive` (fast, deterministic): two ``recorder sim --record`` streams (the
+  first with frame faults and a truth file) journaled as one recorder would: ProcessStart,
+  the first stream, Disconnected for its connections and ProcessStop, a stopped stretch,
+  ProcessStart, the second stream shifted in time (new connection ids, fresh acks and
+  snapshots), ProcessStop; then ``recorder ingest`` of that journal segment.
+* :func:`live_archive`: ``recorder sim`` serving with a fault schedule and a pair whose
+  status stops its market, ``recorder run`` (one worker) capturing it, stopped and restarted
+  once; the archive the capture wrote is audited (or, for a capture that only journals,
+  ``recorder ingest`` of its journal segments). Subprocesses are driven as in
+  tests/test_capture_integration.py.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zstandard
+
+from recorder.archive.journal import JournalWriter
+from recorder.frames import Frame
+from recorder.ingest import ingest
+from recorder.pipeline import markers as mk
+from recorder.sim.truth import read_truth
+
+PY = sys.executable
+S = 1_000_000_000
+
+
+@dataclass
+class Built:
+    archive: Path
+    truth: list[dict[str, Any]]
+    stop_ns: int  #: when the recorder stopped
+    start_ns: int  #: when it started again
+    quiet_symbol: str | None = None
+    quiet_from_ns: int | None = None
+
+
+def _record(path: Path, messages: int, seed: int, faults: str | None = None,
+            truth: Path | None = None) -> list[dict[str, Any]]:
+    args = [PY, "-m", "recorder", "sim", "--record", str(path), "--messages", str(messages),
+            "--pairs", "4", "--seed", str(seed)]
+    if faults:
+        args += ["--faults", faults]
+    if truth:
+        args += ["--truth", str(truth)]
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes())).read()
+    return [msgspec.json.decode(line) for line in raw.splitlines() if line.strip()]
+
+
+RECORD_FAULTS = ";".join([
+    "checksum:channel=book,at=5,count=1",
+    "checksum:channel=level3,at=8,count=1",
+    "drop:channel=trade,symbol=BTC/USD,at=12,count=1",
+    "close:endpoint=spot,channel=trade,at=20",
+])
+
+
+def record_archive(tmp: Path, messages: int = 60_000) -> Built:
+    """See the module docstring; the stopped stretch is 30 s long."""
+    truth_path = tmp / "truth.jsonl"
+    first = _record(tmp / "a.zst", messages, 3, RECORD_FAULTS, truth_path)
+    second = _record(tmp / "b.zst", messages // 3, 4)
+    w = JournalWriter(tmp / "journal-build", host="test", run_id="audit",
+                      fsync_interval_s=3600)
+
+    def put(frame: Frame) -> None:
+        w.append(frame)
+
+    def marker(m: mk.Marker, t: int, conn: int = 0) -> None:
+        put(mk.marker_frame(m, t, conn))
+
+    t0 = first[0]["recv_ns"] - 1000
+    marker(mk.ProcessStart(host="test", run_id="r1", version="t"), t0)
+    conns: set[int] = set()
+    last = t0
+    for d in first:
+        last = d["recv_ns"]
+        conn = int(d["conn"])
+        if "frame" in d:
+            conns.add(conn)
+            put(Frame(recv_ns=last, conn_id=conn, stream=d["ep"], direction="in",
+                      payload=d["frame"].encode()))
+        elif d.get("event") == "close":
+            conns.discard(conn)
+            marker(mk.Disconnected(conn_id=conn, reason="closed"), last, conn)
+    stop = last + 1000
+    for c in sorted(conns):
+        marker(mk.Disconnected(conn_id=c, reason="shutdown"), stop, c)
+    marker(mk.ProcessStop(reason="signal"), stop)
+    start = stop + 30 * S
+    shift = start - second[0]["recv_ns"] + 1000
+    marker(mk.ProcessStart(host="test", run_id="r2", version="t"), start)
+    end = start
+    for d in second:
+        if "frame" in d:
+            end = d["recv_ns"] + shift
+            put(Frame(recv_ns=end, conn_id=int(d["conn"]) + 1, stream=d["ep"], direction="in",
+                      payload=d["frame"].encode()))
+    marker(mk.ProcessStop(reason="signal"), end + 1000)
+    w.close()
+    segs = sorted((tmp / "journal-build").rglob("*.kjz"))
+    ingest(segs, tmp / "archive")
+    return Built(archive=tmp / "archive", truth=read_truth(truth_path), stop_ns=stop,
+                 start_ns=start)
+
+
+LIVE_FAULTS = [
+    "token_reject:at=0.1,count=1",
+    "checksum:channel=book,at=14,count=1",
+    "checksum:channel=level3,at=16,count=1",
+    "drop:channel=trade,at=18,count=1",
+    "close:endpoint=spot,channel=trade,at=22",
+    "stall:endpoint=l3,at=26,duration=6",
+    "drop:channel=trade,at=35,count=1",
+    "rest_limit:at=35,count=1",
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_SECRET = "YXVkaXQtdGVzdC1zZWNyZXQtbWF0ZXJpYWwtMDEyMzQ1Njc4OWFiY2RlZg=="
+_KEY = "AUDITKEY"
+
+
+def _start_sim(tmp: Path, faults: str) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
+    truth = tmp / "truth.jsonl"
+    proc = subprocess.Popen(
+        [PY, "-m", "recorder", "sim", "--port", "0", "--pairs", "6", "--seed", "7",
+         "--api-key", _KEY, "--api-secret", _SECRET, "--truth", str(truth), "--faults", faults],
+        stdout=subprocess.PIPE, stderr=open(tmp / "sim.err", "wb"))
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    return proc, msgspec.json.decode(line), truth
+
+
+def _start_recorder(tmp: Path, urls: dict[str, str], n: int) -> subprocess.Popen[bytes]:
+    import os
+
+    env = {**os.environ, "KRAKEN_API_KEY": _KEY, "KRAKEN_API_SECRET": _SECRET,
+           "RECORDER_CONNECTION__SILENCE_S": "3", "RECORDER_CONNECTION__PING_INTERVAL_S": "5",
+           "RECORDER_CONNECTION__BACKOFF_BASE_S": "0.3", "RECORDER_CONNECTION__BACKOFF_MAX_S": "2",
+           "RECORDER_REST__PUBLIC_PER_S": "20", "RECORDER_REST__PUBLIC_BURST": "20",
+           "RECORDER_REST__RATE_LIMITED_COOLDOWN_S": "0.5",
+           "RECORDER_SCHEDULE__DISK_MIN_FREE_BYTES": "1",
+           "RECORDER_SCHEDULE__DISK_RESUME_FREE_BYTES": "1"}
+    cmd = [PY, "-m", "recorder", "run", "--workers", "1", "--archive-root", str(tmp / "capture"),
+           "--metrics-port", str(_free_port()), "--spot-ws", urls["spot_ws"],
+           "--l3-ws", urls["l3_ws"], "--futures-ws", urls["futures_ws"],
+           "--spot-rest", urls["rest"], "--futures-rest", urls["rest"]]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / f"recorder{n}.err", "wb"))
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return -9
+
+
+def _captured_archive(tmp: Path) -> Path:
+    """The Parquet archive the capture wrote (one worker), or one ingested from its journal
+    segments when the capture only journals."""
+    root = tmp / "capture"
+    manifests = sorted(root.rglob("_manifest/current.json"))
+    if manifests:
+        assert len(manifests) == 1, manifests
+        return manifests[0].parent.parent
+    segs = sorted(root.rglob("*.kjz"))
+    assert segs, f"the capture wrote neither an archive nor journal segments under {root}"
+    ingest(segs, tmp / "ingested")
+    return tmp / "ingested"
+
+
+def live_archive(tmp: Path) -> Built:
+    """See the module docstring. Timeline (s after the sim starts): the quiet pair's status
+    becomes ``maintenance`` at 8 (no orders, no trades) and ``online`` at 52; faults as in
+    :data:`LIVE_FAULTS`; the recorder runs 0-46, is stopped (SIGTERM), and runs again 54-64."""
+    import signal
+
+    from recorder.sim.universe import load_universe
+
+    quiet = load_universe(None, pairs=6, futures_path=None, seed=7).pairs[-1].symbol
+    faults = ";".join([f"status:symbol={quiet},status=maintenance,at=8",
+                       f"status:symbol={quiet},status=online,at=52", *LIVE_FAULTS])
+    sim, urls, truth = _start_sim(tmp, faults)
+    t0 = time.monotonic()
+    sim_start = time.time_ns()
+
+    def until(s: float) -> None:
+        while time.monotonic() - t0 < s:
+            time.sleep(0.1)
+
+    rec = rec2 = None
+    try:
+        rec = _start_recorder(tmp, urls, 1)
+        until(46)
+        stop = time.time_ns()  # SIGTERM: recording ends here (the drain only closes up)
+        assert _stop(rec, signal.SIGTERM) == 0, (tmp / "recorder1.err").read_text()[-3000:]
+        until(54)
+        start = time.time_ns()
+        rec2 = _start_recorder(tmp, urls, 2)
+        until(64)
+        assert _stop(rec2, signal.SIGTERM) == 0, (tmp / "recorder2.err").read_text()[-3000:]
+    finally:
+        for r in (rec, rec2):
+            if r is not None and r.poll() is None:
+                r.kill()
+        _stop(sim, signal.SIGINT)
+    return Built(archive=_captured_archive(tmp), truth=read_truth(truth), stop_ns=stop,
+                 start_ns=start, quiet_symbol=quiet, quiet_from_ns=sim_start + 8 * S)
