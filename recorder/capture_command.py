@@ -38,7 +38,9 @@ def run(config_path: Path | None, archive_root: Path | None, shard: str | None,
         spot_rest: str | None, futures_rest: str | None, include: str | None,
         exclude: str | None, futures_products: str | None, metrics_port: int | None,
         secrets_file: Path | None, log_json: bool | None, log_level: str | None) -> None:
-    """Capture Kraken market data into the archive until stopped (SIGTERM/SIGINT drain)."""
+    """Capture Kraken market data into the archive until stopped (SIGTERM/SIGINT drain).
+
+    Each worker process writes its own archive root ``<archive-root>/<host>-w<k>/``."""
     from recorder.capture.config import ConfigError, load_config
     from recorder.capture.logs import setup_logging
 
@@ -55,6 +57,8 @@ def run(config_path: Path | None, archive_root: Path | None, shard: str | None,
         from apscheduler.triggers.cron import CronTrigger
 
         for name in ("compaction_cron", "retention_cron"):
+            if not getattr(cfg.schedule, name):
+                continue  # "" = job off
             try:
                 CronTrigger.from_crontab(getattr(cfg.schedule, name))
             except ValueError as exc:

@@ -18,8 +18,21 @@ from recorder.capture.config import (
     select_symbols,
 )
 from recorder.capture.healing import Healer
-from recorder.capture.limits import Backoff, CallCounter, ConnectLimiter, Cooldown, TokenBucket, l3_cost
-from recorder.capture.shards import host_symbols, pack_connections, plan, rendezvous_owner, worker_for
+from recorder.capture.limits import (
+    Backoff,
+    CallCounter,
+    ConnectLimiter,
+    Cooldown,
+    TokenBucket,
+    l3_cost,
+)
+from recorder.capture.shards import (
+    host_symbols,
+    pack_connections,
+    plan,
+    rendezvous_owner,
+    worker_for,
+)
 from recorder.capture.subscriptions import SubscriptionTable
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "ops" / "recorder.example.toml"
@@ -265,3 +278,44 @@ def test_subscription_table_health() -> None:
     quiet.sent("T", 0.0)
     quiet.acked("T", 0.0)
     assert quiet.dead(1000.0, 10.0, True) == []
+
+
+# ---------------------------------------------------------------- writer layout, disk guard, jobs
+
+def test_writer_id_is_host_and_worker_and_path_safe(tmp_path: Path) -> None:
+    from recorder.capture.writer import writer_id, writer_roots
+
+    assert writer_id("db-7.example", 3) == "db-7.example-w3"
+    assert writer_id("../etc/passwd", 0) == "_etc_passwd-w0"  # no separators, no leading dots
+    assert writer_id("", 1) == "host-w1"
+    for name in ("a-w0", "a-w1"):
+        (tmp_path / name / "_manifest").mkdir(parents=True)
+        (tmp_path / name / "_manifest" / "current.json").write_text("{}")
+    (tmp_path / "not-a-root").mkdir()
+    assert [p.name for p in writer_roots(tmp_path)] == ["a-w0", "a-w1"]
+
+
+def test_disk_guard_hysteresis() -> None:
+    from recorder.capture.writer import DiskGuard
+
+    g = DiskGuard(min_free=100, resume_free=200)
+    assert [g.check(f) for f in (500, 99, 50, 150, 199, 200, 150, 99)] == [
+        "keep", "pause", "keep", "keep", "keep", "resume", "keep", "pause"]
+
+
+def test_retention_policy_from_schedule() -> None:
+    from recorder.archive.maintenance import RetentionPolicy
+    from recorder.capture.config import ScheduleConfig
+    from recorder.capture.scheduler import maintenance_functions, retention_policy
+
+    compact, apply, policy_type = maintenance_functions()
+    assert compact is not None and apply is not None and policy_type is RetentionPolicy
+    assert retention_policy(ScheduleConfig(), RetentionPolicy) is None  # nothing set: job off
+    p = retention_policy(ScheduleConfig(retention_days=30, journal_retention_gib=2.5),
+                         RetentionPolicy)
+    assert p == RetentionPolicy(parquet_max_age_days=30, journal_max_bytes=int(2.5 * 1024**3))
+
+
+def test_schedule_validation() -> None:
+    with pytest.raises(ConfigError, match="roll_minutes"):
+        load_config(None, env={"RECORDER_SCHEDULE__ROLL_MINUTES": "0"})

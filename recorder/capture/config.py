@@ -173,13 +173,23 @@ class RestConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleConfig:
-    """Periodic jobs (APScheduler)."""
+    """Periodic jobs (APScheduler) of each worker, on its own archive root."""
 
-    roll_minutes: float = 60.0
+    #: Commit (seal rolling Parquet files + manifest with the journal position) this often.
+    roll_minutes: float = 5.0
+    #: ... or as soon as this many MiB of rows are buffered.
+    roll_max_mb: float = 128.0
+    #: Book checkpoint interval of the pipeline (besides one at every epoch start).
     checkpoint_minutes: float = 5.0
     compaction_cron: str = "15 * * * *"
     retention_cron: str = "30 3 * * *"
-    retention_days: int = 0
+    #: Parquet retention by age (days) and size (GiB); 0 = unlimited.
+    retention_days: float = 0.0
+    parquet_retention_gib: float = 0.0
+    #: Journal retention by age (days) and size (GiB); 0 = unlimited. Only segments already
+    #: derived into committed Parquet are ever deleted.
+    journal_retention_days: float = 0.0
+    journal_retention_gib: float = 0.0
     instrument_refresh_minutes: float = 60.0
     disk_check_s: float = 10.0
     disk_min_free_bytes: int = 2 * 1024**3
@@ -333,6 +343,10 @@ def _validate(cfg: CaptureConfig) -> None:
         url = getattr(cfg.venue, url_name)
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"venue.{url_name} must be an http(s):// URL, got {url!r}")
+    if cfg.schedule.roll_minutes <= 0 or cfg.schedule.roll_max_mb <= 0:
+        raise ConfigError("schedule.roll_minutes and schedule.roll_max_mb must be > 0")
+    if cfg.schedule.checkpoint_minutes <= 0:
+        raise ConfigError("schedule.checkpoint_minutes must be > 0")
     if cfg.schedule.disk_resume_free_bytes < cfg.schedule.disk_min_free_bytes:
         raise ConfigError("schedule.disk_resume_free_bytes must be >= disk_min_free_bytes")
     if cfg.observability.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -6,8 +6,14 @@ watchdog; any of them failing (socket closed, silence, subscribe impossible) end
 which is journaled as ``Disconnected`` and followed by a jittered exponential backoff under the
 worker's connect limiter (Kraken: about 150 connects per 10 minutes per IP).
 
-Every frame received or sent is handed to ``worker.emit`` (journal first, then the validator);
-the signals that come back are handed to ``worker.on_signals``. Subscribes are per-connection
+Every frame received or sent is handed to ``worker.emit`` (journal first, then the archive's
+pipeline); the signals that come back are handed to ``worker.on_signals``. Book, level3, trade
+and ohlc connections open their first session only after the worker's ``instrument`` snapshot
+is in the archive (bounded wait), so the pipeline builds books with the venue's precisions.
+A subscribe that is neither acknowledged nor refused within ``ack_timeout_s`` is journaled as
+``SubscribeFailed(error="timeout")`` and sent again. :meth:`FeedConnection.close` ends the
+current session with a reason that becomes the ``Disconnected`` marker's reason (disk
+pressure, process stop). Subscribes are per-connection
 paced (``requests_per_s``) and, for level3, spend the worker's subscription cost budget
 (5/25/100 per symbol by depth against 200/s or 500/s); a level3 session fetches a fresh token.
 """
@@ -34,6 +40,7 @@ from recorder.pipeline.markers import (
     Disconnected,
     Silence,
     Subscribed,
+    SubscribeFailed,
     Unsubscribed,
 )
 
@@ -47,6 +54,13 @@ _ENC: Final = msgspec.json.Encoder()
 #: The pseudo-symbol of the ``instrument`` subscription.
 INSTRUMENT: Final = "*"
 _SYMBOL_KEYS: Final = (b'"symbol":"', b'"product_id":"')
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception of a TaskGroup failure (the session's real cause)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 class SessionEnded(Exception):
@@ -90,6 +104,7 @@ class FeedConnection:
         self.last_error = ""
         self._token_refresh = False
         self._was_connected = False
+        self._close_reason = ""
 
     # ------------------------------------------------------------------ identity
 
@@ -113,11 +128,14 @@ class FeedConnection:
     async def run(self) -> None:
         """Sessions until the worker stops; never raises except on cancellation."""
         w = self.worker
+        if self.channel != "instrument" and self.stream != "futures":
+            await w.wait_instruments()
         while not w.stopping.is_set():
             if w.paused.is_set():
                 await w.wait_resumed()
                 continue
             await w.connect_slot()
+            self._close_reason = ""
             try:
                 await self._session()
                 reason = "closed by server"
@@ -127,11 +145,21 @@ class FeedConnection:
                 reason = f"closed: {exc.rcvd.code if exc.rcvd else 'no close frame'}"
             except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:200]
-            except Exception as exc:  # noqa: BLE001 - one bad session must not end capture
-                reason = f"error: {type(exc).__name__}: {exc}"[:200]
-                log.exception("connection %s session failed", self.name)
+            except Exception as exc:
+                cause = _leaf(exc)
+                if isinstance(cause, SessionEnded):
+                    reason = str(cause)
+                elif isinstance(cause, ConnectionClosed):
+                    reason = f"closed: {cause.rcvd.code if cause.rcvd else 'no close frame'}"
+                elif isinstance(cause, (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError)):
+                    reason = f"{type(cause).__name__}: {cause}"[:200]
+                else:
+                    reason = f"error: {type(cause).__name__}: {cause}"[:200]
+                    log.exception("connection %s session failed", self.name)
             finally:
                 await self._teardown()
+            if self._close_reason:
+                reason = self._close_reason
             self.last_error = reason
             if self.conn_id and self._was_connected:
                 w.marker(Disconnected(conn_id=self.conn_id, reason=reason), self.conn_id)
@@ -143,6 +171,15 @@ class FeedConnection:
                         self.name, self.url, reason, delay, self.backoff.failures)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(w.stopping.wait(), delay)
+
+    async def close(self, reason: str) -> None:
+        """End the current session (if any); ``reason`` is journaled with ``Disconnected``."""
+        ws = self.ws
+        if ws is None:
+            return
+        self._close_reason = reason
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 2.0)
 
     async def _teardown(self) -> None:
         self.connected = False
@@ -182,6 +219,7 @@ class FeedConnection:
         w = self.worker
         stream, conn_id = self.stream, self.conn_id
         table = self.table
+        futures = stream == "futures"
         while True:
             payload = await ws.recv(decode=False)
             if isinstance(payload, str):
@@ -194,14 +232,20 @@ class FeedConnection:
                           direction="in", payload=payload)
             signals = w.emit(frame)
             if signals:
-                w.on_signals(self, signals)
+                w.on_signals(self, signals, frame)
             if payload.startswith((b'{"channel":"book"', b'{"channel":"level3"', b'{"channel":"trade"',
                                    b'{"channel":"ohlc"', b'{"feed":"book', b'{"feed":"trade')):
                 sym = frame_symbol(payload[:200])
                 if sym is not None:
                     table.data(sym, now)
+                    if futures and table.subs.get(sym) is not None and table.subs[sym].state == "pending":
+                        # The pipeline signals no ack for Futures `subscribed` events: data of
+                        # the product on this connection proves the subscription.
+                        table.acked(sym, now)
             elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
                 table.data(INSTRUMENT, now)
+                if b'"type":"snapshot"' in payload[:64]:
+                    w.instruments_seen()
 
     async def _watchdog(self) -> None:
         silence = self.cfg.silence_s
@@ -215,6 +259,10 @@ class FeedConnection:
                 raise SessionEnded(f"silence for {now - self.last_rx:.1f}s")
             timed_out = self.table.timed_out(now, self.cfg.ack_timeout_s)
             if timed_out:
+                self.worker.marker(SubscribeFailed(
+                    conn_id=self.conn_id, channel=self.channel,
+                    symbols=[s for s in timed_out if s != INSTRUMENT] or ["*"], error="timeout",
+                    depth=self.plan.depth, interval=self.plan.interval), self.conn_id)
                 for sym in timed_out:
                     info = self.table.subs.get(sym)
                     if info is not None:

@@ -1,63 +1,91 @@
 """Periodic jobs of a worker, run by APScheduler 3.x (:class:`AsyncIOScheduler`).
 
-Jobs: journal roll, book checkpoints, compaction and retention (worker 0 only; they call the
-archive's functions when the archive provides them and are no-ops until then), instrument
-refresh (re-subscribe the ``instrument`` channel: a fresh snapshot is diffed against the known
-universe), measured-rate export for the next shard planning, and the disk-space guard.
+Every worker schedules these on its own archive root (``<archive_root>/<host>-w<k>/``):
+
+* ``commit`` (every ``schedule.roll_minutes``): seal the buffered rows into Parquet and commit
+  them with the journal position (:meth:`recorder.capture.service.Worker.commit`);
+* ``compaction`` (``schedule.compaction_cron``): :func:`recorder.archive.maintenance.compact_archive`
+  on the worker's live archive (every day but the one being written), in a thread while
+  commits wait;
+* ``retention`` (``schedule.retention_cron``, when any retention limit is set):
+  :func:`recorder.archive.maintenance.apply_retention` with the configured
+  :class:`~recorder.archive.maintenance.RetentionPolicy` (journal and Parquet separately);
+* ``instruments`` (every ``schedule.instrument_refresh_minutes``): re-subscribe the
+  ``instrument`` channel; the fresh snapshot goes through the pipeline, which signals
+  listings, delistings and precision changes;
+* ``disk`` (every ``schedule.disk_check_s``): the disk-space guard
+  (:meth:`~recorder.capture.service.Worker.check_disk`);
+* ``rates`` (every 5 minutes): measured message rates per symbol for the next shard planning
+  (``<root>/_capture/rates.json``).
+
+Book checkpoints are not a job: the pipeline writes one at every epoch start and then every
+``schedule.checkpoint_minutes`` of receive time, as data arrives (the archive's own cadence,
+configured through :class:`~recorder.capture.writer.ArchiveWriter`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recorder.capture.config import ScheduleConfig
 from recorder.capture.shards import save_rates
 
 if TYPE_CHECKING:
     from recorder.capture.service import Worker
 
-__all__ = ["start_jobs", "archive_hook"]
+__all__ = ["start_jobs", "retention_policy", "rates_path", "maintenance_functions"]
 
 log = logging.getLogger("recorder.capture.scheduler")
 
 
-def archive_hook(module: str, name: str) -> Any:
-    """``recorder.archive.<module>.<name>`` if the archive provides it, else ``None``."""
+def rates_path(root: Path) -> Path:
+    """Where a worker keeps its measured rates (inside its writer root, outside the archive's
+    own directories)."""
+    return Path(root) / "_capture" / "rates.json"
+
+
+def maintenance_functions() -> tuple[Any, Any, Any]:
+    """``(compact_archive, apply_retention, RetentionPolicy)`` from the archive, each ``None``
+    when this archive version does not provide it."""
     try:
-        return getattr(importlib.import_module(f"recorder.archive.{module}"), name, None)
+        from recorder.archive import maintenance as m
     except ImportError:
+        return None, None, None
+    return (getattr(m, "compact_archive", None), getattr(m, "apply_retention", None),
+            getattr(m, "RetentionPolicy", None))
+
+
+def retention_policy(s: ScheduleConfig, policy_type: Any) -> Any:
+    """The archive's retention policy from the schedule settings (0 = unlimited), or ``None``
+    when no limit is set (the job is then not scheduled)."""
+    def days(v: float) -> float | None:
+        return v if v > 0 else None
+
+    def size(gib: float) -> int | None:
+        return int(gib * 1024**3) if gib > 0 else None
+
+    kw = {"journal_max_age_days": days(s.journal_retention_days),
+          "journal_max_bytes": size(s.journal_retention_gib),
+          "parquet_max_age_days": days(s.retention_days),
+          "parquet_max_bytes": size(s.parquet_retention_gib)}
+    if all(v is None for v in kw.values()):
         return None
+    return policy_type(**kw)
 
 
-def _roll(worker: Worker) -> None:
-    roll = getattr(worker.journal, "roll", None)
-    if callable(roll):
-        roll()
-    else:
-        worker.journal.flush()
+async def _commit(worker: Worker) -> None:
+    worker.commit("schedule")
 
 
-def _checkpoint(worker: Worker) -> None:
-    cp = getattr(worker.validator, "checkpoint", None)
-    if callable(cp):
-        cp()
+async def _disk(worker: Worker) -> None:
+    worker.check_disk()
 
 
-def _archive_job(worker: Worker, module: str, name: str, **kwargs: Any) -> None:
-    fn = archive_hook(module, name)
-    if fn is None:
-        log.debug("archive %s.%s not available yet: skipped", module, name)
-        return
-    try:
-        fn(Path(worker.cfg.archive_root), **kwargs)
-    except Exception:  # noqa: BLE001 - a failed maintenance job must not stop capture
-        log.exception("archive job %s.%s failed", module, name)
-
-
-def _instrument_refresh(worker: Worker) -> None:
+async def _instrument_refresh(worker: Worker) -> None:
     for c in worker.connections:
         if c.channel == "instrument" and c.connected:
             async def refresh(conn: Any = c) -> None:
@@ -66,15 +94,15 @@ def _instrument_refresh(worker: Worker) -> None:
             worker._spawn(refresh())
 
 
-def _save_rates(worker: Worker) -> None:
-    elapsed = max(1.0, asyncio.get_event_loop().time() - worker._loop_started)
+async def _save_rates(worker: Worker) -> None:
+    elapsed = max(1.0, asyncio.get_running_loop().time() - worker._loop_started)
     rates: dict[str, dict[str, float]] = {}
     for c in worker.connections:
         key = c.channel if c.stream != "futures" else f"futures:{c.channel}"
         table = rates.setdefault(key, {})
         for sym, info in c.table.subs.items():
             table[sym] = round(info.messages / elapsed, 3)
-    save_rates(Path(worker.cfg.archive_root) / "state" / f"rates-w{worker.index}.json", rates)
+    save_rates(rates_path(worker.root), rates)
 
 
 def start_jobs(worker: Worker) -> Any:
@@ -84,26 +112,44 @@ def start_jobs(worker: Worker) -> Any:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
         from apscheduler.triggers.cron import CronTrigger
     except ImportError:  # pragma: no cover - a dependency of the package
-        log.error("APScheduler is not installed: periodic jobs disabled")
+        log.error("APScheduler is not installed: periodic jobs (commits, disk guard, "
+                  "compaction, retention) disabled; commits happen on size and at shutdown")
         return None
-    worker._loop_started = asyncio.get_event_loop().time()
     s = worker.cfg.schedule
     sched = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1,
                                            "misfire_grace_time": 60})
-    sched.add_job(_roll, "interval", minutes=max(s.roll_minutes, 0.01), args=[worker], id="roll")
-    sched.add_job(_checkpoint, "interval", minutes=max(s.checkpoint_minutes, 0.01), args=[worker],
-                  id="checkpoint")
-    sched.add_job(worker.check_disk, "interval", seconds=max(s.disk_check_s, 0.5), id="disk")
+    # Every job is a coroutine: APScheduler's asyncio executor runs plain functions in a thread
+    # pool, and the archive writer must only be used from the event loop's thread.
+    sched.add_job(_commit, "interval", seconds=max(s.roll_minutes * 60, 0.5), args=[worker],
+                  id="commit")
+    sched.add_job(_disk, "interval", seconds=max(s.disk_check_s, 0.1), args=[worker], id="disk")
     sched.add_job(_instrument_refresh, "interval", minutes=max(s.instrument_refresh_minutes, 0.05),
                   args=[worker], id="instruments")
     sched.add_job(_save_rates, "interval", minutes=5, args=[worker], id="rates")
-    if worker.index == 0:
-        sched.add_job(_archive_job, CronTrigger.from_crontab(s.compaction_cron),
-                      args=[worker, "compaction", "compact"], id="compaction")
-        if s.retention_days > 0:
-            sched.add_job(_archive_job, CronTrigger.from_crontab(s.retention_cron),
-                          args=[worker, "retention", "apply_retention"],
-                          kwargs={"days": s.retention_days}, id="retention")
+    compact, retention, policy_type = maintenance_functions()
+    if compact is None:
+        log.warning("compaction disabled: this archive has no compact_archive()")
+    elif s.compaction_cron:
+        sched.add_job(worker.maintenance, CronTrigger.from_crontab(s.compaction_cron),
+                      args=["compaction", compact], id="compaction")
+    policy = retention_policy(s, policy_type) if policy_type is not None else None
+    if retention is None or policy_type is None:
+        log.warning("retention disabled: this archive has no apply_retention()")
+    elif policy is None:
+        log.info("retention disabled: no retention limit configured (schedule.retention_days, "
+                 "journal_retention_days, *_retention_gib are 0)")
+    else:
+        sched.add_job(worker.maintenance, CronTrigger.from_crontab(s.retention_cron),
+                      args=["retention", functools.partial(_retain, retention, policy)],
+                      id="retention")
+    log.info("jobs: commit every %.1f min, checkpoints every %.1f min (pipeline), disk guard "
+             "every %.0fs, compaction %r, retention %s", s.roll_minutes, s.checkpoint_minutes,
+             s.disk_check_s, s.compaction_cron if compact is not None else "off",
+             repr(s.retention_cron) if policy is not None and retention is not None else "off")
     sched.start()
     worker.check_disk()
     return sched
+
+
+def _retain(apply_retention: Any, policy: Any, archive: Any) -> Any:
+    return apply_retention(archive, policy)

@@ -1,15 +1,28 @@
-"""One capture worker process: its connections, journal, validator, healer, REST and jobs.
+"""One capture worker process: its connections, archive root, healer, REST and jobs.
 
 :func:`worker_main` is the process entry point used by the supervisor; :class:`Worker` is the
-asyncio service. Data path per frame: socket -> :meth:`Worker.emit` (journal append, then the
-validator) -> signals -> :meth:`Worker.on_signals` (healer decisions, subscription state).
-Repairs run in :meth:`Worker._heal_loop` (resnapshots on the live connection) and
-:meth:`Worker._rest_loop` (REST backfill and evidence snapshots, one at a time within the REST
-limit model). Status (health, counters) goes to the supervisor every ``status_interval_s``.
+asyncio service. Each worker owns one archive root, ``<archive_root>/<host>-w<k>/``
+(:mod:`recorder.capture.writer`). Data path per frame: socket -> :meth:`Worker.emit` ->
+:meth:`ArchiveWriter.write <recorder.capture.writer.ArchiveWriter.write>` (journal first, then
+the archive's one pipeline, the same code ``recorder ingest`` runs) -> the pipeline's signals ->
+:meth:`Worker.on_signals` (healer decisions, subscription state). Every break and heal is
+journaled as a control marker (:mod:`recorder.pipeline.markers`), so the pipeline writes the
+``gaps``/``epochs``/``liveness`` rows. Repairs run in :meth:`Worker._heal_loop` (resnapshots
+on the live connection) and :meth:`Worker._rest_loop` (REST backfill and evidence snapshots,
+within the REST limit model). Status (health, counters) goes to the supervisor every
+``status_interval_s``.
 
-Shutdown: :meth:`Worker.request_stop` (SIGTERM/SIGINT) ends sessions, journals
-``Disconnected`` and ``ProcessStop``, flushes and closes the journal. A second signal flushes
-the journal and exits at once.
+Start: the archive root is opened (writer lock, recovery: the journal tail a crash left
+uncommitted is re-derived) and ``ProcessStart`` is journaled (after a crash the pipeline turns
+the downtime into a ``gaps`` row with cause ``process_restart``). Book/level3/trade/ohlc
+connections wait (bounded) for the ``instrument`` snapshot to be journaled first, so books are
+built with the venue's precisions rather than inferred ones.
+
+Commits (Parquet sealed + manifest with the journal position): on the ``roll`` schedule, when
+the buffered rows exceed ``schedule.roll_max_mb``, before a disk-pressure pause, and on
+shutdown. Shutdown: :meth:`Worker.request_stop` (SIGTERM/SIGINT) ends sessions (journaling
+``Disconnected``), then the archive journals ``ProcessStop``, writes open epochs and commits.
+A second signal makes the journal durable and exits at once (the next start re-derives it).
 """
 
 from __future__ import annotations
@@ -20,31 +33,34 @@ import itertools
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from recorder import __version__
-from recorder.capture.config import CaptureConfig
+from recorder.capture.config import CaptureConfig, select_symbols
 from recorder.capture.connection import INSTRUMENT, FeedConnection
 from recorder.capture.healing import HealAction, Healer
-from recorder.capture.journal import Journal, open_journal
 from recorder.capture.limits import L3_BUDGET_PER_S, Backoff, ConnectLimiter, TokenBucket
 from recorder.capture.rest_client import NoCredentials, RestClient, RestFailure, RestRateLimited
 from recorder.capture.shards import ConnPlan, WorkerPlan, host_symbols, worker_for
-from recorder.capture.validator import LiveValidator, PairInfo
+from recorder.capture.writer import (
+    ArchiveBusyError,
+    ArchiveWriter,
+    DiskGuard,
+    WriterError,
+    writer_id,
+)
 from recorder.frames import Frame
 from recorder.pipeline.markers import (
     BackfillDone,
     BackfillStarted,
     DiskPressure,
     Marker,
-    ProcessStart,
-    ProcessStop,
     Quarantined,
     Released,
     ResyncRequested,
@@ -60,10 +76,23 @@ from recorder.pipeline.signals import (
     SubscriptionRejected,
     TradeIdGap,
 )
+from recorder.protocol.spot import InstrumentMessage, decode_spot
+from recorder.protocol.timestamps import rfc3339_to_ns
 
-__all__ = ["Worker", "WorkerSpec", "worker_main"]
+__all__ = ["Worker", "WorkerSpec", "worker_main", "disk_free_bytes", "EXIT_ARCHIVE_BUSY"]
 
 log = logging.getLogger("recorder.capture.worker")
+
+#: Exit code of a worker whose archive root is locked by another process.
+EXIT_ARCHIVE_BUSY: Final = 3
+#: One data frame in this many is sampled for the exchange->receive lag.
+_LAG_SAMPLE: Final = 64
+_TS_KEY: Final = b'"timestamp":"'
+
+
+def disk_free_bytes(path: Path) -> int:
+    """Free bytes on the volume of ``path`` (the disk guard's default probe)."""
+    return shutil.disk_usage(path).free
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,25 +102,31 @@ class WorkerSpec:
     cfg: CaptureConfig
     plan: WorkerPlan
     workers: int
-    pairs: tuple[PairInfo, ...]
     run_id: str
     restart: int = 0
 
 
 class Worker:
-    """See module docstring."""
+    """See module docstring.
+
+    ``disk_free``: the free-space probe of the disk guard (tests inject a fake one).
+    """
 
     def __init__(self, spec: WorkerSpec, status_cb: Callable[[dict[str, Any]], None] | None = None,
-                 journal: Journal | None = None) -> None:
+                 *, disk_free: Callable[[Path], int] = disk_free_bytes) -> None:
         self.spec = spec
         self.cfg = spec.cfg
         self.index = spec.plan.index
         self.host = self.cfg.host or socket.gethostname()
-        self.journal = journal or open_journal(self.cfg.archive_root, host=self.host,
-                                               fsync_interval_s=self.cfg.fsync_interval_s,
-                                               name=f"w{self.index}")
-        self.validator = LiveValidator()
-        self.validator.set_pairs(list(spec.pairs))
+        self.writer_id = writer_id(self.host, self.index)
+        self.root = Path(self.cfg.archive_root) / self.writer_id
+        sched = self.cfg.schedule
+        self.writer = ArchiveWriter(self.root, host=self.host,
+                                    fsync_interval_s=self.cfg.fsync_interval_s,
+                                    roll_bytes=int(sched.roll_max_mb * 1024 * 1024),
+                                    checkpoint_minutes=sched.checkpoint_minutes)
+        self.disk_guard = DiskGuard(sched.disk_min_free_bytes, sched.disk_resume_free_bytes)
+        self._disk_free = disk_free
         now = time.monotonic()
         self.healer = Healer(self.cfg.healing, now)
         conn = self.cfg.connection
@@ -102,6 +137,10 @@ class Worker:
         self.stopping = asyncio.Event()
         self.paused = asyncio.Event()
         self._resumed = asyncio.Event()
+        self._instruments = asyncio.Event()
+        self._commit_wanted = asyncio.Event()
+        self._maintenance = ""
+        self._write_failed = False
         self._conn_ids = itertools.count(self.index * 1_000_000 + spec.restart * 10_000 + 1)
         self._rng = random.Random(os.getpid() ^ time.time_ns())
         self.rest = RestClient(self.cfg.venue.spot_rest, self.cfg.venue.futures_rest, self.cfg.rest,
@@ -114,16 +153,16 @@ class Worker:
         self._status_cb = status_cb
         self._rest_queue: asyncio.Queue[HealAction] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.frames_in = 0
-        self.bytes_in = 0
         self.disk_lag_s = 0.0
         self.started = time.time()
         self.backfilled_rows = 0
         self.backfill_missing = 0
         self.rest_snapshots = 0
         self.resyncs = 0
-        self._last_recv_ns = 0
         self._signals = 0
+        self._lag_n = 0
+        self._lag_x = 0.0
+        self._loop_started = 0.0
 
     # ------------------------------------------------------------------ helpers for connections
 
@@ -167,20 +206,65 @@ class Worker:
         stop.cancel()
         res.cancel()
 
+    def instruments_seen(self) -> None:
+        """The instrument snapshot has been journaled (and derived): books may subscribe."""
+        if not self._instruments.is_set():
+            self._instruments.set()
+
+    async def wait_instruments(self) -> None:
+        """Until the instrument snapshot is in the archive (bounded by ``ack_timeout_s``:
+        without it the pipeline infers precisions from the book snapshots)."""
+        if self._instruments.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._instruments.wait(), self.cfg.connection.ack_timeout_s)
+        except asyncio.TimeoutError:
+            if not self._instruments.is_set():
+                log.warning("no instrument snapshot after %.0fs: subscribing without it "
+                            "(precisions inferred from snapshots)",
+                            self.cfg.connection.ack_timeout_s)
+                self._instruments.set()
+
     # ------------------------------------------------------------------ data path
 
     def emit(self, frame: Frame) -> list[Signal]:
-        """Journal first, then validate. Returns the validator's signals."""
-        self.journal.append(frame)
-        if frame.direction == "in" and frame.stream != "control":
-            self.frames_in += 1
-            self.bytes_in += len(frame.payload)
-            self._last_recv_ns = frame.recv_ns
-        return self.validator.feed(frame)
+        """Journal then derive ``frame`` through the archive's pipeline; its signals."""
+        try:
+            signals = self.writer.write(frame)
+        except WriterError as exc:
+            self._on_write_error(exc)
+            return []
+        if self.writer.commit_due and not self._commit_wanted.is_set():
+            self._commit_wanted.set()
+        if frame.direction == "in" and frame.stream != "control" and frame.stream != "rest":
+            self._lag_n += 1
+            if self._lag_n % _LAG_SAMPLE == 0:
+                self._sample_lag(frame)
+        return signals
+
+    def _sample_lag(self, frame: Frame) -> None:
+        """Exchange->receive lag from one frame's last ``timestamp`` (a metric, not data)."""
+        payload = frame.payload
+        i = payload.rfind(_TS_KEY)
+        if i < 0:
+            return
+        j = payload.find(b'"', i + len(_TS_KEY))
+        try:
+            ts = rfc3339_to_ns(payload[i + len(_TS_KEY):j].decode("ascii"))
+        except Exception:
+            return
+        self._lag_x = max(0.0, (frame.recv_ns - ts) / 1e9)
 
     def marker(self, marker: Marker, conn_id: int = 0) -> None:
+        """Journal (and derive) a control marker."""
         self.emit(Frame(recv_ns=time.time_ns(), conn_id=conn_id, stream="control", direction="in",
                         payload=encode_marker(marker)))
+
+    def _on_write_error(self, exc: WriterError) -> None:
+        log.error("archive write failed (%s): capture paused until the journal writes again",
+                  exc)
+        self._write_failed = True
+        self._pause(f"archive write failed: {exc}"[:200])
 
     def _find(self, stream: str, channel: str, symbol: str) -> FeedConnection | None:
         for c in self.connections:
@@ -188,7 +272,7 @@ class Worker:
                 return c
         return None
 
-    def on_signals(self, conn: FeedConnection, signals: list[Signal]) -> None:
+    def on_signals(self, conn: FeedConnection, signals: list[Signal], frame: Frame | None = None) -> None:
         now = time.monotonic()
         for sig in signals:
             self._signals += 1
@@ -199,12 +283,17 @@ class Worker:
             elif isinstance(sig, SubscriptionRejected):
                 self._rejected(conn, sig, now)
             elif isinstance(sig, BookDesync):
-                d = self.healer.desync(sig.stream, sig.channel, sig.symbol, sig.depth, sig.reason, now)
-                log.info("desync %s %s %s (%s%s) -> %s", sig.stream, sig.channel, sig.symbol,
-                         sig.reason, f": {self.validator.last_apply_error}"
-                         if sig.reason == "apply_error" else "", d.outcome)
+                c = self._find(sig.stream, sig.channel if sig.channel != "futures_book" else "book",
+                               sig.symbol) or conn
+                channel = "book" if sig.channel == "futures_book" else sig.channel
+                d = self.healer.desync(sig.stream, channel, sig.symbol, sig.depth, sig.reason, now,
+                                       rest_snapshot=None if sig.stream != "futures" else False)
+                log.info("desync %s %s %s (%s) -> %s", sig.stream, channel, sig.symbol,
+                         sig.reason, d.outcome)
+                if sig.stream == "futures" and d.outcome == "queued" and self.cfg.healing.rest_snapshot_on_gap:
+                    self.healer._push(HealAction("rest_snapshot", "futures", "book", sig.symbol))
                 if d.outcome == "quarantined":
-                    self._quarantine(conn, sig.symbol, sig.channel, sig.reason, d.until or now)
+                    self._quarantine(c, sig.symbol, channel, sig.reason, d.until or now)
             elif isinstance(sig, FuturesSeqGap):
                 c = self._find("futures", sig.feed, sig.product_id) or conn
                 d = self.healer.desync("futures", sig.feed, sig.product_id, None, "seq_gap", now,
@@ -216,13 +305,17 @@ class Worker:
             elif isinstance(sig, TradeIdGap):
                 self.healer.trade_gap(sig.symbol, sig.expected, sig.got, sig.recv_ns)
             elif isinstance(sig, InstrumentChanged):
-                self._instrument_changed(sig)
+                self._instrument_changed(sig, frame)
 
     def _rejected(self, conn: FeedConnection, sig: SubscriptionRejected, now: float) -> None:
         err = sig.error
         syms = [sig.symbol] if sig.symbol else conn.table.in_state("pending")
-        self.marker(SubscribeFailed(conn_id=conn.conn_id, channel=sig.channel or conn.channel,
-                                    symbols=syms, error=err, depth=conn.plan.depth), conn.conn_id)
+        if not sig.symbol:
+            # Kraken named no symbol: the pipeline cannot attribute the refusal, capture can
+            # (the pending ones); with a symbol the pipeline's own gaps row already says it.
+            self.marker(SubscribeFailed(conn_id=conn.conn_id, channel=sig.channel or conn.channel,
+                                        symbols=syms, error=err, depth=conn.plan.depth,
+                                        interval=conn.plan.interval), conn.conn_id)
         for sym in syms:
             if err == "Already subscribed":
                 conn.table.acked(sym, now)
@@ -266,19 +359,29 @@ class Worker:
 
     def _mine(self, symbol: str) -> bool:
         k, n = self.cfg.shard_index
-        from recorder.capture.config import select_symbols
-
         ch = self.cfg.channels
         return (bool(select_symbols([symbol], ch.include, ch.exclude))
                 and bool(host_symbols([symbol], k, n))
                 and worker_for(symbol, self.spec.workers) == self.index)
 
-    def _instrument_changed(self, sig: InstrumentChanged) -> None:
+    @staticmethod
+    def _statuses(frame: Frame | None) -> dict[str, str]:
+        """Pair statuses named by the instrument frame that produced an InstrumentChanged
+        (the signal does not carry them; decoded only when a change was signalled)."""
+        if frame is None:
+            return {}
+        ev = decode_spot(frame.payload)
+        if not isinstance(ev, InstrumentMessage):
+            return {}
+        return {p.symbol: p.status for p in ev.data.pairs}
+
+    def _instrument_changed(self, sig: InstrumentChanged, frame: Frame | None) -> None:
+        status = self._statuses(frame)
+        gone = set(sig.delisted) | {s for s in sig.status_changed if status.get(s) == "delisted"}
         for sym in sig.listed:
-            if self._mine(sym):
-                log.info("new listing %s: subscribing", sym)
-                self._add_to_channels(sym)
-        for sym in sig.delisted:
+            if status.get(sym, "online") == "online" and sym not in gone and self._mine(sym):
+                self._add_to_channels(sym)  # no-op for symbols already subscribed
+        for sym in sorted(gone):
             self.healer.forget(sym)
             for c in self.connections:
                 if c.has(sym) and c.stream != "futures":
@@ -286,6 +389,10 @@ class Worker:
                     c.table.remove(sym)
                     self._spawn(c.unsubscribe([sym], "delisted"))
         for sym in sig.status_changed:
+            if sym in gone:
+                continue
+            if status.get(sym) == "online" and self._mine(sym):
+                self._add_to_channels(sym)
             for c in self.connections:
                 if c.has(sym) and c.channel in ("book", "level3"):
                     # new precision (or status): a fresh snapshot rebuilds the book with it
@@ -302,6 +409,7 @@ class Worker:
         for channel, conns in by_channel.items():
             if any(c.has(sym) for c in conns):
                 continue
+            log.info("new listing %s: subscribing %s", sym, channel)
             limit = cap.l3_symbols_per_connection if channel == "level3" else cap.max_symbols_per_connection
             room = [c for c in conns if len(c.table.subs) < limit]
             if room:
@@ -325,6 +433,8 @@ class Worker:
     async def _heal_loop(self) -> None:
         while True:
             await asyncio.sleep(0.1)
+            if self.paused.is_set():
+                continue
             for action in self.healer.due(time.monotonic()):
                 if action.kind in ("resnapshot", "resubscribe", "release"):
                     self._spawn(self._resnapshot(action))
@@ -345,10 +455,8 @@ class Worker:
             self.resyncs += 1
             self.marker(ResyncRequested(channel=action.channel, symbol=action.symbol,
                                         reason=action.reason), conn.conn_id)
-            if action.stream == "futures":
-                self.validator.forget_futures(action.channel, action.symbol)
             await conn.resnapshot(action.symbol, action.reason)
-        except Exception as exc:  # noqa: BLE001 - the session's own error handling reconnects
+        except Exception as exc:
             log.info("resnapshot of %s %s not sent: %s", action.channel, action.symbol, exc)
         finally:
             self.healer.done(action)
@@ -356,6 +464,8 @@ class Worker:
     async def _rest_loop(self) -> None:
         while True:
             action = await self._rest_queue.get()
+            if self.paused.is_set():
+                await self.wait_resumed()
             try:
                 if action.kind == "backfill_trades":
                     await self._backfill_trades(action)
@@ -388,7 +498,11 @@ class Worker:
             await self.rest.depth(action.symbol, min(500, action.depth or 100))
 
     async def _backfill_trades(self, action: HealAction) -> None:
-        """Fetch trade ids ``expected .. got-1`` from REST ``Trades`` paging by ``last``."""
+        """Fetch trade ids ``expected .. got-1`` from REST ``Trades`` paging by ``last``.
+
+        Every page body is journaled (``stream="rest"``) and derived by the pipeline into
+        ``trades`` rows with ``source`` = REST backfill; ``BackfillDone`` closes the
+        ``trade_id_jump`` gap (healed by ``rest_backfill``, or not when ids stay missing)."""
         sym, lo, hi = action.symbol, action.expected or 0, action.got or 0
         self.marker(BackfillStarted(symbol=sym, from_trade_id=lo, to_trade_id=hi - 1))
         lookback = int(self.cfg.healing.backfill_lookback_s * 1e9)
@@ -428,16 +542,18 @@ class Worker:
                 "messages": c.messages, "bytes": c.bytes, "sessions": c.sessions,
                 "last_error": c.last_error,
             })
-        st = self.validator.stats
-        lag_x = 0.0
-        if st.last_exchange_ns and st.last_exchange_recv_ns:
-            lag_x = max(0.0, (st.last_exchange_recv_ns - st.last_exchange_ns) / 1e9)
+        self.writer.refresh_counters()
+        st = self.writer.stats
         return {
             "worker": self.index, "pid": os.getpid(), "time": time.time(), "started": self.started,
+            "writer": self.writer_id, "root": str(self.root),
             "paused": self.paused.is_set(), "connections": conns,
-            "frames_in": self.frames_in, "bytes_in": self.bytes_in,
+            "frames_in": st.frames_in, "bytes_in": st.bytes_in, "frames_journaled": st.frames,
             "checksums_ok": st.checksums_ok, "checksum_failures": st.checksum_failures,
-            "trade_gaps": st.trade_gaps, "seq_gaps": st.seq_gaps, "rejects": st.rejects,
+            "trade_gaps": st.trade_gaps, "seq_gaps": st.seq_gaps,
+            "commits": st.commits, "commit_s_last": round(st.commit_s_last, 4),
+            "commit_s_max": round(st.commit_s_max, 4), "recovered_frames": st.recovered_frames,
+            "archive_buffered_bytes": self.writer.buffered_bytes if self.writer.session else 0,
             "resyncs": self.resyncs, "quarantined": [f"{k[1]}:{k[2]}" for k in self.healer.quarantined()],
             "heal_pending": self.healer.pending(), "rest_queue": self._rest_queue.qsize(),
             "resnapshot_budget_use": self.healer.budget_utilisation(now),
@@ -445,19 +561,27 @@ class Worker:
             "connects_used": self.connects.used(now), "rest_calls": self.rest.calls,
             "rest_rate_limited": self.rest.rate_limited, "backfilled_rows": self.backfilled_rows,
             "backfill_missing": self.backfill_missing, "rest_snapshots": self.rest_snapshots,
-            "lag_exchange_receive_s": lag_x, "lag_receive_disk_s": self.disk_lag_s,
+            "lag_exchange_receive_s": self._lag_x, "lag_receive_disk_s": self.disk_lag_s,
         }
 
     async def _flush_loop(self) -> None:
-        interval = min(0.2, self.cfg.fsync_interval_s)
+        """Journal durability in quiet periods (appends flush only while frames arrive)."""
+        interval = max(0.05, min(1.0, self.cfg.fsync_interval_s) / 2)
         while True:
             await asyncio.sleep(interval)
             self._flush()
 
     def _flush(self) -> None:
-        self.journal.flush()
-        if self._last_recv_ns:
-            self.disk_lag_s = max(0.0, (time.time_ns() - self._last_recv_ns) / 1e9)
+        if self.writer.session is None:
+            return
+        try:
+            self.writer.flush_journal()
+        except WriterError as exc:
+            self._on_write_error(exc)
+            return
+        last = self.writer.stats.last_recv_ns
+        if last:
+            self.disk_lag_s = max(0.0, (time.time_ns() - last) / 1e9)
 
     async def _status_loop(self) -> None:
         while True:
@@ -466,28 +590,100 @@ class Worker:
                     self._status_cb(self.status())
             await asyncio.sleep(self.cfg.observability.status_interval_s)
 
+    # ------------------------------------------------------------------ commits and maintenance
+
+    def commit(self, why: str) -> bool:
+        """Seal and commit the buffered rows now (skipped while compaction/retention holds the
+        archive; the next trigger commits). False when nothing was committed."""
+        if self.writer.session is None:
+            return False
+        if self._maintenance:
+            log.debug("commit (%s) deferred: %s is running", why, self._maintenance)
+            self._commit_wanted.set()
+            return False
+        try:
+            dt = self.writer.commit()
+        except WriterError as exc:
+            log.error("archive commit failed (%s); rows stay buffered, capture paused", exc)
+            self._write_failed = True
+            self._pause(f"archive commit failed: {exc}"[:200])
+            return False
+        (log.warning if dt > 1.0 else log.debug)("archive commit (%s) took %.3fs", why, dt)
+        return True
+
+    async def _commit_loop(self) -> None:
+        """Commits asked for by the data path (buffered rows over ``roll_max_mb``)."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            await asyncio.sleep(0)  # let the reader that asked finish its frame
+            self.commit("size")
+            await asyncio.sleep(1.0)  # at most one size-triggered commit per second
+
+    async def maintenance(self, name: str, fn: Callable[[Any], Any]) -> Any:
+        """Run compaction/retention ``fn(archive)`` in a thread with the writer's own
+        :class:`~recorder.archive.store.Archive` (its lock); commits wait meanwhile. Frames
+        keep flowing into the journal and the pipeline's buffers."""
+        if self._maintenance or self.writer.session is None:
+            log.info("%s skipped: %s", name, self._maintenance or "archive not open")
+            return None
+        self.commit(f"before {name}")
+        self._maintenance = name
+        t0 = time.perf_counter()
+        try:
+            report = await asyncio.to_thread(fn, self.writer.archive)
+        except Exception:
+            log.exception("%s failed", name)
+            return None
+        finally:
+            self._maintenance = ""
+        log.info("%s done in %.1fs: %s", name, time.perf_counter() - t0, report)
+        return report
+
     # ------------------------------------------------------------------ disk guard
 
-    def check_disk(self) -> None:
-        import shutil
+    def _pause(self, reason: str) -> None:
+        """Stop taking data: close every connection (each journals ``Disconnected`` with
+        ``reason``, so the pipeline records the gaps); REST and healing wait."""
+        if self.paused.is_set():
+            return
+        self.paused.set()
+        for c in self.connections:
+            self._spawn(c.close(reason))
 
-        root = Path(self.cfg.archive_root)
+    def _resume(self) -> None:
+        self.paused.clear()
+        self._resumed.set()
+
+    def check_disk(self) -> None:
+        """The disk guard: below ``disk_min_free_bytes`` journal ``DiskPressure``, commit what
+        is buffered and pause; at or above ``disk_resume_free_bytes`` resume. A pause caused by
+        a failed write resumes once the journal writes again."""
         try:
-            free = shutil.disk_usage(root).free
-        except OSError:
+            free = self._disk_free(self.root)
+        except OSError as exc:
+            log.warning("disk guard cannot read free space of %s: %s", self.root, exc)
             return
         sched = self.cfg.schedule
-        if not self.paused.is_set() and free < sched.disk_min_free_bytes:
-            log.error("disk space low (%d bytes free on %s): capture paused", free, root)
-            self.marker(DiskPressure(free_bytes=free, path=str(root)))
-            self.paused.set()
-            for c in self.connections:
-                if c.ws is not None:
-                    self._spawn(c.ws.close())
-        elif self.paused.is_set() and free >= sched.disk_resume_free_bytes:
+        verdict = self.disk_guard.check(free)
+        if verdict == "pause":
+            log.error("disk space low (%d bytes free on %s, minimum %d): capture paused",
+                      free, self.root, sched.disk_min_free_bytes)
+            self.marker(DiskPressure(free_bytes=free, path=str(self.root)))
+            self.commit("disk pressure")
+            self._pause(f"disk pressure: {free} bytes free")
+        elif verdict == "resume":
             log.warning("disk space recovered (%d bytes free): capture resumed", free)
-            self.paused.clear()
-            self._resumed.set()
+            if not self._write_failed:
+                self._resume()
+        if self._write_failed and not self.disk_guard.paused:
+            try:
+                self.writer.flush_journal()
+            except WriterError:
+                return
+            log.warning("archive writes again: capture resumed")
+            self._write_failed = False
+            self._resume()
 
     # ------------------------------------------------------------------ run / stop
 
@@ -495,21 +691,27 @@ class Worker:
         if self.stopping.is_set():
             # second signal: keep what reached the journal, exit now
             with contextlib.suppress(Exception):
-                self.journal.flush()
-                self.journal.close()
+                self.writer.emergency_flush()
             os._exit(0)
         log.info("worker %d stopping", self.index)
         self.stopping.set()
 
     async def run(self) -> None:
-        self.marker(ProcessStart(host=self.host, run_id=f"{self.spec.run_id}-w{self.index}-r{self.spec.restart}",
-                                 version=__version__, config=self.cfg.describe()))
+        """Open the archive root, capture until :attr:`stopping`, then drain and close it.
+
+        Raises :class:`ArchiveBusyError` when another process writes this root."""
+        n = await asyncio.to_thread(self.writer.open)
+        log.info("worker %d writes %s (run %s; %d journal frames re-derived at start)",
+                 self.index, self.root, self.writer.run_id, n)
+        self.commit("start")  # the recovered tail and the ProcessStart/restart gap are durable now
         from recorder.capture.scheduler import start_jobs
 
+        self._loop_started = asyncio.get_running_loop().time()
         scheduler = start_jobs(self)
         runners = [asyncio.ensure_future(c.run()) for c in self.connections]
         helpers = [asyncio.ensure_future(x) for x in (self._heal_loop(), self._rest_loop(),
-                                                      self._flush_loop(), self._status_loop())]
+                                                      self._flush_loop(), self._status_loop(),
+                                                      self._commit_loop())]
         try:
             await self.stopping.wait()
         finally:
@@ -520,24 +722,29 @@ class Worker:
                 t.cancel()
             # connections notice `stopping` and end their sessions; bounded wait, then cancel
             for c in self.connections:
-                if c.ws is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(c.ws.close(), 1.0)
-            done, pending = await asyncio.wait(runners, timeout=5.0) if runners else (set(), set())
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(c.close("process stop"), 1.0)
+            _, pending = await asyncio.wait(runners, timeout=5.0) if runners else (set(), set())
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, *helpers, return_exceptions=True)
             await self.rest.close()
-            self.marker(ProcessStop(reason="signal"))
-            self.journal.flush()
-            self.journal.close()
+            t0 = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.writer.close, "signal")
+                log.info("worker %d archive closed and committed in %.2fs", self.index,
+                         time.perf_counter() - t0)
+            except WriterError as exc:
+                log.error("final commit failed (%s): the journal holds everything; the next "
+                          "start re-derives it", exc)
             if self._status_cb is not None:
                 with contextlib.suppress(Exception):
                     self._status_cb({**self.status(), "stopped": True})
 
 
 def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
-    """Process entry point: logging, signals, run the worker's event loop, exit 0."""
+    """Process entry point: logging, signals, run the worker's event loop, exit 0 (3 when the
+    archive root is held by another process)."""
     from recorder.capture.logs import setup_logging
 
     setup_logging(spec.cfg.observability, worker=spec.plan.index)
@@ -553,4 +760,8 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
             loop.add_signal_handler(sig, worker.request_stop)
         await worker.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ArchiveBusyError as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_ARCHIVE_BUSY) from None

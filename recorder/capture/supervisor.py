@@ -4,11 +4,14 @@
    include/exclude patterns and by ``--shard K/N``), retrying with backoff while the venue is
    unreachable and saying so plainly (``make run`` offline never crashes).
 2. **Plan** connections and worker processes (:func:`recorder.capture.shards.plan`) using the
-   message rates measured by the previous run when present.
+   message rates measured by the previous run when present (``<root>/_capture/rates.json``
+   of this host's writer roots).
 3. **Spawn** one process per worker (``spawn`` start method) and serve ``/metrics``,
    ``/health`` and ``/status`` on loopback from the workers' status reports.
 4. **Watch**: a worker that exits while we are not stopping (crash, kill -9) is restarted after
-   a backoff; its new run journals a ``ProcessStart`` (the missing ``ProcessStop`` marks the gap).
+   a backoff on the same archive root ``<archive_root>/<host>-w<k>``; the new run re-derives
+   the journal tail the crash left uncommitted and journals a ``ProcessStart``, which the
+   pipeline turns into a ``gaps`` row with cause ``process_restart``.
 5. **Stop** on SIGTERM/SIGINT: forward SIGTERM, wait up to ``drain_timeout_s`` for workers to
    flush and seal, kill stragglers, exit 0. A second signal forwards SIGINT a second time
    (workers then flush and exit immediately) and returns at once.
@@ -24,8 +27,10 @@ import os
 import queue
 import random
 import signal
+import socket
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +41,25 @@ from aiohttp import web
 from recorder.capture.config import CaptureConfig, select_symbols
 from recorder.capture.limits import Backoff
 from recorder.capture.metrics import StatusBoard, make_app
-from recorder.capture.service import WorkerSpec, worker_main
+from recorder.capture.scheduler import rates_path
+from recorder.capture.service import EXIT_ARCHIVE_BUSY, WorkerSpec, worker_main
 from recorder.capture.shards import WorkerPlan, host_symbols, load_rates, plan
-from recorder.capture.validator import PairInfo
+from recorder.capture.writer import writer_id
 from recorder.protocol.spot import InstrumentMessage, decode_spot
 
-__all__ = ["Supervisor", "discover_pairs", "VenueUnreachable"]
+__all__ = ["Supervisor", "PairInfo", "discover_pairs", "VenueUnreachable"]
 
 log = logging.getLogger("recorder.capture.supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class PairInfo:
+    """One pair of the discovered universe (planning input)."""
+
+    symbol: str
+    status: str
+    price_precision: int
+    qty_precision: int
 
 
 class VenueUnreachable(ConnectionError):
@@ -145,7 +161,8 @@ class Supervisor:
         mine = host_symbols(chosen, k, n)
         prods = host_symbols(products, k, n)
         rates: dict[str, dict[str, float]] = {}
-        for f in sorted((Path(self.cfg.archive_root) / "state").glob("rates-w*.json")):
+        prefix = writer_id(self.cfg.host or socket.gethostname(), 0)[:-1]  # "<host>-w"
+        for f in sorted(rates_path(r) for r in Path(self.cfg.archive_root).glob(f"{prefix}*")):
             for channel, table in load_rates(f).items():
                 rates.setdefault(channel, {}).update(table)
         plans = plan(mine, workers=self.workers,
@@ -167,7 +184,7 @@ class Supervisor:
     def _spawn(self, index: int, restart: int = 0) -> None:
         spec = self._specs[index]
         if restart:
-            spec = WorkerSpec(spec.cfg, spec.plan, spec.workers, spec.pairs, spec.run_id, restart)
+            spec = WorkerSpec(spec.cfg, spec.plan, spec.workers, spec.run_id, restart)
             self._specs[index] = spec
         p = self._ctx.Process(target=worker_main, args=(spec, self._queue), name=f"recorder-w{index}",
                               daemon=False)
@@ -196,6 +213,9 @@ class Supervisor:
                 if time.monotonic() - started[i] > 60:
                     backoffs[i].reset()
                 delay = backoffs[i].next_delay()
+                if p.exitcode == EXIT_ARCHIVE_BUSY:
+                    log.error("worker %d: its archive root is held by another process (another "
+                              "recorder with the same host name?); retrying in %.1fs", i, delay)
                 log.error("worker %d (pid %s) exited with code %s; restarting in %.1fs",
                           i, p.pid, p.exitcode, delay)
                 self.board.restarts[i] = self.board.restarts.get(i, 0) + 1
@@ -227,7 +247,7 @@ class Supervisor:
             if self.stopping.is_set():
                 return 0
             for wp in self._plan(pairs, products):
-                self._specs[wp.index] = WorkerSpec(self.cfg, wp, self.workers, tuple(pairs), self.run_id)
+                self._specs[wp.index] = WorkerSpec(self.cfg, wp, self.workers, self.run_id)
                 self._spawn(wp.index)
             await self._watch()
             await self._stop_workers()

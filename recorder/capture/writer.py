@@ -1,0 +1,275 @@
+"""A capture worker's archive root, and the one path every frame takes into it.
+
+Layout (decided for the project): each worker *process* owns one complete archive root,
+``<archive_root>/<writer_id>/`` with ``writer_id = <host>-w<k>`` (:func:`writer_id`). Inside it
+the archive's own layout applies (journal segments, Parquet partitions, manifest, pipeline
+state); ``_capture/`` holds capture's own small files (measured rates). Readers treat the
+parent directory as the union of its writer roots (:func:`writer_roots`).
+
+:class:`ArchiveWriter` wraps :class:`recorder.archive.session.ArchiveSession`: every frame,
+received or sent, REST bodies and control markers, goes through :meth:`ArchiveWriter.write`
+(journal first, then the shared pipeline), and the pipeline's signals come back to the caller.
+The session is opened with automatic commits disabled; capture commits explicitly
+(:meth:`ArchiveWriter.commit`) on its schedule, when the buffered Arrow bytes exceed a limit,
+and on shutdown - so that a commit never happens in the middle of a write and a failed commit
+can never swallow the signals of the frame being written.
+
+:class:`DiskGuard` is the pure pause/resume decision of the disk-space guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from recorder.archive.journal import JournalWriteError
+from recorder.archive.session import ArchiveSession
+from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
+from recorder.frames import Frame
+from recorder.pipeline import markers as mk
+from recorder.pipeline.signals import BookDesync, FuturesSeqGap, Signal, TradeIdGap
+
+__all__ = [
+    "writer_id",
+    "writer_roots",
+    "ArchiveWriter",
+    "WriterError",
+    "WriterStats",
+    "DiskGuard",
+    "DiskVerdict",
+    "ArchiveBusyError",
+]
+
+log = logging.getLogger("recorder.capture.writer")
+
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
+#: "Never" for the session's own roll triggers (capture commits explicitly).
+_NO_AUTO_ROLL_ROWS: Final = 1 << 62
+_NO_AUTO_ROLL_S: Final = 10.0**9
+
+
+def writer_id(host: str, index: int) -> str:
+    """``<host>-w<index>``; the host part is made file-name safe (``[A-Za-z0-9_.-]``)."""
+    safe = _UNSAFE.sub("_", host)[:64].strip(".") or "host"
+    return f"{safe}-w{index}"
+
+
+def writer_roots(parent: Path) -> list[Path]:
+    """Every writer root under ``parent`` (directories holding an archive manifest), sorted."""
+    return sorted(p.parent.parent for p in Path(parent).glob("*/_manifest/current.json"))
+
+
+class WriterError(OSError):
+    """The archive could not take a frame or a commit (disk full, I/O error). The journal keeps
+    every frame it accepted; capture pauses and retries (see the disk guard)."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters capture reports (metrics/status). ``checksums_ok`` counts verified Kraken
+    checksums of book/level3/futures epochs as observed by the pipeline."""
+
+    frames: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    checksums_ok: int = 0
+    checksum_failures: int = 0
+    trade_gaps: int = 0
+    seq_gaps: int = 0
+    commits: int = 0
+    commit_s_last: float = 0.0
+    commit_s_max: float = 0.0
+    last_recv_ns: int = 0
+    recovered_frames: int = 0
+
+
+class ArchiveWriter:
+    """One worker's archive root (see module docstring).
+
+    ``roll_bytes``: buffered Arrow bytes that make :attr:`commit_due` true.
+    ``checkpoint_minutes``: the pipeline's book checkpoint interval (applied also to a
+    pipeline restored from a previous commit).
+    """
+
+    def __init__(self, root: Path, *, host: str, fsync_interval_s: float = 1.0,
+                 roll_bytes: int = 128 * 1024 * 1024, checkpoint_minutes: float = 15.0,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.roll_bytes = roll_bytes
+        self.checkpoint_ns = int(checkpoint_minutes * 60e9)
+        self._fsync_interval_s = fsync_interval_s
+        self._clock_ns = clock_ns
+        self.session: ArchiveSession | None = None
+        self.stats = WriterStats()
+        self._seen_ok: dict[tuple[str, str, int], int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> int:
+        """Open the root (writer lock, crash recovery, re-derivation of the journal tail) and
+        journal ProcessStart. Returns the number of journal frames re-derived.
+
+        Raises :class:`ArchiveBusyError` if another process writes this root."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        session = ArchiveSession(
+            self.root, host=self.host, fsync_interval_s=self._fsync_interval_s,
+            clock_ns=self._clock_ns, roll_rows=_NO_AUTO_ROLL_ROWS,
+            roll_bytes=_NO_AUTO_ROLL_ROWS, roll_seconds=_NO_AUTO_ROLL_S,
+            checkpoint_interval_ns=self.checkpoint_ns)
+        # a pipeline restored from a commit keeps its own interval: apply the configured one
+        session.deriver.pipeline.checkpoint_interval_ns = self.checkpoint_ns
+        self.session = session
+        n = session.start()
+        self.stats.recovered_frames = n
+        return n
+
+    @property
+    def run_id(self) -> str:
+        return self.session.run_id if self.session is not None else ""
+
+    def _s(self) -> ArchiveSession:
+        if self.session is None:
+            raise RuntimeError("archive writer is not open")
+        return self.session
+
+    # ------------------------------------------------------------------ data path
+
+    def write(self, frame: Frame) -> list[Signal]:
+        """Journal then derive ``frame``; the pipeline's signals for capture.
+
+        Raises :class:`WriterError` when the journal cannot write (the journal keeps the
+        record in memory and writes it with its next successful flush)."""
+        try:
+            signals = self._s().write(frame)
+        except JournalWriteError as exc:
+            raise WriterError(exc.errno or 0, f"journal: {exc}") from exc
+        st = self.stats
+        st.frames += 1
+        if frame.direction == "in" and frame.stream != "control":
+            st.frames_in += 1
+            st.bytes_in += len(frame.payload)
+            st.last_recv_ns = frame.recv_ns
+        if signals:
+            for sig in signals:
+                t = type(sig)
+                if t is BookDesync:
+                    st.checksum_failures += sig.reason == "checksum_mismatch"  # type: ignore[union-attr]
+                elif t is TradeIdGap:
+                    st.trade_gaps += 1
+                elif t is FuturesSeqGap:
+                    st.seq_gaps += 1
+        return signals
+
+    def marker(self, marker: mk.Marker, conn_id: int = 0) -> list[Signal]:
+        """Journal and derive a control marker."""
+        return self.write(mk.marker_frame(marker, self._clock_ns(), conn_id))
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Arrow bytes waiting for the next commit (rows the pipeline still batches excluded)."""
+        return self._s().deriver.writer.buffered_bytes
+
+    @property
+    def commit_due(self) -> bool:
+        return self.session is not None and self.buffered_bytes >= self.roll_bytes
+
+    def flush_journal(self) -> None:
+        """Make every journaled frame durable now (quiet periods included)."""
+        try:
+            self._s().journal.flush()
+        except JournalWriteError as exc:
+            raise WriterError(exc.errno or 0, f"journal: {exc}") from exc
+
+    def commit(self) -> float:
+        """Seal buffered rows into Parquet and commit them with the journal position (the
+        journal is flushed first). Returns the seconds it took. :class:`WriterError` on I/O
+        failure (nothing committed is touched; the rows stay buffered for the next try)."""
+        t0 = time.perf_counter()
+        try:
+            self._s().deriver.commit()
+        except (ArchiveWriteError, JournalWriteError) as exc:
+            raise WriterError(exc.errno or 0, f"commit: {exc}") from exc
+        dt = time.perf_counter() - t0
+        st = self.stats
+        st.commits += 1
+        st.commit_s_last = dt
+        st.commit_s_max = max(st.commit_s_max, dt)
+        return dt
+
+    def close(self, reason: str) -> None:
+        """Journal ProcessStop, close the journal, write open epochs/gaps, commit, unlock."""
+        s = self.session
+        if s is None:
+            return
+        self.session = None
+        try:
+            s.close(reason)
+        except (ArchiveWriteError, JournalWriteError) as exc:
+            s.deriver.release()
+            raise WriterError(exc.errno or 0, f"close: {exc}") from exc
+
+    def emergency_flush(self) -> None:
+        """Second signal: make the journal durable and close it, nothing else (the next start
+        re-derives everything after the last commit)."""
+        s = self.session
+        if s is not None:
+            s.journal.close()
+
+    # ------------------------------------------------------------------ maintenance
+
+    @property
+    def archive(self) -> Any:
+        """The live :class:`recorder.archive.store.Archive` (for compaction/retention, which
+        must use the writer's own object and lock)."""
+        return self._s().deriver.archive
+
+    # ------------------------------------------------------------------ counters
+
+    def refresh_counters(self) -> None:
+        """Update ``stats.checksums_ok`` from the pipeline's open epochs.
+
+        The pipeline exposes no counters of verified checksums (see the API notes in
+        ``recorder/capture/__init__.py``); this reads each open epoch's ``checksum_ok`` and adds
+        what grew since the last call. Verifications of an epoch that closed between two calls
+        are not counted (a status figure, not an archive fact: ``epochs.checksum_ok`` is)."""
+        s = self.session
+        if s is None:
+            return
+        epochs = getattr(s.deriver.pipeline, "_epochs", {})
+        seen = self._seen_ok
+        fresh: dict[tuple[str, str, int], int] = {}
+        added = 0
+        for ep in list(epochs.values()):
+            ok = getattr(ep, "ok", 0)
+            key = (ep.channel, ep.symbol, ep.epoch)
+            added += max(0, ok - seen.get(key, 0))
+            fresh[key] = ok
+        self._seen_ok = fresh
+        self.stats.checksums_ok += added
+
+
+DiskVerdict = Literal["pause", "resume", "keep"]
+
+
+@dataclass(slots=True)
+class DiskGuard:
+    """Pause below ``min_free`` bytes, resume at or above ``resume_free`` (hysteresis)."""
+
+    min_free: int
+    resume_free: int
+    paused: bool = False
+
+    def check(self, free: int) -> DiskVerdict:
+        if not self.paused and free < self.min_free:
+            self.paused = True
+            return "pause"
+        if self.paused and free >= self.resume_free:
+            self.paused = False
+            return "resume"
+        return "keep"
