@@ -63,6 +63,8 @@ def test_state_contains_books_and_trackers(frames):
     assert all(e.l3 is not None for e in st.epochs if e.channel == "level3")
     assert any(e.last_id is not None for e in st.epochs if e.channel == "trade")
     assert st.conns and st.version == STATE_VERSION
+    assert st.checksums_ok > 0 and st.checksums_failed == 0
+    assert Pipeline.from_state(st, ListSink()).checksums_ok == p.checksums_ok
 
 
 def _archive_with_state(tmp_path: Path) -> Path:

@@ -277,6 +277,10 @@ class Pipeline:
         self.last_recv_ns: int | None = None
         self.frames = 0
         self.messages = 0
+        #: Book messages whose Kraken checksum matched / did not match (cumulative, all
+        #: channels; for capture status; persisted with the state).
+        self.checksums_ok = 0
+        self.checksums_failed = 0
 
     # ------------------------------------------------------------------ state
 
@@ -316,7 +320,8 @@ class Pipeline:
         return PipelineState(
             checkpoint_interval_ns=self.checkpoint_interval_ns, batch_rows=self.batch_rows,
             running=self.running, last_recv_ns=self.last_recv_ns, frames=self.frames,
-            messages=self.messages, precisions=dict(self.precisions),
+            messages=self.messages, checksums_ok=self.checksums_ok,
+            checksums_failed=self.checksums_failed, precisions=dict(self.precisions),
             instruments=[(k[0], k[1], v[0], v[1]) for k, v in self._instr_attrs.items()],
             ack_depth=[(k[0], k[1], v) for k, v in self._ack_depth.items()],
             epochs=epochs, gaps=gaps, conns=conns)
@@ -332,6 +337,8 @@ class Pipeline:
         p.last_recv_ns = state.last_recv_ns
         p.frames = state.frames
         p.messages = state.messages
+        p.checksums_ok = state.checksums_ok
+        p.checksums_failed = state.checksums_failed
         p._instr_attrs = {(k, s): (st, a) for k, s, st, a in state.instruments}
         p._ack_depth = {(c, s): d for c, s, d in state.ack_depth}
         for es in state.epochs:
@@ -811,8 +818,10 @@ class Pipeline:
         ep.end_ns = recv
         if res.match is True:
             ep.ok += 1
+            self.checksums_ok += 1
         elif res.match is False:
             ep.failed += 1
+            self.checksums_failed += 1
         if ev_code == 0:
             if res.ok:
                 self._checkpoint_row(ep, recv, "epoch_start")
@@ -932,8 +941,10 @@ class Pipeline:
         ep.end_ns = recv
         if res.match is True:
             ep.ok += 1
+            self.checksums_ok += 1
         elif res.match is False:
             ep.failed += 1
+            self.checksums_failed += 1
         if snap:
             if res.ok:
                 self._checkpoint_row(ep, recv, "epoch_start")

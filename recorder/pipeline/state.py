@@ -18,7 +18,8 @@ What is kept (and nothing else):
   this minute); ``ack_depth``: depths from subscription acks;
 * ``precisions`` (instrument price/qty decimals), ``instruments`` (last status and attributes
   JSON per (kind, symbol), for change detection);
-* ``running``, ``last_recv_ns``, ``frames``, ``messages`` and the pipeline options.
+* ``running``, ``last_recv_ns``, ``frames``, ``messages``, ``checksums_ok`` /
+  ``checksums_failed`` and the pipeline options.
 
 Rows are never part of the state: a commit always flushes the pipeline first.
 
@@ -136,6 +137,8 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     last_recv_ns: int | None = None
     frames: int = 0
     messages: int = 0
+    checksums_ok: int = 0
+    checksums_failed: int = 0
     #: symbol -> (price_precision, qty_precision)
     precisions: dict[str, tuple[int, int]] = {}
     #: (kind, symbol, status, attributes JSON) of every known asset/pair
