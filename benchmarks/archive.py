@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import zstandard
 
 from benchmarks.harness import Figure

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import zstandard
 
 from recorder.archive.session import Deriver
 from recorder.archive.store import Archive, ArchiveFormatError
@@ -19,8 +20,6 @@ from recorder.pipeline.state import (
     encode_state,
 )
 from tests.archive_helpers import make_sim_record, trade_frame
-
-import zstandard
 
 
 @pytest.fixture(scope="module")

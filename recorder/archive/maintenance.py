@@ -266,12 +266,12 @@ def apply_retention(root: str | os.PathLike[str] | Archive, policy: RetentionPol
             total = sum(p.stat().st_size for p in
                         (jroot / s for s in list_segments(jroot))) - sum(sizes[s]
                                                                           for s in remove)
-            for s in sizes:  # derivation order = oldest first
+            for s, size in sizes.items():  # derivation order = oldest first
                 if total <= policy.journal_max_bytes:
                     break
                 if s not in remove:
                     remove.append(s)
-                    total -= sizes[s]
+                    total -= size
         for s in remove:
             (jroot / s).unlink(missing_ok=True)
             report.journal_segments += 1

@@ -415,7 +415,7 @@ class Archive:
             return
         path = self.root / "_manifest" / "writer.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+b")
+        fh = open(path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -47,9 +47,6 @@ from recorder.pipeline.signals import (
     SubscriptionRejected,
     TradeIdGap,
 )
-from recorder.protocol import futures as fut
-from recorder.protocol import rest
-from recorder.protocol import spot as sp
 from recorder.pipeline.state import (
     ConnState,
     EpochState,
@@ -57,6 +54,9 @@ from recorder.pipeline.state import (
     PipelineState,
     StateError,
 )
+from recorder.protocol import futures as fut
+from recorder.protocol import rest
+from recorder.protocol import spot as sp
 from recorder.protocol.errors import BookError, NumberError
 from recorder.protocol.numbers import decimals_of, to_units, token_to_text
 from recorder.protocol.reject import Reject
