@@ -1,7 +1,7 @@
 """Reproducible profile + fingerprint of the simulator's pure market (no server, no I/O).
 
 ``python -m benchmarks.sim_profile [--seconds 60] [--pairs 150] [--views 120] [--profile]
-[--no-views] [--futures]``
+[--no-views] [--futures] [--serve RATE [--sample|--profile]]``
 
 Scenario (fixed seed): the recorded instrument snapshot narrowed to ``--pairs`` pairs (or a
 generated universe when the fixture is absent), views ``level3`` depth 10 + ``book`` depth 10 +
@@ -15,6 +15,10 @@ run it before and after and compare.
 ``--sample`` instead samples the running stack every 0.5 ms of CPU time (``ITIMER_PROF``),
 which has no per-call overhead and so does not inflate small functions, and prints the
 hottest lines (self) and functions (inclusive).
+
+``--serve RATE`` profiles the *serving* path instead: a :class:`SimServer` in this process at
+market rate RATE serving the loopback benchmark's clients (a subprocess) for ``--seconds``
+wall seconds; prints frames/s received and this process's CPU share.
 """
 
 from __future__ import annotations
@@ -33,13 +37,67 @@ from recorder.sim.events import encode_event
 from recorder.sim.market import SpotMarket
 from recorder.sim.universe import load_universe
 
-__all__ = ["FIXTURE", "SEED", "START_NS", "build_market", "run_scenario"]
+__all__ = ["FIXTURE", "LOOPBACK_CLIENT", "SEED", "START_NS", "build_market", "run_scenario"]
 
 FIXTURE = Path("/work/shared/fixtures/kraken/kraken-data-recorder/instrument_snapshot.json")
 SEED = 7
 #: 2025-01-01T00:00:00Z
 START_NS = 1_735_689_600_000_000_000
 STEP_NS = 10_000_000
+
+
+#: The loopback client process (argv: urls symbols clients warm window key secret share):
+#: per client one ``/v2`` connection with ``book`` depth 10 + ``trade`` and one ``/l3/v2``
+#: connection with ``level3`` depth 10; ``share`` ``split`` deals the symbols round-robin
+#: (every frame the market renders is delivered once), ``all`` gives every client every
+#: symbol (each frame delivered ``clients`` times: the server's fan-out). Prints
+#: ``{"window": "start"}`` when the counting window opens (so the caller can read the server's
+#: CPU time over exactly the window), then ``{"rate", "frames", "cpu_s"}`` (frames/s received,
+#: frames, this process's CPU seconds in the window).
+LOOPBACK_CLIENT = r'''
+import asyncio, json, sys, time
+import aiohttp
+from recorder.protocol.signing import spot_sign_headers
+
+async def main(urls, symbols, clients, warm, window, key, secret, share):
+    counts = [0]
+    async def reader(ws):
+        async for msg in ws:
+            counts[0] += 1
+    async with aiohttp.ClientSession() as session:
+        nonce = int(time.time() * 1000)
+        body = f"nonce={nonce}"
+        headers = spot_sign_headers(key, secret, "/0/private/GetWebSocketsToken", nonce, body)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        async with session.post(urls["rest"] + "/0/private/GetWebSocketsToken", data=body,
+                                headers=headers) as r:
+            token = (await r.json())["result"]["token"]
+        tasks = []
+        for i in range(clients):
+            part = symbols[i::clients] if share == "split" else symbols
+            ws = await session.ws_connect(urls["spot_ws"], max_msg_size=0)
+            for ch, extra in (("book", {"depth": 10}), ("trade", {})):
+                await ws.send_str(json.dumps({"method": "subscribe", "params": {
+                    "channel": ch, "symbol": part, **extra}}))
+            tasks.append(asyncio.ensure_future(reader(ws)))
+            l3 = await session.ws_connect(urls["l3_ws"], max_msg_size=0)
+            await l3.send_str(json.dumps({"method": "subscribe", "params": {
+                "channel": "level3", "symbol": part, "depth": 10, "token": token}}))
+            tasks.append(asyncio.ensure_future(reader(l3)))
+        await asyncio.sleep(warm)
+        print(json.dumps({"window": "start"}), flush=True)
+        c0, t0, p0 = counts[0], time.perf_counter(), time.process_time()
+        await asyncio.sleep(window)
+        c1, t1, p1 = counts[0], time.perf_counter(), time.process_time()
+        print(json.dumps({"rate": (c1 - c0) / (t1 - t0), "frames": c1 - c0, "cpu_s": p1 - p0,
+                          "wall_s": t1 - t0}), flush=True)
+        for t in tasks:
+            t.cancel()
+
+urls, symbols = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+asyncio.run(main(urls, symbols, int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]),
+                 sys.argv[6], sys.argv[7], sys.argv[8] if len(sys.argv) > 8 else "split"))
+'''
 
 
 def load(pairs: int) -> Any:
@@ -170,6 +228,62 @@ def sampled(run: Any, *, interval_s: float = 0.0005, top: int = 25) -> Any:
     return result
 
 
+def serve_scenario(*, rate: float, seconds: float, warm: float = 3.0, pairs: int = 150,
+                   views: int = 120, clients: int = 4, share: str = "split",
+                   profile: str | None = None) -> dict[str, Any]:
+    """Serve from *this* process (so it can be profiled) to :data:`LOOPBACK_CLIENT` in a
+    subprocess: the loopback benchmark's workload. ``profile`` is None, ``"cprofile"`` or
+    ``"sample"`` (the profile covers the whole run, connects and snapshots included).
+    Returns the client's rate, this process's CPU share over the run and the server stats."""
+    import asyncio
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from recorder.sim.server import SimConfig, SimServer
+
+    secret = "c2ltLWJlbmNoLXNlY3JldC1zaW0tYmVuY2gtc2VjcmV0LXNpbS1iZW5jaC1zZWNyZXQ="
+    universe = load_universe(FIXTURE if FIXTURE.exists() else None, pairs=pairs,
+                             futures_path=None, seed=5)
+    symbols = [p.symbol for p in universe.pairs][:views]
+    config = SimConfig(port=0, seed=5, rate=rate, keys={"BENCH": secret}, send_queue=1_000_000,
+                       l3_budget=100_000, msg_rate=100_000)
+
+    async def run() -> dict[str, Any]:
+        server = SimServer(config, universe)
+        urls = await server.start()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", LOOPBACK_CLIENT, json.dumps(urls), json.dumps(symbols),
+            str(clients), str(warm), str(seconds), "BENCH", secret, share,
+            stdout=subprocess.PIPE, env=env)
+        assert proc.stdout is not None
+        await proc.stdout.readline()  # {"window": "start"}
+        cpu0, sent0 = time.process_time(), server.stats["frames_sent"]
+        line = await proc.stdout.readline()
+        cpu = time.process_time() - cpu0
+        sent = server.stats["frames_sent"] - sent0
+        await proc.wait()
+        stats = dict(server.stats)
+        await server.stop()
+        result = json.loads(line)
+        return {**result, "cpu_pct": 100 * cpu / result["wall_s"],
+                "us_per_frame": 1e6 * cpu / max(1, sent), "stats": stats}
+
+    if profile == "cprofile":
+        prof = cProfile.Profile()
+        prof.enable()
+        res = asyncio.run(run())
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+    elif profile == "sample":
+        res = sampled(lambda: asyncio.run(run()), top=40)
+    else:
+        res = asyncio.run(run())
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sim_profile", description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -181,7 +295,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--futures", action="store_true", help="also print the futures fingerprint")
     parser.add_argument("--all-views", action="store_true",
                         help="every channel variant on the view pairs (fingerprint coverage)")
+    parser.add_argument("--serve", type=float, default=None, metavar="RATE",
+                        help="profile the serving path instead: an in-process SimServer at "
+                             "--rate RATE to loopback clients in a subprocess for --seconds "
+                             "wall seconds (with --profile or --sample)")
+    parser.add_argument("--share", choices=("split", "all"), default="split",
+                        help="--serve: deal the symbols over the clients or give each all")
     args = parser.parse_args(argv)
+    if args.serve is not None:
+        mode = "cprofile" if args.profile else "sample" if args.sample else None
+        res = serve_scenario(rate=args.serve, seconds=args.seconds, pairs=args.pairs,
+                             views=args.views, share=args.share, profile=mode)
+        print(f"serve rate={args.serve:g} share={args.share}: {res['rate']:,.0f} frames/s "
+              f"received; in the window server CPU {res['cpu_pct']:.0f}% = "
+              f"{res['us_per_frame']:.1f} us per frame sent, client CPU "
+              f"{100 * res['cpu_s'] / res['wall_s']:.0f}%; stats {res['stats']}")
+        return 0
     universe = load(args.pairs)
     views = 0 if args.no_views else args.views
     if args.profile:
