@@ -404,6 +404,55 @@ def test_futures_ws_and_rest() -> None:
     run(scenario())
 
 
+# --- framing ---------------------------------------------------------------------------------------
+
+
+def _parse_server_frames(data: bytes) -> list[tuple[int, str]]:
+    """RFC 6455 frames sent by a server (unmasked): [(first byte, text)], all bytes consumed."""
+    out, i = [], 0
+    while i < len(data):
+        b0, b1 = data[i], data[i + 1]
+        assert b1 & 0x80 == 0  # server frames are never masked
+        n, i = b1 & 0x7F, i + 2
+        if n == 126:
+            n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+        out.append((b0, data[i:i + n].decode()))
+        i += n
+    return out
+
+
+def test_text_frames_are_framed_per_rfc6455_at_every_length_boundary() -> None:
+    from recorder.sim.spot_ws import encode_text_frames
+
+    # 7-bit maximum, 16-bit minimum, 16-bit maximum (in UTF-8 bytes, not characters), 64-bit
+    texts = ["", "x" * 125, "y" * 126, "\u00e9" * 40 + "z" * (65_535 - 80), "w" * 65_536,
+             "v" * 70_000]
+    assert len(texts[3].encode()) == 65_535
+    assert _parse_server_frames(encode_text_frames(texts)) == [(0x81, t) for t in texts]
+    assert encode_text_frames([]) == b""
+
+
+def test_permessage_deflate_is_never_negotiated_and_large_frames_arrive_intact() -> None:
+    async def scenario() -> None:
+        async with serving(pairs=4) as (server, urls), aiohttp.ClientSession() as session:
+            async with session.ws_connect(urls["spot_ws"], compress=15, max_msg_size=0) as ws:
+                assert "Sec-WebSocket-Extensions" not in ws._response.headers  # noqa: SLF001
+                assert ws.compress == 0
+                assert (await recv_json(ws))["channel"] == "status"
+                await ws.send_json({"method": "subscribe", "params": {
+                    "channel": "book", "depth": 1000, "symbol": list(server.pairs)}})
+                snaps = []
+                while len(snaps) < len(server.pairs):
+                    m = await recv_json(ws)
+                    if m.get("type") == "snapshot":
+                        snaps.append(m)
+                assert all(len(s["data"][0]["bids"]) > 10 for s in snaps)
+
+    run(scenario())
+
+
 # --- slow consumers --------------------------------------------------------------------------------
 
 

@@ -228,9 +228,14 @@ class SimServer:
     # --- the clock ---------------------------------------------------------------------------
 
     async def _clock(self) -> None:
-        """Advance in slices of at most ``4 * tick_s`` of exchange time, yielding in between,
-        so that writers and readers keep running when the market cannot keep up with the wall
-        clock (the lag is reported in ``stats["lag_ms"]``)."""
+        """Advance the markets to the wall clock every ``tick_s``.
+
+        When the market cannot keep up (a step takes longer than the time it covers), advance
+        in slices of at most ``4 * tick_s`` of exchange time and only yield one loop iteration
+        between slices (``sleep(0)``: readers, flushes and timers run, no idle wait) until the
+        clock has caught up; the lag is reported in ``stats["lag_ms"]``. Frames rendered by a
+        step reach the sockets in the same loop iteration (see
+        :class:`recorder.sim.spot_ws.Connection`)."""
         tick = self.config.tick_s
         max_slice = int(tick * 4e9)
         target = self.start_ns
@@ -244,7 +249,7 @@ class SimServer:
                 raise
             lag = now - target
             self.stats["lag_ms"] = lag // 1_000_000
-            await asyncio.sleep(tick)  # always leave writers time, even when lagging
+            await asyncio.sleep(0 if lag > 0 else tick)
 
     def step(self, now_ns: int) -> None:
         """Advance both markets to ``now_ns``, record truth, fan out frames, fire faults.

@@ -1,7 +1,8 @@
 """Spot WS v2 endpoints (``/v2`` public, ``/l3/v2`` level3) and the per-connection send machinery.
 
-:class:`Connection` owns one WebSocket: a bounded send queue drained by a writer task (so a
-slow reader only hurts itself: when its queue overflows it is disconnected and recorded),
+:class:`Connection` owns one WebSocket: an ordered list of pending frames written to the
+transport in batches, pre-framed (see :func:`encode_text_frames` and the class docstring; a
+slow reader only hurts itself: when too many frames wait it is disconnected and recorded),
 per-connection fault application (drop/duplicate/reorder/corrupt/malformed/stall/close),
 heartbeats (spot: ``{"channel":"heartbeat"}`` about once per ``heartbeat_s`` when something is
 subscribed and nothing else was sent), the idle timeout and the request-rate limit.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import struct
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,7 +30,7 @@ from recorder.sim.server import SIM_KEY, rfc3339_us
 if TYPE_CHECKING:
     from recorder.sim.server import SimServer
 
-__all__ = ["Connection", "SpotConnection", "spot_handler", "l3_handler"]
+__all__ = ["Connection", "SpotConnection", "encode_text_frames", "spot_handler", "l3_handler"]
 
 _ENC: Final = msgspec.json.Encoder(order="sorted")
 _DEC: Final = msgspec.json.Decoder()
@@ -59,8 +61,63 @@ ERR_TOKEN: Final = "EAPI:Invalid token"
 ERR_L3_SYMBOLS: Final = "Exceeded maximum number of symbols per connection"
 
 
+def encode_text_frames(frames: list[str]) -> bytes:
+    """Frame ``frames`` as consecutive server-to-client WebSocket text frames (RFC 6455 §5.2).
+
+    Each frame is ``FIN=1, RSV=0, opcode=0x1`` (byte ``0x81``), then the payload length --
+    7 bits if < 126, else 126 and a 16-bit big-endian length if < 65536, else 127 and a 64-bit
+    big-endian length -- with the MASK bit clear (servers never mask), then the UTF-8 payload.
+    No extension data: the endpoints never negotiate ``permessage-deflate`` (``compress=False``
+    below), so RSV1 is never set and the payload is the text as is.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    small = _SMALL_HEADERS
+    for frame in frames:
+        data = frame.encode()
+        n = len(data)
+        if n < 126:
+            append(small[n])
+        elif n < 65536:
+            append(_HEADER16(0x81, 126, n))
+        else:
+            append(_HEADER64(0x81, 127, n))
+        append(data)
+    return b"".join(parts)
+
+
+_SMALL_HEADERS: Final = tuple(bytes((0x81, n)) for n in range(126))
+_HEADER16: Final = struct.Struct("!BBH").pack
+_HEADER64: Final = struct.Struct("!BBQ").pack
+
+#: Bytes the transport may hold unsent before a connection stops taking new writes (its
+#: frames then wait in the pending list, where ``send_queue`` bounds them).
+WRITE_BUFFER_LIMIT: Final = 256 * 1024
+#: How often a connection blocked by a full transport buffer retries.
+BACKPRESSURE_POLL_S: Final = 0.005
+
+
 class Connection:
-    """One client WebSocket: send queue, writer task, faults, heartbeat, liveness."""
+    """One client WebSocket: pending frames, batched writes, faults, heartbeat, liveness.
+
+    Sending. Every outgoing frame (control replies, data, heartbeats) is appended to the
+    connection's *pending* list, in order; the first append of a loop iteration schedules one
+    :meth:`_flush` (``loop.call_soon``) which frames everything pending with
+    :func:`encode_text_frames` and hands it to the transport in a single ``write`` -- a clock
+    tick's worth of frames costs one syscall, not one coroutine and one ``send_str`` each.
+    aiohttp still owns the handshake, the reader, ping/pong and close frames; its writes are
+    whole frames from the same thread, so they interleave with ours only at frame boundaries.
+
+    Backpressure. A flush writes only while the transport's unsent buffer is at most
+    :data:`WRITE_BUFFER_LIMIT` bytes (the kernel socket buffer is full beyond that); otherwise
+    frames stay pending and the pacer task retries every :data:`BACKPRESSURE_POLL_S`. A
+    connection that cannot drain (transport over the limit, or stalled by a fault) while more
+    than ``send_queue`` frames are pending is a slow consumer: it is aborted and recorded,
+    and nobody else waits for it.
+
+    The pacer task (:meth:`pacer_loop`) only handles time: the end of a stall, backpressure
+    retries, heartbeats, and the release of a reordered frame that nothing followed.
+    """
 
     endpoint: str = "spot"
     #: spot: heartbeat only after ``heartbeat_s`` of silence; futures: on a fixed timer
@@ -71,7 +128,11 @@ class Connection:
         self.ws = ws
         self.transport = transport
         self.id = sim.new_connection_id()
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=sim.config.send_queue)
+        self._loop = asyncio.get_running_loop()
+        self._send_queue = sim.config.send_queue
+        self._pending: list[str] = []
+        self._flush_armed = False
+        self._kick = asyncio.Event()
         #: (channel, symbol) -> subscription key (one per symbol per channel, as Kraken)
         self.subs: dict[tuple[str, str | None], tuple] = {}
         self._held: str | None = None
@@ -121,18 +182,57 @@ class Connection:
 
     # --- sending ------------------------------------------------------------------------------
 
+    def _draining(self) -> bool:
+        """Can pending frames go out now (not stalled, transport buffer within the limit)?"""
+        if time.monotonic() < self._stall_until:
+            return False
+        transport = self.transport
+        return transport is None or transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT
+
+    def _too_slow(self) -> None:
+        self.sim.stats["slow_disconnects"] += 1
+        self.sim.record("slow_consumer", conn=self.id, endpoint=self.endpoint,
+                        queued=len(self._pending))
+        self.abort()
+
     def _put(self, frame: str) -> bool:
+        """Queue one frame (in order) and make sure a flush is scheduled; False if closed or
+        dropped as a slow consumer."""
         if self.closed:
             return False
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.sim.stats["slow_disconnects"] += 1
-            self.sim.record("slow_consumer", conn=self.id, endpoint=self.endpoint,
-                            queued=self.queue.qsize())
-            self.abort()
+        pending = self._pending
+        pending.append(frame)
+        if len(pending) > self._send_queue and not self._draining():
+            self._too_slow()
             return False
+        if not self._flush_armed:
+            self._flush_armed = True
+            self._loop.call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        """Write every pending frame in one transport write, unless stalled or backpressured
+        (then the pacer retries; see the class docstring)."""
+        self._flush_armed = False
+        pending = self._pending
+        if not pending or self.closed or self.ws.closed:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if time.monotonic() < self._stall_until:
+            return  # the pacer flushes when the stall ends
+        if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            if len(pending) > self._send_queue:
+                self._too_slow()
+            else:
+                self._kick.set()
+            return
+        self._pending = []
+        transport.write(encode_text_frames(pending))
+        self.sent += len(pending)
+        self.sim.stats["frames_sent"] += len(pending)
+        self._last_sent = time.monotonic()
 
     def send_control(self, message: dict[str, Any]) -> None:
         """An ack/error/pong: never subject to data faults."""
@@ -166,16 +266,17 @@ class Connection:
 
     def stall(self, seconds: float) -> None:
         self._stall_until = max(self._stall_until, time.monotonic() + seconds)
+        self._kick.set()
 
     def abort(self) -> None:
         """Close the TCP connection abruptly (no WebSocket close frame)."""
         if self.closed:
             return
         self.closed = True
+        self._pending = []
         if self.transport is not None:
             self.transport.abort()
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self._kick.set()
 
     async def shutdown(self, code: int = 1001) -> None:
         """Clean close (server shutdown)."""
@@ -184,58 +285,70 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self.ws.close(code=code, message=b"server shutdown")
 
-    async def writer_loop(self) -> None:
-        ws = self.ws
-        stats = self.sim.stats
-        while True:
+    def _heartbeat_delay(self, now: float) -> float:
+        if self.heartbeat_when_silent:
+            return max(0.05, self._last_sent + self.heartbeat_s - now)
+        return max(0.0, self._last_beat + self.heartbeat_s - now)
+
+    async def pacer_loop(self) -> None:
+        """The connection's timers: stall end, backpressure retry, heartbeats, reorder release.
+
+        Spot heartbeats go out after ``heartbeat_s`` without any frame sent (only while
+        subscribed, never while stalled, data faults apply to them); a reordered frame that
+        nothing followed within that time is released instead. Futures heartbeats go out on a
+        fixed ``heartbeat_s`` timer (when the ``heartbeat`` feed is subscribed)."""
+        kick = self._kick
+        while not self.closed and not self.ws.closed:
             now = time.monotonic()
             if now < self._stall_until:
-                await asyncio.sleep(self._stall_until - now)
+                delay = self._stall_until - now
+            else:
+                if self._pending:
+                    self._flush()
+                    if self.closed:
+                        return
+                delay = self._heartbeat_delay(now)
+                if self._pending:  # still blocked by a full transport buffer
+                    delay = min(delay, BACKPRESSURE_POLL_S)
+            kick.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await kick.wait()
+                continue  # kicked: re-evaluate
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if now < self._stall_until or self.closed:
                 continue
-            if not self.heartbeat_when_silent and now - self._last_beat >= self.heartbeat_s:
+            if self.heartbeat_when_silent:
+                if self._pending or now < self._last_sent + self.heartbeat_s:
+                    continue
+                self._silent_beat()
+            elif now >= self._last_beat + self.heartbeat_s:
                 self._last_beat = now
                 beat = self.heartbeat_frame()
-                if beat is not None and not ws.closed:
-                    try:
-                        await ws.send_str(beat)
-                    except (ConnectionError, RuntimeError):
-                        return
-                    self.sent += 1
-                    stats["frames_sent"] += 1
-                continue
-            base = self._last_sent if self.heartbeat_when_silent else self._last_beat
-            timeout = max(0.05, base + self.heartbeat_s - now)
-            try:
-                frame = await asyncio.wait_for(self.queue.get(), timeout)
-            except TimeoutError:
-                if not self.heartbeat_when_silent:
-                    continue
-                if self._held is not None:  # nothing followed a reordered frame: release it
-                    frame, self._held = self._held, None
-                else:
-                    beat = self.heartbeat_frame()
-                    if beat is None or time.monotonic() < self._stall_until:
-                        self._last_sent = time.monotonic()
-                        continue
-                    frame = beat
-                    if self.sim.faults.active:
-                        verdict = self.sim.faults.on_frame(frame, conn=self.id, endpoint=self.endpoint,
-                                                           channel="heartbeat", symbol=None)
-                        if not verdict.frames:
-                            self._last_sent = time.monotonic()
-                            continue
-                        frame = verdict.frames[0]
-            if frame is None or ws.closed:
+                if beat is not None:
+                    self._put(beat)
+
+    def _silent_beat(self) -> None:
+        """``heartbeat_s`` without a frame: release a held (reordered) frame, or heartbeat."""
+        if self._held is not None:  # nothing followed a reordered frame: release it
+            frame, self._held = self._held, None
+        else:
+            beat = self.heartbeat_frame()
+            if beat is None:
+                self._last_sent = time.monotonic()
                 return
-            if time.monotonic() < self._stall_until:
-                await asyncio.sleep(self._stall_until - time.monotonic())
-            try:
-                await ws.send_str(frame)
-            except (ConnectionError, RuntimeError):
-                return
-            self.sent += 1
-            stats["frames_sent"] += 1
-            self._last_sent = time.monotonic()
+            frame = beat
+            if self.sim.faults.active:
+                verdict = self.sim.faults.on_frame(frame, conn=self.id, endpoint=self.endpoint,
+                                                   channel="heartbeat", symbol=None)
+                if not verdict.frames:
+                    self._last_sent = time.monotonic()
+                    return
+                frame = verdict.frames[0]
+        self._put(frame)
+        self._flush()
 
     # --- receiving ------------------------------------------------------------------------------
 
@@ -271,7 +384,7 @@ async def serve_connection(request: web.Request, conn_cls: type[Connection]) -> 
     sim.connections[conn.id] = conn
     sim.stats["connections"] += 1
     sim.record("connect", conn=conn.id, endpoint=endpoint, peer=request.remote)
-    conn.writer = asyncio.create_task(conn.writer_loop(), name=f"sim-writer-{conn.id}")
+    conn.writer = asyncio.create_task(conn.pacer_loop(), name=f"sim-pacer-{conn.id}")
     reason = "closed"
     try:
         conn.greeting()
@@ -505,6 +618,7 @@ class L3Connection(SpotConnection):
                 conn=self.id, symbol=symbols[0]):
             error = ERR_TOKEN
         if error is None and method == "subscribe":
+            self._refill_budget()
             new = {s for s in symbols if ("level3", s) not in self.subs}
             if len(self.subs) + len(new) > self.sim.config.l3_max_symbols:
                 error = ERR_L3_SYMBOLS
@@ -514,12 +628,17 @@ class L3Connection(SpotConnection):
             self._error(method, req_id, time_in, error, symbol)
         return False
 
-    def admit(self, symbol: str, result: dict[str, Any]) -> str | None:
-        """Spend the subscription cost of one symbol from the per-second budget."""
+    def _refill_budget(self) -> None:
+        """Credit the budget for the time since the last request (at most one second's worth).
+        Done once per request, at its arrival, so that the time spent rendering the snapshots
+        of a long symbol list does not buy extra subscriptions within that same request."""
         now = time.monotonic()
         cap = float(self.sim.config.l3_budget)
         self._budget = min(cap, self._budget + (now - self._budget_at) * cap)
         self._budget_at = now
+
+    def admit(self, symbol: str, result: dict[str, Any]) -> str | None:
+        """Spend the subscription cost of one symbol from the per-second budget."""
         cost = L3_COST[result["depth"]]
         if self._budget < cost:
             self.sim.record("l3_budget", conn=self.id, symbol=symbol, budget=self._budget)
