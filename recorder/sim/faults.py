@@ -273,6 +273,9 @@ class FaultPlan:
         self._sink = sink
         self.rules: list[FaultRule] = []
         self.injected = 0
+        #: (endpoint, channel, symbol) -> may a rule act on such a data frame? (see
+        #: :meth:`affects_frames`; rebuilt whenever the rules change)
+        self._frame_filter: dict[tuple[str, str | None, str | None], bool] = {}
         self.add(rules, relative_to_now=False)
 
     # --- management -------------------------------------------------------------------------
@@ -288,9 +291,29 @@ class FaultPlan:
             if rule.scheduled:
                 rule._next_s = origin + (rule.at if rule.at is not None else rule.every or 0.0)
             self.rules.append(rule)
+        self._frame_filter = {}
 
     def clear(self) -> None:
         self.rules.clear()
+        self._frame_filter = {}
+
+    @staticmethod
+    def _acts_on_frames(rule: FaultRule) -> bool:
+        return rule.kind in FRAME_KINDS or (rule.kind in CONNECTION_KINDS and rule.rate is not None)
+
+    def affects_frames(self, endpoint: str, channel: str | None, symbol: str | None) -> bool:
+        """Could any rule act on a data frame of this endpoint/channel/symbol?
+
+        False means :meth:`on_frame` would return the frame unchanged without touching any
+        rule or the RNG, so the caller may skip it. Memoised per triple until the rules
+        change (exhausted rules still count: :meth:`on_frame` skips them itself)."""
+        where = (endpoint, channel, symbol)
+        hit = self._frame_filter.get(where)
+        if hit is None:
+            hit = any(self._acts_on_frames(r) and r.matches(endpoint, channel, symbol)
+                      for r in self.rules)
+            self._frame_filter[where] = hit
+        return hit
 
     def describe(self) -> list[dict[str, Any]]:
         return [r.describe() for r in self.rules]
@@ -371,7 +394,7 @@ class FaultPlan:
         where = {"conn": conn, "endpoint": endpoint, "channel": channel, "symbol": symbol}
         for rule in self.rules:
             kind = rule.kind
-            if kind not in FRAME_KINDS and not (kind in CONNECTION_KINDS and rule.rate is not None):
+            if not self._acts_on_frames(rule):
                 continue
             if not rule.matches(endpoint, channel, symbol) or not self._hits(rule, now):
                 continue

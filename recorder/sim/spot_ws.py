@@ -243,13 +243,14 @@ class Connection:
         if self.closed:
             return
         plan = self.sim.faults
-        if not plan.active:
+        symbol = key[1] if len(key) > 1 else None
+        if not plan.active or not plan.affects_frames(self.endpoint, key[0], symbol):
             if self._put(frame) and self._held is not None:
                 held, self._held = self._held, None
                 self._put(held)
             return
         verdict = plan.on_frame(frame, conn=self.id, endpoint=self.endpoint,
-                                channel=key[0], symbol=key[1] if len(key) > 1 else None)
+                                channel=key[0], symbol=symbol)
         for out in verdict.frames:
             self._put(out)
         if verdict.frames and self._held is not None:
