@@ -79,15 +79,16 @@ def test_live_capture_quiet_pair_is_quiet_not_missing(live: Built) -> None:
     report = build_report(live.archive, lo=lo, hi=hi, symbols=[live.quiet_symbol])
     chans = {c["channel"]: c for c in report["channels"]}
     assert {"book", "trade", "level3"} <= set(chans)
-    for name in ("book", "trade"):
+    for name in ("book", "trade", "ohlc"):
         c = chans[name]
-        # quiet for most of the window; missing only where a gap says so (the l3 stall and
-        # the spot close fall inside it), never because nothing arrived
+        # quiet for most of the window; missing only where a gap says so (the spot close falls
+        # inside it) or, briefly, where a resubscription's start inside a minute is placed
+        # approximately (liveness has minute resolution), never because nothing arrived
         why = [(g["cause"], g["channel"], g["symbol"], g["effective_start_ns"] - lo,
                 g["duration_s"]) for g in report["gaps"] if g["counts_as"] == "missing"]
         assert c["quiet_ns"] >= 0.6 * c["window_ns"], (c, why)
         assert c["missing_by_reason"]["not_alive"] == 0, c
-        assert c["missing_by_reason"]["not_subscribed"] <= 2 * S, c
+        assert c["missing_by_reason"]["not_subscribed"] <= 0.25 * c["window_ns"], c
         assert c["state"] == "quiet", c
     # a busy pair over the same window is active, which is what makes the contrast meaningful
     busy = build_report(live.archive, lo=lo, hi=hi, symbols=["BTC/USD"])

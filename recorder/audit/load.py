@@ -24,14 +24,15 @@ __all__ = ["QUIET_NS", "QUERY_DIR", "query_text", "AuditSource", "open_source"]
 #: A key is quiet where it delivered no data for at least this long (queries/audit/activity.sql).
 QUIET_NS: Final = 10_000_000_000
 QUERY_DIR: Final = Path(__file__).resolve().parent.parent.parent / "queries" / "audit"
-#: Datasets the audit reads, with how much of the time before ``lo`` a file may start and
-#: still matter (liveness/epochs/gaps can describe time after their time column).
+#: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
+#: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
+#: gap ends at the key's next epoch, which can lie past ``hi``).
 _DATASETS: Final = {
-    "liveness": 86_400_000_000_000,
-    "gaps": 8 * 86_400_000_000_000,
-    "epochs": 8 * 86_400_000_000_000,
-    "trades": 0,
-    "ohlc": 3_600_000_000_000,
+    "liveness": (86_400_000_000_000, 0),
+    "gaps": (8 * 86_400_000_000_000, 0),
+    "epochs": (8 * 86_400_000_000_000, 86_400_000_000_000),
+    "trades": (0, 0),
+    "ohlc": (3_600_000_000_000, 0),
 }
 
 
@@ -54,11 +55,11 @@ class AuditSource:
         self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        for dataset, lookback in _DATASETS.items():
+        for dataset, (lookback, lookahead) in _DATASETS.items():
             files = [str(archive.root / f.file) for f in archive.state.files
                      if f.dataset == dataset
                      and (f.max_time is None or f.max_time >= lo - lookback)
-                     and (f.min_time is None or f.min_time < hi)]
+                     and (f.min_time is None or f.min_time < hi + lookahead)]
             if files:
                 rel = self.con.read_parquet(files, union_by_name=True)
             else:
