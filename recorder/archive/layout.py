@@ -2,11 +2,15 @@
 
 Layout under the archive root::
 
-    journal/<YYYY-MM-DD>/<host>-<start_ns>-<run>-<n>.kjz      raw journal segments
-    data/dataset=<name>/date=<YYYY-MM-DD>/part-<commit>-<n>.parquet
+    journal/<YYYY-MM-DD>/<host>-<start_ns>-<run>-<n>.kjz      raw journal segments (format 2)
+    journal/ingest/<digest>/...kjz                            segments converted by ingest
+    data/dataset=<name>/date=<YYYY-MM-DD>/part-<commit>-<n>.parquet     rolling files
+    data/dataset=<name>/date=<YYYY-MM-DD>/compact-<commit>-<n>.parquet  compacted (sorted)
     _manifest/current.json      committed state (files, journal positions, sources)
     _manifest/manifest.parquet  one row per live data file (for pruning)
-    _state/pipeline-<commit>.state  pipeline state at that commit (msgpack, crash recovery)
+    _manifest/writer.lock       flock held by the one committing process
+    _state/pipeline-<commit>.state  pipeline state at that commit (msgpack, crash recovery;
+                                    see recorder.pipeline.state)
 
 Symbols never appear in paths (they live in the files and the manifest); where a symbol must
 name something on disk, :func:`encode_component` gives an injective, portable encoding.
