@@ -15,9 +15,11 @@ Endpoints (all on ``http://HOST:PORT`` / ``ws://HOST:PORT``):
 =========================================  ================================================
 
 A clock task advances both markets every ``tick_s`` to the wall clock, writes the ground-truth
-events, and fans the markets' shared update frames out to per-connection bounded send queues
-(a client whose queue overflows is disconnected and recorded; others are unaffected). Faults
-are decided per connection by :class:`recorder.sim.faults.FaultPlan`.
+events, and fans the markets' shared update frames out to the subscribed connections, whose
+pending frames are written in one pre-framed transport write per loop iteration (see
+:class:`recorder.sim.spot_ws.Connection`: a client that cannot drain while more than
+``send_queue`` frames wait is disconnected and recorded; others are unaffected). Faults are
+decided per connection by :class:`recorder.sim.faults.FaultPlan`.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class SimConfig:
     futures_heartbeat_s: float = 1.0
     idle_timeout_s: float = 60.0  #: close a WS after this long without client traffic
     msg_rate: int = 50  #: client requests per second per connection before ``Exceeded msg rate``
-    send_queue: int = 50_000  #: frames queued per connection before it is dropped as too slow
+    send_queue: int = 50_000  #: frames pending on a connection that cannot drain before it is dropped as too slow
     l3_max_symbols: int = 200
     l3_budget: int = 200  #: level3 subscription cost budget per second (cost 5/25/100)
     token_ttl_s: float = 900.0
