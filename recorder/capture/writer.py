@@ -33,6 +33,7 @@ from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
 from recorder.pipeline.signals import BookDesync, FuturesSeqGap, Signal, TradeIdGap
+from recorder.roots import child_roots
 
 __all__ = [
     "writer_id",
@@ -60,8 +61,9 @@ def writer_id(host: str, index: int) -> str:
 
 
 def writer_roots(parent: Path) -> list[Path]:
-    """Every writer root under ``parent`` (directories holding an archive manifest), sorted."""
-    return sorted(p.parent.parent for p in Path(parent).glob("*/_manifest/current.json"))
+    """Every writer root under ``parent`` (directories holding ``_manifest/``), sorted; the
+    discovery rule is :func:`recorder.roots.child_roots`."""
+    return child_roots(parent)
 
 
 class WriterError(OSError):

@@ -1,7 +1,8 @@
 """``recorder.Archive``: the researcher's entry point to a recorded archive.
 
     >>> from recorder import Archive
-    >>> ar = Archive("/data/kraken")
+    >>> ar = Archive("/data/kraken")          # one root, or the parent of capture's roots
+    >>> ar = Archive(["/mnt/a", "/mnt/b"])    # several roots/parents, merged
     >>> ar.sql("SELECT symbol, count(*) FROM trades WHERE symbol = ? GROUP BY ALL", ["BTC/USD"])
     >>> b = ar.book_at("BTC/USD", "2025-01-01T12:00:00Z", channel="book", depth=25)
     >>> b.frame, b.epoch, b.checksum, b.checksum_ok
@@ -12,8 +13,16 @@ macros (``queries/*.sql``, run in file-name order against raw relations ``raw_<d
 built from the manifest's live files). Values are always bound as parameters
 (``?``/``$name``), never formatted into SQL.
 
-An :class:`Archive` reads one snapshot of the manifest (``_manifest/current.json``) when it
-is opened; :meth:`Archive.refresh` picks up newer commits.
+**Several roots.** Capture writes one complete archive root per worker process
+(``<archive>/<host>-w<k>/``), and several hosts may share a parent. An :class:`Archive` opens
+whatever :func:`recorder.roots.archive_roots` finds: a root, a parent of roots, or a list of
+either. Every dataset (SQL views, :meth:`Archive.scan`, :meth:`Archive.files`) is the union of
+the roots' live files. Books are per root (an epoch belongs to the root whose pipeline opened
+it): :meth:`Archive.book_at` asks the root(s) holding that (channel, symbol) and answers from
+the one whose epoch covers the time (see :class:`~recorder.query.books.BookRouter`).
+
+An :class:`Archive` reads one snapshot of each root's manifest (``_manifest/current.json``)
+when it is opened; :meth:`Archive.refresh` picks up newer commits and newly created roots.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 from recorder.archive.schema import DatasetSchema, load_schemas
 from recorder.archive.store import Archive as _Store
 from recorder.archive.store import FileEntry
-from recorder.query.books import BookAt, BookEngine, BookEvent, Channel, Clock, ReplayGap
+from recorder.query.books import BookAt, BookEvent, BookRouter, Channel, Clock, ReplayGap
 from recorder.query.timeparse import TimeLike, to_ns
+from recorder.roots import PathSpec, archive_roots
 
 if TYPE_CHECKING:
     import duckdb
@@ -63,13 +73,22 @@ def _plain_arrow_schema(schema: DatasetSchema) -> Any:
 
 
 class Archive:
-    """Read-only query access to an archive directory (see module docstring)."""
+    """Read-only query access to one archive root, a parent of roots, or several of them
+    (see module docstring).
 
-    def __init__(self, path: str | os.PathLike[str], *, schema_dir: Path | None = None,
+    ``root`` is the path given (the first one when a list is given); ``roots`` the archive
+    roots found there, re-discovered by :meth:`refresh`. Raises
+    :class:`recorder.roots.ArchiveRootError` (a ``ValueError``) when a path leads to no root.
+    """
+
+    def __init__(self, path: PathSpec, *, schema_dir: Path | None = None,
                  queries: Path | None = None) -> None:
-        self.root = Path(path)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"no archive at {self.root}")
+        if isinstance(path, (str, os.PathLike)):
+            self._spec: list[Path] = [Path(path)]
+        else:
+            self._spec = [Path(p) for p in path]
+        self.root = self._spec[0] if self._spec else Path()
+        self.roots: list[Path] = archive_roots(self._spec)
         self._schema_dir = schema_dir
         self._queries = queries
         self.schemas: dict[str, DatasetSchema] = load_schemas(schema_dir)
@@ -79,11 +98,15 @@ class Archive:
     # ------------------------------------------------------------------ lifecycle
 
     def refresh(self) -> None:
-        """Re-read the manifest (new commits become visible); resets SQL and caches."""
-        self._entries: list[FileEntry] = list(_Store(self.root, schema_dir=self._schema_dir)
-                                              .state.files)
+        """Re-discover the roots and re-read their manifests (new commits and new writer roots
+        become visible); resets SQL and caches."""
+        self.roots = archive_roots(self._spec)
+        #: (root, live file) in each root's commit order, roots in discovery order
+        self._entries: list[tuple[Path, FileEntry]] = [
+            (root, f) for root in self.roots
+            for f in _Store(root, schema_dir=self._schema_dir).state.files]
         self.close()
-        self.books = BookEngine(self)
+        self.books = BookRouter(self)
 
     def close(self) -> None:
         """Close the DuckDB connection (reopened on the next SQL call)."""
@@ -98,7 +121,8 @@ class Archive:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Archive({str(self.root)!r}, files={len(self._entries)})"
+        return (f"Archive({str(self.root)!r}, roots={len(self.roots)}, "
+                f"files={len(self._entries)})")
 
     # ------------------------------------------------------------------ files and scans
 
@@ -113,17 +137,21 @@ class Archive:
             raise KeyError(f"unknown dataset {dataset!r}; one of {self.datasets}") from None
 
     def files(self, dataset: str, *, symbols: Sequence[str] | None = None,
-              start: TimeLike | None = None, end: TimeLike | None = None) -> list[Path]:
+              start: TimeLike | None = None, end: TimeLike | None = None,
+              root: Path | None = None) -> list[Path]:
         """Live files of ``dataset`` that may hold rows of ``symbols`` with the dataset's time
         column in ``[start, end]`` (manifest pruning: per-file symbol lists and min/max time).
-        In commit order, which is wire order."""
+        Every root's files (or only ``root``'s, one of :attr:`roots`), each root's in commit
+        order, which is wire order."""
         self._schema(dataset)
+        if root is not None and root not in self.roots:
+            raise KeyError(f"{root} is not one of this archive's roots {self.roots}")
         lo = None if start is None else to_ns(start)
         hi = None if end is None else to_ns(end)
         wanted = None if symbols is None else set(symbols)
         out = []
-        for f in self._entries:
-            if f.dataset != dataset:
+        for r, f in self._entries:
+            if f.dataset != dataset or (root is not None and r != root):
                 continue
             if lo is not None and f.max_time is not None and f.max_time < lo:
                 continue
@@ -132,12 +160,14 @@ class Archive:
             if (wanted is not None and f.symbols and len(f.symbols) < _MANIFEST_SYMBOL_LIMIT
                     and wanted.isdisjoint(f.symbols)):
                 continue
-            out.append(self.root / f.file)
+            out.append(r / f.file)
         return out
 
     def scan(self, dataset: str, *, symbols: Sequence[str] | None = None,
-             start: TimeLike | None = None, end: TimeLike | None = None) -> pl.LazyFrame:
-        """Polars LazyFrame of one dataset's raw columns (``schemas/<dataset>.toml``).
+             start: TimeLike | None = None, end: TimeLike | None = None,
+             root: Path | None = None) -> pl.LazyFrame:
+        """Polars LazyFrame of one dataset's raw columns (``schemas/<dataset>.toml``), over
+        every root (or only ``root``).
 
         Files are pruned with the manifest; ``symbols``/``start``/``end`` (inclusive, on the
         dataset's time column) are also applied as row filters, so the result is exact.
@@ -146,7 +176,7 @@ class Archive:
         import polars as pl
 
         schema = self._schema(dataset)
-        files = self.files(dataset, symbols=symbols, start=start, end=end)
+        files = self.files(dataset, symbols=symbols, start=start, end=end, root=root)
         if files:
             lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
                                  missing_columns="insert", extra_columns="ignore")

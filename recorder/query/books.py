@@ -24,15 +24,25 @@ Semantics (the contract researchers rely on):
   CRC32 recomputed from the rebuilt book, and whether it equals the last checksum Kraken sent
   at or before the cut (``checksum_ok``).
 
+* **Several roots** (one per capture worker, several hosts): epochs, gaps and checkpoints belong
+  to the root whose pipeline recorded them. :class:`BookEngine` answers over one root;
+  :class:`BookRouter` (what :class:`~recorder.query.api.Archive` uses) sends a question about
+  (channel, symbol) to the root(s) that recorded it. A pair recorded by one root at a time
+  (sharding; a pair moved between workers by a re-plan) gets exactly the single-root answers
+  above, from the root whose epoch covers the time. ``BookAt.root``, ``BookEvent.root`` and
+  ``ReplayGap.root`` name the root that answered.
+
 Replays read the archive with Polars (manifest-pruned files, predicate pushdown on the
 time columns); nothing here formats SQL.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -48,7 +58,16 @@ if TYPE_CHECKING:
 
     from recorder.query.api import Archive
 
-__all__ = ["Channel", "Clock", "BookAt", "BookEvent", "ReplayGap", "BookEngine", "QueryError"]
+__all__ = [
+    "BookAt",
+    "BookEngine",
+    "BookEvent",
+    "BookRouter",
+    "Channel",
+    "Clock",
+    "QueryError",
+    "ReplayGap",
+]
 
 Channel = Literal["book", "level3"]
 Clock = Literal["exchange", "receive"]
@@ -110,6 +129,8 @@ class BookAt:
     bids: list[tuple[Any, ...]] = field(default_factory=list)
     asks: list[tuple[Any, ...]] = field(default_factory=list)
     book: L2Book | L3Book | None = field(default=None, repr=False)
+    #: the archive root that answered (None: an engine over the union of roots)
+    root: Path | None = None
 
     def __bool__(self) -> bool:
         return self.valid
@@ -173,6 +194,7 @@ class BookAt:
             "exchange_checksum": self.exchange_checksum, "checksum_ok": self.checksum_ok,
             "depth": self.depth, "price_precision": self.price_precision,
             "qty_precision": self.qty_precision, "bids": side(self.bids), "asks": side(self.asks),
+            "root": None if self.root is None else str(self.root),
         }
 
 
@@ -193,6 +215,7 @@ class BookEvent:
     exchange_checksum: int | None
     checksum: int
     book: L2Book | L3Book
+    root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +226,7 @@ class ReplayGap:
     end_ns: int | None
     reason: str
     gap: dict[str, Any] | None
+    root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -226,12 +250,17 @@ def _value(units: int | None, scale: int, overflow: str | None, name: str) -> st
 class BookEngine:
     """Book rebuilds and replays over one :class:`~recorder.query.api.Archive` snapshot.
 
+    ``root``: read only this root of the archive (one of ``archive.roots``); None reads the
+    union of every root, which is exact only while each (channel, symbol) was recorded by one
+    root (use :class:`BookRouter` for multi-root archives).
+
     Caches the (small) epochs and gaps tables per (channel, symbol) for the life of the
     engine; the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
     """
 
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: Archive, root: Path | None = None) -> None:
         self.archive = archive
+        self.root = root
         self._epochs: dict[tuple[str, str], list[_Epoch]] = {}
         self._gaps: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -245,7 +274,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("epochs", symbols=[symbol])
+        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root)
               .filter((pl.col("channel").cast(pl.Utf8) == channel)
                       & (pl.col("symbol").cast(pl.Utf8) == symbol))
               .sort(["epoch", "end_ns", "messages"])
@@ -275,7 +304,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("gaps")
+        df = (self.archive.scan("gaps", root=self.root)
               .filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
                       & pl.col("symbol").is_in([symbol, "*"]))
               .sort("start_ns").collect())
@@ -307,14 +336,14 @@ class BookEngine:
 
         sym = pl.col("symbol") == symbol
         for hi in (t + _EXCHANGE_WINDOW_NS, None):
-            lf = self.archive.scan(channel, symbols=[symbol], end=hi)
+            lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root)
             cond = sym & (pl.col("ts_ns") > t)
             if hi is not None:
                 cond = cond & (pl.col("recv_ns") <= hi)
             first = lf.filter(cond).select(pl.col("recv_ns").min()).collect().item()
             if first is not None:
                 return first - 1, None
-        last = (self.archive.scan(channel, symbols=[symbol]).filter(sym)
+        last = (self.archive.scan(channel, symbols=[symbol], root=self.root).filter(sym)
                 .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
         last_recv, last_ts = last.row(0)
         if last_recv is None:
@@ -338,7 +367,8 @@ class BookEngine:
             raise QueryError(f"clock must be 'exchange' or 'receive', got {clock!r}")
         if depth is not None and depth < 1:
             raise QueryError("depth must be a positive number of price levels (or None)")
-        res = BookAt(symbol=symbol, channel=channel, at_ns=t, clock=clock, valid=False)
+        res = BookAt(symbol=symbol, channel=channel, at_ns=t, clock=clock, valid=False,
+                     root=self.root)
         if clock == "exchange":
             cut, why = self.exchange_cut(channel, symbol, t)
             if cut is None:
@@ -402,7 +432,8 @@ class BookEngine:
                     cut: int) -> tuple[int, str, int | None, bytes] | None:
         import polars as pl
 
-        df = (self.archive.scan("checkpoints", symbols=[symbol], start=ep.start_ns, end=cut)
+        df = (self.archive.scan("checkpoints", symbols=[symbol], start=ep.start_ns, end=cut,
+                                root=self.root)
               .filter((pl.col("channel").cast(pl.Utf8) == channel)
                       & (pl.col("symbol").cast(pl.Utf8) == symbol)
                       & (pl.col("epoch") == ep.epoch)
@@ -412,7 +443,8 @@ class BookEngine:
         if df.height == 0:
             return None
         recv, reason, ck, msg = df.row(0)
-        blob = (self.archive.scan("checkpoints", symbols=[symbol], start=recv, end=recv)
+        blob = (self.archive.scan("checkpoints", symbols=[symbol], start=recv, end=recv,
+                                  root=self.root)
                 .filter((pl.col("channel").cast(pl.Utf8) == channel)
                         & (pl.col("symbol").cast(pl.Utf8) == symbol)
                         & (pl.col("epoch") == ep.epoch) & (pl.col("recv_ns") == recv)
@@ -428,7 +460,7 @@ class BookEngine:
                 "qty_scale", "checksum", "overflow"]
         if channel == "level3":
             cols.append("order_id")
-        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi)
+        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
               .filter((pl.col("symbol") == symbol) & (pl.col("epoch") == epoch)
                       & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
               .select(cols)
@@ -568,7 +600,7 @@ class BookEngine:
             if ep.start_ns > cursor:
                 yield ReplayGap(cursor, ep.start_ns, "no valid book",
                                 self._gap_at(channel, symbol, ep.start_ns - 1)
-                                or self._gap_after(channel, symbol, cursor))
+                                or self._gap_after(channel, symbol, cursor), self.root)
             first = max(lo, ep.start_ns)
             res = BookAt(symbol=symbol, channel=channel, at_ns=first, clock="receive",
                          valid=False)
@@ -591,10 +623,107 @@ class BookEngine:
                 r = book.snapshot(bids, asks, ck) if snap else book.update(bids, asks, ck)
                 if recv > lo or (recv == lo and first == ep.start_ns):
                     yield BookEvent(recv, ts, ep.epoch, "snapshot" if snap else "update",
-                                    changes, ck, r.computed, book)
+                                    changes, ck, r.computed, book, self.root)
             cursor = ep.valid_until + 1
         if cursor <= hi and epochs and cursor > lo:
             gap = self._gap_at(channel, symbol, cursor) or self._gap_after(channel, symbol,
                                                                             cursor - 1)
             if gap is not None:
-                yield ReplayGap(cursor, gap.get("end_ns"), f"gap ({gap['cause']})", gap)
+                yield ReplayGap(cursor, gap.get("end_ns"), f"gap ({gap['cause']})", gap,
+                                self.root)
+
+
+def _covered(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
+    """True when ``[lo, hi]`` lies inside the union of the inclusive ``intervals``."""
+    cursor = lo
+    for a, b in sorted(intervals):
+        if a > cursor:
+            break
+        cursor = max(cursor, b + 1)
+        if cursor > hi:
+            return True
+    return cursor > hi
+
+
+class BookRouter:
+    """Book questions over a multi-root archive, each answered by the root that recorded it.
+
+    One :class:`BookEngine` per root of ``archive.roots``. For (channel, symbol):
+
+    * :meth:`book_at` asks the roots holding epochs of it, the one with the latest epoch
+      starting at or before the time first, and returns the first valid answer (or, when none
+      is valid, the first root's explanation). A symbol no root recorded is answered by the
+      first root ("no epoch ...").
+    * :meth:`replay` merges the holders' replays in receive order; a :class:`ReplayGap` of one
+      root is dropped when other roots' epochs cover that whole stretch (a pair that moved
+      between workers replays as one continuous stream). A pair recorded by several roots *at
+      the same time* (redundant hosts) yields each root's messages, interleaved: filter on
+      ``BookEvent.root`` to follow one book.
+    * :meth:`epochs` / :meth:`gaps` are the holders' lists merged by start time.
+    """
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.engines: list[BookEngine] = [BookEngine(archive, root) for root in archive.roots]
+
+    def holders(self, channel: str, symbol: str) -> list[BookEngine]:
+        """Engines of the roots with at least one epoch of (channel, symbol)."""
+        return [e for e in self.engines if e.epochs(channel, symbol)]
+
+    def epochs(self, channel: str, symbol: str) -> list[_Epoch]:
+        """Every root's epochs of (channel, symbol), ordered by start."""
+        return sorted((ep for e in self.engines for ep in e.epochs(channel, symbol)),
+                      key=lambda ep: (ep.start_ns, ep.epoch))
+
+    def gaps(self, channel: str, symbol: str) -> list[dict[str, Any]]:
+        """Every root's gap rows of (channel, symbol) and ``*``, ordered by start."""
+        return sorted((g for e in self.engines for g in e.gaps(channel, symbol)),
+                      key=lambda g: g["start_ns"])
+
+    def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
+                depth: int | None = None, clock: Clock = "exchange") -> BookAt:
+        """The book of ``symbol`` at ``t`` from the root whose epoch covers it (see class)."""
+        holders = self.holders(channel, symbol) if channel in ("book", "level3") else []
+        if not holders:
+            return self.engines[0].book_at(symbol, t, channel=channel, depth=depth, clock=clock)
+
+        def latest_start(e: BookEngine) -> int:
+            return max((ep.start_ns for ep in e.epochs(channel, symbol) if ep.start_ns <= t),
+                       default=-1)
+
+        first: BookAt | None = None
+        for engine in sorted(holders, key=latest_start, reverse=True):
+            res = engine.book_at(symbol, t, channel=channel, depth=depth, clock=clock)
+            if res.valid:
+                return res
+            first = first or res
+        assert first is not None
+        return first
+
+    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = "level3",
+               clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
+        """Messages of (channel, symbol) between ``start`` and ``end`` over the roots that
+        recorded it (see class)."""
+        holders = self.holders(channel, symbol)
+        if len(holders) <= 1:
+            engine = holders[0] if holders else self.engines[0]
+            yield from engine.replay(symbol, start, end, channel=channel, clock=clock)
+            return
+        cover = {id(e): [(ep.start_ns, ep.valid_until) for ep in e.epochs(channel, symbol)]
+                 for e in holders}
+
+        def tagged(e: BookEngine) -> Iterator[BookEvent | ReplayGap]:
+            others = [iv for e2 in holders if e2 is not e for iv in cover[id(e2)]]
+            for item in e.replay(symbol, start, end, channel=channel, clock=clock):
+                if isinstance(item, ReplayGap):
+                    hi = item.end_ns - 1 if item.end_ns is not None else end
+                    if _covered(item.start_ns, max(item.start_ns, hi), others):
+                        continue
+                yield item
+
+        def key(item: BookEvent | ReplayGap) -> int:
+            return item.recv_ns if isinstance(item, BookEvent) else item.start_ns
+
+        # heapq.merge pulls the next item of a replay only after yielding its previous one,
+        # so each root's live `book` is still "the book after this message" when seen.
+        yield from heapq.merge(*(tagged(e) for e in holders), key=key)

@@ -8,11 +8,25 @@ from typing import Any
 
 import click
 
-__all__ = ["query_command", "book_command"]
+__all__ = ["book_command", "query_command"]
 
-_ARCHIVE = click.option("--archive", "archive", required=True,
-                        type=click.Path(path_type=Path, exists=True, file_okay=False),
-                        help="Archive directory.")
+_ARCHIVE = click.option("--archive", "archive", required=True, multiple=True,
+                        type=click.Path(path_type=Path),
+                        help="Archive root, or the parent of capture's writer roots; repeat to "
+                             "merge several.")
+
+
+def _open(archive: tuple[Path, ...]) -> Any:
+    """The :class:`~recorder.query.api.Archive` of the ``--archive`` paths; a path that leads
+    to no archive root exits 2 with the reason (missing, a file, a symlink loop...)."""
+    from recorder.query.api import Archive
+    from recorder.roots import ArchiveRootError
+
+    try:
+        return Archive(list(archive))
+    except ArchiveRootError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
 
 
 def _json_default(value: Any) -> Any:
@@ -36,7 +50,7 @@ def _json_default(value: Any) -> Any:
               help="Write here instead of stdout (required for parquet).")
 @click.option("--limit", type=int, default=50, show_default=True,
               help="Rows shown by --format table.")
-def query_command(sql: str, archive: Path, fmt: str, params: tuple[str, ...],
+def query_command(sql: str, archive: tuple[Path, ...], fmt: str, params: tuple[str, ...],
                   output: Path | None, limit: int) -> None:
     """Run SQL against the archive with every view and macro registered.
 
@@ -46,10 +60,9 @@ def query_command(sql: str, archive: Path, fmt: str, params: tuple[str, ...],
     """
     import msgspec
 
-    from recorder.query.api import Archive
-
+    ar = _open(archive)
     try:
-        with Archive(archive) as ar:
+        with ar:
             df = ar.sql(sql, list(params) if params else None)
     except Exception as exc:  # noqa: BLE001 - any SQL error is the user's, report it cleanly
         click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
@@ -96,8 +109,8 @@ def query_command(sql: str, archive: Path, fmt: str, params: tuple[str, ...],
 @click.option("--clock", type=click.Choice(["exchange", "receive"]), default="exchange",
               show_default=True, help="Whose timestamps --at refers to.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def book_command(symbol: str, at: str, archive: Path, channel: str, depth: int, clock: str,
-                 as_json: bool) -> None:
+def book_command(symbol: str, at: str, archive: tuple[Path, ...], channel: str, depth: int,
+                 clock: str, as_json: bool) -> None:
     """Rebuild SYMBOL's book at --at exactly (checkpoint + replay) and print a ladder.
 
     Exit status 0 with a valid book, 3 when no valid book exists at that time (gap, before
@@ -105,13 +118,13 @@ def book_command(symbol: str, at: str, archive: Path, channel: str, depth: int, 
     """
     import msgspec
 
-    from recorder.query.api import Archive
     from recorder.query.books import QueryError
     from recorder.query.timeparse import to_ns
 
+    ar = _open(archive)
     try:
         t = to_ns(at)
-        with Archive(archive) as ar:
+        with ar:
             b = ar.book_at(symbol, t, channel=channel,  # type: ignore[arg-type]
                            depth=depth or None, clock=clock)  # type: ignore[arg-type]
     except (ValueError, QueryError) as exc:
@@ -120,11 +133,11 @@ def book_command(symbol: str, at: str, archive: Path, channel: str, depth: int, 
     if as_json:
         click.echo(msgspec.json.encode(b.to_dict()).decode())
         sys.exit(0 if b.valid else 3)
-    _print_ladder(b)
+    _print_ladder(b, show_root=len(ar.roots) > 1)
     sys.exit(0 if b.valid else 3)
 
 
-def _print_ladder(b: Any) -> None:
+def _print_ladder(b: Any, *, show_root: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -140,7 +153,8 @@ def _print_ladder(b: Any) -> None:
           None: "(no Kraken checksum to compare with)"}[b.checksum_ok]
     console.print(f"[bold]{d['symbol']}[/] {d['channel']} at {d['at']} ({d['clock']} clock) - "
                   f"epoch {d['epoch']}, checkpoint {d['checkpoint_recv_ns']} "
-                  f"({d['checkpoint_reason']}) + {d['messages_replayed']} messages")
+                  f"({d['checkpoint_reason']}) + {d['messages_replayed']} messages"
+                  + (f" - root {d['root']}" if show_root and d["root"] else ""))
     console.print(f"checksum {d['checksum']} {ok} Kraken's last ({d['exchange_checksum']})")
     table = Table()
     l3 = d["channel"] == "level3"
