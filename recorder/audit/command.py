@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from recorder.audit.coverage import Thresholds
+from recorder.audit.load import AuditError
 from recorder.audit.report import Progress, build_report
 
 __all__ = ["audit_command", "run_daily_audit", "parse_time", "render_terminal"]
@@ -172,9 +173,12 @@ def audit_command(archive: Path, from_: str | None, to: str | None, symbols: str
     hi = parse_time(to) if to else None
     syms = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     th = Thresholds(available_pct=available_pct, usable_pct=usable_pct)
-    with _rich_progress(not quiet) as note:
-        report = build_report(archive, lo=lo, hi=hi, symbols=syms, thresholds=th,
-                              verify_report=vr, progress=note)
+    try:
+        with _rich_progress(not quiet) as note:
+            report = build_report(archive, lo=lo, hi=hi, symbols=syms, thresholds=th,
+                                  verify_report=vr, progress=note)
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from None
     if html_path is not None:
         from recorder.audit.html import render_html
 

@@ -19,7 +19,11 @@ import duckdb
 
 from recorder.archive.store import Archive
 
-__all__ = ["QUIET_NS", "QUERY_DIR", "query_text", "AuditSource", "open_source"]
+__all__ = ["QUIET_NS", "QUERY_DIR", "AuditError", "query_text", "AuditSource", "open_source"]
+
+
+class AuditError(Exception):
+    """The path cannot be audited (no committed archive there)."""
 
 #: A key is quiet where it delivered no data for at least this long (queries/audit/activity.sql).
 QUIET_NS: Final = 10_000_000_000
@@ -84,6 +88,9 @@ def open_source(root: Path, lo: int | None = None, hi: int | None = None,
                 *, threads: int | None = None) -> Iterator[AuditSource]:
     """Open ``root`` for auditing; ``lo``/``hi`` default to the first/last receive time in
     ``liveness`` (``queries/audit/bounds.sql``)."""
+    if not (Path(root) / "_manifest" / "current.json").is_file():
+        raise AuditError(f"{root} is not an archive with committed data "
+                         "(no _manifest/current.json)")
     archive = Archive(root)
     if lo is None or hi is None:
         probe = AuditSource(archive, -(2**62), 2**62, threads=threads)

@@ -191,6 +191,9 @@ class ScheduleConfig:
     journal_retention_days: float = 0.0
     journal_retention_gib: float = 0.0
     instrument_refresh_minutes: float = 60.0
+    #: Daily audit of the worker's archive root (yesterday, UTC) into ``<root>/audits/``
+    #: as JSON + HTML (``recorder.audit.run_daily_audit``); empty string disables it.
+    audit_cron: str = "20 0 * * *"
     disk_check_s: float = 10.0
     disk_min_free_bytes: int = 2 * 1024**3
     disk_resume_free_bytes: int = 4 * 1024**3

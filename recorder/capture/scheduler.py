@@ -94,6 +94,23 @@ async def _instrument_refresh(worker: Worker) -> None:
             worker._spawn(refresh())
 
 
+async def daily_audit(worker: Worker) -> dict[str, Path] | None:
+    """Audit yesterday (UTC) of the worker's own archive root into ``<root>/audits/``.
+
+    The audit only reads committed Parquet files, so it runs in a thread beside capture. A
+    failure is logged, never raised: an audit must not take a capture worker down.
+    """
+    from recorder.audit.command import run_daily_audit
+
+    try:
+        paths = await asyncio.to_thread(run_daily_audit, worker.root, worker.root / "audits")
+    except Exception as exc:  # noqa: BLE001 - reported, capture goes on
+        log.error("daily audit of %s failed: %s", worker.root, exc)
+        return None
+    log.info("daily audit written: %s", paths["html"])
+    return paths
+
+
 async def _save_rates(worker: Worker) -> None:
     elapsed = max(1.0, asyncio.get_running_loop().time() - worker._loop_started)
     rates: dict[str, dict[str, float]] = {}
@@ -126,6 +143,10 @@ def start_jobs(worker: Worker) -> Any:
     sched.add_job(_instrument_refresh, "interval", minutes=max(s.instrument_refresh_minutes, 0.05),
                   args=[worker], id="instruments")
     sched.add_job(_save_rates, "interval", minutes=5, args=[worker], id="rates")
+    if s.audit_cron:
+        # UTC: the audited day is a UTC day, whatever the host's local time zone
+        sched.add_job(daily_audit, CronTrigger.from_crontab(s.audit_cron, timezone="UTC"),
+                      args=[worker], id="audit")
     compact, retention, policy_type = maintenance_functions()
     if compact is None:
         log.warning("compaction disabled: this archive has no compact_archive()")
