@@ -204,11 +204,15 @@ class FuturesBook:
     # ------------------------------------------------------------ checkpoint/restore
 
     def checkpoint(self) -> FuturesBookCheckpoint:
-        """Exact state (wire tokens, best first) to persist and later :meth:`restore`."""
+        """Exact state (wire tokens, best first) to persist and later :meth:`restore`.
+
+        Integer tokens outside int64 (the decoder admits up to 38 digits) are stored as their
+        exact decimal text: msgpack cannot hold them, and text restores to the same level."""
         return FuturesBookCheckpoint(
             product_id=self.product_id, seq=self._seq, timestamp_ms=self._timestamp_ms,
             in_sync=self._in_sync, price_precision=self.price_precision,
-            qty_precision=self.qty_precision, bids=tuple(self.bids()), asks=tuple(self.asks()),
+            qty_precision=self.qty_precision, bids=_serialisable(self.bids()),
+            asks=_serialisable(self.asks()),
         )
 
     @classmethod
@@ -247,3 +251,18 @@ class FuturesBook:
         if units < 0:
             raise BookError(f"{self.product_id}: negative quantity {qty!r}")
         return units == 0
+
+
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+
+
+def _token_safe(token: NumToken) -> NumToken:
+    if type(token) is int and not _I64_MIN <= token <= _I64_MAX:
+        return str(token)
+    return token
+
+
+def _serialisable(levels: list[Level]) -> tuple[tuple[Any, Any], ...]:
+    """Levels whose tokens every checkpoint encoding (msgpack, JSON) can hold exactly."""
+    return tuple((_token_safe(p), _token_safe(q)) for p, q in levels)

@@ -32,6 +32,8 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
 import msgspec
 
+from recorder.protocol.errors import NumberError
+from recorder.protocol.numbers import token_to_text
 from recorder.protocol.reject import Reject
 from recorder.protocol.timestamps import INT64_MAX
 
@@ -386,11 +388,23 @@ def _is_token(value: Any) -> bool:
     """
     kind = type(value)
     if kind is str:
-        return len(value) <= _MAX_TOKEN_CHARS and _is_number_text(value) is not None
+        if len(value) > _MAX_TOKEN_CHARS or _is_number_text(value) is None:
+            return False
+        return not ("e" in value or "E" in value) or _exponent_in_range(value)
     return kind is int and -_INT_LIMIT < value < _INT_LIMIT
 
 
 _is_number_text: Final = _JSON_NUMBER.fullmatch
+
+
+def _exponent_in_range(text: str) -> bool:
+    """Exponent forms the rest of the recorder can render exactly (``1E+999999999`` cannot:
+    :func:`~recorder.protocol.numbers.token_to_text` refuses it)."""
+    try:
+        token_to_text(text)
+    except NumberError:
+        return False
+    return True
 
 
 def _check_fields(msg: _Data) -> tuple[str, str] | None:

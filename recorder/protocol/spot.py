@@ -32,7 +32,8 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 from msgspec.structs import force_setattr
 
-from recorder.protocol.errors import TimestampError
+from recorder.protocol.errors import NumberError, TimestampError
+from recorder.protocol.numbers import token_to_text
 from recorder.protocol.reject import Reject
 from recorder.protocol.timestamps import rfc3339_to_ns
 
@@ -130,6 +131,18 @@ def _check_token(value: Any, field: str) -> None:
         return
     if kind is not str or len(value) > _MAX_TOKEN_CHARS or _NUMBER_TEXT.fullmatch(value) is None:
         raise _bad_token(value, field)
+    if ("e" in value or "E" in value) and not _exponent_in_range(value):
+        raise _bad_token(value, field)
+
+
+def _exponent_in_range(text: str) -> bool:
+    """Exponent forms the rest of the recorder can render exactly (``1E+999999999`` cannot:
+    :func:`~recorder.protocol.numbers.token_to_text` refuses it)."""
+    try:
+        token_to_text(text)
+    except NumberError:
+        return False
+    return True
 
 
 def _check_optional_token(value: Any, field: str) -> None:
