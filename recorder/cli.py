@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "sim": "recorder.sim.command:sim",
     "verify": "recorder.verify:verify_command",
     "compact": "recorder.archive.maintenance:compact_command",
+    "demo": "recorder.demo:demo_command",
     "retention": "recorder.archive.maintenance:retention_command",
     "status": "recorder.capture_command:status",
     "query": "recorder.query.cli:query_command",

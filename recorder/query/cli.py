@@ -133,11 +133,13 @@ def book_command(symbol: str, at: str, archive: tuple[Path, ...], channel: str, 
     if as_json:
         click.echo(msgspec.json.encode(b.to_dict()).decode())
         sys.exit(0 if b.valid else 3)
-    _print_ladder(b, show_root=len(ar.roots) > 1)
+    print_ladder(b, show_root=len(ar.roots) > 1)
     sys.exit(0 if b.valid else 3)
 
 
-def _print_ladder(b: Any, *, show_root: bool = False) -> None:
+def print_ladder(b: Any, *, show_root: bool = False) -> None:
+    """Print a rebuilt book (:class:`~recorder.query.books.BookAt`) as a price ladder: per
+    level the total quantity and, for level3, the number of orders; or why it is not valid."""
     from rich.console import Console
     from rich.table import Table
 
