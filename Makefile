@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench sim venv clean
+.PHONY: run demo test bench sim venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(STAMP)
 ## Start the recorder with the default configuration.
 run: $(STAMP)
 	$(VENV)/bin/recorder run $(ARGS)
+
+## Offline tour: local exchange with faults -> capture -> audit, book, SQL (ARGS="--seconds 30").
+demo: $(STAMP)
+	$(VENV)/bin/recorder demo $(ARGS)
 
 ## Run the whole test suite (unit, property and loopback integration tests).
 test: $(STAMP)
