@@ -115,3 +115,18 @@ def test_pipeline_state_with_a_huge_futures_level_encodes() -> None:
     state = p.to_state()
     again = Pipeline.from_state(decode_state(encode_state(state)), ListSink())
     assert encode_state(again.to_state()) == encode_state(state)
+
+
+@pytest.mark.parametrize("num", [b"1" * 39, b"-" + b"9" * 39, b"1" * 400])
+def test_spot_rejects_integer_tokens_beyond_38_digits(num: bytes) -> None:
+    trade = (b'{"channel": "trade", "type": "update", "data": [{"symbol": "BTC/USD", "side": "buy",'
+             b' "price": %s, "qty": 1, "ord_type": "limit", "trade_id": 7,'
+             b' "timestamp": "2025-01-01T00:00:00.000001Z"}]}')
+    ev = sp.decode_spot(trade % num)
+    assert isinstance(ev, Reject) and ev.reason == "bad_number", ev
+    assert isinstance(sp.decode_spot(trade % (b"9" * 38)), sp.TradeMessage)
+    sink = ListSink()
+    p = Pipeline(sink)
+    p.feed(Frame(recv_ns=T0, conn_id=1, stream="spot", direction="in", payload=trade % num))
+    p.flush()
+    assert [r["reason"] for r in sink.rows("rejects")] == ["bad_number"]

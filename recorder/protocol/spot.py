@@ -97,6 +97,7 @@ _UINT64_MAX: Final = 2**64 - 1
 _TOKEN_TYPES: Final = frozenset((str, int))
 _NUMBER_TEXT: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _MAX_TOKEN_CHARS: Final = 80
+_INT_TOKEN_LIMIT: Final = 10**38
 _SHORT_REPR_CHARS: Final = 32
 
 _Checksum: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=_UINT32_MAX)]
@@ -128,7 +129,9 @@ def _check_token(value: Any, field: str) -> None:
     """A token must be an int or number text (JSON number text or a numeric JSON string)."""
     kind = type(value)
     if kind is int:
-        return
+        if -_INT_TOKEN_LIMIT < value < _INT_TOKEN_LIMIT:  # as numbers.to_units (38 digits)
+            return
+        raise _bad_token(value, field)
     if kind is not str or len(value) > _MAX_TOKEN_CHARS or _NUMBER_TEXT.fullmatch(value) is None:
         raise _bad_token(value, field)
     if ("e" in value or "E" in value) and not _exponent_in_range(value):
