@@ -36,5 +36,10 @@ bench: $(STAMP)
 sim: $(STAMP)
 	$(VENV)/bin/recorder sim $(ARGS)
 
+## Chaos soak: every fault kind, kill -9, disk pressure, then archive vs truth (exit 1 on a miss).
+MINUTES ?= 10
+soak: $(STAMP)
+	$(VENV)/bin/recorder soak --minutes $(MINUTES) $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

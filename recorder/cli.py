@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "status": "recorder.capture_command:status",
     "query": "recorder.query.cli:query_command",
     "book": "recorder.query.cli:book_command",
+    "soak": "recorder.soak.command:soak_command",
 }
 
 
