@@ -46,9 +46,9 @@ class Built:
 
 
 def _record(path: Path, messages: int, seed: int, faults: str | None = None,
-            truth: Path | None = None) -> list[dict[str, Any]]:
+            truth: Path | None = None, pairs: str = "4") -> list[dict[str, Any]]:
     args = [PY, "-m", "recorder", "sim", "--record", str(path), "--messages", str(messages),
-            "--pairs", "4", "--seed", str(seed)]
+            "--pairs", pairs, "--seed", str(seed)]
     if faults:
         args += ["--faults", faults]
     if truth:
@@ -113,6 +113,38 @@ def record_archive(tmp: Path, messages: int = 60_000) -> Built:
     ingest(segs, tmp / "archive")
     return Built(archive=tmp / "archive", truth=read_truth(truth_path), stop_ns=stop,
                  start_ns=start)
+
+
+def record_root(tmp: Path, dest: Path, pairs: str, seed: int, messages: int = 6000,
+                faults: str | None = None) -> Path:
+    """One archive root at ``dest`` from one ``recorder sim --record`` stream (``pairs`` as the
+    sim's ``--pairs``), journaled between ProcessStart and ProcessStop, with a Disconnected
+    marker where the stream closed a connection. The sim's connection ids are renumbered 1, 2,
+    ... in order of appearance, as a capture worker numbers its connections, so two roots built
+    this way share connection ids."""
+    data = _record(tmp / f"{dest.name}.zst", messages, seed, faults, pairs=pairs)
+    w = JournalWriter(tmp / f"journal-{dest.name}", host="test", run_id=dest.name,
+                      fsync_interval_s=3600)
+    last = data[0]["recv_ns"] - 1000
+    w.append(mk.marker_frame(mk.ProcessStart(host="test", run_id=dest.name, version="t"), last, 0))
+    conns: set[int] = set()
+    ids: dict[int, int] = {}
+    for d in data:
+        last = d["recv_ns"]
+        conn = ids.setdefault(int(d["conn"]), len(ids) + 1)
+        if "frame" in d:
+            conns.add(conn)
+            w.append(Frame(recv_ns=last, conn_id=conn, stream=d["ep"], direction="in",
+                           payload=d["frame"].encode()))
+        elif d.get("event") == "close":
+            conns.discard(conn)
+            w.append(mk.marker_frame(mk.Disconnected(conn_id=conn, reason="closed"), last, conn))
+    for c in sorted(conns):
+        w.append(mk.marker_frame(mk.Disconnected(conn_id=c, reason="shutdown"), last + 1000, c))
+    w.append(mk.marker_frame(mk.ProcessStop(reason="signal"), last + 1000, 0))
+    w.close()
+    ingest(sorted((tmp / f"journal-{dest.name}").rglob("*.kjz")), dest)
+    return dest
 
 
 LIVE_FAULTS = [

@@ -11,6 +11,7 @@ from recorder.audit.coverage import (
     Gap,
     Thresholds,
     classify,
+    combine_roots,
     day_verdict,
     gap_applies,
     gap_extent,
@@ -105,6 +106,48 @@ def test_gap_extent_rules() -> None:
     dc = _gap(cause="disconnect", start_ns=100, end_ns=700)
     assert gap_extent(dc, [700], [650], 10_000) == (650, 700)
     assert gap_extent(_gap(cause="subscribe_failed", end_ns=None), [], [], 10_000) == (100, 100)
+
+
+def test_trade_disconnect_ends_when_subscribed_and_alive_again() -> None:
+    # a quiet pair: last trade at 100, connection 5 closed at 650, resubscribed on connection
+    # 6 at 655, next trade (the pipeline's end of the row) only at 1500
+    dc = _gap(channel="trade", cause="disconnect", start_ns=100, end_ns=1500, conn_id=5,
+              healed_by="resubscribe")
+    runs = [(5, 0, 650, True), (6, 655, 2000, True)]
+    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs) == (650, 655)
+    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs,
+                      trades_missed=False) == (650, 655)
+    # a trade_id hole across the disconnect: trades were missed, the row's end stands
+    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs,
+                      trades_missed=True) == (650, 1500)
+    # resubscribed on a dead connection first: the gap lasts until it is alive
+    dead_first = [(5, 0, 650, True), (6, 655, 700, False), (6, 700, 2000, True)]
+    assert gap_extent(dc, [], [], 10_000, runs=dead_first) == (650, 700)
+    # never subscribed again: unchanged (open row ends at hi)
+    open_row = _gap(channel="trade", cause="disconnect", start_ns=100, end_ns=None, conn_id=5)
+    assert gap_extent(open_row, [], [650], 10_000, runs=[(5, 0, 650, True)]) == (650, 10_000)
+    # overlapping placement inside the minute (new run placed before the old one's end)
+    assert gap_extent(dc, [], [], 10_000,
+                      runs=[(5, 0, 650, True), (6, 640, 2000, True)]) == (650, 650)
+    # other channels keep the row's end: a book disconnect is healed by its resnapshot
+    book = _gap(channel="book", cause="disconnect", start_ns=100, end_ns=1500, conn_id=5)
+    assert gap_extent(book, [], [], 10_000, runs=runs) == (650, 1500)
+    # a reused connection id in a later run counts as subscribed again
+    assert gap_extent(dc, [], [], 10_000,
+                      runs=[(5, 0, 650, True), (5, 900, 2000, True)]) == (650, 900)
+
+
+def test_combine_roots_covers_where_any_root_covered() -> None:
+    # one root: identity
+    assert combine_roots([([(0, 100)], [(10, 20)])]) == ([(0, 100)], [(10, 20)])
+    # root A gap 10-20 while root B covered 15-30: only 10-15 is missing
+    alive, gaps = combine_roots([([(0, 100)], [(10, 20)]), ([(15, 30)], [])])
+    b = classify((0, 100), alive, [], [], gaps, [])
+    assert b.covered == [(0, 10), (15, 100)] and b.in_gap == [(10, 15)]
+    # a gap of a root that was not subscribed still explains the missing time
+    alive, gaps = combine_roots([([], [(50, 60)]), ([(0, 40)], [])])
+    b = classify((0, 100), alive, [], [], gaps, [])
+    assert b.in_gap == [(50, 60)] and b.not_subscribed == [(40, 50), (60, 100)]
 
 
 def test_day_verdict_thresholds() -> None:

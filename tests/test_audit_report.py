@@ -21,7 +21,7 @@ from tests.audit_helpers import Built, record_archive
 
 PY = sys.executable
 
-TOP_KEYS = {"audit_version", "archive", "generated_at", "range", "thresholds", "summary",
+TOP_KEYS = {"audit_version", "archive", "roots", "generated_at", "range", "thresholds", "summary",
             "channels", "days", "hours", "gaps", "epochs", "trades", "ohlc", "verification"}
 SUMMARY_KEYS = {"keys", "symbols", "window_ns", "covered_ns", "active_ns", "quiet_ns",
                 "missing_ns", "backfilled_ns", "coverage_pct", "verified_coverage_pct",

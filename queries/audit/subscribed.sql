@@ -1,4 +1,7 @@
--- Subscription intervals per (channel, symbol), split by whether the connection was alive.
+-- Subscription runs per (root, connection, channel, symbol), split by whether the connection
+-- was alive (the loader merges the runs of all connections of a key; keeping connections apart
+-- shows where a key was subscribed again after a disconnect). Connection ids are unique only
+-- within one archive root, so every grouping by conn_id is also by root.
 -- A connection is alive in a minute when it delivered at least one frame (data or heartbeat)
 -- in that minute. Each (connection, key, minute) row is placed inside its minute: at the
 -- minute's start when the same connection already had the key in the previous minute (the
@@ -10,9 +13,9 @@
 -- piece anchored at the minute's start that cannot contain the last receive time belongs to a
 -- later run that reused the connection id (ids
 -- restart with each recorder run): it is placed to end at that time instead. Overlapping and
--- touching pieces of all connections are then merged (gaps-and-islands).
+-- touching pieces of one connection are then merged (gaps-and-islands).
 WITH conn_minute AS (
-    SELECT conn_id, minute_ns, sum(frames) AS frames, min(first_ns) AS conn_first_ns
+    SELECT root, conn_id, minute_ns, sum(frames) AS frames, min(first_ns) AS conn_first_ns
     FROM liveness
     WHERE minute_ns >= $lo - 60000000000 AND minute_ns < $hi
     GROUP BY ALL
@@ -23,10 +26,10 @@ rows AS (
              WHEN l.stream = 'futures' AND l.channel IN ('trade', 'futures_trade') THEN 'futures_trade'
              WHEN l.stream = 'futures' AND l.channel = 'ticker' THEN 'futures_ticker'
              ELSE l.channel END AS channel,
-        l.symbol, l.conn_id, l.minute_ns, l.first_ns, l.last_ns,
+        l.symbol, l.root, l.conn_id, l.minute_ns, l.first_ns, l.last_ns,
         least(60000000000, l.subscribed_ns) AS sub_ns,
         c.frames > 0 AS alive, coalesce(l.first_ns, c.conn_first_ns) AS anchor_ns
-    FROM liveness l JOIN conn_minute c USING (conn_id, minute_ns)
+    FROM liveness l JOIN conn_minute c USING (root, conn_id, minute_ns)
     WHERE l.channel NOT IN ('heartbeat', 'instrument') AND l.symbol <> ''
       AND l.subscribed_ns > 0
       AND l.minute_ns >= $lo - 60000000000 AND l.minute_ns < $hi
@@ -36,10 +39,10 @@ neighbours AS (
         lag(minute_ns) OVER w = minute_ns - 60000000000 AS has_prev,
         lead(minute_ns) OVER w = minute_ns + 60000000000 AS has_next
     FROM rows
-    WINDOW w AS (PARTITION BY channel, symbol, conn_id ORDER BY minute_ns, anchor_ns)
+    WINDOW w AS (PARTITION BY root, channel, symbol, conn_id ORDER BY minute_ns, anchor_ns)
 ),
 placed AS (
-    SELECT channel, symbol, alive, minute_ns + 60000000000 AS minute_end,
+    SELECT root, conn_id, channel, symbol, alive, minute_ns + 60000000000 AS minute_end,
         CASE WHEN coalesce(has_next, false) AND NOT coalesce(has_prev, false)
                  THEN least(minute_ns + 60000000000 - sub_ns, coalesce(first_ns, minute_ns + 60000000000))
              WHEN sub_ns >= 60000000000 OR coalesce(has_prev, false)
@@ -58,19 +61,20 @@ placed AS (
     FROM neighbours
 ),
 pieces AS (
-    SELECT channel, symbol, alive, start_ns, least(end_ns, minute_end) AS end_ns,
+    SELECT root, conn_id, channel, symbol, alive, start_ns, least(end_ns, minute_end) AS end_ns,
         CASE WHEN start_ns <= max(least(end_ns, minute_end)) OVER (
-                 PARTITION BY channel, symbol, alive ORDER BY start_ns, end_ns
+                 PARTITION BY root, conn_id, channel, symbol, alive ORDER BY start_ns, end_ns
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
              THEN 0 ELSE 1 END AS brk
     FROM placed
 ),
 islands AS (
-    SELECT *, sum(brk) OVER (PARTITION BY channel, symbol, alive ORDER BY start_ns, end_ns
+    SELECT *, sum(brk) OVER (PARTITION BY root, conn_id, channel, symbol, alive
+                             ORDER BY start_ns, end_ns
                              ROWS UNBOUNDED PRECEDING) AS island
     FROM pieces
 )
-SELECT channel, symbol, alive, min(start_ns) AS start_ns, max(end_ns) AS end_ns
+SELECT root, conn_id, channel, symbol, alive, min(start_ns) AS start_ns, max(end_ns) AS end_ns
 FROM islands
-GROUP BY channel, symbol, alive, island
-ORDER BY channel, symbol, start_ns
+GROUP BY root, conn_id, channel, symbol, alive, island
+ORDER BY channel, symbol, root, start_ns, conn_id

@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from recorder.audit.coverage import Thresholds
-from recorder.audit.load import AuditError
+from recorder.audit.load import AuditError, committed_roots
 from recorder.audit.report import Progress, build_report
+from recorder.roots import ArchiveRootError, PathSpec
 
 __all__ = ["audit_command", "run_daily_audit", "parse_time", "render_terminal"]
 
@@ -105,9 +106,10 @@ def _rich_progress(enabled: bool) -> Iterator[Progress | None]:
         yield note
 
 
-def run_daily_audit(archive: Path, out_dir: Path, *, day: str | None = None,
+def run_daily_audit(archive: PathSpec, out_dir: Path, *, day: str | None = None,
                     thresholds: Thresholds | None = None) -> dict[str, Path]:
-    """Audit one UTC day of ``archive`` and write ``audit-<day>.json`` and ``audit-<day>.html``
+    """Audit one UTC day of ``archive`` (a root, a parent of roots or several paths, audited
+    as one archive; see :func:`recorder.audit.report.build_report`) and write ``audit-<day>.json`` and ``audit-<day>.html``
     into ``out_dir`` (created if needed; files replaced atomically). ``day`` defaults to
     yesterday (UTC), which is what a daily job running after midnight wants. Returns the paths
     written. Raises on an unreadable archive; an empty day produces an empty report.
@@ -123,7 +125,7 @@ def run_daily_audit(archive: Path, out_dir: Path, *, day: str | None = None,
         now = datetime.now(timezone.utc)
         day = datetime.fromtimestamp(now.timestamp() - 86400, timezone.utc).strftime("%Y-%m-%d")
     lo = parse_time(day)
-    report = build_report(Path(archive), lo=lo, hi=lo + 86_400_000_000_000,
+    report = build_report(archive, lo=lo, hi=lo + 86_400_000_000_000,
                           thresholds=thresholds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,24 @@ def run_daily_audit(archive: Path, out_dir: Path, *, day: str | None = None,
     return paths
 
 
+def _verify_roots(roots: list[Path]) -> dict[str, Any]:
+    """``recorder verify`` of every root, merged into one report: lists (``per``,
+    ``failures``) concatenated, counts summed, anything else from the first root."""
+    from recorder.verify import verify_archive
+
+    merged: dict[str, Any] = {}
+    for root in roots:
+        one = verify_archive(root)
+        for k, v in one.items():
+            if isinstance(v, list):
+                merged.setdefault(k, []).extend(v)
+            elif isinstance(v, int) and not isinstance(v, bool):
+                merged[k] = merged.get(k, 0) + v
+            else:
+                merged.setdefault(k, v)
+    return merged
+
+
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text(text, encoding="utf-8")
@@ -140,8 +160,10 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 @click.command("audit")
-@click.option("--archive", "archive", required=True,
-              type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--archive", "archive", required=True, multiple=True,
+              type=click.Path(path_type=Path),
+              help="An archive root, or a parent of roots (capture writes one per worker); "
+                   "repeat to audit several as one archive.")
 @click.option("--from", "from_", default=None, help="Start (YYYY-MM-DD, ISO time or int ns).")
 @click.option("--to", "to", default=None, help="End, exclusive (same forms).")
 @click.option("--symbols", default=None, help="Comma list of symbols (default: all).")
@@ -157,25 +179,29 @@ def _atomic_text(path: Path, text: str) -> None:
 @click.option("--available-pct", type=float, default=99.0, show_default=True)
 @click.option("--usable-pct", type=float, default=50.0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def audit_command(archive: Path, from_: str | None, to: str | None, symbols: str | None,
+def audit_command(archive: tuple[Path, ...], from_: str | None, to: str | None, symbols: str | None,
                   as_json: bool, html_path: Path | None, fail_under: float | None,
                   run_verify: bool, verify_report: Path | None, available_pct: float,
                   usable_pct: float, quiet: bool) -> None:
     """Coverage audit: quiet vs missing time, gaps, epochs, continuity, verified coverage."""
+    try:
+        roots = committed_roots(list(archive))
+    except ArchiveRootError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--archive'") from None
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from None
     vr = None
     if verify_report is not None:
         vr = json.loads(verify_report.read_text())
     elif run_verify:
-        from recorder.verify import verify_archive
-
-        vr = verify_archive(archive)
+        vr = _verify_roots(roots)
     lo = parse_time(from_) if from_ else None
     hi = parse_time(to) if to else None
     syms = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     th = Thresholds(available_pct=available_pct, usable_pct=usable_pct)
     try:
         with _rich_progress(not quiet) as note:
-            report = build_report(archive, lo=lo, hi=hi, symbols=syms, thresholds=th,
+            report = build_report(roots, lo=lo, hi=hi, symbols=syms, thresholds=th,
                                   verify_report=vr, progress=note)
     except AuditError as exc:
         raise click.ClickException(str(exc)) from None

@@ -13,6 +13,10 @@ Vocabulary (one *key* is a ``(channel, symbol)``; all times are int ns, interval
 * **quiet** = covered time in minutes without data: the market was silent, we were listening;
 * **missing** = the window minus covered, split into *not subscribed*, *not alive* and *in gap*.
 
+Several archive roots (one per capture worker) are audited as one archive: each root's gaps
+apply to that root's subscriptions only (connection ids are unique within a root), and a key is
+covered where *any* root covered it (:func:`combine_roots`).
+
 Every function here is free of I/O and of global state.
 """
 
@@ -30,10 +34,13 @@ __all__ = [
     "Gap",
     "Thresholds",
     "Breakdown",
+    "Run",
     "BACKFILL_HEALS",
+    "RESUME_WHEN_ALIVE",
     "gap_applies",
     "gap_extent",
     "classify",
+    "combine_roots",
     "day_verdict",
 ]
 
@@ -47,6 +54,12 @@ _DETECTED_AT_NEXT_EPOCH = frozenset({"trade_id_jump"})
 #: Causes whose row start is the last message received, which for a quiet key can be long before
 #: the break: the effective start is the end of the subscription that the break ended.
 _START_AT_SUBSCRIPTION_END = frozenset({"disconnect"})
+#: Channels whose ``disconnect`` gap ends when the key is subscribed and alive again (on another
+#: connection), unless a trade_id hole across the disconnect shows trades were missed. The
+#: pipeline closes a trade gap only at the next trade (nothing else marks a trade stream as
+#: resumed), which for a quiet pair can be long after the resubscription; the time between is
+#: quiet, not missing. Only spot ``trade`` qualifies: its trade ids are checkable.
+RESUME_WHEN_ALIVE = frozenset({"trade"})
 #: Point events: the loss they describe is the absence of a subscription, which the liveness
 #: data already counts as *not subscribed*; their extent is empty.
 _POINT_CAUSES = frozenset({"subscribe_failed"})
@@ -67,6 +80,12 @@ class Gap:
     missing: str | None = None
     missing_count: int | None = None
     detail: str | None = None
+    #: The archive root that wrote the row (its ``conn_id`` names a connection of that root).
+    root: str = ""
+
+
+#: One subscription run of a key on one connection: ``(conn_id, start_ns, end_ns, alive)``.
+Run = tuple[int, int, int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +140,25 @@ def gap_applies(gap: Gap, key: Key, conn_keys: Mapping[int, set[Key]]) -> bool:
 
 
 def gap_extent(gap: Gap, epoch_starts: Sequence[int], subscription_ends: Sequence[int],
-               hi: int) -> Interval:
-    """The effective ``[start, end)`` of ``gap`` for one key.
+               hi: int, *, runs: Sequence[Run] = (),
+               trades_missed: bool | None = None) -> Interval:
+    """The effective ``[start, end)`` of ``gap`` for one key (of the gap's own root).
 
     ``epoch_starts`` / ``subscription_ends``: sorted start times of the key's epochs and end
-    times of its subscription intervals. Rules:
+    times of its subscription intervals; ``runs``: the key's subscription runs per connection
+    (:data:`Run`); ``trades_missed``: for a trade-channel disconnect, whether a trade_id hole
+    spans it (``None``: unknown). Rules:
 
     * ``trade_id_jump``: from the last good trade to *detection*, the start of the key's next
       epoch (the trades after the jump were recorded live; a backfill may finish later);
     * ``disconnect``: starts at the end of the subscription the disconnect ended (the first
-      subscription end at or after the row's start), since a quiet key's last message may
-      precede the disconnect by minutes during which it was listened to;
+      end at or after the row's start of the gap's connection's runs, else of
+      ``subscription_ends``), since a quiet key's last message may precede the disconnect by
+      minutes during which it was listened to;
+    * ``disconnect`` on a :data:`RESUME_WHEN_ALIVE` channel ends, at the latest, when the key is
+      subscribed and alive again on a run other than the one the disconnect ended (the row's
+      end is the next trade, which for a quiet pair comes much later), unless
+      ``trades_missed`` is true: then trades were lost and the row's end stands;
     * ``subscribe_failed`` is a point (empty extent): the missing subscription is already
       *not subscribed* time;
     * unhealed rows (``end_ns`` null) end at the key's next epoch start, else at ``hi``;
@@ -148,9 +175,16 @@ def gap_extent(gap: Gap, epoch_starts: Sequence[int], subscription_ends: Sequenc
     if end is None:
         end = nxt if nxt is not None else hi
     if gap.cause in _START_AT_SUBSCRIPTION_END:
-        i = bisect.bisect_left(subscription_ends, start)
-        if i < len(subscription_ends) and subscription_ends[i] < end:
-            start = subscription_ends[i]
+        own = iv.normalise((s, e) for c, s, e, _ in runs if c == gap.conn_id)
+        ends = [e for _, e in own] if own else subscription_ends
+        i = bisect.bisect_left(ends, start)
+        if i < len(ends) and ends[i] < end:
+            start = ends[i]
+        if gap.channel in RESUME_WHEN_ALIVE and trades_missed is not True:
+            again = [max(start, s) for c, s, e, alive in runs
+                     if alive and e > start and not (c == gap.conn_id and s <= gap.start_ns)]
+            if again:
+                end = min(end, min(again))
     return (start, max(start, end))
 
 
@@ -188,6 +222,27 @@ def classify(window: Interval, subscribed_alive: Iterable[Interval],
     return Breakdown(window=window, covered=covered, active=active, quiet=quiet,
                      missing=missing, not_subscribed=not_subscribed, not_alive=not_alive,
                      in_gap=in_gap, backfilled=backfilled)
+
+
+def combine_roots(per_root: Iterable[tuple[Iterable[Interval], Iterable[Interval]]]
+                  ) -> tuple[list[Interval], list[Interval]]:
+    """Merge one key's ``(subscribed_alive, missing_gaps)`` of several roots into the pair
+    :func:`classify` takes for the whole archive.
+
+    Each root's gaps remove coverage from that root only, and the key is covered where any root
+    covered it: ``covered = U_r (alive_r - gaps_r)``. Returned: ``alive = U_r alive_r`` and
+    ``gaps = U_r gaps_r - covered``, so that ``alive - gaps == covered`` and the gaps still
+    explain every missing stretch they touch. With one root this is the identity (normalised).
+    """
+    alive: list[Interval] = []
+    gaps: list[Interval] = []
+    covered: list[Interval] = []
+    for a, g in per_root:
+        a_n, g_n = iv.normalise(a), iv.normalise(g)
+        alive = iv.union(alive, a_n)
+        gaps = iv.union(gaps, g_n)
+        covered = iv.union(covered, iv.subtract(a_n, g_n))
+    return alive, iv.subtract(gaps, covered)
 
 
 def day_verdict(channel_pcts: Iterable[float], thresholds: Thresholds) -> str:

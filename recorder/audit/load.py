@@ -1,6 +1,13 @@
 """The audit's I/O shell: the archive's live Parquet files -> DuckDB views -> plain rows.
 
-Only files the manifest lists are read (never crash orphans), pruned by the manifest's
+An audit reads one or more archive **roots** (capture writes one per worker process; the user
+gives a root, a parent of roots or several paths, resolved by :func:`recorder.roots.archive_roots`).
+Each dataset's view is the union of every root's rows, and every row carries a constant
+``root`` column (the root's path as text, added per root through DuckDB's relation API, never
+formatted into SQL) because connection ids are only unique within one root: every query that
+groups by ``conn_id`` also groups by ``root``. Epoch ids are unique across roots.
+
+Only files a root's manifest lists are read (never crash orphans), pruned by the manifest's
 per-file time bounds. The SQL lives in ``queries/audit/*.sql`` (one statement per file, named
 parameters ``$lo``/``$hi``); this module only binds views and parameters and converts results
 to Python values. A dataset without files is bound to an empty table of its schema, so every
@@ -9,7 +16,7 @@ query runs on any archive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -18,24 +25,30 @@ from typing import Any, Final
 import duckdb
 
 from recorder.archive.store import Archive
+from recorder.roots import PathSpec, archive_roots
 
-__all__ = ["QUIET_NS", "QUERY_DIR", "AuditError", "query_text", "AuditSource", "open_source"]
+__all__ = ["QUIET_NS", "QUERY_DIR", "ROOT_COLUMN", "AuditError", "query_text", "AuditSource",
+           "open_source", "committed_roots"]
 
 
 class AuditError(Exception):
     """The path cannot be audited (no committed archive there)."""
+
+#: The constant column naming each row's archive root in every audit view.
+ROOT_COLUMN: Final = "root"
 
 #: A key is quiet where it delivered no data for at least this long (queries/audit/activity.sql).
 QUIET_NS: Final = 10_000_000_000
 QUERY_DIR: Final = Path(__file__).resolve().parent.parent.parent / "queries" / "audit"
 #: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
 #: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
-#: gap ends at the key's next epoch, which can lie past ``hi``).
+#: gap ends at the key's next epoch, which can lie past ``hi``; the last trade before a trade
+#: disconnect inside the range can lie up to an hour before ``lo``).
 _DATASETS: Final = {
     "liveness": (86_400_000_000_000, 0),
     "gaps": (8 * 86_400_000_000_000, 0),
     "epochs": (8 * 86_400_000_000_000, 86_400_000_000_000),
-    "trades": (0, 0),
+    "trades": (3_600_000_000_000, 0),
     "ohlc": (3_600_000_000_000, 0),
 }
 
@@ -47,11 +60,16 @@ def query_text(name: str) -> str:
 
 
 class AuditSource:
-    """A DuckDB connection with one view per audited dataset, restricted to ``[lo, hi)``."""
+    """A DuckDB connection with one view per audited dataset, restricted to ``[lo, hi)``: the
+    union of the rows of every archive in ``archives``, each with its :data:`ROOT_COLUMN`."""
 
-    def __init__(self, archive: Archive, lo: int, hi: int, *, threads: int | None = None,
-                 quiet_ns: int = QUIET_NS) -> None:
-        self.archive = archive
+    def __init__(self, archives: Archive | Sequence[Archive], lo: int, hi: int, *,
+                 threads: int | None = None, quiet_ns: int = QUIET_NS) -> None:
+        self.archives = [archives] if isinstance(archives, Archive) else list(archives)
+        if not self.archives:
+            raise AuditError("no archive root to audit")
+        #: The roots read, in discovery order (the :data:`ROOT_COLUMN` values are ``str`` of these).
+        self.roots = [a.root for a in self.archives]
         self.quiet_ns = quiet_ns
         self.lo = lo
         self.hi = hi
@@ -60,15 +78,29 @@ class AuditSource:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         for dataset, (lookback, lookahead) in _DATASETS.items():
-            files = [str(archive.root / f.file) for f in archive.state.files
-                     if f.dataset == dataset
-                     and (f.max_time is None or f.max_time >= lo - lookback)
-                     and (f.min_time is None or f.min_time < hi + lookahead)]
-            if files:
-                rel = self.con.read_parquet(files, union_by_name=True)
-            else:
-                rel = self.con.from_arrow(archive.schemas[dataset].arrow().empty_table())
-            rel.create_view(dataset)
+            union: duckdb.DuckDBPyRelation | None = None
+            for archive in self.archives:
+                part = self._root_relation(archive, dataset, lo - lookback, hi + lookahead)
+                union = part if union is None else union.union(part)  # UNION ALL
+            assert union is not None
+            union.create_view(dataset)
+
+    def _root_relation(self, archive: Archive, dataset: str, lo: int,
+                       hi: int) -> duckdb.DuckDBPyRelation:
+        """One root's rows of ``dataset`` (its live files that may touch ``[lo, hi)``), cast to
+        the dataset's schema column by column (a column absent from every file is NULL), plus
+        the constant :data:`ROOT_COLUMN`; so the roots' relations line up for ``UNION ALL``."""
+        empty = self.con.from_arrow(archive.schemas[dataset].arrow().empty_table())
+        files = [str(archive.root / f.file) for f in archive.state.files
+                 if f.dataset == dataset
+                 and (f.max_time is None or f.max_time >= lo)
+                 and (f.min_time is None or f.min_time < hi)]
+        rel = self.con.read_parquet(files, union_by_name=True) if files else empty
+        present = set(rel.columns)
+        cols = [(duckdb.ColumnExpression(name) if name in present
+                 else duckdb.ConstantExpression(None)).cast(typ).alias(name)
+                for name, typ in zip(empty.columns, empty.types)]
+        return rel.select(*cols, duckdb.ConstantExpression(str(archive.root)).alias(ROOT_COLUMN))
 
     def rows(self, name: str) -> list[dict[str, Any]]:
         """Run ``queries/audit/<name>.sql`` and return its rows as dicts."""
@@ -83,17 +115,29 @@ class AuditSource:
         self.con.close()
 
 
-@contextmanager
-def open_source(root: Path, lo: int | None = None, hi: int | None = None,
-                *, threads: int | None = None) -> Iterator[AuditSource]:
-    """Open ``root`` for auditing; ``lo``/``hi`` default to the first/last receive time in
-    ``liveness`` (``queries/audit/bounds.sql``)."""
-    if not (Path(root) / "_manifest" / "current.json").is_file():
-        raise AuditError(f"{root} is not an archive with committed data "
+def committed_roots(path: PathSpec) -> list[Path]:
+    """The archive roots ``path`` designates (see :func:`recorder.roots.archive_roots`) that
+    hold committed data (``_manifest/current.json``). A root whose writer has not committed yet
+    has nothing to audit and is left out. Raises :class:`recorder.roots.ArchiveRootError` for a
+    path that leads to no root and :class:`AuditError` when no root has committed data."""
+    roots = archive_roots(path)
+    done = [r for r in roots if (r / "_manifest" / "current.json").is_file()]
+    if not done:
+        where = ", ".join(str(r) for r in roots)
+        raise AuditError(f"{where}: no archive with committed data "
                          "(no _manifest/current.json)")
-    archive = Archive(root)
+    return done
+
+
+@contextmanager
+def open_source(path: PathSpec, lo: int | None = None, hi: int | None = None,
+                *, threads: int | None = None) -> Iterator[AuditSource]:
+    """Open the roots ``path`` designates (:func:`committed_roots`: a root, a parent of roots
+    or several paths) for auditing as one archive; ``lo``/``hi`` default to the first/last
+    receive time in ``liveness`` over all roots (``queries/audit/bounds.sql``)."""
+    archives = [Archive(r) for r in committed_roots(path)]
     if lo is None or hi is None:
-        probe = AuditSource(archive, -(2**62), 2**62, threads=threads)
+        probe = AuditSource(archives, -(2**62), 2**62, threads=threads)
         try:
             b = probe.rows("bounds")[0]
         finally:
@@ -102,7 +146,7 @@ def open_source(root: Path, lo: int | None = None, hi: int | None = None,
             lo = b["lo"] if b["lo"] is not None else 0
         if hi is None:
             hi = b["hi"] if b["hi"] is not None else lo
-    src = AuditSource(archive, lo, hi, threads=threads)
+    src = AuditSource(archives, lo, hi, threads=threads)
     try:
         yield src
     finally:

@@ -8,11 +8,11 @@ keys may be added without a bump.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Final
 
 from recorder.archive.layout import DAY_NS, day_of
@@ -22,13 +22,16 @@ from recorder.audit.coverage import (
     Breakdown,
     Gap,
     Key,
+    Run,
     Thresholds,
     classify,
+    combine_roots,
     day_verdict,
     gap_applies,
     gap_extent,
 )
 from recorder.audit.load import AuditSource, open_source
+from recorder.roots import PathSpec
 
 __all__ = ["REPORT_VERSION", "HOUR_NS", "build_report", "Progress"]
 
@@ -51,7 +54,7 @@ def _gap_from_row(r: Mapping[str, Any]) -> Gap:
     return Gap(start_ns=r["start_ns"], end_ns=r["end_ns"], stream=r["stream"],
                channel=r["channel"], symbol=r["symbol"], conn_id=int(r["conn_id"]),
                cause=r["cause"], healed_by=r["healed_by"], missing=r["missing"],
-               missing_count=r["missing_count"], detail=r["detail"])
+               missing_count=r["missing_count"], detail=r["detail"], root=r["root"])
 
 
 def _intervals_by_key(rows: Iterable[Mapping[str, Any]],
@@ -70,28 +73,34 @@ def _bucket(b: Breakdown, lo: int, hi: int, step: int) -> dict[str, list[int]]:
             for name in ("covered", "active", "quiet", "missing", "in_gap", "backfilled")}
 
 
-def build_report(root: Path, *, lo: int | None = None, hi: int | None = None,
+def build_report(archive: PathSpec, *, lo: int | None = None, hi: int | None = None,
                  symbols: Iterable[str] | None = None, thresholds: Thresholds | None = None,
                  verify_report: Mapping[str, Any] | None = None,
                  progress: Progress | None = None, threads: int | None = None
                  ) -> dict[str, Any]:
-    """Audit the archive at ``root`` over ``[lo, hi)`` (default: its whole liveness span).
+    """Audit ``archive`` over ``[lo, hi)`` (default: its whole liveness span).
 
-    ``symbols`` restricts the keys; ``verify_report`` is a ``recorder verify --json`` result
+    ``archive`` is an archive root, a parent of roots (capture's ``<archive>/<host>-w<k>/``) or
+    several such paths (:func:`recorder.roots.archive_roots`); all roots with committed data
+    are audited as one archive. Raises :class:`recorder.roots.ArchiveRootError` for a path
+    that leads to no root and :class:`recorder.audit.load.AuditError` when no root has
+    committed data. ``symbols`` restricts the keys; ``verify_report`` is a ``recorder verify --json`` result
     (replay verification); without it the verification figures come from the live checksum
     counts in ``epochs``. See docs/audit.md for every key of the result.
     """
     th = thresholds or Thresholds()
     note = progress or (lambda step, done, total: None)
-    with open_source(Path(root), lo, hi, threads=threads) as src:
-        return _build(src, set(symbols) if symbols else None, th, verify_report, note)
+    label = (str(archive) if isinstance(archive, (str, os.PathLike))
+             else ", ".join(str(p) for p in archive))
+    with open_source(archive, lo, hi, threads=threads) as src:
+        return _build(src, label, set(symbols) if symbols else None, th, verify_report, note)
 
 
 _STEPS: Final = ("subscribed", "activity", "gaps", "epochs", "conn_keys", "trade_continuity",
-                 "trade_holes", "ohlc_vs_trades")
+                 "trade_holes", "ohlc_vs_trades", "trade_resume")
 
 
-def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
+def _build(src: AuditSource, label: str, symbols: set[str] | None, th: Thresholds,
            verify_report: Mapping[str, Any] | None, note: Progress) -> dict[str, Any]:
     lo, hi = src.lo, src.hi
     data: dict[str, list[dict[str, Any]]] = {}
@@ -103,52 +112,74 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
     def wanted(sym: str) -> bool:
         return symbols is None or sym in symbols
 
-    alive = _intervals_by_key(data["subscribed"], "alive")
-    dead = _intervals_by_key((r for r in data["subscribed"] if not r["alive"]))
+    # per (root, key): subscription runs per connection, epoch starts; per root: the keys of
+    # each connection and the keys the root knows (a root's gaps apply to its own keys only)
+    runs: dict[tuple[str, Key], list[Run]] = defaultdict(list)
+    for r in data["subscribed"]:
+        runs[(r["root"], (r["channel"], r["symbol"]))].append(
+            (int(r["conn_id"]), r["start_ns"], r["end_ns"], bool(r["alive"])))
     activity = _intervals_by_key(data["activity"])
     gaps = [_gap_from_row(r) for r in data["gaps"]]
-    conn_keys: dict[int, set[Key]] = defaultdict(set)
+    conn_keys: dict[str, dict[int, set[Key]]] = defaultdict(lambda: defaultdict(set))
     for r in data["conn_keys"]:
-        conn_keys[int(r["conn_id"])].add((r["channel"], r["symbol"]))
+        conn_keys[r["root"]][int(r["conn_id"])].add((r["channel"], r["symbol"]))
     epochs_by_key: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    epoch_starts: dict[tuple[str, Key], list[int]] = defaultdict(list)
     for r in data["epochs"]:
         epochs_by_key[(r["channel"], r["symbol"])].append(r)
+        epoch_starts[(r["root"], (r["channel"], r["symbol"]))].append(r["start_ns"])
+    trades_missed = {(r["root"], r["symbol"], r["start_ns"]): r["missed"]
+                     for r in data["trade_resume"]}
 
-    keys: set[Key] = set(alive) | set(dead) | set(epochs_by_key)
-    keys |= {(g.channel, g.symbol) for g in gaps if g.channel != "*" and g.symbol != "*"
-             and g.stream != "rest"}
-    keys = {k for k in keys if wanted(k[1])}
+    root_keys: dict[Key, set[str]] = defaultdict(set)
+    for root, key in list(runs) + list(epoch_starts):
+        root_keys[key].add(root)
+    for g in gaps:
+        if g.channel != "*" and g.symbol != "*" and g.stream != "rest":
+            root_keys[(g.channel, g.symbol)].add(g.root)
+    keys = {k for k in root_keys if wanted(k[1])}
     ordered = sorted(keys)
 
-    by_scope: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_scope: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for gi, g in enumerate(gaps):
-        by_scope[(g.channel, g.symbol)].append(gi)
+        by_scope[(g.root, g.channel, g.symbol)].append(gi)
     per_key: dict[Key, Breakdown] = {}
     gap_uses: dict[int, dict[str, Any]] = {}
     key_gaps: dict[Key, list[int]] = defaultdict(list)
     for n, key in enumerate(ordered):
         if n % 25 == 0:
             note("coverage", n, len(ordered))
-        starts = sorted(r["start_ns"] for r in epochs_by_key.get(key, ()))
-        sub_ends = sorted(e for _, e in alive.get(key, []) + dead.get(key, []))
-        missing_ext: list[tuple[int, int]] = []
-        healed_ext: list[tuple[int, int]] = []
         ch, sym = key
-        scoped = sorted(by_scope.get((ch, sym), []) + by_scope.get((ch, "*"), [])
-                        + by_scope.get(("*", sym), []) + by_scope.get(("*", "*"), []))
-        for gi in scoped:
-            g = gaps[gi]
-            if not gap_applies(g, key, conn_keys):
-                continue
-            ext = gap_extent(g, starts, sub_ends, hi)
-            (healed_ext if g.healed_by in BACKFILL_HEALS else missing_ext).append(ext)
-            key_gaps[key].append(gi)
-            use = gap_uses.setdefault(gi, {"keys": 0, "start": ext[0], "end": ext[1]})
-            use["keys"] += 1
-            use["start"] = min(use["start"], ext[0])
-            use["end"] = max(use["end"], ext[1])
-        per_key[key] = classify((lo, hi), alive.get(key, ()), dead.get(key, ()),
-                                activity.get(key, ()), missing_ext, healed_ext)
+        per_root: list[tuple[list[tuple[int, int]], list[tuple[int, int]]]] = []
+        dead: list[tuple[int, int]] = []
+        healed_ext: list[tuple[int, int]] = []
+        for root in sorted(root_keys[key]):
+            key_runs = runs.get((root, key), [])
+            alive_r = iv.normalise((s, e) for _, s, e, a in key_runs if a)
+            dead_r = iv.normalise((s, e) for _, s, e, a in key_runs if not a)
+            dead += dead_r
+            starts = sorted(epoch_starts.get((root, key), ()))
+            sub_ends = sorted(e for _, e in alive_r + dead_r)
+            missing_ext: list[tuple[int, int]] = []
+            scoped = sorted(by_scope.get((root, ch, sym), []) + by_scope.get((root, ch, "*"), [])
+                            + by_scope.get((root, "*", sym), [])
+                            + by_scope.get((root, "*", "*"), []))
+            for gi in scoped:
+                g = gaps[gi]
+                if not gap_applies(g, key, conn_keys.get(root, {})):
+                    continue
+                ext = gap_extent(g, starts, sub_ends, hi, runs=key_runs,
+                                 trades_missed=trades_missed.get((root, g.symbol, g.start_ns)))
+                (healed_ext if g.healed_by in BACKFILL_HEALS else missing_ext).append(ext)
+                key_gaps[key].append(gi)
+                use = gap_uses.setdefault(gi, {"keys": 0, "start": ext[0], "end": ext[1]})
+                use["keys"] += 1
+                use["start"] = min(use["start"], ext[0])
+                use["end"] = max(use["end"], ext[1])
+            per_root.append((alive_r, missing_ext))
+        alive, missing = combine_roots(per_root)
+        per_key[key] = classify((lo, hi), alive, dead, activity.get(key, ()), missing,
+                                healed_ext)
     note("coverage", len(ordered), len(ordered))
 
     verification = _verification(data["epochs"], verify_report, wanted, lo, hi)
@@ -242,7 +273,8 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
         gaps_out.append({
             "start_ns": g.start_ns, "end_ns": g.end_ns, "effective_start_ns": eff_start,
             "effective_end_ns": eff_end, "duration_s": round((eff_end - eff_start) / 1e9, 3),
-            "stream": g.stream, "channel": g.channel, "symbol": g.symbol, "conn_id": g.conn_id,
+            "stream": g.stream, "channel": g.channel, "symbol": g.symbol, "root": g.root,
+            "conn_id": g.conn_id,
             "cause": g.cause, "missing": g.missing, "missing_count": g.missing_count,
             "healed_by": g.healed_by, "detail": g.detail,
             "counts_as": ("backfilled" if g.healed_by in BACKFILL_HEALS else
@@ -267,7 +299,8 @@ def _build(src: AuditSource, symbols: set[str] | None, th: Thresholds,
     ohlc_out = _ohlc_check(data["ohlc_vs_trades"], per_key, wanted)
     return {
         "audit_version": REPORT_VERSION,
-        "archive": str(src.archive.root),
+        "archive": label,
+        "roots": [str(r) for r in src.roots],
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "range": {"from_ns": lo, "to_ns": hi, "from": _iso(lo), "to": _iso(hi)},
         "thresholds": {"available_pct": th.available_pct, "usable_pct": th.usable_pct},
