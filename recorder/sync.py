@@ -58,6 +58,7 @@ import click
 import msgspec
 
 from recorder.archive.store import ArchiveState
+from recorder.roots import ArchiveRootError, archive_roots, is_archive_root
 
 __all__ = [
     "SyncError",
@@ -162,22 +163,28 @@ def make_s3_filesystem(endpoint_url: str | None = None, region: str | None = Non
 
 
 def find_roots(archive: Path) -> list[tuple[Path, str]]:
-    """Archive roots under ``archive`` with their remote sub-prefix.
+    """The archive roots under ``archive`` that have something to ship, with their remote
+    sub-prefix.
 
-    ``archive`` itself when it holds ``_manifest/current.json`` (sub-prefix ``""``); otherwise
-    each direct child directory that does (sub-prefix = the child's name, i.e. the writer id),
-    in name order. :class:`SyncError` when there is none.
+    Roots are found by :func:`recorder.roots.archive_roots` (the one discovery rule): ``archive``
+    itself when it is a root (sub-prefix ``""``), else its direct children that are roots
+    (sub-prefix = the child's name, i.e. the writer id), in name order. Sync ships *sealed*
+    state only: a root whose writer has not committed yet (``_manifest/`` without
+    ``current.json``) has nothing to ship and is left out. :class:`SyncUsageError` when the
+    path leads to no root (the :class:`~recorder.roots.ArchiveRootError` message) or when no
+    root has committed yet (naming them).
     """
-    if (archive / MANIFEST_REL).is_file():
-        return [(archive, "")]
-    if not archive.is_dir():
-        raise SyncUsageError(f"no archive at {archive}")
-    roots = [(child, child.name) for child in sorted(archive.iterdir())
-             if child.is_dir() and (child / MANIFEST_REL).is_file()]
-    if not roots:
-        raise SyncUsageError(f"{archive}: no committed archive root (no {MANIFEST_REL} in it or in "
-                        f"any directory directly below it)")
-    return roots
+    try:
+        roots = archive_roots(archive)
+    except ArchiveRootError as exc:
+        raise SyncUsageError(str(exc)) from None
+    sealed = [r for r in roots if (r / MANIFEST_REL).is_file()]
+    if not sealed:
+        names = ", ".join(str(r) for r in roots)
+        raise SyncUsageError(f"{archive}: nothing to ship: no archive root has committed yet "
+                             f"(no {MANIFEST_REL} in {names})")
+    own = is_archive_root(archive)
+    return [(r, "" if own else r.name) for r in sealed]
 
 
 def segment_sealed(path: Path) -> bool:

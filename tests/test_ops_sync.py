@@ -192,8 +192,23 @@ def test_parse_s3_url() -> None:
 def test_find_roots(parent: Path, tmp_path: Path) -> None:
     assert [sub for _, sub in find_roots(parent)] == list(WRITERS)
     assert find_roots(parent / WRITERS[0]) == [(parent / WRITERS[0], "")]
-    with pytest.raises(SyncUsageError):
+    with pytest.raises(SyncUsageError, match="not an archive"):
         find_roots(tmp_path)
+    with pytest.raises(SyncUsageError, match="no such directory"):
+        find_roots(tmp_path / "missing")
+    # a writer that has not committed yet has nothing to ship: left out beside sealed roots,
+    # and a clear error when it is all there is
+    (tmp_path / "h-w9" / "_manifest").mkdir(parents=True)
+    with pytest.raises(SyncUsageError, match="nothing to ship"):
+        find_roots(tmp_path)
+    with pytest.raises(SyncUsageError, match="nothing to ship"):
+        find_roots(tmp_path / "h-w9")
+    (parent / "zz-w9" / "_manifest").mkdir(parents=True)
+    try:
+        assert [sub for _, sub in find_roots(parent)] == list(WRITERS)
+    finally:
+        (parent / "zz-w9" / "_manifest").rmdir()
+        (parent / "zz-w9").rmdir()
 
 
 def test_segment_sealed(parent: Path, tmp_path: Path) -> None:
@@ -430,4 +445,4 @@ def test_cli_sync_json_dry_run_and_errors(parent: Path, fs: Any, s3: str) -> Non
     assert r.exit_code == 1 and "rerun to resume" in r.output and SECRET not in r.output
     r = runner.invoke(main, ["sync", "--archive", str(parent.parent), "--to", dest,
                              "--endpoint-url", s3])
-    assert r.exit_code == 2 and "no committed archive root" in r.output
+    assert r.exit_code == 2 and "not an archive" in r.output
