@@ -31,13 +31,13 @@ from typing import Any
 
 import pytest
 
-from recorder.capture.config import CaptureConfig, ConnectionConfig, RestConfig, VenueConfig
+from recorder.capture.config import CaptureConfig, ConnectionConfig, RestConfig
 from recorder.capture.connection import FeedConnection
 from recorder.capture.limits import Backoff, TokenBucket
 from recorder.capture.rest_client import RestClient, RestFailure
 from recorder.capture.shards import ConnPlan
 from recorder.frames import Frame
-from recorder.pipeline.markers import Connected, Disconnected, decode_marker
+from recorder.pipeline.markers import Connected, Disconnected
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +134,7 @@ class FakeWorker:
         self.paused = asyncio.Event()
         self.l3_budget = TokenBucket(1000, 1000, time.monotonic())
         self.markers: list[Any] = []
+        self.times: list[float] = []
         self.frames = 0
         self.bytes_in = 0
         self._ids = itertools.count(1)
@@ -145,6 +146,7 @@ class FakeWorker:
 
     def marker(self, marker: Any, conn_id: int = 0) -> None:
         self.markers.append(marker)
+        self.times.append(time.monotonic())
 
     def on_signals(self, *args: Any) -> None: ...
     def on_disconnected(self, conn: Any) -> None: ...
@@ -196,14 +198,17 @@ async def _run_against(mode: str, seconds: float) -> tuple[HostileWs, FakeWorker
 @pytest.mark.parametrize("mode,max_detect_s", [("never_reads", 3.0), ("huge_frame", 1.0),
                                                ("slowloris", 3.0), ("silent", 3.0)])
 def test_hostile_websocket_peer_is_dropped_and_reconnected(mode: str, max_detect_s: float) -> None:
-    window = 4.5
+    window = 4.0
     server, worker, peak = asyncio.run(_run_against(mode, window))
     downs = [m for m in worker.markers if isinstance(m, Disconnected)]
     ups = [m for m in worker.markers if isinstance(m, Connected)]
     # detected and reconnected, repeatedly, within the window (each detection is bounded)
     assert server.connections >= 2, (mode, worker.markers)
     assert len(ups) >= 2 and len(downs) >= 1
-    assert server.connections >= int(window / (max_detect_s + 1.0)), (mode, server.connections)
+    first_up = worker.times[worker.markers.index(ups[0])]
+    first_down = worker.times[worker.markers.index(downs[0])]
+    # detection within its bound (+ slack for a loaded CI machine)
+    assert first_down - first_up <= max_detect_s + 1.5, (mode, first_down - first_up)
     assert all(d.reason for d in downs), downs
     # memory stays bounded: nothing like the 1 GiB announced frame or a growing backlog
     assert peak < 32 * 2**20, f"{mode}: peak {peak / 2**20:.1f} MiB"
