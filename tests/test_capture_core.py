@@ -34,6 +34,7 @@ from recorder.capture.shards import (
     worker_for,
 )
 from recorder.capture.subscriptions import SubscriptionTable
+from recorder.capture.supervisor import level3_notice
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "ops" / "recorder.example.toml"
 SYMS = [f"S{i:03d}/USD" for i in range(683)]
@@ -278,6 +279,35 @@ def test_subscription_table_health() -> None:
     quiet.sent("T", 0.0)
     quiet.acked("T", 0.0)
     assert quiet.dead(1000.0, 10.0, True) == []
+
+
+def test_futures_data_is_the_subscription_ack() -> None:
+    """The pipeline emits no SubscriptionAcked for Futures `subscribed` events, so capture
+    takes a pending product's first data as its ack (SubscriptionTable.data_as_ack)."""
+    t = SubscriptionTable("futures_book", ["PF_XBTUSD", "PF_ETHUSD"])
+    t.sent("PF_XBTUSD", 0.0)
+    t.sent("PF_ETHUSD", 0.0)
+    assert t.data_as_ack("PF_XBTUSD", 1.0)
+    assert t.subs["PF_XBTUSD"].state == "active" and t.subs["PF_XBTUSD"].acked_at == 1.0
+    assert not t.data_as_ack("PF_XBTUSD", 2.0)  # only a pending subscription is acked
+    assert t.subs["PF_XBTUSD"].acked_at == 1.0
+    assert t.timed_out(20.0, 10.0) == ["PF_ETHUSD"]  # no data: still times out
+    t.quarantine("PF_ETHUSD", 21.0)
+    assert not t.data_as_ack("PF_ETHUSD", 22.0) and t.subs["PF_ETHUSD"].state == "quarantined"
+    assert not t.data_as_ack("PF_OTHER", 22.0) and "PF_OTHER" not in t.subs
+
+
+def test_level3_notice_is_decided_from_the_config_alone() -> None:
+    """Said at startup, before any connection (tests/test_make_run.py checks the offline run)."""
+    no_keys = load_config(None, env={})
+    assert no_keys.channels.level3 and no_keys.credentials is None
+    msg = level3_notice(no_keys)
+    assert msg and "level3 needs API keys (KRAKEN_API_KEY/KRAKEN_API_SECRET" in msg
+    assert "level3 disabled" in msg
+    keys = load_config(None, env={"KRAKEN_API_KEY": "k", "KRAKEN_API_SECRET": "c2VjcmV0"})
+    assert keys.credentials is not None and level3_notice(keys) is None
+    off = load_config(None, env={"RECORDER_CHANNELS__LEVEL3": "false"})
+    assert not off.channels.level3 and level3_notice(off) is None
 
 
 # ---------------------------------------------------------------- writer layout, disk guard, jobs

@@ -90,6 +90,10 @@ def test_make_run_offline_keeps_retrying_and_stops_on_ctrl_c(tmp_path: Path) -> 
     retries = re.findall(r"cannot reach Kraken at (\S+) .*retrying in (\d+)s", text)
     assert len(retries) >= 2, text
     assert retries[0][0] == f"ws://127.0.0.1:{dead}/v2"
+    # no keys by default: said at startup, before (and so without) any connection
+    notice = text.find("level3 needs API keys (KRAKEN_API_KEY/KRAKEN_API_SECRET")
+    assert notice >= 0 and "level3 disabled" in text, text[-2000:]
+    assert notice < text.find("cannot reach Kraken"), text[-2000:]
     assert "Traceback" not in text and "ERROR" not in text
     assert (tmp_path / "archive").is_dir()  # the default archive location, relative to cwd
 

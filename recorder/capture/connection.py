@@ -238,10 +238,11 @@ class FeedConnection:
                 sym = frame_symbol(payload[:200])
                 if sym is not None:
                     table.data(sym, now)
-                    if futures and table.subs.get(sym) is not None and table.subs[sym].state == "pending":
-                        # The pipeline signals no ack for Futures `subscribed` events: data of
-                        # the product on this connection proves the subscription.
-                        table.acked(sym, now)
+                    if futures:
+                        # Futures workaround: the pipeline emits no SubscriptionAcked for the
+                        # venue's `subscribed` event; data of the product on this connection
+                        # proves the subscription (see SubscriptionTable.data_as_ack).
+                        table.data_as_ack(sym, now)
             elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
                 table.data(INSTRUMENT, now)
                 if b'"type":"snapshot"' in payload[:64]:

@@ -47,7 +47,7 @@ from recorder.capture.shards import WorkerPlan, host_symbols, load_rates, plan
 from recorder.capture.writer import writer_id
 from recorder.protocol.spot import InstrumentMessage, decode_spot
 
-__all__ = ["Supervisor", "PairInfo", "discover_pairs", "VenueUnreachable"]
+__all__ = ["Supervisor", "PairInfo", "discover_pairs", "VenueUnreachable", "level3_notice"]
 
 log = logging.getLogger("recorder.capture.supervisor")
 
@@ -99,6 +99,16 @@ async def discover_futures(base: str, timeout_s: float = 15.0) -> list[str]:
         raise VenueUnreachable("futures instruments: unexpected answer")
     return sorted(i.symbol.upper() for i in got.instruments
                   if getattr(i, "tradeable", True) and i.symbol.upper().startswith(("PF_", "PI_", "FI_", "FF_")))
+
+
+def level3_notice(cfg: CaptureConfig) -> str | None:
+    """Why level3 will not be captured this run (it needs API keys for its WebSocket token),
+    or ``None`` when it will be or was not asked for. Decided from the configuration alone, so
+    it is said at startup, before any connection."""
+    if cfg.channels.level3 and not cfg.credentials:
+        return ("level3 needs API keys (KRAKEN_API_KEY/KRAKEN_API_SECRET or a credentials "
+                "file): level3 disabled for this run")
+    return None
 
 
 class Supervisor:
@@ -173,9 +183,9 @@ class Supervisor:
                      max_rate=conn.max_msgs_per_connection,
                      max_symbols=conn.max_symbols_per_connection,
                      l3_max_symbols=conn.l3_symbols_per_connection)
-        if ch.level3 and not self.cfg.credentials:
-            log.warning("level3 needs API keys (KRAKEN_API_KEY/KRAKEN_API_SECRET or a credentials "
-                        "file): level3 disabled for this run")
+        notice = level3_notice(self.cfg)
+        if notice:  # said at startup too; repeated beside the plan it shapes
+            log.warning("%s", notice)
         log.info("shard %d/%d: %d of %d online pairs, %d futures products, %d workers, %d connections",
                  k, n, len(mine), len(online), len(prods), self.workers,
                  sum(len(p.connections) for p in plans))
@@ -241,6 +251,9 @@ class Supervisor:
         except OSError as exc:
             log.error("cannot serve metrics on %s:%d (%s); continuing without",
                       obs.metrics_host, obs.metrics_port, exc.strerror or exc)
+        notice = level3_notice(self.cfg)
+        if notice:  # before any connection: an operator who is offline sees it too
+            log.warning("%s", notice)
         drain = asyncio.ensure_future(self._drain_status())
         try:
             pairs, products = await self._discover()
