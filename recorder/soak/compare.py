@@ -29,6 +29,7 @@ list           an ``instruments`` row (symbol, online) within 5 s, and a book ep
 delist         an ``instruments`` row (symbol, delisted) within 5 s; no book rows      yes
                of the symbol after t + 5 s
 status         an ``instruments`` row (symbol, status) within 5 s                      yes
+(frame kinds)  or a ``process_restart`` gap covering t +- 2 s (frame lost in a crash)   yes
 kill9          a ``process_restart`` gap of the killed worker's root covering t        yes
 disk_pressure  ``disconnect`` gaps whose detail starts ``disk pressure`` covering t    yes
 duplicate      none; must produce no duplicate rows (checked globally)                  no
@@ -219,6 +220,11 @@ def _match(fault: dict[str, Any], ix: _Index) -> tuple[bool, bool, str]:
             return True, True, f"{what} left open although coverage resumed"
         return True, False, f"{what} never healed"
 
+    if kind in ("checksum", "number", "malformed", "drop") and any(
+            covers(g, t, 2 * S) for g in ix.by_cause.get("process_restart", ())):
+        # the frame reached a worker that was SIGKILLed before journaling it: the loss is
+        # inside the crash's process_restart gap (the symbol's worker is not known here)
+        return True, True, "superseded by a worker crash (process_restart gap)"
     if kind in ("checksum", "number"):
         causes = {"checksum_mismatch"} if kind == "checksum" else _DESYNC
         return verdict(gaps(causes, lambda g: g["channel"] == ch and g["symbol"] == sym
