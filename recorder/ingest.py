@@ -17,6 +17,11 @@ Non-journal inputs are first converted into one journal segment per input
 :class:`~recorder.archive.session.Deriver` as live capture. Idempotent: an input whose digest
 is already recorded adds nothing. Crash-safe: rerunning after a crash resumes from the last
 commit.
+
+Bounded memory: a zstd-compressed input is decompressed in 1 MiB chunks and refused with a
+clear error (``IngestError``, exit 1) once it expands past ``max_decompressed_bytes``
+(:data:`MAX_DECOMPRESSED_BYTES`, 256 MiB by default; ``--max-decompressed-mib`` on the command
+line), so a zstd bomb can never exhaust memory.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ __all__ = ["IngestError", "ingest", "read_input_frames", "ingest_command"]
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _TS: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
 _SIM_LINE: Final = msgspec.json.Decoder(dict[str, Any])
+#: Largest decompressed size of one zstd-compressed input; larger inputs are refused (an
+#: ``IngestError`` naming the cap) instead of being expanded into memory.
+MAX_DECOMPRESSED_BYTES: Final = 256 * 2**20
+_ZSTD_CHUNK: Final = 1 << 20
 
 
 class _SimFrame(msgspec.Struct):
@@ -69,18 +78,33 @@ class _InitUpdates(msgspec.Struct):
     updates: list[msgspec.Raw]
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IngestError(f"{path}: {exc}") from exc
     if data.startswith(_ZSTD_MAGIC):
+        chunks: list[bytes] = []
+        size = 0
         try:
             with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
                                                             read_across_frames=True) as r:
-                data = r.read()
+                while True:
+                    chunk = r.read(_ZSTD_CHUNK)  # at most one chunk of output per read
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > max_decompressed:
+                        raise IngestError(
+                            f"{path}: zstd input expands past {max_decompressed} bytes "
+                            f"(the decompressed-size cap); refused")
+                    chunks.append(chunk)
         except zstandard.ZstdError as exc:
             raise IngestError(f"{path}: corrupt zstd: {exc}") from exc
+        finally:
+            del data
+        data = b"".join(chunks)
+        chunks.clear()
     return data
 
 
@@ -125,6 +149,8 @@ def _messages(data: bytes) -> Iterator[bytes]:
     if len(lines) > 1 and stripped.startswith(b"{"):
         try:  # one pretty-printed document?
             msgspec.json.decode(lines[0])
+        except UnicodeDecodeError:
+            pass  # not UTF-8: one message per line; the decoder rejects it as not_utf8
         except msgspec.DecodeError:
             yield stripped
             return
@@ -196,14 +222,17 @@ def _first_timestamp(datas: list[bytes]) -> int | None:
 
 
 def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
+           max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
            **deriver_options: Any) -> dict[str, Any]:
-    """Ingest ``paths`` (in order) into ``archive``; returns a summary dict."""
+    """Ingest ``paths`` (in order) into ``archive``; returns a summary dict.
+
+    A zstd input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`."""
     deriver = Deriver(archive, **deriver_options)
     jroot = deriver.journal_root
     summary: dict[str, Any] = {"inputs": [], "frames": 0}
     datas: list[tuple[Path, bytes, str]] = []
     for p in paths:
-        data = _read_bytes(p)
+        data = _read_bytes(p, max_decompressed_bytes)
         digest = hashlib.sha256(data).hexdigest()
         datas.append((p, data, digest))
     last_ns: int | None = None
@@ -271,10 +300,15 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
 @click.option("--archive", "archive", required=True, type=click.Path(path_type=Path),
               help="Archive directory (created if missing).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest_command(files: tuple[Path, ...], archive: Path, quiet: bool) -> None:
+@click.option("--max-decompressed-mib", type=click.IntRange(min=1),
+              default=MAX_DECOMPRESSED_BYTES // 2**20, show_default=True,
+              help="Refuse a zstd input that expands past this many MiB.")
+def ingest_command(files: tuple[Path, ...], archive: Path, quiet: bool,
+                   max_decompressed_mib: int) -> None:
     """Derive the archive from journal segments, `recorder sim --record` files or JSONL."""
     try:
-        summary = ingest(list(files), archive, progress=not quiet)
+        summary = ingest(list(files), archive, progress=not quiet,
+                         max_decompressed_bytes=max_decompressed_mib * 2**20)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

@@ -116,11 +116,6 @@ def test_invalid_utf8_lines_are_rejects_with_raw_kept(tmp_path: Path) -> None:
     _clean_archive(tmp_path / "a")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingest (recorder/ingest.py _messages, owner: archive/ingest): when a multi-line input "
-    "starts with `{`, its first line is test-decoded with msgspec.json.decode and only "
-    "msgspec.DecodeError is caught; invalid UTF-8 raises UnicodeDecodeError, so `recorder "
-    "ingest` dies with a traceback instead of turning the line into a not_utf8 reject"))
 def test_invalid_utf8_on_the_first_line_is_a_reject(tmp_path: Path) -> None:
     f = tmp_path / "first.jsonl"
     f.write_bytes(b'{"channel": "heartbeat", "x": "\xff"}\n' + GOOD_LINES[0])
@@ -192,12 +187,6 @@ def _zstd_bomb(path: Path, decompressed: int) -> None:
     assert path.stat().st_size < decompressed // 500
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingest (recorder/ingest.py _read_bytes, owner: archive/ingest): a zstd input is "
-    "decompressed whole into memory with no size cap (stream_reader(...).read()), so a "
-    "~1 MB bomb expanding to 4 GiB ends in MemoryError + traceback (or OOM without a "
-    "limit); journal.read_segment also grows its buffer by whatever one 1 MiB chunk "
-    "decompresses to. Want: streamed, or refused with a clear error above a cap"))
 def test_zstd_bomb_is_refused_or_streamed(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.jsonl.zst"
     _zstd_bomb(bomb, 4 * 2**30)
@@ -337,3 +326,12 @@ def test_archive_path_that_is_a_file_is_a_clean_error(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"not a directory")
     r = _ingest(tmp_path / "in.jsonl", "--archive", tmp_path / "a")
     assert r.exit_code == 1 and r.output.startswith("Error:"), r.output
+
+
+def test_zstd_input_over_the_cap_is_a_clear_error(tmp_path: Path) -> None:
+    """The decompressed-size cap (``--max-decompressed-mib``) refuses with a one-line error."""
+    bomb = tmp_path / "over.zst"
+    _zstd_bomb(bomb, 32 * 2**20)
+    r = _ingest(bomb, "--archive", tmp_path / "a", "--max-decompressed-mib", "8")
+    assert r.exit_code == 1 and r.output.startswith("Error:"), r.output
+    assert "8388608 bytes" in r.output and "cap" in r.output
