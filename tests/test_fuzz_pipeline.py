@@ -338,11 +338,9 @@ def check_accounting(frames: list[Frame], sink: ListSink) -> None:
 
 
 def _known_internal(row: dict[str, Any]) -> bool:
-    """The one ``internal`` reject still expected (pipeline-owned bug, tracked by the strict
-    xfail ``test_out_of_range_number_in_a_snapshot_is_a_typed_reject``): precision inference
-    of a book/level3 *snapshot* runs outside the apply ``try`` and NumberError escapes to the
-    catch-all."""
-    return row["detail"].startswith("NumberError:") and b'"snapshot"' in row["raw"]
+    """No ``internal`` reject is expected any more (snapshot number errors are typed
+    ``apply_error`` rejects)."""
+    return False
 
 
 def _no_internal(sink: ListSink) -> None:
@@ -443,12 +441,6 @@ def test_unknown_channels_and_shapes_become_rejects() -> None:
 # ------------------------------------------------------------------------------- known bugs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline (recorder/pipeline/core.py, owner: pipeline): Pipeline._l2/_l3 call "
-    "self._precision() -> decimals_of() for a snapshot OUTSIDE the try that turns "
-    "BookError/NumberError into an `apply_error` reject, so an out-of-range number in a "
-    "book/level3 snapshot (e.g. price 1e400) escapes to feed()'s catch-all and is recorded "
-    "as reason `internal` (meant for pipeline bugs) with no gap row for the symbol"))
 @pytest.mark.parametrize("stream,payload", [
     ("spot", b'{"channel": "book", "type": "snapshot", "data": [{"symbol": "BTC/USD", "bids":'
              b' [{"price": 1e400, "qty": 1}], "asks": [], "checksum": 0}]}'),
@@ -466,13 +458,6 @@ def test_out_of_range_number_in_a_snapshot_is_a_typed_reject(stream: str, payloa
     assert any(g["cause"] == "apply_error" for g in sink.rows("gaps"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pipeline (recorder/pipeline/core.py, owner: pipeline): rows are appended column by "
-    "column (_ticker, _ohlc, _instrument_row, REST OHLC, futures ticker); an exception after "
-    "the first column is appended is turned into an `internal` reject but leaves that "
-    "dataset's column lists with different lengths, so the next flush raises ArrowInvalid "
-    "in PartitionWriter and ArchiveSession.write/close crash (seen with ticker "
-    "`1E+999999999` before the decoder fix; simulated here with a failing conversion)"))
 def test_an_exception_mid_row_does_not_corrupt_the_dataset_buffer(tmp_path: Path,
                                                                    monkeypatch) -> None:
     import recorder.pipeline.core as core

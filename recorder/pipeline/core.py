@@ -399,12 +399,47 @@ class Pipeline:
                 self._reject(frame, "decode", "unsupported_stream",
                              f"stream {stream!r} is journaled but not derived", None)
         except Exception as exc:  # noqa: BLE001 - a pipeline bug must not lose the frame
+            self._repair_buffers()
             self._reject(frame, "internal", "internal", f"{type(exc).__name__}: {exc}"[:300],
                          None)
         self.last_recv_ns = frame.recv_ns
         if self._pending_rows >= self.batch_rows:
             self.flush()
         return out
+
+    def _repair_buffers(self) -> None:
+        """Roll back a row half-appended when an exception interrupted it: every dataset's
+        columns are cut to the rows complete in all of them (rows are appended column by
+        column; a row is complete only once its last column is appended), so buffers stay
+        rectangular and the next flush cannot fail. Only runs after an exception."""
+        for name, cols in self._buf.items():
+            if name in _MSG_COLUMNS:
+                continue
+            n = min(len(v) for v in cols.values())
+            for v in cols.values():
+                del v[n:]
+        for name in _MSG_COLUMNS:
+            m = self._mbuf[name]
+            nmsg = min(len(v) for v in m.values())
+            for v in m.values():
+                del v[nmsg:]
+            rows = sum(m["_rows"])
+            r = self._rbuf[name]
+            for v in r.values():
+                del v[rows:]
+            if any(len(v) != rows for v in r.values()):  # a message's rows cut short
+                n = min(len(v) for v in r.values())
+                while m["_rows"] and rows > n:
+                    rows -= m["_rows"].pop()
+                    for c, v in m.items():
+                        if c != "_rows":
+                            del v[len(m["_rows"]):]
+                for v in r.values():
+                    del v[rows:]
+            self._mrows[name] = rows
+            ov = self._ovbuf[name]
+            for i in [i for i in ov if i >= rows]:
+                del ov[i]
 
     def flush(self) -> None:
         """Hand every buffered row to the sink (``book`` and ``level3`` columns that are
@@ -764,13 +799,13 @@ class Pipeline:
         if kind == "snapshot":
             if ep is not None:
                 self._end_epoch(key, "resnapshot", None, recv)
-            pp, qp, src = self._precision(
-                symbol, ([lv.price for lv in data.bids] + [lv.price for lv in data.asks],
-                         [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
             ep = _Epoch(recv, frame.stream, "book", symbol, frame.conn_id, "snapshot")
             ep.depth = _l2_depth(self._ack_depth.get(key), len(data.bids), len(data.asks))
-            ep.pp, ep.qp, ep.psource = pp, qp, src
             try:
+                pp, qp, src = self._precision(
+                    symbol, ([lv.price for lv in data.bids] + [lv.price for lv in data.asks],
+                             [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
+                ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L2Book(symbol, ep.depth, pp, qp)
                 bu, au = self._l2_units(ep, data)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
@@ -884,12 +919,12 @@ class Pipeline:
             if ep is not None:
                 self._end_epoch(key, "resnapshot", None, recv)
             orders = list(data.bids) + list(data.asks)
-            pp, qp, src = self._precision(
-                symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
             ep = _Epoch(recv, frame.stream, "level3", symbol, frame.conn_id, "snapshot")
             ep.depth = self._ack_depth.get(key) or 10
-            ep.pp, ep.qp, ep.psource = pp, qp, src
             try:
+                pp, qp, src = self._precision(
+                    symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
+                ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L3Book(symbol, ep.depth, pp, qp)
                 bu, au = self._l3_units(ep, data, True)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
