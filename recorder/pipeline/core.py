@@ -755,6 +755,22 @@ class Pipeline:
                               depth=ep.depth, reason=reason, expected=expected,
                               computed=computed, recv_ns=frame.recv_ns))
 
+    def _before_snapshot(self, frame: Frame, channel: str, symbol: str,
+                         out: list[Signal]) -> None:
+        """A book update with no valid snapshot (e.g. the snapshot was lost in a restart):
+        unless a gap of (channel, symbol) is already open (its heal is under way), open an
+        ``update_before_snapshot`` gap (closed by the next snapshot) and ask capture for a new
+        snapshot with one :class:`BookDesync` per episode."""
+        key = (channel, symbol)
+        if key in self._gaps:
+            return
+        self._open_gap(_Gap(frame.recv_ns, frame.stream, channel, symbol, frame.conn_id,
+                            "update_before_snapshot",
+                            detail="updates without a snapshot were kept as rejects"))
+        out.append(BookDesync(stream=frame.stream, channel=channel, symbol=symbol,
+                              depth=self._ack_depth.get(key), reason="update_before_snapshot",
+                              expected=None, computed=None, recv_ns=frame.recv_ns))
+
     def _book_message(self, name: str, frame: Frame, ep: _Epoch, ts: int | None, event: int,
                       n: int, checksum: int | None) -> None:
         """Append the per-message columns of ``n`` rows just buffered for ``name``."""
@@ -822,6 +838,7 @@ class Pipeline:
             if ep is None:
                 self._reject(frame, "apply", "update_before_snapshot",
                              "book update without a valid snapshot", symbol)
+                self._before_snapshot(frame, "book", symbol, out)
                 return
             try:
                 bu, au = self._l2_units(ep, data)
@@ -941,6 +958,7 @@ class Pipeline:
             if ep is None:
                 self._reject(frame, "apply", "update_before_snapshot",
                              "level3 update without a valid snapshot", symbol)
+                self._before_snapshot(frame, "level3", symbol, out)
                 return
             try:
                 bu, au = self._l3_units(ep, data, False)
@@ -1294,6 +1312,7 @@ class Pipeline:
         if ep is None:
             self._reject(frame, "apply", "update_before_snapshot",
                          "futures book delta without a snapshot", pid)
+            self._before_snapshot(frame, "futures_book", pid, out)
             return
         try:
             gap = ep.book.apply(ev)
