@@ -73,3 +73,45 @@ def test_open_update_before_snapshot_gap_survives_state_round_trip() -> None:
     q.close()
     (g,) = sink.rows("gaps")
     assert (g["start_ns"], g["end_ns"]) == (T0, T0 + 2)
+
+
+def _ack(recv_ns: int, stream: str, ok: bool, req_id: int = 7, channel: str | None = None,
+         conn_id: int = 1) -> Frame:
+    msg: dict = {"method": "subscribe", "success": ok, "req_id": req_id,
+                 "time_in": "2023-10-06T17:35:00.000000Z",
+                 "time_out": "2023-10-06T17:35:00.000100Z"}
+    if ok:
+        msg["result"] = {"channel": channel, "symbol": "BTC/USD", "snapshot": True}
+    else:
+        msg["error"] = "Token rejected"
+        msg["symbol"] = "BTC/USD"
+    return Frame(recv_ns=recv_ns, conn_id=conn_id, stream=stream, direction="in",
+                 payload=json.dumps(msg).encode())
+
+
+def test_subscribe_failed_gap_is_closed_by_the_next_snapshot_with_its_channel() -> None:
+    sink = ListSink()
+    p = Pipeline(sink)
+    p.feed(_ack(T0, "l3", False))
+    p.feed(l3_frame(T0 + 1_000, "snapshot"))
+    p.close()
+    (g,) = sink.rows("gaps")
+    assert (g["cause"], g["channel"], g["symbol"], g["start_ns"], g["end_ns"],
+            g["healed_by"]) == ("subscribe_failed", "level3", "BTC/USD", T0, T0 + 1_000,
+                                "resubscribe")
+
+
+def test_subscribe_failed_gap_channel_from_the_request_and_closed_by_an_ack() -> None:
+    sink = ListSink()
+    p = Pipeline(sink)
+    req = {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]},
+           "req_id": 7}
+    p.feed(Frame(recv_ns=T0 - 1, conn_id=1, stream="spot", direction="out",
+                 payload=json.dumps(req).encode()))
+    p.feed(_ack(T0, "spot", False, req_id=7))
+    p.flush()
+    p = Pipeline.from_state(p.to_state(), sink)  # the open gap is state
+    p.feed(_ack(T0 + 50, "spot", True, req_id=8, channel="ticker"))
+    p.close()
+    (g,) = sink.rows("gaps")
+    assert (g["channel"], g["end_ns"], g["healed_by"]) == ("ticker", T0 + 50, "resubscribe")

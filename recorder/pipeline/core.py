@@ -273,6 +273,7 @@ class Pipeline:
         self._gaps: dict[tuple[str, str], _Gap] = {}  # open gaps by (channel, symbol)
         self._conns: dict[int, _Conn] = {}
         self._ack_depth: dict[tuple[str, str], int] = {}
+        self._req_channel: dict[tuple[int, int], str] = {}  # (conn_id, req_id) -> channel
         self.running = False
         self.last_recv_ns: int | None = None
         self.frames = 0
@@ -384,6 +385,8 @@ class Pipeline:
         out: list[Signal] = []
         stream = frame.stream
         if frame.direction != "in":
+            if stream in ("spot", "l3") and b'"subscribe"' in frame.payload:
+                self._note_request(frame)
             self.last_recv_ns = frame.recv_ns
             return out
         try:
@@ -406,6 +409,20 @@ class Pipeline:
         if self._pending_rows >= self.batch_rows:
             self.flush()
         return out
+
+    def _note_request(self, frame: Frame) -> None:
+        """Remember the channel of an outgoing subscribe by ``req_id`` (a refusal's ack names
+        no channel). Bounded; not part of the state (only a gap's label depends on it)."""
+        try:
+            msg = msgspec.json.decode(frame.payload)
+            params = msg.get("params") or {}
+            req_id, channel = msg.get("req_id"), params.get("channel")
+        except Exception:  # noqa: BLE001 - our own outgoing frame; never worth a crash
+            return
+        if isinstance(req_id, int) and isinstance(channel, str):
+            if len(self._req_channel) >= 4096:
+                self._req_channel.clear()
+            self._req_channel[(frame.conn_id, req_id)] = channel
 
     def _repair_buffers(self) -> None:
         """Roll back a row half-appended when an exception interrupted it: every dataset's
@@ -544,7 +561,28 @@ class Pipeline:
     def _close_gap(self, channel: str, symbol: str, end_ns: int, healed_by: str) -> None:
         g = self._gaps.pop((channel, symbol), None)
         if g is not None:
-            self._gap_row(g, end_ns, healed_by)
+            self._gap_row(g, end_ns, "resubscribe" if g.cause == "subscribe_failed"
+                          else healed_by)
+
+    def _subscribe_failed(self, recv: int, stream: str, channel: str, symbol: str,
+                          conn_id: int, error: str | None) -> None:
+        """A refused/timed-out subscribe: an open gap of (channel, symbol), closed by the next
+        successful ack or snapshot (``healed_by=resubscribe``). Unknown channel or symbol
+        (``*``): nothing can close it, so it is written at once (unhealed)."""
+        g = _Gap(recv, stream, channel, symbol, conn_id, "subscribe_failed", detail=error)
+        if channel == "*" or symbol == "*":
+            self._gap_row(g, None, "none")
+            return
+        cur = self._gaps.get((channel, symbol))
+        if cur is None:
+            self._gaps[(channel, symbol)] = g
+        elif cur.cause != "subscribe_failed":  # already covered by an open gap: note why
+            cur.detail = f"{cur.detail or ''}; subscribe_failed: {error or ''}".lstrip("; ")[:500]
+
+    def _close_subscribe_failed(self, channel: str, symbol: str, end_ns: int) -> None:
+        g = self._gaps.get((channel, symbol))
+        if g is not None and g.cause == "subscribe_failed":
+            self._close_gap(channel, symbol, end_ns, "resubscribe")
 
     def _epoch_row(self, ep: _Epoch, end_reason: str) -> None:
         b = self._buf["epochs"]
@@ -711,12 +749,15 @@ class Pipeline:
                                             channel=channel, symbol=symbol,
                                             error=ev.error or "", recv_ns=frame.recv_ns))
             if type(ev) is sp.SubscribeAck:
-                self._gap_row(_Gap(frame.recv_ns, frame.stream, channel or "*", symbol or "*",
-                                   frame.conn_id, "subscribe_failed", detail=ev.error), None,
-                              "none")
+                if not channel:
+                    channel = ("level3" if frame.stream == "l3" else
+                               self._req_channel.get((frame.conn_id, ev.req_id or -1), ""))
+                self._subscribe_failed(frame.recv_ns, frame.stream, channel or "*",
+                                       symbol or "*", frame.conn_id, ev.error)
             return
         if type(ev) is sp.SubscribeAck:
             if symbol is not None:
+                self._close_subscribe_failed(channel, symbol, frame.recv_ns)
                 conn.subs.setdefault((channel, symbol), frame.recv_ns)
                 if res is not None and res.depth:
                     self._ack_depth[(channel, symbol)] = res.depth
@@ -1227,6 +1268,7 @@ class Pipeline:
             conn = self._conn(frame.conn_id, "futures")
             for pid in ev.product_ids:
                 conn.subs.setdefault((ev.feed or "", fut.normalise_product_id(pid)), recv)
+                self._close_subscribe_failed(ev.feed or "", fut.normalise_product_id(pid), recv)
         self.messages += 1
 
     def _scaled(self, token: Any, over: dict[str, str], field: str) -> tuple[int | None, int]:
@@ -1450,12 +1492,12 @@ class Pipeline:
         elif t is mk.Subscribed:
             conn = self._conn(m.conn_id, "spot")
             for s in m.symbols:
+                self._close_subscribe_failed(m.channel, s, recv)
                 if m.depth:
                     self._ack_depth[(m.channel, s)] = m.depth
         elif t is mk.SubscribeFailed:
             for s in m.symbols or ["*"]:
-                self._gap_row(_Gap(recv, "*", m.channel, s, m.conn_id, "subscribe_failed",
-                                   detail=m.error), None, "none")
+                self._subscribe_failed(recv, "*", m.channel or "*", s, m.conn_id, m.error)
         elif t is mk.Unsubscribed:
             conn = self._conns.get(m.conn_id)
             for s in m.symbols:
