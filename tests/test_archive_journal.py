@@ -119,3 +119,57 @@ def test_hostile_symbols():
     for s in ("BTC/USD", "../x", "a\"b'c", "ÄÖ/€", "\x00", "..", "/etc/passwd"):
         enc = encode_component(s)
         assert "/" not in enc and ".." not in enc
+
+
+def _crafted_segment(path, body_chunks):
+    """A format-2 segment: a valid header, then ``body_chunks`` (bytes) in one zstd frame."""
+    import struct
+
+    import msgspec
+    import zstandard
+
+    header = msgspec.json.encode({"format": 2, "host": "evil", "run_id": "x", "created_ns": 0})
+    cobj = zstandard.ZstdCompressor(level=1).compressobj()
+    out = [cobj.compress(b"KRJ2" + struct.pack("<I", len(header)) + header)]
+    for chunk in body_chunks:
+        out.append(cobj.compress(chunk))
+    out.append(cobj.flush())
+    path.write_bytes(b"".join(out))
+
+
+def test_hostile_segment_cannot_balloon_memory(tmp_path):
+    """A ~100 KiB segment expanding to 2 GiB of zeros, and one record claiming a 4 GiB payload
+    followed by 1 GiB of zeros: both end as a torn segment with little memory used."""
+    import struct
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.kjz"
+    _crafted_segment(bomb, (bytes(16 * 2**20) for _ in range(128)))
+    assert bomb.stat().st_size < 2**20
+    huge = tmp_path / "huge.kjz"
+    rec = struct.pack("<IHBHI", 0xFFFFFFFF, 0xFFFF, 0, 0, 0xFFFFFFF0) + struct.pack(
+        "<qQ", T0, 1)
+    _crafted_segment(huge, [rec, *(bytes(16 * 2**20) for _ in range(64))])
+    for path in (bomb, huge):
+        tracemalloc.start()
+        try:
+            info = SegmentInfo()
+            got = list(read_segment(path, info=info))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert got == [] and info.torn and "bad record" in info.error, info.error
+        assert peak < 64 * 2**20, (path.name, peak)
+
+
+def test_bounded_reader_keeps_data_after_frame_end_torn(tmp_path):
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=0.0)
+    src = list(frames(20))
+    for f in src:
+        w.append(f)
+    w.close()
+    path = tmp_path / list_segments(tmp_path)[0]
+    path.write_bytes(path.read_bytes() + b"junk")
+    info = SegmentInfo()
+    assert [f for _, f in read_segment(path, info=info)] == src
+    assert info.torn and "after the zstd frame end" in info.error

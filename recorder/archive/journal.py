@@ -402,6 +402,91 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: Decompressed bytes produced per step when reading a segment: memory grows by at most this
+#: much per step however well the input compresses (a hostile segment cannot balloon it).
+_READ_OUT: Final = 1 << 20
+#: A record claiming more than this many bytes (header + meta + payload) is a bad record: a
+#: hostile length cannot make the reader buffer gigabytes waiting for it to complete.
+MAX_RECORD_BYTES: Final = 512 * 1024 * 1024
+
+try:  # bounded-output streaming with an exact frame-end signal (zstandard's cffi backend)
+    from zstandard.backend_cffi import ffi as _zffi
+    from zstandard.backend_cffi import lib as _zlib
+except Exception:  # noqa: BLE001 - cffi missing: fall back to small input steps
+    _zffi = _zlib = None
+
+
+class _BoundedDecompressor:
+    """zstd decompression of one frame, at most ``_READ_OUT`` bytes of output per call.
+
+    ``feed(data)`` gives input; ``step()`` returns the next <= ``_READ_OUT`` bytes of output
+    (``b""`` when more input is needed); ``eof`` is true once the frame end was decoded;
+    ``unused`` counts input bytes after the frame end. Raises ``zstandard.ZstdError``.
+    """
+
+    def __init__(self) -> None:
+        self.eof = False
+        self.unused = 0
+        if _zlib is not None:
+            dctx = _zlib.ZSTD_createDCtx()
+            if dctx == _zffi.NULL:
+                raise MemoryError("ZSTD_createDCtx")
+            self._dctx = _zffi.gc(dctx, _zlib.ZSTD_freeDCtx)
+            self._inb = _zffi.new("ZSTD_inBuffer *")
+            self._outb = _zffi.new("ZSTD_outBuffer *")
+            self._dst = _zffi.new("char[]", _READ_OUT)
+            self._src = None
+            self._keep = b""
+        else:  # fallback: 256-byte input steps bound the output per step to ~8 MiB
+            self._dobj = zstandard.ZstdDecompressor().decompressobj()
+            self._data = memoryview(b"")
+
+    def feed(self, data: bytes) -> None:
+        if self.eof:
+            self.unused += len(data)
+            return
+        if _zlib is not None:
+            self._keep = data
+            self._src = _zffi.from_buffer(data)
+            self._inb.src = self._src
+            self._inb.size = len(data)
+            self._inb.pos = 0
+        else:
+            self._data = memoryview(data)
+
+    def step(self) -> bytes:
+        if self.eof:
+            return b""
+        if _zlib is None:
+            while self._data:
+                piece, self._data = self._data[:256], self._data[256:]
+                out = self._dobj.decompress(piece)
+                if self._dobj.eof:
+                    self.eof = True
+                    self.unused += len(self._dobj.unused_data) + len(self._data)
+                if out or self.eof:
+                    return out
+            return b""
+        inb, outb = self._inb, self._outb
+        while True:
+            outb.dst = self._dst
+            outb.size = _READ_OUT
+            outb.pos = 0
+            had_input = inb.pos < inb.size
+            z = _zlib.ZSTD_decompressStream(self._dctx, outb, inb)
+            if _zlib.ZSTD_isError(z):
+                msg = _zffi.string(_zlib.ZSTD_getErrorName(z)).decode("utf-8", "replace")
+                raise zstandard.ZstdError(f"zstd decompressor error: {msg}")
+            if z == 0:
+                self.eof = True
+                self.unused += inb.size - inb.pos
+            out = _zffi.buffer(self._dst, outb.pos)[:] if outb.pos else b""
+            if out or self.eof:
+                return out
+            if not had_input or inb.pos >= inb.size:
+                return b""  # needs more input
+
+
 def list_segments(root: str | os.PathLike[str]) -> list[str]:
     """Segment names under ``root`` (relative), in name order (= creation time per host)."""
     base = Path(root)
@@ -419,7 +504,7 @@ def read_segment(
     given) is filled with the header, the count of complete records and ``torn``/``error``.
     """
     info = info if info is not None else SegmentInfo()
-    dobj = zstandard.ZstdDecompressor().decompressobj()
+    dobj = _BoundedDecompressor()
     buf = bytearray()
     pos = 0
     index = 0
@@ -441,14 +526,21 @@ def read_segment(
     with fh:
         eof_clean = False
         while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
             try:
-                buf += dobj.decompress(chunk)
+                out = dobj.step()  # at most _READ_OUT bytes: bounded growth per step
             except zstandard.ZstdError as exc:
                 info.torn, info.error = True, f"zstd: {exc}"
-                chunk = b""
+                out = b""
+            if not out and not info.torn:
+                if dobj.eof:
+                    break
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                dobj.feed(chunk)
+                continue
+            buf += out
+            chunk = out  # empty only after a zstd error
             if not header_done:
                 if len(buf) < 8:
                     if not chunk:
@@ -497,6 +589,10 @@ def read_segment(
                             return
                         conn = conns[ci]
                     end = m + mlen + plen
+                    if plen > MAX_RECORD_BYTES:
+                        info.torn, info.error = True, f"bad record at {index}: too large"
+                        info.records = index
+                        return
                     if end > n:
                         break
                     if sd >= n_sd:
@@ -522,6 +618,10 @@ def read_segment(
                 while pos + rec_size <= n:
                     recv_ns, conn, s, d, mlen, plen = unpack(buf, pos)
                     end = pos + rec_size + mlen + plen
+                    if plen > MAX_RECORD_BYTES:
+                        info.torn, info.error = True, f"bad record at {index}: too large"
+                        info.records = index
+                        return
                     if end > n:
                         break
                     if s >= len(streams) or d > 1:
@@ -546,6 +646,8 @@ def read_segment(
             if info.torn:
                 break
         eof_clean = dobj.eof
+        if eof_clean and not info.torn and (dobj.unused or fh.read(1)):
+            info.torn, info.error = True, "data after the zstd frame end"
         info.records = index
         if buf or (not eof_clean and not info.torn):
             # bytes left over (partial record) or a stream without its zstd frame end: a
