@@ -274,6 +274,11 @@ class Pipeline:
         self._conns: dict[int, _Conn] = {}
         self._ack_depth: dict[tuple[str, str], int] = {}
         self._req_channel: dict[tuple[int, int], str] = {}  # (conn_id, req_id) -> channel
+        #: symbol -> (last spot trade_id, its recv ns), kept across epochs and connections
+        self._trade_last: dict[str, tuple[int, int]] = {}
+        #: trade ids written from REST pages while backfill gaps of the symbol are open
+        #: (not state: an overlapping page after a restart may repeat a backfilled id)
+        self._backfilled: dict[str, set[int]] = {}
         self.running = False
         self.last_recv_ns: int | None = None
         self.frames = 0
@@ -325,7 +330,8 @@ class Pipeline:
             checksums_failed=self.checksums_failed, precisions=dict(self.precisions),
             instruments=[(k[0], k[1], v[0], v[1]) for k, v in self._instr_attrs.items()],
             ack_depth=[(k[0], k[1], v) for k, v in self._ack_depth.items()],
-            epochs=epochs, gaps=gaps, conns=conns)
+            epochs=epochs, gaps=gaps, conns=conns,
+            trade_last=[(k, v[0], v[1]) for k, v in self._trade_last.items()])
 
     @classmethod
     def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
@@ -368,6 +374,7 @@ class Pipeline:
             p._gaps[(g.key_channel, g.key_symbol)] = _Gap(
                 g.start_ns, g.stream, g.channel, g.symbol, g.conn_id, g.cause, g.missing,
                 g.missing_count, g.detail)
+        p._trade_last = {sym: (i, ns) for sym, i, ns in state.trade_last}
         for cs in state.conns:
             c = _Conn(cs.stream)
             c.minute = cs.minute
@@ -1090,7 +1097,10 @@ class Pipeline:
                             "snapshot" if snapshot else "first_trade")
                 self._epochs[key] = ep
                 self._close_gap("trade", symbol, recv, "resubscribe")
-            elif ep.last_id is not None:
+                prev = self._trade_last.get(symbol)
+                if prev is not None:  # continuity across epochs (reconnect, restart)
+                    ep.last_id, ep.end_ns = prev
+            if ep.last_id is not None and tid is not None:
                 last = ep.last_id
                 if tid <= last:
                     if not snapshot:
@@ -1101,20 +1111,33 @@ class Pipeline:
                     missing = tid - last - 1
                     gap = _Gap(ep.end_ns, frame.stream, "trade", symbol, frame.conn_id,
                                "trade_id_jump", f"trade_id {last + 1}..{tid - 1}", missing)
-                    self._end_epoch(key, "trade_id_jump", None, recv)
-                    self._gaps[("trade_backfill", symbol)] = gap
+                    self._gaps[_backfill_key(symbol, last + 1, tid - 1)] = gap
                     out.append(TradeIdGap(symbol=symbol, expected=last + 1, got=tid,
                                           recv_ns=recv))
-                    ep = _Epoch(recv, frame.stream, "trade", symbol, frame.conn_id,
-                                "after_gap")
-                    self._epochs[key] = ep
+                    if ep.messages:
+                        self._end_epoch(key, "trade_id_jump", None, recv)
+                        ep = _Epoch(recv, frame.stream, "trade", symbol, frame.conn_id,
+                                    "after_gap")
+                        self._epochs[key] = ep
             ep.last_id = tid
             ep.messages += 1
             ep.rows += 1
             ep.end_ns = recv
+            if tid is not None:
+                self._trade_last[symbol] = (tid, recv)
             self._trade_row(recv, t.ts_ns, symbol, ep.epoch, frame.conn_id,
                             0 if snapshot else 1, tid, _SIDE_BUYSELL[t.side], t.ord_type,
                             t.price, t.qty)
+
+    def _backfill_ranges(self, symbol: str) -> list[tuple[int, int, tuple[str, str]]]:
+        """Open trade backfill gaps of ``symbol``: (first id, last id, gap key)."""
+        out = []
+        for k in self._gaps:
+            if k[0] == "trade_backfill":
+                r = _parse_backfill_key(k[1])
+                if r is not None and r[0] == symbol:
+                    out.append((r[1], r[2], k))
+        return out
 
     def _ohlc(self, frame: Frame, ev: Any) -> None:
         b = self._buf["ohlc"]
@@ -1390,7 +1413,19 @@ class Pipeline:
                 self._rest_reject(frame, page)
                 return
             sym = _query_param(path, "pair") or page.pair
+            ranges = self._backfill_ranges(sym)
+            seen = sym in self._trade_last
             for tr in page.trades:
+                tid = tr.trade_id
+                if seen and (tid is None or not any(a <= tid <= b for a, b, _ in ranges)):
+                    continue  # already recorded live (or outside every open hole)
+                if tid is not None:
+                    done = self._backfilled.setdefault(sym, set())
+                    if tid in done:
+                        continue  # fetched again by an overlapping page/backfill
+                    if len(done) >= 1_000_000:
+                        done.clear()
+                    done.add(tid)
                 self._trade_row(recv, tr.time_ns, sym, 0, frame.conn_id, 2, tr.trade_id,
                                 _SIDE_BUYSELL[tr.side], "market" if tr.ord_type == "m"
                                 else "limit", tr.price, tr.volume)
@@ -1518,9 +1553,13 @@ class Pipeline:
         elif t is mk.Released:
             self._close_gap(m.channel, m.symbol, recv, "released")
         elif t is mk.BackfillDone:
-            g = self._gaps.pop(("trade_backfill", m.symbol), None)
-            if g is not None:
-                self._gap_row(g, recv, "rest_backfill" if not m.error else "none")
+            lo, hi = m.from_trade_id, m.to_trade_id
+            for a, b, k in self._backfill_ranges(m.symbol):
+                if (lo is None or b >= lo) and (hi is None or a <= hi):  # overlaps the range
+                    g = self._gaps.pop(k)
+                    self._gap_row(g, recv, "rest_backfill" if not m.error else "none")
+            if not self._backfill_ranges(m.symbol):
+                self._backfilled.pop(m.symbol, None)
         # ResyncRequested, BackfillStarted, DiskPressure: journaled; no rows of their own
 
     def _end_all(self, recv: int, reason: str) -> None:
@@ -1535,6 +1574,23 @@ class Pipeline:
         for g in list(self._gaps.values()):
             self._gap_row(g, None, "none")
         self._gaps.clear()
+
+
+def _backfill_key(symbol: str, first: int, last: int) -> tuple[str, str]:
+    """Key of an open trade backfill gap: one per missing id range of a symbol."""
+    return ("trade_backfill", f"{symbol}\x1f{first}\x1f{last}")
+
+
+def _parse_backfill_key(text: str) -> tuple[str, int, int] | None:
+    parts = text.split("\x1f")
+    if len(parts) == 3:
+        try:
+            return parts[0], int(parts[1]), int(parts[2])
+        except ValueError:
+            return None
+    if len(parts) == 1:  # state written before ranges were keyed: the whole symbol
+        return parts[0], 0, INT64_MAX
+    return None
 
 
 def _query_param(path: str, name: str) -> str | None:

@@ -148,6 +148,10 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     epochs: list[EpochState] = []
     gaps: list[GapState] = []
     conns: list[ConnState] = []
+    #: (symbol, last trade_id, its recv ns): spot trade continuity across epochs/connections
+    trade_last: list[tuple[str, int, int]] = []
+    #: a book checkpoint every this many messages of an epoch (None: time only)
+    checkpoint_messages: int | None = None
 
 
 class _Header(msgspec.Struct):
