@@ -115,3 +115,15 @@ def test_subscribe_failed_gap_channel_from_the_request_and_closed_by_an_ack() ->
     p.close()
     (g,) = sink.rows("gaps")
     assert (g["channel"], g["end_ns"], g["healed_by"]) == ("ticker", T0 + 50, "resubscribe")
+
+
+def test_futures_subscribed_event_is_a_subscription_ack() -> None:
+    from recorder.pipeline.signals import SubscriptionAcked
+
+    p = Pipeline(ListSink())
+    payload = b'{"event":"subscribed","feed":"book","product_ids":["PI_XBTUSD","PF_ETHUSD"]}'
+    sig = p.feed(Frame(recv_ns=T0, conn_id=3, stream="futures", direction="in",
+                       payload=payload))
+    assert sig == [SubscriptionAcked(stream="futures", conn_id=3, channel="book",
+                                     symbol=pid, recv_ns=T0)
+                   for pid in ("PI_XBTUSD", "PF_ETHUSD")]

@@ -1289,9 +1289,12 @@ class Pipeline:
                                             error=ev.message or "", recv_ns=recv))
         elif t is fut.FuturesSubscribed:
             conn = self._conn(frame.conn_id, "futures")
-            for pid in ev.product_ids:
-                conn.subs.setdefault((ev.feed or "", fut.normalise_product_id(pid)), recv)
-                self._close_subscribe_failed(ev.feed or "", fut.normalise_product_id(pid), recv)
+            for raw_pid in ev.product_ids:
+                pid = fut.normalise_product_id(raw_pid)
+                conn.subs.setdefault((ev.feed or "", pid), recv)
+                self._close_subscribe_failed(ev.feed or "", pid, recv)
+                out.append(SubscriptionAcked(stream="futures", conn_id=frame.conn_id,
+                                             channel=ev.feed or "", symbol=pid, recv_ns=recv))
         self.messages += 1
 
     def _scaled(self, token: Any, over: dict[str, str], field: str) -> tuple[int | None, int]:
