@@ -173,3 +173,85 @@ def test_bounded_reader_keeps_data_after_frame_end_torn(tmp_path):
     info = SegmentInfo()
     assert [f for _, f in read_segment(path, info=info)] == src
     assert info.torn and "after the zstd frame end" in info.error
+
+
+def _trade_ids(root):
+    import pyarrow.parquet as pq
+
+    from recorder.archive.store import Archive
+
+    ids = []
+    for f in Archive(root).files("trades"):
+        ids += pq.read_table(f, columns=["trade_id"]).column("trade_id").to_pylist()
+    return sorted(ids)
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_enospc_every_accepted_frame_reaches_parquet_exactly_once(tmp_path, crash):
+    """Disk full while appending (interval flushes and segment creation fail): append keeps
+    accepting, the session derives every accepted frame, the error surfaces on the next flush,
+    and after space returns each frame is in Parquet exactly once, live and after a crash."""
+    from recorder.archive.session import ArchiveSession
+    from tests.archive_helpers import trade_frame
+
+    full = {"on": False}
+
+    def write(fd, data):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    root = tmp_path / "a"
+    clock = iter(range(T0, T0 + 10**12, 1000))
+    s = ArchiveSession(root, host="t", fsync_interval_s=0.0, roll_rows=10**9,
+                       roll_seconds=10**9, clock_ns=lambda: next(clock))
+    s.journal._write = write  # the journal's write seam (os.write)
+    s.start()
+    for i in range(50):
+        s.write(trade_frame(next(clock), 1000 + i))
+    s.deriver.commit()
+    full["on"] = True
+    real_open = os.open
+
+    def no_new_files(path, flags, *a):
+        if flags & os.O_CREAT and full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *a)
+
+    os.open = no_new_files
+    try:
+        for i in range(50, 120):  # every append flushes (interval 0) and fails: no exception
+            s.write(trade_frame(next(clock), 1000 + i))
+            if i == 80:
+                s.journal.segment_max_bytes = 0  # rolls are due too: segment creation fails
+        with pytest.raises(JournalWriteError) as exc:
+            s.journal.flush()
+        assert exc.value.errno == errno.ENOSPC
+        with pytest.raises(JournalWriteError):
+            s.deriver.commit()  # a commit never claims records that are not durable
+    finally:
+        os.open = real_open
+    full["on"] = False  # space returns
+    s.journal.segment_max_bytes = 256 * 2**20
+    for i in range(120, 150):
+        s.write(trade_frame(next(clock), 1000 + i))
+    if crash:
+        s.deriver.commit()
+        for i in range(150, 160):
+            s.write(trade_frame(next(clock), 1000 + i))
+        s.journal.flush()
+        s.journal._closed = True  # kill -9: nothing more is written
+        s.deriver.release()
+        s = ArchiveSession(root, host="t", roll_rows=10**9, roll_seconds=10**9,
+                           clock_ns=lambda: next(clock))
+        s.start()
+        n = 160
+    else:
+        n = 150
+    s.close()
+    assert _trade_ids(root) == list(range(1000, 1000 + n))
+    # the journal holds each frame exactly once too
+    jroot = root / "journal"
+    spot = [f for seg in list_segments(jroot) for _, f in read_segment(jroot / seg)
+            if f.stream == "spot"]
+    assert len(spot) == n

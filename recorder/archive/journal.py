@@ -190,7 +190,7 @@ class JournalWriter:
         background_flush: bool = False,
         write: Callable[[int, bytes], int] = os.write,
         clock_ns: Callable[[], int] = time.time_ns,
-        on_segment: Callable[[str], None] | None = None,
+        on_segment: Callable[[str, int], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -234,12 +234,28 @@ class JournalWriter:
         return self._name
 
     def append(self, frame: Frame) -> JournalPosition:
-        """Append one frame; returns its position. May flush (and raise JournalWriteError)."""
+        """Append one frame; returns its position.
+
+        Once a frame is accepted (a position returned) it is never lost: a write error while
+        appending (an interval flush, or rolling to a fresh segment while the disk is full)
+        does not raise here; the frame stays pending in memory and the error is raised by the
+        next :meth:`flush` (or commit), which retries. Raises only *before* accepting: a closed
+        writer, or the very first segment cannot be created (:class:`JournalWriteError`)."""
         with self._lock:
             if self._closed:
                 raise ValueError("journal writer is closed")
             if self._fd is None or self._broken or self._should_roll():
-                self._roll()
+                try:
+                    self._roll()
+                except JournalWriteError:
+                    if not self._name:
+                        raise  # no segment yet: nothing accepted
+                    self._broken = True  # kept in memory; the next flush() retries and raises
+            if self._fd is None or self._broken:  # no writable segment: keep it pending only
+                pos = JournalPosition(self._name, self._index)
+                self._index += 1
+                self._pending.append(frame)
+                return pos
             record = self._enc.encode(frame)
             pos = JournalPosition(self._name, self._index)
             self._index += 1
@@ -250,7 +266,10 @@ class JournalWriter:
             if self._raw_pending >= _BATCH_BYTES:
                 self._compress_raw()
             if time.monotonic() >= self._next_flush:
-                self.flush()
+                try:
+                    self.flush()
+                except JournalWriteError:
+                    pass  # accepted and pending: the next flush() retries and raises
             return pos
 
     def _compress_raw(self) -> None:
@@ -267,7 +286,7 @@ class JournalWriter:
         """Make every appended record durable (zstd block end, write, fsync)."""
         with self._lock:
             self._next_flush = time.monotonic() + self.fsync_interval_s
-            if self._fd is None:
+            if self._fd is None and not self._broken:
                 return
             if self._broken:
                 self._roll()
@@ -348,19 +367,28 @@ class JournalWriter:
             self._fd = None
 
     def _roll(self) -> None:
+        """Open a fresh segment; after a write error the pending (accepted, not durable)
+        frames are re-written at its start and ``on_segment(name, carried)`` says how many.
+        Raises :class:`JournalWriteError` (state kept: pending frames stay pending)."""
         carry = self._pending if self._broken else []
         if self._fd is not None:
             if not self._broken:
                 self.flush()
             self._finish_segment()
-        self._broken = False
         now = self._clock_ns()
         day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
         self._seq += 1
         name = f"{day}/{safe_component(self.host)}-{now:020d}-{safe_component(self.run_id)}-{self._seq:04d}{SEGMENT_SUFFIX}"
         path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            raise JournalWriteError(
+                code, f"journal segment could not be created ({os.strerror(code)}); "
+                f"{len(self._pending)} records kept in memory") from exc
+        self._broken = False
         self._fd = fd
         self._name = name
         self._cobj = zstandard.ZstdCompressor(level=self._level).compressobj()
@@ -379,7 +407,7 @@ class JournalWriter:
         self._out.append(self._cobj.compress(_MAGIC + _U32.pack(len(header)) + header))
         _fsync_dir(path.parent)
         if self._on_segment is not None:
-            self._on_segment(name)
+            self._on_segment(name, len(carry))
         for frame in carry:  # frames that were not durable when the old segment broke
             record = self._enc.encode(frame)
             self._pending.append(frame)

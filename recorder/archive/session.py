@@ -82,10 +82,12 @@ class Deriver:
     def journal_root(self) -> Path:
         return self.archive.journal_root
 
-    def register(self, segment: str) -> None:
-        """Add a journal segment to the derivation order (idempotent)."""
+    def register(self, segment: str, derived: int = 0) -> None:
+        """Add a journal segment to the derivation order (idempotent). ``derived``: how many
+        leading records are already derived (the journal re-wrote frames accepted into a
+        segment that failed to write: they were derived when accepted)."""
         if segment not in self.positions:
-            self.positions[segment] = 0
+            self.positions[segment] = derived
             self.segments.append(segment)
 
     def feed(self, frame: Frame, pos: JournalPosition) -> list[Signal]:
@@ -184,7 +186,11 @@ class ArchiveSession:
         return self.write(mk.marker_frame(marker, self.clock_ns(), conn_id))
 
     def write(self, frame: Frame) -> list[Signal]:
-        """Journal ``frame`` (durable within the fsync interval) then derive it."""
+        """Journal ``frame`` (durable within the fsync interval) then derive it.
+
+        Exact contract: if ``journal.append`` returns, the frame is accepted (a journal write
+        error keeps it pending in memory and is raised by the next journal flush or commit)
+        and it is derived here, exactly once; if ``append`` raises, nothing was accepted."""
         pos = self.journal.append(frame)
         return self.deriver.feed(frame, pos)
 
