@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recorder.archive.layout import DAY_NS, day_of
+from recorder.roots import ArchiveRootError, archive_roots
 from recorder.archive.store import Archive
 from recorder.book.checkpoint import decode_checkpoint
 from recorder.book.l2 import L2Book
@@ -194,13 +195,40 @@ def _verify_epoch(channel: str, symbol: str, epoch: int, idx: list[int],
                                            "symbol": symbol, "epoch": epoch, "recv_ns": recv})
 
 
+_COUNTS = ("messages_checked", "verified", "failed", "recorded_mismatches",
+           "checkpoints_checked", "checkpoints_failed", "files_checked", "files_failed",
+           "unverifiable_messages")
+
+
+def verify_roots(paths: Any) -> dict[str, Any]:
+    """:func:`verify_archive` for every root ``paths`` designates (a root, a parent of roots,
+    or several such paths; :func:`recorder.roots.archive_roots`). One root: its report as is.
+    Several: counts summed, ``per``/``failures`` concatenated with a ``root`` key, and
+    ``roots`` = ``[{"root": str, **report}]``. Raises :class:`~recorder.roots.ArchiveRootError`.
+    """
+    roots = archive_roots(paths)
+    reports = [(r, verify_archive(r)) for r in roots]
+    if len(reports) == 1:
+        return reports[0][1]
+    total: dict[str, Any] = {k: sum(rep[k] for _, rep in reports) for k in _COUNTS}
+    total["per"] = [{"root": str(r), **p} for r, rep in reports for p in rep["per"]]
+    total["failures"] = [{"root": str(r), **f} for r, rep in reports
+                         for f in rep["failures"]][:50]
+    total["roots"] = [{"root": str(r), **rep} for r, rep in reports]
+    return total
+
+
 @click.command("verify")
-@click.option("--archive", "archive", required=True,
-              type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--archive", "archive", required=True, multiple=True,
+              type=click.Path(path_type=Path),
+              help="An archive root, a parent of writer roots; repeat for several.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify_command(archive: Path, as_json: bool) -> None:
+def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
     """Replay every epoch from the archive alone and recompute every Kraken checksum."""
-    report = verify_archive(archive)
+    try:
+        report = verify_roots(list(archive))
+    except ArchiveRootError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--archive'") from None
     bad = report["failed"] or report["checkpoints_failed"] or report["files_failed"]
     if as_json:
         click.echo(msgspec.json.encode(report).decode())
@@ -211,8 +239,12 @@ def verify_command(archive: Path, as_json: bool) -> None:
                    f"{report['checkpoints_checked']} checked, {report['checkpoints_failed']} "
                    f"failed; files {report['files_checked']} checked, "
                    f"{report['files_failed']} failed")
+        for r in report.get("roots", []):
+            click.echo(f"  root {r['root']}: checked {r['messages_checked']}, verified "
+                       f"{r['verified']}, failed {r['failed']}, checkpoints failed "
+                       f"{r['checkpoints_failed']}, files failed {r['files_failed']}")
         for p in report["per"]:
-            click.echo(f"  {p['dataset']:7} {p['symbol']:12} {p['date']}  checked "
+            click.echo(f"  {(p['root'] + ' ') if 'root' in p else ''}{p['dataset']:7} {p['symbol']:12} {p['date']}  checked "
                        f"{p['messages_checked']:>8}  verified {p['verified']:>8}  failed "
                        f"{p['failed']:>4}")
         for f in report["failures"][:10]:

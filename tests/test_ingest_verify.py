@@ -133,3 +133,40 @@ def test_bad_input_becomes_rejects(tmp_path):
         if t["price"] is None:
             assert json.loads(t["overflow"])["price"] in ("1e400", "99999999999999999999999")
     assert not list((tmp_path / "a").rglob("*x*"))  # hostile symbols never become paths
+
+
+def test_verify_several_roots(tmp_path, sim_record):
+    """A parent of two roots (two ingests), or both roots as repeated --archive: counts are
+    summed, each root's report is under ``roots``, a tampered root fails the run; a bad path
+    is a one-line error (exit 2)."""
+    parent = tmp_path / "archives"
+    ingest([sim_record], parent / "w1")
+    ingest([sim_record], parent / "w2")
+    one = verify_archive(parent / "w1")
+    runner = CliRunner()
+    for args in (["--archive", str(parent)],
+                 ["--archive", str(parent / "w1"), "--archive", str(parent / "w2")]):
+        r = runner.invoke(main, ["verify", *args, "--json"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads(r.output)
+        assert rep["messages_checked"] == 2 * one["messages_checked"] > 0
+        assert rep["verified"] == 2 * one["verified"] and rep["failed"] == 0
+        assert [x["root"] for x in rep["roots"]] == [str(parent / "w1"), str(parent / "w2")]
+        assert all(x["messages_checked"] == one["messages_checked"] for x in rep["roots"])
+    single = json.loads(runner.invoke(main, ["verify", "--archive", str(parent / "w1"),
+                                             "--json"]).output)
+    assert "roots" not in single and single["messages_checked"] == one["messages_checked"]
+    r = runner.invoke(main, ["verify", "--archive", str(parent)])
+    assert r.exit_code == 0 and "root " in r.output, r.output
+    _tamper_archive(parent / "w2")
+    r = runner.invoke(main, ["verify", "--archive", str(parent), "--json"])
+    assert r.exit_code == 1
+    rep = json.loads(r.output)
+    assert rep["failed"] >= 1 and rep["roots"][0]["failed"] == 0
+    assert all(f.get("root") == str(parent / "w2") for f in rep["failures"])
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        if bad.name == "empty":
+            bad.mkdir()
+        r = runner.invoke(main, ["verify", "--archive", str(bad)])
+        assert r.exit_code == 2 and "Error:" in r.output and str(bad) in r.output, r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit)
