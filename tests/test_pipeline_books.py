@@ -127,3 +127,71 @@ def test_futures_subscribed_event_is_a_subscription_ack() -> None:
     assert sig == [SubscriptionAcked(stream="futures", conn_id=3, channel="book",
                                      symbol=pid, recv_ns=T0)
                    for pid in ("PI_XBTUSD", "PF_ETHUSD")]
+
+
+def _book_session(p: Pipeline, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        qty = f"{1 + i % 7}.0"
+        p.feed(book_frame(T0 + 10 + i, "update", [("100.5", qty)]))
+
+
+def test_checkpoints_every_n_messages_besides_the_interval() -> None:
+    sink = ListSink()
+    p = Pipeline(sink, checkpoint_messages=50)
+    p.feed(book_frame(T0, "snapshot", [("100.5", "1.0")], [("101.0", "1.0")]))
+    _book_session(p, 120)
+    p.flush()
+    p = Pipeline.from_state(p.to_state(), sink)  # cadence and position are state
+    assert p.checkpoint_messages == 50
+    _book_session(p, 40, start=120)
+    p.close()
+    cps = sink.rows("checkpoints")
+    assert [(c["reason"], c["epoch_message"]) for c in cps] == [
+        ("epoch_start", 1), ("interval", 51), ("interval", 101), ("interval", 151)]
+    # off: time only
+    sink2 = ListSink()
+    q = Pipeline(sink2, checkpoint_messages=0)
+    q.feed(book_frame(T0, "snapshot", [("100.5", "1.0")]))
+    _book_session(q, 120)
+    q.close()
+    assert [c["reason"] for c in sink2.rows("checkpoints")] == ["epoch_start"]
+
+
+def test_archive_session_checkpoint_messages_and_verify(tmp_path) -> None:
+    from recorder.archive.session import ArchiveSession
+
+    clock = iter(range(T0 + 10**12, T0 + 10**13, 1000))
+    s = ArchiveSession(tmp_path / "a", host="t", clock_ns=lambda: next(clock),
+                       fsync_interval_s=3600, checkpoint_messages=25)
+    s.start()
+    from recorder.book.l2 import L2Book
+
+    shadow = L2Book("BTC/USD", 10, 1, 1)  # what the pipeline builds: depth 10, 1/1 decimals
+
+    def checked(f: Frame) -> Frame:
+        msg = json.loads(f.payload)
+        d = msg["data"][0]
+        shadow.apply_units(msg["type"], [(round(b["price"] * 10), round(b["qty"] * 10))
+                                         for b in d["bids"]],
+                           [(round(a["price"] * 10), round(a["qty"] * 10)) for a in d["asks"]],
+                           None)
+        d["checksum"] = shadow.checksum()
+        return Frame(recv_ns=f.recv_ns, conn_id=f.conn_id, stream=f.stream,
+                     direction=f.direction, payload=json.dumps(msg).encode())
+
+    s.write(checked(book_frame(T0, "snapshot", [("100.5", "1.0")], [("101.0", "1.0")])))
+    for i in range(60):
+        s.write(checked(book_frame(T0 + 10 + i, "update", [("100.5", f"{1 + i % 5}.0")])))
+    s.close()
+    import pyarrow.parquet as pq
+
+    from recorder.archive.store import Archive
+    from recorder.verify import verify_archive
+
+    root = tmp_path / "a"
+    files = [f.file for f in Archive(root).state.files if "checkpoints" in f.file]
+    cps = [r for f in files for r in pq.read_table(root / f).to_pylist()]
+    assert sorted(c["epoch_message"] for c in cps) == [1, 26, 51]
+    report = verify_archive(root)
+    assert report["failed"] == 0 and report["checkpoints_failed"] == 0, report["failures"]
+    assert report["checkpoints_checked"] == 3 and report["verified"] == 61

@@ -54,6 +54,7 @@ class Deriver:
         roll_bytes: int = 256 * 1024 * 1024,
         roll_seconds: float = 300.0,
         checkpoint_interval_ns: int = 15 * 60 * 1_000_000_000,
+        checkpoint_messages: int | None = None,
         write_table: Callable[..., None] = pq.write_table,
         before_commit: Callable[[], None] | None = None,
     ) -> None:
@@ -68,6 +69,8 @@ class Deriver:
             self.pipeline = Pipeline(self.writer, checkpoint_interval_ns=checkpoint_interval_ns)
         else:
             self.pipeline = Pipeline.from_state(state, self.writer)
+        if checkpoint_messages is not None:  # None: the pipeline's default / the stored one
+            self.pipeline.checkpoint_messages = checkpoint_messages
         st = self.archive.state
         self.positions: dict[str, int] = dict(st.journal)
         self.segments: list[str] = list(st.segments)

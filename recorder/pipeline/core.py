@@ -66,6 +66,8 @@ __all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS"]
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
 MINUTE_NS: Final = 60_000_000_000
+#: Default book checkpoint cadence in messages per (channel, symbol) epoch (bounds replay).
+CHECKPOINT_MESSAGES: Final = 2_000
 _KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
 _L3_EVENT: Final = {"add": 1, "modify": 2, "delete": 3}
 _SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
@@ -157,7 +159,7 @@ class _Epoch:
 
     __slots__ = ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp",
                  "psource", "start_ns", "end_ns", "start_reason", "messages", "rows", "ok",
-                 "failed", "book", "last_cp_ns", "last_id", "prices")
+                 "failed", "book", "last_cp_ns", "last_id", "prices", "last_cp_msg")
 
     def __init__(self, epoch: int, stream: str, channel: str, symbol: str, conn_id: int,
                  start_reason: str) -> None:
@@ -179,6 +181,7 @@ class _Epoch:
         self.failed = 0
         self.book: Any = None
         self.last_cp_ns = epoch
+        self.last_cp_msg = 0
         self.last_id: int | None = None
         self.prices: dict[Any, int] = {}  # price token -> units (bounded memo, not state)
 
@@ -241,7 +244,9 @@ class Pipeline:
     """Frames in, rows out (to ``sink``), signals back (to capture). See the module docstring.
 
     ``checkpoint_interval_ns``: a book checkpoint every this many ns of receive time (besides
-    the one at each epoch start). ``batch_rows``: buffered rows (all datasets) before handing
+    the one at each epoch start). ``checkpoint_messages``: also one every this many messages of
+    an epoch (0: time only), so a replay from the nearest checkpoint stays short on busy
+    books. ``batch_rows``: buffered rows (all datasets) before handing
     them to the sink. ``instruments``: optional initial ``symbol -> (price_precision,
     qty_precision)``.
     """
@@ -251,11 +256,13 @@ class Pipeline:
         sink: RowSink,
         *,
         checkpoint_interval_ns: int = 15 * MINUTE_NS,
+        checkpoint_messages: int = CHECKPOINT_MESSAGES,
         batch_rows: int = 200_000,
         instruments: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         self.sink = sink
         self.checkpoint_interval_ns = checkpoint_interval_ns
+        self.checkpoint_messages = checkpoint_messages
         self.batch_rows = batch_rows
         self._buf: dict[str, dict[str, list[Any]]] = {
             name: {c: [] for c in cols} for name, cols in DATASETS.items()
@@ -304,7 +311,8 @@ class Pipeline:
                 qty_precision=ep.qp, precision_source=ep.psource, start_ns=ep.start_ns,
                 end_ns=ep.end_ns, start_reason=ep.start_reason, messages=ep.messages,
                 rows=ep.rows, checksum_ok=ep.ok, checksum_failed=ep.failed,
-                last_checkpoint_ns=ep.last_cp_ns, last_id=ep.last_id)
+                last_checkpoint_ns=ep.last_cp_ns, last_id=ep.last_id,
+                last_checkpoint_message=ep.last_cp_msg)
             book = ep.book
             if isinstance(book, L2Book):
                 es.l2 = book.checkpoint()
@@ -325,6 +333,7 @@ class Pipeline:
                  for cid, c in self._conns.items()]
         return PipelineState(
             checkpoint_interval_ns=self.checkpoint_interval_ns, batch_rows=self.batch_rows,
+            checkpoint_messages=self.checkpoint_messages,
             running=self.running, last_recv_ns=self.last_recv_ns, frames=self.frames,
             messages=self.messages, checksums_ok=self.checksums_ok,
             checksums_failed=self.checksums_failed, precisions=dict(self.precisions),
@@ -339,6 +348,8 @@ class Pipeline:
 
         Raises :class:`~recorder.pipeline.state.StateError` if a book checkpoint is invalid."""
         p = cls(sink, checkpoint_interval_ns=state.checkpoint_interval_ns,
+                checkpoint_messages=(CHECKPOINT_MESSAGES if state.checkpoint_messages is None
+                                     else state.checkpoint_messages),
                 batch_rows=state.batch_rows, instruments=dict(state.precisions))
         p.running = state.running
         p.last_recv_ns = state.last_recv_ns
@@ -357,6 +368,7 @@ class Pipeline:
             ep.messages, ep.rows, ep.ok, ep.failed = (es.messages, es.rows, es.checksum_ok,
                                                       es.checksum_failed)
             ep.last_cp_ns, ep.last_id = es.last_checkpoint_ns, es.last_id
+            ep.last_cp_msg = es.last_checkpoint_message
             try:
                 if es.l2 is not None:
                     ep.book = L2Book.restore(es.l2)
@@ -648,7 +660,15 @@ class Pipeline:
         b["entries"].append(entries)
         b["book"].append(blob)
         ep.last_cp_ns = recv_ns
+        ep.last_cp_msg = ep.messages
         self._pending_rows += 1
+
+    def _checkpoint_due(self, ep: _Epoch, recv_ns: int) -> bool:
+        """An ``interval`` checkpoint is due: ``checkpoint_interval_ns`` of receive time or
+        ``checkpoint_messages`` messages since the epoch's last checkpoint."""
+        n = self.checkpoint_messages
+        return (recv_ns - ep.last_cp_ns >= self.checkpoint_interval_ns
+                or (n > 0 and ep.messages - ep.last_cp_msg >= n))
 
     # ------------------------------------------------------------------ liveness
 
@@ -925,7 +945,7 @@ class Pipeline:
         if ev_code == 0:
             if res.ok:
                 self._checkpoint_row(ep, recv, "epoch_start")
-        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns and res.ok:
+        elif res.ok and self._checkpoint_due(ep, recv):
             self._checkpoint_row(ep, recv, "interval")
         if not res.ok:
             self._desync(frame, "book", ep,
@@ -1049,7 +1069,7 @@ class Pipeline:
         if snap:
             if res.ok:
                 self._checkpoint_row(ep, recv, "epoch_start")
-        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns and res.ok:
+        elif res.ok and self._checkpoint_due(ep, recv):
             self._checkpoint_row(ep, recv, "interval")
         if not res.ok:
             self._desync(frame, "level3", ep,
@@ -1401,7 +1421,7 @@ class Pipeline:
                             detail=f"seq {gap.expected}..{gap.got - 1} missing")
             out.append(FuturesSeqGap(feed="book", product_id=pid, expected=gap.expected,
                                      got=gap.got, recv_ns=recv))
-        elif recv - ep.last_cp_ns >= self.checkpoint_interval_ns:
+        elif self._checkpoint_due(ep, recv):
             self._checkpoint_row(ep, recv, "interval")
 
     # ------------------------------------------------------------------ REST

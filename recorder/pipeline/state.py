@@ -91,6 +91,8 @@ class EpochState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     last_checkpoint_ns: int
     #: last trade_id (spot trades) or seq (futures trades) seen in this epoch
     last_id: int | None = None
+    #: ``messages`` of the epoch at its last checkpoint
+    last_checkpoint_message: int = 0
     l2: L2Checkpoint | None = None
     l3: L3Checkpoint | None = None
     futures: FuturesBookCheckpoint | None = None
@@ -150,7 +152,8 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     conns: list[ConnState] = []
     #: (symbol, last trade_id, its recv ns): spot trade continuity across epochs/connections
     trade_last: list[tuple[str, int, int]] = []
-    #: a book checkpoint every this many messages of an epoch (None: time only)
+    #: a book checkpoint every this many messages of an epoch (0: time only; None: written
+    #: before the setting existed, the default applies)
     checkpoint_messages: int | None = None
 
 
