@@ -13,7 +13,7 @@ Each must end the session (journaled ``Disconnected`` with a reason) and reconne
 bounded time, with bounded memory (tracemalloc).
 
 REST (aiohttp): a 100 MB answer and a trickling answer: a clean ``RestFailure`` within the
-configured time; memory bounded by a body limit (strict xfail below: there is none yet).
+configured time; memory bounded by a body limit (``RestConfig.max_body_bytes``).
 """
 
 from __future__ import annotations
@@ -292,12 +292,6 @@ def test_huge_rest_answer_is_a_clean_error() -> None:
     assert elapsed < 20
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "capture (recorder/capture/rest_client.py RestClient._request, owner: capture): the body "
-    "is read with `await resp.read()` without any size limit, so a 100 MB (or endless, "
-    "within timeout_s) answer is held in memory whole and then journaled whole as a `rest` "
-    "frame; want a body cap (e.g. RestConfig.max_body_bytes, read in chunks) ending in "
-    "RestFailure('... body exceeds N bytes') with at most the cap in memory"))
 def test_huge_rest_answer_is_cut_at_a_body_limit() -> None:
     err, _, peak, journal = asyncio.run(_rest_call("huge", timeout_s=20))
     assert isinstance(err, RestFailure)

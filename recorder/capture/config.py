@@ -169,6 +169,9 @@ class RestConfig:
     private_decay_per_s: float = 0.33
     timeout_s: float = 10.0
     rate_limited_cooldown_s: float = 5.0
+    #: Largest REST answer body read (bytes); a larger one is cut off unread past the cap and
+    #: the call fails with RestFailure('... body exceeds N bytes') (never held whole).
+    max_body_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,8 @@ def _validate(cfg: CaptureConfig) -> None:
         raise ConfigError(f"channels.book_depth must be one of {sorted(BOOK_DEPTHS)}, got {ch.book_depth}")
     if ch.ohlc_interval not in OHLC_INTERVALS:
         raise ConfigError(f"channels.ohlc_interval must be one of {sorted(OHLC_INTERVALS)}, got {ch.ohlc_interval}")
+    if cfg.rest.max_body_bytes < 1:
+        raise ConfigError(f"rest.max_body_bytes must be >= 1, got {cfg.rest.max_body_bytes}")
     if ch.l3_tier not in ("standard", "pro"):
         raise ConfigError(f"channels.l3_tier must be 'standard' or 'pro', got {ch.l3_tier!r}")
     bad = set(ch.futures_feeds) - {"book", "trade", "ticker", "ticker_lite"}

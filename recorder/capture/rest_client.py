@@ -126,6 +126,22 @@ class RestClient:
                          payload=encode_marker(RateLimited(detail=err.text, endpoint=endpoint))))
         return RestRateLimited(f"{endpoint}: {err.text}", until - now)
 
+    async def _read_body(self, resp: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        """The answer body, read in chunks; :class:`RestFailure` past ``max_body_bytes``
+        (at most the cap plus one chunk is ever held; nothing is journaled)."""
+        cap = self.cfg.max_body_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            self.calls += 1
+            raise RestFailure(f"{method} {path}: body exceeds {cap} bytes "
+                              f"(Content-Length {resp.content_length})")
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            if len(buf) + len(chunk) > cap:
+                self.calls += 1
+                raise RestFailure(f"{method} {path}: body exceeds {cap} bytes")
+            buf += chunk
+        return bytes(buf)
+
     async def _request(self, method: str, base: str, path: str, params: dict[str, Any],
                        private: bool = False) -> bytes:
         await self._pace(private)
@@ -144,11 +160,11 @@ class RestClient:
                                             path, nonce, body)
                 headers["Content-Type"] = "application/x-www-form-urlencoded"
                 async with session.post(base + path, data=body, headers=headers) as resp:
-                    payload = await resp.read()
+                    payload = await self._read_body(resp, method, path)
                     status = resp.status
             else:
                 async with session.get(base + path, params=params) as resp:
-                    payload = await resp.read()
+                    payload = await self._read_body(resp, method, path)
                     status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise RestFailure(f"{method} {path}: {type(exc).__name__}") from None
