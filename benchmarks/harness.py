@@ -35,11 +35,13 @@ class Figure:
     extra: dict[str, float] = field(default_factory=dict)
 
     def verdict(self) -> str:
-        """``met``/``short`` against a ``>= N`` target, blank when there is none."""
-        if not self.target.startswith(">="):
-            return ""
-        threshold = float(self.target[2:].replace(",", "").split()[0])
-        return "met" if self.value >= threshold else "SHORT"
+        """``met``/``SHORT`` against a ``>= N`` or ``<= N`` target, blank when there is none."""
+        for op in (">=", "<="):
+            if self.target.startswith(op):
+                threshold = float(self.target[2:].replace(",", "").split()[0])
+                ok = self.value >= threshold if op == ">=" else self.value <= threshold
+                return "met" if ok else "SHORT"
+        return ""
 
 
 def measure_rate(run_once: Callable[[], int], *, repeats: int = 5, warmup: int = 1) -> float:
@@ -74,8 +76,15 @@ def machine_summary() -> str:
             f"{platform.python_implementation()} {platform.python_version()}")
 
 
+def _number(value: float) -> str:
+    """Thousands separators for large values, three significant digits for small ones."""
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def _row(fig: Figure, measured: str) -> str:
-    return (f"| {fig.name} | {fig.value:,.0f} {fig.unit} | {fig.target} | {fig.verdict()} "
+    return (f"| {fig.name} | {_number(fig.value)} {fig.unit} | {fig.target} | {fig.verdict()} "
             f"| {fig.peer} | {fig.note} | {measured} |")
 
 

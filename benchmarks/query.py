@@ -80,18 +80,26 @@ def _record(path: Path, minutes: int, seed: int = 7) -> int:
     return n
 
 
+#: Book checkpoints also every this many messages of an epoch (the pipeline's default).
+CHECKPOINT_MESSAGES = 2000
+
+
 def _archive(minutes: int, interval_ns: int) -> tuple[Path, int]:
     from recorder.ingest import ingest
 
     _CACHE.mkdir(parents=True, exist_ok=True)
-    root = _CACHE / f"query-btc-{minutes}m-cp{interval_ns // 10**9}s"
+    # Every setting that shapes the archive is in the cache key: a cached archive built with
+    # other checkpoint settings would measure the wrong thing.
+    root = _CACHE / (f"query-btc-{minutes}m-cp{interval_ns // 10**9}s"
+                     f"-cpm{CHECKPOINT_MESSAGES}")
     if (root / "_manifest" / "current.json").exists():
         return root, -1
     src = _CACHE / f"query-btc-{minutes}m.zst"
     if not src.exists():
         _record(src, minutes)
     shutil.rmtree(root, ignore_errors=True)
-    ingest([src], root, checkpoint_interval_ns=interval_ns)
+    ingest([src], root, checkpoint_interval_ns=interval_ns,
+           checkpoint_messages=CHECKPOINT_MESSAGES)
     return root, 1
 
 

@@ -18,3 +18,12 @@ def test_partial_runs_merge_rows(tmp_path: Path) -> None:
     assert len(rows) == 2
     assert "| a | 3 msgs/s | >= 5 | SHORT |" in rows[0]
     assert rows[1].startswith("| b | 1 ms |")
+
+
+def test_verdicts_and_small_numbers(tmp_path: Path) -> None:
+    assert Figure("x", 40, "ms", "<= 50").verdict() == "met"
+    assert Figure("x", 60, "ms", "<= 50").verdict() == "SHORT"
+    assert Figure("x", 9, "B", "").verdict() == ""
+    report = tmp_path / "B.md"
+    write_report(report, [Figure("t", 0.125, "s")], "c")
+    assert "| t | 0.125 s |" in report.read_text()
