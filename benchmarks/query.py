@@ -98,8 +98,10 @@ def _archive(minutes: int, interval_ns: int) -> tuple[Path, int]:
     if not src.exists():
         _record(src, minutes)
     shutil.rmtree(root, ignore_errors=True)
+    # our own recording, known to be large (1 h at depth 1000 is over 256 MiB): lift the
+    # decompressed-size cap that protects ingest from hostile inputs
     ingest([src], root, checkpoint_interval_ns=interval_ns,
-           checkpoint_messages=CHECKPOINT_MESSAGES)
+           checkpoint_messages=CHECKPOINT_MESSAGES, max_decompressed_bytes=8 * 2**30)
     return root, 1
 
 
