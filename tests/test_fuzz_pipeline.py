@@ -41,6 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.frames import Frame
+from recorder.protocol import rest
 from recorder.pipeline import ListSink, Pipeline
 from recorder.pipeline.core import DATASETS
 from recorder.protocol import futures as fut
@@ -306,7 +307,12 @@ def _explained_without_rows(frame: Frame) -> bool:
                                    fut.FuturesTrade, fut.FuturesTicker)) or (
             isinstance(ev, fut.FuturesTradeSnapshot))
     if frame.stream == "rest":
-        return not any(k in frame.meta for k in ("/Trades", "/OHLC", "/Depth", "/Level3"))
+        if "/Trades" in frame.meta:
+            # backfill pages add only trades inside open trade_id holes (not yet recorded):
+            # a decodable page whose trades were all recorded adds no row; an undecodable one
+            # must still have its reject row (checked above)
+            return isinstance(rest.decode_trades(frame.payload), rest.TradesPage)
+        return not any(k in frame.meta for k in ("/OHLC", "/Depth", "/Level3"))
     if frame.stream == "control":
         return True  # markers: valid ones are bookkeeping; invalid ones are rejects (checked)
     return False

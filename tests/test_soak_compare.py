@@ -182,3 +182,20 @@ def test_plan_covers_every_kind_and_scales() -> None:
         plan_soak(0, pairs)
     with pytest.raises(ScheduleError):
         plan_soak(20, pairs)
+
+
+def test_token_reject_recorded_on_the_gap_it_interrupted() -> None:
+    """A token rejected while resubscribing to heal a checksum mismatch is recorded on that
+    open gap (one gap per key): detected; an unrelated gap without the failure is not enough."""
+    facts, faults, truth = clean()
+    t = T0 + 3 * S + S // 2
+    faults.append(fault("token_reject", t, "level3", "A/USD"))
+    facts.gaps.append(gap("checksum_mismatch", t - S // 10, t + S, channel="level3",
+                          detail="expected 1 computed 2; subscribe_failed: EAPI:Invalid token"))
+    facts.epochs.append(epoch("level3", "A/USD", T0))
+    facts.epochs.append(epoch("level3", "A/USD", t + S))
+    rep = compare(facts, faults, truth, edge_s=0)
+    assert rep.per_kind()["token_reject"] == (1, 1, 1, True), rep.misses
+    facts.gaps[-1]["detail"] = "expected 1 computed 2"
+    rep = compare(facts, faults, truth, edge_s=0)
+    assert rep.per_kind()["token_reject"][1:3] == (0, 0) and not rep.ok

@@ -266,9 +266,15 @@ def _match(fault: dict[str, Any], ix: _Index) -> tuple[bool, bool, str]:
     if kind == "rest_limit":
         return verdict(gaps({"rate_limit"}, lambda g: covers(g, t)), "rate_limit gap")
     if kind == "token_reject":
-        return verdict(gaps({"subscribe_failed"}, lambda g: covers(g, t)
-                            and g["symbol"] in (sym, "*")
-                            and "token" in (g.get("detail") or "").lower()),
+        # its own subscribe_failed gap, or - when the refused subscribe was itself healing an
+        # open gap of the same key (e.g. a resnapshot after a checksum mismatch) - that gap,
+        # whose detail records the failure (one gap per key at a time)
+        def token_failure(g: dict[str, Any]) -> bool:
+            detail = (g.get("detail") or "").lower()
+            return (covers(g, t) and g["symbol"] in (sym, "*") and "token" in detail
+                    and (g["cause"] == "subscribe_failed" or "subscribe_failed" in detail))
+
+        return verdict([g for g in facts.gaps if token_failure(g)],
                        "subscribe_failed (token) gap")
     if kind in ("list", "delist", "status"):
         want = {"list": "online", "delist": "delisted"}.get(kind) or detail.get("status")
