@@ -73,6 +73,19 @@ _L3_EVENT: Final = {"add": 1, "modify": 2, "delete": 3}
 _SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
 _ENC: Final = msgspec.json.Encoder()
 _PRICE_MEMO: Final = 4096
+
+
+def _memo_price(prices: dict[Any, int], token: Any, precision: int) -> int:
+    """A price token's units on a memo miss, remembered (bounded) for the next message.
+
+    Only text tokens are remembered: ``True``/``1.0`` must never hit an int key. The lookup
+    itself stays inline at the call sites (the hit path of every level)."""
+    units = token_units(token, precision)
+    if type(token) is str:
+        if len(prices) >= _PRICE_MEMO:
+            prices.clear()
+        prices[token] = units
+    return units
 #: Datasets buffered per *message* (columns constant within a message stored once, expanded
 #: to rows at flush) plus per-row columns; every other dataset is one list per column.
 _MSG_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
@@ -964,11 +977,7 @@ class Pipeline:
                 t = lv.price
                 p = prices.get(t)
                 if p is None:
-                    p = token_units(t, pp)
-                    if type(t) is str:
-                        if len(prices) >= _PRICE_MEMO:
-                            prices.clear()
-                        prices[t] = p
+                    p = _memo_price(prices, t, pp)
                 acc.append((p, token_units(lv.qty, qp)))
         return bu, au
 
@@ -985,11 +994,7 @@ class Pipeline:
                 t = o.limit_price
                 p = prices.get(t)
                 if p is None:
-                    p = token_units(t, pp)
-                    if type(t) is str:
-                        if len(prices) >= _PRICE_MEMO:
-                            prices.clear()
-                        prices[t] = p
+                    p = _memo_price(prices, t, pp)
                 acc.append((0 if snap else events.get(o.event, 0), o.order_id, p,
                             token_units(o.order_qty, qp), o.ts_ns))
         return bu, au
