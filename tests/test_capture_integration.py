@@ -342,7 +342,8 @@ def test_capture_heals_every_injected_fault(tmp: Path) -> None:
             if found is None or '"type":"update"' not in str(r["detail"].get("frame")):
                 continue  # a snapshot or an ack: nothing of the live feed is missing
             tid = int(found.group(1))
-            if not ids[sym] or tid > max(ids[sym]) or tid < min(ids[sym]):
+            seen = ids.get(sym)  # .get: a lookup must not plant an empty set in the defaultdict
+            if not seen or tid > max(seen) or tid < min(seen):
                 continue  # outside what was recorded (before subscribe / after stop)
             assert tid not in live_ids[sym], (r, tid)
             hit = [g for g in by_cause["trade_id_jump"] if g["symbol"] == sym
