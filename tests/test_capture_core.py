@@ -281,22 +281,6 @@ def test_subscription_table_health() -> None:
     assert quiet.dead(1000.0, 10.0, True) == []
 
 
-def test_futures_data_is_the_subscription_ack() -> None:
-    """The pipeline emits no SubscriptionAcked for Futures `subscribed` events, so capture
-    takes a pending product's first data as its ack (SubscriptionTable.data_as_ack)."""
-    t = SubscriptionTable("futures_book", ["PF_XBTUSD", "PF_ETHUSD"])
-    t.sent("PF_XBTUSD", 0.0)
-    t.sent("PF_ETHUSD", 0.0)
-    assert t.data_as_ack("PF_XBTUSD", 1.0)
-    assert t.subs["PF_XBTUSD"].state == "active" and t.subs["PF_XBTUSD"].acked_at == 1.0
-    assert not t.data_as_ack("PF_XBTUSD", 2.0)  # only a pending subscription is acked
-    assert t.subs["PF_XBTUSD"].acked_at == 1.0
-    assert t.timed_out(20.0, 10.0) == ["PF_ETHUSD"]  # no data: still times out
-    t.quarantine("PF_ETHUSD", 21.0)
-    assert not t.data_as_ack("PF_ETHUSD", 22.0) and t.subs["PF_ETHUSD"].state == "quarantined"
-    assert not t.data_as_ack("PF_OTHER", 22.0) and "PF_OTHER" not in t.subs
-
-
 def test_level3_notice_is_decided_from_the_config_alone() -> None:
     """Said at startup, before any connection (tests/test_make_run.py checks the offline run)."""
     no_keys = load_config(None, env={})

@@ -219,7 +219,6 @@ class FeedConnection:
         w = self.worker
         stream, conn_id = self.stream, self.conn_id
         table = self.table
-        futures = stream == "futures"
         while True:
             payload = await ws.recv(decode=False)
             if isinstance(payload, str):
@@ -238,11 +237,6 @@ class FeedConnection:
                 sym = frame_symbol(payload[:200])
                 if sym is not None:
                     table.data(sym, now)
-                    if futures:
-                        # Futures workaround: the pipeline emits no SubscriptionAcked for the
-                        # venue's `subscribed` event; data of the product on this connection
-                        # proves the subscription (see SubscriptionTable.data_as_ack).
-                        table.data_as_ack(sym, now)
             elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
                 table.data(INSTRUMENT, now)
                 if b'"type":"snapshot"' in payload[:64]:

@@ -102,23 +102,6 @@ class SubscriptionTable:
             info.last_data = now
             info.messages += 1
 
-    def data_as_ack(self, symbol: str, now: float) -> bool:
-        """Take data of a *pending* ``symbol`` on this connection as its acknowledgement;
-        returns whether it did.
-
-        Workaround for Kraken Futures: the venue answers a subscribe with a ``subscribed``
-        event, but the pipeline (:mod:`recorder.pipeline`, not capture's) emits no
-        ``SubscriptionAcked`` signal for it, so capture would otherwise time the subscription
-        out and resubscribe forever. Data of the product on the connection that subscribed it
-        proves the subscription. Spot channels get real acks and must not use this (data alone
-        would hide a refused subscribe). Remove when the pipeline acks Futures subscriptions.
-        """
-        info = self.subs.get(symbol)
-        if info is None or info.state != "pending":
-            return False
-        self.acked(symbol, now)
-        return True
-
     # -------------------------------------------------------------- queries
 
     def in_state(self, *states: SubState) -> list[str]:
