@@ -2,7 +2,13 @@
 
 Targets (issue "Protocol core"): L2 ``book`` updates at depth 10 and 1000 >= 150,000 msgs/s;
 ``level3`` updates (1-5 orders per message) >= 100,000 msgs/s; >= 10x python-kraken-sdk's
-checksum-validating order-book client on the same L2 stream.
+checksum-validating order-book client on the same L2 stream. cryptofeed's Kraken handler
+(WS v1 only) is measured on the same stream rendered in v1's shape, in the same run.
+
+Issue 9's standard workloads (``recorder sim --record``, full generated universe, every
+channel; and its burst profile) are replayed whole: every frame decoded, every ``book`` and
+``level3`` message applied to its pair's book and its checksum verified. Their target is the
+``level3`` one (about half the frames are ``level3``).
 
 Every pass replays the whole stream through a fresh book (snapshot first), and the pass fails
 loudly if any checksum does not match: a fast wrong answer is not a result.
@@ -11,8 +17,21 @@ loudly if any checksum does not match: a fast wrong answer is not a result.
 from __future__ import annotations
 
 from benchmarks.harness import Figure, measure_rate
-from benchmarks.peers import KrakenSdkBook, kraken_sdk_available
-from benchmarks.workloads import FrameStream, real_l2_frames, sim_frames
+from benchmarks.peers import (
+    CryptofeedBook,
+    KrakenSdkBook,
+    PeerMismatch,
+    cryptofeed_available,
+    kraken_sdk_available,
+)
+from benchmarks.workloads import (
+    FrameStream,
+    RecordedWorkload,
+    real_l2_frames,
+    recorded_workload,
+    sim_frames,
+    to_v1_book,
+)
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
 from recorder.protocol.reject import Reject
@@ -68,6 +87,69 @@ def _sdk_rate(stream: FrameStream) -> float:
     return measure_rate(run_once, repeats=3)
 
 
+def _cryptofeed_rate(stream: FrameStream) -> tuple[float, str]:
+    """cryptofeed's msgs/s on ``stream`` (rendered as v1) and what it verified, for the note."""
+    v1 = to_v1_book(stream)
+    peer = CryptofeedBook(v1.pair, v1.depth)
+
+    def run_once() -> int:
+        count = peer.run(v1.frames)
+        if peer.book_updates != len(v1.frames):
+            raise PeerMismatch(f"cryptofeed: {peer.book_updates}/{len(v1.frames)} book frames")
+        if peer.final_checksum != v1.final_checksum:
+            raise PeerMismatch(f"cryptofeed: final book checksum {peer.final_checksum} "
+                               f"!= {v1.final_checksum}")
+        return count
+
+    rate = measure_rate(run_once, repeats=3)
+    return rate, (f"its check ran on {v1.one_sided:,} updates, not on the {v1.two_sided:,} "
+                  "two-sided ones; final book equal")
+
+
+def _replay_universe(workload: RecordedWorkload) -> int:
+    """Decode every frame; apply every book/level3 item to its pair's book and verify it."""
+    precision: dict[str, tuple[int, int]] = {}
+    books: dict[tuple[str, str], L2Book | L3Book] = {}
+    decode = decode_spot
+    items = verified = 0
+    for frame in workload.frames:
+        message = decode(frame)
+        if type(message) is Reject:
+            raise ChecksumFailure(f"{workload.name}: rejected frame: {message.detail}")
+        channel = getattr(message, "channel", None)
+        if channel == "book" or channel == "level3":
+            kind = message.type
+            for data in message.data:
+                items += 1
+                key = (channel, data.symbol)
+                book = books.get(key)
+                if kind == "snapshot":
+                    pp, qp = precision[data.symbol]
+                    book_type = L3Book if channel == "level3" else L2Book
+                    book = books[key] = book_type(data.symbol, 10, pp, qp)
+                if book is not None and book.apply(kind, data).match:
+                    verified += 1
+        elif channel == "instrument":
+            for pair in message.data.pairs:
+                precision[pair.symbol] = (pair.price_precision, pair.qty_precision)
+    if verified != items or not items:
+        raise ChecksumFailure(f"{workload.name}: {verified}/{items} checksums verified")
+    return len(workload.frames)
+
+
+def _universe_figure(workload: RecordedWorkload) -> Figure:
+    rate = measure_rate(lambda: _replay_universe(workload), repeats=3)
+    peak, mean = workload.rate_profile()
+    shape = (f"after subscribing, received rate peaks at {peak:,.0f} msgs/s (busiest 100 ms) "
+             f"vs mean {mean:,.0f} (x{peak / mean:.1f}); " if mean else "")
+    return Figure(
+        name=f"decode+book+checksum, {workload.name} (full universe, all channels)",
+        value=rate, unit="msgs/s", target=">= 100,000",
+        peer="none replays a mixed v2 book+level3+trade+ticker+ohlc stream",
+        note=(f"`{workload.command}`: {len(workload.frames):,} frames, {workload.pairs} pairs; "
+              f"{shape}all book and level3 checksums verified"))
+
+
 def run_core(*, quick: bool = False) -> list[Figure]:
     """Measure every protocol-core figure; returns table rows."""
     n = 20_000 if quick else 100_000
@@ -81,15 +163,25 @@ def run_core(*, quick: bool = False) -> list[Figure]:
     streams.append((sim_frames("level3", 10, n), ">= 100,000"))
     for stream, target in streams:
         rate = measure_rate(lambda s=stream: _replay(s))
-        peer = ""
-        if stream.channel == "book" and kraken_sdk_available():
+        peers: list[str] = []
+        if stream.channel == "book":
             sample = _prefix(stream, PEER_FRAMES)
-            sdk = _sdk_rate(sample)
             ours = rate if sample is stream else measure_rate(lambda s=sample: _replay(s))
-            peer = (f"python-kraken-sdk {sdk:,.0f} msgs/s, ours {ours:,.0f} on the same "
-                    f"{len(sample.frames):,} frames (x{ours / sdk:.1f})")
+            if kraken_sdk_available():
+                sdk = _sdk_rate(sample)
+                peers.append(f"python-kraken-sdk {sdk:,.0f} msgs/s (ours x{ours / sdk:.1f})")
+            if cryptofeed_available():
+                cf, verified = _cryptofeed_rate(sample)
+                peers.append(f"cryptofeed (fed v1) {cf:,.0f} msgs/s (ours x{ours / cf:.1f}; "
+                             f"{verified})")
+            if peers:
+                peers.append(f"ours {ours:,.0f} on the same {len(sample.frames):,} frames")
+        peer = "; ".join(peers)
         figures.append(Figure(
             name=f"decode+book+checksum, {stream.name}", value=rate, unit="msgs/s",
             target=target, peer=peer,
             note=f"{len(stream.frames):,} frames, all checksums verified"))
+    messages = 40_000 if quick else 200_000
+    for profile in ("standard", "burst"):
+        figures.append(_universe_figure(recorded_workload(profile, messages)))
     return figures

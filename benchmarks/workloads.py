@@ -15,7 +15,17 @@ from pathlib import Path
 
 from recorder.testing import fixtures_dir
 
-__all__ = ["FrameStream", "real_l2_frames", "sim_frames"]
+__all__ = [
+    "STANDARD_PROFILES",
+    "FrameStream",
+    "RecordedWorkload",
+    "V1BookStream",
+    "real_l2_frames",
+    "recorded_workload",
+    "sim_frames",
+    "to_v1_book",
+    "v1_pair_name",
+]
 
 SEED = 20261121
 START_NS = 1_790_000_000_000_000_000
@@ -73,3 +83,151 @@ def sim_frames(channel: str, depth: int, updates: int, *, symbol: str = BENCH_PA
 
 def cache_path(root: Path, name: str) -> Path:
     return root / f"{name.replace(' ', '_')}.jsonl"
+
+
+# ------------------------------------------------------------------ recorded standard workloads
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedWorkload:
+    """A ``recorder sim --record`` stream: every received frame with its virtual receive time.
+
+    ``command`` is the exact sim command line that produced it (fixed seed: same bytes every
+    run); ``pairs`` is the number of pairs in its ``instrument`` snapshot.
+    """
+
+    name: str
+    command: str
+    frames: tuple[bytes, ...]
+    recv_ns: tuple[int, ...]
+    pairs: int
+
+    def steady_start(self) -> int:
+        """Index of the first frame after the subscription phase (the last subscribe ack)."""
+        last = -1
+        for i, frame in enumerate(self.frames):
+            if b'"method":"subscribe"' in frame:
+                last = i
+        return last + 1
+
+    def rate_profile(self, window_ns: int = 100_000_000) -> tuple[float, float]:
+        """``(peak, mean)`` received msgs/s after the subscription phase (whose snapshots
+        arrive all at once): busiest ``window_ns`` window vs the whole steady span."""
+        times = sorted(self.recv_ns[self.steady_start():])
+        if len(times) < 2 or times[-1] == times[0]:
+            return 0.0, 0.0
+        first = times[0]
+        counts: dict[int, int] = {}
+        for t in times:
+            slot = (t - first) // window_ns
+            counts[slot] = counts.get(slot, 0) + 1
+        span_s = (times[-1] - first) / 1e9
+        return max(counts.values()) / (window_ns / 1e9), len(times) / span_s
+
+
+#: The issue-9 standard workloads: ``recorder sim --record`` over the default generated
+#: universe (~700 pairs; the record client subscribes instrument, book 10, trade, ohlc, ticker
+#: and level3 10 on every pair), fixed seed. The sim has no burst option of its own (its
+#: market bursts per pair by itself: 20-200 arrivals at 8x, rarely), so ``burst`` is built from
+#: the options it has: ``--rate 8`` (that in-burst intensity, market-wide) and a connection
+#: stall of 0.5 s every virtual second whose held frames are then delivered at once.
+STANDARD_PROFILES: dict[str, tuple[str, ...]] = {
+    "standard": (),
+    "burst": ("--rate", "8", "--faults", "stall:every=1,duration=0.5"),
+}
+
+
+def recorded_workload(profile: str, messages: int) -> RecordedWorkload:
+    """Run ``recorder sim --record`` for ``profile`` (see :data:`STANDARD_PROFILES`) and load it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from recorder.sim.record import read_record
+
+    args = ["--record", "", "--messages", str(messages), "--seed", str(SEED),
+            *STANDARD_PROFILES[profile]]
+    with tempfile.TemporaryDirectory(prefix="bench-workload-") as tmp:
+        path = Path(tmp) / f"{profile}.jsonl.zst"
+        args[1] = str(path)
+        subprocess.run([sys.executable, "-m", "recorder", "sim", *args], check=True,
+                       stdout=subprocess.DEVNULL)
+        lines = read_record(path)
+    frames = tuple(line["frame"].encode() for line in lines)
+    pairs = 0
+    for frame in frames:
+        if frame.startswith(b'{"channel":"instrument"'):
+            pairs = len(json.loads(frame)["data"]["pairs"])
+            break
+    args[1] = f"{profile}.jsonl.zst"
+    return RecordedWorkload(f"{profile} workload", "recorder sim " + " ".join(args), frames,
+                            tuple(line["recv_ns"] for line in lines), pairs)
+
+
+# ------------------------------------------------------------------ the same book stream in v1
+
+
+@dataclass(frozen=True, slots=True)
+class V1BookStream:
+    """A v2 ``book`` stream re-rendered in Kraken WS v1's shape (for v1-only peers).
+
+    Levels are ``[price, volume, timestamp]`` strings with the pair's decimals, so each v1
+    checksum equals the v2 one (Kraken computes both from those digits). ``one_sided`` counts
+    updates carrying one side (checksum in the only object); ``two_sided`` those carrying both
+    (v1 puts ``a`` and ``b`` in two objects, the checksum in the second).
+    """
+
+    pair: str
+    depth: int
+    frames: tuple[str, ...]
+    final_checksum: int
+    one_sided: int
+    two_sided: int
+
+
+def v1_pair_name(symbol: str) -> str:
+    """Kraken v1 ``wsname`` of a v2 symbol (v1 still says XBT and XDG)."""
+    base, _, quote = symbol.partition("/")
+    names = {"BTC": "XBT", "DOGE": "XDG"}
+    return f"{names.get(base, base)}/{names.get(quote, quote)}"
+
+
+def to_v1_book(stream: FrameStream, channel_id: int = 336) -> V1BookStream:
+    """Render every frame of a v2 ``book`` stream as the v1 frame Kraken would have sent."""
+    from recorder.protocol.numbers import to_units, units_to_text
+    from recorder.protocol.spot import BookMessage, decode_spot
+
+    pp, qp = stream.price_precision, stream.qty_precision
+    pair = v1_pair_name(stream.symbol)
+    name = f"book-{stream.depth}"
+    out: list[str] = []
+    one = two = 0
+    final = 0
+    for frame in stream.frames:
+        message = decode_spot(frame)
+        if not isinstance(message, BookMessage) or len(message.data) != 1:
+            raise ValueError(f"{stream.name}: not a one-symbol book frame: {frame[:80]!r}")
+        data = message.data[0]
+        ts = data.ts_ns or 0
+        stamp = f"{ts // 10**9}.{ts % 10**9 // 1000:06d}"
+
+        def levels(side: list, stamp: str = stamp) -> list[list[str]]:
+            return [[units_to_text(to_units(lv.price, pp), pp),
+                     units_to_text(to_units(lv.qty, qp), qp), stamp] for lv in side]
+
+        if message.type == "snapshot":
+            body: list[object] = [{"as": levels(data.asks), "bs": levels(data.bids)}]
+        else:
+            checksum = str(data.checksum)
+            if data.asks and data.bids:
+                body = [{"a": levels(data.asks)}, {"b": levels(data.bids), "c": checksum}]
+                two += 1
+            elif data.asks:
+                body = [{"a": levels(data.asks), "c": checksum}]
+                one += 1
+            else:
+                body = [{"b": levels(data.bids), "c": checksum}]
+                one += 1
+        final = data.checksum if data.checksum is not None else final
+        out.append(json.dumps([channel_id, *body, name, pair], separators=(",", ":")))
+    return V1BookStream(pair, stream.depth, tuple(out), final, one, two)
