@@ -14,7 +14,9 @@ Accepted inputs (detected from content, optionally zstd-compressed):
 
 Non-journal inputs are first converted into one journal segment per input
 (``journal/ingest/<sha256>.kjz``), then everything is derived through the same
-:class:`~recorder.archive.session.Deriver` as live capture. Idempotent: an input whose digest
+:class:`~recorder.archive.session.Deriver` as live capture (the frames just converted are
+derived from memory rather than decoded from the new segment again, and the segment is
+compressed on a zstd worker thread; the archive is the same). Idempotent: an input whose digest
 is already recorded adds nothing. Crash-safe: rerunning after a crash resumes from the last
 commit.
 
@@ -39,7 +41,7 @@ import click
 import msgspec
 import zstandard
 
-from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, list_segments
+from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
 from recorder.archive.session import Deriver
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
@@ -236,6 +238,8 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
         digest = hashlib.sha256(data).hexdigest()
         datas.append((p, data, digest))
     last_ns: int | None = None
+    #: converted segments -> their frames (derived from memory, not decoded again)
+    preloaded: dict[str, list[Frame]] = {}
     for i, (p, data, digest) in enumerate(datas):
         entry = {"path": str(p), "sha256": digest}
         if digest in deriver.sources:
@@ -261,16 +265,31 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                 tmpdir = jroot / ".ingest-tmp" / digest[:32]
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
-                                  fsync_interval_s=3600)
+                                  fsync_interval_s=3600, threads=1)
                 n = 0
+                mem: dict[str, list[Frame]] = {}  # segment -> its frames as read back
+                cur_seg, cur = "", None
+                append = w.append
                 for frame in read_input_frames(data, start_ns=start):
-                    w.append(frame)
+                    pos = append(frame)
                     last_ns = frame.recv_ns
                     n += 1
+                    if pos.segment != cur_seg:
+                        cur_seg = pos.segment
+                        cur = mem.setdefault(cur_seg, [])
+                    if cur is not None:
+                        kept = as_read(frame)
+                        if kept is None:  # the journal alters it: that segment is read back
+                            mem[cur_seg] = cur = None  # type: ignore[assignment]
+                        else:
+                            cur.append(kept)
                 w.close()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmpdir, target)  # the converted segments appear atomically
                 entry["frames"] = n
+                prefix = f"ingest/{digest[:32]}/"
+                if not w.had_error:
+                    preloaded.update((prefix + k, v) for k, v in mem.items() if v is not None)
             segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
             seg = segs[0] if segs else ""
         for s_ in segs:
@@ -284,9 +303,9 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
 
         with Progress(transient=True) as bar:
             task = bar.add_task("deriving", total=None)
-            n = deriver.catch_up(progress=lambda k: bar.advance(task, k))
+            n = deriver.catch_up(progress=lambda k: bar.advance(task, k), preloaded=preloaded)
     else:
-        n = deriver.catch_up()
+        n = deriver.catch_up(preloaded=preloaded)
     if n:
         deriver.close("open")
     deriver.release()

@@ -63,6 +63,7 @@ __all__ = [
     "read_segment",
     "list_segments",
     "encode_record",
+    "as_read",
 ]
 
 SEGMENT_SUFFIX: Final = ".kjz"
@@ -159,6 +160,27 @@ def encode_record(frame: Frame) -> bytes:
     )
 
 
+_U64_MAX: Final = 0xFFFFFFFFFFFFFFFF
+
+
+def as_read(frame: Frame) -> Frame | None:
+    """``frame`` exactly as :func:`read_segment` yields it back once :class:`JournalWriter`
+    appended it (the same object: the journal keeps every field as is), or None where the
+    journal would change it (a ``meta`` longer than 65,535 UTF-8 bytes is cut, a ``conn_id``
+    outside u64 is masked, a non-int clock or non-bytes payload comes back converted): then
+    the caller must read the record back instead. Lets ``recorder ingest`` derive the frames it
+    has just journaled without decoding the segment again."""
+    conn = frame.conn_id
+    if (type(frame.payload) is not bytes or type(conn) is not int
+            or type(frame.recv_ns) is not int or not 0 <= conn <= _U64_MAX):
+        return None
+    meta = frame.meta
+    if meta and (type(meta) is not str or (len(meta) * 4 > _MAX_META and len(
+            meta.encode("utf-8", "surrogatepass")) > _MAX_META)):
+        return None
+    return frame
+
+
 def safe_component(text: str) -> str:
     """A file-name-safe rendering of ``text`` (for host names)."""
     return _SAFE.sub("_", text)[:64] or "_"
@@ -174,7 +196,11 @@ class JournalWriter:
     default (1M-frame sim stream, format 2, batched: level 3 40.5 B/msg at ~1.2 us/msg of
     compression, level 5 37.0 B/msg at ~2.8 us/msg; the ~4 B/msg left above the payloads'
     own 33 B/msg is the ns-jittered receive time, which is kept exactly). ``write`` is the low-level write seam
-    (``os.write`` by default; tests inject ENOSPC through it).
+    (``os.write`` by default; tests inject ENOSPC through it). ``threads``: zstd worker threads
+    (0, the default: compress in the calling thread; ``recorder ingest`` uses 1 so compression
+    runs beside the conversion on the second core; zstd releases the GIL. The stream is
+    equally valid and a flush still waits for every byte, but block boundaries differ, so
+    the segment is ~0.1 % larger at the same level).
     """
 
     def __init__(
@@ -187,6 +213,7 @@ class JournalWriter:
         segment_max_bytes: int = 256 * 1024 * 1024,
         segment_max_s: float = 3600.0,
         level: int = 5,
+        threads: int = 0,
         background_flush: bool = False,
         write: Callable[[int, bytes], int] = os.write,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -200,6 +227,7 @@ class JournalWriter:
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_s = segment_max_s
         self._level = level
+        self._threads = threads
         self._write = write
         self._clock_ns = clock_ns
         self._on_segment = on_segment
@@ -217,6 +245,9 @@ class JournalWriter:
         self._opened_at = 0.0
         self._durable_size = 0
         self._broken = False
+        #: a write error happened (frames were re-written into a later segment: the segments
+        #: no longer hold exactly the frames in the order ``append`` placed them)
+        self.had_error = False
         self._seq = 0
         self._next_flush = time.monotonic() + fsync_interval_s
         self._closed = False
@@ -371,6 +402,8 @@ class JournalWriter:
         frames are re-written at its start and ``on_segment(name, carried)`` says how many.
         Raises :class:`JournalWriteError` (state kept: pending frames stay pending)."""
         carry = self._pending if self._broken else []
+        if self._broken:
+            self.had_error = True
         if self._fd is not None:
             if not self._broken:
                 self.flush()
@@ -391,7 +424,8 @@ class JournalWriter:
         self._broken = False
         self._fd = fd
         self._name = name
-        self._cobj = zstandard.ZstdCompressor(level=self._level).compressobj()
+        self._cobj = zstandard.ZstdCompressor(level=self._level,
+                                          threads=self._threads).compressobj()
         self._out = []
         self._raw = []
         self._raw_pending = 0
