@@ -56,6 +56,18 @@ def test_python_kraken_sdk_orderbook_keeps_24_books_with_zero_checksum_failures(
     assert sum(busy) > 100, updates  # checksums were validated on many real updates
 
 
+@pytest.mark.parametrize("sim_process", [["--pregenerate", "40"]], indirect=True)
+def test_python_kraken_sdk_verifies_a_pregenerated_market(
+        sim_process: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--pregenerate``: the book frames are pre-rendered, the snapshots come from the shadow
+    market at the served position; the independent client verifies every checksum."""
+    assert sim_process["pregenerated"]["seconds"] == 40.0
+    failures, updates, wsnames = _run_sdk(sim_process, monkeypatch, seconds=8.0, check_books=True)
+    assert failures == []
+    assert set(updates) == set(wsnames)
+    assert sum(sorted(updates.values())[-5:]) > 100, updates
+
+
 @pytest.mark.parametrize("sim_process", [["--faults", "checksum:channel=book,rate=0.02"]],
                          indirect=True)
 def test_python_kraken_sdk_detects_injected_checksum_faults(

@@ -78,9 +78,10 @@ async def _drain(ws: Any, seconds: float) -> list[bytes]:
     return frames
 
 
-async def _capture() -> dict[str, list[bytes]]:
+async def _capture(pregenerate_s: float) -> dict[str, list[bytes]]:
     universe = load_universe(None, pairs=PAIRS, futures_path=None, seed=7)
-    server = SimServer(SimConfig(port=0, seed=7, rate=3.0, keys={KEY: SECRET}), universe)
+    server = SimServer(SimConfig(port=0, seed=7, rate=3.0, keys={KEY: SECRET},
+                                 pregenerate_s=pregenerate_s), universe)
     urls = await server.start()
     try:
         symbols = [pair.symbol for pair in universe.pairs]
@@ -106,9 +107,13 @@ async def _capture() -> dict[str, list[bytes]]:
     return {"spot": spot_frames, "l3": l3_frames, "futures": futures_frames, "symbols": symbols}
 
 
-@pytest.fixture(scope="module")
-def captured() -> dict[str, list]:
-    return asyncio.run(asyncio.wait_for(_capture(), 60))
+@pytest.fixture(scope="module", params=[0.0, 30.0], ids=["live", "pregenerated"])
+def captured(request: pytest.FixtureRequest) -> dict[str, list]:
+    """Live market, and ``--pregenerate`` (its horizon outlasts the capture, so every spot
+    book/trade/level3 frame is a pre-rendered one, behind snapshots from the shadow)."""
+    if request.param:
+        return asyncio.run(asyncio.wait_for(_capture(request.param), 120))
+    return asyncio.run(asyncio.wait_for(_capture(request.param), 60))
 
 
 def test_spot_book_and_trades_verify_with_our_books(captured: dict[str, list]) -> None:

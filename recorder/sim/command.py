@@ -52,6 +52,15 @@ def _pairs_option(value: str | None) -> int | list[str] | None:
 @click.option("--record", "record_path", type=click.Path(path_type=Path), default=None,
               help="Write a pre-generated frame stream here instead of serving.")
 @click.option("--messages", type=int, default=1_000_000, show_default=True, help="Frames to record.")
+@click.option("--pregenerate", "pregenerate_s", type=float, default=0.0, show_default=True,
+              help="Serve a spot market pre-generated for this many exchange seconds (0: live). "
+                   "Generation runs before listening (the market starts when it is done); "
+                   "serving then costs the socket path only. Keys outside "
+                   "--pregenerate-channels, REST, and everything after an instrument change or "
+                   "past the horizon are served live, frame-exact.")
+@click.option("--pregenerate-channels", default="level3:10,book:10,trade,ohlc:1", show_default=True,
+              help="Keys pre-rendered on every pair: CHANNEL[:PARAM],... (level3/book depth, "
+                   "ohlc interval, ticker trigger).")
 @click.option("--api-key", default=None)
 @click.option("--api-secret", default=None, help="Base64 secret of --api-key.")
 @click.option("--keys-file", type=click.Path(path_type=Path), default=None,
@@ -69,7 +78,8 @@ def _pairs_option(value: str | None) -> int | list[str] | None:
               help="Public REST calls per IP before throttling.")
 def sim(host: str, port: int, instruments: Path | None, futures_instruments: Path | None,
         pairs: str | None, seed: int, rate: float, faults_spec: str | None, truth: Path | None,
-        record_path: Path | None, messages: int, api_key: str | None, api_secret: str | None,
+        record_path: Path | None, messages: int, pregenerate_s: float,
+        pregenerate_channels: str, api_key: str | None, api_secret: str | None,
         keys_file: Path | None, idle_timeout: float, msg_rate: int, heartbeat: float,
         send_queue: int, l3_budget: int, rest_burst: int) -> None:
     """Run a local Kraken exchange (Spot WS v2 + level3, Futures WS v1, REST) on one port."""
@@ -82,6 +92,15 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
         raise click.UsageError(f"--faults: {exc}") from None
     if rate <= 0:
         raise click.UsageError("--rate must be > 0")
+    if pregenerate_s < 0:
+        raise click.UsageError("--pregenerate must be >= 0")
+    if pregenerate_s > 0:
+        from recorder.sim.pregen import PregenError, parse_channels
+
+        try:
+            parse_channels(pregenerate_channels)
+        except PregenError as exc:
+            raise click.UsageError(f"--pregenerate-channels: {exc}") from None
     keys: dict[str, str] = {}
     if keys_file is not None:
         try:
@@ -117,7 +136,8 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
         host=host, port=port, seed=seed, rate=rate, idle_timeout_s=idle_timeout,
         msg_rate=msg_rate, heartbeat_s=heartbeat, futures_heartbeat_s=heartbeat,
         send_queue=send_queue, l3_budget=l3_budget, rest_burst=rest_burst, keys=keys,
-        faults=tuple(rules), truth_path=truth,
+        faults=tuple(rules), truth_path=truth, pregenerate_s=pregenerate_s,
+        pregenerate_channels=pregenerate_channels,
     )
     try:
         asyncio.run(_serve(config, universe))

@@ -105,7 +105,8 @@ async def post_instrument(request: web.Request) -> web.Response:
 
 async def get_stats(request: web.Request) -> web.Response:
     sim: SimServer = request.app[SIM_KEY]
-    return _reply({**sim.stats, "open_connections": len(sim.connections)})
+    extra = {"pregen_live": int(sim.spot.live)} if sim.pregen is not None else {}
+    return _reply({**sim.stats, "open_connections": len(sim.connections), **extra})
 
 
 def add_routes(app: web.Application) -> None:

@@ -74,6 +74,11 @@ class SimConfig:
     keys: dict[str, str] = field(default_factory=dict)
     faults: tuple[FaultRule, ...] = ()
     truth_path: Path | None = None
+    #: > 0: serve a spot market pre-generated for this many exchange seconds (see
+    #: :mod:`recorder.sim.pregen`); 0: generate it live
+    pregenerate_s: float = 0.0
+    #: the keys pre-rendered on every pair (:func:`recorder.sim.pregen.parse_channels`)
+    pregenerate_channels: str = "level3:10,book:10,trade,ohlc:1"
 
 
 def rfc3339_us(ns: int) -> str:
@@ -110,14 +115,36 @@ class SimServer:
         *,
         clock_ns: Callable[[], int] = time.time_ns,
         out: Callable[[str], None] | None = None,
+        start_ns: int | None = None,
     ) -> None:
         self.config = config
         self.universe = universe
         self.clock_ns = clock_ns
         self._out = out
-        self.start_ns = clock_ns()
         spot_cls, futures_cls = _load_market_classes()
-        self.spot = spot_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
+        self.pregen: dict[str, Any] | None = None
+        if config.pregenerate_s > 0:
+            from recorder.sim.pregen import PregenError, PregenMarket, parse_channels, plan_start
+
+            try:
+                shapes = parse_channels(config.pregenerate_channels)
+                if start_ns is None:  # in the future: serving starts when generation is done
+                    start_ns = plan_start(universe, seed=config.seed, rate=config.rate,
+                                          horizon_s=config.pregenerate_s, shapes=shapes,
+                                          clock_ns=clock_ns)
+                self.start_ns = start_ns
+                self.spot = PregenMarket(universe, seed=config.seed, rate=config.rate,
+                                         start_ns=start_ns, horizon_s=config.pregenerate_s,
+                                         shapes=shapes, keep_truth=config.truth_path is not None)
+            except PregenError as exc:
+                raise SimError(f"--pregenerate: {exc}") from exc
+            self.pregen = {"seconds": config.pregenerate_s, "frames": self.spot.frames,
+                           "keys": len(self.spot.pregen_keys),
+                           "generate_s": round(self.spot.generate_s, 3)}
+        else:
+            self.start_ns = clock_ns() if start_ns is None else start_ns
+            self.spot = spot_cls(universe, seed=config.seed, rate=config.rate,
+                                 start_ns=self.start_ns)
         self.futures = (
             futures_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
             if futures_cls is not None else None
@@ -175,7 +202,11 @@ class SimServer:
         return app
 
     async def start(self) -> dict[str, Any]:
-        """Bind, start the clock, and return the endpoint URLs (``port`` resolved if 0)."""
+        """Bind, start the clock, and return the endpoint URLs (``port`` resolved if 0).
+        A market starting in the future (pre-generated) is waited for first."""
+        early_s = (self.start_ns - self.clock_ns()) / 1e9
+        if early_s > 0:
+            await asyncio.sleep(early_s)
         app = self.build_app()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -197,6 +228,7 @@ class SimServer:
             "control": f"{http}/control", "seed": self.config.seed,
             "pairs": len(self.pairs), "futures": len(self.products),
             "truth": str(self.config.truth_path) if self.config.truth_path else None,
+            "pregenerated": self.pregen,
         }
         self.record("server_start", urls=self.urls)
         self._tasks.append(asyncio.create_task(self._clock(), name="sim-clock"))
