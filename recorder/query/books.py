@@ -75,6 +75,10 @@ Clock = Literal["exchange", "receive"]
 #: First try to find the exchange-clock cut among rows received at most this long after T.
 _EXCHANGE_WINDOW_NS: Final = 60_000_000_000
 _L3_EVENTS: Final = {1: "add", 2: "modify", 3: "delete"}
+#: A checkpoint lookup first reads this much receive time before the cut, then a window
+#: ``_CP_WIDEN`` times wider each time it finds none (see ``BookEngine._checkpoint``).
+_CP_WINDOW_NS: Final = 60_000_000_000
+_CP_WIDEN: Final = 8
 _HALT: Final = frozenset({"checksum_mismatch", "crossed"})
 _JSON: Final = msgspec.json.Decoder(dict[str, str])
 
@@ -430,16 +434,29 @@ class BookEngine:
 
     def _checkpoint(self, channel: str, symbol: str, ep: _Epoch,
                     cut: int) -> tuple[int, str, int | None, bytes] | None:
+        """The epoch's latest checkpoint at or before ``cut``: ``(recv_ns, reason, checksum,
+        book blob)``, or None.
+
+        Looked for in a window of :data:`_CP_WINDOW_NS` before ``cut`` first, widened
+        :data:`_CP_WIDEN` times while it holds none, up to the epoch's start: a cut reads the
+        checkpoint files near it, not every file of the epoch (a query's cost must not grow
+        with the history before it)."""
         import polars as pl
 
-        df = (self.archive.scan("checkpoints", symbols=[symbol], start=ep.start_ns, end=cut,
-                                root=self.root)
-              .filter((pl.col("channel").cast(pl.Utf8) == channel)
-                      & (pl.col("symbol").cast(pl.Utf8) == symbol)
-                      & (pl.col("epoch") == ep.epoch)
-                      & (pl.col("recv_ns") <= cut))
-              .select(["recv_ns", "reason", "checksum", "epoch_message"])
-              .sort(["recv_ns", "epoch_message"]).tail(1).collect())
+        span = _CP_WINDOW_NS
+        while True:
+            lo = max(ep.start_ns, cut - span)
+            df = (self.archive.scan("checkpoints", symbols=[symbol], start=lo, end=cut,
+                                    root=self.root)
+                  .filter((pl.col("channel").cast(pl.Utf8) == channel)
+                          & (pl.col("symbol").cast(pl.Utf8) == symbol)
+                          & (pl.col("epoch") == ep.epoch)
+                          & (pl.col("recv_ns") <= cut))
+                  .select(["recv_ns", "reason", "checksum", "epoch_message"])
+                  .sort(["recv_ns", "epoch_message"]).tail(1).collect())
+            if df.height or lo <= ep.start_ns:
+                break
+            span *= _CP_WIDEN
         if df.height == 0:
             return None
         recv, reason, ck, msg = df.row(0)
