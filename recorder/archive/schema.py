@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 import pyarrow as pa
 
-__all__ = ["SchemaError", "Column", "DatasetSchema", "load_schemas", "default_schema_dir"]
+__all__ = ["SchemaError", "ENCODINGS", "Column", "DatasetSchema", "load_schemas", "default_schema_dir"]
 
 _TYPES: Final[dict[str, pa.DataType]] = {
     "int8": pa.int8(),
@@ -34,13 +34,30 @@ class SchemaError(ValueError):
     """A schema file is missing, malformed or inconsistent."""
 
 
+#: Parquet encodings a column may name as its ``encoding`` hint, and the types each fits
+#: ("DICTIONARY" = dictionary + RLE indices, pyarrow's default).
+ENCODINGS: Final[dict[str, frozenset[str]]] = {
+    "DICTIONARY": frozenset(_TYPES),
+    "PLAIN": frozenset(_TYPES) - {"dict_string"},
+    "DELTA_BINARY_PACKED": frozenset({"int32", "int64", "uint32", "uint64"}),
+    "DELTA_LENGTH_BYTE_ARRAY": frozenset({"string", "binary"}),
+    "DELTA_BYTE_ARRAY": frozenset({"string", "binary"}),
+}
+
+
 class Column(msgspec.Struct, frozen=True, kw_only=True):
-    """One column: ``type`` is a key of the type table (see ``schemas/README.md``)."""
+    """One column: ``type`` is a key of the type table (see ``schemas/README.md``).
+
+    ``encoding`` (optional) is a physical hint for rolling files: the Parquet encoding that
+    measured smallest for this column (a key of :data:`ENCODINGS`); it never changes the
+    column's type or values. Compaction measures its own choice (see
+    :func:`recorder.archive.store.choose_encodings`)."""
 
     name: str
     type: str
     nullable: bool
     doc: str
+    encoding: str | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -63,9 +80,12 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
         return [c.name for c in self.columns]
 
     def arrow(self) -> pa.Schema:
-        """The Arrow schema, with ``dataset`` / ``schema_version`` metadata and column docs."""
+        """The Arrow schema, with ``dataset`` / ``schema_version`` metadata and column docs
+        (and ``encoding`` hints, which the Parquet writer reads from the field metadata)."""
         fields = [
-            pa.field(c.name, c.arrow_type, nullable=c.nullable, metadata={"doc": c.doc})
+            pa.field(c.name, c.arrow_type, nullable=c.nullable,
+                     metadata={"doc": c.doc} if c.encoding is None
+                     else {"doc": c.doc, "encoding": c.encoding})
             for c in self.columns
         ]
         return pa.schema(
@@ -119,6 +139,9 @@ def _load_one(path: Path) -> DatasetSchema:
     for c in schema.columns:
         if c.type not in _TYPES:
             raise SchemaError(f"{path}: column {c.name}: unknown type {c.type!r}")
+        if c.encoding is not None and c.type not in ENCODINGS.get(c.encoding, ()):
+            raise SchemaError(f"{path}: column {c.name}: encoding {c.encoding!r} does not fit "
+                              f"type {c.type!r} (known: {sorted(ENCODINGS)})")
     for key in [schema.time_column, *schema.sort_keys]:
         if key not in names:
             raise SchemaError(f"{path}: {key!r} is not a column")

@@ -27,7 +27,7 @@ from recorder.archive.schema import DatasetSchema, load_schemas
 from recorder.pipeline.state import PipelineState, StateError, decode_state, encode_state
 
 __all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
-           "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS"]
+           "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS", "choose_encodings"]
 
 #: Time-like int64 columns get DELTA_BINARY_PACKED (no dictionary); the rest dictionary + RLE.
 _DELTA_COLUMNS: Final = frozenset({"recv_ns", "ts_ns", "trade_id", "seq", "start_ns",
@@ -36,7 +36,16 @@ _DELTA_COLUMNS: Final = frozenset({"recv_ns", "ts_ns", "trade_id", "seq", "start
 _SORTED_DELTA_COLUMNS: Final = frozenset({"price"})
 #: Random-valued columns: plain (dictionary-encoding them only adds a dictionary).
 _PLAIN_COLUMNS: Final = frozenset({"checksum"})
+#: Rolling files: zstd 3 (written on the ingest path). Compaction passes its own level.
 PARQUET_OPTIONS: Final = {"compression": "zstd", "compression_level": 3}
+#: Rows of a compacted table that :func:`choose_encodings` encodes per candidate (in
+#: ``_TRIAL_SLICES`` evenly spaced runs, so sorted neighbourhoods and deltas stay realistic).
+TRIAL_ROWS: Final = 1 << 17
+_TRIAL_SLICES: Final = 16
+#: Highest zstd level of the trial encodes: ranks the candidates as the final level does on
+#: the sim stream's level3/book/trades columns at ~1/3.5 of the CPU time of level 15.
+TRIAL_LEVEL_MAX: Final = 9
+_DICTIONARY: Final = "DICTIONARY"
 _SYMBOL_COLUMNS: Final = ("symbol", "product_id")
 
 
@@ -118,11 +127,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise ArchiveWriteError(exc.errno or errno.EIO, f"cannot write {path}: {exc}") from exc
 
 
+def _fits(encoding: str, t: pa.DataType) -> bool:
+    """Whether pyarrow can write a column of Arrow type ``t`` with ``encoding``."""
+    if encoding == _DICTIONARY:
+        return True
+    if pa.types.is_dictionary(t):
+        return False
+    if encoding == "PLAIN":
+        return True
+    if encoding == "DELTA_BINARY_PACKED":
+        return pa.types.is_integer(t)
+    if encoding in ("DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY"):
+        return pa.types.is_string(t) or pa.types.is_binary(t)
+    return False
+
+
+def _static_encoding(field: pa.Field, *, compacted: bool) -> str:
+    """One column's encoding without measuring: the schema's ``encoding`` hint (Arrow field
+    metadata, see :meth:`~recorder.archive.schema.DatasetSchema.arrow`), else by name."""
+    hint = (field.metadata or {}).get(b"encoding")
+    if hint is not None and _fits(hint.decode(), field.type):
+        return hint.decode()
+    n, t = field.name, field.type
+    if pa.types.is_integer(t) and (n in _DELTA_COLUMNS
+                                   or (compacted and n in _SORTED_DELTA_COLUMNS)):
+        return "DELTA_BINARY_PACKED"
+    if pa.types.is_integer(t) and n in _PLAIN_COLUMNS:
+        return "PLAIN"
+    return _DICTIONARY
+
+
+def _write_kwargs(encodings: dict[str, str]) -> dict[str, Any]:
+    """``pq.write_table`` keyword arguments for a column -> encoding map."""
+    return {"use_dictionary": [n for n, e in encodings.items() if e == _DICTIONARY],
+            "column_encoding": {n: e for n, e in encodings.items() if e != _DICTIONARY}}
+
+
 def parquet_encodings(table: pa.Table, *, compacted: bool = False) -> dict[str, Any]:
-    """``pq.write_table`` keyword arguments choosing each column's encoding.
+    """``pq.write_table`` keyword arguments choosing each column's encoding (no measuring;
+    rolling files). Measured on the sim stream (B/row, see ``schemas/README.md``):
 
-    Measured on the 1M-frame sim stream (B/row, see BENCHMARKS.md):
-
+    * a column's ``encoding`` hint in ``schemas/*.toml`` wins (e.g. level3 ``ts_ns`` PLAIN:
+      order times are not monotone, deltas cost more than zstd on plain values; level3
+      ``order_id`` DELTA_LENGTH_BYTE_ARRAY: random ids, a dictionary only adds indices);
     * time-like and id int64 columns: ``DELTA_BINARY_PACKED`` (no dictionary);
     * ``checksum`` (random CRC32 values, one per message): ``PLAIN`` - a dictionary of random
       values costs more than the values (book: 3.8 -> 3.1 B/row);
@@ -130,16 +177,72 @@ def parquet_encodings(table: pa.Table, *, compacted: bool = False) -> dict[str, 
     * ``compacted`` files are sorted by (symbol, time), so ``price`` is delta-coded too
       (neighbouring rows are the same instrument: book 1.27 -> 0.95 B/row).
     """
-    names = table.schema.names
-    delta = set(_DELTA_COLUMNS | (_SORTED_DELTA_COLUMNS if compacted else frozenset()))
-    enc: dict[str, str] = {}
-    for n in names:
-        t = table.schema.field(n).type
-        if n in delta and pa.types.is_integer(t):
-            enc[n] = "DELTA_BINARY_PACKED"
-        elif n in _PLAIN_COLUMNS and pa.types.is_integer(t):
-            enc[n] = "PLAIN"
-    return {"use_dictionary": [n for n in names if n not in enc], "column_encoding": enc}
+    return _write_kwargs({f.name: _static_encoding(f, compacted=compacted)
+                          for f in table.schema})
+
+
+def _candidates(t: pa.DataType) -> tuple[str, ...]:
+    """Encodings worth measuring for a column of type ``t`` (empty: keep the static one)."""
+    if pa.types.is_dictionary(t) or pa.types.is_boolean(t):
+        return ()
+    if pa.types.is_integer(t):
+        if t.bit_width <= 16:  # small enums and scales: RLE runs of a dictionary win
+            return ()
+        return (_DICTIONARY, "PLAIN", "DELTA_BINARY_PACKED")
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        return (_DICTIONARY, "PLAIN", "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY")
+    return ()
+
+
+def _trial_sample(table: pa.Table, rows: int) -> pa.Table:
+    """``table`` itself if small, else ``_TRIAL_SLICES`` evenly spaced runs of ``rows`` total."""
+    n = table.num_rows
+    if n <= rows:
+        return table
+    run = max(1, rows // _TRIAL_SLICES)
+    step = (n - run) / max(1, _TRIAL_SLICES - 1)
+    return pa.concat_tables([table.slice(int(i * step), run)
+                             for i in range(_TRIAL_SLICES)]).combine_chunks()
+
+
+def _encoded_size(column: pa.Table, encoding: str, compression_level: int) -> int:
+    """Compressed bytes of a one-column table written with ``encoding`` (zstd)."""
+    sink = pa.BufferOutputStream()
+    name = column.schema.names[0]
+    pq.write_table(column, sink, compression="zstd", compression_level=compression_level,
+                   write_statistics=False, **_write_kwargs({name: encoding}))
+    meta = pq.ParquetFile(pa.BufferReader(sink.getvalue())).metadata
+    return sum(meta.row_group(i).column(0).total_compressed_size
+               for i in range(meta.num_row_groups))
+
+
+def choose_encodings(table: pa.Table, *, compression_level: int,
+                     trial_rows: int = TRIAL_ROWS) -> dict[str, str]:
+    """Column -> Parquet encoding measured on ``table`` (compaction: written once, kept long).
+
+    Each int32/int64/uint32/uint64 and string column is written alone, on a sample of at most
+    ``trial_rows`` rows (evenly spaced runs, so sorted neighbourhoods stay intact), with
+    each candidate (dictionary, PLAIN, DELTA_BINARY_PACKED / DELTA_LENGTH_BYTE_ARRAY /
+    DELTA_BYTE_ARRAY) at the final zstd level (at most :data:`TRIAL_LEVEL_MAX`); the
+    smallest wins, ties keep the static choice (:func:`parquet_encodings`). Small ints, booleans, dictionary strings and all-null columns
+    keep the static choice. Every candidate is a standard Parquet encoding that pyarrow,
+    DuckDB, Polars and Spark read; values are never changed, only their layout.
+    """
+    sample = _trial_sample(table, trial_rows)
+    chosen: dict[str, str] = {}
+    for i, field in enumerate(table.schema):
+        static = _static_encoding(field, compacted=True)
+        cands = _candidates(field.type)
+        col = sample.column(i)
+        if not cands or col.null_count == len(col):
+            chosen[field.name] = static
+            continue
+        one = pa.table({field.name: col})
+        ordered = [static, *(c for c in cands if c != static)]
+        sizes = {e: _encoded_size(one, e, min(compression_level, TRIAL_LEVEL_MAX))
+                 for e in ordered}
+        chosen[field.name] = min(ordered, key=lambda e: sizes[e])  # first minimum: static
+    return chosen
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, *, row_group_size: int = 1 << 20,
@@ -147,20 +250,26 @@ def write_parquet_atomic(table: pa.Table, path: Path, *, row_group_size: int = 1
                          compacted: bool = False, compression_level: int | None = None) -> int:
     """Write ``table`` to ``path`` via a temp name + fsync + rename + dir fsync; returns bytes.
 
-    ``compacted``: the table is sorted by (symbol, time) (see :func:`parquet_encodings`).
-    ``write_table`` is a seam for fault injection in tests.
+    ``compacted``: the table is sorted by (symbol, time) and written once to be kept, so
+    each column's encoding is measured (:func:`choose_encodings`); otherwise the static
+    choice (:func:`parquet_encodings`). ``write_table`` is a seam for fault injection in tests.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     options = dict(PARQUET_OPTIONS)
     if compression_level is not None:
         options["compression_level"] = compression_level
+    if compacted:
+        encodings = _write_kwargs(choose_encodings(
+            table, compression_level=int(options["compression_level"])))
+    else:
+        encodings = parquet_encodings(table)
     try:
         write_table(
             table, tmp,
             row_group_size=row_group_size,
             write_statistics=True,
-            **parquet_encodings(table, compacted=compacted),
+            **encodings,
             **options,
         )
         fd = os.open(tmp, os.O_RDONLY)
