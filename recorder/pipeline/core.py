@@ -234,6 +234,12 @@ def _units(token: Any, precision: int) -> int:
     return token_units(token, precision)
 
 
+def _cut(cols: tuple[list[Any], ...], first: int, n: int) -> None:
+    """Cut the row columns ``cols[first:]`` back to ``n`` rows (a refused message's rows)."""
+    for c in cols[first:]:
+        del c[n:]
+
+
 def _infer_precision(tokens: Iterable[Any]) -> int:
     best = 0
     for t in tokens:
@@ -286,6 +292,12 @@ class Pipeline:
             name: {c: [] for c in cols} for name, cols in _ROW_COLUMNS.items()}
         self._ovbuf: dict[str, dict[int, str]] = {name: {} for name in _MSG_COLUMNS}
         self._mrows: dict[str, int] = {name: 0 for name in _MSG_COLUMNS}
+        #: the ``book`` / ``level3`` buffers' lists in one tuple each (per-message columns in
+        #: ``_MSG_COLUMNS`` order, then per-row columns in ``_ROW_COLUMNS`` order) for the hot
+        #: path; rebound by :meth:`_bind` whenever the buffers are replaced
+        self._book_cols: tuple[list[Any], ...] = ()
+        self._l3_cols: tuple[list[Any], ...] = ()
+        self._bind()
         self._pending_rows = 0
         self.precisions: dict[str, tuple[int, int]] = dict(instruments or {})
         self._instr_attrs: dict[tuple[str, str], tuple[str, str]] = {}  # (kind,sym)->(status,json)
@@ -539,7 +551,13 @@ class Pipeline:
         self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
         self._ovbuf[name] = {}
         self._mrows[name] = 0
+        self._bind()
         return out
+
+    def _bind(self) -> None:
+        """Point ``_book_cols`` / ``_l3_cols`` at the current ``book`` / ``level3`` lists."""
+        self._book_cols = (*self._mbuf["book"].values(), *self._rbuf["book"].values())
+        self._l3_cols = (*self._mbuf["level3"].values(), *self._rbuf["level3"].values())
 
     def close(self, reason: str = "open") -> None:
         """End of input: write a row for each open epoch (``end_reason=reason``; a later row of
@@ -852,25 +870,6 @@ class Pipeline:
                               depth=self._ack_depth.get(key), reason="update_before_snapshot",
                               expected=None, computed=None, recv_ns=frame.recv_ns))
 
-    def _book_message(self, name: str, frame: Frame, ep: _Epoch, ts: int | None, event: int,
-                      n: int, checksum: int | None) -> None:
-        """Append the per-message columns of ``n`` rows just buffered for ``name``."""
-        m = self._mbuf[name]
-        m["recv_ns"].append(frame.recv_ns)
-        if name == "book":
-            m["ts_ns"].append(ts)
-            m["event"].append(event)
-        m["symbol"].append(ep.symbol)
-        m["epoch"].append(ep.epoch)
-        m["conn_id"].append(frame.conn_id)
-        m["price_scale"].append(ep.pp)
-        m["qty_scale"].append(ep.qp)
-        m["checksum"].append(checksum)
-        m["_rows"].append(n)
-        self._mrows[name] += n
-        self._pending_rows += n
-        ep.rows += n
-
     def _overflow(self, name: str, base: int, pcol: list[Any], qcol: list[Any],
                   tokens: list[tuple[Any, Any]]) -> None:
         """Rows ``base..`` whose units do not fit int64: null units + exact text in
@@ -887,12 +886,30 @@ class Pipeline:
             if over:
                 ov[base + i] = _ENC.encode(over).decode()
 
+    def _tick_key(self, conn_id: int, stream: str, key: tuple[str, str], recv: int) -> None:
+        """:meth:`_tick` for ``key = (channel, symbol)`` (book channels) with the common case
+        - the connection's current minute - done here without the minute roll."""
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.minute != recv - recv % MINUTE_NS:
+            self._tick(conn_id, stream, key[0], key[1], recv)
+            return
+        if key not in conn.subs:
+            conn.subs[key] = recv  # data without a seen ack: subscribed from now
+        c = conn.counts.get(key)
+        if c is None:
+            conn.counts[key] = [1, recv, recv]
+        else:
+            c[0] += 1
+            c[2] = recv
+
     def _l2(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
         symbol = data.symbol
         key = ("book", symbol)
         recv = frame.recv_ns
-        self._tick(frame.conn_id, frame.stream, "book", symbol, recv)
+        self._tick_key(frame.conn_id, frame.stream, key, recv)
         ep = self._epochs.get(key)
+        cols = self._book_cols
+        base = len(cols[11])
         if kind == "snapshot":
             if ep is not None:
                 self._end_epoch(key, "resnapshot", None, recv)
@@ -904,9 +921,10 @@ class Pipeline:
                              [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L2Book(symbol, ep.depth, pp, qp)
-                bu, au = self._l2_units(ep, data)
+                bu, au, big = self._l2_units(ep, data, cols)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001 - BookError/NumberError
+                _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._open_gap(_Gap(recv, frame.stream, "book", symbol, frame.conn_id,
@@ -922,9 +940,10 @@ class Pipeline:
                 self._before_snapshot(frame, "book", symbol, out)
                 return
             try:
-                bu, au = self._l2_units(ep, data)
+                bu, au, big = self._l2_units(ep, data, cols)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
+                _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._desync(frame, "book", ep, "apply_error", None, None, out)
@@ -932,79 +951,114 @@ class Pipeline:
             ev_code = 1
         n = len(bu) + len(au)
         if n:
-            r = self._rbuf["book"]
-            r_side, r_p, r_q = r["side"], r["price"], r["qty"]
-            base = len(r_p)
-            big = False
-            for side, units in ((0, bu), (1, au)):
-                for p, q in units:
-                    r_side.append(side)
-                    r_p.append(p)
-                    r_q.append(q)
-                    if p > INT64_MAX or q > INT64_MAX:
-                        big = True
             if big:
-                self._overflow("book", base, r_p, r_q,
+                self._overflow("book", base, cols[11], cols[12],
                                [(lv.price, lv.qty) for lv in (*data.bids, *data.asks)])
-            self._book_message("book", frame, ep, data.ts_ns, ev_code, n, data.checksum)
+            # the message's columns (_MSG_COLUMNS["book"] order), expanded at flush
+            cols[0].append(recv)
+            cols[1].append(data.ts_ns)
+            cols[2].append(ep.symbol)
+            cols[3].append(ep.epoch)
+            cols[4].append(frame.conn_id)
+            cols[5].append(ev_code)
+            cols[6].append(ep.pp)
+            cols[7].append(ep.qp)
+            cols[8].append(data.checksum)
+            cols[9].append(n)
+            self._mrows["book"] += n
+            self._pending_rows += n
+            ep.rows += n
         ep.messages += 1
         ep.end_ns = recv
-        if res.match is True:
+        match = res.match
+        if match is True:
             ep.ok += 1
             self.checksums_ok += 1
-        elif res.match is False:
+        elif match is False:
             ep.failed += 1
             self.checksums_failed += 1
-        if ev_code == 0:
-            if res.ok:
+        ok = res.ok
+        if ok:
+            if ev_code == 0:
                 self._checkpoint_row(ep, recv, "epoch_start")
-        elif res.ok and self._checkpoint_due(ep, recv):
-            self._checkpoint_row(ep, recv, "interval")
-        if not res.ok:
+            elif (recv - ep.last_cp_ns >= self.checkpoint_interval_ns
+                  or (self.checkpoint_messages > 0
+                      and ep.messages - ep.last_cp_msg >= self.checkpoint_messages)):
+                self._checkpoint_row(ep, recv, "interval")  # see _checkpoint_due
+        else:
             self._desync(frame, "book", ep,
-                         "checksum_mismatch" if res.match is False else "crossed",
+                         "checksum_mismatch" if match is False else "crossed",
                          res.expected, res.computed, out)
 
     @staticmethod
-    def _l2_units(ep: _Epoch, data: Any) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Each level's (price, qty) units, converted once (prices through a bounded memo)."""
+    def _l2_units(ep: _Epoch, data: Any, cols: tuple[list[Any], ...]
+                  ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], bool]:
+        """Each level's (price, qty) units, converted once (prices through a bounded memo),
+        and the levels appended as rows (side, price, qty) to ``cols[10:13]`` (the caller
+        cuts them back if the book refuses the message). ``big``: some units exceed int64."""
         prices = ep.prices
         pp, qp = ep.pp, ep.qp
+        r_side, r_p, r_q = cols[10], cols[11], cols[12]
         bu: list[tuple[int, int]] = []
         au: list[tuple[int, int]] = []
-        for levels, acc in ((data.bids, bu), (data.asks, au)):
+        big = False
+        for side, levels, acc in ((0, data.bids, bu), (1, data.asks, au)):
             for lv in levels:
                 t = lv.price
                 p = prices.get(t)
                 if p is None:
                     p = _memo_price(prices, t, pp)
-                acc.append((p, token_units(lv.qty, qp)))
-        return bu, au
+                q = token_units(lv.qty, qp)
+                acc.append((p, q))
+                r_side.append(side)
+                r_p.append(p)
+                r_q.append(q)
+                if p > INT64_MAX or q > INT64_MAX:
+                    big = True
+        return bu, au, big
 
     @staticmethod
-    def _l3_units(ep: _Epoch, data: Any, snap: bool) -> tuple[list[Any], list[Any]]:
-        """Each order event as (event, order_id, price units, qty units, ts_ns)."""
+    def _l3_units(ep: _Epoch, data: Any, snap: bool, cols: tuple[list[Any], ...]
+                  ) -> tuple[list[Any], list[Any], bool]:
+        """Each order event as (event, order_id, price units, qty units, ts_ns), appended as
+        rows (ts_ns, event, side, order_id, price, qty) to ``cols[8:14]`` too (the caller cuts
+        them back if the book refuses the message). ``big``: some units exceed int64."""
         prices = ep.prices
         pp, qp = ep.pp, ep.qp
         events = _L3_EVENT
+        r_ts, r_ev, r_side, r_oid, r_p, r_q = cols[8:14]
         bu: list[Any] = []
         au: list[Any] = []
-        for entries, acc in ((data.bids, bu), (data.asks, au)):
+        big = False
+        for side, entries, acc in ((0, data.bids, bu), (1, data.asks, au)):
             for o in entries:
                 t = o.limit_price
                 p = prices.get(t)
                 if p is None:
                     p = _memo_price(prices, t, pp)
-                acc.append((0 if snap else events.get(o.event, 0), o.order_id, p,
-                            token_units(o.order_qty, qp), o.ts_ns))
-        return bu, au
+                q = token_units(o.order_qty, qp)
+                ev = 0 if snap else events.get(o.event, 0)
+                oid = o.order_id
+                ts = o.ts_ns
+                acc.append((ev, oid, p, q, ts))
+                r_ts.append(ts)
+                r_ev.append(ev)
+                r_side.append(side)
+                r_oid.append(oid)
+                r_p.append(p)
+                r_q.append(q)
+                if p > INT64_MAX or q > INT64_MAX:
+                    big = True
+        return bu, au, big
 
     def _l3(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
         symbol = data.symbol
         key = ("level3", symbol)
         recv = frame.recv_ns
-        self._tick(frame.conn_id, frame.stream, "level3", symbol, recv)
+        self._tick_key(frame.conn_id, frame.stream, key, recv)
         ep = self._epochs.get(key)
+        cols = self._l3_cols
+        base = len(cols[12])
         if kind == "snapshot":
             if ep is not None:
                 self._end_epoch(key, "resnapshot", None, recv)
@@ -1016,9 +1070,10 @@ class Pipeline:
                     symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L3Book(symbol, ep.depth, pp, qp)
-                bu, au = self._l3_units(ep, data, True)
+                bu, au, big = self._l3_units(ep, data, True, cols)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
+                _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._open_gap(_Gap(recv, frame.stream, "level3", symbol, frame.conn_id,
@@ -1034,9 +1089,10 @@ class Pipeline:
                 self._before_snapshot(frame, "level3", symbol, out)
                 return
             try:
-                bu, au = self._l3_units(ep, data, False)
+                bu, au, big = self._l3_units(ep, data, False, cols)
                 res = ep.book.apply_units(kind, bu, au, data.checksum)
             except Exception as exc:  # noqa: BLE001
+                _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
                              symbol)
                 self._desync(frame, "level3", ep, "apply_error", None, None, out)
@@ -1044,41 +1100,40 @@ class Pipeline:
             snap = False
         n = len(bu) + len(au)
         if n:
-            r = self._rbuf["level3"]
-            r_ts, r_ev, r_side, r_oid, r_p, r_q = (r["ts_ns"], r["event"], r["side"],
-                                                   r["order_id"], r["price"], r["qty"])
-            base = len(r_p)
-            big = False
-            for side, entries in ((0, bu), (1, au)):
-                for ev, oid, p, q, ts in entries:
-                    r_ts.append(ts)
-                    r_ev.append(ev)
-                    r_side.append(side)
-                    r_oid.append(oid)
-                    r_p.append(p)
-                    r_q.append(q)
-                    if p > INT64_MAX or q > INT64_MAX:
-                        big = True
             if big:
-                self._overflow("level3", base, r_p, r_q,
+                self._overflow("level3", base, cols[12], cols[13],
                                [(o.limit_price, o.order_qty) for o in (*data.bids, *data.asks)])
-            self._book_message("level3", frame, ep, None, 0, n, data.checksum)
+            # the message's columns (_MSG_COLUMNS["level3"] order), expanded at flush
+            cols[0].append(recv)
+            cols[1].append(ep.symbol)
+            cols[2].append(ep.epoch)
+            cols[3].append(frame.conn_id)
+            cols[4].append(ep.pp)
+            cols[5].append(ep.qp)
+            cols[6].append(data.checksum)
+            cols[7].append(n)
+            self._mrows["level3"] += n
+            self._pending_rows += n
+            ep.rows += n
         ep.messages += 1
         ep.end_ns = recv
-        if res.match is True:
+        match = res.match
+        if match is True:
             ep.ok += 1
             self.checksums_ok += 1
-        elif res.match is False:
+        elif match is False:
             ep.failed += 1
             self.checksums_failed += 1
-        if snap:
-            if res.ok:
+        if res.ok:
+            if snap:
                 self._checkpoint_row(ep, recv, "epoch_start")
-        elif res.ok and self._checkpoint_due(ep, recv):
-            self._checkpoint_row(ep, recv, "interval")
-        if not res.ok:
+            elif (recv - ep.last_cp_ns >= self.checkpoint_interval_ns
+                  or (self.checkpoint_messages > 0
+                      and ep.messages - ep.last_cp_msg >= self.checkpoint_messages)):
+                self._checkpoint_row(ep, recv, "interval")  # see _checkpoint_due
+        else:
             self._desync(frame, "level3", ep,
-                         "checksum_mismatch" if res.match is False else "crossed",
+                         "checksum_mismatch" if match is False else "crossed",
                          res.expected, res.computed, out)
 
     def _trade_row(self, recv: int, ts: int, symbol: str, epoch: int, conn_id: int, source: int,
