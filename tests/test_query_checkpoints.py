@@ -10,13 +10,13 @@ import pytest
 pytest.importorskip("duckdb")
 pytest.importorskip("polars")
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from recorder.ingest import ingest  # noqa: E402
-from recorder.query import books as books_mod  # noqa: E402
-from recorder.query.api import Archive  # noqa: E402
-from recorder.sim.record import record  # noqa: E402
-from recorder.sim.universe import load_universe  # noqa: E402
+from recorder.ingest import ingest
+from recorder.query import books as books_mod
+from recorder.query.api import Archive
+from recorder.sim.record import record
+from recorder.sim.universe import load_universe
 
 
 @pytest.fixture(scope="module")
