@@ -337,3 +337,34 @@ def test_change_at_tenth_level_only_is_hashed() -> None:
             sorted(asks.items())[:10], sorted(bids.items(), reverse=True)[:10], 0, 0
         )
         assert result.computed == expected
+
+
+# Spellings the inlined quantity parser of the update hot path must treat exactly like
+# ``to_units``: plain forms give the same units, everything else raises NumberError.
+_QTY_SPELLINGS = ["1", "1.5", "0.00000001", "12.50000000", "7", 7, "1E-8", "1.000000000",
+                  "5.", ".5", "+5", " 5", "1_0", "-1", "\u0661", "1.5\u0661", "", ".", "abc",
+                  "1.000000001", "1" * 39, "1" * 41]
+
+
+@pytest.mark.parametrize("token", _QTY_SPELLINGS)
+def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
+    from recorder.protocol.numbers import to_units
+
+    try:
+        expected: int | None = to_units(token, 8)
+    except NumberError:
+        expected = None
+    book = L2Book("X/Y", 10, 1, 8)
+    book.snapshot([lv("10.0", "1")], [lv("11.0", "1")])
+    if expected is None:
+        with pytest.raises(NumberError):
+            book.update([lv("9.0", token)], [])
+        assert not book.ready
+        return
+    if expected < 0:
+        with pytest.raises(BookError):
+            book.update([], [lv("12.0", token)])
+        return
+    book.update([], [lv("12.0", token)])
+    assert book.levels("ask") == ([(110, 100_000_000), (120, expected)] if expected
+                                  else [(110, 100_000_000)])

@@ -252,3 +252,26 @@ def test_restore_rejects_impossible_checkpoints() -> None:
     bad_qty = L3Checkpoint(cp.symbol, cp.depth, 1, 2, [L3OrderState("q", "9.0", "0.00")], [])
     with pytest.raises(BookError):
         L3Book.restore(bad_qty)
+
+
+@pytest.mark.parametrize("token", ["1", "1.5", "0.00000001", 7, "1E-8", "5.", ".5", "+5", " 5",
+                                   "1_0", "\u0661", "1.000000001", "1" * 41])
+def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
+    from recorder.protocol.errors import NumberError
+    from recorder.protocol.numbers import to_units
+
+    try:
+        expected: int | None = to_units(token, 8)
+    except NumberError:
+        expected = None
+    book = L3Book("X/Y", 10, 1, 8)
+    book.snapshot([Order("B1", "10.0", "1")], [Order("A1", "11.0", "1")])
+    update = [Order("B2", "10.0", token, "add", 5)]
+    if expected is None:
+        with pytest.raises(NumberError):
+            book.update(update, [])
+        assert not book.ready
+        return
+    book.update(update, [])
+    assert book.order("B2") == OrderView("B2", "bid", 100, expected, 5)
+    assert [o.order_id for o in book.orders("bid")] == ["B1", "B2"]  # appended at the back

@@ -491,3 +491,43 @@ def test_mutated_captured_frames_never_raise(fixture_file, data: st.DataObject) 
     position = data.draw(st.integers(0, len(frame) - 1))
     frame[position] = data.draw(st.integers(0, 255))
     _assert_event_or_reject(bytes(frame))
+
+
+@pytest.mark.parametrize("stamp, ns", [
+    ("2023-10-06T17:35:55.440295Z", 1696613755440295000),
+    ("2023-10-06T17:35:55.000001Z", 1696613755000001000),
+    ("2023-10-06T17:35:55.44Z", 1696613755440000000),          # not the 6-digit layout
+    ("2023-10-06T17:35:55.440295123Z", 1696613755440295123),   # nor this one, for book
+])
+def test_book_timestamp_fast_path_is_exact(stamp: str, ns: int) -> None:
+    frame = BOOK_UPDATE.replace(b"2023-10-06T17:35:55.440295Z", stamp.encode())
+    event = decode_spot(frame)
+    assert not isinstance(event, Reject), event
+    assert event.data[0].ts_ns == ns
+
+
+@pytest.mark.parametrize("stamp", [
+    "2023-02-30T17:35:55.440295Z", "2023-10-06T17:35:55.44029xZ", "2023-10-06T17:35:55.\u0661\u0661\u0661\u0661\u0661\u0661Z",
+    "2023-10-06T17:35:55,440295Z", "2023-10-06T17:35:55.440295z",
+])
+def test_book_timestamp_fast_path_rejects(stamp: str) -> None:
+    frame = BOOK_UPDATE.replace(b"2023-10-06T17:35:55.440295Z", stamp.encode())
+    event = decode_spot(frame)
+    assert isinstance(event, Reject) and event.reason == "bad_timestamp", event
+
+
+@pytest.mark.parametrize("stamp, ok", [
+    ("2023-10-06T18:20:27.383408052Z", True), ("2023-02-29T18:20:27.383408052Z", False),
+    ("2023-10-06T18:20:27.38340805\u0661Z", False), ("2023-10-06T18:20:27.383408052+00:00", True),
+])
+def test_level3_order_timestamp_fast_path(stamp: str, ok: bool) -> None:
+    from recorder.protocol.timestamps import rfc3339_to_ns
+
+    frame = LEVEL3_DOCS_UPDATE.replace(b"2023-10-06T18:20:27.383408052Z", stamp.encode())
+    event = decode_spot(frame)
+    if not ok:
+        assert isinstance(event, Reject) and event.reason == "bad_timestamp", event
+        return
+    assert not isinstance(event, Reject), event
+    stamps = [o.ts_ns for side in (event.data[0].bids, event.data[0].asks) for o in side]
+    assert rfc3339_to_ns(stamp) in stamps

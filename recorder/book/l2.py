@@ -331,29 +331,90 @@ class L2Book:
     def _apply(
         self, bids: Iterable[L2Level], asks: Iterable[L2Level], expected: int | None
     ) -> L2Result:
-        """Apply levels, truncate, checksum, compare; marks the book ready on success."""
+        """Apply levels, truncate, checksum, compare; marks the book ready on success.
+
+        This is the hot path, so :meth:`_Side.set` and :func:`token_units` are inlined here
+        (same logic, same errors); ``tests/test_book_properties.py`` checks both against a
+        reference model.
+        """
         pp = self._pp
         qp = self._qp
         if pp is None or qp is None:
             bids = list(bids)
             asks = list(asks)
             pp, qp = self._infer_precision(bids, asks)
+            if pp is None or qp is None:  # no level at all: nothing to parse
+                return self._finish(0, expected)
         absent = 0
         cache = self._prices
+        pow10 = _POW10
         for side, levels in ((self._bids, bids), (self._asks, asks)):
-            side_set = side.set
+            sign = side.sign
+            keys = side.keys
+            book_qty = side.qty
+            pieces = side.piece
+            toplist = side.toplist
             for level in levels:
                 token = level.price
                 price = cache.get(token)
                 if price is None:
-                    price = token_units(token, pp)  # type: ignore[arg-type]
-                    if type(token) is str:  # only text keys: True/1.0 must never hit an int key
-                        if len(cache) >= self._cache_max:
-                            cache.clear()
-                        cache[token] = price
-                if not side_set(price, token_units(level.qty, qp)):  # type: ignore[arg-type]
+                    price = self._price_miss(token, pp)
+                token = level.qty
+                # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
+                if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
+                    whole, dot, frac = token.partition(".")
+                    digits = whole + frac
+                    n = len(frac)
+                    if (n <= qp and whole and (frac or not dot) and digits.isdigit()
+                            and digits.isascii()):
+                        qty = int(digits) * pow10[qp - n]
+                    else:
+                        qty = to_units(token, qp)
+                else:
+                    qty = to_units(token, qp)
+                # side.set(price, qty), inlined
+                if price <= 0 or qty < 0:
+                    raise BookError(f"invalid level: price {price} units, qty {qty} units")
+                key = price * sign
+                if qty:
+                    piece = pieces[key] = str(price) + str(qty)
+                    if key in book_qty:
+                        book_qty[key] = qty
+                        if len(keys) <= _TOP or key <= keys[_TOP - 1]:
+                            toplist[bisect_left(keys, key)] = piece
+                            side.top = None
+                        continue
+                    book_qty[key] = qty
+                    i = bisect_left(keys, key)
+                    keys.insert(i, key)
+                    if i < _TOP:
+                        toplist.insert(i, piece)
+                        if len(toplist) > _TOP:
+                            toplist.pop()
+                        side.top = None
+                elif key in book_qty:
+                    del book_qty[key]
+                    del pieces[key]
+                    i = bisect_left(keys, key)
+                    del keys[i]
+                    if i < _TOP:
+                        del toplist[i]
+                        if len(keys) >= _TOP:
+                            toplist.append(pieces[keys[_TOP - 1]])
+                        side.top = None
+                else:
                     absent += 1
         return self._finish(absent, expected)
+
+    def _price_miss(self, token: NumToken, pp: int) -> int:
+        """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
+        price = token_units(token, pp)
+        if type(token) is str:  # only text keys: True/1.0 must never hit an int key
+            cache = self._prices
+            if len(cache) >= self._cache_max:
+                cache.clear()
+            cache[token] = price
+        return price
 
     def apply_units(
         self,
@@ -398,8 +459,19 @@ class L2Book:
         if len(ak) > depth:
             truncated += a.truncate(depth)
         computed = self._crc
-        if computed is None or b.top is None or a.top is None:  # a top-10 changed
-            computed = self._crc = zlib.crc32(b.top_text(), a.top_crc())
+        btop = b.top
+        atop = a.top
+        if computed is None or btop is None or atop is None:  # a top-10 changed
+            if atop is None:
+                atop = a.top = "".join(a.toplist).encode("ascii")
+                acrc = a.crc0 = zlib.crc32(atop)
+            else:
+                acrc = a.crc0
+                if acrc is None:
+                    acrc = a.crc0 = zlib.crc32(atop)
+            if btop is None:
+                btop = b.top = "".join(b.toplist).encode("ascii")
+            computed = self._crc = zlib.crc32(btop, acrc)
         crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
         self.messages += 1
         self._ready = True

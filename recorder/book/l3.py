@@ -41,11 +41,19 @@ from recorder.book.checkpoint import L3Checkpoint, L3OrderState, validate_l3
 from recorder.book.l2 import Side, token_units
 from recorder.protocol.checksum import CHECKSUM_LEVELS
 from recorder.protocol.errors import BookError
-from recorder.protocol.numbers import MAX_PRECISION, NumToken, units_to_text
+from recorder.protocol.numbers import (
+    MAX_DIGITS,
+    MAX_PRECISION,
+    NumToken,
+    to_units,
+    units_to_text,
+)
 
 __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 
 _TOP: Final = CHECKSUM_LEVELS
+_POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
+_MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
 
 
 class L3OrderEvent(Protocol):
@@ -359,6 +367,7 @@ class L3Book:
         orders = self._orders
         cache = self._prices
         qp = self._qp
+        pow10 = _POW10
         bid_side = self._bids
         ask_side = self._asks
         for side, entries in ((bid_side, bids), (ask_side, asks)):
@@ -377,14 +386,39 @@ class L3Book:
                 price = cache.get(token)
                 if price is None:
                     price = self._price_units(token)
-                qty = token_units(entry.order_qty, qp)
+                token = entry.order_qty
+                # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
+                if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
+                    whole, dot, frac = token.partition(".")
+                    digits = whole + frac
+                    n = len(frac)
+                    if (n <= qp and whole and (frac or not dot) and digits.isdigit()
+                            and digits.isascii()):
+                        qty = int(digits) * pow10[qp - n]
+                    else:
+                        qty = to_units(token, qp)
+                else:
+                    qty = to_units(token, qp)
                 if event == "add":
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
+                        key = price * sign
+                        piece = str(price) + str(qty)
                         order = orders[order_id] = _Order(
-                            order_id, sign, price * sign, price, qty,
-                            getattr(entry, "ts_ns", None), str(price) + str(qty),
+                            order_id, sign, key, price, qty, getattr(entry, "ts_ns", None), piece
                         )
-                        side.append(order)
+                        # side.append(order), inlined
+                        level = side.levels.get(key)
+                        if level is None:
+                            side.append(order)
+                            continue
+                        level.orders[order_id] = order
+                        text = level.piece
+                        if text is not None:  # back of the queue = end of the text
+                            text = level.piece = text + piece
+                            keys = side.keys
+                            if len(keys) <= _TOP or key <= keys[_TOP - 1]:
+                                side.toppieces[bisect_left(keys, key)] = text
+                                side.top = None
                     else:
                         self._add(side, order_id, price, qty, getattr(entry, "ts_ns", None))
                 elif event == "modify":
@@ -535,8 +569,19 @@ class L3Book:
         if len(asks.keys) > depth:
             truncated += self._truncate(asks)
         computed = self._crc
-        if computed is None or bids.top is None or asks.top is None:  # a top-10 changed
-            computed = self._crc = zlib.crc32(bids.top_text(), asks.top_crc())
+        btop = bids.top
+        atop = asks.top
+        if computed is None or btop is None or atop is None:  # a top-10 changed
+            if atop is None:
+                atop = asks.top = "".join(asks.toppieces).encode("ascii")
+                acrc = asks.crc0 = zlib.crc32(atop)
+            else:
+                acrc = asks.crc0
+                if acrc is None:
+                    acrc = asks.crc0 = zlib.crc32(atop)
+            if btop is None:
+                btop = bids.top = "".join(bids.toppieces).encode("ascii")
+            computed = self._crc = zlib.crc32(btop, acrc)
         bk = bids.keys
         ak = asks.keys
         crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]

@@ -35,7 +35,7 @@ from msgspec.structs import force_setattr
 from recorder.protocol.errors import NumberError, TimestampError
 from recorder.protocol.numbers import token_to_text
 from recorder.protocol.reject import Reject
-from recorder.protocol.timestamps import rfc3339_to_ns
+from recorder.protocol.timestamps import kraken_second_ns, rfc3339_to_ns
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -123,6 +123,13 @@ def _optional_timestamp_ns(text: str | None, field: str) -> int | None:
 
 def _bad_token(value: object, field: str) -> ValueError:
     return ValueError(f"{REJECT_BAD_NUMBER}: `{field}` is not a number token: {str(value)[:48]!r}")
+
+
+def _reject_level(level: Any) -> None:
+    """Raise the reject for a book level whose price or qty is not a token."""
+    if type(level.price) not in _TOKEN_TYPES:
+        raise _bad_token(level.price, "price")
+    raise _bad_token(level.qty, "qty")
 
 
 def _check_token(value: Any, field: str) -> None:
@@ -297,14 +304,27 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True):
     ts_ns: int | None = None
 
     def __post_init__(self) -> None:
-        for side in (self.bids, self.asks):
-            for level in side:
-                if type(level.price) not in _TOKEN_TYPES:
-                    raise _bad_token(level.price, "price")
-                if type(level.qty) not in _TOKEN_TYPES:
-                    raise _bad_token(level.qty, "qty")
-        if self.timestamp is not None:
-            force_setattr(self, "ts_ns", _timestamp_ns(self.timestamp, "timestamp"))
+        # Hot path (one call per book message): checks inlined, Kraken's microsecond timestamp
+        # layout parsed here (the whole second is validated once and memoised).
+        tokens = _TOKEN_TYPES
+        for level in self.bids:
+            if type(level.price) not in tokens or type(level.qty) not in tokens:
+                _reject_level(level)
+        for level in self.asks:
+            if type(level.price) not in tokens or type(level.qty) not in tokens:
+                _reject_level(level)
+        text = self.timestamp
+        if text is not None:
+            frac = text[20:26]
+            if (len(text) == 27 and text[26] == "Z" and text[19] == "." and frac.isdigit()
+                    and frac.isascii()):
+                try:
+                    ns = kraken_second_ns(text[:19]) + int(frac) * 1000
+                except TimestampError as exc:
+                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
+            else:
+                ns = _timestamp_ns(text, "timestamp")
+            force_setattr(self, "ts_ns", ns)
 
 
 class BookMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel", tag="book"):
@@ -367,7 +387,17 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
                     raise _bad_token(order.order_qty, "order_qty")
                 text = order.timestamp
                 if text != last_text:
-                    last_ns = _timestamp_ns(text, "timestamp")
+                    frac = text[20:29]
+                    if (len(text) == 30 and text[29] == "Z" and text[19] == "."
+                            and frac.isdigit() and frac.isascii()):
+                        # Kraken's nanosecond layout, parsed inline (whole second memoised)
+                        try:
+                            last_ns = kraken_second_ns(text[:19]) + int(frac)
+                        except TimestampError as exc:
+                            raise ValueError(
+                                f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
+                    else:
+                        last_ns = _timestamp_ns(text, "timestamp")
                     last_text = text
                 force_setattr(order, "ts_ns", last_ns)
 

@@ -22,6 +22,7 @@ __all__ = [
     "epoch_seconds_to_ns",
     "epoch_ms_to_ns",
     "ns_to_rfc3339",
+    "kraken_second_ns",
 ]
 
 INT64_MAX: Final = 2**63 - 1
@@ -48,7 +49,7 @@ def rfc3339_to_ns(text: str) -> int:
         if 21 < size < 31 and text[-1] == "Z" and text[19] == ".":
             frac = text[20:-1]
             if frac.isdigit() and frac.isascii():
-                return _second_ns(text[:19]) + int(frac) * _FRACTION_SCALE[len(frac)]
+                return kraken_second_ns(text[:19]) + int(frac) * _FRACTION_SCALE[len(frac)]
     return _rfc3339_to_ns_full(text)
 
 
@@ -56,8 +57,13 @@ _FRACTION_SCALE: Final = (0, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 100, 10, 
 
 
 @functools.lru_cache(maxsize=8192)
-def _second_ns(prefix: str) -> int:
-    """ns at a whole second given as ``YYYY-MM-DDTHH:MM:SS`` (validated; memoised)."""
+def kraken_second_ns(prefix: str) -> int:
+    """ns at a whole second given as ``YYYY-MM-DDTHH:MM:SS`` (validated; memoised).
+
+    The building block of the fast paths: a caller that has checked the rest of Kraken's
+    layout (``.`` at index 19, ASCII digits, ``Z``) adds the fraction itself. Raises
+    :class:`TimestampError` when the prefix is not a valid UTC second.
+    """
     return _rfc3339_to_ns_full(prefix + "Z")
 
 
