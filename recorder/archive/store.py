@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,6 +38,8 @@ _SORTED_DELTA_COLUMNS: Final = frozenset({"price"})
 #: Random-valued columns: plain (dictionary-encoding them only adds a dictionary).
 _PLAIN_COLUMNS: Final = frozenset({"checksum"})
 #: Rolling files: zstd 3 (written on the ingest path). Compaction passes its own level.
+#: Threads writing the files of one commit (:meth:`PartitionWriter.seal`).
+SEAL_THREADS: Final = 2
 PARQUET_OPTIONS: Final = {"compression": "zstd", "compression_level": 3}
 #: Rows of a compacted table that :func:`choose_encodings` encodes per candidate (in
 #: ``_TRIAL_SLICES`` evenly spaced runs, so sorted neighbourhoods and deltas stay realistic).
@@ -346,20 +349,35 @@ class PartitionWriter:
     def seal(self, commit: int) -> list[FileEntry]:
         """Write every buffered (dataset, day) to a Parquet file named after ``commit``.
 
-        On error, files written by this call are removed and the buffers are kept."""
-        entries: list[FileEntry] = []
-        written: list[Path] = []
+        The files are written by up to :data:`SEAL_THREADS` threads (pyarrow's Parquet writer
+        and ``fsync`` release the GIL, so files encode and sync side by side); names, contents
+        and the order of the entries do not depend on that. On error, every file written by
+        this call is removed (once all writers have stopped), the buffers are kept and the
+        first error (in file order) is raised."""
+        items = sorted(self._open.items())
+        written: list[Path] = []  # appended by the writer threads (list.append is atomic)
+
+        def one(n: int, dataset: str, day: str, tables: list[pa.Table]) -> FileEntry:
+            schema = self.schemas[dataset]
+            table = pa.concat_tables(tables).combine_chunks()
+            table = table.replace_schema_metadata(schema.arrow().metadata)
+            directory = partition_dir(self.root, dataset, day)
+            path = directory / f"part-{commit:08d}-{n:03d}.parquet"
+            size = write_parquet_atomic(table, path, write_table=self._write_table)
+            written.append(path)
+            rel = str(path.relative_to(self.root))
+            return file_entry(table, schema, rel, day, size, commit)
+
         try:
-            for n, ((dataset, day), tables) in enumerate(sorted(self._open.items())):
-                schema = self.schemas[dataset]
-                table = pa.concat_tables(tables).combine_chunks()
-                table = table.replace_schema_metadata(schema.arrow().metadata)
-                directory = partition_dir(self.root, dataset, day)
-                path = directory / f"part-{commit:08d}-{n:03d}.parquet"
-                size = write_parquet_atomic(table, path, write_table=self._write_table)
-                written.append(path)
-                rel = str(path.relative_to(self.root))
-                entries.append(file_entry(table, schema, rel, day, size, commit))
+            if len(items) <= 1:
+                entries = [one(n, ds, day, t) for n, ((ds, day), t) in enumerate(items)]
+            else:
+                with ThreadPoolExecutor(max_workers=min(SEAL_THREADS, len(items)),
+                                        thread_name_prefix="seal") as pool:
+                    futures = [pool.submit(one, n, ds, day, t)
+                               for n, ((ds, day), t) in enumerate(items)]
+                    wait(futures)  # every writer has stopped before any cleanup
+                entries = [f.result() for f in futures]  # the first error in file order
         except BaseException:
             for p in written:
                 try:
