@@ -266,30 +266,23 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
                                   fsync_interval_s=3600, threads=1)
-                n = 0
-                mem: dict[str, list[Frame]] = {}  # segment -> its frames as read back
-                cur_seg, cur = "", None
-                append = w.append
-                for frame in read_input_frames(data, start_ns=start):
-                    pos = append(frame)
-                    last_ns = frame.recv_ns
-                    n += 1
-                    if pos.segment != cur_seg:
-                        cur_seg = pos.segment
-                        cur = mem.setdefault(cur_seg, [])
-                    if cur is not None:
-                        kept = as_read(frame)
-                        if kept is None:  # the journal alters it: that segment is read back
-                            mem[cur_seg] = cur = None  # type: ignore[assignment]
-                        else:
-                            cur.append(kept)
+                frames = list(read_input_frames(data, start_ns=start))
+                runs = w.append_many(frames)
+                n = len(frames)
+                if frames:
+                    last_ns = frames[-1].recv_ns
                 w.close()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmpdir, target)  # the converted segments appear atomically
                 entry["frames"] = n
-                prefix = f"ingest/{digest[:32]}/"
-                if not w.had_error:
-                    preloaded.update((prefix + k, v) for k, v in mem.items() if v is not None)
+                if not w.had_error:  # each segment's frames, unless the journal alters one
+                    at = 0
+                    for seg_name, count in runs:
+                        chunk = frames[at:at + count]
+                        at += count
+                        if all(as_read(f) is not None for f in chunk):
+                            preloaded[f"ingest/{digest[:32]}/{seg_name}"] = chunk
+                del frames
             segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
             seg = segs[0] if segs else ""
         for s_ in segs:

@@ -114,3 +114,36 @@ def test_memory_derivation_equals_journal_derivation(tmp_path, sim_record, roll_
     again = ingest([sim_record], tmp_path / "fast", roll_rows=roll_rows)
     assert again["frames"] == 0
     assert _archive_view(tmp_path / "fast") == fast
+
+
+@pytest.mark.parametrize("max_bytes,interval", [(256 * 2**20, 3600.0), (20_000, 3600.0),
+                                                (20_000, 0.0)])
+def test_append_many_equals_append(tmp_path, sim_record, max_bytes, interval):
+    """Same segments, same records, and runs that say which frames went where (rolls by
+    size and flushes by interval included)."""
+    from recorder.ingest import _read_bytes, read_input_frames
+
+    frames = list(read_input_frames(_read_bytes(sim_record)))[:600]
+    clock = {"run_id": "r", "clock_ns": lambda: 1_735_689_600_000_000_000}  # same names
+    one = JournalWriter(tmp_path / "one", host="t", segment_max_bytes=max_bytes,
+                        fsync_interval_s=interval, **clock)
+    positions = [one.append(f) for f in frames]
+    one.close()
+    many = JournalWriter(tmp_path / "many", host="t", segment_max_bytes=max_bytes,
+                         fsync_interval_s=interval, **clock)
+    runs = many.append_many(frames)
+    many.close()
+    expected: list[list] = []
+    for p in positions:
+        if expected and expected[-1][0] == p.segment:
+            expected[-1][1] += 1
+        else:
+            expected.append([p.segment, 1])
+    assert [tuple(r) for r in expected] == runs
+    if max_bytes < 10**6:
+        assert len(runs) > 3
+    at = 0
+    for seg, count in runs:
+        assert [f for _, f in read_segment(tmp_path / "many" / seg)] == frames[at:at + count]
+        at += count
+    assert at == len(frames)

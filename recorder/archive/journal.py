@@ -45,7 +45,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -302,6 +302,44 @@ class JournalWriter:
                 except JournalWriteError:
                     pass  # accepted and pending: the next flush() retries and raises
             return pos
+
+    def append_many(self, frames: Iterable[Frame]) -> list[tuple[str, int]]:
+        """:meth:`append` each of ``frames`` in order, with the same effect, positions and
+        error behaviour (a frame that needs a roll, or any unusual state, goes through
+        :meth:`append` itself); the common case is one loop under one lock. Returns the runs
+        as ``(segment, count)``: the first ``count`` frames went to ``segment`` (consecutive
+        indexes), the next run to the next segment, and so on. Used by ``recorder ingest``."""
+        runs: list[tuple[str, int]] = []
+        name, count = "", 0
+        monotonic = time.monotonic
+        with self._lock:
+            for frame in frames:
+                now = monotonic()
+                if (self._closed or self._fd is None or self._broken
+                        or self._raw_bytes >= self.segment_max_bytes
+                        or now - self._opened_at >= self.segment_max_s
+                        or now >= self._next_flush):
+                    seg = self.append(frame).segment  # roll, flush, errors: the full path
+                else:
+                    record = self._enc.encode(frame)
+                    self._index += 1
+                    n = len(record)
+                    self._raw_bytes += n
+                    self._pending.append(frame)
+                    self._raw.append(record)
+                    self._raw_pending += n
+                    if self._raw_pending >= _BATCH_BYTES:
+                        self._compress_raw()
+                    seg = self._name
+                if seg == name:
+                    count += 1
+                else:
+                    if count:
+                        runs.append((name, count))
+                    name, count = seg, 1
+        if count:
+            runs.append((name, count))
+        return runs
 
     def _compress_raw(self) -> None:
         """Give the batched records to the compressor (one call per batch, not per record)."""
