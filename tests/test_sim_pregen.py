@@ -131,6 +131,27 @@ def test_horizon_end_and_instrument_change_continue_live(universe: Any) -> None:
     _assert_same(live, pre)
 
 
+def test_serving_pre_rendered_keys_does_not_step_the_shadow(universe: Any) -> None:
+    """Only keys outside the pre-rendered set make the shadow market run every step
+    (``instrument`` does not: it changes only with instrument changes)."""
+    a = universe.pairs[0].symbol
+    live = _Subscriber(SpotMarket(universe, seed=SEED, rate=RATE, start_ns=START))
+    pre = _Subscriber(PregenMarket(universe, seed=SEED, rate=RATE, start_ns=START,
+                                   horizon_s=1.0, shapes=SHAPES))
+    for sub in (live, pre):
+        sub.subscribe(("instrument",))
+        sub.subscribe(("level3", a, 10))
+    for i in range(1, 100):
+        for sub in (live, pre):
+            sub.step(START + i * STEP_NS)
+    assert pre.market.shadow.now_ns == START  # never stepped: no engine cost while serving
+    assert pre.got == live.got
+    pre.subscribe(("book", a, 25))
+    pre.step(START + 100 * STEP_NS)
+    pre.step(START + 101 * STEP_NS)
+    assert pre.market.shadow.now_ns == START + 101 * STEP_NS
+
+
 def test_rest_state_is_the_served_position(universe: Any) -> None:
     a = universe.pairs[0].symbol
     live = SpotMarket(universe, seed=SEED, rate=RATE, start_ns=START)

@@ -17,8 +17,9 @@ pre-rendered views) only when something needs the state at the served position:
   follow it. This is exact because a depth-window view's frames do not depend on when the
   view was created (at every message boundary it holds ``min(depth, levels)`` per side, see
   :mod:`recorder.sim.feeds`), which ``tests/test_sim_pregen.py`` checks frame for frame;
-* keys outside the pre-rendered set (other depths, ``ticker``, ``instrument``, ...): the
-  shadow renders them live and is then advanced every step;
+* keys outside the pre-rendered set (other depths, ``ticker``, ...): the shadow renders
+  them live and is then advanced every step (``instrument`` is rendered by the shadow too,
+  but needs no stepping: it only changes with instrument changes, which go live anyway);
 * REST queries (``Depth``, ``Trades``, ``OHLC``, ``Level3``, ...): answered from the shadow;
 * instrument changes (``list``/``delist``/``status`` faults or control calls) change what the
   generator does, so the pre-rendered future is dropped and everything continues live from
@@ -236,6 +237,8 @@ class PregenMarket:
         """As :meth:`SpotMarket.subscribe`: the snapshot is the state at the served position."""
         if self.live:
             return self.shadow.subscribe(key, snapshot=snapshot)
+        if key[:1] == ("instrument",):  # changes only with instrument changes (live then)
+            return self.shadow.subscribe(key, snapshot=snapshot)
         shadow = self._sync()
         if key in self.pregen_keys:
             frames = shadow.subscribe(key, snapshot=snapshot)  # a temporary view
@@ -247,7 +250,7 @@ class PregenMarket:
         return frames
 
     def unsubscribe(self, key: FeedKey) -> None:
-        if self.live:
+        if self.live or key[:1] == ("instrument",):
             self.shadow.unsubscribe(key)
             return
         refs = self._refs if key in self.pregen_keys else self._live_keys
@@ -264,7 +267,7 @@ class PregenMarket:
     def active_keys(self) -> list[FeedKey]:
         if self.live:
             return self.shadow.active_keys()
-        return [*self._refs, *self._live_keys]
+        return [*self._refs, *self.shadow.active_keys()]
 
     # ---------------------------------------------------------------- instruments (go live)
 
