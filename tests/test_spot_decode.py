@@ -531,3 +531,22 @@ def test_level3_order_timestamp_fast_path(stamp: str, ok: bool) -> None:
     assert not isinstance(event, Reject), event
     stamps = [o.ts_ns for side in (event.data[0].bids, event.data[0].asks) for o in side]
     assert rfc3339_to_ns(stamp) in stamps
+
+
+@pytest.mark.parametrize("stamp, ns", [
+    ("2023-10-06T18:21:00.097010033Z", 1696616460097010033),
+    ("2023-10-06T18:21:00.097010Z", 1696616460097010000),
+    ("2023-10-06T18:21:00.09Z", 1696616460090000000),
+    ("2023-10-06T18:21:00.097010033+00:00", 1696616460097010033),
+    ("2023-10-06T18:21:61.097010033Z", None),
+    ("2023-10-06T18:21:00.0970100\u06613Z", None),
+])
+def test_level3_message_timestamp(stamp: str, ns: int | None) -> None:
+    frame = LEVEL3_DOCS_UPDATE.replace(b'"bids": []', f'"timestamp": "{stamp}", "bids": []'.encode())
+    event = decode_spot(frame)
+    if ns is None:
+        assert isinstance(event, Reject) and event.reason == "bad_timestamp", event
+        return
+    assert not isinstance(event, Reject), event
+    assert event.data[0].ts_ns == ns
+    assert event.data[0].asks[1].ts_ns == 1696616427383408052

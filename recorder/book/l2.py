@@ -31,7 +31,7 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -90,6 +90,15 @@ class L2BookData(Protocol):
 
     @property
     def checksum(self) -> int | None: ...
+
+
+class _Item(NamedTuple):
+    """Levels handed to :meth:`L2Book.snapshot` / :meth:`L2Book.update`, shaped as ``data``."""
+
+    symbol: str
+    bids: Iterable[L2Level]
+    asks: Iterable[L2Level]
+    checksum: int | None
 
 
 class L2Result(msgspec.Struct, frozen=True, gc=False):
@@ -291,52 +300,27 @@ class L2Book:
     # ------------------------------------------------------------------ applying messages
 
     def apply(self, kind: str, data: L2BookData) -> L2Result:
-        """Apply one decoded ``data`` item; ``kind`` is the message ``type``."""
+        """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
+
+        Levels are applied in array order (a snapshot first clears the book), then the sides
+        are truncated to the depth and the checksum is computed and compared. This is the hot
+        path, so :meth:`_Side.set` and :func:`token_units` are inlined here (same logic, same
+        errors); ``tests/test_book_properties.py`` checks it against a reference model.
+        """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind == "update":  # inlined update(): this is the hot path
+        if kind == "update":
             if not self._ready:
                 raise BookError(f"{self.symbol}: update without a valid snapshot")
-            self._ready = False
-            return self._apply(data.bids, data.asks, data.checksum)
-        if kind == "snapshot":
-            return self.snapshot(data.bids, data.asks, data.checksum)
-        raise BookError(f"unknown book message type {kind!r}")
-
-    def snapshot(
-        self,
-        bids: Iterable[L2Level],
-        asks: Iterable[L2Level],
-        checksum: int | None = None,
-    ) -> L2Result:
-        """Replace the whole book with a snapshot (levels in any order; ``qty == 0`` ignored)."""
+        elif kind == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
+            self._crc = None
+        else:
+            raise BookError(f"unknown book message type {kind!r}")
         self._ready = False
-        self._bids.clear()
-        self._asks.clear()
-        self._crc = None
-        return self._apply(bids, asks, checksum)
-
-    def update(
-        self,
-        bids: Iterable[L2Level],
-        asks: Iterable[L2Level],
-        checksum: int | None = None,
-    ) -> L2Result:
-        """Apply an update's levels in array order, truncate, checksum."""
-        if not self._ready:
-            raise BookError(f"{self.symbol}: update without a valid snapshot")
-        self._ready = False
-        return self._apply(bids, asks, checksum)
-
-    def _apply(
-        self, bids: Iterable[L2Level], asks: Iterable[L2Level], expected: int | None
-    ) -> L2Result:
-        """Apply levels, truncate, checksum, compare; marks the book ready on success.
-
-        This is the hot path, so :meth:`_Side.set` and :func:`token_units` are inlined here
-        (same logic, same errors); ``tests/test_book_properties.py`` checks both against a
-        reference model.
-        """
+        bids = data.bids
+        asks = data.asks
         pp = self._pp
         qp = self._qp
         if pp is None or qp is None:
@@ -344,11 +328,13 @@ class L2Book:
             asks = list(asks)
             pp, qp = self._infer_precision(bids, asks)
             if pp is None or qp is None:  # no level at all: nothing to parse
-                return self._finish(0, expected)
+                return self._finish(0, data.checksum)
         absent = 0
         cache = self._prices
         pow10 = _POW10
         for side, levels in ((self._bids, bids), (self._asks, asks)):
+            if not levels:  # an update usually touches one side only
+                continue
             sign = side.sign
             keys = side.keys
             book_qty = side.qty
@@ -404,7 +390,25 @@ class L2Book:
                         side.top = None
                 else:
                     absent += 1
-        return self._finish(absent, expected)
+        return self._finish(absent, data.checksum)
+
+    def snapshot(
+        self,
+        bids: Iterable[L2Level],
+        asks: Iterable[L2Level],
+        checksum: int | None = None,
+    ) -> L2Result:
+        """Replace the whole book with a snapshot (levels in any order; ``qty == 0`` ignored)."""
+        return self.apply("snapshot", _Item(self.symbol, bids, asks, checksum))
+
+    def update(
+        self,
+        bids: Iterable[L2Level],
+        asks: Iterable[L2Level],
+        checksum: int | None = None,
+    ) -> L2Result:
+        """Apply an update's levels in array order, truncate, checksum."""
+        return self.apply("update", _Item(self.symbol, bids, asks, checksum))
 
     def _price_miss(self, token: NumToken, pp: int) -> int:
         """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
@@ -472,7 +476,7 @@ class L2Book:
             if btop is None:
                 btop = b.top = "".join(b.toplist).encode("ascii")
             computed = self._crc = zlib.crc32(btop, acrc)
-        crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        crossed = -bk[0] >= ak[0] if bk and ak else False
         self.messages += 1
         self._ready = True
         if expected is None:

@@ -91,6 +91,15 @@ class L3BookData(Protocol):
     def checksum(self) -> int | None: ...
 
 
+class _Item(NamedTuple):
+    """Events handed to :meth:`L3Book.update`, shaped as a decoded ``data`` item."""
+
+    symbol: str
+    bids: Iterable[L3OrderEvent]
+    asks: Iterable[L3OrderEvent]
+    checksum: int | None
+
+
 class L3Result(msgspec.Struct, frozen=True, gc=False):
     """Outcome of applying one message to an :class:`L3Book`.
 
@@ -322,44 +331,17 @@ class L3Book:
     # ------------------------------------------------------------------ applying messages
 
     def apply(self, kind: str, data: L3BookData) -> L3Result:
-        """Apply one decoded ``data`` item; ``kind`` is the message ``type``."""
+        """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
+
+        Updates are applied here directly (the hot path: the common ``add`` and the quantity
+        parse are inlined, same logic and errors as :meth:`_add` and ``token_units``).
+        """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind == "update":
-            return self.update(data.bids, data.asks, data.checksum)
-        if kind == "snapshot":
-            return self.snapshot(data.bids, data.asks, data.checksum)
-        raise BookError(f"unknown level3 message type {kind!r}")
-
-    def snapshot(
-        self,
-        bids: Iterable[L3OrderEvent],
-        asks: Iterable[L3OrderEvent],
-        checksum: int | None = None,
-    ) -> L3Result:
-        """Replace the book: every entry is added in array order (``event`` is ignored)."""
-        self._ready = False
-        self._reset()
-        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-        for side, entries in ((self._bids, bids), (self._asks, asks)):
-            for entry in entries:
-                self._add(
-                    side,
-                    entry.order_id,
-                    self._price_units(entry.limit_price),
-                    token_units(entry.order_qty, self._qp),
-                    getattr(entry, "ts_ns", None),
-                )
-        self._ready = True
-        return self._finish(checksum)
-
-    def update(
-        self,
-        bids: Iterable[L3OrderEvent],
-        asks: Iterable[L3OrderEvent],
-        checksum: int | None = None,
-    ) -> L3Result:
-        """Apply an update's events in array order, truncate, checksum."""
+        if kind != "update":
+            if kind == "snapshot":
+                return self.snapshot(data.bids, data.asks, data.checksum)
+            raise BookError(f"unknown level3 message type {kind!r}")
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
@@ -370,7 +352,9 @@ class L3Book:
         pow10 = _POW10
         bid_side = self._bids
         ask_side = self._asks
-        for side, entries in ((bid_side, bids), (ask_side, asks)):
+        for side, entries in ((bid_side, data.bids), (ask_side, data.asks)):
+            if not entries:
+                continue
             sign = side.sign
             for entry in entries:
                 event = entry.event
@@ -408,8 +392,17 @@ class L3Book:
                         )
                         # side.append(order), inlined
                         level = side.levels.get(key)
-                        if level is None:
-                            side.append(order)
+                        if level is None:  # a new price level
+                            side.levels[key] = _Level({order_id: order}, piece)
+                            keys = side.keys
+                            i = bisect_left(keys, key)
+                            keys.insert(i, key)
+                            if i < _TOP:
+                                toppieces = side.toppieces
+                                toppieces.insert(i, piece)
+                                if len(toppieces) > _TOP:
+                                    toppieces.pop()
+                                side.top = None
                             continue
                         level.orders[order_id] = order
                         text = level.piece
@@ -426,7 +419,38 @@ class L3Book:
                 else:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
         self._ready = True
+        return self._finish(data.checksum)
+
+    def snapshot(
+        self,
+        bids: Iterable[L3OrderEvent],
+        asks: Iterable[L3OrderEvent],
+        checksum: int | None = None,
+    ) -> L3Result:
+        """Replace the book: every entry is added in array order (``event`` is ignored)."""
+        self._ready = False
+        self._reset()
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        for side, entries in ((self._bids, bids), (self._asks, asks)):
+            for entry in entries:
+                self._add(
+                    side,
+                    entry.order_id,
+                    self._price_units(entry.limit_price),
+                    token_units(entry.order_qty, self._qp),
+                    getattr(entry, "ts_ns", None),
+                )
+        self._ready = True
         return self._finish(checksum)
+
+    def update(
+        self,
+        bids: Iterable[L3OrderEvent],
+        asks: Iterable[L3OrderEvent],
+        checksum: int | None = None,
+    ) -> L3Result:
+        """Apply an update's events in array order, truncate, checksum."""
+        return self.apply("update", _Item(self.symbol, bids, asks, checksum))
 
     def apply_units(
         self,
@@ -584,7 +608,7 @@ class L3Book:
             computed = self._crc = zlib.crc32(btop, acrc)
         bk = bids.keys
         ak = asks.keys
-        crossed = bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        crossed = -bk[0] >= ak[0] if bk and ak else False
         self.messages += 1
         if expected is None:
             match = None

@@ -117,6 +117,20 @@ def _timestamp_ns(text: str, field: str) -> int:
         raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
 
 
+def _kraken_timestamp_ns(text: str, field: str) -> int:
+    """:func:`_timestamp_ns` with Kraken's two v2 layouts (``...SS.ffffffZ`` and
+    ``...SS.fffffffffZ``) parsed inline: the whole second is validated once and memoised."""
+    size = len(text)
+    if (size == 27 or size == 30) and text[19] == "." and text[-1] == "Z":
+        frac = text[20:-1]
+        if frac.isdigit() and frac.isascii():
+            try:
+                return kraken_second_ns(text[:19]) + int(frac) * (1000 if size == 27 else 1)
+            except TimestampError as exc:
+                raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
+    return _timestamp_ns(text, field)
+
+
 def _optional_timestamp_ns(text: str | None, field: str) -> int | None:
     return None if text is None else _timestamp_ns(text, field)
 
@@ -377,7 +391,7 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
         # per message instead of one per order. Consecutive orders (and the message) often
         # carry the same timestamp text; it is parsed once.
         last_text = self.timestamp
-        last_ns = None if last_text is None else _timestamp_ns(last_text, "timestamp")
+        last_ns = None if last_text is None else _kraken_timestamp_ns(last_text, "timestamp")
         force_setattr(self, "ts_ns", last_ns)
         for side in (self.bids, self.asks):
             for order in side:
