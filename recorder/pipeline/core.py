@@ -220,12 +220,16 @@ class _Gap:
 class _Conn:
     """Liveness accounting of one connection: subscriptions and the current minute's counts."""
 
-    __slots__ = ("stream", "subs", "minute", "counts", "ended")
+    __slots__ = ("stream", "subs", "minute", "until", "counts", "ended")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self.subs: dict[tuple[str, str], int] = {}  # (channel, symbol) -> since ns
         self.minute = -1
+        #: ``minute + MINUTE_NS`` once :meth:`Pipeline._tick` computed ``minute`` (so
+        #: ``minute <= recv < until`` means "recv is in the current minute" without a
+        #: division); ``== minute`` (an empty range) until then, e.g. after a restore
+        self.until = -1
         self.counts: dict[tuple[str, str], list[int]] = {}  # key -> [frames, first, last]
         self.ended: dict[tuple[str, str], tuple[int, int]] = {}  # ended this minute: (from, to)
 
@@ -414,7 +418,7 @@ class Pipeline:
         p._trade_last = {sym: (i, ns) for sym, i, ns in state.trade_last}
         for cs in state.conns:
             c = _Conn(cs.stream)
-            c.minute = cs.minute
+            c.minute = c.until = cs.minute  # until: not computed here (empty range)
             c.subs = {(ch, sy): v for ch, sy, v in cs.subs}
             c.counts = {(ch, sy): [n, a, b] for ch, sy, n, a, b in cs.counts}
             c.ended = {(ch, sy): (a, b) for ch, sy, a, b in cs.ended}
@@ -719,6 +723,7 @@ class Pipeline:
             if conn.minute >= 0:
                 self._roll_minutes(conn_id, conn, minute)
             conn.minute = minute
+        conn.until = minute + MINUTE_NS
         key = (channel, symbol)
         if channel != "heartbeat" and key not in conn.subs:
             conn.subs[key] = recv_ns  # data without a seen ack: subscribed from now
@@ -890,7 +895,7 @@ class Pipeline:
         """:meth:`_tick` for ``key = (channel, symbol)`` (book channels) with the common case
         - the connection's current minute - done here without the minute roll."""
         conn = self._conns.get(conn_id)
-        if conn is None or conn.minute != recv - recv % MINUTE_NS:
+        if conn is None or not conn.minute <= recv < conn.until:
             self._tick(conn_id, stream, key[0], key[1], recv)
             return
         if key not in conn.subs:

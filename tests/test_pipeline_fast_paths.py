@@ -1,5 +1,6 @@
-"""A book message the book refuses half-way leaves no rows: the pipeline appends a message's
-rows while converting its levels and cuts them back when a later level (or the book) fails."""
+"""Pipeline hot-path equivalences: a book message the book refuses half-way leaves no rows
+(rows are appended while the levels are converted, then cut back); the liveness tick's
+current-minute fast path gives the same rows across minutes and state restores."""
 
 from __future__ import annotations
 
@@ -62,3 +63,35 @@ def test_refused_l3_update_adds_no_rows_and_later_rows_line_up() -> None:
             for r in sink.rows("level3")]
     assert rows == [(T0, "O1", 1005, 125, 0), (T0 + 2, "O1", 1005, 125, 0),
                     (T0 + 3, "O4", 1000, 50, 1)]
+
+
+def test_liveness_minutes_are_the_same_across_a_state_restore() -> None:
+    """The current-minute fast path of the liveness tick: book and level3 messages within a
+    minute, across minute boundaries and across a state restore in the middle of a minute
+    give the same liveness rows as one uninterrupted pipeline."""
+    minute = 60 * 10**9
+    start = T0 - T0 % minute
+    times = [start + 5, start + 7, start + minute - 1, start + minute, start + minute + 9,
+             start + 3 * minute + 1, start + 3 * minute + 2]
+    frames = [_book(times[0], "snapshot", [("100.5", "1.5")], [("101.5", "2.5")]),
+              _l3(times[0] + 1, "snapshot", [("O1", "100.5", "1.25")])]
+    for i, t in enumerate(times[1:]):
+        frames.append(_book(t, "update", [("100.0", f"{i % 3}.5")]))
+        frames.append(_l3(t + 1, "update", [(f"O{i + 2}", "100.0", "0.5")]))
+    whole = ListSink()
+    p = Pipeline(whole)
+    for f in frames:
+        p.feed(f)
+    p.close()
+    for cut in (1, 3, 4, 7):
+        sink = ListSink()
+        q = Pipeline(sink)
+        for f in frames[:cut]:
+            q.feed(f)
+        q.flush()
+        q = Pipeline.from_state(q.to_state(), sink)
+        for f in frames[cut:]:
+            q.feed(f)
+        q.close()
+        assert sink.rows("liveness") == whole.rows("liveness"), cut
+    assert len(whole.rows("liveness")) >= 6
