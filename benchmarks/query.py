@@ -12,8 +12,9 @@ trade, ohlc, ticker and level3 on every pair up to a message count.)
 
 Scaled equivalent of "24 h of the full universe" (documented; measured on this 2-core
 machine, one virtual hour costs ~30 s of CPU to generate and ~36 s to ingest for the busiest
-pair at depth 1000 (~330 frames/s, 325 MB of JSON per hour), and ~100 s to generate for the
-trades of all ~700 pairs, so a day would be ~27 and ~40 CPU-minutes):
+pair at depth 1000 (~330 frames/s, 325 MB of JSON per hour), and ~180 s to generate and
+ingest the trades of all ~700 pairs (the market simulates every pair's book to make them),
+so a day would be ~27 and ~70 CPU-minutes; the full run's one-time cache build is ~25):
 
 * ``book_at`` growth: BTC/USD alone (book depth 1000 + trades), full run 1 h vs 6 h archive,
   quick run 10 min vs 1 h. Why one pair stands for the universe: ``book_at`` reads only the
@@ -305,7 +306,8 @@ def run_query(quick: bool = False) -> list[Figure]:
                        seconds * 1000, "ms", target="<= 2000",
                        note=f"all generated pairs, {label[day]} (stands for the issue's 24 h): "
                             f"{want['trades']:,} trades of {want['pairs']} pairs -> "
-                            f"{want['bars']:,} bars; bar counts and exact volumes add up"))
+                            f"{want['bars']:,} bars ({want['trades'] / seconds:,.0f} trades/s); "
+                            f"bar counts and exact volumes add up"))
     return figs
 
 
