@@ -275,3 +275,25 @@ def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
     book.update(update, [])
     assert book.order("B2") == OrderView("B2", "bid", 100, expected, 5)
     assert [o.order_id for o in book.orders("bid")] == ["B1", "B2"]  # appended at the back
+
+
+def test_anomaly_counts_are_per_message_and_cumulative() -> None:
+    book = small_book()
+    first = book.update([delete("zz", "9.0")], [modify("new", "12.0", "1")])
+    assert (first.unknown_deletes, first.unknown_modifies) == (1, 1)
+    clean = book.update([], [modify("new", "12.0", "2")])
+    assert (clean.requeued, clean.duplicate_adds, clean.unknown_modifies,
+            clean.unknown_deletes) == (0, 0, 0, 0)
+    units = book.apply_units("update", [(3, "zz2", 0, 0, None)], [(1, "new", 120, 3, None)], None)
+    assert (units.unknown_deletes, units.duplicate_adds) == (1, 1)
+    again = book.apply_units("update", [], [], None)
+    assert (again.unknown_deletes, again.duplicate_adds) == (0, 0)
+    assert (book.unknown_deletes, book.unknown_modifies, book.duplicate_adds) == (2, 1, 1)
+
+
+def test_failed_update_leaves_no_anomaly_for_the_next_snapshot() -> None:
+    book = small_book()
+    with pytest.raises(BookError):
+        book.update([delete("zz", "9.0"), Order("x", "9.0", "1", "bogus")], [])
+    snap = book.snapshot([Order("b1", "9.0", "1")], [Order("a1", "11.0", "1")])
+    assert (snap.unknown_deletes, snap.unknown_modifies) == (0, 0)

@@ -289,6 +289,7 @@ class L3Book:
         "_dup",
         "_unk_mod",
         "_unk_del",
+        "_anomalous",
         "messages",
         "mismatches",
         "crossed_messages",
@@ -316,8 +317,10 @@ class L3Book:
         self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
         self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
         self._cache_max = min(4 * depth + 64, 4096)
-        # per-message anomaly counters
+        # per-message anomaly counters; ``_anomalous`` says one of them may be non-zero, so a
+        # clean message (the common case) neither reads nor resets them
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        self._anomalous = False
         #: Cumulative counters since construction (snapshots included).
         self.messages = 0
         self.mismatches = 0
@@ -345,7 +348,6 @@ class L3Book:
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
-        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
         orders = self._orders
         cache = self._prices
         qp = self._qp
@@ -363,13 +365,14 @@ class L3Book:
                     order = orders.pop(order_id, None)
                     if order is None:
                         self._unk_del += 1
+                        self._anomalous = True
                     else:
                         (ask_side if order.sign > 0 else bid_side).discard(order)
                     continue
                 token = entry.limit_price
                 price = cache.get(token)
                 if price is None:
-                    price = self._price_units(token)
+                    price = self._price_miss(token)
                 token = entry.order_qty
                 # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
                 if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
@@ -477,7 +480,6 @@ class L3Book:
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
-        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
         orders = self._orders
         bid_side = self._bids
         ask_side = self._asks
@@ -488,6 +490,7 @@ class L3Book:
                     order = orders.pop(order_id, None)
                     if order is None:
                         self._unk_del += 1
+                        self._anomalous = True
                     else:
                         (ask_side if order.sign > 0 else bid_side).discard(order)
                 elif event == 1:
@@ -514,14 +517,17 @@ class L3Book:
 
     def _price_units(self, token: NumToken) -> int:
         """Price token -> units through a bounded memo (prices repeat; quantities rarely do)."""
-        cache = self._prices
-        price = cache.get(token)
-        if price is None:
-            price = token_units(token, self._pp)
-            if type(token) is str:  # only text keys: True/1.0 must never hit an int key
-                if len(cache) >= self._cache_max:
-                    cache.clear()
-                cache[token] = price
+        price = self._prices.get(token)
+        return self._price_miss(token) if price is None else price
+
+    def _price_miss(self, token: NumToken) -> int:
+        """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
+        price = token_units(token, self._pp)
+        if type(token) is str:  # only text keys: True/1.0 must never hit an int key
+            cache = self._prices
+            if len(cache) >= self._cache_max:
+                cache.clear()
+            cache[token] = price
         return price
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
@@ -531,6 +537,7 @@ class L3Book:
         old = orders.get(order_id)
         if old is not None:
             self._dup += 1
+            self._anomalous = True
             self._remove(old)
         if qty:
             order = orders[order_id] = _new_order(order_id, side.sign, price, qty, ts_ns)
@@ -542,6 +549,7 @@ class L3Book:
         order = self._orders.get(order_id)
         if order is None:
             self._unk_mod += 1
+            self._anomalous = True
             self._add(side, order_id, price, qty, ts_ns)
             return
         if price <= 0 or qty < 0:
@@ -557,6 +565,7 @@ class L3Book:
             side.refresh(order.key, side.levels[order.key])
             return
         self._requeued += 1
+        self._anomalous = True
         self._remove(order)
         self._add(side, order_id, price, qty, ts_ns if ts_ns is not None else order.ts_ns)
 
@@ -620,12 +629,17 @@ class L3Book:
                 self.mismatches += 1
         if crossed:
             self.crossed_messages += 1
-        requeued, dup, unk_mod, unk_del = self._requeued, self._dup, self._unk_mod, self._unk_del
-        if requeued or dup or unk_mod or unk_del:
+        if self._anomalous:
+            requeued, dup, unk_mod, unk_del = (self._requeued, self._dup, self._unk_mod,
+                                               self._unk_del)
             self.requeued += requeued
             self.duplicate_adds += dup
             self.unknown_modifies += unk_mod
             self.unknown_deletes += unk_del
+            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+            self._anomalous = False
+        else:
+            requeued = dup = unk_mod = unk_del = 0
         if truncated:
             self.truncated_levels += truncated
         return L3Result(
