@@ -37,9 +37,9 @@ _DELTA_COLUMNS: Final = frozenset({"recv_ns", "ts_ns", "trade_id", "seq", "start
 _SORTED_DELTA_COLUMNS: Final = frozenset({"price"})
 #: Random-valued columns: plain (dictionary-encoding them only adds a dictionary).
 _PLAIN_COLUMNS: Final = frozenset({"checksum"})
-#: Rolling files: zstd 3 (written on the ingest path). Compaction passes its own level.
 #: Threads writing the files of one commit (:meth:`PartitionWriter.seal`).
 SEAL_THREADS: Final = 2
+#: Rolling files: zstd 3 (written on the ingest path). Compaction passes its own level.
 PARQUET_OPTIONS: Final = {"compression": "zstd", "compression_level": 3}
 #: Rows of a compacted table that :func:`choose_encodings` encodes per candidate (in
 #: ``_TRIAL_SLICES`` evenly spaced runs, so sorted neighbourhoods and deltas stay realistic).
