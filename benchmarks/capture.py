@@ -47,16 +47,26 @@ def _tree(pid: int) -> list[Any]:
     return [p, *p.children(recursive=True)]
 
 
-def run_capture(*, quick: bool = False) -> list[Figure]:
+def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
+                 pregenerate_s: float = 0.0) -> dict[str, Any]:
+    """One ``recorder run`` (2 workers) against one ``recorder sim``; measurements over a
+    ``window`` of steady state after every subscription is up (see the module docstring).
+    ``pregenerate_s``: the sim serves a market pre-generated for that long (its CPU in the
+    window is then the serving path alone); ``"pregen_live"`` says whether the horizon ran
+    out (or anything else made it go live) before the window ended."""
     import tempfile
 
-    pairs, rate, window = (60, 4.0, 10.0) if quick else (683, 3.0, 30.0)
+    import psutil
+
     tmp = tempfile.mkdtemp(prefix="capture-bench-")
-    sim = subprocess.Popen([sys.executable, "-m", "recorder", "sim", "--port", "0", "--pairs",
-                            str(pairs), "--rate", str(rate), "--seed", "5", "--api-key", "BENCH",
-                            "--api-secret", _SECRET, "--send-queue", "500000"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "recorder", "sim", "--port", "0", "--pairs", str(pairs),
+           "--rate", str(rate), "--seed", "5", "--api-key", "BENCH", "--api-secret", _SECRET,
+           "--send-queue", "500000"]
+    if pregenerate_s:
+        cmd += ["--pregenerate", str(pregenerate_s)]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     urls = json.loads(sim.stdout.readline())  # type: ignore[union-attr]
+    listening = time.monotonic()
     mport = _port()
     env = {**os.environ, "KRAKEN_API_KEY": "BENCH", "KRAKEN_API_SECRET": _SECRET,
            "RECORDER_SCHEDULE__ROLL_MINUTES": "0.25",
@@ -69,7 +79,6 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
                             "--futures-rest", urls["rest"], "--log-level", "WARNING"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{mport}"
-    figures: list[Figure] = []
     try:
         deadline = time.monotonic() + (60 if quick else 180)
         while time.monotonic() < deadline:
@@ -84,7 +93,8 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
             time.sleep(1)
         time.sleep(3)
         procs = _tree(rec.pid)
-        for p in procs:
+        simp = psutil.Process(sim.pid)
+        for p in [*procs, simp]:
             p.cpu_percent(None)
         s0 = _get(base + "/status")
         sim0 = _get(urls["control"] + "/stats")
@@ -94,34 +104,26 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
         while time.monotonic() - t0 < window:
             time.sleep(1)
             rss_peak = max(rss_peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            lags.append(max(w["lag_exchange_receive_s"] for w in _get(base + "/status")["workers"].values()))
+            lags.append(max(w["lag_exchange_receive_s"]
+                            for w in _get(base + "/status")["workers"].values()))
         cpu = sum(p.cpu_percent(None) for p in procs if p.is_running())
+        sim_cpu = simp.cpu_percent(None)
         s1 = _get(base + "/status")
         sim1 = _get(urls["control"] + "/stats")
         dt = time.monotonic() - t0
         got = sum(w["frames_in"] for w in s1["workers"].values()) - sum(
             w["frames_in"] for w in s0["workers"].values())
-        sent_key = next((k for k in ("frames_sent", "sent_frames", "frames") if k in sim1), None)
-        sent = (sim1[sent_key] - sim0[sent_key]) if sent_key and isinstance(sim1[sent_key], int) else None
-        fails = sum(w["checksum_failures"] for w in s1["workers"].values())
-        commit_max = max(w["commit_s_max"] for w in s1["workers"].values())
-        journaled = sum(w["frames_journaled"] for w in s1["workers"].values())
-        note = f"{pairs} pairs x (level3+book10+trade+ohlc), sim --rate {rate}, 2 workers, {dt:.0f}s"
-        figures.append(Figure("capture: sustained messages/s kept up with", got / dt, "msg/s",
-                              target=">= 50,000", note=note + (f"; sim sent {sent / dt:,.0f}/s" if sent else "")
-                              + f"; checksum failures {fails}"))
-        figures.append(Figure("capture: CPU of recorder process tree", cpu, "% of one core",
-                              note="supervisor + 2 workers"))
-        figures.append(Figure("capture: peak RSS of recorder process tree", rss_peak / 2**20, "MiB",
-                              target="<= 1024 MiB"))
-        figures.append(Figure("capture: exchange->receive lag at window end", lags[-1] if lags else 0.0, "s",
-                              note=f"max over window {max(lags) if lags else 0:.3f}s (flat = kept up)"))
-        figures.append(Figure("capture: longest archive commit (blocks the worker's loop)",
-                              commit_max, "s", note="Parquet seal + manifest, every 15 s here"))
         size = sum(f.stat().st_size for f in Path(tmp, "archive").rglob("*") if f.is_file())
-        figures.append(Figure("capture: archive bytes per journaled frame (journal + Parquet)",
-                              size / max(1, journaled), "B/frame",
-                              note=f"{journaled:,} frames journaled incl. markers and requests"))
+        return {
+            "dt": dt, "got": got, "sent": sim1["frames_sent"] - sim0["frames_sent"],
+            "cpu": cpu, "sim_cpu": sim_cpu, "rss_peak": rss_peak, "lags": lags,
+            "fails": sum(w["checksum_failures"] for w in s1["workers"].values()),
+            "commit_max": max(w["commit_s_max"] for w in s1["workers"].values()),
+            "journaled": sum(w["frames_journaled"] for w in s1["workers"].values()),
+            "slow": sim1["slow_disconnects"], "size": size,
+            "pregen_live": bool(sim1.get("pregen_live", 0)),
+            "pregen": urls.get("pregenerated"), "ready_s": t0 - listening,
+        }
     finally:
         rec.send_signal(signal.SIGTERM)
         try:
@@ -133,7 +135,97 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
             sim.wait(10)
         except subprocess.TimeoutExpired:
             sim.kill()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kept_up(run: dict[str, Any]) -> bool:
+    """Kept up: the recorder received what the sim sent (within 2 %), no slow-consumer
+    disconnect, and the exchange->receive lag did not grow (last 3 s within 0.5 s of the
+    first 3 s and under 1 s)."""
+    lags = run["lags"]
+    head, tail = max(lags[:3]), max(lags[-3:])
+    return (run["got"] >= 0.98 * run["sent"] and not run["slow"] and tail < 1.0
+            and tail <= head + 0.5)
+
+
+def _sweep_figures(quick: bool) -> list[Figure]:
+    """The recorder above the live sim's limit: ``--pregenerate`` sims at rising offered rates
+    (60 pairs; ``--rate`` 15/30/60 offer roughly 10k/20k/40k msgs/s), one row per rate; then
+    the best wall rate kept up with, and the CPU-time bound of the highest-rate run.
+
+    CPU per frame (recorder tree CPU-seconds per received frame, sim CPU-seconds per sent
+    frame) does not depend on how much of the shared machine the processes got, so the last
+    row turns it into what two dedicated cores could carry: ``2 / (recorder + sim)``."""
+    pairs, window = (60, 10.0) if quick else (120, 30.0)
+    rates = (15.0, 30.0, 60.0) if quick else (15.0, 30.0, 60.0, 90.0)
+    figures: list[Figure] = []
+    best: tuple[float, str] = (0.0, "none kept up")
+    bound: tuple[float, str] = (0.0, "")
+    for rate in rates:
+        # horizon: recorder start-up (connect + subscribe every pair) + 3 s + window + slack
+        run = _capture_run(pairs=pairs, rate=rate, window=window, quick=quick,
+                           pregenerate_s=window + (60.0 if quick else 120.0))
+        dt = run["dt"]
+        offered, got = run["sent"] / dt, run["got"] / dt
+        lags = run["lags"]
+        ok = _kept_up(run) and not run["pregen_live"]
+        if ok and got > best[0]:
+            best = (got, f"--rate {rate:g}: offered {offered:,.0f}/s")
+        rec_us = 1e6 * run["cpu"] / 100 * dt / max(1, run["got"])
+        sim_us = 1e6 * run["sim_cpu"] / 100 * dt / max(1, run["sent"])
+        if run["got"]:
+            bound = (2e6 / (rec_us + sim_us),
+                     f"--rate {rate:g}: recorder {rec_us:.1f} + sim {sim_us:.1f} CPU-us per msg")
+        pre = run["pregen"] or {}
+        figures.append(Figure(
+            f"capture vs pre-generated sim, --rate {rate:g} ({pairs} pairs): received msgs/s",
+            got, "msg/s",
+            note=(f"offered (sim sent) {offered:,.0f}/s; {'KEPT UP' if ok else 'FELL BEHIND'}; "
+                  f"lag {lags[0]:.2f}s -> {lags[-1]:.2f}s (max {max(lags):.2f}s); recorder tree "
+                  f"CPU {run['cpu']:.0f}% of one core = {rec_us:.1f} us/msg, peak RSS "
+                  f"{run['rss_peak'] / 2**20:,.0f} MiB; sim CPU {run['sim_cpu']:.0f}% = "
+                  f"{sim_us:.1f} us/msg (spot served from {pre.get('frames', 0):,} frames "
+                  f"pre-generated in {pre.get('generate_s', 0):.0f} s before it listened"
+                  f"; futures market live{'; horizon ran out, sim went LIVE' if run['pregen_live'] else ''}); "
+                  f"checksum failures {run['fails']}; slow-consumer drops {run['slow']}; "
+                  f"{dt:.0f}s window")))
+    figures.append(Figure(
+        "capture: sustained msgs/s kept up with (pre-generated sim, 2 cores shared)", best[0],
+        "msg/s", target=">= 50,000",
+        note=f"best wall rate of the rows above that kept up ({best[1]}); the sim's serving "
+             "CPU shares the 2 cores with the recorder; on a busy machine read the next row"))
+    figures.append(Figure(
+        "capture: CPU-time bound on 2 dedicated cores (recorder + pre-generated sim)", bound[0],
+        "msg/s", target=">= 50,000",
+        note=f"2 core-seconds / CPU per message at the highest rate ({bound[1]}); an upper "
+             "bound from CPU time, not a wall measurement: assumes both cores fully usable"))
     return figures
+
+
+def run_capture(*, quick: bool = False) -> list[Figure]:
+    pairs, rate, window = (60, 4.0, 10.0) if quick else (683, 3.0, 30.0)
+    run = _capture_run(pairs=pairs, rate=rate, window=window, quick=quick)
+    dt, lags = run["dt"], run["lags"]
+    note = f"{pairs} pairs x (level3+book10+trade+ohlc), sim --rate {rate}, 2 workers, {dt:.0f}s"
+    figures = [
+        Figure("capture: sustained messages/s kept up with", run["got"] / dt, "msg/s",
+               target=">= 50,000", note=note + f"; sim sent {run['sent'] / dt:,.0f}/s"
+               + f"; checksum failures {run['fails']}"),
+        Figure("capture: CPU of recorder process tree", run["cpu"], "% of one core",
+               note="supervisor + 2 workers"),
+        Figure("capture: peak RSS of recorder process tree", run["rss_peak"] / 2**20, "MiB",
+               target="<= 1024 MiB"),
+        Figure("capture: exchange->receive lag at window end", lags[-1] if lags else 0.0, "s",
+               note=f"max over window {max(lags) if lags else 0:.3f}s (flat = kept up)"),
+        Figure("capture: longest archive commit (blocks the worker's loop)",
+               run["commit_max"], "s", note="Parquet seal + manifest, every 15 s here"),
+        Figure("capture: archive bytes per journaled frame (journal + Parquet)",
+               run["size"] / max(1, run["journaled"]), "B/frame",
+               note=f"{run['journaled']:,} frames journaled incl. markers and requests"),
+    ]
+    return figures + _sweep_figures(quick)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ Figures (``run_sim``):
   *fan-out* (every client on all 120 pairs, ``--rate 10``: each rendered frame is delivered 4
   times, which measures the serving path). Target >= 30,000. On a shared machine read the
   "us per frame delivered" in the note: it does not depend on how much CPU the sim got.
+  A third row, *split, --pregenerate* (``--rate 40``), serves the same split shape from a
+  market pre-generated before the sim listens (see :mod:`recorder.sim.pregen`): the window
+  then measures the serving path alone, checksums and snapshots still exact.
 
 Timings are wall clock (``perf_counter``) like every suite; the notes add the CPU time of the
 measuring process, which is what matters on a shared machine.
@@ -89,10 +92,13 @@ def _record_figure(quick: bool) -> Figure:
 
 
 
-def _loopback_figure(quick: bool, *, rate: float, share: str) -> Figure | None:
+def _loopback_figure(quick: bool, *, rate: float, share: str,
+                     pregenerate: bool = False) -> Figure | None:
     """Serve 120 of 150 pairs from a ``recorder sim`` process to :data:`LOOPBACK_CLIENT` in
     another process; None if the server won't start. Server CPU is read from ``/proc`` at
-    the client's window start and end, so it covers exactly the counted frames."""
+    the client's window start and end, so it covers exactly the counted frames. With
+    ``pregenerate`` the sim runs ``--pregenerate`` (horizon: warm-up + window + 15 s of
+    slack for connecting and for a generation-time overshoot) on the clients' three keys."""
     from recorder.sim.universe import load_universe
 
     from benchmarks.sim_profile import FIXTURE
@@ -107,11 +113,15 @@ def _loopback_figure(quick: bool, *, rate: float, share: str) -> Figure | None:
            "--send-queue", "1000000", "--l3-budget", "100000", "--msg-rate", "100000"]
     if fixture:
         cmd += ["--instruments", fixture[0]]
+    if pregenerate:
+        cmd += ["--pregenerate", str(warm + window + 15.0),
+                "--pregenerate-channels", "level3:10,book:10,trade"]
     shape = ("symbols dealt over the clients: each rendered frame delivered once"
              if share == "split" else
              f"every client on every pair: each rendered frame delivered {clients}x")
     name = (f"sim loopback, {views} pairs x (book/10 + trade + level3/10), {clients} clients "
-            f"({'split' if share == 'split' else 'fan-out'})")
+            f"({'split' if share == 'split' else 'fan-out'}"
+            f"{', --pregenerate' if pregenerate else ''})")
     sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     client: subprocess.Popen[str] | None = None
     try:
@@ -138,15 +148,25 @@ def _loopback_figure(quick: bool, *, rate: float, share: str) -> Figure | None:
             return Figure(name=name, value=0.0, unit="msgs/s", target=">= 30,000",
                           note=f"client failed: {err.strip().splitlines()[-1:]}")
         result = json.loads(done)
+        stats = _stats(urls["control"])
+        if pregenerate and stats.get("pregen_live", 1):
+            return Figure(name=name, value=0.0, unit="msgs/s", target=">= 30,000",
+                          note="the pre-generated horizon ran out inside the window")
         wall = result["wall_s"]
         per_frame = 1e6 * cpu / max(1, result["frames"])
         return Figure(
             name=name, value=result["rate"], unit="msgs/s", target=">= 30,000",
             note=(f"{shape}; sim --rate {rate:g}; {result['frames']:,} frames in {wall:.0f} s "
                   f"after {warm:.0f} s warm-up; sim process CPU {100 * cpu / wall:.0f}% of one "
-                  f"core in the window = {per_frame:.1f} us per frame delivered (market "
-                  f"included; {1e6 / per_frame:,.0f} frames per CPU-second); clients "
-                  f"{100 * result['cpu_s'] / wall:.0f}%"),
+                  f"core in the window = {per_frame:.1f} us per frame delivered ("
+                  f"{'serving only' if pregenerate else 'market included'}; "
+                  f"{1e6 / per_frame:,.0f} frames per CPU-second); clients "
+                  f"{100 * result['cpu_s'] / wall:.0f}%"
+                  + (f"; pre-generated {urls['pregenerated']['frames']:,} frames of "
+                     f"{urls['pregenerated']['seconds']:g} s in "
+                     f"{urls['pregenerated']['generate_s']:.0f} s before listening (not in the "
+                     f"window), stream still pre-generated at the window end"
+                     if pregenerate else "")),
             extra={"server_cpu_pct": 100 * cpu / wall, "us_per_frame": per_frame})
     finally:
         for proc in (client, sim):
@@ -157,6 +177,17 @@ def _loopback_figure(quick: bool, *, rate: float, share: str) -> Figure | None:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _stats(control: str) -> dict:
+    """The sim's ``/control/stats`` (empty on failure)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(control + "/stats", timeout=5) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
 
 
 def _cpu_s(pid: int) -> float:
@@ -172,8 +203,9 @@ def run_sim(quick: bool = False) -> list[Figure]:
     """Measure every simulator figure; returns table rows."""
     figures = _market_figures(quick)
     figures.append(_record_figure(quick))
-    for rate, share in ((30.0, "split"), (10.0, "all")):
-        loopback = _loopback_figure(quick, rate=rate, share=share)
+    for rate, share, pregenerate in ((30.0, "split", False), (10.0, "all", False),
+                                     (40.0, "split", True)):
+        loopback = _loopback_figure(quick, rate=rate, share=share, pregenerate=pregenerate)
         if loopback is not None:
             figures.append(loopback)
     return figures

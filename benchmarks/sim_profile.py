@@ -230,11 +230,13 @@ def sampled(run: Any, *, interval_s: float = 0.0005, top: int = 25) -> Any:
 
 def serve_scenario(*, rate: float, seconds: float, warm: float = 3.0, pairs: int = 150,
                    views: int = 120, clients: int = 4, share: str = "split",
-                   profile: str | None = None) -> dict[str, Any]:
+                   profile: str | None = None, pregenerate: bool = False) -> dict[str, Any]:
     """Serve from *this* process (so it can be profiled) to :data:`LOOPBACK_CLIENT` in a
     subprocess: the loopback benchmark's workload. ``profile`` is None, ``"cprofile"`` or
     ``"sample"`` (the profile covers the whole run, connects and snapshots included).
-    Returns the client's rate, this process's CPU share over the run and the server stats."""
+    Returns the client's rate, this process's CPU share over the run and the server stats.
+    ``pregenerate``: serve a market pre-generated (before the profile starts) for the run's
+    length plus 15 s, on the clients' three keys."""
     import asyncio
     import json
     import os
@@ -248,10 +250,13 @@ def serve_scenario(*, rate: float, seconds: float, warm: float = 3.0, pairs: int
                              futures_path=None, seed=5)
     symbols = [p.symbol for p in universe.pairs][:views]
     config = SimConfig(port=0, seed=5, rate=rate, keys={"BENCH": secret}, send_queue=1_000_000,
-                       l3_budget=100_000, msg_rate=100_000)
+                       l3_budget=100_000, msg_rate=100_000,
+                       pregenerate_s=warm + seconds + 15.0 if pregenerate else 0.0,
+                       pregenerate_channels="level3:10,book:10,trade")
+    ready: list[SimServer] = [SimServer(config, universe)] if pregenerate else []
 
     async def run() -> dict[str, Any]:
-        server = SimServer(config, universe)
+        server = ready.pop() if ready else SimServer(config, universe)
         urls = await server.start()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         proc = await asyncio.create_subprocess_exec(
@@ -299,13 +304,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile the serving path instead: an in-process SimServer at "
                              "--rate RATE to loopback clients in a subprocess for --seconds "
                              "wall seconds (with --profile or --sample)")
+    parser.add_argument("--pregenerate", action="store_true",
+                        help="--serve: from a pre-generated market (generated before profiling)")
     parser.add_argument("--share", choices=("split", "all"), default="split",
                         help="--serve: deal the symbols over the clients or give each all")
     args = parser.parse_args(argv)
     if args.serve is not None:
         mode = "cprofile" if args.profile else "sample" if args.sample else None
         res = serve_scenario(rate=args.serve, seconds=args.seconds, pairs=args.pairs,
-                             views=args.views, share=args.share, profile=mode)
+                             views=args.views, share=args.share, profile=mode,
+                             pregenerate=args.pregenerate)
         print(f"serve rate={args.serve:g} share={args.share}: {res['rate']:,.0f} frames/s "
               f"received; in the window server CPU {res['cpu_pct']:.0f}% = "
               f"{res['us_per_frame']:.1f} us per frame sent, client CPU "

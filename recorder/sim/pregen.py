@@ -35,8 +35,10 @@ catches up on the first subscribe).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from recorder.sim.market import FeedKey, SpotMarket
@@ -53,6 +55,24 @@ _CHANNEL_PARAMS: Final = {"level3": int, "book": int, "ohlc": int, "trade": None
 #: Generation-time estimate margin (relative, and absolute seconds).
 _MARGIN: Final = 1.25
 _MARGIN_S: Final = 1.0
+
+
+_SERVED: Final = (0, (), None)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while millions of long-lived frames are created (each full collection
+    would walk all of them, again and again as they accumulate), then one collection, so
+    the slices' tuples are untracked before serving starts rather than during it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+        gc.collect()
 
 
 class PregenError(ValueError):
@@ -115,10 +135,13 @@ def plan_start(universe: Any, *, seed: int, rate: float, horizon_s: float,
     calib_s = min(1.0, horizon_s)
     start = market.now_ns
     steps = max(1, round(calib_s * 1e9 / STEP_NS))
-    for i in range(1, steps + 1):
-        market.advance(start + i * STEP_NS)
-        market.updates()
-    per_s = (time.perf_counter() - built) / calib_s
+    kept = []  # keep the frames as generation does (same allocation pattern)
+    with _gc_paused():
+        for i in range(1, steps + 1):
+            market.advance(start + i * STEP_NS)
+            kept.append(tuple(market.updates()))
+        per_s = (time.perf_counter() - built) / calib_s
+        del kept, market
     estimate = (built - t0) + per_s * horizon_s
     return clock_ns() + int((estimate * _MARGIN + _MARGIN_S) * 1e9)
 
@@ -142,19 +165,22 @@ class PregenMarket:
         self.start_ns = start_ns
         steps = max(1, int(horizon_s * 1e9) // STEP_NS)
         self.end_ns = start_ns + steps * STEP_NS
-        #: non-empty slices: (slice end ns, update frames, truth events or None)
-        self._slices: list[tuple[int, list[tuple[FeedKey, str]], list[SimEvent] | None]] = []
+        #: non-empty slices: (slice end ns, update frames, truth events or None); tuples of
+        #: strings and key tuples, which the cyclic GC stops tracking after one look
+        self._slices: list[tuple[int, tuple[tuple[FeedKey, str], ...],
+                                 tuple[SimEvent, ...] | None]] = []
         self.frames = 0
         t0 = time.perf_counter()
-        for i in range(1, steps + 1):
-            end = start_ns + i * STEP_NS
-            truth = gen.advance(end)
-            frames = gen.updates()
-            if frames or (keep_truth and truth):
-                self._slices.append((end, frames, truth if keep_truth else None))
-                self.frames += len(frames)
+        with _gc_paused():
+            for i in range(1, steps + 1):
+                end = start_ns + i * STEP_NS
+                truth = gen.advance(end)
+                frames = gen.updates()
+                if frames or (keep_truth and truth):
+                    self._slices.append((end, tuple(frames), tuple(truth) if keep_truth else None))
+                    self.frames += len(frames)
+            del gen
         self.generate_s = time.perf_counter() - t0
-        del gen
         self.shadow = SpotMarket(universe, seed=seed, rate=rate, start_ns=start_ns)
         self._next = 0  #: index of the first slice not yet served
         self.served_ns = start_ns  #: end of the last served slice (the shadow's target)
@@ -190,7 +216,7 @@ class PregenMarket:
             out.extend(frames)
             if events:
                 truth.extend(events)
-            slices[i] = (0, [], None)  # served: free the memory
+            slices[i] = _SERVED  # free the memory
             i += 1
         self._next = i
         if until_ns >= self.end_ns:

@@ -207,6 +207,8 @@ class SimServer:
         early_s = (self.start_ns - self.clock_ns()) / 1e9
         if early_s > 0:
             await asyncio.sleep(early_s)
+        if self.pregen is not None:  # > 0: generation overran the planned start
+            self.pregen["start_late_s"] = round(max(0.0, -early_s), 3)
         app = self.build_app()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
