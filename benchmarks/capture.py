@@ -187,7 +187,8 @@ def _sweep_figures(quick: bool) -> list[Figure]:
                   f"CPU {run['cpu']:.0f}% of one core = {rec_us:.1f} us/msg, peak RSS "
                   f"{run['rss_peak'] / 2**20:,.0f} MiB; sim CPU {run['sim_cpu']:.0f}% = "
                   f"{sim_us:.1f} us/msg (spot served from {pre.get('frames', 0):,} frames "
-                  f"pre-generated in {pre.get('generate_s', 0):.0f} s before it listened"
+                  f"pre-generated in {pre.get('generate_s', 0):.0f} s before it listened, "
+                  f"{pre.get('start_late_s', 0):.0f} s after the planned start"
                   f"; futures market live{'; horizon ran out, sim went LIVE' if run['pregen_live'] else ''}); "
                   f"checksum failures {run['fails']}; slow-consumer drops {run['slow']}; "
                   f"{dt:.0f}s window")))
