@@ -195,6 +195,7 @@ def test_cli_serves_pregenerated_market_and_reports_it(tmp_path: Path) -> None:
         urls = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
         assert urls["pregenerated"]["seconds"] == 3.0
         assert urls["pregenerated"]["keys"] == 6 * 4
+        assert urls["pregenerated"]["start_late_s"] >= 0.0
         stats = asyncio.run(_get(urls["control"] + "/stats"))
         assert stats["pregen_live"] == 0
     finally:
