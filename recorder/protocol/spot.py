@@ -642,6 +642,8 @@ def decode_spot(frame: bytes | str, *,
     passed through).
     """
     try:
+        if type(frame) is bytes and len(frame) <= max_frame_bytes and frame.isascii():
+            return _DATA_DECODER.decode(frame)  # the common case: an ASCII bytes frame
         if len(frame) > max_frame_bytes or (
                 type(frame) is str and len(frame) * 4 > max_frame_bytes
                 and len(frame.encode("utf-8", "surrogatepass")) > max_frame_bytes):
