@@ -165,7 +165,10 @@ def _loopback_figure(quick: bool, *, rate: float, share: str,
                   + (f"; pre-generated {urls['pregenerated']['frames']:,} frames of "
                      f"{urls['pregenerated']['seconds']:g} s in "
                      f"{urls['pregenerated']['generate_s']:.0f} s before listening (not in the "
-                     f"window), stream still pre-generated at the window end"
+                     f"window; started {urls['pregenerated'].get('start_late_s', 0):.0f} s late), "
+                     f"stream still pre-generated at the window end; sim clock lag at the "
+                     f"window end {stats.get('lag_ms', 0):,} ms (> 0: still catching up after "
+                     f"the first subscribe's shadow catch-up, so the rate exceeds --rate's)"
                      if pregenerate else "")),
             extra={"server_cpu_pct": 100 * cpu / wall, "us_per_frame": per_frame})
     finally:
