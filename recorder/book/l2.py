@@ -311,15 +311,7 @@ class L2Book:
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind == "update":
-            if not self._ready:
-                raise BookError(f"{self.symbol}: update without a valid snapshot")
-        elif kind == "snapshot":
-            self._bids.clear()
-            self._asks.clear()
-            self._crc = None
-        else:
-            raise BookError(f"unknown book message type {kind!r}")
+        self._begin(kind)
         self._ready = False
         bids = data.bids
         asks = data.asks
@@ -412,6 +404,19 @@ class L2Book:
         """Apply an update's levels in array order, truncate, checksum."""
         return self.apply("update", _Item(self.symbol, bids, asks, checksum))
 
+    def _begin(self, kind: str) -> None:
+        """Start applying a message of type ``kind``: an update needs a valid book, a snapshot
+        clears it; anything else is a :class:`BookError`."""
+        if kind == "update":
+            if not self._ready:
+                raise BookError(f"{self.symbol}: update without a valid snapshot")
+        elif kind == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
+            self._crc = None
+        else:
+            raise BookError(f"unknown book message type {kind!r}")
+
     def _price_miss(self, token: NumToken, pp: int) -> int:
         """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
         price = token_units(token, pp)
@@ -432,15 +437,7 @@ class L2Book:
         """:meth:`apply` for levels already converted to ``(price_units, qty_units)`` at the
         book's precisions (a caller that needs the units anyway, e.g. the archive pipeline
         or ``recorder verify``, converts each number once). Same semantics and result."""
-        if kind == "update":
-            if not self._ready:
-                raise BookError(f"{self.symbol}: update without a valid snapshot")
-        elif kind == "snapshot":
-            self._bids.clear()
-            self._asks.clear()
-            self._crc = None
-        else:
-            raise BookError(f"unknown book message type {kind!r}")
+        self._begin(kind)
         if self._pp is None or self._qp is None:
             raise BookError(f"{self.symbol}: apply_units needs known precisions")
         self._ready = False
