@@ -341,3 +341,49 @@ class PregenMarket:
 
     def last_trade_id(self, symbol: str) -> int:
         return self._sync().last_trade_id(symbol)
+
+
+class OnDemandMarket:
+    """A pure market (the futures market under ``--pregenerate``) advanced only while somebody
+    subscribes, and otherwise caught up when observed (subscribe, REST): the result is the
+    same because the markets' state does not depend on how time is sliced into ``advance``
+    calls, and while nobody subscribes no frame is lost. Its ground truth is then late and
+    dropped, so the server uses this only without a truth file."""
+
+    def __init__(self, market: Any) -> None:
+        self.market = market
+        self._target: int | None = None  #: the latest ``advance`` target
+        self._at: int | None = None  #: how far ``market`` really advanced
+        self._subs = 0
+
+    def _sync(self) -> Any:
+        if self._target is not None and self._at != self._target:
+            self.market.advance(self._target)
+            self.market.updates()  # nobody was subscribed: no frame for anyone
+            self._at = self._target
+        return self.market
+
+    def advance(self, until_ns: int) -> list[SimEvent]:
+        self._target = until_ns
+        if not self._subs:
+            return []
+        self._at = until_ns
+        return self.market.advance(until_ns)
+
+    def updates(self) -> list[tuple[FeedKey, str]]:
+        return self.market.updates() if self._subs else []
+
+    def subscribe(self, key: FeedKey, *, snapshot: bool = True) -> list[str]:
+        frames = self._sync().subscribe(key, snapshot=snapshot)
+        self._subs += 1
+        return frames
+
+    def unsubscribe(self, key: FeedKey) -> None:
+        self.market.unsubscribe(key)
+        self._subs = max(0, self._subs - 1)
+
+    def orderbook(self, product_id: str) -> Any:
+        return self._sync().orderbook(product_id)
+
+    def tickers(self) -> list[dict[str, Any]]:
+        return self._sync().tickers()
