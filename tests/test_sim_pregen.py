@@ -208,26 +208,3 @@ async def _get(url: str) -> Any:
 
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return await response.json()
-
-
-def test_on_demand_futures_market_matches_the_live_one(universe: Any) -> None:
-    """Under ``--pregenerate`` the futures market only runs while subscribed; caught up on a
-    subscribe (and REST), a late subscriber gets exactly what the always-running market sends."""
-    from recorder.sim.futures_market import FuturesMarket
-    from recorder.sim.pregen import OnDemandMarket
-
-    pid = universe.futures[0].product_id
-    live = FuturesMarket(universe, seed=SEED, rate=RATE, start_ns=START)
-    lazy = OnDemandMarket(FuturesMarket(universe, seed=SEED, rate=RATE, start_ns=START))
-    got: dict[str, list[str]] = {"live": [], "lazy": []}
-    for i in range(1, 400):
-        t = START + i * STEP_NS
-        for name, market in (("live", live), ("lazy", lazy)):
-            market.advance(t)
-            got[name] += [f for k, f in market.updates() if k == ("book", pid) and i > 150]
-            if i == 150:
-                got[name] += market.subscribe(("book", pid))
-        if i == 100:  # REST while nobody subscribes: caught up first
-            assert lazy.orderbook(pid) == live.orderbook(pid)
-    assert lazy._at == START + 399 * STEP_NS
-    assert got["lazy"] == got["live"] and len(got["live"]) > 20

@@ -57,8 +57,7 @@ def _pairs_option(value: str | None) -> int | list[str] | None:
                    "Generation runs before listening (the market starts when it is done); "
                    "serving then costs the socket path only. Keys outside "
                    "--pregenerate-channels, REST, and everything after an instrument change or "
-                   "past the horizon are served live, frame-exact. Without --truth the futures "
-                   "market then only runs while subscribed (caught up on demand).")
+                   "past the horizon are served live, frame-exact.")
 @click.option("--pregenerate-channels", default="level3:10,book:10,trade,ohlc:1", show_default=True,
               help="Keys pre-rendered on every pair: CHANNEL[:PARAM],... (level3/book depth, "
                    "ohlc interval, ticker trigger).")

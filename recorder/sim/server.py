@@ -149,11 +149,6 @@ class SimServer:
             futures_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
             if futures_cls is not None else None
         )
-        if self.pregen is not None and self.futures is not None and config.truth_path is None:
-            from recorder.sim.pregen import OnDemandMarket
-
-            # serving cheap: nobody subscribed to futures -> no futures generation
-            self.futures = OnDemandMarket(self.futures)
         self.truth = TruthWriter(config.truth_path) if config.truth_path is not None else None
         self.faults = FaultPlan(
             list(config.faults), seed=config.seed, clock_ns=clock_ns, sink=self._record
