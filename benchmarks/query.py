@@ -154,13 +154,19 @@ def _compacted(root: Path) -> Path:
     symbol and time, large row groups)."""
     from recorder.archive.maintenance import compact_archive
 
+    from recorder.archive.maintenance import COMPACT_LEVEL, COMPACT_ROW_GROUP
+    from recorder.archive.schema import load_schemas
+
     out = root.with_name(root.name + "-compacted")
     done = out / ".compacted"
-    if not done.exists():
+    # the layout settings the cached copy was compacted with: a change rebuilds it
+    settings = f"level {COMPACT_LEVEL} groups {COMPACT_ROW_GROUP} " + " ".join(
+        f"{n}:{s.compact_row_group_rows}" for n, s in sorted(load_schemas().items())) + "\n"
+    if not done.exists() or done.read_text() != settings:
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(root, out)
         compact_archive(out, include_latest_day=True)
-        done.write_text("ok\n")
+        done.write_text(settings)
     return out
 
 

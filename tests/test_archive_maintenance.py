@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pyarrow.parquet as pq
 import pytest
 
@@ -194,3 +195,27 @@ def test_retention_journal_keeps_underived_and_does_not_rederive(tmp_path):
     d.release()
     assert Archive(root).state.files == files
     assert verify_archive(root)["failed"] == 0
+
+
+def test_compaction_uses_each_schemas_row_group_size(rolled, tmp_path):
+    """A dataset read a few rows at a time keeps small row groups after compaction (the
+    schema's ``compact_row_group_rows``); the others get the large default."""
+    root = _copy(rolled, tmp_path / "a")
+    archive = Archive(root)
+    assert archive.schemas["checkpoints"].compact_row_group_rows == 64
+    assert archive.schemas["trades"].compact_row_group_rows is None
+    # this small archive has a handful of checkpoints: 2-row groups make the rule visible
+    archive.schemas["checkpoints"] = msgspec.structs.replace(
+        archive.schemas["checkpoints"], compact_row_group_rows=2)
+    archive.lock()
+    try:
+        compact_archive(archive, include_latest_day=True)
+    finally:
+        archive.unlock()
+    archive = Archive(root)
+    (cp,) = archive.files("checkpoints")
+    meta = pq.ParquetFile(cp).metadata
+    assert meta.num_rows > 2
+    assert meta.num_row_groups == -(-meta.num_rows // 2)
+    (tr,) = archive.files("trades")
+    assert pq.ParquetFile(tr).metadata.num_row_groups == 1

@@ -127,7 +127,7 @@ def compact_archive(
     date: str | None = None,
     datasets: list[str] | None = None,
     include_latest_day: bool = False,
-    row_group_size: int = COMPACT_ROW_GROUP,
+    row_group_size: int | None = None,
     file_rows: int = COMPACT_FILE_ROWS,
     level: int = COMPACT_LEVEL,
 ) -> CompactionReport:
@@ -167,6 +167,8 @@ def compact_archive(
             table = table.replace_schema_metadata(
                 {**(table.schema.metadata or {}), b"dataset": dataset.encode(),
                  b"schema_version": str(version).encode(), b"sorted_by": ",".join(keys).encode()})
+            group_rows = (row_group_size or schema.compact_row_group_rows
+                          or COMPACT_ROW_GROUP)
             seq = archive.state.commit + 1
             new: list[FileEntry] = []
             written: list[Path] = []
@@ -175,7 +177,7 @@ def compact_archive(
                     part = table.slice(start, file_rows).combine_chunks()
                     path = partition_dir(archive.root, dataset, day) / (
                         f"compact-{seq:08d}-{n:03d}.parquet")
-                    size = write_parquet_atomic(part, path, row_group_size=row_group_size,
+                    size = write_parquet_atomic(part, path, row_group_size=group_rows,
                                                 compacted=True, compression_level=level)
                     written.append(path)
                     entry = file_entry(part, schema, str(path.relative_to(archive.root)), day,

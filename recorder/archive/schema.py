@@ -74,6 +74,10 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
     sort_keys: list[str]
     partitioning: list[str]
     columns: list[Column]
+    #: Rows per Parquet row group in compacted files (None: the compaction default). A reader
+    #: prunes by row-group statistics, so a dataset read a few rows at a time (checkpoints:
+    #: one per book_at) wants small groups, or every query decodes a whole day of it.
+    compact_row_group_rows: int | None = None
 
     @property
     def names(self) -> list[str]:
@@ -142,6 +146,8 @@ def _load_one(path: Path) -> DatasetSchema:
         if c.encoding is not None and c.type not in ENCODINGS.get(c.encoding, ()):
             raise SchemaError(f"{path}: column {c.name}: encoding {c.encoding!r} does not fit "
                               f"type {c.type!r} (known: {sorted(ENCODINGS)})")
+    if schema.compact_row_group_rows is not None and schema.compact_row_group_rows < 1:
+        raise SchemaError(f"{path}: compact_row_group_rows must be a positive row count")
     for key in [schema.time_column, *schema.sort_keys]:
         if key not in names:
             raise SchemaError(f"{path}: {key!r} is not a column")
