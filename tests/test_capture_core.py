@@ -333,3 +333,28 @@ def test_retention_policy_from_schedule() -> None:
 def test_schedule_validation() -> None:
     with pytest.raises(ConfigError, match="roll_minutes"):
         load_config(None, env={"RECORDER_SCHEDULE__ROLL_MINUTES": "0"})
+
+
+def test_lag_sample_uses_the_message_time_of_ohlc_frames() -> None:
+    """The exchange->receive lag metric reads the latest exchange timestamp of a frame; an
+    ``ohlc`` bar's deprecated ``timestamp`` is the bar's end (in the future) and must not make
+    the lag read 0."""
+    from types import SimpleNamespace
+
+    from recorder.capture.service import Worker
+    from recorder.frames import Frame
+    from recorder.protocol.timestamps import rfc3339_to_ns
+
+    recv = rfc3339_to_ns("2023-10-04T16:26:31.024394914Z")
+    ohlc = (b'{"channel":"ohlc","type":"update","timestamp":"2023-10-04T16:26:30.524394914Z",'
+            b'"data":[{"symbol":"MATIC/USD","open":0.5624,"interval_begin":'
+            b'"2023-10-04T16:25:00.000000000Z","interval":5,'
+            b'"timestamp":"2023-10-04T16:30:00.000000Z"}]}')
+    trade = (b'{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","trade_id":1,'
+             b'"timestamp":"2023-10-04T16:26:29.024394Z"},{"symbol":"BTC/USD","trade_id":2,'
+             b'"timestamp":"2023-10-04T16:26:30.824394Z"}]}')
+    w = SimpleNamespace(_lag_x=-1.0)
+    for payload, lag in ((ohlc, 0.5), (trade, 0.2)):
+        frame = Frame(recv_ns=recv, conn_id=1, stream="spot", direction="in", payload=payload)
+        Worker._sample_lag(w, frame)  # type: ignore[arg-type]
+        assert abs(w._lag_x - lag) < 1e-6, (payload[:30], w._lag_x)

@@ -243,9 +243,15 @@ class Worker:
         return signals
 
     def _sample_lag(self, frame: Frame) -> None:
-        """Exchange->receive lag from one frame's last ``timestamp`` (a metric, not data)."""
+        """Exchange->receive lag from one frame's latest exchange ``timestamp`` (a metric, not
+        data): the last one (book/level3/trade data), except on ``ohlc``, whose bars carry a
+        deprecated ``timestamp`` at the bar's *end* (in the future): there the message-level
+        generation time, which comes first."""
         payload = frame.payload
-        i = payload.rfind(_TS_KEY)
+        if payload.startswith(b'{"channel":"ohlc"'):
+            i = payload.find(_TS_KEY)
+        else:
+            i = payload.rfind(_TS_KEY)
         if i < 0:
             return
         j = payload.find(b'"', i + len(_TS_KEY))
