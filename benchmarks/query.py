@@ -305,6 +305,23 @@ def run_query(quick: bool = False) -> list[Figure]:
     figs.append(Figure(f"query: naive book_at (replay from snapshot), {label[long_]} archive, "
                        f"p50", _pct(naive, 0.5), "ms",
                        note=f"checkpointed is {_pct(naive, 0.5) / p50l:,.0f}x faster"))
+    # recorder verify over the longer archive: every checksum of the busiest pair recomputed
+    from recorder.verify import verify_archive
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    report = verify_archive(res[long_][2])
+    took, took_cpu = time.perf_counter() - t0, time.process_time() - c0
+    if report["failed"] or report["files_failed"] or not report["verified"]:
+        raise QueryBenchError(f"recorder verify on the {label[long_]} archive: {report}")
+    per_day = took * 1440 / long_
+    figs.append(Figure(f"verify: recorder verify, {label[long_]} of BTC/USD book depth 1000",
+                       took, "s",
+                       note=f"{report['messages_checked']:,} messages checked, "
+                            f"{report['verified']:,} checksums verified, 0 failed, "
+                            f"{report['checkpoints_checked']:,} checkpoints; "
+                            f"{report['verified'] / took:,.0f} checksums/s; process CPU "
+                            f"{took_cpu:.1f} s; = {per_day:,.0f} s per day of this pair "
+                            f"(scaled linearly)"))
     # every pair's trades -> 1-minute OHLC
     root, _ = _archive("trades-all", day, pairs=None, book_depth=None)
     seconds, want = _ohlc(root, 5)
