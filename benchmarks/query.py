@@ -151,7 +151,7 @@ def _archive(stream: str, minutes: int, *, pairs: int | None = 1,
 def _compacted(root: Path) -> Path:
     """A cached copy of ``root`` after ``recorder compact`` (every day, the latest included):
     the layout production gives every closed day (one file per dataset and day, sorted by
-    symbol and time, large row groups)."""
+    symbol and time, row groups per schema: small for checkpoints and book rows)."""
     from recorder.archive.maintenance import compact_archive
 
     from recorder.archive.maintenance import COMPACT_LEVEL, COMPACT_ROW_GROUP
@@ -283,7 +283,7 @@ def run_query(quick: bool = False) -> list[Figure]:
     figs.append(Figure(f"query: book_at BTC/USD L2 depth 1000, {label[long_]} archive "
                        f"compacted, p50", _pct(lat, 0.5), "ms", target="<= 50",
                        note=f"after recorder compact (one sorted file per dataset and day, "
-                            f"large row groups); {samples} random times; process CPU p50 "
+                            f"row groups per schema); {samples} random times; process CPU p50 "
                             f"{info['cpu_p50']:.1f} ms; checksums ok: {info['ok']}"))
     figs.append(Figure(f"query: book_at ... {label[long_]} archive compacted, p99",
                        _pct(lat, 0.99), "ms", target="<= 250"))
