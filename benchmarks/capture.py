@@ -177,8 +177,10 @@ def _sweep_figures(quick: bool) -> list[Figure]:
         offered, got = run["sent"] / dt, run["got"] / dt
         lags = run["lags"]
         ok = _kept_up(run) and not run["pregen_live"]
-        if ok and got > best[0]:
-            best = (got, f"--rate {rate:g}: offered {offered:,.0f}/s")
+        # kept up with what was offered: a received rate above it is backlog being drained
+        if ok and min(got, offered) > best[0]:
+            best = (min(got, offered), f"--rate {rate:g}: offered {offered:,.0f}/s, "
+                                       f"received {got:,.0f}/s")
         rec_us = 1e6 * run["cpu"] / 100 * dt / max(1, run["got"])
         sim_us = 1e6 * run["sim_cpu"] / 100 * dt / max(1, run["sent"])
         if run["got"]:
@@ -201,7 +203,7 @@ def _sweep_figures(quick: bool) -> list[Figure]:
     figures.append(Figure(
         "capture: sustained msgs/s kept up with (pre-generated sim, 2 cores shared)", best[0],
         "msg/s", target=">= 50,000",
-        note=f"best wall rate of the rows above that kept up ({best[1]}); the sim's serving "
+        note=f"best offered rate the recorder kept up with ({best[1]}); the sim's serving "
              "CPU shares the 2 cores with the recorder; on a busy machine read the next row"))
     figures.append(Figure(
         "capture: CPU-time bound on 2 dedicated cores (recorder + pre-generated sim)", bound[0],
