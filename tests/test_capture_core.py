@@ -27,6 +27,8 @@ from recorder.capture.limits import (
     l3_cost,
 )
 from recorder.capture.shards import (
+    channel_owner,
+    channel_owners,
     host_symbols,
     pack_connections,
     plan,
@@ -174,6 +176,22 @@ def test_rendezvous_is_stable_and_moves_few() -> None:
     assert sorted(sum(parts, [])) == sorted(SYMS)
     assert all(150 < len(p) < 310 for p in parts)
     assert worker_for("BTC/USD", 2) == worker_for("BTC/USD", 2)
+
+
+def test_runtime_listings_go_to_a_worker_holding_each_channel() -> None:
+    plans = plan(SYMS[:10], workers=2, level3_depth=10, book_depth=10, trade=True,
+                 ohlc_interval=1, futures_products=["PF_XBTUSD"], futures_feeds=["book"])
+    owners = channel_owners(plans)
+    assert set(owners) == {"level3", "book", "trade", "ohlc"}  # futures feeds never listed here
+    for channel, workers in owners.items():
+        held = {wp.index for wp in plans for c in wp.connections if c.channel == channel
+                and c.stream != "futures"}
+        assert set(workers) == held
+        # every new symbol lands on a worker that holds the channel, spread over all of them
+        landed = {channel_owner(s, workers) for s in SYMS}
+        assert landed == set(workers)
+    # stable: the same symbol and owners give the same worker
+    assert channel_owner("NEW/USD", (0, 1)) == channel_owner("NEW/USD", (0, 1))
 
 
 def test_packing_by_rate_not_count() -> None:

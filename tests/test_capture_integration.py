@@ -541,3 +541,65 @@ def test_disk_guard_pauses_commits_and_resumes(tmp: Path) -> None:
         assert g["cause"] == "disconnect" and g["healed_by"] == "resnapshot", g
         assert g["start_ns"] <= pressure + S and g["end_ns"] - g["start_ns"] >= 1.5 * S, g
     verify(root)
+
+
+def _post(url: str, doc: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _spot_symbols(st: dict[str, Any]) -> dict[str, int]:
+    """Spot channel -> symbols held over every worker's connections."""
+    out: dict[str, int] = defaultdict(int)
+    for c in _conns(st):
+        if c["stream"] in ("spot", "l3") and c["channel"] != "instrument":
+            out[c["channel"]] += c["symbols"]
+    return out
+
+
+def test_listings_reach_every_channel_and_survive_a_worker_crash(tmp: Path) -> None:
+    """A runtime listing is subscribed on every spot channel, although the channels' connections
+    are spread over both workers; and a worker killed after it saw a delisting and a listing
+    resumes with both. Its restored pipeline state already holds them (no InstrumentChanged
+    comes again), so the instrument snapshot is reconciled with the plan: without that, the
+    delisted pair is refused forever (a dead subscription) and the new pair is lost."""
+    sim = Sim(tmp, pairs=10)
+    rec = Recorder(tmp, sim)
+    control = sim.urls["control"]
+    try:
+        st = rec.wait_for(lambda s: _all_active(s, {"book", "trade"}), 60, "subscriptions")
+        channels = set(_spot_symbols(st))
+        assert {"book", "trade", "level3", "ohlc"} <= channels and set(_spot_symbols(st).values()) == {10}
+        w0 = {c["channel"] for c in st["workers"]["0"]["connections"] if c["channel"] in channels}
+        w1 = {c["channel"] for c in st["workers"]["1"]["connections"] if c["channel"] in channels}
+        assert w0 and w1  # the channels are spread over both workers
+        victim = st["workers"]["0"]["pid"]
+        new = "NEW1/USD"
+        assert _post(control + "/instrument", {"action": "delist", "symbol": "ETH/USD"})["status"] == "delisted"
+        assert _post(control + "/instrument", {"action": "list", "symbol": new})["symbol"] == new
+        rec.wait_for(lambda s: _all_active(s, {"book", "trade"})
+                     and set(_spot_symbols(s).values()) == {10},
+                     30, "the delisted pair dropped and the new one subscribed on every channel")
+        time.sleep(1.0)  # the instrument update is journaled before the kill
+        os.kill(victim, signal.SIGKILL)
+        killed_ns = time.time_ns()
+        st = rec.wait_for(lambda s: any(sh.get("restarts") for sh in s["shards"])
+                          and s["workers"]["0"]["pid"] != victim
+                          and _all_active(s, {"book", "trade"}), 60,
+                          "the restarted worker to have every subscription active")
+        assert set(_spot_symbols(st).values()) == {10}, _spot_symbols(st)
+        assert all(c["dead"] == [] for c in _conns(st))
+        time.sleep(3)
+        assert rec.stop() == 0
+    finally:
+        if rec.proc.poll() is None:
+            rec.proc.kill()
+        sim.stop()
+    root0 = Path(st["workers"]["0"]["root"])
+    assert "ETH/USD is not listed any more" in rec.err_path.read_text()
+    for channel, table in (("book", "book"), ("level3", "level3")):
+        roots = [root0] if channel in w0 else None
+        after = {r["symbol"] for r in rows(rec.root, table, roots) if r["recv_ns"] > killed_ns}
+        assert new in after and "ETH/USD" not in after, (channel, sorted(after))

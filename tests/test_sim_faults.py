@@ -71,6 +71,11 @@ def test_mutations_change_exactly_one_token() -> None:
     frame, detail = corrupt_number(BOOK)  # type: ignore[misc]
     assert detail == {"field": "price", "old": "95301.1", "new": "95301.2"}
     assert json.loads(frame)["data"][0]["bids"][0]["qty"] == 10.0
+    l3 = ('{"channel":"level3","type":"update","data":[{"checksum":1,"symbol":"BTC/USD","bids":[],'
+          '"asks":[{"event":"delete","order_id":"O1","limit_price":95306.8,"order_qty":2.5}]}]}')
+    frame, detail = corrupt_number(l3)  # type: ignore[misc]
+    assert detail == {"field": "limit_price", "old": "95306.8", "new": "95306.9", "event": "delete"}
+    assert json.loads(frame)["data"][0]["asks"][0]["limit_price"] == 95306.9
     assert corrupt_checksum('{"channel":"trade"}') is None
     broken, _ = malform(BOOK)
     with pytest.raises(json.JSONDecodeError):

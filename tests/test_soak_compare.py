@@ -199,3 +199,39 @@ def test_token_reject_recorded_on_the_gap_it_interrupted() -> None:
     facts.gaps[-1]["detail"] = "expected 1 computed 2"
     rep = compare(facts, faults, truth, edge_s=0)
     assert rep.per_kind()["token_reject"][1:3] == (0, 0) and not rep.ok
+
+
+def test_number_faults_without_book_effect_are_reported_apart_not_excused_elsewhere() -> None:
+    facts, faults, truth = clean()
+    delete = fault("number", T0 + 2 * S, "level3", "A/USD", field="limit_price", old="1.5",
+                   new="1.6", event="delete")
+    futures = {**fault("number", T0 + 2 * S, "book", "PF_XBTUSD", field="price", old="9",
+                       new="8"), "endpoint": "futures"}
+    add = fault("number", T0 + 2 * S, "level3", "A/USD", field="limit_price", old="1.5",
+                new="1.6", event="add")
+    rep = compare(facts, [*faults, delete, futures], truth, edge_s=0)
+    assert rep.ok, rep.misses
+    assert rep.per_kind()["number (no effect)"] == (2, 0, 0, False)
+    # an add (or an L2 level) changes the book: without a desync gap it is a miss
+    rep = compare(facts, [*faults, add], truth, edge_s=0)
+    assert any(m.startswith("fault number") for m in rep.misses), rep.misses
+
+
+def test_a_dropped_book_update_undone_unseen_is_no_miss_unless_a_checksum_failed() -> None:
+    facts, faults, truth = clean()
+    drop = fault("drop", T0 + 12 * S, "book", "B/USD", frame='{"channel":"book"}')
+    facts.epochs.append(epoch("book", "B/USD", T0))
+    facts.book_last_recv = {"B/USD": T0 + 15 * S}
+    rep = compare(facts, [*faults, drop], truth, edge_s=0)
+    assert rep.ok, rep.misses
+    assert rep.per_kind()["drop (no effect)"] == (1, 0, 0, False)
+    # a book left wrong fails recorder verify: the drop is then a miss (and so is the failure)
+    facts.verify = [{"failed": 1, "checkpoints_failed": 0,
+                     "failures": [{"dataset": "book", "symbol": "B/USD", "epoch": T0}]}]
+    rep = compare(facts, [*faults, drop], truth, edge_s=0)
+    assert any(m.startswith("fault drop") for m in rep.misses), rep.misses
+    # no book recorded after the drop: nothing shows it was undone
+    facts.verify = [{"failed": 0, "checkpoints_failed": 0, "failures": []}]
+    facts.book_last_recv = {"B/USD": T0 + 11 * S}
+    rep = compare(facts, [*faults, drop], truth, edge_s=0)
+    assert any(m.startswith("fault drop") for m in rep.misses), rep.misses

@@ -240,7 +240,7 @@ class FeedConnection:
             elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
                 table.data(INSTRUMENT, now)
                 if b'"type":"snapshot"' in payload[:64]:
-                    w.instruments_seen()
+                    w.instruments_seen(frame)
 
     async def _watchdog(self) -> None:
         silence = self.cfg.silence_s

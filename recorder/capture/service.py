@@ -38,7 +38,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,7 +47,7 @@ from recorder.capture.connection import INSTRUMENT, FeedConnection
 from recorder.capture.healing import HealAction, Healer
 from recorder.capture.limits import L3_BUDGET_PER_S, Backoff, ConnectLimiter, TokenBucket
 from recorder.capture.rest_client import NoCredentials, RestClient, RestFailure, RestRateLimited
-from recorder.capture.shards import ConnPlan, WorkerPlan, host_symbols, worker_for
+from recorder.capture.shards import ConnPlan, WorkerPlan, channel_owner, host_symbols, worker_for
 from recorder.capture.writer import (
     ArchiveBusyError,
     ArchiveWriter,
@@ -104,6 +104,12 @@ class WorkerSpec:
     workers: int
     run_id: str
     restart: int = 0
+    #: every spot symbol the supervisor planned, over all its workers: a symbol outside it
+    #: that the venue lists belongs to :func:`worker_for`'s worker (a runtime listing)
+    planned: frozenset[str] = frozenset()
+    #: spot channel -> the workers holding a connection of it (``shards.channel_owners``): a
+    #: runtime listing goes, channel by channel, to one of them
+    channel_owners: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class Worker:
@@ -206,10 +212,43 @@ class Worker:
         stop.cancel()
         res.cancel()
 
-    def instruments_seen(self) -> None:
-        """The instrument snapshot has been journaled (and derived): books may subscribe."""
+    def instruments_seen(self, frame: Frame | None = None) -> None:
+        """An instrument snapshot has been journaled (and derived): the subscription tables are
+        brought in line with it (:meth:`_reconcile_listing`), then books may subscribe."""
+        if frame is not None:
+            self._reconcile_listing(self._statuses(frame))
         if not self._instruments.is_set():
             self._instruments.set()
+
+    def _reconcile_listing(self, statuses: dict[str, str]) -> None:
+        """Make the spot subscription tables agree with one instrument snapshot.
+
+        The plan a worker starts from was drawn when the supervisor started. A worker restarted
+        later (after a crash or kill -9) restores its pipeline state, which already saw any
+        listing or delisting since, so no :class:`InstrumentChanged` comes for them: without
+        this, a pair delisted meanwhile would be subscribed and refused forever (a dead
+        subscription), and a pair listed meanwhile would never be recorded. A symbol the
+        snapshot no longer lists (or lists as ``delisted``) is dropped; an ``online`` symbol
+        outside the supervisor's plan (``WorkerSpec.planned``) that falls to this worker, as a
+        runtime listing would, is added where no connection holds it yet.
+        """
+        if not statuses:
+            return
+        for c in self.connections:
+            if c.stream == "futures" or c.channel == "instrument":
+                continue
+            gone = [s for s in c.table.subs if statuses.get(s, "delisted") == "delisted"]
+            for sym in gone:
+                info = c.table.subs[sym]
+                log.info("%s is not listed any more: dropping it from %s", sym, c.channel)
+                self.healer.forget(sym)
+                c.table.remove(sym)
+                if info.state in ("pending", "active") and c.connected:
+                    self._spawn(c.unsubscribe([sym], "delisted"))
+        planned = self.spec.planned
+        for sym in sorted(statuses):
+            if statuses[sym] == "online" and sym not in planned and self._mine(sym):
+                self._add_to_channels(sym)  # no-op where a connection holds it already
 
     async def wait_instruments(self) -> None:
         """Until the instrument snapshot is in the archive (bounded by ``ack_timeout_s``:
@@ -364,11 +403,18 @@ class Worker:
     # ------------------------------------------------------------------ instruments
 
     def _mine(self, symbol: str) -> bool:
+        """This host records ``symbol`` (include/exclude patterns and ``--shard``)."""
         k, n = self.cfg.shard_index
         ch = self.cfg.channels
         return (bool(select_symbols([symbol], ch.include, ch.exclude))
-                and bool(host_symbols([symbol], k, n))
-                and worker_for(symbol, self.spec.workers) == self.index)
+                and bool(host_symbols([symbol], k, n)))
+
+    def _takes(self, channel: str, symbol: str) -> bool:
+        """This worker subscribes ``symbol`` on ``channel`` when it is listed at runtime."""
+        owners = self.spec.channel_owners.get(channel)
+        if not owners:  # a spec without the plan's owners: one owner for every channel
+            return worker_for(symbol, self.spec.workers) == self.index
+        return channel_owner(symbol, owners) == self.index
 
     @staticmethod
     def _statuses(frame: Frame | None) -> dict[str, str]:
@@ -406,14 +452,15 @@ class Worker:
                                                  c.plan.depth, "instrument_changed"))
 
     def _add_to_channels(self, sym: str) -> None:
-        """Add a new symbol to the least-loaded connection of each spot channel (or a new one)."""
+        """Add a new symbol to the least-loaded connection of each spot channel this worker
+        takes it on (:meth:`_takes`), or to a new connection where all are full."""
         by_channel: dict[str, list[FeedConnection]] = {}
         for c in self.connections:
             if c.stream in ("spot", "l3") and c.channel != "instrument":
                 by_channel.setdefault(c.channel, []).append(c)
         cap = self.cfg.connection
         for channel, conns in by_channel.items():
-            if any(c.has(sym) for c in conns):
+            if not self._takes(channel, sym) or any(c.has(sym) for c in conns):
                 continue
             log.info("new listing %s: subscribing %s", sym, channel)
             limit = cap.l3_symbols_per_connection if channel == "level3" else cap.max_symbols_per_connection

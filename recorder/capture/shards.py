@@ -32,6 +32,8 @@ __all__ = [
     "rendezvous_owner",
     "host_symbols",
     "worker_for",
+    "channel_owner",
+    "channel_owners",
     "pack_connections",
     "plan",
     "load_rates",
@@ -63,8 +65,27 @@ def host_symbols(symbols: Iterable[str], k: int, n: int) -> list[str]:
 
 
 def worker_for(symbol: str, workers: int) -> int:
-    """The worker (0-based) that takes ``symbol`` when it is listed at runtime."""
+    """The worker (0-based) that takes ``symbol`` when it is listed at runtime (when the
+    plan's channel owners are unknown: see :func:`channel_owner`)."""
     return rendezvous_owner(symbol, workers, salt="worker")
+
+
+def channel_owner(symbol: str, owners: tuple[int, ...]) -> int:
+    """The worker, among ``owners`` (those with a connection of one channel), that takes
+    ``symbol`` on that channel when it is listed at runtime: connections are spread over the
+    workers channel by channel, so a listing must go, channel by channel, to a worker that
+    holds that channel."""
+    return owners[rendezvous_owner(symbol, len(owners), salt="worker")]
+
+
+def channel_owners(plans: Iterable[WorkerPlan]) -> dict[str, tuple[int, ...]]:
+    """Spot channel -> the sorted worker indices holding a connection of it."""
+    out: dict[str, set[int]] = {}
+    for wp in plans:
+        for c in wp.connections:
+            if c.stream != "futures":
+                out.setdefault(c.channel, set()).add(wp.index)
+    return {ch: tuple(sorted(ws)) for ch, ws in sorted(out.items())}
 
 
 @dataclass(frozen=True, slots=True)

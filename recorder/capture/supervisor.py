@@ -30,7 +30,7 @@ import signal
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from recorder.capture.limits import Backoff
 from recorder.capture.metrics import StatusBoard, make_app
 from recorder.capture.scheduler import rates_path
 from recorder.capture.service import EXIT_ARCHIVE_BUSY, WorkerSpec, worker_main
-from recorder.capture.shards import WorkerPlan, host_symbols, load_rates, plan
+from recorder.capture.shards import WorkerPlan, channel_owners, host_symbols, load_rates, plan
 from recorder.capture.writer import writer_id
 from recorder.protocol.spot import InstrumentMessage, decode_spot
 
@@ -194,7 +194,7 @@ class Supervisor:
     def _spawn(self, index: int, restart: int = 0) -> None:
         spec = self._specs[index]
         if restart:
-            spec = WorkerSpec(spec.cfg, spec.plan, spec.workers, spec.run_id, restart)
+            spec = replace(spec, restart=restart)
             self._specs[index] = spec
         p = self._ctx.Process(target=worker_main, args=(spec, self._queue), name=f"recorder-w{index}",
                               daemon=False)
@@ -259,8 +259,13 @@ class Supervisor:
             pairs, products = await self._discover()
             if self.stopping.is_set():
                 return 0
-            for wp in self._plan(pairs, products):
-                self._specs[wp.index] = WorkerSpec(self.cfg, wp, self.workers, self.run_id)
+            plans = self._plan(pairs, products)
+            planned = frozenset(s for wp in plans for c in wp.connections
+                                if c.stream != "futures" for s in c.symbols)
+            owners = channel_owners(plans)
+            for wp in plans:
+                self._specs[wp.index] = WorkerSpec(self.cfg, wp, self.workers, self.run_id,
+                                                   planned=planned, channel_owners=owners)
                 self._spawn(wp.index)
             await self._watch()
             await self._stop_workers()

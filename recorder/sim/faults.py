@@ -198,6 +198,7 @@ def parse_faults(spec: str | None) -> list[FaultRule]:
 # Frame mutations (pure text edits; the first matching token is changed)
 
 _CHECKSUM_RE: Final = re.compile(r'"checksum":\s*(\d+)')
+_EVENT_RE: Final = re.compile(r'"event":\s*"(\w+)"')
 _NUMBER_RE: Final = re.compile(r'"(price|qty|limit_price|order_qty)":\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
 
 
@@ -212,7 +213,8 @@ def corrupt_checksum(frame: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def corrupt_number(frame: str) -> tuple[str, dict[str, Any]] | None:
-    """Change the last digit of the first price/qty number; None if there is none."""
+    """Change the last digit of the first price/qty number; None if there is none. The detail
+    names the field, the old and new text and, inside a level3 order event, the ``event``."""
     m = _NUMBER_RE.search(frame)
     if m is None:
         return None
@@ -226,6 +228,9 @@ def corrupt_number(frame: str) -> tuple[str, dict[str, Any]] | None:
     digit = int(token[idx])
     new_token = token[:idx] + str((digit + 1) % 10 if digit != 9 else 8) + token[idx + 1:]
     detail = {"field": m.group(1), "old": token, "new": new_token}
+    event = _EVENT_RE.search(frame, frame.rfind("{", 0, m.start()), m.start())
+    if event is not None:  # a level3 order event: a delete's numbers carry no book state
+        detail["event"] = event.group(1)
     return frame[: m.start(2)] + new_token + frame[m.end(2):], detail
 
 
@@ -471,7 +476,9 @@ class FaultPlan:
         return False
 
     def rest(self, *, path: str, private: bool) -> tuple[float, str | None]:
-        """(delay seconds, error text or None) for one REST request (recorded)."""
+        """(delay seconds, error text or None) for one REST request. ``slow_rest`` is recorded
+        now; a ``rest_limit`` error is recorded by :meth:`rest_answered` when it is answered
+        (after any delay): that is when a client can see it."""
         delay, error = 0.0, None
         if not self.rules:
             return delay, error
@@ -486,8 +493,11 @@ class FaultPlan:
                 error = rule.error or (
                     "EAPI:Rate limit exceeded" if private else "EGeneral:Too many requests"
                 )
-                self.record("rest_limit", endpoint="rest", detail={"path": path, "error": error})
         return delay, error
+
+    def rest_answered(self, *, path: str, error: str) -> None:
+        """Record a ``rest_limit`` error as it is sent (see :meth:`rest`)."""
+        self.record("rest_limit", endpoint="rest", detail={"path": path, "error": error})
 
     @staticmethod
     def _rest_match(rule: FaultRule, path: str) -> bool:

@@ -179,6 +179,8 @@ async def _faults(sim: SimServer, path: str, private: bool) -> str | None:
     delay, error = sim.faults.rest(path=path, private=private)
     if delay:
         await asyncio.sleep(delay)
+    if error is not None:
+        sim.faults.rest_answered(path=path, error=error)
     return error
 
 

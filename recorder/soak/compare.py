@@ -15,11 +15,14 @@ recorded, is a miss.
 kind           evidence                                                               must
 =============  =====================================================================  ========
 checksum       ``checksum_mismatch`` gap of the fault's (channel, symbol) covering t   yes
-number         ``checksum_mismatch``/``apply_error``/``crossed_book`` gap, same        yes
+number         ``checksum_mismatch``/``apply_error``/``crossed_book`` gap, same, except  yes
+               in a level3 ``delete`` (by id: no book state) or on the Futures feed (no
+               checksum), which :func:`inert` reports as ``number (no effect)``
 drop (trade)   the dropped live trade ids lie in a ``trade_id_jump`` gap of the symbol  yes
                (or were re-delivered by a snapshot); a dropped snapshot/ack: benign
 drop (book)    a desync gap of the (channel, symbol) covering t, or any gap of it (or   yes
-               ``*``) starting within [t - 1 s, t + 30 s] (a break that resnapshotted first)
+               ``*``) starting within [t - 1 s, t + 30 s] (a break that resnapshotted first);
+               without one, :func:`undone` may show the change was undone unseen
 malformed      a ``decode`` reject row within 1 s of t                                 yes
 stall          a ``silence`` gap of the endpoint covering t (stall >= silence_s)       yes
 close          a ``disconnect`` gap of the channel covering t (not ``process stop``)   yes
@@ -68,6 +71,8 @@ from typing import Any, Final
 __all__ = [
     "S",
     "MUST_KINDS",
+    "inert",
+    "undone",
     "BENIGN_KINDS",
     "ArchiveFacts",
     "FaultOutcome",
@@ -201,6 +206,45 @@ class _Index:
                    for s in syms for ch, start in self.epoch_starts.get(s, ()))
 
 
+def inert(fault: dict[str, Any]) -> str:
+    """Why a must-kind fault can leave no evidence in any client's archive ("" if it must).
+
+    A ``number`` fault that hit a level3 ``delete`` changed nothing a book holds: Kraken
+    deletes an order by id, and the price and quantity it repeats are not book state (the
+    archive keeps the frame as sent). On the Futures book feed, which has no checksum, a
+    changed number cannot be told from a real one by any client.
+    """
+    if fault["fault"] != "number":
+        return ""
+    if (fault.get("detail") or {}).get("event") == "delete":
+        return "the number of a level3 delete (applied by order id: no book state changed)"
+    if fault.get("endpoint") == "futures":
+        return "a Futures book number (the feed has no checksum: undetectable by any client)"
+    return ""
+
+
+def undone(fault: dict[str, Any], facts: ArchiveFacts) -> str:
+    """Why a dropped book/level3 update that left no gap lost nothing ("" if it did).
+
+    A dropped change can be undone by the updates after it before any checksum sees the
+    difference (a level removed and re-added; a level that falls out of the subscribed depth,
+    for which Kraken sends no delete): the book then agrees with Kraken's again, and no client
+    can detect the drop. That holds when the symbol's book was still recorded after the drop
+    and ``recorder verify`` failed none of its checksums (a book left wrong would fail them).
+    """
+    ch, sym, t = fault.get("channel"), fault.get("symbol"), int(fault["t_ns"])
+    if fault["fault"] != "drop" or ch not in ("book", "level3") or not sym:
+        return ""
+    failed = {(x.get("dataset"), x.get("symbol")) for v in facts.verify
+              for x in v.get("failures", [])}
+    last = facts.book_last_recv.get(sym) if ch == "book" else None
+    verified = any(e["channel"] == ch and e["symbol"] == sym and (e.get("checksum_ok") or 0) > 0
+                   for e in facts.epochs)
+    if (ch, sym) in failed or not verified or (ch == "book" and (last is None or last <= t)):
+        return ""
+    return "the dropped change was undone before any checksum saw it (every checksum verified)"
+
+
 def _match(fault: dict[str, Any], ix: _Index) -> tuple[bool, bool, str]:
     """(detected, recorded, note) of one must-kind fault (see the module table)."""
     kind, t = fault["fault"], int(fault["t_ns"])
@@ -328,7 +372,17 @@ def compare(facts: ArchiveFacts, faults: list[dict[str, Any]],
         if kind in BENIGN_KINDS:
             rep.outcomes.append(FaultOutcome(f, True, True, False, "no archive effect expected"))
             continue
+        why = inert(f)
+        if why:
+            rep.outcomes.append(FaultOutcome({**f, "fault": f"{kind} (no effect)"}, False, False,
+                                             False, why))
+            continue
         det, rec, note = _match(f, ix)
+        why = "" if det else undone(f, facts)
+        if why:
+            rep.outcomes.append(FaultOutcome({**f, "fault": f"{kind} (no effect)"}, False, False,
+                                             False, why))
+            continue
         rep.outcomes.append(FaultOutcome(f, det, rec, True, note))
         if det and rec and note.endswith("coverage resumed"):
             rep.warnings.append(f"fault {kind} at {f['t_ns']} ({f.get('channel')} "

@@ -26,7 +26,7 @@ _CYCLE: tuple[tuple[float, str], ...] = (
     (2.0, "checksum:channel=book"),
     (4.0, "token_reject"),  # armed: refuses the next level3 subscribe (the 5 s resnapshot)
     (5.0, "checksum:channel=level3"),
-    (8.0, "number:channel=book"),
+    (8.0, "number:endpoint=spot,channel=book"),  # Futures books carry no checksum
     (10.0, "number:channel=level3"),
     (12.0, "drop:channel=trade,symbol={busy}"),
     (14.0, "refuse:endpoint=spot,duration=2"),  # the reconnect after the close below
