@@ -18,8 +18,9 @@ Representation (chosen for a cheap 1-2 level update, also at depth 1000):
   index), caches their encoded join, and the ask side caches its CRC; the book caches the
   final CRC. A message that does not touch either top 10 (deep levels of a depth-1000 book)
   costs no join and no CRC at all;
-* price tokens go through a small bounded memo (prices repeat; quantities rarely do), and plain
-  tokens are parsed by :func:`token_units`, an exact fast path in front of ``to_units``.
+* price and quantity tokens go through small bounded memos (prices repeat; of quantities,
+  removals' ``0.00000000`` and round sizes do), and plain tokens are parsed by
+  :func:`token_units`, an exact fast path in front of ``to_units``.
 
 Misuse (an update before a snapshot, a wrong symbol, a negative quantity, a token with more
 decimals than the pair's precision) raises :class:`BookError` / ``NumberError``. A message that
@@ -257,6 +258,7 @@ class L2Book:
         "_ready",
         "_crc",
         "_prices",
+        "_qtys",
         "_cache_max",
         "messages",
         "mismatches",
@@ -285,8 +287,10 @@ class L2Book:
         self._ready = False
         self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
         self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
-        # Bounded memo, cleared when full: at depth 10 on a moving market 256 entries hit
-        # ~95% of price tokens (4 * depth + 64 = 104 hit ~75%); at most 4096 (~0.5 MB).
+        # qty text -> units (bounded memo): removals (``0.00000000``) and round sizes repeat
+        self._qtys: dict[NumToken, int] = {}
+        # Bounded memos, cleared when full: at depth 10 on a moving market 256 entries hit
+        # ~95% of price tokens (4 * depth + 64 = 104 hit ~75%); at most 4096 (~0.5 MB) each.
         self._cache_max = min(16 * depth + 96, 4096)
         #: Messages applied since construction (snapshots included).
         self.messages = 0
@@ -306,12 +310,14 @@ class L2Book:
 
         Levels are applied in array order (a snapshot first clears the book), then the sides
         are truncated to the depth and the checksum is computed and compared. This is the hot
-        path, so :meth:`_Side.set` and :func:`token_units` are inlined here (same logic, same
-        errors); ``tests/test_book_properties.py`` checks it against a reference model.
+        path, so :meth:`_Side.set`, :func:`token_units` and :meth:`_finish` are inlined here
+        (same logic, same errors); ``tests/test_book_properties.py`` checks it against a
+        reference model.
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        self._begin(kind)
+        if kind != "update" or not self._ready:
+            self._begin(kind)  # a snapshot clears the book; anything else raises
         self._ready = False
         bids = data.bids
         asks = data.asks
@@ -325,10 +331,15 @@ class L2Book:
                 return self._finish(0, data.checksum)
         absent = 0
         cache = self._prices
+        qcache = self._qtys
+        cache_max = self._cache_max
         pow10 = _POW10
-        for side, levels in ((self._bids, bids), (self._asks, asks)):
-            if not levels:  # an update usually touches one side only
-                continue
+        # an update usually touches one side only: skip the other one
+        if bids:
+            work = ((self._bids, bids), (self._asks, asks)) if asks else ((self._bids, bids),)
+        else:
+            work = ((self._asks, asks),)
+        for side, levels in work:
             sign = side.sign
             keys = side.keys
             book_qty = side.qty
@@ -340,18 +351,23 @@ class L2Book:
                 if price is None:
                     price = self._price_miss(token, pp)
                 token = level.qty
-                # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
-                if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
-                    whole, dot, frac = token.partition(".")
-                    digits = whole + frac
-                    n = len(frac)
-                    if (n <= qp and whole and (frac or not dot) and digits.isdigit()
-                            and digits.isascii()):
-                        qty = int(digits) * pow10[qp - n]
+                qty = qcache.get(token)
+                if qty is None:
+                    # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
+                    if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
+                        whole, dot, frac = token.partition(".")
+                        digits = whole + frac
+                        n = len(frac)
+                        if (n <= qp and whole and (frac or not dot) and digits.isdigit()
+                                and digits.isascii()):
+                            qty = int(digits) * pow10[qp - n]
+                            if len(qcache) >= cache_max:
+                                qcache.clear()
+                            qcache[token] = qty  # text keys only, as for prices
+                        else:
+                            qty = to_units(token, qp)
                     else:
                         qty = to_units(token, qp)
-                else:
-                    qty = to_units(token, qp)
                 # side.set(price, qty), inlined
                 if price <= 0 or qty < 0:
                     raise BookError(f"invalid level: price {price} units, qty {qty} units")
@@ -384,7 +400,65 @@ class L2Book:
                         side.top = None
                 else:
                     absent += 1
-        return self._finish(absent, data.checksum)
+        # self._finish(absent, data.checksum), inlined (same logic), with the common
+        # truncation (one level pushed out of a window of at least 10) done here
+        depth = self.depth
+        truncated = 0
+        b = self._bids
+        a = self._asks
+        bk = b.keys
+        ak = a.keys
+        if len(bk) > depth:
+            if len(bk) == depth + 1 and depth >= _TOP:
+                key = bk.pop()
+                del b.qty[key]
+                del b.piece[key]
+                truncated = 1
+            else:
+                truncated = b.truncate(depth)
+        if len(ak) > depth:
+            if len(ak) == depth + 1 and depth >= _TOP:
+                key = ak.pop()
+                del a.qty[key]
+                del a.piece[key]
+                truncated += 1
+            else:
+                truncated += a.truncate(depth)
+        computed = self._crc
+        btop = b.top
+        atop = a.top
+        if computed is None or btop is None or atop is None:  # a top-10 changed
+            if atop is None:
+                atop = a.top = "".join(a.toplist).encode("ascii")
+                acrc = a.crc0 = zlib.crc32(atop)
+            else:
+                acrc = a.crc0
+                if acrc is None:
+                    acrc = a.crc0 = zlib.crc32(atop)
+            if btop is None:
+                btop = b.top = "".join(b.toplist).encode("ascii")
+            computed = self._crc = zlib.crc32(btop, acrc)
+        self.messages += 1
+        self._ready = True
+        expected = data.checksum
+        if expected is None:
+            match = None
+        else:
+            if type(expected) is not int:
+                expected = int(expected)  # v1 sends the checksum as a quoted string
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        if bk and ak and -bk[0] >= ak[0]:
+            self.crossed_messages += 1
+            crossed = True
+        else:
+            crossed = False
+        if absent:
+            self.absent_removals += absent
+        if truncated:
+            self.truncated_levels += truncated
+        return L2Result(computed, expected, match, crossed, absent, truncated)
 
     def snapshot(
         self,

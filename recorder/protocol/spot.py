@@ -131,6 +131,25 @@ def _kraken_timestamp_ns(text: str, field: str) -> int:
     return _timestamp_ns(text, field)
 
 
+#: The last whole second (``YYYY-MM-DDTHH:MM:SS``, validated) parsed by :func:`_second_ns` and its
+#: ns: consecutive hot-channel messages mostly fall in the same second, and a ``startswith``
+#: test is cheaper than the memoised :func:`kraken_second_ns` call. One tuple, replaced whole,
+#: so a reader on another thread always sees a consistent pair.
+_last_second: tuple[str, int] = ("1970-01-01T00:00:00", 0)
+
+
+def _second_ns(prefix: str, field: str) -> int:
+    """:func:`kraken_second_ns` of a 19-character prefix (a ValueError with the reject reason
+    when it is not a valid second); remembers it in :data:`_last_second`."""
+    global _last_second
+    try:
+        ns = kraken_second_ns(prefix)
+    except TimestampError as exc:
+        raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
+    _last_second = (prefix, ns)
+    return ns
+
+
 def _optional_timestamp_ns(text: str | None, field: str) -> int | None:
     return None if text is None else _timestamp_ns(text, field)
 
@@ -332,10 +351,11 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True):
             frac = text[20:26]
             if (len(text) == 27 and text[26] == "Z" and text[19] == "." and frac.isdigit()
                     and frac.isascii()):
-                try:
-                    ns = kraken_second_ns(text[:19]) + int(frac) * 1000
-                except TimestampError as exc:
-                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
+                second = _last_second
+                if text.startswith(second[0]):  # same whole second as the previous message
+                    ns = second[1] + int(frac) * 1000
+                else:
+                    ns = _second_ns(text[:19], "timestamp") + int(frac) * 1000
             else:
                 ns = _timestamp_ns(text, "timestamp")
             force_setattr(self, "ts_ns", ns)
