@@ -338,8 +338,9 @@ class L3Book:
     def apply(self, kind: str, data: L3BookData) -> L3Result:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
 
-        Updates are applied here directly (the hot path: the common ``add`` and the quantity
-        parse are inlined, same logic and errors as :meth:`_add` and ``token_units``).
+        Updates are applied here directly (the hot path: the common ``add``, the quantity
+        parse and :meth:`_finish` are inlined, same logic and errors as :meth:`_add`,
+        ``token_units`` and ``_finish``).
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
@@ -356,10 +357,16 @@ class L3Book:
         pow10 = _POW10
         bid_side = self._bids
         ask_side = self._asks
-        for side, entries in ((bid_side, data.bids), (ask_side, data.asks)):
-            if not entries:
-                continue
+        bids = data.bids
+        asks = data.asks
+        # a message usually touches one side only: skip the other one
+        if bids:
+            work = ((bid_side, bids), (ask_side, asks)) if asks else ((bid_side, bids),)
+        else:
+            work = ((ask_side, asks),)
+        for side, entries in work:
             sign = side.sign
+            levels = side.levels
             for entry in entries:
                 event = entry.event
                 order_id = entry.order_id
@@ -396,9 +403,9 @@ class L3Book:
                             order_id, sign, key, price, qty, getattr(entry, "ts_ns", None), piece
                         )
                         # side.append(order), inlined
-                        level = side.levels.get(key)
+                        level = levels.get(key)
                         if level is None:  # a new price level
-                            side.levels[key] = _Level({order_id: order}, piece)
+                            levels[key] = _Level({order_id: order}, piece)
                             keys = side.keys
                             i = bisect_left(keys, key)
                             keys.insert(i, key)
@@ -424,7 +431,73 @@ class L3Book:
                 else:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
         self._ready = True
-        return self._finish(data.checksum)
+        # self._finish(data.checksum), inlined (same logic), with the common truncation (one
+        # level pushed out of a window of at least 10) done here
+        depth = self.depth
+        bk = bid_side.keys
+        ak = ask_side.keys
+        truncated = 0
+        if len(bk) > depth:
+            if len(bk) == depth + 1 and depth >= _TOP:
+                for order_id in bid_side.levels.pop(bk.pop()).orders:
+                    del orders[order_id]
+                truncated = 1
+            else:
+                truncated = self._truncate(bid_side)
+        if len(ak) > depth:
+            if len(ak) == depth + 1 and depth >= _TOP:
+                for order_id in ask_side.levels.pop(ak.pop()).orders:
+                    del orders[order_id]
+                truncated += 1
+            else:
+                truncated += self._truncate(ask_side)
+        computed = self._crc
+        btop = bid_side.top
+        atop = ask_side.top
+        if computed is None or btop is None or atop is None:  # a top-10 changed
+            if atop is None:
+                atop = ask_side.top = "".join(ask_side.toppieces).encode("ascii")
+                acrc = ask_side.crc0 = zlib.crc32(atop)
+            else:
+                acrc = ask_side.crc0
+                if acrc is None:
+                    acrc = ask_side.crc0 = zlib.crc32(atop)
+            if btop is None:
+                btop = bid_side.top = "".join(bid_side.toppieces).encode("ascii")
+            computed = self._crc = zlib.crc32(btop, acrc)
+        self.messages += 1
+        expected = data.checksum
+        if expected is None:
+            match = None
+        else:
+            if type(expected) is not int:
+                expected = int(expected)
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        if bk and ak and -bk[0] >= ak[0]:
+            self.crossed_messages += 1
+            crossed = True
+        else:
+            crossed = False
+        if self._anomalous:
+            requeued, dup, unk_mod, unk_del = (self._requeued, self._dup, self._unk_mod,
+                                               self._unk_del)
+            self.requeued += requeued
+            self.duplicate_adds += dup
+            self.unknown_modifies += unk_mod
+            self.unknown_deletes += unk_del
+            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+            self._anomalous = False
+            if truncated:
+                self.truncated_levels += truncated
+            return L3Result(
+                computed, expected, match, crossed, requeued, dup, unk_mod, unk_del, truncated
+            )
+        if truncated:
+            self.truncated_levels += truncated
+            return L3Result(computed, expected, match, crossed, 0, 0, 0, 0, truncated)
+        return L3Result(computed, expected, match, crossed)
 
     def snapshot(
         self,

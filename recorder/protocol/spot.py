@@ -410,30 +410,43 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
         # Orders are validated here rather than in a per-order __post_init__: one Python call
         # per message instead of one per order. Consecutive orders (and the message) often
         # carry the same timestamp text; it is parsed once.
+        # Kraken's nanosecond layout is parsed inline: the whole second is validated once
+        # (see _second_ns), only the fraction is parsed per text.
         last_text = self.timestamp
-        last_ns = None if last_text is None else _kraken_timestamp_ns(last_text, "timestamp")
-        force_setattr(self, "ts_ns", last_ns)
-        for side in (self.bids, self.asks):
-            for order in side:
-                if type(order.limit_price) not in _TOKEN_TYPES:
-                    raise _bad_token(order.limit_price, "limit_price")
-                if type(order.order_qty) not in _TOKEN_TYPES:
-                    raise _bad_token(order.order_qty, "order_qty")
-                text = order.timestamp
-                if text != last_text:
-                    frac = text[20:29]
-                    if (len(text) == 30 and text[29] == "Z" and text[19] == "."
-                            and frac.isdigit() and frac.isascii()):
-                        # Kraken's nanosecond layout, parsed inline (whole second memoised)
-                        try:
-                            last_ns = kraken_second_ns(text[:19]) + int(frac)
-                        except TimestampError as exc:
-                            raise ValueError(
-                                f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
+        if last_text is None:
+            last_ns = None
+        else:
+            frac = last_text[20:29]
+            if (len(last_text) == 30 and last_text[29] == "Z" and last_text[19] == "."
+                    and frac.isdigit() and frac.isascii()):
+                second = _last_second
+                if last_text.startswith(second[0]):
+                    last_ns = second[1] + int(frac)
+                else:
+                    last_ns = _second_ns(last_text[:19], "timestamp") + int(frac)
+            else:
+                last_ns = _kraken_timestamp_ns(last_text, "timestamp")
+            force_setattr(self, "ts_ns", last_ns)
+        tokens = _TOKEN_TYPES
+        for order in self.bids + self.asks:
+            if type(order.limit_price) not in tokens:
+                raise _bad_token(order.limit_price, "limit_price")
+            if type(order.order_qty) not in tokens:
+                raise _bad_token(order.order_qty, "order_qty")
+            text = order.timestamp
+            if text != last_text:
+                frac = text[20:29]
+                if (len(text) == 30 and text[29] == "Z" and text[19] == "."
+                        and frac.isdigit() and frac.isascii()):
+                    second = _last_second
+                    if text.startswith(second[0]):
+                        last_ns = second[1] + int(frac)
                     else:
-                        last_ns = _timestamp_ns(text, "timestamp")
-                    last_text = text
-                force_setattr(order, "ts_ns", last_ns)
+                        last_ns = _second_ns(text[:19], "timestamp") + int(frac)
+                else:
+                    last_ns = _timestamp_ns(text, "timestamp")
+                last_text = text
+            force_setattr(order, "ts_ns", last_ns)
 
 
 class Level3Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel",
