@@ -284,6 +284,7 @@ class L3Book:
         "_ready",
         "_crc",
         "_prices",
+        "_qtys",
         "_cache_max",
         "_requeued",
         "_dup",
@@ -316,6 +317,8 @@ class L3Book:
         self._ready = False
         self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
         self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
+        # qty text -> units (bounded memo): market makers and round sizes repeat
+        self._qtys: dict[NumToken, int] = {}
         # Bounded memo, cleared when full: at depth 10 on a moving market 256 entries hit
         # ~95% of price tokens (4 * depth + 64 = 104 hit ~75%); at most 4096 (~0.5 MB).
         self._cache_max = min(16 * depth + 96, 4096)
@@ -353,6 +356,8 @@ class L3Book:
         self._ready = False
         orders = self._orders
         cache = self._prices
+        qcache = self._qtys
+        cache_max = self._cache_max
         qp = self._qp
         pow10 = _POW10
         bid_side = self._bids
@@ -383,18 +388,23 @@ class L3Book:
                 if price is None:
                     price = self._price_miss(token)
                 token = entry.order_qty
-                # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
-                if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
-                    whole, dot, frac = token.partition(".")
-                    digits = whole + frac
-                    n = len(frac)
-                    if (n <= qp and whole and (frac or not dot) and digits.isdigit()
-                            and digits.isascii()):
-                        qty = int(digits) * pow10[qp - n]
+                qty = qcache.get(token)
+                if qty is None:
+                    # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
+                    if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
+                        whole, dot, frac = token.partition(".")
+                        digits = whole + frac
+                        n = len(frac)
+                        if (n <= qp and whole and (frac or not dot) and digits.isdigit()
+                                and digits.isascii()):
+                            qty = int(digits) * pow10[qp - n]
+                            if len(qcache) >= cache_max:
+                                qcache.clear()
+                            qcache[token] = qty  # text keys only, as for prices
+                        else:
+                            qty = to_units(token, qp)
                     else:
                         qty = to_units(token, qp)
-                else:
-                    qty = to_units(token, qp)
                 if event == "add":
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
                         key = price * sign
