@@ -311,6 +311,10 @@ class Pong(msgspec.Struct, frozen=True, kw_only=True, tag_field="method", tag="p
 
 # --------------------------------------------------------------------------------------------
 # book (L2). HARD CONTRACT with recorder.book: keep attribute names.
+#
+# The hot channels' structs are ``gc=False`` (fewer GC-tracked allocations per frame): they hold
+# only strings, ints and lists of gc=False structs, so they can be part of no reference cycle
+# unless a caller puts one inside its own lists.
 
 
 class BookLevel(msgspec.Struct, frozen=True, gc=False):
@@ -320,7 +324,7 @@ class BookLevel(msgspec.Struct, frozen=True, gc=False):
     qty: Any
 
 
-class BookData(msgspec.Struct, frozen=True, kw_only=True):
+class BookData(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The book of one symbol in one message.
 
     ``bids``/``asks`` are in wire order (snapshot: best first; update: only changed levels, apply
@@ -361,7 +365,8 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True):
             force_setattr(self, "ts_ns", ns)
 
 
-class BookMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel", tag="book"):
+class BookMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel", tag="book",
+                  gc=False):
     """``book`` channel message: ``type`` is ``"snapshot"`` or ``"update"``; ``data`` holds one
     :class:`BookData` per symbol (Kraken sends exactly one)."""
 
@@ -392,7 +397,7 @@ class Level3Order(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ts_ns: int = 0
 
 
-class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
+class Level3Data(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The order book of one symbol in one level3 message (orders in wire order).
 
     ``checksum`` covers the top 10 levels after applying the message. ``timestamp`` is the
@@ -450,7 +455,7 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Level3Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel",
-                    tag="level3"):
+                    tag="level3", gc=False):
     """``level3`` channel message: ``type`` snapshot/update, ``data`` one :class:`Level3Data`."""
 
     channel: ClassVar[str] = "level3"
