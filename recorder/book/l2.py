@@ -334,6 +334,8 @@ class L2Book:
         qcache = self._qtys
         cache_max = self._cache_max
         pow10 = _POW10
+        depth = self.depth
+        truncated = 0
         # an update usually touches one side only: skip the other one
         if bids:
             work = ((self._bids, bids), (self._asks, asks)) if asks else ((self._bids, bids),)
@@ -400,30 +402,21 @@ class L2Book:
                         side.top = None
                 else:
                     absent += 1
-        # self._finish(absent, data.checksum), inlined (same logic), with the common
-        # truncation (one level pushed out of a window of at least 10) done here
-        depth = self.depth
-        truncated = 0
+            # truncate the side to the depth (only a touched side can exceed it); the common
+            # case, one level pushed out of a window of at least 10, is done here
+            if len(keys) > depth:
+                if len(keys) == depth + 1 and depth >= _TOP:
+                    key = keys.pop()
+                    del book_qty[key]
+                    del pieces[key]
+                    truncated += 1
+                else:
+                    truncated += side.truncate(depth)
+        # self._finish(absent, data.checksum), inlined (same logic)
         b = self._bids
         a = self._asks
         bk = b.keys
         ak = a.keys
-        if len(bk) > depth:
-            if len(bk) == depth + 1 and depth >= _TOP:
-                key = bk.pop()
-                del b.qty[key]
-                del b.piece[key]
-                truncated = 1
-            else:
-                truncated = b.truncate(depth)
-        if len(ak) > depth:
-            if len(ak) == depth + 1 and depth >= _TOP:
-                key = ak.pop()
-                del a.qty[key]
-                del a.piece[key]
-                truncated += 1
-            else:
-                truncated += a.truncate(depth)
         computed = self._crc
         btop = b.top
         atop = a.top
@@ -441,11 +434,14 @@ class L2Book:
         self.messages += 1
         self._ready = True
         expected = data.checksum
-        if expected is None:
+        if type(expected) is int:
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        elif expected is None:
             match = None
         else:
-            if type(expected) is not int:
-                expected = int(expected)  # v1 sends the checksum as a quoted string
+            expected = int(expected)  # v1 sends the checksum as a quoted string
             match = computed == expected
             if not match:
                 self.mismatches += 1
@@ -493,12 +489,22 @@ class L2Book:
 
     def _price_miss(self, token: NumToken, pp: int) -> int:
         """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
-        price = token_units(token, pp)
-        if type(token) is str:  # only text keys: True/1.0 must never hit an int key
-            cache = self._prices
-            if len(cache) >= self._cache_max:
-                cache.clear()
-            cache[token] = price
+        if type(token) is not str:  # only text keys: True/1.0 must never hit an int key
+            return to_units(token, pp)
+        # token_units(token, pp), inlined
+        if len(token) <= _MAX_PLAIN_LEN and token.isascii():
+            whole, dot, frac = token.partition(".")
+            n = len(frac)
+            if n <= pp and whole.isdigit() and (frac.isdigit() if dot else True):
+                price = int(whole + frac) * _POW10[pp - n]
+            else:
+                price = to_units(token, pp)
+        else:
+            price = to_units(token, pp)
+        cache = self._prices
+        if len(cache) >= self._cache_max:
+            cache.clear()
+        cache[token] = price
         return price
 
     def apply_units(
