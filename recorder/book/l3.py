@@ -380,8 +380,28 @@ class L3Book:
                     if order is None:
                         self._unk_del += 1
                         self._anomalous = True
-                    else:
-                        (ask_side if order.sign > 0 else bid_side).discard(order)
+                        continue
+                    # (ask_side if order.sign > 0 else bid_side).discard(order), inlined
+                    oside = ask_side if order.sign > 0 else bid_side
+                    key = order.key
+                    olevels = oside.levels
+                    level = olevels[key]
+                    level_orders = level.orders
+                    del level_orders[order_id]
+                    if level_orders:
+                        oside.refresh(key, level)
+                        continue
+                    del olevels[key]
+                    keys = oside.keys
+                    i = bisect_left(keys, key)
+                    del keys[i]
+                    if i < _TOP:
+                        toppieces = oside.toppieces
+                        del toppieces[i]
+                        if len(keys) >= _TOP:
+                            level = olevels[keys[_TOP - 1]]
+                            toppieces.append(level.piece or level.build())
+                        oside.top = None
                     continue
                 token = entry.limit_price
                 price = cache.get(token)
@@ -409,8 +429,12 @@ class L3Book:
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
                         key = price * sign
                         piece = str(price) + str(qty)
+                        try:  # getattr(entry, "ts_ns", None) without the call
+                            ts_ns = entry.ts_ns
+                        except AttributeError:
+                            ts_ns = None
                         order = orders[order_id] = _Order(
-                            order_id, sign, key, price, qty, getattr(entry, "ts_ns", None), piece
+                            order_id, sign, key, price, qty, ts_ns, piece
                         )
                         # side.append(order), inlined
                         level = levels.get(key)
@@ -477,11 +501,14 @@ class L3Book:
             computed = self._crc = zlib.crc32(btop, acrc)
         self.messages += 1
         expected = data.checksum
-        if expected is None:
+        if type(expected) is int:
+            match = computed == expected
+            if not match:
+                self.mismatches += 1
+        elif expected is None:
             match = None
         else:
-            if type(expected) is not int:
-                expected = int(expected)
+            expected = int(expected)
             match = computed == expected
             if not match:
                 self.mismatches += 1
@@ -607,12 +634,23 @@ class L3Book:
 
     def _price_miss(self, token: NumToken) -> int:
         """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
-        price = token_units(token, self._pp)
-        if type(token) is str:  # only text keys: True/1.0 must never hit an int key
-            cache = self._prices
-            if len(cache) >= self._cache_max:
-                cache.clear()
-            cache[token] = price
+        pp = self._pp
+        if type(token) is not str:  # only text keys: True/1.0 must never hit an int key
+            return to_units(token, pp)
+        # token_units(token, pp), inlined
+        if len(token) <= _MAX_PLAIN_LEN and token.isascii():
+            whole, dot, frac = token.partition(".")
+            n = len(frac)
+            if n <= pp and whole.isdigit() and (frac.isdigit() if dot else True):
+                price = int(whole + frac) * _POW10[pp - n]
+            else:
+                price = to_units(token, pp)
+        else:
+            price = to_units(token, pp)
+        cache = self._prices
+        if len(cache) >= self._cache_max:
+            cache.clear()
+        cache[token] = price
         return price
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
