@@ -11,13 +11,13 @@ Representation (chosen for a cheap 1-2 level update, also at depth 1000):
 
 * prices and quantities are *units* (``int`` scaled by ``10**precision``, see
   :func:`recorder.protocol.numbers.to_units`), so equality and ordering are exact;
-* each side keeps a sorted ``list`` of keys (``bisect``) plus two dicts key -> qty units and
-  key -> checksum piece; bids use the negated price as key so both lists are best-first;
-* the piece of a level is rebuilt only when that level changes; each side keeps the pieces of
-  its 10 best levels in a list maintained in place (set / insert / delete at the bisected
-  index), caches their encoded join, and the ask side caches its CRC; the book caches the
-  final CRC. A message that does not touch either top 10 (deep levels of a depth-1000 book)
-  costs no join and no CRC at all;
+* each side keeps a sorted ``list`` of keys (``bisect``) plus a dict key -> qty units; bids
+  use the negated price as key so both lists are best-first;
+* each side keeps the checksum pieces of its 10 best levels in a list maintained in place
+  (set / insert / delete at the bisected index; a piece is built only for a level that changes
+  inside the top 10 or enters it), caches their encoded join, and the ask side caches its CRC;
+  the book caches the final CRC. A message that does not touch either top 10 (deep levels of
+  a depth-1000 book) costs no piece, no join and no CRC at all;
 * price and quantity tokens go through small bounded memos (prices repeat; of quantities,
   removals' ``0.00000000`` and round sizes do), and plain tokens are parsed by
   :func:`token_units`, an exact fast path in front of ``to_units``.
@@ -126,19 +126,20 @@ class L2Result(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Side:
-    """One side of an L2 book: sorted keys (best first) + per-key quantity and checksum piece.
+    """One side of an L2 book: sorted keys (best first) + per-key quantity.
 
-    ``toplist`` always holds the pieces of ``keys[:10]`` in order (maintained in place on each
-    change); ``top`` caches their encoded join and is ``None`` after any change to it.
+    ``toplist`` always holds the checksum pieces of ``keys[:10]`` in order (maintained in place
+    on each change; a level's piece is only built when it is or enters the top 10, so a deep
+    level of a depth-1000 book costs no text); ``top`` caches their encoded join and is
+    ``None`` after any change to it.
     """
 
-    __slots__ = ("sign", "keys", "qty", "piece", "toplist", "top", "crc0")
+    __slots__ = ("sign", "keys", "qty", "toplist", "top", "crc0")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # +1 asks (key = price), -1 bids (key = -price)
         self.keys: list[int] = []
         self.qty: dict[int, int] = {}
-        self.piece: dict[int, str] = {}
         self.toplist: list[str] = []
         self.top: bytes | None = b""  # cached checksum text of the 10 best levels
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
@@ -146,7 +147,6 @@ class _Side:
     def clear(self) -> None:
         self.keys.clear()
         self.qty.clear()
-        self.piece.clear()
         self.toplist.clear()
         self.top = b""
         self.crc0 = 0
@@ -159,12 +159,11 @@ class _Side:
         keys = self.keys
         levels = self.qty
         if qty:
-            # == checksum_piece(price) + checksum_piece(qty) since both are > 0
-            piece = self.piece[key] = str(price) + str(qty)
+            # the piece: == checksum_piece(price) + checksum_piece(qty) since both are > 0
             if key in levels:
                 levels[key] = qty
                 if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                    self.toplist[bisect_left(keys, key)] = piece
+                    self.toplist[bisect_left(keys, key)] = str(price) + str(qty)
                     self.top = None
                 return True
             levels[key] = qty
@@ -172,21 +171,21 @@ class _Side:
             keys.insert(i, key)
             if i < _TOP:
                 toplist = self.toplist
-                toplist.insert(i, piece)
+                toplist.insert(i, str(price) + str(qty))
                 if len(toplist) > _TOP:
                     toplist.pop()
                 self.top = None
             return True
         if key in levels:
             del levels[key]
-            del self.piece[key]
             i = bisect_left(keys, key)
             del keys[i]
             if i < _TOP:
                 toplist = self.toplist
                 del toplist[i]
-                if len(keys) >= _TOP:
-                    toplist.append(self.piece[keys[_TOP - 1]])
+                if len(keys) >= _TOP:  # the 11th level enters the top 10
+                    key = keys[_TOP - 1]
+                    toplist.append(str(key * self.sign) + str(levels[key]))
                 self.top = None
             return True
         return False
@@ -195,20 +194,16 @@ class _Side:
         """Drop levels beyond ``depth``; returns how many were dropped."""
         keys = self.keys
         qty = self.qty
-        piece = self.piece
         if depth < _TOP:
             del self.toplist[depth:]
             self.top = None
         if len(keys) == depth + 1:  # the common case: one level pushed out
-            key = keys.pop()
-            del qty[key]
-            del piece[key]
+            del qty[keys.pop()]
             return 1
         dropped = keys[depth:]
         del keys[depth:]
         for key in dropped:
             del qty[key]
-            del piece[key]
         return len(dropped)
 
     def top_text(self) -> bytes:
@@ -345,7 +340,6 @@ class L2Book:
             sign = side.sign
             keys = side.keys
             book_qty = side.qty
-            pieces = side.piece
             toplist = side.toplist
             for level in levels:
                 token = level.price
@@ -375,30 +369,29 @@ class L2Book:
                     raise BookError(f"invalid level: price {price} units, qty {qty} units")
                 key = price * sign
                 if qty:
-                    piece = pieces[key] = str(price) + str(qty)
                     if key in book_qty:
                         book_qty[key] = qty
                         if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                            toplist[bisect_left(keys, key)] = piece
+                            toplist[bisect_left(keys, key)] = str(price) + str(qty)
                             side.top = None
                         continue
                     book_qty[key] = qty
                     i = bisect_left(keys, key)
                     keys.insert(i, key)
                     if i < _TOP:
-                        toplist.insert(i, piece)
+                        toplist.insert(i, str(price) + str(qty))
                         if len(toplist) > _TOP:
                             toplist.pop()
                         side.top = None
                 elif key in book_qty:
                     del book_qty[key]
-                    del pieces[key]
                     i = bisect_left(keys, key)
                     del keys[i]
                     if i < _TOP:
                         del toplist[i]
-                        if len(keys) >= _TOP:
-                            toplist.append(pieces[keys[_TOP - 1]])
+                        if len(keys) >= _TOP:  # the 11th level enters the top 10
+                            key = keys[_TOP - 1]
+                            toplist.append(str(key * sign) + str(book_qty[key]))
                         side.top = None
                 else:
                     absent += 1
@@ -406,9 +399,7 @@ class L2Book:
             # case, one level pushed out of a window of at least 10, is done here
             if len(keys) > depth:
                 if len(keys) == depth + 1 and depth >= _TOP:
-                    key = keys.pop()
-                    del book_qty[key]
-                    del pieces[key]
+                    del book_qty[keys.pop()]
                     truncated += 1
                 else:
                     truncated += side.truncate(depth)
