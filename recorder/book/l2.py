@@ -128,10 +128,10 @@ class L2Result(msgspec.Struct, frozen=True, gc=False):
 class _Side:
     """One side of an L2 book: sorted keys (best first) + per-key quantity.
 
-    ``toplist`` always holds the checksum pieces of ``keys[:10]`` in order (maintained in place
-    on each change; a level's piece is only built when it is or enters the top 10, so a deep
-    level of a depth-1000 book costs no text); ``top`` caches their encoded join and is
-    ``None`` after any change to it.
+    ``toplist`` always holds the checksum pieces of ``keys[:10]`` in order, as ASCII ``bytes``
+    (the join needs no encoding), maintained in place on each change; a level's piece is only
+    built when it is or enters the top 10, so a deep level of a depth-1000 book costs no text.
+    ``top`` caches their join and is ``None`` after any change to it.
     """
 
     __slots__ = ("sign", "keys", "qty", "toplist", "top", "crc0")
@@ -140,7 +140,7 @@ class _Side:
         self.sign = sign  # +1 asks (key = price), -1 bids (key = -price)
         self.keys: list[int] = []
         self.qty: dict[int, int] = {}
-        self.toplist: list[str] = []
+        self.toplist: list[bytes] = []
         self.top: bytes | None = b""  # cached checksum text of the 10 best levels
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
@@ -159,11 +159,11 @@ class _Side:
         keys = self.keys
         levels = self.qty
         if qty:
-            # the piece: == checksum_piece(price) + checksum_piece(qty) since both are > 0
+            # the piece: == checksum_piece(price) + checksum_piece(qty) (both are > 0), ASCII
             if key in levels:
                 levels[key] = qty
                 if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                    self.toplist[bisect_left(keys, key)] = str(price) + str(qty)
+                    self.toplist[bisect_left(keys, key)] = b"%d%d" % (price, qty)
                     self.top = None
                 return True
             levels[key] = qty
@@ -171,7 +171,7 @@ class _Side:
             keys.insert(i, key)
             if i < _TOP:
                 toplist = self.toplist
-                toplist.insert(i, str(price) + str(qty))
+                toplist.insert(i, b"%d%d" % (price, qty))
                 if len(toplist) > _TOP:
                     toplist.pop()
                 self.top = None
@@ -185,7 +185,7 @@ class _Side:
                 del toplist[i]
                 if len(keys) >= _TOP:  # the 11th level enters the top 10
                     key = keys[_TOP - 1]
-                    toplist.append(str(key * self.sign) + str(levels[key]))
+                    toplist.append(b"%d%d" % (key * self.sign, levels[key]))
                 self.top = None
             return True
         return False
@@ -210,7 +210,7 @@ class _Side:
         """Checksum input of this side: the pieces of the 10 best levels, best first."""
         top = self.top
         if top is None:
-            top = self.top = "".join(self.toplist).encode("ascii")
+            top = self.top = b"".join(self.toplist)
             self.crc0 = None
         return top
 
@@ -372,14 +372,14 @@ class L2Book:
                     if key in book_qty:
                         book_qty[key] = qty
                         if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                            toplist[bisect_left(keys, key)] = str(price) + str(qty)
+                            toplist[bisect_left(keys, key)] = b"%d%d" % (price, qty)
                             side.top = None
                         continue
                     book_qty[key] = qty
                     i = bisect_left(keys, key)
                     keys.insert(i, key)
                     if i < _TOP:
-                        toplist.insert(i, str(price) + str(qty))
+                        toplist.insert(i, b"%d%d" % (price, qty))
                         if len(toplist) > _TOP:
                             toplist.pop()
                         side.top = None
@@ -391,7 +391,7 @@ class L2Book:
                         del toplist[i]
                         if len(keys) >= _TOP:  # the 11th level enters the top 10
                             key = keys[_TOP - 1]
-                            toplist.append(str(key * sign) + str(book_qty[key]))
+                            toplist.append(b"%d%d" % (key * sign, book_qty[key]))
                         side.top = None
                 else:
                     absent += 1
@@ -413,14 +413,14 @@ class L2Book:
         atop = a.top
         if computed is None or btop is None or atop is None:  # a top-10 changed
             if atop is None:
-                atop = a.top = "".join(a.toplist).encode("ascii")
+                atop = a.top = b"".join(a.toplist)
                 acrc = a.crc0 = zlib.crc32(atop)
             else:
                 acrc = a.crc0
                 if acrc is None:
                     acrc = a.crc0 = zlib.crc32(atop)
             if btop is None:
-                btop = b.top = "".join(b.toplist).encode("ascii")
+                btop = b.top = b"".join(b.toplist)
             computed = self._crc = zlib.crc32(btop, acrc)
         self.messages += 1
         self._ready = True
@@ -537,14 +537,14 @@ class L2Book:
         atop = a.top
         if computed is None or btop is None or atop is None:  # a top-10 changed
             if atop is None:
-                atop = a.top = "".join(a.toplist).encode("ascii")
+                atop = a.top = b"".join(a.toplist)
                 acrc = a.crc0 = zlib.crc32(atop)
             else:
                 acrc = a.crc0
                 if acrc is None:
                     acrc = a.crc0 = zlib.crc32(atop)
             if btop is None:
-                btop = b.top = "".join(b.toplist).encode("ascii")
+                btop = b.top = b"".join(b.toplist)
             computed = self._crc = zlib.crc32(btop, acrc)
         crossed = -bk[0] >= ak[0] if bk and ak else False
         self.messages += 1
