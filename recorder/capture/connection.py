@@ -243,10 +243,23 @@ class FeedConnection:
                     w.instruments_seen(frame)
 
     async def _watchdog(self) -> None:
+        """Ends the session after ``silence_s`` without any frame; fails subscriptions that
+        got no answer within ``ack_timeout_s``.
+
+        Kraken sends heartbeats only to a connection with an acknowledged subscription. One
+        with none yet (a level3 connection waiting its turn in the subscription budget, which
+        takes 17 s for 683 pairs at the standard tier) is probed with a ping after half the
+        silence, so a live socket answers in time and a dead one is still found."""
         silence = self.cfg.silence_s
+        probed = 0.0
         while True:
             await asyncio.sleep(min(1.0, silence / 4))
             now = time.monotonic()
+            quiet = now - self.last_rx
+            if (quiet > silence / 2 and self.stream != "futures" and now - probed > silence / 2
+                    and not any(i.state == "active" for i in self.table.subs.values())):
+                probed = now
+                await self.send({"method": "ping", "req_id": next(self._req)})
             if now - self.last_rx > silence:
                 since_ns = time.time_ns() - int((now - self.last_rx) * 1e9)
                 self.worker.marker(Silence(conn_id=self.conn_id, since_ns=since_ns,

@@ -166,6 +166,9 @@ class Worker:
         self.rest_snapshots = 0
         self.resyncs = 0
         self._signals = 0
+        #: symbols seen delisted by this process: listing one again is a relisting, which
+        #: goes to the channel owners even if the supervisor's plan held it
+        self._delisted_seen: set[str] = set()
         self._lag_n = 0
         self._lag_x = 0.0
         self._loop_started = 0.0
@@ -239,6 +242,7 @@ class Worker:
                 continue
             gone = [s for s in c.table.subs if statuses.get(s, "delisted") == "delisted"]
             for sym in gone:
+                self._delisted_seen.add(sym)
                 info = c.table.subs[sym]
                 log.info("%s is not listed any more: dropping it from %s", sym, c.channel)
                 self.healer.forget(sym)
@@ -435,6 +439,7 @@ class Worker:
                 self._add_to_channels(sym)  # no-op for symbols already subscribed
         for sym in sorted(gone):
             self.healer.forget(sym)
+            self._delisted_seen.add(sym)
             for c in self.connections:
                 if c.has(sym) and c.stream != "futures":
                     log.info("delisted %s: unsubscribing %s", sym, c.channel)
@@ -454,6 +459,10 @@ class Worker:
     def _add_to_channels(self, sym: str) -> None:
         """Add a new symbol to the least-loaded connection of each spot channel this worker
         takes it on (:meth:`_takes`), or to a new connection where all are full."""
+        if sym in self.spec.planned and sym not in self._delisted_seen:
+            # the first instrument snapshot "lists" every pair: a planned one is its plan
+            # owner's (on whichever worker), unless it was delisted since (a relisting)
+            return
         by_channel: dict[str, list[FeedConnection]] = {}
         for c in self.connections:
             if c.stream in ("spot", "l3") and c.channel != "instrument":

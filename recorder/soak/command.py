@@ -62,9 +62,14 @@ def render(result: object) -> None:
     k = Table(title="faults per kind")
     for col in ("kind", "injected", "detected", "recorded", "expected effect"):
         k.add_column(col, justify="left" if col in ("kind", "expected effect") else "right")
+    why: dict[str, set[str]] = {}
+    for o in rep.outcomes:
+        if not o.must and o.note:
+            why.setdefault(o.kind, set()).add(o.note)
     for kind, (i, d, r, m) in kinds.items():
         k.add_row(kind, str(i), str(d) if m else "-", str(r) if m else "-",
-                  "archive evidence" if m else "none (global checks)")
+                  "archive evidence" if m else "; ".join(sorted(why.get(kind, ())))
+                  or "none (global checks)")
     console.print(k)
     for msg in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True)

@@ -370,7 +370,7 @@ def compare(facts: ArchiveFacts, faults: list[dict[str, Any]],
     for f in sorted(faults, key=lambda r: r["t_ns"]):
         kind = f["fault"]
         if kind in BENIGN_KINDS:
-            rep.outcomes.append(FaultOutcome(f, True, True, False, "no archive effect expected"))
+            rep.outcomes.append(FaultOutcome(f, True, True, False, "none (global checks)"))
             continue
         why = inert(f)
         if why:
