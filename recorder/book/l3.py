@@ -18,11 +18,12 @@ order, later ``add``s at the back). Events of a message are applied in array ord
 After the events each side is truncated to ``depth`` *price levels* (Kraken sends nothing for
 levels leaving the window; their orders return later as ``add``), then the checksum is
 computed: for each of the 10 best levels per side (asks ascending, then bids descending) every
-order's ``price`` then ``qty`` piece in queue order. Each order caches its piece; each level
-caches the join of its orders' pieces (an ``add`` appends to it, a delete or modify rebuilds it:
-eagerly inside the top 10, lazily below); each side keeps the pieces of its 10 best levels in a
-list maintained in place and caches their encoded join and (asks) its CRC; the book caches the
-final CRC. A message that leaves both top 10s untouched costs no join and no CRC.
+order's ``price`` then ``qty`` piece in queue order. Each order caches its piece (ASCII
+``bytes``: no encoding before the CRC); each level caches the join of its orders' pieces (an
+``add`` appends to it, a delete or modify rebuilds it: eagerly inside the top 10, lazily
+below); each side keeps the pieces of its 10 best levels in a list maintained in place and
+caches their join and (asks) its CRC; the book caches the final CRC. A message that leaves
+both top 10s untouched costs no join and no CRC.
 
 Order timestamps (int ns) are kept per order when the decoded order exposes ``ts_ns`` (else
 ``None``) so checkpoints can restore them.
@@ -140,7 +141,8 @@ class _Order(msgspec.Struct, gc=False):
     """A resting order. ``sign`` is +1 for asks, -1 for bids; ``key = price * sign``.
 
     Holds no reference to its side or level (no reference cycles, so it need not be tracked by
-    the garbage collector); ``piece`` is ``level_piece(price, qty)`` (both are > 0).
+    the garbage collector); ``piece`` is ``level_piece(price, qty)`` (both are > 0) as ASCII
+    ``bytes``, so joins need no encoding.
     """
 
     order_id: str
@@ -149,24 +151,24 @@ class _Order(msgspec.Struct, gc=False):
     price: int
     qty: int
     ts_ns: int | None
-    piece: str
+    piece: bytes
 
 
 class _Level(msgspec.Struct, gc=False):
     """Orders of one price level in queue order, and the cached join of their pieces."""
 
     orders: dict[str, _Order]  # insertion order == queue order
-    piece: str | None = None
+    piece: bytes | None = None
 
-    def build(self) -> str:
-        piece = self.piece = "".join([o.piece for o in self.orders.values()])
+    def build(self) -> bytes:
+        piece = self.piece = b"".join([o.piece for o in self.orders.values()])
         return piece
 
 
 def _new_order(
     order_id: str, sign: int, price: int, qty: int, ts_ns: int | None
 ) -> _Order:
-    return _Order(order_id, sign, price * sign, price, qty, ts_ns, str(price) + str(qty))
+    return _Order(order_id, sign, price * sign, price, qty, ts_ns, b"%d%d" % (price, qty))
 
 
 class _L3Side:
@@ -175,7 +177,7 @@ class _L3Side:
     Invariant: ``toppieces[i]`` is the checksum piece of level ``keys[i]`` for ``i < 10`` and
     those levels' ``piece`` is always valid (kept eagerly; an ``add`` appends to it); deeper
     levels rebuild their piece lazily (``None`` after a delete/modify) when they move up.
-    ``top`` caches the encoded join of ``toppieces`` and is ``None`` after any change to it.
+    ``top`` caches the join of ``toppieces`` and is ``None`` after any change to it.
     """
 
     __slots__ = ("sign", "name", "keys", "levels", "toppieces", "top", "crc0")
@@ -185,7 +187,7 @@ class _L3Side:
         self.name: Side = name
         self.keys: list[int] = []
         self.levels: dict[int, _Level] = {}
-        self.toppieces: list[str] = []
+        self.toppieces: list[bytes] = []
         self.top: bytes | None = b""
         self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
@@ -254,7 +256,7 @@ class _L3Side:
         """Checksum input of this side: every order of the 10 best levels, in queue order."""
         top = self.top
         if top is None:
-            top = self.top = "".join(self.toppieces).encode("ascii")
+            top = self.top = b"".join(self.toppieces)
             self.crc0 = None
         return top
 
@@ -428,7 +430,7 @@ class L3Book:
                 if event == "add":
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
                         key = price * sign
-                        piece = str(price) + str(qty)
+                        piece = b"%d%d" % (price, qty)
                         try:  # getattr(entry, "ts_ns", None) without the call
                             ts_ns = entry.ts_ns
                         except AttributeError:
@@ -490,14 +492,14 @@ class L3Book:
         atop = ask_side.top
         if computed is None or btop is None or atop is None:  # a top-10 changed
             if atop is None:
-                atop = ask_side.top = "".join(ask_side.toppieces).encode("ascii")
+                atop = ask_side.top = b"".join(ask_side.toppieces)
                 acrc = ask_side.crc0 = zlib.crc32(atop)
             else:
                 acrc = ask_side.crc0
                 if acrc is None:
                     acrc = ask_side.crc0 = zlib.crc32(atop)
             if btop is None:
-                btop = bid_side.top = "".join(bid_side.toppieces).encode("ascii")
+                btop = bid_side.top = b"".join(bid_side.toppieces)
             computed = self._crc = zlib.crc32(btop, acrc)
         self.messages += 1
         expected = data.checksum
@@ -609,7 +611,7 @@ class L3Book:
                     if order_id not in orders and qty > 0 and price > 0:
                         order = orders[order_id] = _Order(
                             order_id, sign, price * sign, price, qty, ts_ns,
-                            str(price) + str(qty),
+                            b"%d%d" % (price, qty),
                         )
                         side.append(order)
                     else:
@@ -682,7 +684,7 @@ class L3Book:
             return
         if order.sign == side.sign and order.price == price:
             order.qty = qty
-            order.piece = str(price) + str(qty)
+            order.piece = b"%d%d" % (price, qty)
             if ts_ns is not None:
                 order.ts_ns = ts_ns
             side.refresh(order.key, side.levels[order.key])
@@ -729,14 +731,14 @@ class L3Book:
         atop = asks.top
         if computed is None or btop is None or atop is None:  # a top-10 changed
             if atop is None:
-                atop = asks.top = "".join(asks.toppieces).encode("ascii")
+                atop = asks.top = b"".join(asks.toppieces)
                 acrc = asks.crc0 = zlib.crc32(atop)
             else:
                 acrc = asks.crc0
                 if acrc is None:
                     acrc = asks.crc0 = zlib.crc32(atop)
             if btop is None:
-                btop = bids.top = "".join(bids.toppieces).encode("ascii")
+                btop = bids.top = b"".join(bids.toppieces)
             computed = self._crc = zlib.crc32(btop, acrc)
         bk = bids.keys
         ak = asks.keys
