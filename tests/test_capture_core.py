@@ -286,9 +286,23 @@ def test_subscription_table_health() -> None:
     t.acked("A", 1.0)
     t.rejected("B", "Exceeded msg rate", 1.0)
     assert t.timed_out(20.0, 10.0) == ["C"]
-    t.data("A", 2.0)
+    for k in range(100):  # a busy book: 100 messages in its first 2 s
+        t.data("A", 1.0 + k / 100)
     assert t.dead(5.0, 10.0, True) == []
     assert t.dead(30.0, 10.0, True) == ["A", "B", "C"]
+    # a quiet book (its snapshot, then nothing for a while) is not dead after dead_after_s ...
+    q = SubscriptionTable("book", ["Q"])
+    q.sent("Q", 0.0)
+    q.acked("Q", 0.0)
+    q.data("Q", 0.5)
+    assert q.dead(60.0, 10.0, True) == []
+    for k in range(1, 20):  # ... and one that updates every ~30 s is not either
+        q.data("Q", 30.0 * k)
+    assert q.dead(600.0, 10.0, True) == []
+    # but a silence out of proportion to its history is: 20 messages by 570 s, then silent
+    # (dead once the silence exceeds 10x the mean gap since the ack: 10 * now / 20)
+    assert q.dead(870.0, 10.0, True) == []
+    assert q.dead(1200.0, 10.0, True) == ["Q"]
     t.quarantine("A", 30.0)
     assert "A" not in t.dead(100.0, 10.0, False)
     t.reset(40.0)

@@ -8,7 +8,11 @@ resnapshot's unsubscribe is in flight), ``quarantined`` (withheld by the healer)
 
 Health: a symbol is *dead* when its connection is up and it has been ``active`` without data
 for longer than ``dead_after_s`` (for channels that always flow) or ``pending`` longer than the
-ack timeout.
+ack timeout. A book that is merely quiet is not dead: Kraken's heartbeats are per connection, so
+a symbol's own silence only counts once it is out of proportion to its history, longer than
+:data:`QUIET_FACTOR` times its mean time between messages since it was acknowledged (an
+illiquid pair whose top 10 levels change every few minutes is quiet, not dead; a busy book that
+stops is dead after ``dead_after_s``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["SubState", "SubInfo", "SubscriptionTable", "QUIET_CHANNELS"]
+__all__ = ["QUIET_CHANNELS", "QUIET_FACTOR", "SubInfo", "SubState", "SubscriptionTable"]
 
 SubState = Literal["idle", "pending", "active", "failed", "unsubscribing", "quarantined"]
 
 #: Channels that may legitimately be silent for long stretches (no trades on a quiet pair):
 #: they are never declared dead for lack of data, only for a missing ack.
 QUIET_CHANNELS: Final = frozenset({"trade", "ohlc", "instrument", "ticker", "ticker_lite"})
+
+#: On other channels, an active symbol is dead when silent for longer than ``dead_after_s``
+#: and longer than this many times its mean time between messages since its ack.
+QUIET_FACTOR: Final = 10.0
 
 
 @dataclass(slots=True)
@@ -123,7 +131,9 @@ class SubscriptionTable:
                     out.append(s)
             elif i.state == "active" and self.channel not in QUIET_CHANNELS:
                 last = i.last_data if i.last_data is not None else i.acked_at or i.since
-                if now - last > dead_after_s:
+                acked = i.acked_at if i.acked_at is not None else i.since
+                usual = QUIET_FACTOR * (now - acked) / max(i.messages, 1)
+                if now - last > max(dead_after_s, usual):
                     out.append(s)
         return sorted(out)
 
