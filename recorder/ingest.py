@@ -28,12 +28,13 @@ line), so a zstd bomb can never exhaust memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -215,9 +216,24 @@ def read_input_frames(data: bytes, *, start_ns: int | None = None) -> Iterator[F
                     payload=p)
 
 
-def _first_timestamp(datas: list[bytes]) -> int | None:
-    for data in datas:
-        ts = _exchange_ts(data[:1 << 20])
+def _head(path: Path, n: int = 1 << 20) -> bytes:
+    """The first ``n`` bytes of an input as :func:`_read_bytes` would give them (b"" if it
+    cannot be read: the input's own turn reports that)."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(n)
+            if not raw.startswith(_ZSTD_MAGIC):
+                return raw
+            f.seek(0)
+            with zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as r:
+                return r.read(n)
+    except (OSError, zstandard.ZstdError):
+        return b""
+
+
+def _first_timestamp(paths: list[Path]) -> int | None:
+    for path in paths:
+        ts = _exchange_ts(_head(path))
         if ts is not None:
             return ts
     return None
@@ -228,77 +244,95 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
            **deriver_options: Any) -> dict[str, Any]:
     """Ingest ``paths`` (in order) into ``archive``; returns a summary dict.
 
-    A zstd input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`."""
+    Inputs are taken one at a time: each is converted to journal segments and derived before
+    the next is read, so memory is bounded by the largest input, not by their sum. A zstd
+    input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`."""
     deriver = Deriver(archive, **deriver_options)
     jroot = deriver.journal_root
     summary: dict[str, Any] = {"inputs": [], "frames": 0}
-    datas: list[tuple[Path, bytes, str]] = []
-    for p in paths:
-        data = _read_bytes(p, max_decompressed_bytes)
-        digest = hashlib.sha256(data).hexdigest()
-        datas.append((p, data, digest))
-    last_ns: int | None = None
-    #: converted segments -> their frames (derived from memory, not decoded again)
-    preloaded: dict[str, list[Frame]] = {}
-    for i, (p, data, digest) in enumerate(datas):
-        entry = {"path": str(p), "sha256": digest}
-        if digest in deriver.sources:
-            entry["status"] = "already ingested"
-            summary["inputs"].append(entry)
-            continue
-        segs: list[str]
-        if data.startswith((b"KRJ1", b"KRJ2")):
-            seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
-            if not (jroot / seg).exists():
-                (jroot / "ingest").mkdir(parents=True, exist_ok=True)
-                tmp = jroot / "ingest" / f".tmp-{digest[:32]}"
-                shutil.copyfile(p, tmp)
-                os.replace(tmp, jroot / seg)
-            segs = [seg]
-        else:
-            target = jroot / "ingest" / digest[:32]
-            if not target.exists():
-                start = last_ns
-                if start is None and not data.lstrip().startswith(b'{"recv_ns"'):
-                    start = _exchange_ts(data[:1 << 16]) or _first_timestamp(
-                        [d for _, d, _ in datas[i:]])
-                tmpdir = jroot / ".ingest-tmp" / digest[:32]
-                shutil.rmtree(tmpdir, ignore_errors=True)
-                w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
-                                  fsync_interval_s=3600, threads=1)
-                frames = list(read_input_frames(data, start_ns=start))
-                runs = w.append_many(frames)
-                n = len(frames)
-                if frames:
-                    last_ns = frames[-1].recv_ns
-                w.close()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmpdir, target)  # the converted segments appear atomically
-                entry["frames"] = n
-                if not w.had_error:  # each segment's frames, unless the journal alters one
-                    at = 0
-                    for seg_name, count in runs:
-                        chunk = frames[at:at + count]
-                        at += count
-                        if all(as_read(f) is not None for f in chunk):
-                            preloaded[f"ingest/{digest[:32]}/{seg_name}"] = chunk
-                del frames
-            segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
-            seg = segs[0] if segs else ""
-        for s_ in segs:
-            deriver.register(s_)
-        deriver.sources[digest] = {"name": p.name, "segment": seg}
-        entry["status"] = "ingested"
-        summary["inputs"].append(entry)
-    total = sum(len(d) for _, d, _ in datas)
+    total = 0
+    for p in paths:  # every input exists before anything is written
+        try:
+            total += p.stat().st_size
+        except OSError as exc:
+            raise IngestError(f"{p}: {exc}") from exc
+        if not p.is_file():
+            raise IngestError(f"{p}: not a regular file")
+    bar_ctx: Any = contextlib.nullcontext()
     if progress and total > 5_000_000:
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        bar_ctx = Progress(transient=True)
+    n = 0
+    derived = False
+    last_ns: int | None = None
+    with bar_ctx as bar:
+        tick: Callable[[int], None] | None = None
+        if bar is not None:
             task = bar.add_task("deriving", total=None)
-            n = deriver.catch_up(progress=lambda k: bar.advance(task, k), preloaded=preloaded)
-    else:
-        n = deriver.catch_up(preloaded=preloaded)
+
+            def tick(k: int) -> None:
+                bar.advance(task, k)
+
+        for i, p in enumerate(paths):
+            data = _read_bytes(p, max_decompressed_bytes)
+            digest = hashlib.sha256(data).hexdigest()
+            entry = {"path": str(p), "sha256": digest}
+            if digest in deriver.sources:
+                entry["status"] = "already ingested"
+                summary["inputs"].append(entry)
+                continue
+            #: the converted segments' frames (derived from memory, not decoded again)
+            preloaded: dict[str, list[Frame]] = {}
+            segs: list[str]
+            if data.startswith((b"KRJ1", b"KRJ2")):
+                seg = f"ingest/{digest[:32]}{SEGMENT_SUFFIX}"
+                if not (jroot / seg).exists():
+                    (jroot / "ingest").mkdir(parents=True, exist_ok=True)
+                    tmp = jroot / "ingest" / f".tmp-{digest[:32]}"
+                    shutil.copyfile(p, tmp)
+                    os.replace(tmp, jroot / seg)
+                segs = [seg]
+            else:
+                target = jroot / "ingest" / digest[:32]
+                if not target.exists():
+                    start = last_ns
+                    if start is None and not data.lstrip().startswith(b'{"recv_ns"'):
+                        start = _exchange_ts(data[:1 << 16]) or _exchange_ts(
+                            data[:1 << 20]) or _first_timestamp(paths[i + 1:])
+                    tmpdir = jroot / ".ingest-tmp" / digest[:32]
+                    shutil.rmtree(tmpdir, ignore_errors=True)
+                    w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
+                                      fsync_interval_s=3600, threads=1)
+                    frames = list(read_input_frames(data, start_ns=start))
+                    runs = w.append_many(frames)
+                    if frames:
+                        last_ns = frames[-1].recv_ns
+                    w.close()
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmpdir, target)  # the converted segments appear atomically
+                    entry["frames"] = len(frames)
+                    if not w.had_error:  # each segment's frames, unless the journal alters one
+                        at = 0
+                        for seg_name, count in runs:
+                            chunk = frames[at:at + count]
+                            at += count
+                            if all(as_read(f) is not None for f in chunk):
+                                preloaded[f"ingest/{digest[:32]}/{seg_name}"] = chunk
+                    del frames
+                segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
+                seg = segs[0] if segs else ""
+            del data
+            for s_ in segs:
+                deriver.register(s_)
+            deriver.sources[digest] = {"name": p.name, "segment": seg}
+            entry["status"] = "ingested"
+            summary["inputs"].append(entry)
+            n += deriver.catch_up(progress=tick, preloaded=preloaded)
+            derived = True
+            preloaded.clear()
+        if not derived:  # every input was ingested before: derive what an interrupted run left
+            n += deriver.catch_up(progress=tick)
     if n:
         deriver.close("open")
     deriver.release()
