@@ -668,3 +668,51 @@ def test_listings_reach_every_channel_and_survive_a_worker_crash(tmp: Path) -> N
         roots = [root0] if channel in w0 else None
         after = {r["symbol"] for r in rows(rec.root, table, roots) if r["recv_ns"] > killed_ns}
         assert new in after and "ETH/USD" not in after, (channel, sorted(after))
+
+
+def test_two_shard_hosts_cover_every_pair_once_and_query_as_one(tmp: Path) -> None:
+    """Two ``recorder run --shard K/2`` processes (as two hosts: their own ``host`` names)
+    against one sim: every pair is recorded by exactly one of them, and the Python API and SQL
+    over the common parent see the union."""
+    import recorder
+
+    sim = Sim(tmp, pairs=24)
+    hosts = [tmp / "a", tmp / "b"]
+    for h in hosts:
+        h.mkdir()
+    parent = tmp / "archive"
+    recs = [Recorder(h, sim, args=["--shard", f"{k + 1}/2", "--archive-root", str(parent)],
+                     extra_env={"RECORDER_HOST": f"host{'ab'[k]}"})
+            for k, h in enumerate(hosts)]
+    try:
+        for rec in recs:
+            rec.wait_for(lambda s: _all_active(s, {"level3", "book", "trade", "ohlc"}), 90,
+                         "every subscription of the shard")
+        held = [_spot_symbols(rec.status() or {}) for rec in recs]
+        assert all(h["book"] > 0 for h in held)
+        assert held[0]["book"] + held[1]["book"] == 24  # each pair on one host
+        time.sleep(3)
+        for rec in recs:
+            assert rec.stop() == 0
+    finally:
+        for rec in recs:
+            if rec.proc.poll() is None:
+                rec.proc.kill()
+        sim.stop()
+    roots = writer_roots(parent)
+    assert sorted(r.name for r in roots) == ["hosta-w0", "hosta-w1", "hostb-w0", "hostb-w1"]
+    by_host: dict[str, set[str]] = {"hosta": set(), "hostb": set()}
+    for root in roots:
+        by_host[root.name[:5]] |= {r["symbol"] for r in rows(parent, "level3", [root])}
+    assert by_host["hosta"] and by_host["hostb"]
+    assert not by_host["hosta"] & by_host["hostb"]  # exactly once
+    online = {r["symbol"] for r in rows(parent, "instruments") if r["kind"] == "pair"
+              and r["status"] == "online"}
+    assert by_host["hosta"] | by_host["hostb"] == online and len(online) == 24
+    with recorder.Archive(parent) as archive:  # the union, through the API and SQL
+        got = archive.sql("SELECT DISTINCT symbol FROM level3 ORDER BY symbol")
+        assert set(got["symbol"].to_list()) == online
+        for sym in [*sorted(by_host["hosta"])[:2], *sorted(by_host["hostb"])[:2]]:
+            t = archive.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?", [sym])["t"][0]
+            book = archive.book_at(sym, t, clock="receive")
+            assert book.valid and book.frame.height > 0, sym
