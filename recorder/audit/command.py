@@ -15,6 +15,7 @@ import click
 from recorder.audit.coverage import Thresholds
 from recorder.audit.load import AuditError, committed_roots
 from recorder.audit.report import Progress, build_report
+from recorder.remote import resolve
 from recorder.roots import ArchiveRootError, PathSpec
 
 __all__ = ["audit_command", "run_daily_audit", "parse_time", "render_terminal"]
@@ -160,10 +161,10 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 @click.command("audit")
-@click.option("--archive", "archive", required=True, multiple=True,
-              type=click.Path(path_type=Path),
-              help="An archive root, or a parent of roots (capture writes one per worker); "
-                   "repeat to audit several as one archive.")
+@click.option("--archive", "archive", required=True, multiple=True, type=str,
+              help="An archive root, or a parent of roots (capture writes one per worker), or "
+                   "an s3://bucket/prefix that recorder sync filled; repeat to audit several "
+                   "as one archive.")
 @click.option("--from", "from_", default=None, help="Start (YYYY-MM-DD, ISO time or int ns).")
 @click.option("--to", "to", default=None, help="End, exclusive (same forms).")
 @click.option("--symbols", default=None, help="Comma list of symbols (default: all).")
@@ -179,15 +180,17 @@ def _atomic_text(path: Path, text: str) -> None:
 @click.option("--available-pct", type=float, default=99.0, show_default=True)
 @click.option("--usable-pct", type=float, default=50.0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def audit_command(archive: tuple[Path, ...], from_: str | None, to: str | None, symbols: str | None,
+def audit_command(archive: tuple[str, ...], from_: str | None, to: str | None, symbols: str | None,
                   as_json: bool, html_path: Path | None, fail_under: float | None,
                   run_verify: bool, verify_report: Path | None, available_pct: float,
                   usable_pct: float, quiet: bool) -> None:
     """Coverage audit: quiet vs missing time, gaps, epochs, continuity, verified coverage."""
     try:
-        roots = committed_roots(list(archive))
+        roots = committed_roots(resolve(list(archive)))
     except ArchiveRootError as exc:
         raise click.BadParameter(str(exc), param_hint="'--archive'") from None
+    except OSError as exc:  # an s3:// store out of reach
+        raise click.ClickException(f"cannot read the archive: {exc}") from None
     except AuditError as exc:
         raise click.ClickException(str(exc)) from None
     vr = None

@@ -38,6 +38,7 @@ from recorder.archive.store import Archive as _Store
 from recorder.archive.store import FileEntry
 from recorder.query.books import BookAt, BookEvent, BookRouter, Channel, Clock, ReplayGap
 from recorder.query.timeparse import TimeLike, to_ns
+from recorder.remote import is_remote, resolve
 from recorder.roots import PathSpec, archive_roots
 
 if TYPE_CHECKING:
@@ -83,10 +84,9 @@ class Archive:
 
     def __init__(self, path: PathSpec, *, schema_dir: Path | None = None,
                  queries: Path | None = None) -> None:
-        if isinstance(path, (str, os.PathLike)):
-            self._spec: list[Path] = [Path(path)]
-        else:
-            self._spec = [Path(p) for p in path]
+        #: as given: ``s3://`` URLs stay URLs and are fetched again by :meth:`refresh`
+        self._sources: list[Any] = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        self._spec: list[Path] = resolve(self._sources)
         self.root = self._spec[0] if self._spec else Path()
         self.roots: list[Path] = archive_roots(self._spec)
         self._schema_dir = schema_dir
@@ -99,7 +99,10 @@ class Archive:
 
     def refresh(self) -> None:
         """Re-discover the roots and re-read their manifests (new commits and new writer roots
-        become visible); resets SQL and caches."""
+        become visible; an ``s3://`` archive is fetched again, see :mod:`recorder.remote`);
+        resets SQL and caches."""
+        if any(is_remote(p) for p in self._sources):
+            self._spec = resolve(self._sources)
         self.roots = archive_roots(self._spec)
         #: (root, live file) in each root's commit order, roots in discovery order
         self._entries: list[tuple[Path, FileEntry]] = [

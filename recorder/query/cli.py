@@ -10,13 +10,13 @@ import click
 
 __all__ = ["book_command", "query_command"]
 
-_ARCHIVE = click.option("--archive", "archive", required=True, multiple=True,
-                        type=click.Path(path_type=Path),
-                        help="Archive root, or the parent of capture's writer roots; repeat to "
-                             "merge several.")
+_ARCHIVE = click.option("--archive", "archive", required=True, multiple=True, type=str,
+                        help="Archive root, or the parent of capture's writer roots, or an "
+                             "s3://bucket/prefix that recorder sync filled; repeat to merge "
+                             "several.")
 
 
-def _open(archive: tuple[Path, ...]) -> Any:
+def _open(archive: tuple[str, ...]) -> Any:
     """The :class:`~recorder.query.api.Archive` of the ``--archive`` paths; a path that leads
     to no archive root exits 2 with the reason (missing, a file, a symlink loop...)."""
     from recorder.query.api import Archive
@@ -24,7 +24,7 @@ def _open(archive: tuple[Path, ...]) -> Any:
 
     try:
         return Archive(list(archive))
-    except ArchiveRootError as exc:
+    except (ArchiveRootError, OSError) as exc:  # OSError: an s3:// store out of reach
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
 
@@ -50,7 +50,7 @@ def _json_default(value: Any) -> Any:
               help="Write here instead of stdout (required for parquet).")
 @click.option("--limit", type=int, default=50, show_default=True,
               help="Rows shown by --format table.")
-def query_command(sql: str, archive: tuple[Path, ...], fmt: str, params: tuple[str, ...],
+def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[str, ...],
                   output: Path | None, limit: int) -> None:
     """Run SQL against the archive with every view and macro registered.
 
@@ -109,7 +109,7 @@ def query_command(sql: str, archive: tuple[Path, ...], fmt: str, params: tuple[s
 @click.option("--clock", type=click.Choice(["exchange", "receive"]), default="exchange",
               show_default=True, help="Whose timestamps --at refers to.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def book_command(symbol: str, at: str, archive: tuple[Path, ...], channel: str, depth: int,
+def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str, depth: int,
                  clock: str, as_json: bool) -> None:
     """Rebuild SYMBOL's book at --at exactly (checkpoint + replay) and print a ladder.
 
