@@ -81,3 +81,31 @@ def test_old_archive_can_be_written_again(old_archive: Path) -> None:
     session.close("operator")
     assert verify_archive(old_archive)["failed"] == 0
     assert _rows(old_archive)["book"] == EXPECTED["rows"]["book"]
+
+
+def test_a_nullable_column_added_later_reads_as_null_in_old_files(old_archive: Path,
+                                                                   tmp_path: Path) -> None:
+    """The migration rule (schemas/README.md): a later schema version that adds a nullable
+    column still reads the old files, through SQL and Polars, the new column being NULL."""
+    import recorder
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "schemas", schemas)
+    toml = schemas / "trades.toml"
+    text = toml.read_text()
+    assert "version = 1\n" in text and text.rstrip().endswith("]")
+    text = text.replace("version = 1\n", "version = 2\n", 1).rstrip()[:-1] + (
+        '  { name = "maker_order_id", type = "string", nullable = true, '
+        'doc = "A column a later version adds." },\n]\n')
+    toml.write_text(text)
+    with recorder.Archive(old_archive) as v1, recorder.Archive(old_archive, schema_dir=schemas) as v2:
+        assert v2.schemas["trades"].version == 2
+        got = v2.sql("SELECT count(*) AS n, count(maker_order_id) AS m FROM raw_trades")
+        assert got["n"][0] == EXPECTED["rows"]["trades"] > 0 and got["m"][0] == 0
+        old_cols = v1.sql("SELECT * FROM raw_trades ORDER BY symbol, trade_id")
+        new_cols = v2.sql("SELECT * EXCLUDE (maker_order_id) FROM raw_trades "
+                          "ORDER BY symbol, trade_id")
+        assert new_cols.equals(old_cols)
+        frame = v2.scan("trades").collect()
+        assert frame["maker_order_id"].null_count() == frame.height == EXPECTED["rows"]["trades"]
+        assert frame.drop("maker_order_id").equals(v1.scan("trades").collect())

@@ -180,14 +180,21 @@ class Archive:
 
         schema = self._schema(dataset)
         files = self.files(dataset, symbols=symbols, start=start, end=end, root=root)
+        import pyarrow as pa
+
+        empty = pl.from_arrow(pa.table({f.name: pa.array([], f.type)
+                                        for f in _plain_arrow_schema(schema)}))
+        assert isinstance(empty, pl.DataFrame)
         if files:
             lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=False,
                                  missing_columns="insert", extra_columns="ignore")
+            have = set(lf.collect_schema().names())
+            missing = [c for c in empty.columns if c not in have]
+            if missing:  # a nullable column added after these files (schemas/README.md)
+                lf = lf.with_columns([pl.lit(None, dtype=empty.schema[c]).alias(c)
+                                      for c in missing])
         else:
-            import pyarrow as pa
-
-            lf = pl.from_arrow(pa.table({f.name: pa.array([], f.type)
-                                         for f in _plain_arrow_schema(schema)})).lazy()
+            lf = empty.lazy()
         tcol = pl.col(schema.time_column)
         if start is not None:
             lf = lf.filter(tcol >= to_ns(start))
@@ -217,12 +224,21 @@ class Archive:
         con = duckdb.connect(":memory:")
         for name, schema in self.schemas.items():
             files = [str(p) for p in self.files(name)]
-            if files:
-                con.read_parquet(files, union_by_name=True).create_view(f"raw_{name}")
-            else:
-                empty = pa.table({f.name: pa.array([], f.type)
-                                  for f in _plain_arrow_schema(schema)})
+            empty = pa.table({f.name: pa.array([], f.type) for f in _plain_arrow_schema(schema)})
+            if not files:
                 con.register(f"raw_{name}", empty)
+                continue
+            rel = con.read_parquet(files, union_by_name=True)
+            missing = [c for c in empty.column_names if c not in rel.columns]
+            if missing:
+                # files written before a nullable column was added (the migration rule in
+                # schemas/README.md): the column reads as NULL, typed as the schema says
+                full = con.from_arrow(empty)
+                types = dict(zip(full.columns, full.types, strict=True))
+                rel = rel.select(*[duckdb.ColumnExpression(c) for c in rel.columns],
+                                 *[duckdb.ConstantExpression(None).cast(types[c]).alias(c)
+                                   for c in missing])
+            rel.create_view(f"raw_{name}")
         self._register_functions(con)
         for path in sql_files(self._queries):
             con.execute(path.read_text("utf-8"))
