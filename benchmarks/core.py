@@ -84,7 +84,7 @@ def _sdk_rate(stream: FrameStream) -> float:
             raise ChecksumFailure(f"python-kraken-sdk: {peer.checksum_failures} failures")
         return count
 
-    return measure_rate(run_once, repeats=3)
+    return measure_rate(run_once, repeats=3, min_seconds=0.25)
 
 
 def _cryptofeed_rate(stream: FrameStream) -> tuple[float, str]:
@@ -101,7 +101,7 @@ def _cryptofeed_rate(stream: FrameStream) -> tuple[float, str]:
                                f"!= {v1.final_checksum}")
         return count
 
-    rate = measure_rate(run_once, repeats=3)
+    rate = measure_rate(run_once, repeats=3, min_seconds=0.25)
     return rate, (f"its check ran on {v1.one_sided:,} updates, not on the {v1.two_sided:,} "
                   "two-sided ones; final book equal")
 
@@ -162,11 +162,12 @@ def run_core(*, quick: bool = False) -> list[Figure]:
     streams.append((sim_frames("book", 1000, n), ">= 150,000"))
     streams.append((sim_frames("level3", 10, n), ">= 100,000"))
     for stream, target in streams:
-        rate = measure_rate(lambda s=stream: _replay(s))
+        rate = measure_rate(lambda s=stream: _replay(s), min_seconds=0.25)
         peers: list[str] = []
         if stream.channel == "book":
             sample = _prefix(stream, PEER_FRAMES)
-            ours = rate if sample is stream else measure_rate(lambda s=sample: _replay(s))
+            ours = rate if sample is stream else measure_rate(lambda s=sample: _replay(s),
+                                                              min_seconds=0.25)
             if kraken_sdk_available():
                 sdk = _sdk_rate(sample)
                 peers.append(f"python-kraken-sdk {sdk:,.0f} msgs/s (ours x{ours / sdk:.1f})")

@@ -44,15 +44,24 @@ class Figure:
         return ""
 
 
-def measure_rate(run_once: Callable[[], int], *, repeats: int = 5, warmup: int = 1) -> float:
-    """Median items/s of ``run_once``, which processes the workload and returns its item count."""
+def measure_rate(run_once: Callable[[], int], *, repeats: int = 5, warmup: int = 1,
+                 min_seconds: float = 0.0) -> float:
+    """Median items/s of ``run_once``, which processes the workload and returns its item count.
+
+    ``min_seconds``: each repetition calls ``run_once`` again until it has run that long (a
+    small workload, such as a 510-frame capture replayed in 3 ms, is otherwise timed over a
+    span where timer and scheduler noise are a large part of the figure)."""
     for _ in range(warmup):
         run_once()
     rates = []
     for _ in range(repeats):
+        count = 0
         start = time.perf_counter_ns()
-        count = run_once()
-        elapsed = time.perf_counter_ns() - start
+        while True:
+            count += run_once()
+            elapsed = time.perf_counter_ns() - start
+            if elapsed >= min_seconds * 1e9:
+                break
         rates.append(count / (elapsed / 1e9))
     return statistics.median(rates)
 

@@ -129,3 +129,19 @@ def test_cryptofeed_peer_on_a_real_v1_capture() -> None:
     peer.run([json.dumps(m) for m in book])
     assert peer.book_updates == len(book) == 980
     assert peer.final_checksum == int(book[-1][-3]["c"])
+
+
+def test_measure_rate_repeats_a_small_workload_for_min_seconds() -> None:
+    from benchmarks.harness import measure_rate
+
+    calls = []
+
+    def run_once() -> int:
+        calls.append(1)
+        return 10
+
+    measure_rate(run_once, repeats=2, warmup=0)
+    assert len(calls) == 2  # one call per repetition by default
+    calls.clear()
+    rate = measure_rate(run_once, repeats=2, warmup=0, min_seconds=0.02)
+    assert len(calls) > 4 and rate > 0  # each repetition ran for at least 20 ms
