@@ -31,3 +31,35 @@ def test_daily_audit_failure_is_logged_not_raised(tmp_path: Path,
         result = asyncio.run(daily_audit(SimpleNamespace(root=not_an_archive)))  # type: ignore[arg-type]
     assert result is None
     assert any("daily audit" in r.getMessage() for r in caplog.records)
+
+
+def test_recorder_run_schedules_the_daily_audit_in_utc(tmp_path: Path) -> None:
+    """``start_jobs`` (what every capture worker runs) registers the audit job on the
+    configured crontab, in UTC, and none when ``schedule.audit_cron`` is empty."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from recorder.capture.config import CaptureConfig
+    from recorder.capture.scheduler import start_jobs
+
+    def worker(audit_cron: str) -> SimpleNamespace:
+        cfg = CaptureConfig()
+        cfg = replace(cfg, schedule=replace(cfg.schedule, audit_cron=audit_cron))
+        return SimpleNamespace(cfg=cfg, root=tmp_path, connections=[], check_disk=lambda: None,
+                               maintenance=lambda *a: None)
+
+    async def jobs(w: SimpleNamespace) -> dict[str, object]:
+        sched = start_jobs(w)  # type: ignore[arg-type]
+        try:
+            return {j.id: j for j in sched.get_jobs()}
+        finally:
+            sched.shutdown(wait=False)
+
+    got = asyncio.run(jobs(worker("20 0 * * *")))
+    audit = got["audit"]
+    assert audit.func is daily_audit  # type: ignore[attr-defined]
+    trigger = audit.trigger  # type: ignore[attr-defined]
+    assert str(trigger.timezone) == "UTC"
+    fire = trigger.get_next_fire_time(None, datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc))
+    assert fire == datetime(2026, 11, 22, 0, 20, tzinfo=timezone.utc)
+    assert "audit" not in asyncio.run(jobs(worker("")))
