@@ -105,7 +105,7 @@ class WorkerSpec:
     run_id: str
     restart: int = 0
     #: every spot symbol the supervisor planned, over all its workers: a symbol outside it
-    #: that the venue lists belongs to :func:`worker_for`'s worker (a runtime listing)
+    #: that the venue lists is a runtime listing, taken by its channel owners (below)
     planned: frozenset[str] = frozenset()
     #: spot channel -> the workers holding a connection of it (``shards.channel_owners``): a
     #: runtime listing goes, channel by channel, to one of them
