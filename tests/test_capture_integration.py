@@ -7,6 +7,7 @@ recorder's /status and /health, its logs, its journal and the sim's truth file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -716,3 +717,33 @@ def test_two_shard_hosts_cover_every_pair_once_and_query_as_one(tmp: Path) -> No
             t = archive.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?", [sym])["t"][0]
             book = archive.book_at(sym, t, clock="receive")
             assert book.valid and book.frame.height > 0, sym
+
+
+def test_workers_stop_cleanly_when_the_supervisor_is_killed(tmp: Path) -> None:
+    """kill -9 of ``recorder run`` itself (not a worker): nobody would restart or stop its
+    workers any more, so each notices, drains and seals, and exits; the archive verifies."""
+    import psutil
+
+    sim = Sim(tmp, pairs=6)
+    rec = Recorder(tmp, sim)
+    workers: list[psutil.Process] = []
+    try:
+        st = rec.wait_for(lambda s: _all_active(s, {"book", "trade"}), 60, "subscriptions")
+        workers = [psutil.Process(int(w["pid"])) for w in st["workers"].values()]
+        time.sleep(1.0)
+        rec.proc.kill()
+        rec.proc.wait(10)
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        for p in workers:  # orphans now (their parent is init): never leak one
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        if rec.proc.poll() is None:
+            rec.proc.kill()
+        sim.stop()
+    assert "the supervisor (pid" in rec.err_path.read_text()
+    for root in writer_roots(rec.root):
+        verify(root)
+        names = [type(m).__name__ for _, m in _markers(root)]
+        assert names[-1] == "ProcessStop", names[-3:]  # a clean stop, not a torn end

@@ -811,16 +811,37 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
 
     setup_logging(spec.cfg.observability, worker=spec.plan.index)
 
+    if status_queue is not None:
+        # status reports are disposable: exiting must never wait for the queue's feeder thread
+        # to hand them to a supervisor that is gone (a full pipe would block the exit forever)
+        status_queue.cancel_join_thread()
+    parent = os.getppid()
+
     def push(status: dict[str, Any]) -> None:
         if status_queue is not None:
             status_queue.put_nowait(status)
+
+    async def orphan_watch(worker: Worker) -> None:
+        """Stop (drain, flush, seal) when the supervisor dies (kill -9, OOM kill): nobody would
+        restart or stop this worker any more, and a new supervisor's worker needs the root."""
+        while not worker.stopping.is_set():
+            await asyncio.sleep(min(1.0, spec.cfg.observability.status_interval_s))
+            if os.getppid() != parent:
+                log.error("worker %d: the supervisor (pid %d) is gone; stopping", worker.index,
+                          parent)
+                worker.request_stop()
+                return
 
     async def main() -> None:
         worker = Worker(spec, push)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
-        await worker.run()
+        watch = asyncio.ensure_future(orphan_watch(worker))
+        try:
+            await worker.run()
+        finally:
+            watch.cancel()
 
     try:
         asyncio.run(main())
