@@ -9,7 +9,6 @@ with recorder markers (fast, deterministic), one captured live by ``recorder run
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

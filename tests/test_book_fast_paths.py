@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
 from recorder.protocol.errors import BookError, NumberError
-from recorder.protocol.numbers import NumToken, to_units, units_to_text
+from recorder.protocol.numbers import NumToken, units_to_text
+from tests.test_book_l3 import Order
 
 SETTINGS = settings(deadline=None, max_examples=120)
 PP = 1
@@ -36,14 +37,6 @@ class L2Item(NamedTuple):
     bids: list[Lv]
     asks: list[Lv]
     checksum: int | None
-
-
-class Order(msgspec.Struct, frozen=True):
-    order_id: str
-    limit_price: NumToken
-    order_qty: NumToken
-    event: str | None = None
-    ts_ns: int | None = None
 
 
 class L3Item(NamedTuple):
