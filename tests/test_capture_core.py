@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from recorder.capture.config import (
-    CaptureConfig,
     ConfigError,
     HealingConfig,
     Secret,
