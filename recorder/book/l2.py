@@ -67,6 +67,19 @@ def token_units(token: NumToken, precision: int) -> int:
     return to_units(token, precision)
 
 
+def memo_units(cache: dict[NumToken, int], limit: int, token: NumToken, precision: int) -> int:
+    """:func:`token_units` of a token missing from a book's memo ``cache``, remembered there
+    when it is text (the memo is cleared when it holds ``limit`` entries). Only text is a key:
+    ``True`` or ``1.0`` must never hit the entry of an equal int."""
+    if type(token) is not str:
+        return to_units(token, precision)
+    value = token_units(token, precision)
+    if len(cache) >= limit:
+        cache.clear()
+    cache[token] = value
+    return value
+
+
 class L2Level(Protocol):
     """One price level as decoded: exact number tokens (v2 JSON text/int, v1 raw strings)."""
 
@@ -479,24 +492,8 @@ class L2Book:
             raise BookError(f"unknown book message type {kind!r}")
 
     def _price_miss(self, token: NumToken, pp: int) -> int:
-        """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
-        if type(token) is not str:  # only text keys: True/1.0 must never hit an int key
-            return to_units(token, pp)
-        # token_units(token, pp), inlined
-        if len(token) <= _MAX_PLAIN_LEN and token.isascii():
-            whole, dot, frac = token.partition(".")
-            n = len(frac)
-            if n <= pp and whole.isdigit() and (frac.isdigit() if dot else True):
-                price = int(whole + frac) * _POW10[pp - n]
-            else:
-                price = to_units(token, pp)
-        else:
-            price = to_units(token, pp)
-        cache = self._prices
-        if len(cache) >= self._cache_max:
-            cache.clear()
-        cache[token] = price
-        return price
+        """Price token -> units on a memo miss (:func:`memo_units`)."""
+        return memo_units(self._prices, self._cache_max, token, pp)
 
     def apply_units(
         self,

@@ -39,7 +39,7 @@ from typing import Final, NamedTuple, Protocol
 import msgspec
 
 from recorder.book.checkpoint import L3Checkpoint, L3OrderState, validate_l3
-from recorder.book.l2 import Side, token_units
+from recorder.book.l2 import Side, memo_units, token_units
 from recorder.protocol.checksum import CHECKSUM_LEVELS
 from recorder.protocol.errors import BookError
 from recorder.protocol.numbers import (
@@ -635,25 +635,8 @@ class L3Book:
         return self._price_miss(token) if price is None else price
 
     def _price_miss(self, token: NumToken) -> int:
-        """Price token -> units on a memo miss; text tokens are memoised (bounded)."""
-        pp = self._pp
-        if type(token) is not str:  # only text keys: True/1.0 must never hit an int key
-            return to_units(token, pp)
-        # token_units(token, pp), inlined
-        if len(token) <= _MAX_PLAIN_LEN and token.isascii():
-            whole, dot, frac = token.partition(".")
-            n = len(frac)
-            if n <= pp and whole.isdigit() and (frac.isdigit() if dot else True):
-                price = int(whole + frac) * _POW10[pp - n]
-            else:
-                price = to_units(token, pp)
-        else:
-            price = to_units(token, pp)
-        cache = self._prices
-        if len(cache) >= self._cache_max:
-            cache.clear()
-        cache[token] = price
-        return price
+        """Price token -> units on a memo miss (:func:`~recorder.book.l2.memo_units`)."""
+        return memo_units(self._prices, self._cache_max, token, self._pp)
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
         if price <= 0 or qty < 0:
