@@ -118,6 +118,35 @@ def test_l2_apply_equals_apply_units_and_a_fresh_book(stream: dict[str, Any]) ->
     assert len(hot._prices) <= hot._cache_max and len(hot._qtys) <= hot._cache_max
 
 
+@SETTINGS
+@given(l2_streams())
+def test_l2_apply_records_every_level_as_a_row(stream: dict[str, Any]) -> None:
+    """With ``rows``, ``apply`` appends each level (bids, then asks, in array order) as
+    (side, price units, qty units), and the book and results are those of ``apply`` alone."""
+    hot = L2Book("X/Y", stream["depth"], PP, QP)
+    recording = L2Book("X/Y", stream["depth"], PP, QP)
+    rows: tuple[list[int], list[int], list[int]] = ([], [], [])
+    expected_rows: list[tuple[int, int, int]] = []
+    for index, levels in enumerate([stream["snapshot"], *stream["updates"]]):
+        kind = "snapshot" if index == 0 else "update"
+        item = L2Item("X/Y", _l2_tokens(levels, 0), _l2_tokens(levels, 1), None)
+        assert recording.apply(kind, item, rows) == hot.apply(kind, item)
+        expected_rows += [(s, p, q) for s, p, q, _, _ in levels if s == 0]
+        expected_rows += [(s, p, q) for s, p, q, _, _ in levels if s == 1]
+        assert list(zip(*rows, strict=True)) == expected_rows
+        assert recording.levels("bid") == hot.levels("bid")
+        assert recording.levels("ask") == hot.levels("ask")
+
+
+def test_l2_rows_stop_at_the_level_that_raises() -> None:
+    book = L2Book("X/Y", 10, PP, QP)
+    book.snapshot([Lv("1.0", "1")], [Lv("9.0", "1")])
+    rows: tuple[list[int], list[int], list[int]] = ([], [], [])
+    with pytest.raises(NumberError):
+        book.apply("update", L2Item("X/Y", [Lv("2.0", "1"), Lv("2.0", "1.5.0")], [], None), rows)
+    assert rows == ([0], [20], [100_000_000])
+
+
 def test_l2_deep_updates_reuse_the_checksum_and_refill_the_top() -> None:
     """Updates below the top 10 leave the checksum as it was; deleting a top level pulls the
     11th in with a piece built from its quantity."""
@@ -235,6 +264,48 @@ def test_l3_apply_equals_apply_units_and_a_fresh_book(stream: dict[str, Any]) ->
                     "truncated_levels", "crossed_messages"):
         assert getattr(hot, counter) == getattr(plain, counter), counter
     assert len(hot._prices) <= hot._cache_max and len(hot._qtys) <= hot._cache_max
+
+
+@SETTINGS
+@given(l3_streams())
+def test_l3_apply_records_every_event_as_a_row(stream: dict[str, Any]) -> None:
+    """With ``rows``, ``apply`` appends each entry (bids, then asks, in array order; deletes
+    included) as (ts_ns, event code, side, order id, price units, qty units), event code 0 in
+    a snapshot, and the book and results are those of ``apply`` alone."""
+    hot = L3Book("X/Y", stream["depth"], PP, QP)
+    recording = L3Book("X/Y", stream["depth"], PP, QP)
+    rows: Any = ([], [], [], [], [], [])
+    expected_rows: list[tuple[Any, ...]] = []
+    for index, events in enumerate([stream["snapshot"], *stream["updates"]]):
+        snapshot = index == 0
+        kind = "snapshot" if snapshot else "update"
+        item = L3Item("X/Y", _l3_orders(events, 0, snapshot), _l3_orders(events, 1, snapshot),
+                      None)
+        assert recording.apply(kind, item, rows) == hot.apply(kind, item)
+        for side in (0, 1):
+            expected_rows += [(ts, 0 if snapshot else _EVENT_CODES[k], s, o, p, q)
+                              for s, k, o, p, q, ts, _, _ in events if s == side]
+        assert list(zip(*rows, strict=True)) == expected_rows
+        assert list(recording.orders()) == list(hot.orders())
+    for counter in ("requeued", "duplicate_adds", "unknown_modifies", "unknown_deletes"):
+        assert getattr(recording, counter) == getattr(hot, counter), counter
+
+
+def test_l3_rows_parse_a_deletes_numbers() -> None:
+    """Recording, a delete's price is parsed, so a malformed one raises; without rows a delete
+    is applied by order id alone."""
+    def run(rows: Any) -> Any:
+        book = L3Book("X/Y", 10, PP, QP)
+        book.snapshot([Order("A", "1.0", "1")], [Order("B", "9.0", "1")])
+        item = L3Item("X/Y", [Order("A", "1.0", "1", "delete", 5),
+                              Order("A", "x", "1", "delete", 6)], [], None)
+        return book.apply("update", item, rows)
+
+    rows: Any = ([], [], [], [], [], [])
+    with pytest.raises(NumberError):
+        run(rows)
+    assert rows == ([5], [3], [0], ["A"], [10], [100_000_000])
+    assert run(None).unknown_deletes == 1
 
 
 @pytest.mark.parametrize("token", ["1.000000001", "1.0000000010", True, 1.0, "1", 1, "1.0"])

@@ -313,7 +313,8 @@ class L2Book:
 
     # ------------------------------------------------------------------ applying messages
 
-    def apply(self, kind: str, data: L2BookData) -> L2Result:
+    def apply(self, kind: str, data: L2BookData,
+              rows: tuple[list[int], list[int], list[int]] | None = None) -> L2Result:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
 
         Levels are applied in array order (a snapshot first clears the book), then the sides
@@ -321,6 +322,11 @@ class L2Book:
         path, so :meth:`_Side.set`, :func:`token_units` and :meth:`_finish` are inlined here
         (same logic, same errors); ``tests/test_book_properties.py`` checks it against a
         reference model.
+
+        ``rows``: three lists ``(sides, prices, qtys)`` to which each level is appended as it
+        is applied, as side (0 bid, 1 ask), price units and quantity units, so that a caller
+        recording the levels (the archive pipeline) converts every number once. When the
+        message raises, the levels before the failing one have been appended.
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
@@ -344,12 +350,17 @@ class L2Book:
         pow10 = _POW10
         depth = self.depth
         truncated = 0
+        if rows is not None:
+            add_side = rows[0].append
+            add_price = rows[1].append
+            add_qty = rows[2].append
         # an update usually touches one side only: skip the other one
         if bids:
-            work = ((self._bids, bids), (self._asks, asks)) if asks else ((self._bids, bids),)
+            work = (((self._bids, bids, 0), (self._asks, asks, 1)) if asks
+                    else ((self._bids, bids, 0),))
         else:
-            work = ((self._asks, asks),)
-        for side, levels in work:
+            work = ((self._asks, asks, 1),)
+        for side, levels, code in work:
             sign = side.sign
             keys = side.keys
             book_qty = side.qty
@@ -377,6 +388,10 @@ class L2Book:
                             qty = to_units(token, qp)
                     else:
                         qty = to_units(token, qp)
+                if rows is not None:
+                    add_side(code)
+                    add_price(price)
+                    add_qty(qty)
                 # side.set(price, qty), inlined
                 if price <= 0 or qty < 0:
                     raise BookError(f"invalid level: price {price} units, qty {qty} units")

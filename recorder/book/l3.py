@@ -55,6 +55,13 @@ __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 _TOP: Final = CHECKSUM_LEVELS
 _POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
 _MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
+#: Event codes of the rows :meth:`L3Book.apply` records (snapshot entries are 0; an unknown
+#: event is recorded as 0 just before the book raises for it).
+EVENT_CODES: Final = {"add": 1, "modify": 2, "delete": 3}
+
+#: The six lists :meth:`L3Book.apply` appends rows to: ``ts_ns``, event code, side (0 bid,
+#: 1 ask), order id, price units, quantity units.
+L3Rows = tuple[list[int | None], list[int], list[int], list[str], list[int], list[int]]
 
 
 class L3OrderEvent(Protocol):
@@ -340,18 +347,24 @@ class L3Book:
 
     # ------------------------------------------------------------------ applying messages
 
-    def apply(self, kind: str, data: L3BookData) -> L3Result:
+    def apply(self, kind: str, data: L3BookData, rows: L3Rows | None = None) -> L3Result:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
 
         Updates are applied here directly (the hot path: the common ``add``, the quantity
         parse and :meth:`_finish` are inlined, same logic and errors as :meth:`_add`,
         ``token_units`` and ``_finish``).
+
+        ``rows``: six lists (:data:`L3Rows`) to which each entry is appended as it is
+        applied, so that a caller recording the events (the archive pipeline) converts every
+        number once. With ``rows`` a ``delete``'s price and quantity are parsed (and
+        validated) too; without, a delete needs only its order id. When the message raises,
+        the entries before the failing one have been appended.
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
         if kind != "update":
             if kind == "snapshot":
-                return self.snapshot(data.bids, data.asks, data.checksum)
+                return self.snapshot(data.bids, data.asks, data.checksum, rows)
             raise BookError(f"unknown level3 message type {kind!r}")
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
@@ -366,18 +379,23 @@ class L3Book:
         ask_side = self._asks
         bids = data.bids
         asks = data.asks
+        if rows is not None:
+            add_ts, add_event, add_side, add_id, add_price, add_qty = (
+                column.append for column in rows)
+            codes = EVENT_CODES
         # a message usually touches one side only: skip the other one
         if bids:
-            work = ((bid_side, bids), (ask_side, asks)) if asks else ((bid_side, bids),)
+            work = (((bid_side, bids, 0), (ask_side, asks, 1)) if asks
+                    else ((bid_side, bids, 0),))
         else:
-            work = ((ask_side, asks),)
-        for side, entries in work:
+            work = ((ask_side, asks, 1),)
+        for side, entries, code in work:
             sign = side.sign
             levels = side.levels
             for entry in entries:
                 event = entry.event
                 order_id = entry.order_id
-                if event == "delete":  # by id: the price is not needed
+                if event == "delete" and rows is None:  # by id: the price is not needed
                     order = orders.pop(order_id, None)
                     if order is None:
                         self._unk_del += 1
@@ -427,6 +445,21 @@ class L3Book:
                             qty = to_units(token, qp)
                     else:
                         qty = to_units(token, qp)
+                if rows is not None:  # every entry is recorded, a delete's numbers too
+                    add_ts(getattr(entry, "ts_ns", None))
+                    add_event(codes.get(event, 0))
+                    add_side(code)
+                    add_id(order_id)
+                    add_price(price)
+                    add_qty(qty)
+                    if event == "delete":
+                        order = orders.pop(order_id, None)
+                        if order is None:
+                            self._unk_del += 1
+                            self._anomalous = True
+                        else:
+                            (ask_side if order.sign > 0 else bid_side).discard(order)
+                        continue
                 if event == "add":
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
                         key = price * sign
@@ -543,20 +576,24 @@ class L3Book:
         bids: Iterable[L3OrderEvent],
         asks: Iterable[L3OrderEvent],
         checksum: int | None = None,
+        rows: L3Rows | None = None,
     ) -> L3Result:
-        """Replace the book: every entry is added in array order (``event`` is ignored)."""
+        """Replace the book: every entry is added in array order (``event`` is ignored).
+
+        ``rows``: as for :meth:`apply` (each entry is recorded with event code 0)."""
         self._ready = False
         self._reset()
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-        for side, entries in ((self._bids, bids), (self._asks, asks)):
+        for code, side, entries in ((0, self._bids, bids), (1, self._asks, asks)):
             for entry in entries:
-                self._add(
-                    side,
-                    entry.order_id,
-                    self._price_units(entry.limit_price),
-                    token_units(entry.order_qty, self._qp),
-                    getattr(entry, "ts_ns", None),
-                )
+                order_id = entry.order_id
+                price = self._price_units(entry.limit_price)
+                qty = token_units(entry.order_qty, self._qp)
+                ts_ns = getattr(entry, "ts_ns", None)
+                if rows is not None:
+                    for column, value in zip(rows, (ts_ns, 0, code, order_id, price, qty)):
+                        column.append(value)
+                self._add(side, order_id, price, qty, ts_ns)
         self._ready = True
         return self._finish(checksum)
 

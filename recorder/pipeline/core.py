@@ -69,23 +69,10 @@ MINUTE_NS: Final = 60_000_000_000
 #: Default book checkpoint cadence in messages per (channel, symbol) epoch (bounds replay).
 CHECKPOINT_MESSAGES: Final = 2_000
 _KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
-_L3_EVENT: Final = {"add": 1, "modify": 2, "delete": 3}
 _SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
 _ENC: Final = msgspec.json.Encoder()
-_PRICE_MEMO: Final = 4096
 
 
-def _memo_price(prices: dict[Any, int], token: Any, precision: int) -> int:
-    """A price token's units on a memo miss, remembered (bounded) for the next message.
-
-    Only text tokens are remembered: ``True``/``1.0`` must never hit an int key. The lookup
-    itself stays inline at the call sites (the hit path of every level)."""
-    units = token_units(token, precision)
-    if type(token) is str:
-        if len(prices) >= _PRICE_MEMO:
-            prices.clear()
-        prices[token] = units
-    return units
 #: Datasets buffered per *message* (columns constant within a message stored once, expanded
 #: to rows at flush) plus per-row columns; every other dataset is one list per column.
 _MSG_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
@@ -172,7 +159,7 @@ class _Epoch:
 
     __slots__ = ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp",
                  "psource", "start_ns", "end_ns", "start_reason", "messages", "rows", "ok",
-                 "failed", "book", "last_cp_ns", "last_id", "prices", "last_cp_msg")
+                 "failed", "book", "last_cp_ns", "last_id", "last_cp_msg")
 
     def __init__(self, epoch: int, stream: str, channel: str, symbol: str, conn_id: int,
                  start_reason: str) -> None:
@@ -196,7 +183,6 @@ class _Epoch:
         self.last_cp_ns = epoch
         self.last_cp_msg = 0
         self.last_id: int | None = None
-        self.prices: dict[Any, int] = {}  # price token -> units (bounded memo, not state)
 
 
 class _Gap:
@@ -926,8 +912,7 @@ class Pipeline:
                              [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L2Book(symbol, ep.depth, pp, qp)
-                bu, au, big = self._l2_units(ep, data, cols)
-                res = ep.book.apply_units(kind, bu, au, data.checksum)
+                res = ep.book.apply(kind, data, cols[10:13])
             except Exception as exc:  # noqa: BLE001 - BookError/NumberError
                 _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -945,8 +930,7 @@ class Pipeline:
                 self._before_snapshot(frame, "book", symbol, out)
                 return
             try:
-                bu, au, big = self._l2_units(ep, data, cols)
-                res = ep.book.apply_units(kind, bu, au, data.checksum)
+                res = ep.book.apply(kind, data, cols[10:13])
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -954,9 +938,9 @@ class Pipeline:
                 self._desync(frame, "book", ep, "apply_error", None, None, out)
                 return
             ev_code = 1
-        n = len(bu) + len(au)
+        n = len(cols[11]) - base
         if n:
-            if big:
+            if max(cols[11][base:]) > INT64_MAX or max(cols[12][base:]) > INT64_MAX:
                 self._overflow("book", base, cols[11], cols[12],
                                [(lv.price, lv.qty) for lv in (*data.bids, *data.asks)])
             # the message's columns (_MSG_COLUMNS["book"] order), expanded at flush
@@ -995,67 +979,6 @@ class Pipeline:
                          "checksum_mismatch" if match is False else "crossed",
                          res.expected, res.computed, out)
 
-    @staticmethod
-    def _l2_units(ep: _Epoch, data: Any, cols: tuple[list[Any], ...]
-                  ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], bool]:
-        """Each level's (price, qty) units, converted once (prices through a bounded memo),
-        and the levels appended as rows (side, price, qty) to ``cols[10:13]`` (the caller
-        cuts them back if the book refuses the message). ``big``: some units exceed int64."""
-        prices = ep.prices
-        pp, qp = ep.pp, ep.qp
-        r_side, r_p, r_q = cols[10], cols[11], cols[12]
-        bu: list[tuple[int, int]] = []
-        au: list[tuple[int, int]] = []
-        big = False
-        for side, levels, acc in ((0, data.bids, bu), (1, data.asks, au)):
-            for lv in levels:
-                t = lv.price
-                p = prices.get(t)
-                if p is None:
-                    p = _memo_price(prices, t, pp)
-                q = token_units(lv.qty, qp)
-                acc.append((p, q))
-                r_side.append(side)
-                r_p.append(p)
-                r_q.append(q)
-                if p > INT64_MAX or q > INT64_MAX:
-                    big = True
-        return bu, au, big
-
-    @staticmethod
-    def _l3_units(ep: _Epoch, data: Any, snap: bool, cols: tuple[list[Any], ...]
-                  ) -> tuple[list[Any], list[Any], bool]:
-        """Each order event as (event, order_id, price units, qty units, ts_ns), appended as
-        rows (ts_ns, event, side, order_id, price, qty) to ``cols[8:14]`` too (the caller cuts
-        them back if the book refuses the message). ``big``: some units exceed int64."""
-        prices = ep.prices
-        pp, qp = ep.pp, ep.qp
-        events = _L3_EVENT
-        r_ts, r_ev, r_side, r_oid, r_p, r_q = cols[8:14]
-        bu: list[Any] = []
-        au: list[Any] = []
-        big = False
-        for side, entries, acc in ((0, data.bids, bu), (1, data.asks, au)):
-            for o in entries:
-                t = o.limit_price
-                p = prices.get(t)
-                if p is None:
-                    p = _memo_price(prices, t, pp)
-                q = token_units(o.order_qty, qp)
-                ev = 0 if snap else events.get(o.event, 0)
-                oid = o.order_id
-                ts = o.ts_ns
-                acc.append((ev, oid, p, q, ts))
-                r_ts.append(ts)
-                r_ev.append(ev)
-                r_side.append(side)
-                r_oid.append(oid)
-                r_p.append(p)
-                r_q.append(q)
-                if p > INT64_MAX or q > INT64_MAX:
-                    big = True
-        return bu, au, big
-
     def _l3(self, frame: Frame, kind: str, data: Any, out: list[Signal]) -> None:
         symbol = data.symbol
         key = ("level3", symbol)
@@ -1075,8 +998,7 @@ class Pipeline:
                     symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L3Book(symbol, ep.depth, pp, qp)
-                bu, au, big = self._l3_units(ep, data, True, cols)
-                res = ep.book.apply_units(kind, bu, au, data.checksum)
+                res = ep.book.apply(kind, data, cols[8:14])
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -1094,8 +1016,7 @@ class Pipeline:
                 self._before_snapshot(frame, "level3", symbol, out)
                 return
             try:
-                bu, au, big = self._l3_units(ep, data, False, cols)
-                res = ep.book.apply_units(kind, bu, au, data.checksum)
+                res = ep.book.apply(kind, data, cols[8:14])
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -1103,9 +1024,9 @@ class Pipeline:
                 self._desync(frame, "level3", ep, "apply_error", None, None, out)
                 return
             snap = False
-        n = len(bu) + len(au)
+        n = len(cols[12]) - base
         if n:
-            if big:
+            if max(cols[12][base:]) > INT64_MAX or max(cols[13][base:]) > INT64_MAX:
                 self._overflow("level3", base, cols[12], cols[13],
                                [(o.limit_price, o.order_qty) for o in (*data.bids, *data.asks)])
             # the message's columns (_MSG_COLUMNS["level3"] order), expanded at flush
