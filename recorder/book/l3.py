@@ -380,8 +380,12 @@ class L3Book:
         bids = data.bids
         asks = data.asks
         if rows is not None:
-            add_ts, add_event, add_side, add_id, add_price, add_qty = (
-                column.append for column in rows)
+            add_ts = rows[0].append
+            add_event = rows[1].append
+            add_side = rows[2].append
+            add_id = rows[3].append
+            add_price = rows[4].append
+            add_qty = rows[5].append
             codes = EVENT_CODES
         # a message usually touches one side only: skip the other one
         if bids:

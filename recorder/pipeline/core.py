@@ -287,6 +287,8 @@ class Pipeline:
         #: path; rebound by :meth:`_bind` whenever the buffers are replaced
         self._book_cols: tuple[list[Any], ...] = ()
         self._l3_cols: tuple[list[Any], ...] = ()
+        self._book_rows: tuple[list[Any], ...] = ()
+        self._l3_rows: tuple[list[Any], ...] = ()
         self._bind()
         self._pending_rows = 0
         self.precisions: dict[str, tuple[int, int]] = dict(instruments or {})
@@ -548,6 +550,8 @@ class Pipeline:
         """Point ``_book_cols`` / ``_l3_cols`` at the current ``book`` / ``level3`` lists."""
         self._book_cols = (*self._mbuf["book"].values(), *self._rbuf["book"].values())
         self._l3_cols = (*self._mbuf["level3"].values(), *self._rbuf["level3"].values())
+        self._book_rows = self._book_cols[10:13]  # what L2Book.apply appends to
+        self._l3_rows = self._l3_cols[8:14]  # what L3Book.apply appends to
 
     def close(self, reason: str = "open") -> None:
         """End of input: write a row for each open epoch (``end_reason=reason``; a later row of
@@ -912,7 +916,7 @@ class Pipeline:
                              [lv.qty for lv in data.bids] + [lv.qty for lv in data.asks]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L2Book(symbol, ep.depth, pp, qp)
-                res = ep.book.apply(kind, data, cols[10:13])
+                res = ep.book.apply(kind, data, self._book_rows)
             except Exception as exc:  # noqa: BLE001 - BookError/NumberError
                 _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -930,7 +934,7 @@ class Pipeline:
                 self._before_snapshot(frame, "book", symbol, out)
                 return
             try:
-                res = ep.book.apply(kind, data, cols[10:13])
+                res = ep.book.apply(kind, data, self._book_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -966,8 +970,7 @@ class Pipeline:
         elif match is False:
             ep.failed += 1
             self.checksums_failed += 1
-        ok = res.ok
-        if ok:
+        if match is not False and not res.crossed:  # res.ok
             if ev_code == 0:
                 self._checkpoint_row(ep, recv, "epoch_start")
             elif (recv - ep.last_cp_ns >= self.checkpoint_interval_ns
@@ -998,7 +1001,7 @@ class Pipeline:
                     symbol, ([o.limit_price for o in orders], [o.order_qty for o in orders]))
                 ep.pp, ep.qp, ep.psource = pp, qp, src
                 ep.book = L3Book(symbol, ep.depth, pp, qp)
-                res = ep.book.apply(kind, data, cols[8:14])
+                res = ep.book.apply(kind, data, self._l3_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -1016,7 +1019,7 @@ class Pipeline:
                 self._before_snapshot(frame, "level3", symbol, out)
                 return
             try:
-                res = ep.book.apply(kind, data, cols[8:14])
+                res = ep.book.apply(kind, data, self._l3_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -1050,7 +1053,7 @@ class Pipeline:
         elif match is False:
             ep.failed += 1
             self.checksums_failed += 1
-        if res.ok:
+        if match is not False and not res.crossed:  # res.ok
             if snap:
                 self._checkpoint_row(ep, recv, "epoch_start")
             elif (recv - ep.last_cp_ns >= self.checkpoint_interval_ns
