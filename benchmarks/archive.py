@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -38,6 +39,72 @@ def _stream(messages: int) -> Path:
                        check=True, capture_output=True)
         tmp.replace(path)
     return path
+
+
+def _stage_floor(src: Path, work: Path) -> Figure:
+    """CPU per message of the stages ``recorder ingest`` cannot skip, each timed alone on the
+    same stream: decompress the input, parse its lines into frames, journal them (encode +
+    zstd, in this thread), decode each message, and apply every book message to its book with
+    the checksum, recording the rows' numbers (what the archive must store). Their sum bounds
+    ingest from above: it leaves out all of the pipeline's bookkeeping (epochs, gaps,
+    liveness, trades and the other datasets, checkpoints), the Arrow conversion, Parquet and
+    the commits."""
+    from recorder.archive.journal import JournalWriter
+    from recorder.book.l2 import L2Book
+    from recorder.book.l3 import L3Book
+    from recorder.ingest import _read_bytes, read_input_frames
+    from recorder.pipeline.core import _l2_depth
+    from recorder.protocol import spot as sp
+
+    stage: dict[str, float] = {}
+    c = time.process_time()
+    data = _read_bytes(src, 16 * 2**30)
+    stage["decompress"] = time.process_time() - c
+    c = time.process_time()
+    frames = list(read_input_frames(data))
+    stage["parse lines"] = time.process_time() - c
+    del data
+    c = time.process_time()
+    writer = JournalWriter(work / "floor-journal", host="bench", fsync_interval_s=3600)
+    writer.append_many(frames)
+    writer.close()
+    stage["journal"] = time.process_time() - c
+    payloads = [f.payload for f in frames]
+    n = len(frames)
+    del frames
+    decode = sp.decode_spot
+    c = time.process_time()
+    for payload in payloads:
+        decode(payload)
+    decode_alone = time.process_time() - c
+    precisions: dict[str, tuple[int, int]] = {}
+    books: dict[tuple[str, str], Any] = {}
+    l2_rows: tuple[list[Any], ...] = ([], [], [])
+    l3_rows: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    c = time.process_time()
+    for payload in payloads:
+        ev = decode(payload)
+        t = type(ev)
+        if t is sp.BookMessage or t is sp.Level3Message:
+            l3 = t is sp.Level3Message
+            for d in ev.data:
+                key = ("level3" if l3 else "book", d.symbol)
+                if ev.type == "snapshot":
+                    pp, qp = precisions[d.symbol]
+                    books[key] = (L3Book(d.symbol, 10, pp, qp) if l3 else
+                                  L2Book(d.symbol, _l2_depth(None, len(d.bids), len(d.asks)),
+                                         pp, qp))
+                books[key].apply(ev.type, d, l3_rows if l3 else l2_rows)
+        elif t is sp.InstrumentMessage:
+            for pair in ev.data.pairs:
+                precisions[pair.symbol] = (pair.price_precision, pair.qty_precision)
+    stage["decode + books + rows"] = time.process_time() - c
+    total = sum(stage.values())
+    return Figure("archive: ingest upper bound from its unavoidable stages", n / total, "msgs/s",
+                  target=">= 80000",
+                  note=f"{1e6 * total / n:.1f} CPU-us/msg before any bookkeeping, Arrow, Parquet "
+                  "or commit: " + ", ".join(f"{k} {1e6 * v / n:.1f}" for k, v in stage.items())
+                  + f" (decode alone {1e6 * decode_alone / n:.1f}); {n:,} frames")
 
 
 def run_archive(quick: bool = False) -> list[Figure]:
@@ -87,6 +154,7 @@ def run_archive(quick: bool = False) -> list[Figure]:
         report = verify_archive(work / "a")
         verify_s = time.perf_counter() - t
         verify_cpu = time.process_time() - c
+        floor = _stage_floor(src, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     n = len(frames)
@@ -95,6 +163,7 @@ def run_archive(quick: bool = False) -> list[Figure]:
         Figure("archive: recorder ingest end to end", n / elapsed, "msgs/s",
                target=">= 80000", note=f"{n:,} sim frames, 8 pairs, one process; "
                f"{n / cpu:,.0f} msgs/s of process CPU time"),
+        floor,
         Figure("archive: journal", journal / n, "B/msg", target="<= 40",
                note=f"format 2, zstd-5 segments; raw JSON {len(raw_json) / n:.0f} B/msg"),
         Figure("archive: recorder compact", compact_s, "s",
