@@ -518,8 +518,8 @@ class L2Book:
         checksum: int | None,
     ) -> L2Result:
         """:meth:`apply` for levels already converted to ``(price_units, qty_units)`` at the
-        book's precisions (a caller that needs the units anyway, e.g. the archive pipeline
-        or ``recorder verify``, converts each number once). Same semantics and result."""
+        book's precisions (a caller that holds units, e.g. ``recorder verify`` replaying the
+        archive's rows). Same semantics and result."""
         self._begin(kind)
         if self._pp is None or self._qp is None:
             raise BookError(f"{self.symbol}: apply_units needs known precisions")

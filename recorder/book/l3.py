@@ -619,8 +619,8 @@ class L3Book:
     ) -> L3Result:
         """:meth:`apply` for events already converted to units: each entry is
         ``(event, order_id, price_units, qty_units, ts_ns)`` with ``event`` 1 add, 2 modify,
-        3 delete (ignored for snapshots: every entry is added). Same semantics and result;
-        a caller that needs the units anyway converts each number once."""
+        3 delete (ignored for snapshots: every entry is added). Same semantics and result,
+        for a caller that holds units (``recorder verify`` replaying the archive's rows)."""
         if kind == "snapshot":
             self._ready = False
             self._reset()

@@ -199,8 +199,8 @@ class FeedConnection:
             self.token = await w.fresh_token()
         self.ws = await asyncio.wait_for(
             ws_connect(self.url, max_size=64 * 1024 * 1024, max_queue=4096,
-                               ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_interval_s,
-                               close_timeout=2, compression=None, open_timeout=self.cfg.connect_timeout_s),
+                       ping_interval=self.cfg.ping_interval_s, ping_timeout=self.cfg.ping_interval_s,
+                       close_timeout=2, compression=None, open_timeout=self.cfg.connect_timeout_s),
             self.cfg.connect_timeout_s + 1)
         self.connected = True
         self._was_connected = True
