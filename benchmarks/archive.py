@@ -53,7 +53,7 @@ def _stage_floor(src: Path, work: Path) -> Figure:
     from recorder.book.l2 import L2Book
     from recorder.book.l3 import L3Book
     from recorder.ingest import _read_bytes, read_input_frames
-    from recorder.pipeline.core import _l2_depth
+    from recorder.pipeline.core import _infer_precision, _l2_depth
     from recorder.protocol import spot as sp
 
     stage: dict[str, float] = {}
@@ -90,7 +90,14 @@ def _stage_floor(src: Path, work: Path) -> Figure:
             for d in ev.data:
                 key = ("level3" if l3 else "book", d.symbol)
                 if ev.type == "snapshot":
-                    pp, qp = precisions[d.symbol]
+                    known = precisions.get(d.symbol)
+                    if known is None:  # no instrument message: inferred, as the pipeline does
+                        entries = [*d.bids, *d.asks]
+                        known = (_infer_precision([e.limit_price if l3 else e.price
+                                                   for e in entries]),
+                                 _infer_precision([e.order_qty if l3 else e.qty
+                                                   for e in entries]))
+                    pp, qp = known
                     books[key] = (L3Book(d.symbol, 10, pp, qp) if l3 else
                                   L2Book(d.symbol, _l2_depth(None, len(d.bids), len(d.asks)),
                                          pp, qp))
