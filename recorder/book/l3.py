@@ -457,12 +457,7 @@ class L3Book:
                     add_price(price)
                     add_qty(qty)
                     if event == "delete":
-                        order = orders.pop(order_id, None)
-                        if order is None:
-                            self._unk_del += 1
-                            self._anomalous = True
-                        else:
-                            (ask_side if order.sign > 0 else bid_side).discard(order)
+                        self._delete(order_id)
                         continue
                 if event == "add":
                     if order_id not in orders and qty > 0 and price > 0:  # the common case
@@ -642,12 +637,7 @@ class L3Book:
             sign = side.sign
             for event, order_id, price, qty, ts_ns in entries:
                 if event == 3:
-                    order = orders.pop(order_id, None)
-                    if order is None:
-                        self._unk_del += 1
-                        self._anomalous = True
-                    else:
-                        (ask_side if order.sign > 0 else bid_side).discard(order)
+                    self._delete(order_id)
                 elif event == 1:
                     if order_id not in orders and qty > 0 and price > 0:
                         order = orders[order_id] = _Order(
@@ -663,6 +653,15 @@ class L3Book:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
         self._ready = True
         return self._finish(checksum)
+
+    def _delete(self, order_id: str) -> None:
+        """Remove an order by id (a ``delete`` event); an unknown id is counted."""
+        order = self._orders.pop(order_id, None)
+        if order is None:
+            self._unk_del += 1
+            self._anomalous = True
+        else:
+            (self._asks if order.sign > 0 else self._bids).discard(order)
 
     def _reset(self) -> None:
         self._orders.clear()
