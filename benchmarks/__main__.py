@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive", "capture", "query", "audit")
+SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +58,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.archive import run_archive as run
     elif suite == "capture":
         from benchmarks.capture import run_capture as run
+    elif suite == "receive":
+        from benchmarks.receive import run_receive as run
     elif suite == "query":
         from benchmarks.query import run_query as run
     else:
