@@ -5,12 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run demo test bench sim venv clean
+.PHONY: run demo test bench sim venv clean upgrade-check
 
-$(STAMP): pyproject.toml
+LOCK   := constraints.txt
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) pip
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,7 +31,7 @@ test: $(STAMP)
 
 ## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[bench]'
 	$(PY) -m benchmarks $(ARGS)
 
 ## Start the local Kraken exchange on 127.0.0.1:8787.
@@ -40,6 +42,10 @@ sim: $(STAMP)
 MINUTES ?= 10
 soak: $(STAMP)
 	$(VENV)/bin/recorder soak --minutes $(MINUTES) $(ARGS)
+
+## Try the newest dependency versions (ignoring the lock) and report what changed and breaks.
+upgrade-check:
+	PYTHON=$(PYTHON) ops/upgrade-check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

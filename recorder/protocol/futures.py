@@ -34,7 +34,7 @@ import msgspec
 
 from recorder.protocol.errors import NumberError
 from recorder.protocol.numbers import token_to_text
-from recorder.protocol.reject import Reject
+from recorder.protocol.reject import Reject, utf8_error_offset
 from recorder.protocol.timestamps import INT64_MAX
 
 __all__ = [
@@ -506,6 +506,10 @@ def decode_futures(frame: bytes | str, *, max_bytes: int = MAX_FRAME_BYTES) -> F
     except UnicodeDecodeError as exc:
         return Reject(reason="bad_encoding", detail=str(exc), raw=raw)
     except msgspec.DecodeError as exc:
+        bad_byte = utf8_error_offset(raw)
+        if bad_byte is not None:
+            return Reject(reason="bad_encoding", detail=f"invalid UTF-8 at byte {bad_byte}",
+                          raw=raw)
         return Reject(reason="malformed_json", detail=str(exc), raw=raw)
     except Exception as exc:  # pragma: no cover - defensive: the no-raise contract comes first
         return Reject(reason="internal", detail=f"{type(exc).__name__}: {exc}", raw=raw)

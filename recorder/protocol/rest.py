@@ -29,7 +29,7 @@ import msgspec
 
 from recorder.protocol.errors import NumberError, TimestampError
 from recorder.protocol.numbers import MAX_PRECISION, decimals_of, token_to_text
-from recorder.protocol.reject import Reject
+from recorder.protocol.reject import Reject, utf8_error_offset
 from recorder.protocol.timestamps import (
     INT64_MAX,
     epoch_seconds_to_ns,
@@ -218,6 +218,10 @@ def _guarded(raw_body: object, work: Callable[[bytes], T]) -> T | Reject:
     except msgspec.ValidationError as exc:
         return Reject(reason="schema", detail=str(exc), raw=raw)
     except msgspec.DecodeError as exc:
+        bad_byte = utf8_error_offset(raw)
+        if bad_byte is not None:
+            return Reject(reason="bad_encoding", detail=f"invalid UTF-8 at byte {bad_byte}",
+                          raw=raw)
         return Reject(reason="malformed_json", detail=str(exc), raw=raw)
     except NumberError as exc:
         return Reject(reason="bad_number", detail=str(exc), raw=raw)

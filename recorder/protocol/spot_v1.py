@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 import msgspec
 
 from recorder.protocol.errors import ProtocolError, TimestampError
-from recorder.protocol.reject import Reject
+from recorder.protocol.reject import Reject, utf8_error_offset
 from recorder.protocol.spot import (
     DEFAULT_MAX_FRAME_BYTES,
     REJECT_BAD_NUMBER,
@@ -330,6 +330,9 @@ def _decode(frame: bytes | str, max_frame_bytes: int) -> SpotV1Event:
     try:
         message = _GENERIC_DECODER.decode(data)
     except msgspec.DecodeError as exc:
+        bad_byte = utf8_error_offset(data)
+        if bad_byte is not None:
+            raise _Invalid(REJECT_NOT_UTF8, f"invalid UTF-8 at byte {bad_byte}") from None
         raise _Invalid(REJECT_MALFORMED_JSON, str(exc)) from None
     except UnicodeDecodeError as exc:
         raise _Invalid(REJECT_NOT_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
