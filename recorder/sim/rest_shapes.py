@@ -36,6 +36,7 @@ __all__ = [
     "asset_pair_info",
     "ceil_volume",
     "epoch_seconds",
+    "pad_price",
     "pair_key",
     "plain",
     "rest_price_decimals",
