@@ -1,4 +1,5 @@
-"""An independent Kraken client against ``recorder sim``: python-kraken-sdk's order book.
+"""An independent Kraken client against ``recorder sim``: python-kraken-sdk's order book and its
+Spot and Futures REST market-data clients.
 
 ``kraken.spot.SpotOrderBookClient`` keeps L2 books from the v2 ``book`` channel, fetches each
 pair's precisions from REST ``AssetPairs`` (``pair_decimals``/``lot_decimals``), validates the
@@ -75,6 +76,63 @@ def test_python_kraken_sdk_detects_injected_checksum_faults(
     """The same client notices the simulator's corrupted checksums (the check above can fail)."""
     failures, _, _ = _run_sdk(sim_process, monkeypatch, seconds=4.0, check_books=False)
     assert failures and all("Checksum mismatch" in m["error"] for _, m in failures)
+
+
+def test_python_kraken_sdk_rest_clients_read_every_public_market_data_endpoint(
+        sim_process: dict[str, Any]) -> None:
+    """python-kraken-sdk's ``kraken.spot.Market`` and ``kraken.futures.Market``, pointed at the
+    simulator by their ``url`` argument, read every public market-data endpoint; Kraken's error
+    strings reach the caller as the SDK's typed exceptions."""
+    from decimal import Decimal
+
+    spot = pytest.importorskip("kraken.spot")
+    futures = pytest.importorskip("kraken.futures")
+    exceptions = pytest.importorskip("kraken.exceptions")
+    market = spot.Market(url=sim_process["rest"])
+
+    assert market.get_system_status()["status"] == "online"
+    assets = market.get_assets()
+    assert assets["XXBT"]["altname"] == "XBT" and assets["ZUSD"]["decimals"] == 4
+    assert set(market.get_assets(assets=["XBT", "USD"])) == {"XXBT", "ZUSD"}
+    pairs = market.get_asset_pairs()
+    assert len(pairs) == 24 and pairs["XXBTZUSD"]["wsname"] == "XBT/USD"
+    assert market.get_asset_pairs(pair="BTC/USD", info="leverage")["BTC/USD"].keys() == {
+        "leverage_buy", "leverage_sell"}
+    assert market.get_asset_pairs(aclass_base="tokenized_asset") == {}
+    width = max(pairs["XXBTZUSD"]["pair_decimals"], pairs["XXBTZUSD"]["cost_decimals"])
+    ticker = market.get_ticker(pair="XBTUSD")["XXBTZUSD"]
+    assert Decimal(ticker["b"][0]) < Decimal(ticker["a"][0])
+    assert len(ticker["a"][0].partition(".")[2]) == width
+    assert set(market.get_ticker()) == set(pairs)
+    book = market.get_order_book(pair="XBTUSD", count=5)["XXBTZUSD"]
+    assert len(book["bids"]) == 5 and Decimal(book["bids"][0][0]) < Decimal(book["asks"][0][0])
+    deadline = time.monotonic() + 30
+    while not (trades := market.get_recent_trades(pair="XBTUSD"))["XXBTZUSD"]:
+        assert time.monotonic() < deadline, "no trade in 30 s"
+        time.sleep(0.25)
+    assert int(trades["last"]) > 0 and all(Decimal(t[0]) > 0 for t in trades["XXBTZUSD"])
+    ohlc = market.get_ohlc(pair="XBTUSD", interval=5)
+    assert ohlc["XXBTZUSD"] and isinstance(ohlc["last"], int)
+    spreads = market.get_recent_spreads(pair="XBTUSD")
+    assert spreads["XXBTZUSD"] and all(Decimal(b) < Decimal(a) for _, b, a in spreads["XXBTZUSD"])
+    # Kraken's error strings become the SDK's typed errors (it maps "EQuery:Unknown asset
+    # pair" by prefix, so either of its two unknown-asset types may be raised)
+    unknown = (exceptions.KrakenUnknownAssetPairError, exceptions.KrakenUnknownAssetError)
+    with pytest.raises(unknown):
+        market.get_ticker(pair="NOPEUSD")
+    with pytest.raises(exceptions.KrakenUnknownAssetError):
+        market.get_assets(assets="NOPE")
+
+    fmarket = futures.Market(url=sim_process["rest"])
+    instruments = fmarket.get_instruments()["instruments"]
+    assert {"PF_XBTUSD", "PI_XBTUSD"} <= {i["symbol"] for i in instruments}
+    assert all("openingDate" in i and "marginLevels" in i for i in instruments)
+    assert {t["symbol"] for t in fmarket.get_tickers()["tickers"]} == {i["symbol"] for i in instruments}
+    fbook = fmarket.get_orderbook(symbol="PF_XBTUSD")["orderBook"]
+    assert fbook["bids"][0][0] < fbook["asks"][0][0]
+    assert fmarket.get_trade_history(symbol="PF_XBTUSD")["result"] == "success"
+    assert len(fmarket.get_instruments_status()["instrumentStatus"]) == len(instruments)
+    assert fmarket.get_instruments_status(instrument="PF_XBTUSD")["tradeable"] == "PF_XBTUSD"
 
 
 def _run_sdk(sim_process: dict[str, Any], monkeypatch: pytest.MonkeyPatch, *, seconds: float,

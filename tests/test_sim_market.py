@@ -162,3 +162,57 @@ def test_list_and_delist() -> None:
     frames = market.updates()
     assert len(frames) == 2 and all(k == ("instrument",) for k, _ in frames)
     assert '"status":"delisted"' in frames[1][1]
+
+
+def test_rest_spreads_record_every_change_of_the_best_prices() -> None:
+    market = SpotMarket(_universe(), seed=4, rate=2.0, start_ns=START)
+    market.advance(START + 20 * SEC)
+    for symbol in market.symbols[:3]:
+        rows = market.spreads(symbol)
+        assert 1 < len(rows) <= 200
+        assert rows[0][0] >= START and all(a[0] <= b[0] for a, b in zip(rows, rows[1:]))
+        assert all(a[1:] != b[1:] for a, b in zip(rows, rows[1:]))  # a row per price change
+        assert all(to_units(bid, 8) < to_units(ask, 8) for _, bid, ask in rows)
+        bids, asks = market.depth(symbol, 1)
+        assert rows[-1][1:] == (bids[0][0], asks[0][0])  # the last row is the current top
+
+
+def test_rest_ohlc_sends_one_bar_per_interval_up_to_the_open_one() -> None:
+    market = SpotMarket(_universe(), seed=4, rate=0.05, start_ns=START)
+    end = START + 30 * 60 * SEC
+    truth = market.advance(end)
+    counts = Counter(e.symbol for e in truth if isinstance(e, TradeEvent))
+    symbol = min(counts, key=counts.__getitem__)  # the quietest pair that traded
+    trades = [e for e in truth if isinstance(e, TradeEvent) and e.symbol == symbol]
+    bars = market.ohlc(symbol, 1)
+    begins = [b.begin_s for b in bars]
+    assert begins == list(range(begins[0], begins[0] + 60 * len(bars), 60))
+    assert begins[-1] == end // SEC // 60 * 60  # the current, still open interval
+    assert sum(b.trades for b in bars) == len(trades)
+    empty = [(prev, bar) for prev, bar in zip(bars, bars[1:]) if bar.trades == 0]
+    assert empty, "the slow market should leave minutes without a trade"
+    for prev, bar in empty:  # Kraken: the previous close, vwap 0, volume 0
+        assert bar.open == bar.high == bar.low == bar.close == prev.close
+        assert to_units(bar.vwap, 8) == 0 and to_units(bar.volume, 8) == 0
+    quiet = SpotMarket(_universe(2), seed=4, rate=0.002, start_ns=START)
+    quiet.advance(START + 13 * 3600 * SEC)
+    assert len(quiet.ohlc(quiet.symbols[0], 1)) == 721  # 720 committed bars and the open one
+
+
+def test_rest_ticker_splits_today_from_the_last_24_hours() -> None:
+    before_midnight = (START // (86_400 * SEC) + 1) * 86_400 * SEC - 120 * SEC
+    market = SpotMarket(_universe(2), seed=4, rate=0.3, start_ns=before_midnight)
+    truth = market.advance(before_midnight + 240 * SEC)  # 2 min before, 2 min after 00:00
+    symbol = market.symbols[0]
+    trades = [e for e in truth if isinstance(e, TradeEvent) and e.symbol == symbol]
+    today = [t for t in trades if t.t_ns >= before_midnight + 120 * SEC]
+    assert 0 < len(today) < len(trades)
+    t = market.rest_ticker(symbol)
+    pp, qp = t.price_precision, t.qty_precision
+    assert (t.day.trades, t.today.trades) == (len(trades), len(today))
+    assert t.day.volume == sum(to_units(e.qty, qp) for e in trades)
+    assert t.today.volume == sum(to_units(e.qty, qp) for e in today)
+    assert t.today.open == to_units(today[0].price, pp) and t.day.open == to_units(trades[0].price, pp)
+    assert t.last == to_units(trades[-1].price, pp) and t.last_qty == to_units(trades[-1].qty, qp)
+    assert t.day.cost == sum(to_units(e.price, pp) * to_units(e.qty, qp) for e in trades)
+    assert t.bid < t.ask and t.bid_qty > 0 and t.ask_qty > 0

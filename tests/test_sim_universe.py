@@ -105,3 +105,25 @@ def test_bad_inputs_raise_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(UniverseError):
         make_pair("NOSLASH", seed=1)
     assert make_pair("NEW/USD", seed=1).status == "online"
+
+
+def test_generated_instruments_carry_the_real_lists_fields() -> None:
+    """Generated futures carry every field of the real instruments list (2025-05-06); generated
+    marginable spot pairs carry the snapshot's margin fields (REST leverage and limits)."""
+    universe = load_universe(None, pairs=None, futures_path=None, seed=2)
+    every = {"symbol", "type", "tickSize", "contractSize", "tradeable", "impactMidSize",
+             "maxPositionSize", "openingDate", "marginLevels", "isin", "contractValueTradePrecision",
+             "postOnly", "feeScheduleUid", "retailMarginLevels", "marginSchedules", "category",
+             "tags", "tradfi", "mtf", "base", "quote", "pair"}
+    for product in universe.futures:
+        keys = set(json.loads(encode_wire(product.wire)))
+        extra = ({"fundingRateCoefficient", "maxRelativeFundingRate"} if product.tag == "perpetual"
+                 else {"lastTradingTime"})
+        extra |= {"underlying"} if product.product_id[:2] in ("PI", "FI") else set()
+        assert keys == every | extra, product.product_id
+    marginable = [p for p in universe.pairs if p.wire["marginable"]]
+    assert 0.15 < len(marginable) / len(universe.pairs) < 0.35
+    for pair in marginable:
+        assert pair.wire["margin_initial"] in ("0.33", "0.50", "0.25", "0.20")
+        assert pair.wire["position_limit_long"] >= pair.wire["position_limit_short"] > 0
+    assert not any("margin_initial" in p.wire for p in universe.pairs if not p.wire["marginable"])

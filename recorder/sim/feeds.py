@@ -88,6 +88,8 @@ _HOUR_NS: Final = 3_600_000_000_000
 _DAY_NS: Final = 24 * _HOUR_NS
 _HISTORY_TRADES: Final = 1000
 _HISTORY_BARS: Final = 720
+#: top-of-book changes kept for REST ``Spread`` (Kraken: "the last ~200")
+_HISTORY_SPREADS: Final = 200
 
 
 class Now:
@@ -182,9 +184,15 @@ class PairState:
         self.now = now
         self.trades: deque[TradeRec] = deque(maxlen=_HISTORY_TRADES)
         self.bars: dict[int, deque[Bar]] = {m: deque(maxlen=_HISTORY_BARS) for m in OHLC_INTERVALS}
-        #: hourly buckets for 24 h ticker statistics: [begin_ns, open, high, low, volume, cost]
+        #: hourly buckets for 24 h ticker statistics:
+        #: [begin_ns, open, high, low, volume, cost, trades]
         self.hours: deque[list[int]] = deque()
         self.last_price = ref_price
+        #: best bid/ask price changes for REST ``Spread``: (t_ns, bid units, ask units)
+        self.spreads: deque[tuple[int, int, int]] = deque(maxlen=_HISTORY_SPREADS)
+        #: True once the current action changed a best level (set by the market's sink; the
+        #: market then calls :meth:`note_top`)
+        self.top_moved = False
         self.book_views: list[L3View | BookView] = []
         self.trade_views: list[TradeView | OhlcView | TickerView] = []
         self.bbo_views: list[TickerView] = []
@@ -287,7 +295,7 @@ class PairState:
         hour = t_ns - t_ns % _HOUR_NS
         hours = self.hours
         if not hours or hours[-1][0] != hour:
-            hours.append([hour, price, price, price, 0, 0])
+            hours.append([hour, price, price, price, 0, 0, 0])
         b = hours[-1]
         if price > b[2]:
             b[2] = price
@@ -295,15 +303,42 @@ class PairState:
             b[3] = price
         b[4] += qty
         b[5] += price * qty
+        b[6] += 1
         self.last_price = price
         return rec
 
-    def stats24(self) -> tuple[int, int, int, int, int, int]:
-        """(last, volume, vwap, low, high, open) over the hourly buckets of the last 24 h."""
+    def note_top(self, t_ns: int) -> None:
+        """Record the best bid/ask prices if either differs from the last recorded pair."""
+        eng = self.engine
+        bid, ask = eng.best(BID), eng.best(ASK)
+        top = (bid.price if bid else 0, ask.price if ask else 0)
+        spreads = self.spreads
+        if not spreads or spreads[-1][1:] != top:
+            spreads.append((t_ns, *top))
+
+    def _recent_hours(self) -> deque[list[int]]:
+        """The hourly buckets overlapping the last 24 h (older ones are dropped)."""
         horizon = self.now.ns - _DAY_NS
         hours = self.hours
         while hours and hours[0][0] + _HOUR_NS <= horizon:
             hours.popleft()
+        return hours
+
+    def period_stats(self, since_ns: int | None) -> tuple[int, int, int, int, int, int]:
+        """(volume, cost, trades, low, high, open) over the hourly buckets beginning at or
+        after ``since_ns``, or (None) over every bucket overlapping the last 24 h; without
+        trades: zeros and the last price."""
+        recent = self._recent_hours()
+        chosen = list(recent) if since_ns is None else [b for b in recent if b[0] >= since_ns]
+        last = self.last_price
+        if not chosen:
+            return 0, 0, 0, last, last, last
+        return (sum(b[4] for b in chosen), sum(b[5] for b in chosen), sum(b[6] for b in chosen),
+                min(b[3] for b in chosen), max(b[2] for b in chosen), chosen[0][1])
+
+    def stats24(self) -> tuple[int, int, int, int, int, int]:
+        """(last, volume, vwap, low, high, open) over the hourly buckets of the last 24 h."""
+        hours = self._recent_hours()
         last = self.last_price
         if not hours:
             return last, 0, last, last, last, last

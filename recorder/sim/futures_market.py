@@ -34,6 +34,8 @@ __all__ = ["FuturesMarket", "FUTURES_TRADE_SNAPSHOT", "P_LIQUIDATION"]
 
 #: Trades in a ``trade_snapshot`` (real captures: 100, newest first).
 FUTURES_TRADE_SNAPSHOT: Final = 100
+#: Trades kept per product for REST ``history`` (Kraken: the last 100 before ``lastTime``).
+FUTURES_HISTORY: Final = 1000
 #: Share of trades flagged ``liquidation``.
 P_LIQUIDATION: Final = 0.01
 _MS: Final = 1_000_000
@@ -82,6 +84,8 @@ class _Product(_Pair):
         self.seq = rng.randint(100_000, 400_000_000)
         self.trade_seq = rng.randint(10_000, 5_000_000)
         self.ftrades: deque[str] = deque(maxlen=FUTURES_TRADE_SNAPSHOT)
+        #: recent trades for REST ``history``: (t_ns, seq, price, qty, side, type, uid)
+        self.history: deque[tuple[int, int, str, str, str, str, str]] = deque(maxlen=FUTURES_HISTORY)
         self.book_on = False
         self.trade_on = False
         self.ticker_on = False
@@ -121,6 +125,7 @@ class _Product(_Pair):
                     f'"type":"{kind}","seq":{self.trade_seq},"time":{t // _MS},"qty":{qty},'
                     f'"price":{price}}}')
             self.ftrades.append(text)
+            self.history.append((t, self.trade_seq, price, qty, tside, kind, uid))
             if self.trade_on:
                 self.pending.append((self.key_trade, text))
             recs.append(ps.record_trade(self.trade_seq, t, f.price, f.qty, tside, ord_type))
@@ -338,15 +343,31 @@ class FuturesMarket:
         out = []
         for prod in self._order:
             v = prod.values()
+            last_trade = prod.history[-1] if prod.history else None
             out.append({
-                "symbol": prod.symbol, "last": v["last"], "lastTime_ms": prod.ps.trades[-1].t_ns // _MS
-                if prod.ps.trades else None, "tag": v["tag"], "pair": v["pair"],
+                "symbol": prod.symbol, "last": v["last"],
+                "lastTime_ns": last_trade[0] if last_trade else None, "tag": v["tag"], "pair": v["pair"],
                 "markPrice": v["markPrice"], "bid": v["bid"], "bidSize": v["bid_size"], "ask": v["ask"],
                 "askSize": v["ask_size"], "vol24h": v["volume"], "volumeQuote": v["volumeQuote"],
                 "openInterest": v["openInterest"], "open24h": v["open"], "high24h": v["high"],
-                "low24h": v["low"], "fundingRate": v["funding"] if v["tag"] == "perpetual" else None,
+                "low24h": v["low"], "lastSize": last_trade[3] if last_trade else None,
+                "fundingRate": repr(v["funding"]) if v["tag"] == "perpetual" else None,
+                "fundingRatePrediction": repr(v["funding"] * 0.9) if v["tag"] == "perpetual" else None,
                 "suspended": v["suspended"], "indexPrice": v["index"], "postOnly": False,
                 "change24h": v["change"],
             })
+        return out
+
+    def history(self, product_id: str, before_ns: int | None,
+                count: int = 100) -> list[tuple[int, int, str, str, str, str, str]]:
+        """Up to ``count`` most recent trades strictly before ``before_ns`` (None: the most
+        recent), newest first, as ``(t_ns, trade_id, price, qty, side, type, uid)``."""
+        prod = self._product(product_id)
+        out = []
+        for rec in reversed(prod.history):
+            if before_ns is None or rec[0] < before_ns:
+                out.append(rec)
+                if len(out) == count:
+                    break
         return out
 

@@ -125,6 +125,8 @@ _B32_PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)
 _B32_PAIRS_DASH: Final = tuple(a + "-" + b for a in _B32 for b in _B32)
 _BUSY_BASES: Final = ("BTC", "ETH", "SOL", "XRP", "DOGE", "USDT", "USDC", "ADA", "LTC", "LINK")
 _NS: Final = 1_000_000_000
+#: bars in a REST ``OHLC`` answer: 720 committed and the current one (as Kraken's)
+_REST_BARS: Final = 721
 _MAX_LIFETIME_S: Final = 6 * 3600.0
 
 # Hot-path sampling. The generator used to call ``Random.lognormvariate``/``expovariate``/
@@ -178,6 +180,38 @@ class RestTrade:
     side: str
     ord_type: str
     trade_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TickerPeriod:
+    """Trade statistics of one ticker period in exact units: ``volume`` (qty units), ``cost``
+    (sum of price units x qty units), ``trades``, and ``low``/``high``/``open`` (price units;
+    the last price when the period has no trade)."""
+
+    volume: int
+    cost: int
+    trades: int
+    low: int
+    high: int
+    open: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestTicker:
+    """REST ``Ticker`` inputs of one pair in exact units (prices at ``price_precision``,
+    quantities at ``qty_precision``): best levels, the last trade, today (since 00:00 UTC)
+    and the last 24 h (hourly buckets)."""
+
+    price_precision: int
+    qty_precision: int
+    bid: int
+    bid_qty: int
+    ask: int
+    ask_qty: int
+    last: int
+    last_qty: int
+    today: TickerPeriod
+    day: TickerPeriod
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +301,8 @@ class _Pair:
                                           self._old_price))
         ps = self.ps
         if rank < 10:  # ps.touched(order.side), inlined
+            if rank == 0:
+                ps.top_moved = True
             side_ = order.side
             ps._s3[side_] = ps._s2[side_] = None
             ps._ck3 = ps._ck2 = None
@@ -323,6 +359,7 @@ class _Pair:
             self._init_levels(start_ns)
         finally:
             eng.sink = sink
+        self.ps.note_top(start_ns)
 
     def _init_levels(self, start_ns: int) -> None:
         rng, eng, tick = self.rng, self.engine, self.tick
@@ -607,6 +644,9 @@ class SpotMarket:
             now.set(t)
             ps = pair.ps
             trades = pair.act(t)
+            if ps.top_moved:
+                ps.top_moved = False
+                ps.note_top(t)
             if ps.dirty:  # some book view queued output (see PairState.dirty)
                 ps.dirty = False
                 for view in ps.book_views:
@@ -799,13 +839,52 @@ class SpotMarket:
                           r.trade_id) for r in chosen]
 
     def ohlc(self, symbol: str, interval: int) -> list[RestBar]:
-        """Up to 720 most recent bars of ``interval`` minutes (the last one is still open)."""
+        """The 721 most recent bars of ``interval`` minutes up to the current, still open one,
+        one per interval as Kraken sends them: an interval without trades is a bar at the
+        previous close with vwap 0, volume 0 and no trades. Bars start at the pair's first
+        trade (only the current bar, at the last price, before it)."""
         ps = self._pair(symbol).ps
         if interval not in ps.bars:
             raise MarketError(f"bad interval {interval!r}")
-        return [RestBar(b.begin_ns // _NS, ps.ptext(b.open), ps.ptext(b.high), ps.ptext(b.low),
-                        ps.ptext(b.close), ps.ptext(b.vwap()), ps.qtext(b.volume), b.trades)
-                for b in ps.bars[interval]]
+        span = interval * 60 * _NS
+        current = self.now.ns - self.now.ns % span
+        kept = {b.begin_ns: b for b in ps.bars[interval]}
+        first = min(kept) if kept else current
+        begin = max(first, current - (_REST_BARS - 1) * span)
+        before = [b for b in ps.bars[interval] if b.begin_ns < begin]
+        close = before[-1].close if before else ps.last_price if not kept else kept[first].open
+        zero_vwap, zero_qty = ps.ptext(0), ps.qtext(0)
+        out: list[RestBar] = []
+        for t in range(begin, current + 1, span):
+            b = kept.get(t)
+            if b is None:
+                c = ps.ptext(close)
+                out.append(RestBar(t // _NS, c, c, c, c, zero_vwap, zero_qty, 0))
+                continue
+            out.append(RestBar(t // _NS, ps.ptext(b.open), ps.ptext(b.high), ps.ptext(b.low),
+                               ps.ptext(b.close), ps.ptext(b.vwap()), ps.qtext(b.volume),
+                               b.trades))
+            close = b.close
+        return out
+
+    def spreads(self, symbol: str) -> list[tuple[int, str, str]]:
+        """The last 200 best bid/ask price changes as ``(t_ns, bid_text, ask_text)``, oldest
+        first (REST ``Spread``)."""
+        ps = self._pair(symbol).ps
+        return [(t, ps.ptext(bid), ps.ptext(ask)) for t, bid, ask in ps.spreads]
+
+    def rest_ticker(self, symbol: str) -> RestTicker:
+        """REST ``Ticker`` inputs of ``symbol`` (see :class:`RestTicker`)."""
+        ps = self._pair(symbol).ps
+        bid_p, bid_q, ask_p, ask_q = ps.bbo()
+        now = self.now.ns
+        midnight = now - now % (86_400 * _NS)
+        trades = ps.trades
+        return RestTicker(
+            ps.pp, ps.qp, bid_p, bid_q, ask_p, ask_q, ps.last_price,
+            trades[-1].qty if trades else 0,
+            TickerPeriod(*ps.period_stats(midnight)),
+            TickerPeriod(*ps.period_stats(None)))
 
     def ticker(self, symbol: str) -> dict[str, Any]:
         """Ticker values as exact text: bid, bid_qty, ask, ask_qty, last, volume, vwap, low,

@@ -342,5 +342,11 @@ class PregenMarket:
     def ticker(self, symbol: str) -> dict[str, Any]:
         return self._sync().ticker(symbol)
 
+    def rest_ticker(self, symbol: str) -> Any:
+        return self._sync().rest_ticker(symbol)
+
+    def spreads(self, symbol: str) -> Any:
+        return self._sync().spreads(symbol)
+
     def last_trade_id(self, symbol: str) -> int:
         return self._sync().last_trade_id(symbol)

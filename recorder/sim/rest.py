@@ -1,114 +1,82 @@
-"""Spot and Futures REST of the simulated exchange (``kraken-protocol.md`` §5, §6, §8.2).
+"""Spot REST of the simulated exchange (``kraken-protocol.md`` §5, §6; ``docs/kraken-rest.md``).
 
-Spot answers always use HTTP 200 and Kraken's envelope ``{"error": [...], "result": {...}}``;
-failures carry Kraken's error strings (``EQuery:Unknown asset pair``, ``EGeneral:Invalid
-arguments``, ``EAPI:Invalid key``, ``EAPI:Invalid signature``, ``EAPI:Invalid nonce``,
-``EGeneral:Too many requests`` for the per-IP public throttle, ``EAPI:Rate limit exceeded``
-for the per-key private call counter). Futures answers use ``{"result": "success"|"error",
-"serverTime": ..., ...}``.
+Public market data: ``Time``, ``SystemStatus``, ``Assets``, ``AssetPairs`` (``pair``,
+``aclass_base``, ``info``, ``country_code``), ``Ticker``, ``OHLC``, ``Depth``, ``Trades`` and
+``Spread``, GET or POST. Private: ``GetWebSocketsToken`` and ``Level3`` (POST, API-Key/API-Sign).
+Futures REST lives in :mod:`recorder.sim.futures_rest`.
+
+Answers always use HTTP 200 and Kraken's envelope: ``{"error": [], "result": {...}}`` on
+success, ``{"error": ["EQuery:Unknown asset pair"]}`` on failure (no ``result``, as Kraken's).
+Error strings: ``EQuery:Unknown asset pair``, ``EQuery:Unknown asset``, ``EGeneral:Invalid
+arguments``, ``EGeneral:Unknown method``, ``EAPI:Invalid key``, ``EAPI:Invalid signature``,
+``EAPI:Invalid nonce``, ``EGeneral:Too many requests`` for the per-IP public throttle,
+``EAPI:Rate limit exceeded`` for the per-key private call counter.
+
+Names and number text follow :mod:`recorder.sim.rest_shapes`. Pair lookup accepts the v2 symbol
+(``BTC/USD``) and its concatenation (``BTCUSD``), the REST ``wsname`` (``XBT/USD``), the
+``altname`` (``XBTUSD``) and the canonical key (``XXBTZUSD``), case-insensitively. Results are
+keyed by the canonical key, except that a pair requested in ``BASE/QUOTE`` form is keyed by
+the requested text (python-kraken-sdk's order book reads ``AssetPairs?pair=BTC/USD`` under
+``"BTC/USD"`` against the live API).
 
 ``Trades`` pages by the ns cursor ``last`` (trades strictly newer than ``since``) and never
 ends a page inside a group of trades sharing one timestamp (a page may then hold fewer than
 ``count`` trades, or more when one group alone exceeds it).
-
-Pair lookup accepts the v2 symbol (``BTC/USD``), the v1 ``wsname`` (``XBT/USD``), ``altname``
-(``XBTUSD``) and the canonical key (``XXBTZUSD``), case-insensitively. Results are keyed by the
-canonical key, except that a pair requested in ``BASE/QUOTE`` form is keyed by that exact
-text (what clients such as python-kraken-sdk's order book rely on; live behaviour for the
-slash form is UNVERIFIED here).
 """
 
 from __future__ import annotations
 
-import asyncio
+import re
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
 from aiohttp import web
 
-from recorder.sim.server import SIM_KEY
-
+from recorder.protocol.numbers import to_units, units_to_text
+from recorder.sim import futures_rest
 from recorder.sim.auth import AuthError, parse_body
+from recorder.sim.rest_io import json_response, rest_faults
+from recorder.sim.rest_shapes import (
+    ASSET_PAIR_INFO_LEVELS,
+    asset_code,
+    asset_info,
+    asset_pair_info,
+    ceil_volume,
+    epoch_seconds,
+    pad_price,
+    pair_key,
+    rest_price_decimals,
+    rfc1123,
+    v1_name,
+    whole_lot,
+    wsname,
+)
+from recorder.sim.server import SIM_KEY
+from recorder.sim.universe import asset_wire
 
 if TYPE_CHECKING:
+    from recorder.sim.market import RestTicker, TickerPeriod
     from recorder.sim.server import SimServer
     from recorder.sim.universe import SpotPair
 
-__all__ = ["add_routes", "pair_key", "v1_name"]
+__all__ = ["add_routes"]
 
-_ENC: Final = msgspec.json.Encoder()
-
-#: v2 asset -> Kraken's legacy REST asset code (the X/Z-prefixed generation).
-_LEGACY: Final = {
-    "BTC": "XXBT", "ETH": "XETH", "LTC": "XLTC", "XRP": "XXRP", "XLM": "XXLM", "XMR": "XXMR",
-    "ETC": "XETC", "ZEC": "XZEC", "REP": "XREP", "MLN": "XMLN", "DOGE": "XXDG",
-    "USD": "ZUSD", "EUR": "ZEUR", "GBP": "ZGBP", "JPY": "ZJPY", "CAD": "ZCAD", "AUD": "ZAUD",
-}
-#: v2 asset -> v1 / altname spelling.
-_V1: Final = {"BTC": "XBT", "DOGE": "XDG"}
 OHLC_INTERVALS: Final = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+_COUNTRY: Final = re.compile(r"[A-Za-z]{2}")
+#: ``aclass_base`` / ``asset_class`` values Kraken documents; the sim lists no tokenized asset.
+_ASSET_CLASSES: Final = ("currency", "tokenized_asset")
 
-
-def v1_name(asset: str) -> str:
-    return _V1.get(asset, asset)
-
-
-def pair_key(pair: SpotPair) -> str:
-    """Kraken's canonical REST key: ``XXBTZUSD`` for legacy pairs, else the altname."""
-    if pair.base in _LEGACY and pair.quote in _LEGACY and pair.base not in ("USD", "EUR", "GBP", "JPY", "CAD", "AUD"):
-        return _LEGACY[pair.base] + _LEGACY[pair.quote]
-    return v1_name(pair.base) + v1_name(pair.quote)
-
-
-def _plain(token: str | int) -> str:
-    """Decimal text without exponent and without trailing zeros (REST ``ordermin`` style)."""
-    value = Decimal(str(token))
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def asset_pair_info(pair: SpotPair, status: str) -> dict[str, Any]:
-    base, quote = _LEGACY.get(pair.base, pair.base), _LEGACY.get(pair.quote, pair.quote)
-    return {
-        "altname": v1_name(pair.base) + v1_name(pair.quote),
-        "wsname": f"{v1_name(pair.base)}/{v1_name(pair.quote)}",
-        "aclass_base": "currency",
-        "base": base,
-        "aclass_quote": "currency",
-        "quote": quote,
-        "lot": "unit",
-        "cost_decimals": pair.cost_precision,
-        "pair_decimals": pair.price_precision,
-        "lot_decimals": pair.qty_precision,
-        "lot_multiplier": 1,
-        "leverage_buy": [],
-        "leverage_sell": [],
-        "fees": [],
-        "fees_maker": [],
-        "fee_volume_currency": "ZUSD",
-        "margin_call": 80,
-        "margin_stop": 40,
-        "ordermin": _plain(pair.qty_min),
-        "costmin": _plain(pair.cost_min),
-        "tick_size": _plain(pair.price_increment),
-        "status": status,
-    }
-
-
-def _json(body: Any) -> web.Response:
-    return web.Response(body=_ENC.encode(body), content_type="application/json")
+UNKNOWN_PAIR: Final = "EQuery:Unknown asset pair"
+UNKNOWN_ASSET: Final = "EQuery:Unknown asset"
+INVALID: Final = "EGeneral:Invalid arguments"
 
 
 def _ok(result: Any) -> web.Response:
-    return _json({"error": [], "result": result})
+    return json_response({"error": [], "result": result})
 
 
 def _err(*errors: str) -> web.Response:
-    return _json({"error": list(errors)})
+    return json_response({"error": list(errors)})
 
 
 class _Rest:
@@ -119,12 +87,15 @@ class _Rest:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._private: dict[str, tuple[float, float]] = {}
 
+    def listed(self) -> list[str]:
+        """Symbols currently listed, in listing order."""
+        return [s for s in self.sim.pairs if self.sim.is_listed(s)]
+
     def pair_index(self) -> dict[str, str]:
         index: dict[str, str] = {}
-        for symbol, pair in self.sim.pairs.items():
-            if not self.sim.is_listed(symbol):
-                continue
-            for alias in (symbol, f"{v1_name(pair.base)}/{v1_name(pair.quote)}",
+        for symbol in self.listed():
+            pair = self.sim.pairs[symbol]
+            for alias in (symbol, pair.base + pair.quote, wsname(pair),
                           v1_name(pair.base) + v1_name(pair.quote), pair_key(pair)):
                 index.setdefault(alias.upper(), symbol)
         return index
@@ -173,17 +144,6 @@ async def _params(request: web.Request) -> tuple[dict[str, str], bytes]:
     return params, body
 
 
-async def _faults(sim: SimServer, path: str, private: bool) -> str | None:
-    if not sim.faults.active:
-        return None
-    delay, error = sim.faults.rest(path=path, private=private)
-    if delay:
-        await asyncio.sleep(delay)
-    if error is not None:
-        sim.faults.rest_answered(path=path, error=error)
-    return error
-
-
 def _int(params: dict[str, str], name: str, default: int, lo: int, hi: int) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
@@ -209,7 +169,7 @@ async def public(request: web.Request) -> web.Response:
     ctx = _rest(request)
     sim = ctx.sim
     name = request.match_info["name"]
-    error = await _faults(sim, request.path, private=False)
+    error = await rest_faults(sim, request.path, private=False)
     if error:
         return _err(error)
     if ctx.public_throttled(request.remote or "?"):
@@ -222,17 +182,9 @@ async def public(request: web.Request) -> web.Response:
     return handler(ctx, params)
 
 
-def _epoch_seconds(t_ns: int) -> msgspec.Raw:
-    """Epoch seconds as a JSON number with the full ns digits (Kraken: ``1762795433.9717445``)."""
-    seconds, frac = divmod(t_ns, 1_000_000_000)
-    digits = f"{frac:09d}".rstrip("0") or "0"
-    return msgspec.Raw(f"{seconds}.{digits}".encode())
-
-
 def _time(ctx: _Rest, params: dict[str, str]) -> web.Response:
     now = ctx.sim.clock_ns() // 1_000_000_000
-    return _ok({"unixtime": now,
-                "rfc1123": time.strftime("%a, %d %b %y %H:%M:%S +0000", time.gmtime(now))})
+    return _ok({"unixtime": now, "rfc1123": rfc1123(now)})
 
 
 def _system_status(ctx: _Rest, params: dict[str, str]) -> web.Response:
@@ -240,25 +192,122 @@ def _system_status(ctx: _Rest, params: dict[str, str]) -> web.Response:
     return _ok({"status": "online", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
 
 
+def _assets(ctx: _Rest, params: dict[str, str]) -> web.Response:
+    """``Assets``: every asset of the universe and of the listed pairs, keyed by asset code."""
+    sim = ctx.sim
+    aclass = params.get("aclass") or "currency"
+    if aclass not in _ASSET_CLASSES:
+        return _err(INVALID)
+    objects = {str(a["id"]): a for a in sim.universe.assets if isinstance(a, dict) and "id" in a}
+    for symbol in ctx.listed():
+        pair = sim.pairs[symbol]
+        for asset in (pair.base, pair.quote):
+            objects.setdefault(asset, asset_wire(asset))
+    entries = dict(asset_info(obj) for obj in objects.values()) if aclass == "currency" else {}
+    requested = params.get("asset")
+    if requested is None:
+        return _ok(dict(sorted(entries.items())))
+    index: dict[str, str] = {}
+    for asset_id in objects:
+        for alias in (asset_id, v1_name(asset_id), asset_code(asset_id)):
+            index.setdefault(alias.upper(), asset_code(asset_id))
+    chosen: dict[str, Any] = {}
+    names = [n.strip() for n in requested.split(",")]
+    for name in names:
+        key = index.get(name.upper())
+        if key is None or key not in entries:
+            return _err(UNKNOWN_ASSET)
+        chosen[key] = entries[key]
+    return _ok(chosen)
+
+
 def _asset_pairs(ctx: _Rest, params: dict[str, str]) -> web.Response:
     sim = ctx.sim
+    info = params.get("info") or "info"
+    aclass = params.get("aclass_base") or "currency"
+    country = params.get("country_code")
+    if info != "info" and info not in ASSET_PAIR_INFO_LEVELS or aclass not in _ASSET_CLASSES:
+        return _err(INVALID)
+    if country is not None and not _COUNTRY.fullmatch(country):
+        return _err(INVALID)
     if params.get("pair"):
-        resolved = ctx.resolve(params["pair"])
+        resolved = ctx.resolve(params["pair"]) if aclass == "currency" else None
         if resolved is None:
-            return _err("EQuery:Unknown asset pair")
-    else:
-        resolved = [(pair_key(p), s) for s, p in sim.pairs.items() if sim.is_listed(s)]
-    return _ok({key: asset_pair_info(sim.pairs[s], sim.status[s]) for key, s in resolved})
+            return _err(UNKNOWN_PAIR)
+    elif aclass == "currency":
+        resolved = sorted((pair_key(sim.pairs[s]), s) for s in ctx.listed())
+    else:  # the sim lists no tokenized asset pair
+        resolved = []
+    return _ok({key: asset_pair_info(sim.pairs[s], sim.status[s], info) for key, s in resolved})
+
+
+def _pairs_of(ctx: _Rest, params: dict[str, str], *, required: bool) -> list[tuple[str, str]] | web.Response:
+    """The pairs a market-data call names (``pair``; ``asset_class``), or its error answer."""
+    raw = params.get("pair")
+    asset_class = params.get("asset_class")
+    if asset_class is not None and asset_class not in _ASSET_CLASSES:
+        return _err(INVALID)
+    if not raw:
+        if required:
+            return _err(INVALID)
+        return sorted((pair_key(ctx.sim.pairs[s]), s) for s in ctx.listed())
+    resolved = ctx.resolve(raw) if asset_class != "tokenized_asset" else None
+    if resolved is None:
+        return _err(UNKNOWN_PAIR)
+    return resolved
 
 
 def _one_pair(ctx: _Rest, params: dict[str, str]) -> tuple[str, str] | web.Response:
-    raw = params.get("pair")
-    if not raw:
-        return _err("EGeneral:Invalid arguments")
-    resolved = ctx.resolve(raw)
-    if resolved is None or len(resolved) != 1:
-        return _err("EQuery:Unknown asset pair")
-    return resolved[0]
+    found = _pairs_of(ctx, params, required=True)
+    if isinstance(found, web.Response):
+        return found
+    if len(found) != 1:
+        return _err(UNKNOWN_PAIR)
+    return found[0]
+
+
+def _pad(pair: SpotPair, text: str) -> str:
+    """A price text at ``pair_decimals`` in REST width (``max(pair_decimals, cost_decimals)``)."""
+    return pad_price(text, pair.price_precision, rest_price_decimals(pair))
+
+
+def _ticker_entry(pair: SpotPair, t: RestTicker) -> dict[str, Any]:
+    width = rest_price_decimals(pair)
+    scale = 10 ** (width - t.price_precision)
+    qp = t.qty_precision
+
+    def price(units: int) -> str:
+        return units_to_text(units * scale, width)
+
+    def vwap(period: TickerPeriod) -> str:
+        if not period.volume:
+            return price(t.last)
+        return units_to_text((2 * period.cost * scale + period.volume) // (2 * period.volume), width)
+
+    def best(units: int, qty: int) -> list[str]:
+        whole = whole_lot(qty, qp)
+        return [price(units), str(whole), f"{whole}.000"]
+
+    today, day = t.today, t.day
+    return {
+        "a": best(t.ask, t.ask_qty),
+        "b": best(t.bid, t.bid_qty),
+        "c": [price(t.last), units_to_text(t.last_qty, qp)],
+        "v": [units_to_text(today.volume, qp), units_to_text(day.volume, qp)],
+        "p": [vwap(today), vwap(day)],
+        "t": [today.trades, day.trades],
+        "l": [price(today.low), price(day.low)],
+        "h": [price(today.high), price(day.high)],
+        "o": price(today.open),
+    }
+
+
+def _ticker(ctx: _Rest, params: dict[str, str]) -> web.Response:
+    found = _pairs_of(ctx, params, required=False)
+    if isinstance(found, web.Response):
+        return found
+    spot = ctx.sim.spot
+    return _ok({key: _ticker_entry(ctx.sim.pairs[s], spot.rest_ticker(s)) for key, s in found})
 
 
 def _depth(ctx: _Rest, params: dict[str, str]) -> web.Response:
@@ -268,9 +317,15 @@ def _depth(ctx: _Rest, params: dict[str, str]) -> web.Response:
     key, symbol = found
     count = _int(params, "count", 100, 1, 500)
     if count is None:
-        return _err("EGeneral:Invalid arguments")
+        return _err(INVALID)
+    pair = ctx.sim.pairs[symbol]
+    qp = pair.qty_precision
     bids, asks = ctx.sim.spot.depth(symbol, count)
-    return _ok({key: {"asks": [list(level) for level in asks], "bids": [list(level) for level in bids]}})
+
+    def levels(side: list[tuple[str, str, int]]) -> list[list[Any]]:
+        return [[_pad(pair, p), ceil_volume(to_units(q, qp), qp), ts] for p, q, ts in side]
+
+    return _ok({key: {"asks": levels(asks), "bids": levels(bids)}})
 
 
 def _trades(ctx: _Rest, params: dict[str, str]) -> web.Response:
@@ -281,7 +336,7 @@ def _trades(ctx: _Rest, params: dict[str, str]) -> web.Response:
     count = _int(params, "count", 1000, 1, 1000)
     since_raw = params.get("since", "")
     if count is None or (since_raw and not since_raw.isdigit()):
-        return _err("EGeneral:Invalid arguments")
+        return _err(INVALID)
     since: int | None = int(since_raw) if since_raw else None
     if since is not None and 0 < since < 10**12:  # seconds (Kraken accepts both); not ns
         since *= 1_000_000_000
@@ -296,7 +351,8 @@ def _trades(ctx: _Rest, params: dict[str, str]) -> web.Response:
             cut = after[count].t_ns
             trimmed = [t for t in trades if t.t_ns != cut]
             trades = trimmed or [t for t in after if t.t_ns == cut]
-    rows = [[t.price, t.qty, _epoch_seconds(t.t_ns), t.side, t.ord_type, "", t.trade_id]
+    pair = ctx.sim.pairs[symbol]
+    rows = [[_pad(pair, t.price), t.qty, epoch_seconds(t.t_ns), t.side, t.ord_type, "", t.trade_id]
             for t in trades]
     last = trades[-1].t_ns if trades else (since or 0)
     return _ok({key: rows, "last": str(last)})
@@ -310,19 +366,35 @@ def _ohlc(ctx: _Rest, params: dict[str, str]) -> web.Response:
     interval = _int(params, "interval", 1, 1, 21600)
     since_raw = params.get("since", "") or "0"
     if interval is None or interval not in OHLC_INTERVALS or not since_raw.isdigit():
-        return _err("EGeneral:Invalid arguments")
+        return _err(INVALID)
     bars = ctx.sim.spot.ohlc(symbol, interval)
     since = int(since_raw)
+    # ``last``: the newest committed bar (the very last one is still open, always sent).
+    last = bars[-2].begin_s if len(bars) >= 2 else since
     rows = [[b.begin_s, b.open, b.high, b.low, b.close, b.vwap, b.volume, b.trades]
-            for b in bars if b.begin_s > since][-720:]
-    # ``last``: the newest committed bar (the very last one is still open).
-    last = rows[-2][0] if len(rows) >= 2 else since
+            for i, b in enumerate(bars) if b.begin_s > since or i == len(bars) - 1]
+    return _ok({key: rows, "last": last})
+
+
+def _spread(ctx: _Rest, params: dict[str, str]) -> web.Response:
+    found = _one_pair(ctx, params)
+    if isinstance(found, web.Response):
+        return found
+    key, symbol = found
+    since_raw = params.get("since", "")
+    if since_raw and not since_raw.isdigit():
+        return _err(INVALID)
+    since = int(since_raw) if since_raw else 0
+    pair = ctx.sim.pairs[symbol]
+    rows = [[t // 1_000_000_000, _pad(pair, bid), _pad(pair, ask)]
+            for t, bid, ask in ctx.sim.spot.spreads(symbol) if t // 1_000_000_000 > since]
+    last = rows[-1][0] if rows else since
     return _ok({key: rows, "last": last})
 
 
 _PUBLIC: Final = {
-    "Time": _time, "SystemStatus": _system_status, "AssetPairs": _asset_pairs,
-    "Depth": _depth, "Trades": _trades, "OHLC": _ohlc,
+    "Time": _time, "SystemStatus": _system_status, "Assets": _assets, "AssetPairs": _asset_pairs,
+    "Ticker": _ticker, "Depth": _depth, "Trades": _trades, "OHLC": _ohlc, "Spread": _spread,
 }
 
 
@@ -343,7 +415,7 @@ async def private(request: web.Request) -> web.Response:
     except AuthError as exc:
         sim.record("auth_failed", path=request.path, error=str(exc))
         return _err(str(exc))
-    error = await _faults(sim, request.path, private=True)
+    error = await rest_faults(sim, request.path, private=True)
     if error:
         return _err(error)
     if ctx.private_throttled(key):
@@ -368,73 +440,9 @@ async def private(request: web.Request) -> web.Response:
     return _err("EGeneral:Unknown method")
 
 
-# --- futures ----------------------------------------------------------------------------------
-
-
-_TEXT_FIELDS: Final = frozenset({"symbol", "tag", "pair"})
-
-
-def _num(token: Any) -> Any:
-    """A decimal text as a raw JSON number (Futures REST sends numbers); others unchanged."""
-    if isinstance(token, str) and token and (token[0].isdigit() or token[0] == "-"):
-        return msgspec.Raw(token.encode())
-    return token
-
-
-def _iso_ms(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def _futures_ticker(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "lastTime_ms":
-            if value is not None:
-                out["lastTime"] = _iso_ms(value)
-        elif value is None:
-            continue
-        else:
-            out[key] = value if key in _TEXT_FIELDS else _num(value)
-    return out
-
-
-def _server_time(sim: SimServer) -> str:
-    ns = sim.clock_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 10**6 % 1000:03d}Z"
-
-
-async def futures(request: web.Request) -> web.Response:
-    ctx = _rest(request)
-    sim = ctx.sim
-    name = request.match_info["name"]
-    if sim.futures is None:
-        return _json({"result": "error", "serverTime": _server_time(sim), "error": "Unavailable"})
-    error = await _faults(sim, request.path, private=False)
-    if error:
-        return _json({"result": "error", "serverTime": _server_time(sim), "error": "apiLimitExceeded"})
-    if name == "instruments":
-        from recorder.sim.universe import encode_wire
-
-        body = ('{"result":"success","instruments":['
-                + ",".join(encode_wire(f.wire) for f in sim.universe.futures)
-                + '],"serverTime":"' + _server_time(sim) + '"}')
-        return web.Response(text=body, content_type="application/json")
-    if name == "orderbook":
-        symbol = (request.query.get("symbol") or "").upper()
-        if symbol not in sim.products:
-            return _json({"result": "error", "serverTime": _server_time(sim), "error": "invalidArgument"})
-        bids, asks = sim.futures.orderbook(symbol)
-        book = {"bids": [[_num(p), _num(q)] for p, q in bids], "asks": [[_num(p), _num(q)] for p, q in asks]}
-        return _json({"result": "success", "orderBook": book, "serverTime": _server_time(sim)})
-    if name == "tickers":
-        return _json({"result": "success", "tickers": [_futures_ticker(t) for t in sim.futures.tickers()],
-                      "serverTime": _server_time(sim)})
-    return _json({"result": "error", "serverTime": _server_time(sim), "error": "notFound"})
-
-
 def add_routes(app: web.Application) -> None:
     app[_REST_KEY] = _Rest(app[SIM_KEY])
     app.router.add_route("GET", "/0/public/{name}", public)
     app.router.add_route("POST", "/0/public/{name}", public)
     app.router.add_route("*", "/0/private/{name}", private)
-    app.router.add_get("/derivatives/api/v3/{name}", futures)
+    futures_rest.add_routes(app)

@@ -6,9 +6,9 @@ Endpoints (all on ``http://HOST:PORT`` / ``ws://HOST:PORT``):
 ``/v2``                                    Spot WS v2 public (book, trade, ticker, ohlc, instrument)
 ``/l3/v2``                                 Spot WS v2 level3 (token from GetWebSocketsToken)
 ``/ws/v1``                                 Futures WS v1 (book, trade, ticker, ticker_lite, heartbeat)
-``/0/public/{AssetPairs,Depth,Trades,OHLC,Time,SystemStatus}``   Spot REST (GET or POST)
+``/0/public/{Time,SystemStatus,Assets,AssetPairs,Ticker,OHLC,Depth,Trades,Spread}``  Spot REST (GET or POST)
 ``/0/private/{GetWebSocketsToken,Level3}``  Spot REST private (POST, API-Key/API-Sign)
-``/derivatives/api/v3/{orderbook,instruments,tickers}``          Futures REST
+``/derivatives/api/v3/{instruments[/status],tickers[/SYM],orderbook,history}``  Futures REST
 ``/control/faults``                        GET rules / POST ``{"spec": ..., "replace": bool}`` or ``{"clear": true}``
 ``/control/instrument``                    POST ``{"action": "list"|"delist"|"status", "symbol": ..., "status": ...}``
 ``/control/stats``                         GET counters (frames sent, connections, ...)

@@ -37,6 +37,7 @@ import msgspec
 
 __all__ = [
     "STRING_FIELDS",
+    "asset_wire",
     "FuturesProduct",
     "SpotPair",
     "Universe",
@@ -203,6 +204,15 @@ _COST_PRECISION_BY_QUOTE: Final = {
 _QTY_MINS: Final = ("10", "5", "4", "0.5", "1.5", "1", "2", "7", "0.05", "20", "0.2", "25")
 #: share of pairs that are marginable (174 / 683).
 _MARGINABLE_SHARE: Final = 174 / 683
+#: ``margin_initial`` tokens of the 174 marginable pairs.
+_MARGIN_INITIAL_COUNTS: Final = {"0.33": 99, "0.50": 39, "0.25": 27, "0.20": 9}
+#: ``collateral_value`` tokens of the 23 snapshot assets that have one (all others: 0.00).
+_COLLATERAL_VALUE: Final = {
+    "USD": "1.00", "EUR": "1.00", "GBP": "1.00", "AUD": "1.00", "CAD": "1.00", "JPY": "1.00",
+    "CHF": "1.00", "BTC": "1.00", "ETH": "1.00", "USDC": "1.00", "LTC": "0.70", "ATOM": "0.70",
+    "LINK": "0.70", "MANA": "0.70", "MATIC": "0.70", "USDT": "0.90", "ADA": "0.90",
+    "DAI": "0.90", "DOT": "0.90", "SOL": "0.90", "XTZ": "0.50", "TRX": "0.50", "AVAX": "0.50",
+}
 
 #: Rough USD prices of well-known assets, for plausible reference prices.
 _USD_PRICE: Final = {
@@ -341,14 +351,18 @@ def _weighted(rng: random.Random, counts: Mapping[Any, int]) -> Any:
     return rng.choices(keys, weights=[counts[k] for k in keys])[0]
 
 
-def _asset_wire(asset_id: str, precision: int) -> dict[str, Any]:
+def asset_wire(asset_id: str) -> dict[str, Any]:
+    """An asset object in the instrument snapshot's shape (generated universes and assets of
+    pairs listed at runtime): precision 4 for fiat and dollar-like assets, else 10; the real
+    snapshot's collateral value for the assets that have one, else ``0.00``."""
+    precision = 4 if asset_id in _USD_PRICE and _USD_PRICE[asset_id] < 2 else 10
     return {
         "id": asset_id,
         "status": "enabled",
         "precision": precision,
-        "precision_display": min(precision, 5),
-        "borrowable": False,
-        "collateral_value": "0.00",
+        "precision_display": min(precision, 5) if precision > 4 else 2,
+        "borrowable": asset_id in _COLLATERAL_VALUE,
+        "collateral_value": _COLLATERAL_VALUE.get(asset_id, "0.00"),
         "margin_rate": "0.020000",
     }
 
@@ -369,7 +383,7 @@ def _generated_wire(seed: int, base: str, quote: str, status: str | None = None)
         status = _weighted(prng, _STATUS_COUNTS) if symbol not in _BUSY else "online"
     qty_min_units = int(Decimal(prng.choice(_QTY_MINS)).scaleb(qty_precision))
     price_increment = _increment_token(price_precision)
-    return {
+    wire: dict[str, Any] = {
         "symbol": symbol,
         "base": base,
         "quote": quote,
@@ -385,6 +399,12 @@ def _generated_wire(seed: int, base: str, quote: str, status: str | None = None)
         "price_increment": price_increment,
         "qty_min": _fixed(qty_min_units, qty_precision),
     }
+    if wire["marginable"]:  # the real snapshot's margin fields of marginable pairs
+        wire["margin_initial"] = _weighted(prng, _MARGIN_INITIAL_COUNTS)
+        limit = int(float(f"{10 ** prng.uniform(2.0, 7.0):.2g}"))
+        wire["position_limit_long"] = limit
+        wire["position_limit_short"] = int(float(f"{limit * prng.uniform(0.5, 1.0):.2g}"))
+    return wire
 
 
 def make_pair(symbol: str, *, seed: int, status: str = "online") -> SpotPair:
@@ -424,7 +444,7 @@ def _generate_spot(seed: int, count: int = _GENERATED_PAIRS) -> tuple[list[dict]
 
     pairs = [_pair_from_wire(_generated_wire(seed, base, quote), seed) for base, quote in symbols]
     asset_ids = sorted({p.base for p in pairs} | {p.quote for p in pairs})
-    assets = [_asset_wire(a, 4 if a in _USD_PRICE and _USD_PRICE[a] < 2 else 10) for a in asset_ids]
+    assets = [asset_wire(a) for a in asset_ids]
     return assets, pairs
 
 
@@ -515,36 +535,91 @@ def _read_futures(path: Path) -> list[dict]:
     return [i for i in doc if isinstance(i, dict) and str(i.get("symbol", "")).upper()[:3] in wanted]
 
 
-#: Generated futures: (base, tick size, contract value precision) per underlying.
+#: Generated futures, one row per product of the real instruments list of 2025-05-06
+#: (``fixtures/kraken/crypto-market-raw-data/kraken.futures.2025-05-06.json``): symbol, tickSize,
+#: contractValueTradePrecision, impactMidSize, maxPositionSize, openingDate, isin, category,
+#: margin tier table, lastTradingTime (dated only). Values are that list's, so a generated
+#: instrument carries every field and value kind the real list carries.
 _GEN_FUTURES: Final = (
-    ("XBT", "1", 4), ("ETH", "0.1", 3), ("SOL", "0.01", 2), ("XRP", "0.0001", 0),
-    ("LTC", "0.01", 1), ("DOGE", "0.000001", -1), ("ADA", "0.000001", 0), ("LINK", "0.001", 1),
+    ("PF_XBTUSD", "1", 4, "0.07", "1200.0", "2022-03-22T13:15:36.000Z", "GB00BQ84JX13", "Layer 1", "wide", None),
+    ("PF_ETHUSD", "0.1", 3, "3.5", "16000.0", "2022-03-22T13:18:45.000Z", "GB00BQ84K502", "Layer 1", "wide", None),
+    ("PF_SOLUSD", "0.01", 2, "47.0", "200000.0", "2022-03-22T14:16:56.000Z", "GB00BQ84KP02", "Layer 1", "wide", None),
+    ("PF_XRPUSD", "0.00001", 0, "2750.0", "50000000.0", "2022-03-22T14:12:21.000Z", "GB00BQ84KV61", "Layer 1", "wide", None),
+    ("PF_LTCUSD", "0.01", 2, "56.0", "300000.0", "2022-03-22T14:39:25.000Z", "GB00BQ84KF04", "Layer 1", "narrow", None),
+    ("PF_DOGEUSD", "0.000001", 0, "33750.0", "200000000.0", "2022-06-20T12:57:30.000Z", "GB00BQ84K163", "Community", "wide", None),
+    ("PF_ADAUSD", "0.00001", 0, "7100.0", "60000000.0", "2022-03-22T14:11:11.000Z", "GB00BQ84JQ46", "Layer 1", "narrow", None),
+    ("PF_LINKUSD", "0.001", 1, "350.0", "2000000.0", "2022-03-22T14:36:54.000Z", "GB00BQ84KB65", "DeFi", "narrow", None),
+    ("PI_XBTUSD", "0.5", 0, "1000.0", "75000000.0", "2018-08-31T00:00:00.000Z", "GB00J62YGL67", "", "contracts", None),
+    ("PI_ETHUSD", "0.05", 0, "1000.0", "45000000.0", "2018-08-31T00:00:00.000Z", "GB00J62YH022", "", "contracts", None),
+    ("FI_XBTUSD_250530", "0.5", 0, "1000.0", "40000000.0", "2025-04-25T15:00:00.000Z", "GB00BSRJLP73", "Layer 1", "contracts", "2025-05-30T15:00:00.000Z"),
+    ("FI_XBTUSD_250627", "0.5", 0, "1000.0", "40000000.0", "2024-11-29T16:00:01.000Z", "GB00BSRJLX57", "", "contracts", "2025-06-27T15:00:00.000Z"),
+    ("FF_XBTUSD_250530", "1", 4, "0.05", "600.0", "2025-04-18T08:00:00.000Z", "GB00BQ84LD54", "Layer 1", "wide", "2025-05-30T08:00:00.000Z"),
+    ("FF_XBTUSD_250627", "1", 4, "0.07", "600.0", "2024-11-29T08:00:00.000Z", "GB00BQ84LJ17", "Layer 1", "wide", "2025-06-27T08:00:00.000Z"),
+    ("FI_ETHUSD_250530", "0.05", 0, "1000.0", "15000000.0", "2025-04-25T15:00:00.000Z", "GB00BSRJLQ80", "Layer 1", "contracts", "2025-05-30T15:00:00.000Z"),
+    ("FI_ETHUSD_250627", "0.05", 0, "1000.0", "15000000.0", "2024-11-29T16:00:01.000Z", "GB00BSRJLY64", "", "contracts", "2025-06-27T15:00:00.000Z"),
+    ("FF_ETHUSD_250530", "0.1", 3, "1.75", "8000.0", "2025-04-18T08:00:00.000Z", "GB00BQ84XW81", "Layer 1", "wide", "2025-05-30T08:00:00.000Z"),
+    ("FF_ETHUSD_250627", "0.1", 3, "3.5", "8000.0", "2024-12-06T08:09:31.000Z", "GB00BQ84Y032", "Layer 1", "wide", "2025-06-27T08:00:00.000Z"),
 )
+#: Margin tiers of that list: lower bounds (quote units for flexible futures, contracts for
+#: inverse ones) and the shared initial margins (maintenance = initial / 2).
+_MARGIN_TIERS: Final = {
+    "wide": ("0.0", "2000000.0", "5000000.0", "10000000.0", "30000000.0", "50000000.0", "150000000.0"),
+    "narrow": ("0.0", "500000.0", "1500000.0", "3000000.0", "10000000.0", "20000000.0", "50000000.0"),
+    "contracts": (0, 500000, 1500000, 3000000, 10000000, 20000000, 50000000),
+}
+_INITIAL_MARGINS: Final = ("0.02", "0.04", "0.05", "0.1", "0.2", "0.3", "0.5")
+_MAINTENANCE_MARGINS: Final = ("0.01", "0.02", "0.025", "0.05", "0.1", "0.15", "0.25")
+#: ``feeScheduleUid`` per product kind in that list.
+_FEE_SCHEDULES: Final = {
+    "PF": "723888f7-0a8e-4183-8648-f920a22339e3", "FF": "97ae0cc8-2964-43ea-91e9-d8e720b02b19",
+    "PI": "a6cbc326-9477-4a6c-911a-d4cb3ed7481e", "FI": "a6cbc326-9477-4a6c-911a-d4cb3ed7481e",
+}
+
+
+def _margin_levels(tiers: str, first: int = 0) -> list[dict[str, Any]]:
+    key = "contracts" if tiers == "contracts" else "numNonContractUnits"
+    return [{key: bound, "initialMargin": im, "maintenanceMargin": mm}
+            for bound, im, mm in list(zip(_MARGIN_TIERS[tiers], _INITIAL_MARGINS,
+                                          _MAINTENANCE_MARGINS))[first:]]
+
+
+def _futures_wire(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A complete instruments-list object, in the field order of the real list."""
+    symbol, tick, cvp, impact, max_position, opening, isin, category, tiers, last_trading = row
+    kind = symbol[:2]
+    base = symbol[3:].partition("_")[0][:-3]
+    wire_base = "BTC" if base == "XBT" else base
+    inverse = kind in ("PI", "FI")
+    levels = _margin_levels(tiers)
+    retail_floor = _margin_levels(tiers)[:1]
+    retail_floor[0].update(initialMargin="0.5", maintenanceMargin="0.25")
+    europa_retail = _margin_levels(tiers, first=2)
+    europa_retail[0][("contracts" if inverse else "numNonContractUnits")] = levels[0][
+        "contracts" if inverse else "numNonContractUnits"]
+    wire: dict[str, Any] = {"symbol": symbol, "type": "futures_inverse" if inverse else "flexible_futures"}
+    if inverse:
+        wire["underlying"] = f"rr_{base.lower()}usd"
+    wire.update(tickSize=tick, contractSize=1, tradeable=True, impactMidSize=impact,
+                maxPositionSize=max_position, openingDate=opening, marginLevels=levels)
+    if kind in ("PF", "PI"):
+        wire.update(fundingRateCoefficient=24, maxRelativeFundingRate="0.0025")
+    wire.update(isin=isin, contractValueTradePrecision=cvp, postOnly=False,
+                feeScheduleUid=_FEE_SCHEDULES[kind],
+                retailMarginLevels=retail_floor if inverse else _margin_levels(tiers),
+                marginSchedules={
+                    "dlt": {"professional": _margin_levels(tiers), "retail": retail_floor},
+                    "dlt_onboarding": {"professional": _margin_levels(tiers), "retail": retail_floor},
+                    "europa": {"professional": _margin_levels(tiers), "retail": europa_retail},
+                },
+                category=category, tags=[], tradfi=False, mtf=True, base=wire_base, quote="USD",
+                pair=f"{wire_base}:USD")
+    if last_trading is not None:
+        wire["lastTradingTime"] = last_trading
+    return wire
 
 
 def _generate_futures(seed: int) -> list[FuturesProduct]:
-    products: list[FuturesProduct] = []
-    expiries = (("250530", "2025-05-30T15:00:00.000Z", "2025-04-25T15:00:00.000Z"),
-                ("250627", "2025-06-27T15:00:00.000Z", "2025-03-28T15:00:00.000Z"))
-    for base, tick, cvp in _GEN_FUTURES:
-        wire_base = "BTC" if base == "XBT" else base
-        common = {"base": wire_base, "quote": "USD", "pair": f"{wire_base}:USD", "tradeable": True}
-        products.append(_product_from_wire(
-            {"symbol": f"PF_{base}USD", "type": "flexible_futures", "tickSize": tick,
-             "contractSize": 1, "contractValueTradePrecision": cvp, **common}, seed))
-        if base in ("XBT", "ETH"):
-            inv_tick = "0.5" if base == "XBT" else "0.05"
-            products.append(_product_from_wire(
-                {"symbol": f"PI_{base}USD", "type": "futures_inverse", "tickSize": inv_tick,
-                 "contractSize": 1, "contractValueTradePrecision": 0, **common}, seed))
-            for code, last, opening in expiries:
-                for prefix, kind, t in (("FI", "futures_inverse", inv_tick),
-                                         ("FF", "flexible_futures", tick)):
-                    products.append(_product_from_wire(
-                        {"symbol": f"{prefix}_{base}USD_{code}", "type": kind, "tickSize": t,
-                         "contractSize": 1, "contractValueTradePrecision": 0 if prefix == "FI" else cvp,
-                         "lastTradingTime": last, "openingDate": opening, **common}, seed))
-    return products
+    return [_product_from_wire(_futures_wire(row), seed) for row in _GEN_FUTURES]
 
 
 # --------------------------------------------------------------------------------------------
