@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem, check_file
+from recorder.archive.journal import read_segment
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.repair import repair_root
 from recorder.archive.store import Archive
@@ -268,3 +269,67 @@ def test_a_query_error_of_the_users_own_is_raised_without_decoding_files(
         assert ar.sql("SELECT count(*) AS n FROM trades").item() > 0  # footer-only count
         ar.sql("SELECT * FROM trades")  # reads the page: found, left out, answered
         assert [p.file for p in ar.unreadable()] == [victim.file]
+
+
+def test_frames_a_disk_full_moved_to_the_next_segment_are_not_journal_damage(
+        tmp_path: Path) -> None:
+    """After a journal write error, the frames that were not durable are written again at the
+    start of the writer's next segment: the first segment holds fewer records than the
+    manifest says were derived from it. That is not damage: repair re-derives exactly."""
+    import errno
+
+    from recorder.archive.session import ArchiveSession
+    from tests.archive_helpers import T0, trade_frame
+
+    full = {"on": False}
+
+    def write(fd: int, data: bytes) -> int:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    root = tmp_path / "a"
+    clock = iter(range(T0, T0 + 10**12, 1000))
+    s = ArchiveSession(root, host="t", fsync_interval_s=0.0, roll_rows=10**9,
+                       roll_seconds=10**9, clock_ns=lambda: next(clock))
+    s.journal._write = write
+    s.start()
+    for i in range(50):
+        s.write(trade_frame(next(clock), 1000 + i))
+    s.deriver.commit()
+    full["on"] = True
+    for i in range(50, 80):  # accepted, not durable: carried into the next segment
+        s.write(trade_frame(next(clock), 1000 + i))
+    full["on"] = False
+    s.journal.segment_max_bytes = 0  # the next append rolls to a fresh segment
+    for i in range(80, 120):
+        s.write(trade_frame(next(clock), 1000 + i))
+        s.journal.segment_max_bytes = 256 * 2**20
+    s.close()
+    st = Archive(root).state
+    first = st.segments[0]
+    assert sum(1 for _ in read_segment(root / "journal" / first)) < st.journal[first]
+    before = _rows(root, "trades")
+    victims = [f.file for f in st.files if f.dataset in ("trades", "epochs", "liveness")]
+    for rel in victims:
+        damage(root / rel, "truncate")
+    report = repair_root(root)
+    assert report.journal == [] and report.unrepaired == []
+    assert sorted(r.file for r in report.repaired) == sorted(victims)
+    assert _rows(root, "trades") == before
+
+
+@pytest.mark.parametrize(("later", "committed", "carried"), [
+    (["2025-01-02/h-01735689600000055000-7-1735689600000000000-0002.kjz"], 1, True),
+    (["2025-01-01/h-01735689600000055000-8-1735689600000000000-0002.kjz"], 1, False),  # run
+    (["2025-01-01/g-01735689600000055000-7-1735689600000000000-0002.kjz"], 1, False),  # host
+    (["2025-01-01/h-01735689600000055000-7-1735689600000000000-0003.kjz"], 1, False),  # seq
+    (["2025-01-01/h-01735689600000055000-7-1735689600000000000-0002.kjz"], 0, False),
+    ([], 0, False),  # the last segment: nothing took its records over
+])
+def test_only_the_same_writers_next_segment_takes_over_missing_records(
+        later: list[str], committed: int, carried: bool) -> None:
+    from recorder.archive.repair import _carried_on
+
+    first = "2025-01-01/h-01735689600000002000-7-1735689600000000000-0001.kjz"
+    assert _carried_on(first, later, {s: committed for s in later}) is carried

@@ -12,7 +12,8 @@ damaged file, exactly the rows it held.
    settings, keeping only the rows of the (dataset, UTC day) partitions that hold a damaged
    file. A damaged segment gives its readable prefix
    (:func:`~recorder.archive.journal.read_segment`) and is reported with how many committed
-   records could not be read.
+   records could not be read (unless a journal write error moved them to the start of the
+   same writer's next segment, see :func:`_carried_on`).
 3. **Check** each partition, file by file in the manifest's order: a rolling file
    (``part-*``) holds the next rows of the partition in derivation order; a run of compacted
    files (``compact-*``) holds the next rows sorted by the dataset's sort keys (stable, as
@@ -38,6 +39,7 @@ at a time; ``DIR`` may be a parent of roots. Memory: the re-derived rows of one 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -382,6 +384,25 @@ def _journal_damage(pipe: Pipeline, plans: dict[tuple[str, str], _PartitionPlan]
         plan.mark_journal_damage()
 
 
+_SEGMENT_NAME: Final = re.compile(r"(?P<writer>.+?-)[0-9]{20}(?P<run>-.+-)(?P<seq>[0-9]{4})\.kjz")
+
+
+def _carried_on(segment: str, later: list[str], committed: dict[str, int]) -> bool:
+    """Whether a segment that holds fewer records than were derived from it lost them to a
+    journal write error: the writer then truncates it to its durable size, keeps the frames
+    it accepted but could not make durable and writes them again at the start of its next
+    segment (:class:`~recorder.archive.journal.JournalWriter`; names
+    ``<host>-<created_ns>-<run>-<seq>.kjz``), which the derivation order lists next. So: the
+    next segment with derived records is the same writer run's next one. (A crash cannot
+    leave a segment short: a commit never claims records that are not durable.)"""
+    nxt = next((s for s in later if committed.get(s, 0) > 0), None)
+    this = _SEGMENT_NAME.fullmatch(segment.rsplit("/", 1)[-1])
+    that = None if nxt is None else _SEGMENT_NAME.fullmatch(nxt.rsplit("/", 1)[-1])
+    return (this is not None and that is not None
+            and (this["writer"], this["run"]) == (that["writer"], that["run"])
+            and int(that["seq"]) == int(this["seq"]) + 1)
+
+
 def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
               report: RepairReport) -> None:
     """Feed every committed journal record, in derivation order, to a fresh pipeline whose
@@ -389,7 +410,7 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
     sink = _PlanSink(archive.root, archive.schemas, plans)
     pipe = _pipeline(archive, sink)
     st = archive.state
-    for seg in st.segments:
+    for i, seg in enumerate(st.segments):
         committed = st.journal.get(seg, 0)
         if committed <= 0:
             continue
@@ -407,7 +428,7 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
             pipe.feed(frame)
             n += 1
         report.frames += n
-        if n < committed:
+        if n < committed and not _carried_on(seg, st.segments[i + 1:], st.journal):
             report.journal.append(JournalDamage(segment=seg, readable=n, committed=committed,
                                                 error=info.error or "ends early"))
             _journal_damage(pipe, plans)
