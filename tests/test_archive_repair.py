@@ -25,6 +25,7 @@ from recorder.archive.repair import repair_root
 from recorder.archive.store import Archive as Store
 from recorder.archive.store import FileEntry
 from recorder.query.api import Archive
+from recorder.query.books import BookEvent, ReplayGap
 from recorder.roots import archive_roots
 from recorder.verify import verify_roots
 from tests.repair_helpers import DAMAGES, damage, minus, plain, same_rows
@@ -181,6 +182,13 @@ def test_damage_inside_a_data_page_is_found_when_a_read_fails(demo_archive: Path
         b = ar.book_at(symbol, t, channel="book", clock="receive")
         assert not b.valid and "unreadable file" in (b.reason or "")
         assert b.gap is not None and b.gap["cause"] == "unreadable_file"
+        # a replay across it stops before the file's first row and says why
+        items = list(ar.replay(symbol, f.min_time - 10**9, t, channel="book", clock="receive"))
+        gaps = [i for i in items if isinstance(i, ReplayGap)
+                and i.gap is not None and i.gap["cause"] == "unreadable_file"]
+        assert gaps and all(f.file in g.reason for g in gaps)
+        assert not [i for i in items if isinstance(i, BookEvent)
+                    and f.min_time <= i.recv_ns <= t]
     with Archive(archive) as ar:  # a fresh reader: the book query itself finds the damage
         b = ar.book_at(symbol, t, channel="book", clock="receive")
         assert not b.valid and f.file in (b.reason or "")
