@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "compact": "recorder.archive.maintenance:compact_command",
     "demo": "recorder.demo:demo_command",
     "retention": "recorder.archive.maintenance:retention_command",
+    "repair": "recorder.archive.repair:repair_command",
     "status": "recorder.capture_command:status",
     "query": "recorder.query.cli:query_command",
     "book": "recorder.query.cli:book_command",

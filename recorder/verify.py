@@ -4,7 +4,10 @@ For every ``book`` and ``level3`` epoch: rebuild the book from the epoch's snaps
 recompute Kraken's CRC32 and compare it with the checksum Kraken sent (stored on each message's
 last row); then replay every update message of the epoch in order and compare again; every
 checkpoint is compared with the replayed book at its time (``checkpoints_checked``). Also
-checks that every manifest file exists, opens and has the rows the manifest says.
+checks that every manifest file exists, has the size and rows the manifest says and decodes
+in full (:mod:`recorder.archive.health`); a file that does not is a failure (with the
+``recorder repair`` command that re-derives it from the journal, key ``repair``) and is left
+out of the replay, which goes on with every other file.
 
 A mismatch on the final message of an epoch that the ``epochs`` dataset records as ended by
 ``checksum_mismatch`` was detected live and is reported as ``recorded_mismatches`` (evidence,
@@ -24,6 +27,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recorder.archive.health import FileHealth, repair_hint
 from recorder.archive.layout import DAY_NS, day_of
 from recorder.roots import ArchiveRootError, archive_roots
 from recorder.archive.store import Archive
@@ -35,8 +39,9 @@ from recorder.protocol.numbers import to_units
 __all__ = ["verify_archive", "verify_command"]
 
 
-def _read(archive: Archive, dataset: str, columns: list[str]) -> pa.Table | None:
-    files = archive.files(dataset)
+def _read(archive: Archive, dataset: str, columns: list[str],
+          skip: frozenset[Path] = frozenset()) -> pa.Table | None:
+    files = [f for f in archive.files(dataset) if f not in skip]
     if not files:
         return None
     return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
@@ -60,24 +65,26 @@ def verify_archive(root: Path) -> dict[str, Any]:
         "checkpoints_checked": 0, "checkpoints_failed": 0, "files_checked": 0,
         "files_failed": 0, "unverifiable_messages": 0, "per": [], "failures": [],
     }
+    health = FileHealth(warn=False)
+    damaged: set[Path] = set()
     for f in archive.state.files:
         report["files_checked"] += 1
-        try:
-            md = pq.ParquetFile(archive.root / f.file).metadata
-            if md.num_rows != f.rows:
-                raise ValueError(f"{md.num_rows} rows, manifest says {f.rows}")
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a failure
+        problem = health.check(archive.root, f, deep=True)
+        if problem is not None:
+            damaged.add(problem.path)
             report["files_failed"] += 1
-            report["failures"].append({"file": f.file, "error": str(exc)[:200]})
+            report["failures"].append({"file": f.file, "error": problem.reason[:200],
+                                       "repair": problem.fix})
+    skip = frozenset(damaged)
     recorded: set[tuple[str, str, int]] = set()
-    ep = _read(archive, "epochs", ["channel", "symbol", "epoch", "end_reason"])
+    ep = _read(archive, "epochs", ["channel", "symbol", "epoch", "end_reason"], skip)
     if ep is not None:
         for ch, sym, e, why in zip(*(ep.column(i).to_pylist() for i in range(4))):
             if why == "checksum_mismatch":
                 recorded.add((ch, sym, e))
     cps: dict[tuple[str, str, int], list[tuple[int, bytes, int | None]]] = defaultdict(list)
     cpt = _read(archive, "checkpoints", ["channel", "symbol", "epoch", "epoch_message", "book",
-                                         "checksum"])
+                                         "checksum"], skip)
     if cpt is not None:
         for ch, sym, e, t, blob, ck in zip(*(cpt.column(i).to_pylist() for i in range(6))):
             cps[(ch, sym, e)].append((t, blob, ck))
@@ -87,7 +94,7 @@ def verify_archive(root: Path) -> dict[str, Any]:
                 "qty_scale", "checksum", "overflow"]
         if channel == "level3":
             cols += ["order_id", "ts_ns"]
-        table = _read(archive, channel, cols)
+        table = _read(archive, channel, cols, skip)
         if table is None:
             continue
         data = {c: _pylist(table.column(c)) for c in cols}
@@ -102,6 +109,9 @@ def verify_archive(root: Path) -> dict[str, Any]:
          "failed": v[2]}
         for (d, s, day), v in sorted(per.items())
     ]
+    if damaged:  # replays that lacked the damaged files' rows may fail too: same fix
+        for failure in report["failures"]:
+            failure.setdefault("repair", repair_hint(archive.root))
     report["failures"] = report["failures"][:50]
     return report
 
@@ -248,5 +258,6 @@ def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
                        f"{p['messages_checked']:>8}  verified {p['verified']:>8}  failed "
                        f"{p['failed']:>4}")
         for f in report["failures"][:10]:
-            click.echo(f"  FAIL {f}")
+            fix = f.get("repair")
+            click.echo(f"  FAIL {f}" + (f"\n       fix: {fix}" if fix else ""))
     sys.exit(1 if bad else 0)

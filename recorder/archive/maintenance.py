@@ -19,6 +19,7 @@ Scheduler entry points: :func:`compact_archive` and :func:`apply_retention`. CLI
 from __future__ import annotations
 
 import calendar
+import logging
 import os
 import shutil
 import time
@@ -32,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recorder.archive.health import repair_hint
 from recorder.archive.journal import list_segments
 from recorder.archive.layout import DAY_NS, partition_dir
 from recorder.archive.store import Archive, FileEntry, file_entry, write_parquet_atomic
@@ -56,6 +58,7 @@ COMPACT_FILE_ROWS: Final = 16 << 20
 #: write time of 9); 19 and 22 gain nothing more (level3 grows) at ~10x.
 COMPACT_LEVEL: Final = 15
 _SYMBOL_COLUMNS: Final = ("symbol", "product_id")
+log = logging.getLogger("recorder.archive.maintenance")
 
 
 class CompactionReport(msgspec.Struct, kw_only=True):
@@ -67,6 +70,9 @@ class CompactionReport(msgspec.Struct, kw_only=True):
     bytes_before: int = 0
     bytes_after: int = 0
     rows: int = 0
+    #: partitions left as they are because one of their files cannot be read (each logged
+    #: with the ``recorder repair`` command that re-derives it)
+    skipped_damaged: int = 0
 
 
 class RetentionPolicy(msgspec.Struct, kw_only=True, frozen=True):
@@ -159,9 +165,16 @@ def compact_archive(
             if len(entries) == 1 and entries[0].file.rsplit("/", 1)[-1].startswith("compact-"):
                 continue
             schema = archive.schemas[dataset]
-            table = pa.concat_tables(
-                [pq.read_table(archive.root / f.file) for f in entries],
-                promote_options="default").unify_dictionaries()
+            try:
+                table = pa.concat_tables(
+                    [pq.read_table(archive.root / f.file) for f in entries],
+                    promote_options="default").unify_dictionaries()
+            except (OSError, pa.ArrowException) as exc:  # a damaged file: repair, not compact
+                log.warning("not compacting %s/%s of %s: a file cannot be read (%s: %s); "
+                            "re-derive it with: %s", dataset, day, archive.root,
+                            type(exc).__name__, exc, repair_hint(archive.root))
+                report.skipped_damaged += 1
+                continue
             keys = [k for k in schema.sort_keys if k in table.schema.names]
             table = table.take(_sort_indices(table, keys)) if keys else table
             table = table.replace_schema_metadata(

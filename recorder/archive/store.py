@@ -471,12 +471,16 @@ class Archive:
     def commit(self, entries: list[FileEntry], *, pipeline: PipelineState | None,
                journal: dict[str, int],
                segments: list[str], sources: dict[str, dict[str, Any]] | None = None,
-               removed: set[str] | None = None) -> None:
+               removed: set[str] | None = None,
+               replaced: dict[str, FileEntry] | None = None) -> None:
         """Make ``entries`` visible with the journal position and pipeline state (atomic).
 
         ``removed``: files this commit retires (compaction, retention); they stay on disk
-        until the caller deletes them after the commit. ``pipeline=None`` keeps the state
-        file of the previous commit (commits that do not derive, e.g. compaction)."""
+        until the caller deletes them after the commit. ``replaced``: live file -> the entry
+        taking its place *at the same position* of the file list (``recorder repair``: a
+        day's files keep their order); the old file stays on disk until the caller deletes
+        it. ``pipeline=None`` keeps the state file of the previous commit (commits that do
+        not derive, e.g. compaction)."""
         st = self.state
         seq = st.commit + 1
         if pipeline is None:
@@ -484,7 +488,8 @@ class Archive:
         else:
             pipe_rel = f"_state/pipeline-{seq:08d}.state"
             atomic_write_bytes(self.root / pipe_rel, encode_state(pipeline))
-        files = [f for f in st.files if not removed or f.file not in removed] + entries
+        files = [(replaced or {}).get(f.file, f) for f in st.files
+                 if not removed or f.file not in removed] + entries
         new = ArchiveState(commit=seq, files=files, journal=dict(journal),
                            segments=list(segments),
                            sources=dict(sources if sources is not None else st.sources),

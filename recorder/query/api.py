@@ -23,16 +23,25 @@ the one whose epoch covers the time (see :class:`~recorder.query.books.BookRoute
 
 An :class:`Archive` reads one snapshot of each root's manifest (``_manifest/current.json``)
 when it is opened; :meth:`Archive.refresh` picks up newer commits and newly created roots.
+
+**Damaged files.** A live file that cannot be read (missing, truncated, corrupt; see
+:mod:`recorder.archive.health`) is left out of every view, scan and file list, with one
+warning naming it and the command that repairs it (``recorder repair --archive ROOT``); every
+other file still answers. Files are checked cheaply (footer, row count) when first needed; a read that fails anyway (damage inside a data page) decodes the candidate files in
+full, leaves out the ones that fail and runs again. :meth:`Archive.unreadable` lists them.
+A book is never rebuilt across an unreadable file: :meth:`Archive.book_at` answers
+``valid=False`` with the reason, :meth:`Archive.replay` yields a :class:`ReplayGap`.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from recorder.archive.health import FileHealth, FileProblem
 from recorder.archive.schema import DatasetSchema, load_schemas
 from recorder.archive.store import Archive as _Store
 from recorder.archive.store import FileEntry
@@ -49,6 +58,13 @@ __all__ = ["Archive", "queries_dir", "sql_files"]
 
 _SYMBOL_COLUMNS = ("symbol", "product_id")
 _MANIFEST_SYMBOL_LIMIT = 1000  # the manifest lists at most this many symbols per file
+#: DuckDB error classes that are the query's own fault (never a damaged file): no re-check.
+_QUERY_ERRORS: Final = ("ParserException", "BinderException", "CatalogException",
+                        "ConversionException", "OutOfRangeException", "ConstraintException",
+                        "NotImplementedException", "SyntaxException", "TypeMismatchException",
+                        "InvalidTypeException", "DependencyException", "PermissionException",
+                        "InterruptException")
+_T = TypeVar("_T")
 
 
 def queries_dir() -> Path:
@@ -93,6 +109,8 @@ class Archive:
         self._queries = queries
         self.schemas: dict[str, DatasetSchema] = load_schemas(schema_dir)
         self._con: duckdb.DuckDBPyConnection | None = None
+        #: verdicts on the files' readability, cached by (path, size, mtime) across refreshes
+        self._health = FileHealth()
         self.refresh()
 
     # ------------------------------------------------------------------ lifecycle
@@ -108,6 +126,8 @@ class Archive:
         self._entries: list[tuple[Path, FileEntry]] = [
             (root, f) for root in self.roots
             for f in _Store(root, schema_dir=self._schema_dir).state.files]
+        #: (root, file) -> its problem (None: readable), checked when first needed
+        self._problems: dict[tuple[Path, str], FileProblem | None] = {}
         self.close()
         self.books = BookRouter(self)
 
@@ -145,7 +165,70 @@ class Archive:
         """Live files of ``dataset`` that may hold rows of ``symbols`` with the dataset's time
         column in ``[start, end]`` (manifest pruning: per-file symbol lists and min/max time).
         Every root's files (or only ``root``'s, one of :attr:`roots`), each root's in commit
-        order, which is wire order."""
+        order, which is wire order. Unreadable files are left out (see :meth:`unreadable`)."""
+        return [r / f.file for r, f in self._candidates(dataset, symbols, start, end, root)
+                if self._problem(r, f) is None]
+
+    def unreadable_files(self, dataset: str, *, symbols: Sequence[str] | None = None,
+                         start: TimeLike | None = None, end: TimeLike | None = None,
+                         root: Path | None = None) -> list[FileProblem]:
+        """The files :meth:`files` leaves out for the same arguments, with their problems."""
+        out = []
+        for r, f in self._candidates(dataset, symbols, start, end, root):
+            problem = self._problem(r, f)
+            if problem is not None:
+                out.append(problem)
+        return out
+
+    def unreadable(self, *, deep: bool = False) -> list[FileProblem]:
+        """Every live file of every root that cannot be read, and why (``deep``: decode every
+        file in full first; otherwise the cheap checks and what failed reads found)."""
+        if deep:
+            self._recheck()
+        return [p for r, f in self._entries if (p := self._problem(r, f)) is not None]
+
+    def _problem(self, root: Path, entry: FileEntry) -> FileProblem | None:
+        key = (root, entry.file)
+        if key not in self._problems:
+            self._problems[key] = self._health.check(root, entry)
+        return self._problems[key]
+
+    def _recheck(self) -> bool:
+        """Decode in full every live file not decoded yet; True when that found a file
+        unreadable that was not known to be (views and books are then rebuilt without it)."""
+        found = False
+        for r, f in self._entries:
+            if self._problem(r, f) is not None or self._health.deep_checked(r, f):
+                continue
+            problem = self._health.check(r, f, deep=True)
+            if problem is not None:
+                self._problems[(r, f.file)] = problem
+                found = True
+        if found:
+            self.close()
+            self.books = BookRouter(self)
+        return found
+
+    def _retrying(self, run: Callable[[], _T]) -> _T:
+        """``run()``; when it fails reading files (a DuckDB error that is not the query's own
+        fault, a Polars or I/O error), decode the files not decoded yet and run again without
+        the ones that fail; re-raise when that finds nothing new."""
+        import duckdb
+        import polars as pl
+
+        own_fault = tuple(getattr(duckdb, name) for name in _QUERY_ERRORS
+                          if hasattr(duckdb, name))
+        while True:
+            try:
+                return run()
+            except (duckdb.Error, pl.exceptions.PolarsError, OSError) as exc:
+                if isinstance(exc, own_fault) or not self._recheck():
+                    raise
+
+    def _candidates(self, dataset: str, symbols: Sequence[str] | None,
+                    start: TimeLike | None, end: TimeLike | None,
+                    root: Path | None) -> list[tuple[Path, FileEntry]]:
+        """Manifest pruning for :meth:`files` (readable or not)."""
         self._schema(dataset)
         if root is not None and root not in self.roots:
             raise KeyError(f"{root} is not one of this archive's roots {self.roots}")
@@ -163,7 +246,7 @@ class Archive:
             if (wanted is not None and f.symbols and len(f.symbols) < _MANIFEST_SYMBOL_LIMIT
                     and wanted.isdisjoint(f.symbols)):
                 continue
-            out.append(r / f.file)
+            out.append((r, f))
         return out
 
     def scan(self, dataset: str, *, symbols: Sequence[str] | None = None,
@@ -296,8 +379,9 @@ class Archive:
                  end: int | None, clock: str | None) -> list[dict[str, Any]]:
         if symbol is None or start is None or end is None:
             return []
-        return self.bbo(symbol, start, end, channel=(channel or "book"),  # type: ignore[arg-type]
-                        clock=(clock or "exchange"))  # type: ignore[arg-type]
+        # not self.bbo: a damaged file is re-checked by the query that runs this function
+        return self._bbo(symbol, start, end, channel=(channel or "book"),  # type: ignore[arg-type]
+                         clock=(clock or "exchange"))  # type: ignore[arg-type]
 
     def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
             ) -> pl.DataFrame:
@@ -307,15 +391,17 @@ class Archive:
         """
         import polars as pl
 
-        rel = self.connection.sql(query, params=params)
-        if rel is None:
-            return pl.DataFrame()
-        return rel.pl()
+        def run() -> pl.DataFrame:
+            rel = self.connection.sql(query, params=params)
+            return pl.DataFrame() if rel is None else rel.pl()
+
+        return self._retrying(run)
 
     def relation(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
                  ) -> duckdb.DuckDBPyRelation:
         """Like :meth:`sql` but a lazy DuckDB relation (``.pl()``, ``.to_arrow_table()``,
-        ``.write_parquet()``...)."""
+        ``.write_parquet()``...). Not re-run when a damaged file is found while it is read
+        (:meth:`sql` is)."""
         return self.connection.sql(query, params=params)
 
     # ------------------------------------------------------------------ books
@@ -329,19 +415,34 @@ class Archive:
         or ``"receive"`` (ours). ``.frame`` is a Polars DataFrame; ``.valid`` False means no
         valid book exists at that time (``.reason``, ``.gap``).
         """
-        return self.books.book_at(symbol, to_ns(time), channel=channel, depth=depth,
-                                  clock=clock)
+        at = to_ns(time)
+        return self._retrying(lambda: self.books.book_at(symbol, at, channel=channel,
+                                                         depth=depth, clock=clock))
 
     def replay(self, symbol: str, start: TimeLike, end: TimeLike, channel: Channel = "level3",
                clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
-        """Iterate the messages (book after each) between ``start`` and ``end``."""
-        return self.books.replay(symbol, to_ns(start), to_ns(end), channel=channel, clock=clock)
+        """Iterate the messages (book after each) between ``start`` and ``end``. A read that
+        fails on a damaged file before the first message is retried without it; later, the
+        error is raised (the file is then known: a new replay leaves it out)."""
+        lo, hi = to_ns(start), to_ns(end)
+
+        def first() -> tuple[Iterator[BookEvent | ReplayGap], BookEvent | ReplayGap | None]:
+            items = self.books.replay(symbol, lo, hi, channel=channel, clock=clock)
+            return items, next(items, None)
+
+        items, head = self._retrying(first)
+        return iter(()) if head is None else _chain(head, items)
 
     def bbo(self, symbol: str, start: TimeLike, end: TimeLike, channel: Channel = "book",
             clock: Clock = "exchange") -> list[dict[str, Any]]:
         """Top of book in force at ``start`` (first row, when valid) and after every message
         up to ``end``: recv_ns, ts_ns, epoch, bid, bid_qty, ask, ask_qty (exact Decimals) and
         checksum_ok (None: no checksum sent)."""
+        lo, hi = to_ns(start), to_ns(end)
+        return self._retrying(lambda: self._bbo(symbol, lo, hi, channel, clock))
+
+    def _bbo(self, symbol: str, start: int, end: int, channel: Channel,
+             clock: Clock) -> list[dict[str, Any]]:
         from decimal import Decimal
 
         from recorder.protocol.numbers import units_to_text
@@ -363,7 +464,7 @@ class Archive:
                 "ask_qty": None if ba is None else Decimal(units_to_text(ba[1], qp)),
                 "checksum_ok": first.checksum_ok,
             })
-        for ev in self.replay(symbol, start_ns, end_ns, channel=channel, clock=clock):
+        for ev in self.books.replay(symbol, start_ns, end_ns, channel=channel, clock=clock):
             if not isinstance(ev, BookEvent):
                 continue
             book = ev.book
@@ -418,6 +519,11 @@ class Archive:
             "type": [c.type for c in schema.columns],
             "doc": [c.doc for c in schema.columns],
         }).join(view, how="full", left_on="column", right_on="view_column", coalesce=False)
+
+
+def _chain(first: _T, rest: Iterator[_T]) -> Iterator[_T]:
+    yield first
+    yield from rest
 
 
 def _load_named(name: str) -> str:

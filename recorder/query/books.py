@@ -20,6 +20,12 @@ Semantics (the contract researchers rely on):
   is never applied. A time covered by no epoch, or inside a recorded gap of the channel and
   symbol (or of ``*``), gets a :class:`BookAt` with ``valid=False``, the ``reason`` and the
   gap row: never a silently wrong book.
+* **Unreadable files** (:mod:`recorder.archive.health`): a book is never rebuilt across one.
+  When a damaged file of the channel may hold rows between the checkpoint used and the cut,
+  or a damaged ``epochs``/``gaps`` file may hold rows of the epoch up to the cut, the answer is
+  ``valid=False`` with the file, the reason and the repair command, and ``gap`` describes the
+  file's time range (cause ``unreadable_file``); a replay stops before such a file's first row
+  and yields a :class:`ReplayGap` for the rest of the epoch.
 * **Metadata**: the epoch, the checkpoint used, the number of messages replayed, the Kraken
   CRC32 recomputed from the rebuilt book, and whether it equals the last checksum Kraken sent
   at or before the cut (``checksum_ok``).
@@ -47,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import msgspec
 
+from recorder.archive.health import UNREADABLE_CAUSE, FileProblem
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
@@ -317,6 +324,18 @@ class BookEngine:
         self._gaps[key] = out
         return out
 
+    def _unreadable(self, channel: str, symbol: str, rows_from: int, epoch_start: int,
+                    until: int) -> list[FileProblem]:
+        """Unreadable files that may hold rows a book of (channel, symbol) needs: the
+        channel's rows in ``[rows_from, until]``, the epoch's ``epochs``/``gaps`` rows in
+        ``[epoch_start, until]`` (a gaps file is not pruned by symbol: ``*`` rows apply)."""
+        a = self.archive
+        return (a.unreadable_files(channel, symbols=[symbol], start=rows_from, end=until,
+                                   root=self.root)
+                + a.unreadable_files("epochs", symbols=[symbol], start=epoch_start, end=until,
+                                     root=self.root)
+                + a.unreadable_files("gaps", start=epoch_start, end=until, root=self.root))
+
     def _gap_at(self, channel: str, symbol: str, t: int) -> dict[str, Any] | None:
         for g in self.gaps(channel, symbol):
             if g["start_ns"] < t and (g["end_ns"] is None or t < g["end_ns"]):
@@ -566,6 +585,11 @@ class BookEngine:
         if restored is None:
             return None
         book, lo, skip_first = restored
+        bad = self._unreadable(channel, symbol, lo, ep.start_ns, cut)
+        if bad:
+            res.reason = _unreadable_reason(bad)
+            res.gap = _unreadable_gap(bad[0], channel, symbol)
+            return None
         rows = self._rows(channel, symbol, ep.epoch, lo, cut)
         n = 0
         for snap, bids, asks, ck, recv, ts, _ in self._messages(channel, rows):
@@ -632,7 +656,12 @@ class BookEngine:
                     continue
                 book, since, skip_first = restored
             last = min(hi, ep.valid_until)
-            rows = self._rows(channel, symbol, ep.epoch, since, last)
+            bad = self._unreadable(channel, symbol, since, ep.start_ns, last)
+            # rows before a damaged file of the channel are all in readable files
+            stop = last if not bad else min(
+                (p.min_time if p.dataset == channel and p.min_time is not None else since)
+                for p in bad) - 1
+            rows = self._rows(channel, symbol, ep.epoch, since, stop)
             for snap, bids, asks, ck, recv, ts, changes in self._messages(channel, rows):
                 if skip_first:
                     skip_first = False
@@ -641,6 +670,9 @@ class BookEngine:
                 if recv > lo or (recv == lo and first == ep.start_ns):
                     yield BookEvent(recv, ts, ep.epoch, "snapshot" if snap else "update",
                                     changes, ck, r.computed, book, self.root)
+            if bad:
+                yield ReplayGap(max(first, stop + 1), last + 1, _unreadable_reason(bad),
+                                _unreadable_gap(bad[0], channel, symbol), self.root)
             cursor = ep.valid_until + 1
         if cursor <= hi and epochs and cursor > lo:
             gap = self._gap_at(channel, symbol, cursor) or self._gap_after(channel, symbol,
@@ -648,6 +680,20 @@ class BookEngine:
             if gap is not None:
                 yield ReplayGap(cursor, gap.get("end_ns"), f"gap ({gap['cause']})", gap,
                                 self.root)
+
+
+def _unreadable_reason(problems: list[FileProblem]) -> str:
+    p = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return (f"unreadable file {p.path} ({p.dataset}: {p.reason}){more}; repair: {p.fix}")
+
+
+def _unreadable_gap(p: FileProblem, channel: str, symbol: str) -> dict[str, Any]:
+    """A gap-row-shaped description of an unreadable file's time range."""
+    return {"start_ns": p.min_time, "end_ns": None if p.max_time is None else p.max_time + 1,
+            "stream": "*", "channel": channel, "symbol": symbol, "conn_id": 0,
+            "cause": UNREADABLE_CAUSE, "missing": None, "missing_count": p.rows,
+            "healed_by": "none", "detail": f"{p.path}: {p.reason}; repair: {p.fix}"}
 
 
 def _covered(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
