@@ -2,46 +2,60 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run demo test bench sim venv clean upgrade-check
+.PHONY: run demo test bench sim soak venv wheel-check clean upgrade-check
 
+# Every install takes the tested versions from the lock (build dependencies too).
 LOCK   := constraints.txt
+PIP    := $(PY) -m pip install --quiet -c $(LOCK) --build-constraint $(LOCK)
+# What running needs (the package's dependencies) and what testing adds (the test extra).
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-$(STAMP): pyproject.toml $(LOCK)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip
-	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
-	touch $(STAMP)
 
-venv: $(STAMP)
+$(RUN_STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(PIP) -e '.[test]'
+	touch $(TEST_STAMP) $(RUN_STAMP)
+
+venv: $(TEST_STAMP)
 
 ## Start the recorder with the default configuration.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/recorder run $(ARGS)
 
 ## Offline tour: local exchange with faults -> capture -> audit, book, SQL (ARGS="--seconds 30").
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(VENV)/bin/recorder demo $(ARGS)
 
 ## Run the whole test suite (unit, property and loopback integration tests).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 ## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
-bench: $(STAMP)
-	$(PY) -m pip install --quiet -c $(LOCK) -e '.[bench]'
+bench: $(TEST_STAMP)
+	$(PIP) -e '.[bench]'
 	$(PY) -m benchmarks $(ARGS)
 
 ## Start the local Kraken exchange on 127.0.0.1:8787.
-sim: $(STAMP)
+sim: $(RUN_STAMP)
 	$(VENV)/bin/recorder sim $(ARGS)
 
 ## Chaos soak: every fault kind, kill -9, disk pressure, then archive vs truth (exit 1 on a miss).
 MINUTES ?= 10
-soak: $(STAMP)
+soak: $(RUN_STAMP)
 	$(VENV)/bin/recorder soak --minutes $(MINUTES) $(ARGS)
+
+## Build the wheel, install it in a clean environment outside the checkout, run it end to end.
+wheel-check:
+	PYTHON=$(PYTHON) ops/wheel-check.sh $(ARGS)
 
 ## Try the newest dependency versions (ignoring the lock) and report what changed and breaks.
 upgrade-check:

@@ -127,8 +127,11 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def default_schema_dir() -> Path:
-    """``schemas/`` next to the package (the repository layout)."""
-    return Path(__file__).resolve().parents[2] / "schemas"
+    """The schemas shipped inside the package (``recorder/_resources/schemas``, copies of the
+    repository's ``schemas/*.toml``: see :mod:`recorder.resources`)."""
+    from recorder.resources import schema_dir
+
+    return schema_dir()
 
 
 def _load_one(path: Path) -> DatasetSchema:
@@ -160,7 +163,7 @@ def _load_one(path: Path) -> DatasetSchema:
 
 
 def load_schemas(directory: Path | None = None) -> dict[str, DatasetSchema]:
-    """All dataset schemas in ``directory`` (default: the repository's ``schemas/``)."""
+    """All dataset schemas in ``directory`` (default: the packaged ``schemas/``)."""
     directory = directory or default_schema_dir()
     files = sorted(directory.glob("*.toml"))
     if not files:

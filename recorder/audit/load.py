@@ -34,6 +34,7 @@ import pyarrow as pa
 from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem
 from recorder.archive.layout import DAY_NS
 from recorder.archive.store import Archive
+from recorder.resources import queries_dir
 from recorder.roots import PathSpec, archive_roots
 
 __all__ = ["QUIET_NS", "QUERY_DIR", "ROOT_COLUMN", "AuditError", "query_text", "AuditSource",
@@ -48,7 +49,8 @@ ROOT_COLUMN: Final = "root"
 
 #: A key is quiet where it delivered no data for at least this long (queries/audit/activity.sql).
 QUIET_NS: Final = 10_000_000_000
-QUERY_DIR: Final = Path(__file__).resolve().parent.parent.parent / "queries" / "audit"
+#: The audit's SQL, shipped inside the package (see :mod:`recorder.resources`).
+QUERY_DIR: Final = queries_dir("audit")
 #: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
 #: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
 #: gap ends at the key's next epoch, which can lie past ``hi``; the last trade before a trade

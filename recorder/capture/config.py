@@ -231,6 +231,11 @@ class CaptureConfig:
     host: str = ""
     #: Seconds a SIGTERM drain may take before workers are killed.
     drain_timeout_s: float = 20.0
+    #: A worker that fails this many times in a row with the same error, each failure within
+    #: ``crash_loop_window_s`` of the first, is not restarted again: the supervisor stops
+    #: every worker and exits non-zero with the error (0 = restart forever).
+    crash_loop_failures: int = 5
+    crash_loop_window_s: float = 600.0
     credentials: Credentials | None = field(default=None, repr=False)
     secrets_file: Path | None = None
 
@@ -257,7 +262,8 @@ _SECTIONS: Final[dict[str, type]] = {
     "schedule": ScheduleConfig,
     "observability": ObservabilityConfig,
 }
-_TOP_LEVEL: Final = {"archive_root", "fsync_interval_s", "host", "drain_timeout_s"}
+_TOP_LEVEL: Final = {"archive_root", "fsync_interval_s", "host", "drain_timeout_s",
+                     "crash_loop_failures", "crash_loop_window_s"}
 _FORBIDDEN_KEYS: Final = ("api_secret", "secret", "api_key", "password", "private_key")
 
 
@@ -357,6 +363,8 @@ def _validate(cfg: CaptureConfig) -> None:
         raise ConfigError("schedule.checkpoint_minutes must be > 0")
     if cfg.schedule.disk_resume_free_bytes < cfg.schedule.disk_min_free_bytes:
         raise ConfigError("schedule.disk_resume_free_bytes must be >= disk_min_free_bytes")
+    if cfg.crash_loop_failures and cfg.crash_loop_window_s <= 0:
+        raise ConfigError("crash_loop_window_s must be > 0")
     if cfg.observability.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"observability.log_level: unknown level {cfg.observability.log_level!r}")
 

@@ -34,6 +34,7 @@ from picows.websockets.asyncio.client import connect as ws_connect
 from picows.websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from recorder.capture.limits import Backoff, TokenBucket, l3_cost
+from recorder.capture.rest_client import RestAuthRefused, RestFailure
 from recorder.capture.shards import ConnPlan
 from recorder.capture.subscriptions import SubscriptionTable
 from recorder.frames import Frame
@@ -63,6 +64,12 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+def _auth_refused(exc: RestAuthRefused) -> str:
+    """The reason a level3 session ends when Kraken refuses the API key for its token."""
+    return (f"auth refused: Kraken refused the API key for a level3 token ({exc}); check "
+            "KRAKEN_API_KEY/KRAKEN_API_SECRET and the key's WebSocket permission")[:300]
 
 
 class SessionEnded(Exception):
@@ -104,6 +111,8 @@ class FeedConnection:
         self.sessions = 0
         self.last_rx = 0.0
         self.last_error = ""
+        #: wall time (s) of the next connection attempt while down after a failure, else None
+        self.retry_at: float | None = None
         self._token_refresh = False
         self._was_connected = False
         self._close_reason = ""
@@ -134,15 +143,21 @@ class FeedConnection:
             await w.wait_instruments()
         while not w.stopping.is_set():
             if w.paused.is_set():
+                self.retry_at = None  # the pause is the reason (the worker's status says it)
                 await w.wait_resumed()
                 continue
             await w.connect_slot()
+            self.retry_at = None
             self._close_reason = ""
             try:
                 await self._session()
                 reason = "closed by server"
             except SessionEnded as exc:
                 reason = str(exc)
+            except RestAuthRefused as exc:  # the level3 token: Kraken refused the API key
+                reason = _auth_refused(exc)
+            except RestFailure as exc:
+                reason = f"no level3 token: {exc}"[:200]
             except ConnectionClosed as exc:
                 reason = f"closed: {exc.rcvd.code if exc.rcvd else 'no close frame'}"
             except (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError) as exc:
@@ -155,6 +170,10 @@ class FeedConnection:
                     reason = f"closed: {cause.rcvd.code if cause.rcvd else 'no close frame'}"
                 elif isinstance(cause, (OSError, InvalidHandshake, InvalidURI, asyncio.TimeoutError)):
                     reason = f"{type(cause).__name__}: {cause}"[:200]
+                elif isinstance(cause, RestAuthRefused):  # a token refresh during the session
+                    reason = _auth_refused(cause)
+                elif isinstance(cause, RestFailure):
+                    reason = f"no level3 token: {cause}"[:200]
                 else:
                     reason = f"error: {type(cause).__name__}: {cause}"[:200]
                     log.exception("connection %s session failed", self.name)
@@ -169,6 +188,7 @@ class FeedConnection:
             if w.stopping.is_set():
                 break
             delay = self.backoff.next_delay()
+            self.retry_at = time.time() + delay
             log.warning("connection %s (%s) down: %s; retrying in %.1fs (attempt %d)",
                         self.name, self.url, reason, delay, self.backoff.failures)
             with contextlib.suppress(asyncio.TimeoutError):

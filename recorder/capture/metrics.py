@@ -5,12 +5,20 @@ Workers push a status dict every second (see :meth:`recorder.capture.service.Wor
 Prometheus metric families (``shard`` = worker index), and :func:`make_app` serves
 ``/metrics``, ``/health`` (200 when every subscription is alive, 503 otherwise, JSON body with
 the reasons) and ``/status`` (the full JSON the ``recorder status`` table is built from).
+
+The reasons say why something is not recorded, in words an operator can act on: the venue
+unreachable while the pair list is read (the DNS or connect error and the next retry), a
+connection down (its error, e.g. refused or an API key refused for level3, and the next
+retry), a worker that exited (its error and its restart), capture paused (disk nearly full,
+archive writes failing), quarantined pairs (until when), and a worker that failed the same
+way at every start (the recorder then stops).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -31,9 +39,24 @@ class StatusBoard:
         self.stale_after_s = stale_after_s
         self.started = time.time()
         self._rates: dict[int, tuple[float, int, int, float, float]] = {}
+        #: ``discovering`` (reading the venue's pair list), ``running``, ``stopping``
+        self.phase = "starting"
+        #: while the pair list cannot be read: ``url``, ``error``, ``retry_at`` (wall s),
+        #: ``attempt``; empty otherwise
+        self.venue: dict[str, Any] = {}
+        #: worker -> pid of its current process
+        self.pids: dict[int, int] = {}
+        #: worker -> its last exit until its next process reports: ``pid``, ``code``,
+        #: ``error``, ``restart`` (number), ``restart_at`` (wall s, None when not restarted)
+        self.exits: dict[int, dict[str, Any]] = {}
+        #: why the supervisor stops on its own (a worker failing at every start), else ""
+        self.fatal = ""
 
     def update(self, status: dict[str, Any]) -> None:
         w = int(status.get("worker", -1))
+        ex = self.exits.get(w)
+        if ex is not None and status.get("pid") != ex["pid"]:
+            del self.exits[w]  # the restarted process reports
         prev = self.latest.get(w)
         if prev is not None:
             dt = status["time"] - prev["time"]
@@ -48,37 +71,100 @@ class StatusBoard:
         return (r[3], r[4]) if r else (0.0, 0.0)
 
 
+def when(at: float | None, now: float) -> str:
+    """``at 12:00:05Z (in 3s)`` for a wall time ``at`` (``now`` when it is past or None)."""
+    if at is None or at <= now:
+        return "now"
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%SZ")
+    return f"at {stamp} (in {at - now:.0f}s)"
+
+
+def _connections_down(w: int, conns: list[dict[str, Any]], now: float) -> list[str]:
+    """One line per (URL, error) of the connections of worker ``w`` that are down after a
+    failed attempt, with the soonest retry."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in conns:
+        if not c["connected"] and c.get("last_error"):
+            groups.setdefault((c.get("url", ""), c["last_error"]), []).append(c)
+    lines = []
+    for (url, error), cs in groups.items():
+        retries = [c["retry_at"] for c in cs if c.get("retry_at") is not None]
+        attempts = max(int(c.get("attempts") or 0) for c in cs)
+        names = ", ".join(c["name"] for c in cs)
+        lines.append(f"worker {w} {names}: not connected to {url}: {error}; next retry "
+                     f"{when(min(retries) if retries else None, now)} (attempt {attempts + 1})")
+    return lines
+
+
 def health(board: StatusBoard, now: float | None = None) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report). Unhealthy when a worker is missing or stale, or any subscription of
-    a worker is dead (see :meth:`SubscriptionTable.dead`)."""
+    """(healthy, report). Unhealthy when the venue's pair list cannot be read, a worker is
+    missing, exited or stale, capture is paused, a connection is down, a pair is quarantined
+    or any subscription of a worker is dead (see :meth:`SubscriptionTable.dead`); each
+    problem says why (see module docstring)."""
     now = time.time() if now is None else now
     problems: list[str] = []
+    if board.fatal:
+        problems.append(board.fatal)
+    if board.venue:
+        v = board.venue
+        problems.append(f"venue unreachable: cannot read the pair list from {v['url']}: "
+                        f"{v['error']}; nothing is recorded until it answers; next retry "
+                        f"{when(v.get('retry_at'), now)} (attempt {v.get('attempt', 1) + 1})")
+    elif board.phase == "discovering" and now - board.started > board.stale_after_s:
+        problems.append(f"reading the pair list from the venue for {now - board.started:.0f}s")
     shards = []
     for w in range(board.workers):
         st = board.latest.get(w)
+        ex = board.exits.get(w)
+        if ex is not None:
+            restart = (f"restart {ex['restart']} {when(ex.get('restart_at'), now)}"
+                       if ex.get("restart_at") is not None else "not restarted")
+            error = f" ({ex['error']})" if ex.get("error") else ""
+            problems.append(f"worker {w}: exited with code {ex['code']}{error}; {restart}")
+            shards.append({"worker": w, "pid": ex["pid"], "state": "exited",
+                           "restarts": board.restarts.get(w, 0), "exit": ex})
+            continue
         if st is None:
-            if now - board.started > board.stale_after_s:
-                problems.append(f"worker {w}: no status")
-            shards.append({"worker": w, "state": "starting"})
+            state = "starting"
+            if board.phase in ("starting", "discovering"):
+                state = "waiting for the pair list"  # the venue problem above says why
+            elif now - board.started > board.stale_after_s:
+                problems.append(f"worker {w}: started, no status yet (opening its archive root)")
+            shards.append({"worker": w, "state": state})
             continue
         if now - st["time"] > board.stale_after_s:
             problems.append(f"worker {w}: status stale for {now - st['time']:.0f}s")
+        if st.get("paused"):
+            problems.append(f"worker {w}: paused, nothing recorded: "
+                            f"{st.get('pause_reason') or 'disk pressure'}")
+        else:
+            problems.extend(_connections_down(w, st["connections"], now))
         dead = {c["name"]: c["dead"] for c in st["connections"] if c["dead"]}
         for name, syms in dead.items():
             problems.append(f"worker {w} {name}: {len(syms)} dead: {', '.join(syms[:5])}")
-        if st.get("paused"):
-            problems.append(f"worker {w}: paused (disk pressure)")
+        quarantine = st.get("quarantine") or []
+        if quarantine:
+            listed = ", ".join(f"{q['key']} {when(q['until'], now).replace('at ', 'until ', 1)}"
+                               + (f" ({q['reason']})" if q.get("reason") else "")
+                               for q in quarantine[:5])
+            more = f", ... ({len(quarantine) - 5} more)" if len(quarantine) > 5 else ""
+            problems.append(f"worker {w}: {len(quarantine)} quarantined after repeated "
+                            f"desyncs, not recorded until released: {listed}{more}")
         mps, _ = board.rate(w)
         shards.append({
             "worker": w, "pid": st["pid"], "state": "paused" if st.get("paused") else "running",
             "msgs_per_s": round(mps, 1), "restarts": board.restarts.get(w, 0),
-            "connections": [{k: c[k] for k in ("name", "channel", "connected", "symbols", "states",
-                                               "dead", "messages", "last_error")}
+            "pause_reason": st.get("pause_reason", ""),
+            "connections": [{k: c.get(k) for k in ("name", "channel", "connected", "symbols",
+                                                   "states", "dead", "messages", "last_error",
+                                                   "url", "retry_at", "attempts")}
                             for c in st["connections"]],
-            "quarantined": st["quarantined"], "checksum_failures": st["checksum_failures"],
-            "resyncs": st["resyncs"],
+            "quarantined": st["quarantined"], "quarantine": quarantine,
+            "checksum_failures": st["checksum_failures"], "resyncs": st["resyncs"],
         })
-    return (not problems, {"healthy": not problems, "problems": problems, "shards": shards})
+    report = {"healthy": not problems, "phase": board.phase, "problems": problems,
+              "shards": shards}
+    return (not problems, report)
 
 
 class BoardCollector(Collector):

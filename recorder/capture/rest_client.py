@@ -34,7 +34,12 @@ from recorder.protocol.rest import (
 )
 from recorder.protocol.signing import spot_sign_headers
 
-__all__ = ["RestClient", "RestFailure", "RestRateLimited", "NoCredentials"]
+__all__ = ["RestClient", "RestFailure", "RestRateLimited", "RestAuthRefused", "NoCredentials"]
+
+#: Kraken's answers that refuse the API key itself (category, message): retrying the same
+#: key cannot succeed until an operator changes it.
+_AUTH_REFUSALS = frozenset({("API", "Invalid key"), ("API", "Invalid signature"),
+                            ("General", "Permission denied")})
 
 
 class RestFailure(RuntimeError):
@@ -47,6 +52,11 @@ class RestRateLimited(RestFailure):
     def __init__(self, message: str, retry_in_s: float) -> None:
         super().__init__(message)
         self.retry_in_s = retry_in_s
+
+
+class RestAuthRefused(RestFailure):
+    """Kraken refused the API key of a private call (invalid key or signature, or a key
+    without the permission)."""
 
 
 class NoCredentials(RestFailure):
@@ -182,6 +192,8 @@ class RestClient:
         if isinstance(result, RestError):
             if result.is_rate_limited:
                 raise self._limited(result, path, private)
+            if (result.category, result.message) in _AUTH_REFUSALS:
+                raise RestAuthRefused(f"{path}: {result.text}")
             raise RestFailure(f"{path}: {result.text}")
         if isinstance(result, Reject):
             raise RestFailure(f"{path}: undecodable response ({result.reason})")

@@ -79,12 +79,15 @@ from recorder.pipeline.signals import (
 from recorder.protocol.spot import InstrumentMessage, decode_spot
 from recorder.protocol.timestamps import rfc3339_to_ns
 
-__all__ = ["Worker", "WorkerSpec", "worker_main", "disk_free_bytes", "EXIT_ARCHIVE_BUSY"]
+__all__ = ["Worker", "WorkerSpec", "worker_main", "disk_free_bytes", "failure_text",
+           "EXIT_ARCHIVE_BUSY", "EXIT_WORKER_FAILED"]
 
 log = logging.getLogger("recorder.capture.worker")
 
 #: Exit code of a worker whose archive root is locked by another process.
 EXIT_ARCHIVE_BUSY: Final = 3
+#: Exit code of a worker that stopped on an error (its text goes to the supervisor).
+EXIT_WORKER_FAILED: Final = 1
 #: One data frame in this many is sampled for the exchange->receive lag.
 _LAG_SAMPLE: Final = 64
 _TS_KEY: Final = b'"timestamp":"'
@@ -147,6 +150,10 @@ class Worker:
         self._commit_wanted = asyncio.Event()
         self._maintenance = ""
         self._write_failed = False
+        #: why capture is paused, for the status (the journaled reason stays short)
+        self._pause_reason = ""
+        #: "channel:symbol" -> why it was quarantined (the healer holds until when)
+        self._quarantine_reasons: dict[str, str] = {}
         self._conn_ids = itertools.count(self.index * 1_000_000 + spec.restart * 10_000 + 1)
         self._rng = random.Random(os.getpid() ^ time.time_ns())
         self.rest = RestClient(self.cfg.venue.spot_rest, self.cfg.venue.futures_rest, self.cfg.rest,
@@ -397,6 +404,7 @@ class Worker:
         log.warning("quarantined %s %s until +%.0fs (%s)", channel, symbol,
                     until - time.monotonic(), reason)
         conn.table.quarantine(symbol, time.monotonic())
+        self._quarantine_reasons[f"{channel}:{symbol}"] = reason
         self._spawn(conn.unsubscribe([symbol], "quarantine"))
 
     def on_disconnected(self, conn: FeedConnection) -> None:
@@ -602,14 +610,21 @@ class Worker:
                 "conn_id": c.conn_id, "symbols": len(c.table.subs), "states": c.table.counts(),
                 "dead": c.table.dead(now, dead_after, c.connected)[:50],
                 "messages": c.messages, "bytes": c.bytes, "sessions": c.sessions,
-                "last_error": c.last_error,
+                "last_error": c.last_error, "url": c.url, "retry_at": c.retry_at,
+                "attempts": c.backoff.failures,
             })
         self.writer.refresh_counters()
         st = self.writer.stats
+        wall = time.time()
+        quarantine = [{"key": key, "until": wall + max(0.0, until - now),
+                       "reason": self._quarantine_reasons.get(key, "")}
+                      for key, until in sorted((f"{k[1]}:{k[2]}", u)
+                                               for k, u in self.healer.quarantined().items())]
         return {
             "worker": self.index, "pid": os.getpid(), "time": time.time(), "started": self.started,
             "writer": self.writer_id, "root": str(self.root),
-            "paused": self.paused.is_set(), "connections": conns,
+            "paused": self.paused.is_set(), "pause_reason": self._pause_reason,
+            "connections": conns, "quarantine": quarantine,
             "frames_in": st.frames_in, "bytes_in": st.bytes_in, "frames_journaled": st.frames,
             "checksums_ok": st.checksums_ok, "checksum_failures": st.checksum_failures,
             "trade_gaps": st.trade_gaps, "seq_gaps": st.seq_gaps,
@@ -704,16 +719,19 @@ class Worker:
 
     # ------------------------------------------------------------------ disk guard
 
-    def _pause(self, reason: str) -> None:
+    def _pause(self, reason: str, status: str = "") -> None:
         """Stop taking data: close every connection (each journals ``Disconnected`` with
-        ``reason``, so the pipeline records the gaps); REST and healing wait."""
+        ``reason``, so the pipeline records the gaps); REST and healing wait. ``status``: the
+        longer explanation the worker's status gives (default ``reason``)."""
         if self.paused.is_set():
             return
+        self._pause_reason = status or reason
         self.paused.set()
         for c in self.connections:
             self._spawn(c.close(reason))
 
     def _resume(self) -> None:
+        self._pause_reason = ""
         self.paused.clear()
         self._resumed.set()
 
@@ -733,7 +751,10 @@ class Worker:
                       free, self.root, sched.disk_min_free_bytes)
             self.marker(DiskPressure(free_bytes=free, path=str(self.root)))
             self.commit("disk pressure")
-            self._pause(f"disk pressure: {free} bytes free")
+            self._pause(f"disk pressure: {free} bytes free",
+                        f"disk nearly full: {free:,} bytes free on {self.root} (capture pauses "
+                        f"below {sched.disk_min_free_bytes:,} and resumes at "
+                        f"{sched.disk_resume_free_bytes:,} bytes free)")
         elif verdict == "resume":
             log.warning("disk space recovered (%d bytes free): capture resumed", free)
             if not self._write_failed:
@@ -804,9 +825,22 @@ class Worker:
                     self._status_cb({**self.status(), "stopped": True})
 
 
-def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
-    """Process entry point: logging, signals, run the worker's event loop, exit 0 (3 when the
-    archive root is held by another process)."""
+def failure_text(exc: BaseException) -> str:
+    """One line naming an error that stopped a worker (the supervisor compares these to tell
+    a worker that fails the same way at every start)."""
+    text = str(exc).replace("\n", " ").strip()
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def worker_main(spec: WorkerSpec, status_queue: Any = None, failures: Any = None) -> None:
+    """Process entry point: logging, signals, run the worker's event loop, exit 0.
+
+    On an error that stops the worker, its :func:`failure_text` is sent on ``failures`` (the
+    write end of a pipe from the supervisor; a pipe write reaches the supervisor even though
+    the process exits right after) and the process exits with :data:`EXIT_ARCHIVE_BUSY` when
+    another process holds the archive root, else :data:`EXIT_WORKER_FAILED`. An error of the
+    environment (``OSError``) or one of the recorder's own typed errors is logged in one line;
+    anything else (a bug) with its traceback."""
     from recorder.capture.logs import setup_logging
 
     setup_logging(spec.cfg.observability, worker=spec.plan.index)
@@ -843,8 +877,23 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> None:
         finally:
             watch.cancel()
 
+    def report(exc: BaseException) -> str:
+        text = failure_text(exc)
+        if failures is not None:
+            with contextlib.suppress(OSError, ValueError):
+                failures.send(text)
+        return text
+
     try:
         asyncio.run(main())
     except ArchiveBusyError as exc:
+        report(exc)
         log.error("%s", exc)
         raise SystemExit(EXIT_ARCHIVE_BUSY) from None
+    except Exception as exc:
+        text = report(exc)
+        if isinstance(exc, OSError) or type(exc).__module__.startswith("recorder."):
+            log.error("worker %d stopped: %s", spec.plan.index, text)
+        else:
+            log.exception("worker %d stopped on an internal error: %s", spec.plan.index, text)
+        raise SystemExit(EXIT_WORKER_FAILED) from None

@@ -48,6 +48,7 @@ from recorder.archive.store import FileEntry
 from recorder.query.books import BookAt, BookEvent, BookRouter, Channel, Clock, ReplayGap
 from recorder.query.timeparse import TimeLike, to_ns
 from recorder.remote import is_remote, resolve
+from recorder.resources import queries_dir as packaged_queries_dir
 from recorder.roots import PathSpec, archive_roots
 
 if TYPE_CHECKING:
@@ -68,11 +69,13 @@ _T = TypeVar("_T")
 
 
 def queries_dir() -> Path:
-    """``queries/`` of the repository (override with ``KRAKEN_RECORDER_QUERIES``)."""
+    """The SQL shipped inside the package (``recorder/_resources/queries``, copies of the
+    repository's ``queries/``: see :mod:`recorder.resources`); override with
+    ``KRAKEN_RECORDER_QUERIES``."""
     env = os.environ.get("KRAKEN_RECORDER_QUERIES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "queries"
+    return packaged_queries_dir()
 
 
 def sql_files(directory: Path | None = None) -> list[Path]:

@@ -1,0 +1,1 @@
+../../../queries/00_functions.sql

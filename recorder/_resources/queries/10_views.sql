@@ -1,0 +1,1 @@
+../../../queries/10_views.sql

@@ -1,0 +1,1 @@
+../../../queries/20_analytics.sql

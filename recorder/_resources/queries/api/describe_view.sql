@@ -1,0 +1,1 @@
+../../../../queries/api/describe_view.sql

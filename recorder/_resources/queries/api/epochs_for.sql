@@ -1,0 +1,1 @@
+../../../../queries/api/epochs_for.sql

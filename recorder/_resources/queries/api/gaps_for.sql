@@ -1,0 +1,1 @@
+../../../../queries/api/gaps_for.sql

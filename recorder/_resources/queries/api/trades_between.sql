@@ -1,0 +1,1 @@
+../../../../queries/api/trades_between.sql

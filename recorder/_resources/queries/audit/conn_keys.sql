@@ -1,0 +1,1 @@
+../../../../queries/audit/conn_keys.sql

@@ -1,0 +1,1 @@
+../../../../queries/audit/ohlc_vs_trades.sql
