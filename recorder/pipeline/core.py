@@ -1407,9 +1407,9 @@ class Pipeline:
         elif t is fut.FuturesSubscribed:
             conn = self._conn(frame.conn_id, "futures")
             for raw_pid in ev.product_ids:
-                pid = fut.normalise_product_id(raw_pid)
-                if not self._valid(frame, pid, "futures"):
+                if not self._valid(frame, raw_pid, "futures"):
                     continue
+                pid = fut.normalise_product_id(raw_pid)
                 conn.subs.setdefault((ev.feed or "", pid), recv)
                 self._close_subscribe_failed(ev.feed or "", pid, recv)
                 out.append(SubscriptionAcked(stream="futures", conn_id=frame.conn_id,
