@@ -15,11 +15,14 @@ per :meth:`ProgressBar.advance`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-__all__ = ["ProgressBar", "progress_bar", "stderr_is_terminal"]
+__all__ = ["ProgressBar", "StepNote", "progress_bar", "progress_steps", "stderr_is_terminal"]
+
+#: ``note(step, done, total)``: step ``step`` has done ``done`` of ``total`` units.
+StepNote = Callable[[str, int, int], None]
 
 
 def stderr_is_terminal(stream: IO[str] | None = None) -> bool:
@@ -68,6 +71,34 @@ def progress_bar(description: str, total: int | None = None, *, unit: str = "",
     if not (enabled and stderr_is_terminal(stream)):
         yield ProgressBar(None, None)
         return
+    progress = _progress(unit, stream)
+    with progress:
+        yield ProgressBar(progress, progress.add_task(description, total=total))
+
+
+@contextmanager
+def progress_steps(*, unit: str = "", enabled: bool = True,
+                   stream: IO[str] | None = None) -> Iterator[StepNote | None]:
+    """One bar per named step, for work reported as ``note(step, done, total)`` (e.g. the
+    audit's stages); None (nothing to call) unless ``enabled`` and on a terminal."""
+    if not (enabled and stderr_is_terminal(stream)):
+        yield None
+        return
+    progress = _progress(unit, stream)
+    with progress:
+        tasks: dict[str, Any] = {}
+
+        def note(step: str, done: int, total: int) -> None:
+            task = tasks.get(step)
+            if task is None:
+                task = tasks[step] = progress.add_task(step, total=max(total, 1))
+            progress.update(task, completed=done, total=max(total, 1))
+
+        yield note
+
+
+def _progress(unit: str, stream: IO[str] | None) -> Any:
+    """A transient rich ``Progress``: description, bar, done/total, unit, rate, elapsed, ETA."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -83,15 +114,12 @@ def progress_bar(description: str, total: int | None = None, *, unit: str = "",
     class _Rate(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
+            label = f"{unit}/s" if unit else "/s"
             if speed is None:
-                return Text(f"- {unit}/s".strip(), style="progress.data.speed")
-            return Text(f"{speed:,.0f} {unit}/s".replace(" /", "/"),
-                        style="progress.data.speed")
+                return Text(f"- {label}", style="progress.data.speed")
+            return Text(f"{speed:,.0f} {label}", style="progress.data.speed")
 
-    console = Console(file=stream or sys.stderr)
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TextColumn(unit), _Rate(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                        transient=True)
-    with progress:
-        yield ProgressBar(progress, progress.add_task(description, total=total))
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TextColumn(unit), _Rate(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(file=stream or sys.stderr), transient=True)
