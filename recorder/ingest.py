@@ -44,8 +44,10 @@ import zstandard
 
 from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
 from recorder.archive.session import Deriver
+from recorder.archive.store import ArchiveBusyError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
+from recorder.pipeline.state import StateError
 from recorder.progress import progress_bar
 from recorder.protocol.reject import utf8_error_offset
 from recorder.protocol.timestamps import rfc3339_to_ns
@@ -446,6 +448,10 @@ def ingest_command(files: tuple[Path, ...], archive: Path, as_json: bool, strict
                          max_decompressed_bytes=max_decompressed_mib * 2**20)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ArchiveBusyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StateError as exc:  # a manifest or pipeline state this recorder cannot read
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"archive write failed: {exc}") from exc
     if as_json:

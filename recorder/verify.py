@@ -36,6 +36,7 @@ from recorder.book.checkpoint import decode_checkpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
 from recorder.info import reject_counts
+from recorder.pipeline.state import StateError
 from recorder.progress import progress_bar
 from recorder.protocol.numbers import to_units
 
@@ -259,6 +260,9 @@ def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
             report = verify_roots(list(archive), bar.advance if bar.enabled else None)
     except ArchiveRootError as exc:
         raise click.BadParameter(str(exc), param_hint="'--archive'") from None
+    except StateError as exc:  # a manifest this recorder cannot read
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     bad = report["failed"] or report["checkpoints_failed"] or report["files_failed"]
     if as_json:
         click.echo(msgspec.json.encode(report).decode())

@@ -296,3 +296,30 @@ def test_decimal_text_is_exact_without_padding():
     assert text_frame(df)["p"].to_list() == values
     assert [r["p"] for r in json_rows(df)] == values
     assert decimal_text(Decimal("1E+3")) == "1000" and decimal_text(Decimal("-0.00")) == "0"
+
+
+# ------------------------------------------------------------------------------ archives
+
+
+def test_an_unreadable_manifest_is_one_line_for_every_command(inputs, tmp_path):
+    root = tmp_path / "bad"
+    (root / "_manifest").mkdir(parents=True)
+    (root / "_manifest" / "current.json").write_text("garbage")
+    for args in (["ingest", inputs["garbage"], "--archive", root], ["verify", "--archive", root],
+                 ["query", "--archive", root, "SELECT 1"], ["info", "--archive", root],
+                 ["book", "BTC/USD", "--at", "1", "--archive", root]):
+        r = run(*args)
+        assert r.exit_code in (1, 2) and r.stderr.startswith("Error: "), (args, r.output)
+        assert "malformed manifest" in r.stderr and len(r.stderr.splitlines()) == 1, args
+
+
+def test_a_busy_archive_is_a_clear_error(inputs, tmp_path):
+    from recorder.archive.store import Archive
+
+    holder = Archive(tmp_path / "a")
+    holder.lock()
+    try:
+        r = run("ingest", inputs["garbage"], "--archive", tmp_path / "a")
+    finally:
+        holder.unlock()
+    assert r.exit_code == 1 and "another writer holds the archive" in r.stderr

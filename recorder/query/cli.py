@@ -19,12 +19,14 @@ _ARCHIVE = click.option("--archive", "archive", required=True, multiple=True, ty
 def _open(archive: tuple[str, ...]) -> Any:
     """The :class:`~recorder.query.api.Archive` of the ``--archive`` paths; a path that leads
     to no archive root exits 2 with the reason (missing, a file, a symlink loop...)."""
+    from recorder.pipeline.state import StateError
     from recorder.query.api import Archive
     from recorder.roots import ArchiveRootError
 
     try:
         return Archive(list(archive))
-    except (ArchiveRootError, OSError) as exc:  # OSError: an s3:// store out of reach
+    except (ArchiveRootError, OSError, StateError) as exc:  # OSError: s3:// out of reach;
+        # StateError: a manifest this recorder cannot read
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
 
