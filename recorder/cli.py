@@ -17,6 +17,7 @@ from recorder import __version__
 _COMMANDS: dict[str, str] = {
     "audit": "recorder.audit.command:audit_command",
     "ingest": "recorder.ingest:ingest_command",
+    "info": "recorder.info:info_command",
     "run": "recorder.capture_command:run",
     "sync": "recorder.sync:sync_command",
     "sim": "recorder.sim.command:sim",

@@ -28,12 +28,12 @@ line), so a zstd bomb can never exhaust memory.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -44,11 +44,16 @@ import zstandard
 
 from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
 from recorder.archive.session import Deriver
+from recorder.archive.store import ArchiveBusyError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
+from recorder.pipeline.state import StateError
+from recorder.progress import progress_bar
+from recorder.protocol.reject import utf8_error_offset
 from recorder.protocol.timestamps import rfc3339_to_ns
 
-__all__ = ["IngestError", "ingest", "read_input_frames", "ingest_command"]
+__all__ = ["IngestError", "ingest", "problems", "print_summary", "read_input_frames",
+           "ingest_command"]
 
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _TS: Final = re.compile(rb'"timestamp"\s*:\s*"([^"]{10,40})"')
@@ -150,13 +155,12 @@ def _messages(data: bytes) -> Iterator[bytes]:
             pass
     lines = stripped.split(b"\n")
     if len(lines) > 1 and stripped.startswith(b"{"):
-        try:  # one pretty-printed document?
-            msgspec.json.decode(lines[0])
-        except UnicodeDecodeError:
-            pass  # not UTF-8: one message per line; the decoder rejects it as not_utf8
-        except msgspec.DecodeError:
-            yield stripped
-            return
+        if utf8_error_offset(lines[0]) is None:  # else one message per line: not_utf8
+            try:  # one pretty-printed document?
+                msgspec.json.decode(lines[0])
+            except msgspec.DecodeError:
+                yield stripped
+                return
     for line in lines:
         line = line.strip(b"\r \t")
         if line:
@@ -239,49 +243,56 @@ def _first_timestamp(paths: list[Path]) -> int | None:
     return None
 
 
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Per-key increase from ``before`` to ``after`` (keys that did not grow are left out)."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v > before.get(k, 0)}
+
+
 def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
            max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
            **deriver_options: Any) -> dict[str, Any]:
-    """Ingest ``paths`` (in order) into ``archive``; returns a summary dict.
+    """Ingest ``paths`` (in order) into ``archive``; returns the summary (see below).
 
     Inputs are taken one at a time: each is converted to journal segments and derived before
     the next is read, so memory is bounded by the largest input, not by their sum. A zstd
-    input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`."""
+    input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`.
+
+    Summary: ``inputs`` (one entry per path: ``path``, ``sha256``, ``status``, and for inputs
+    derived now ``frames``, ``rows`` per dataset, ``rejects`` and ``flagged`` by reason,
+    ``rejected_frames``), then the totals ``frames``, ``rows``, ``rejects``, ``flagged`` and
+    ``commit``. ``status``: ``ingested``; ``already ingested`` (same digest as an earlier
+    input: nothing added); ``empty`` (no content, or no frames: nothing recorded, not
+    remembered as ingested); ``rejected`` (every frame became a reject)."""
     deriver = Deriver(archive, **deriver_options)
     jroot = deriver.journal_root
+    pipe = deriver.pipeline
     summary: dict[str, Any] = {"inputs": [], "frames": 0}
-    total = 0
     for p in paths:  # every input exists before anything is written
         try:
-            total += p.stat().st_size
+            p.stat()
         except OSError as exc:
             raise IngestError(f"{p}: {exc}") from exc
         if not p.is_file():
             raise IngestError(f"{p}: not a regular file")
-    bar_ctx: Any = contextlib.nullcontext()
-    if progress and total > 5_000_000:
-        from rich.progress import Progress
-
-        bar_ctx = Progress(transient=True)
     n = 0
     derived = False
     last_ns: int | None = None
-    with bar_ctx as bar:
-        tick: Callable[[int], None] | None = None
-        if bar is not None:
-            task = bar.add_task("deriving", total=None)
-
-            def tick(k: int) -> None:
-                bar.advance(task, k)
-
+    start_rows, start_rejects, start_flags = (pipe.row_counts(), dict(pipe.reject_counts),
+                                              dict(pipe.flag_counts))
+    with progress_bar("ingest", unit="frames", enabled=progress) as bar:
+        tick: Callable[[int], None] | None = bar.advance if bar.enabled else None
         for i, p in enumerate(paths):
             data = _read_bytes(p, max_decompressed_bytes)
             digest = hashlib.sha256(data).hexdigest()
-            entry = {"path": str(p), "sha256": digest}
+            entry: dict[str, Any] = {"path": str(p), "sha256": digest}
+            summary["inputs"].append(entry)
             if digest in deriver.sources:
                 entry["status"] = "already ingested"
-                summary["inputs"].append(entry)
                 continue
+            if not data.strip():
+                entry.update(status="empty", frames=0)
+                continue
+            bar.update(description=f"ingest {p.name}")
             #: the converted segments' frames (derived from memory, not decoded again)
             preloaded: dict[str, list[Frame]] = {}
             segs: list[str]
@@ -305,13 +316,13 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                     w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
                                       fsync_interval_s=3600, threads=1)
                     frames = list(read_input_frames(data, start_ns=start))
+                    bar.update(total=len(frames))
                     runs = w.append_many(frames)
                     if frames:
                         last_ns = frames[-1].recv_ns
                     w.close()
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(tmpdir, target)  # the converted segments appear atomically
-                    entry["frames"] = len(frames)
                     if not w.had_error:  # each segment's frames, unless the journal alters one
                         at = 0
                         for seg_name, count in runs:
@@ -326,37 +337,129 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
             for s_ in segs:
                 deriver.register(s_)
             deriver.sources[digest] = {"name": p.name, "segment": seg}
-            entry["status"] = "ingested"
-            summary["inputs"].append(entry)
-            n += deriver.catch_up(progress=tick, preloaded=preloaded)
+            rows0, rejects0, flags0, rejected0 = (pipe.row_counts(), dict(pipe.reject_counts),
+                                                  dict(pipe.flag_counts), pipe.rejected_frames)
+            fed = deriver.catch_up(progress=tick, preloaded=preloaded)
+            n += fed
             derived = True
             preloaded.clear()
+            rejected = pipe.rejected_frames - rejected0
+            entry.update(status="ingested", frames=fed,
+                         rows=_delta(pipe.row_counts(), rows0),
+                         rejects=_delta(pipe.reject_counts, rejects0),
+                         flagged=_delta(pipe.flag_counts, flags0), rejected_frames=rejected)
+            if fed == 0:
+                entry["status"] = "empty"
+            elif rejected >= fed:
+                entry["status"] = "rejected"
         if not derived:  # every input was ingested before: derive what an interrupted run left
             n += deriver.catch_up(progress=tick)
     if n:
         deriver.close("open")
     deriver.release()
     summary["frames"] = n
+    summary["rows"] = _delta(pipe.row_counts(), start_rows)
+    summary["rejects"] = _delta(pipe.reject_counts, start_rejects)
+    summary["flagged"] = _delta(pipe.flag_counts, start_flags)
     summary["commit"] = deriver.archive.state.commit
     return summary
+
+
+def problems(summary: dict[str, Any], *, strict: bool = False) -> list[str]:
+    """Why an ingest summary should end with a non-zero exit status (empty list: it should
+    not): an input that is empty or wholly rejected; with ``strict``, any reject or flag."""
+    out = []
+    for entry in summary["inputs"]:
+        name = Path(entry["path"]).name
+        if entry["status"] == "empty":
+            out.append(f"{name}: no frames (empty, or nothing in it could be read)")
+        elif entry["status"] == "rejected":
+            out.append(f"{name}: every frame was rejected ({_reasons(entry['rejects'])})")
+        elif strict and (entry.get("rejects") or entry.get("flagged")):
+            out.append(f"{name}: {_reasons({**entry['rejects'], **entry['flagged']})} "
+                       f"(--strict)")
+    return out
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items(),
+                                                                 key=lambda kv: -kv[1]))
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The summary as tables for a person (``recorder ingest`` without ``--json``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    inputs = Table(title="inputs", title_justify="left")
+    for col, justify in (("input", "left"), ("status", "left"), ("frames", "right"),
+                         ("rows", "right"), ("rejects", "left")):
+        inputs.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for e in summary["inputs"]:
+        reported = {**e.get("rejects", {}), **e.get("flagged", {})}
+        inputs.add_row(Path(e["path"]).name, e["status"],
+                       f"{e['frames']:,}" if "frames" in e else "",
+                       f"{sum(e['rows'].values()):,}" if "rows" in e else "",
+                       _reasons(reported) if reported else "")
+    console.print(inputs)
+    if summary["rows"]:
+        rows = Table(title="rows written", title_justify="left")
+        rows.add_column("dataset")
+        rows.add_column("rows", justify="right")
+        for dataset, count in summary["rows"].items():
+            rows.add_row(dataset, f"{count:,}")
+        console.print(rows)
+    if summary["rejects"] or summary["flagged"]:
+        rej = Table(title="rejects (kept raw in the rejects dataset)", title_justify="left")
+        rej.add_column("reason")
+        rej.add_column("count", justify="right")
+        rej.add_column("")
+        for reason, count in summary["rejects"].items():
+            rej.add_row(reason, f"{count:,}", "rejected")
+        for reason, count in summary["flagged"].items():
+            rej.add_row(reason, f"{count:,}", "flagged (rows kept)")
+        console.print(rej)
+    console.print(f"frames derived {summary['frames']:,}; archive commit {summary['commit']}")
 
 
 @click.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--archive", "archive", required=True, type=click.Path(path_type=Path),
               help="Archive directory (created if missing).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 on any reject or flagged symbol, not only on empty or wholly "
+                   "rejected inputs.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--max-decompressed-mib", type=click.IntRange(min=1),
               default=MAX_DECOMPRESSED_BYTES // 2**20, show_default=True,
               help="Refuse a zstd input that expands past this many MiB.")
-def ingest_command(files: tuple[Path, ...], archive: Path, quiet: bool,
-                   max_decompressed_mib: int) -> None:
-    """Derive the archive from journal segments, `recorder sim --record` files or JSONL."""
+def ingest_command(files: tuple[Path, ...], archive: Path, as_json: bool, strict: bool,
+                   quiet: bool, max_decompressed_mib: int) -> None:
+    """Derive the archive from journal segments, `recorder sim --record` files or JSONL.
+
+    Prints what was derived: frames, rows per dataset, rejects by reason. Exit status 1 when
+    an input is empty or every frame of it was rejected (with --strict: on any reject), after
+    deriving everything else; the rejects stay in the archive's rejects dataset.
+    """
     try:
-        summary = ingest(list(files), archive, progress=not quiet,
+        summary = ingest(list(files), archive, progress=not (quiet or as_json),
                          max_decompressed_bytes=max_decompressed_mib * 2**20)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ArchiveBusyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StateError as exc:  # a manifest or pipeline state this recorder cannot read
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"archive write failed: {exc}") from exc
-    click.echo(msgspec.json.encode(summary).decode())
+    if as_json:
+        click.echo(msgspec.json.encode(summary).decode())
+    else:
+        print_summary(summary)
+    bad = problems(summary, strict=strict)
+    if bad:
+        for line in bad:
+            click.echo(f"Error: {line}", err=True)
+        sys.exit(1)

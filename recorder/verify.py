@@ -13,12 +13,17 @@ A mismatch on the final message of an epoch that the ``epochs`` dataset records 
 ``checksum_mismatch`` was detected live and is reported as ``recorded_mismatches`` (evidence,
 with its gap row), not as a verification failure. Exit status: 0 when ``failed`` (messages),
 ``checkpoints_failed`` and ``files_failed`` are all 0, else 1.
+
+Rejects are reported, not failed: ``rejects`` (rows of the ``rejects`` dataset: input that could
+not be decoded or applied, kept raw), ``rejects_by_reason``, and ``flagged_by_reason`` (rows with
+``stage = "flag"``, e.g. ``unlisted_symbol``: reported, data kept).
 """
 
 from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,9 @@ from recorder.archive.store import Archive
 from recorder.book.checkpoint import decode_checkpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
+from recorder.info import reject_counts
+from recorder.pipeline.state import StateError
+from recorder.progress import progress_bar
 from recorder.protocol.numbers import to_units
 
 __all__ = ["verify_archive", "verify_command"]
@@ -57,8 +65,10 @@ def _pylist(col: pa.ChunkedArray) -> list[Any]:
     return col.to_pylist()
 
 
-def verify_archive(root: Path) -> dict[str, Any]:
-    """Run every check; returns the report dict (see module docstring)."""
+def verify_archive(root: Path, progress: Callable[[int], None] | None = None
+                   ) -> dict[str, Any]:
+    """Run every check; returns the report dict (see module docstring). ``progress`` is
+    called with the number of book/level3 rows of each epoch replayed."""
     archive = Archive(root)
     report: dict[str, Any] = {
         "messages_checked": 0, "verified": 0, "failed": 0, "recorded_mismatches": 0,
@@ -67,6 +77,9 @@ def verify_archive(root: Path) -> dict[str, Any]:
     }
     health = FileHealth(warn=False)
     damaged: set[Path] = set()
+    by_reason, flagged = reject_counts(archive)
+    report.update(rejects=sum(by_reason.values()), rejects_by_reason=by_reason,
+                  flagged_by_reason=flagged)
     for f in archive.state.files:
         report["files_checked"] += 1
         problem = health.check(archive.root, f, deep=True)
@@ -104,6 +117,8 @@ def verify_archive(root: Path) -> dict[str, Any]:
         for (sym, e), idx in groups.items():
             _verify_epoch(channel, sym, e, idx, data, cps.get((channel, sym, e), []),
                           (channel, sym, e) in recorded, report, per)
+            if progress is not None:
+                progress(len(idx))
     report["per"] = [
         {"dataset": d, "symbol": s, "date": day, "messages_checked": v[0], "verified": v[1],
          "failed": v[2]}
@@ -207,20 +222,33 @@ def _verify_epoch(channel: str, symbol: str, epoch: int, idx: list[int],
 
 _COUNTS = ("messages_checked", "verified", "failed", "recorded_mismatches",
            "checkpoints_checked", "checkpoints_failed", "files_checked", "files_failed",
-           "unverifiable_messages")
+           "unverifiable_messages", "rejects")
 
 
-def verify_roots(paths: Any) -> dict[str, Any]:
+def replay_rows(paths: Any) -> int:
+    """The book and level3 rows :func:`verify_roots` replays (a progress bar's total)."""
+    return sum(f.rows for r in archive_roots(paths) for f in Archive(r).state.files
+               if f.dataset in ("book", "level3"))
+
+
+def verify_roots(paths: Any, progress: Callable[[int], None] | None = None
+                 ) -> dict[str, Any]:
     """:func:`verify_archive` for every root ``paths`` designates (a root, a parent of roots,
     or several such paths; :func:`recorder.roots.archive_roots`). One root: its report as is.
     Several: counts summed, ``per``/``failures`` concatenated with a ``root`` key, and
     ``roots`` = ``[{"root": str, **report}]``. Raises :class:`~recorder.roots.ArchiveRootError`.
     """
     roots = archive_roots(paths)
-    reports = [(r, verify_archive(r)) for r in roots]
+    reports = [(r, verify_archive(r, progress)) for r in roots]
     if len(reports) == 1:
         return reports[0][1]
     total: dict[str, Any] = {k: sum(rep[k] for _, rep in reports) for k in _COUNTS}
+    for key in ("rejects_by_reason", "flagged_by_reason"):
+        merged: dict[str, int] = defaultdict(int)
+        for _, rep in reports:
+            for reason, n in rep[key].items():
+                merged[reason] += n
+        total[key] = dict(sorted(merged.items()))
     total["per"] = [{"root": str(r), **p} for r, rep in reports for p in rep["per"]]
     total["failures"] = [{"root": str(r), **f} for r, rep in reports
                          for f in rep["failures"]][:50]
@@ -236,9 +264,15 @@ def verify_roots(paths: Any) -> dict[str, Any]:
 def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
     """Replay every epoch from the archive alone and recompute every Kraken checksum."""
     try:
-        report = verify_roots(list(archive))
+        with progress_bar("verify", unit="rows", enabled=not as_json) as bar:
+            if bar.enabled:
+                bar.update(total=replay_rows(list(archive)))
+            report = verify_roots(list(archive), bar.advance if bar.enabled else None)
     except ArchiveRootError as exc:
         raise click.BadParameter(str(exc), param_hint="'--archive'") from None
+    except StateError as exc:  # a manifest this recorder cannot read
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     bad = report["failed"] or report["checkpoints_failed"] or report["files_failed"]
     if as_json:
         click.echo(msgspec.json.encode(report).decode())
@@ -249,15 +283,24 @@ def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
                    f"{report['checkpoints_checked']} checked, {report['checkpoints_failed']} "
                    f"failed; files {report['files_checked']} checked, "
                    f"{report['files_failed']} failed")
+        reported = [f"{reason} {n:,}" for reason, n in report["rejects_by_reason"].items()]
+        reported += [f"{reason} {n:,} (flagged, rows kept)"
+                     for reason, n in report["flagged_by_reason"].items()]
+        click.echo(f"rejects {report['rejects']:,}" + (f": {', '.join(reported)}"
+                                                       if reported else "")
+                   + ("  (see: recorder query \"SELECT reason, detail, symbol FROM rejects\")"
+                      if reported else ""))
         for r in report.get("roots", []):
             click.echo(f"  root {r['root']}: checked {r['messages_checked']}, verified "
                        f"{r['verified']}, failed {r['failed']}, checkpoints failed "
-                       f"{r['checkpoints_failed']}, files failed {r['files_failed']}")
+                       f"{r['checkpoints_failed']}, files failed {r['files_failed']}, "
+                       f"rejects {r['rejects']}")
         for p in report["per"]:
             click.echo(f"  {(p['root'] + ' ') if 'root' in p else ''}{p['dataset']:7} {p['symbol']:12} {p['date']}  checked "
                        f"{p['messages_checked']:>8}  verified {p['verified']:>8}  failed "
                        f"{p['failed']:>4}")
         for f in report["failures"][:10]:
             fix = f.get("repair")
-            click.echo(f"  FAIL {f}" + (f"\n       fix: {fix}" if fix else ""))
+            click.echo("  FAIL " + ", ".join(f"{k} {v}" for k, v in f.items() if k != "repair")
+                       + (f"\n       fix: {fix}" if fix else ""))
     sys.exit(1 if bad else 0)

@@ -1,5 +1,7 @@
 """``recorder ingest`` on hostile files (issue #9 item 3): every input ends as rows, ``rejects``
 rows with a reason, or a one-line error (exit 1) - never a traceback, never unbounded memory.
+An input that is empty or wholly rejected is derived (its rejects kept) and reported: exit 1
+with an ``Error:`` line on stderr after the summary (issue #14).
 
 Covers: binary garbage, random/mutated JSONL (hypothesis), invalid UTF-8, a JSONL with a 100 MB
 line (generated in tmp), zstd bombs (tiny compressed, huge decompressed), journal segments with
@@ -94,11 +96,14 @@ def test_binary_garbage_becomes_rejects(tmp_path: Path) -> None:
     rnd = random.Random(1)
     f = tmp_path / "garbage.bin"
     f.write_bytes(bytes(rnd.randrange(256) for _ in range(20_000)))
-    r = _ingest(f, "--archive", tmp_path / "a")
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    r = _ingest(f, "--archive", tmp_path / "a", "--json")
+    assert r.exit_code == 1, r.output  # wholly rejected: reported, not silent
+    assert "garbage.bin: every frame was rejected" in r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["inputs"][0]["status"] == "rejected"
     rejects = _rejects(tmp_path / "a")
     assert summary["frames"] == len(rejects) > 0  # every frame of garbage is a reject row
+    assert sum(summary["rejects"].values()) == len(rejects)
     assert all(x["reason"] for x in rejects)
     _clean_archive(tmp_path / "a")
 
@@ -148,8 +153,10 @@ def test_random_jsonl_never_tracebacks(tmp_path_factory, lines, compress, sep) -
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     if r.exit_code == 0:
         _clean_archive(d / "a")
-    else:
-        assert r.exit_code == 1 and r.output.startswith("Error:"), r.output
+    else:  # a one-line error, or the summary then why (empty / wholly rejected)
+        assert r.exit_code == 1 and r.stderr.startswith("Error:"), r.output
+        if (d / "a").exists() and r.stdout:
+            _clean_archive(d / "a")
 
 
 # ------------------------------------------------------------------------------- size
@@ -202,7 +209,8 @@ def test_small_zstd_bomb_within_limits_is_ingested(tmp_path: Path) -> None:
     _zstd_bomb(bomb, 32 * 2**20)
     proc = _run_limited([str(bomb), "--archive", str(tmp_path / "a")], limit_mib=2048,
                         timeout=120)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert "small.zst: every frame was rejected (too_large 1)" in proc.stderr
     assert [x["reason"] for x in _rejects(tmp_path / "a")] == ["too_large"]
 
 
@@ -214,7 +222,7 @@ def test_corrupt_zstd_is_a_clean_error(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(data)
         r = _ingest(tmp_path / name, "--archive", tmp_path / f"a-{name}")
         if r.exit_code:
-            assert r.exit_code == 1 and "zstd" in r.output, r.output
+            assert r.exit_code == 1 and ("zstd" in r.stderr or "no frames" in r.stderr), r.output
 
 
 # ------------------------------------------------------------------------------- journals
@@ -255,8 +263,9 @@ def test_damaged_journal_segments_ingest_cleanly(tmp_path: Path, damage: str) ->
     if r.exit_code == 0:
         report = _clean_archive(tmp_path / "a")
         assert report["failed"] == 0
-    else:
-        assert r.output.startswith("Error:")
+    else:  # a one-line error, or: nothing readable / every frame rejected, said on stderr
+        assert r.stderr.startswith("Error:"), r.output
+        assert r.stdout == "" or "no frames" in r.stderr or "rejected" in r.stderr
 
 
 # ------------------------------------------------------------------------------- paths
@@ -274,9 +283,9 @@ def test_hostile_file_names_are_just_names(tmp_path: Path) -> None:
         p = d / name
         p.write_bytes(GOOD_LINES[1].replace(b'"trade_id": 7', b'"trade_id": %d' % (i + 7)))
         files.append(p)
-    r = _ingest("--archive", tmp_path / "a", "--", *files)
+    r = _ingest("--archive", tmp_path / "a", "--json", "--", *files)
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output)
+    summary = json.loads(r.stdout)
     assert len(summary["inputs"]) == len(HOSTILE_NAMES)
     # nothing was written outside the archive, no path was built from a file name
     assert sorted(p.name for p in d.iterdir()) == sorted(HOSTILE_NAMES)
@@ -293,9 +302,10 @@ def test_relative_dotdot_paths_and_symlinks(tmp_path: Path) -> None:
     link.symlink_to(tmp_path / "x" / "in.jsonl")
     loop = tmp_path / "x" / "loop.jsonl"
     loop.symlink_to(loop)
-    r = _ingest(tmp_path / "x" / ".." / "x" / "in.jsonl", link, "--archive", tmp_path / "a")
+    r = _ingest(tmp_path / "x" / ".." / "x" / "in.jsonl", link, "--archive", tmp_path / "a",
+                "--json")
     assert r.exit_code == 0, r.output
-    assert [i["status"] for i in json.loads(r.output)["inputs"]] == ["ingested",
+    assert [i["status"] for i in json.loads(r.stdout)["inputs"]] == ["ingested",
                                                                      "already ingested"]
     r = _ingest(loop, "--archive", tmp_path / "b")
     assert r.exit_code == 1 and r.output.startswith("Error:"), r.output
@@ -314,8 +324,9 @@ def test_unusable_inputs_are_one_line_errors(tmp_path: Path, kind: str) -> None:
     elif kind == "empty":
         p.write_bytes(b"")
     r = _ingest(p, "--archive", tmp_path / "a")
-    if kind == "empty":
-        assert r.exit_code == 0, r.output
+    if kind == "empty":  # reported after the summary, not silently "ingested"
+        assert r.exit_code == 1, r.output
+        assert r.stderr == "Error: in.jsonl: no frames (empty, or nothing in it could be read)\n"
     else:
         assert r.exit_code == 1 and r.output.startswith("Error:"), r.output
         assert len(r.output.strip().splitlines()) == 1

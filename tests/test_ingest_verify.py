@@ -42,8 +42,8 @@ def test_real_v2_capture_verifies_510(tmp_path, fixture_file):
     # idempotent: the same inputs again add nothing
     before = sorted(p.name for p in (tmp_path / "a").rglob("*.parquet"))
     r = runner.invoke(main, ["ingest", str(instruments), str(book), "--archive",
-                             str(tmp_path / "a"), "--quiet"])
-    assert r.exit_code == 0 and '"frames":0' in r.output
+                             str(tmp_path / "a"), "--quiet", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["frames"] == 0
     assert sorted(p.name for p in (tmp_path / "a").rglob("*.parquet")) == before
 
 

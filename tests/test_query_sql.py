@@ -76,19 +76,29 @@ def test_decimals_are_exact(archive):
     assert v == Decimal("9.223372036854775807")
 
 
+def test_hostile_symbols_are_rejects_never_symbols(archive):
+    """Every hostile symbol of the input is a ``bad_symbol`` reject (raw kept), not a row."""
+    rejects = archive.sql("SELECT reason, symbol, raw FROM rejects").rows()
+    bad = [r for r in rejects if r[0] == "bad_symbol"]
+    assert len(bad) == len(HOSTILE) and all(sym is None for _, sym, _ in bad)
+    stored = set(archive.sql("SELECT DISTINCT symbol FROM trades").to_series().to_list())
+    assert not stored & set(HOSTILE)
+
+
 @pytest.mark.parametrize("sym", HOSTILE)
 def test_hostile_symbols_are_bound_parameters(archive, sym):
     n_before = archive.sql("SELECT count(*) FROM trades").item()
+    assert archive.sql("SELECT ?::VARCHAR AS v", [sym]).item() == sym  # bound, not spliced
     got = archive.sql("SELECT symbol, price FROM trades WHERE symbol = ?", [sym])
-    assert got.rows() == [(sym, Decimal("1.5"))]
-    assert archive.sql("SELECT count(*) FROM trades WHERE symbol = $s", {"s": sym}).item() == 1
-    assert archive.trades(sym).height == 1
-    assert archive.ohlc("1 minute", sym).height == 1
+    assert got.rows() == []
+    assert archive.sql("SELECT count(*) FROM trades WHERE symbol = $s", {"s": sym}).item() == 0
+    assert archive.trades(sym).height == 0
+    assert archive.ohlc("1 minute", sym).height == 0
     b = archive.book_at(sym, "2025-01-01T00:00:01Z", channel="book")
     assert not b.valid  # no book data for it: an explicit answer, no error
     res = archive.sql("SELECT valid FROM book_at(?, ?)", [sym, "2025-01-01 00:00:01"])
     assert res.rows() == [(False,)]
-    assert archive.scan("trades", symbols=[sym]).collect().height == 1
+    assert archive.scan("trades", symbols=[sym]).collect().height == 0
     assert archive.sql("SELECT count(*) FROM trades").item() == n_before  # nothing dropped
 
 
@@ -140,7 +150,10 @@ def test_query_and_book_commands(archive):
                           "GROUP BY ALL", "--param", "x'; DROP TABLE trades; --",
                           "--archive", root, "--format", "json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output) == [{"symbol": "x'; DROP TABLE trades; --", "n": 1}]
+    assert json.loads(out.output) == []
+    out = r.invoke(main, ["query", "SELECT ?::VARCHAR AS s", "--param", "x'; DROP TABLE t; --",
+                          "--archive", root, "--format", "json"])
+    assert json.loads(out.output) == [{"s": "x'; DROP TABLE t; --"}]
     out = r.invoke(main, ["query", "SELECT 1 AS a, 'x' AS b", "--archive", root,
                           "--format", "csv"])
     assert out.output.splitlines() == ["a,b", "1,x"]

@@ -37,6 +37,7 @@ from recorder.archive.health import repair_hint
 from recorder.archive.journal import list_segments
 from recorder.archive.layout import DAY_NS, partition_dir
 from recorder.archive.store import Archive, FileEntry, file_entry, write_parquet_atomic
+from recorder.progress import ProgressBar, progress_bar
 
 __all__ = [
     "CompactionReport",
@@ -136,6 +137,7 @@ def compact_archive(
     row_group_size: int | None = None,
     file_rows: int = COMPACT_FILE_ROWS,
     level: int = COMPACT_LEVEL,
+    progress: ProgressBar | None = None,
 ) -> CompactionReport:
     """Merge each (dataset, day)'s rolling files into few large files sorted by the dataset's
     ``sort_keys`` (``schemas/*.toml``: symbol, then time or id), with large row groups.
@@ -147,6 +149,7 @@ def compact_archive(
     and in order): the set of rows, every value and the per-day file set's row count are
     unchanged. Files of different schema versions are compacted separately. One commit per
     partition (atomic, crash-safe; see the module docstring). Returns a report.
+    ``progress``: learns the rows to compact as its total and advances by each partition's.
     """
     archive, owned = _open(root)
     try:
@@ -157,6 +160,7 @@ def compact_archive(
                 continue
             groups[(f.dataset, f.date, f.schema_version)].append(f)
         latest = max((f.date for f in archive.state.files), default="")
+        todo = []
         for (dataset, day, version), entries in sorted(groups.items()):
             if date is not None and day != date:
                 continue
@@ -164,6 +168,10 @@ def compact_archive(
                 continue
             if len(entries) == 1 and entries[0].file.rsplit("/", 1)[-1].startswith("compact-"):
                 continue
+            todo.append((dataset, day, version, entries))
+        if progress is not None:
+            progress.update(total=sum(f.rows for *_, entries in todo for f in entries))
+        for dataset, day, version, entries in todo:
             schema = archive.schemas[dataset]
             try:
                 table = pa.concat_tables(
@@ -211,6 +219,8 @@ def compact_archive(
             report.bytes_before += sum(f.bytes for f in entries)
             report.bytes_after += sum(f.bytes for f in new)
             report.rows += table.num_rows
+            if progress is not None:
+                progress.advance(table.num_rows)
         return report
     finally:
         if owned:
@@ -315,7 +325,9 @@ def _segment_day(segment: str) -> str:
               help="Also compact the newest day (normally still being written).")
 def compact_command(archive: Path, date: str | None, include_latest_day: bool) -> None:
     """Merge each day's rolling files into few large files sorted by (symbol, time)."""
-    report = compact_archive(archive, date=date, include_latest_day=include_latest_day)
+    with progress_bar("compact", unit="rows") as bar:
+        report = compact_archive(archive, date=date, include_latest_day=include_latest_day,
+                                 progress=bar)
     click.echo(msgspec.json.encode(report).decode())
 
 

@@ -86,23 +86,17 @@ def render_terminal(report: dict[str, Any], *, limit: int = 15) -> None:
 
 @contextmanager
 def _rich_progress(enabled: bool) -> Iterator[Progress | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+    """The audit's stages as progress bars (count, rate, ETA) on a terminal's stderr; the
+    per-query steps share one bar."""
+    from recorder.progress import progress_steps
 
-    with Bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-             "{task.total}"), TimeElapsedColumn(), transient=True,
-             console=Console(stderr=True)) as bar:
-        tasks: dict[str, Any] = {}
+    with progress_steps(enabled=enabled) as bars:
+        if bars is None:
+            yield None
+            return
 
         def note(step: str, done: int, total: int) -> None:
-            name = "queries" if step.startswith("query") else step
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=max(total, 1))
-            bar.update(tasks[name], completed=done, total=max(total, 1),
-                       description=step if name == "queries" else name)
+            bars("queries" if step.startswith("query") else step, done, total)
 
         yield note
 

@@ -19,7 +19,8 @@ What is kept (and nothing else):
 * ``precisions`` (instrument price/qty decimals), ``instruments`` (last status and attributes
   JSON per (kind, symbol), for change detection);
 * ``running``, ``last_recv_ns``, ``frames``, ``messages``, ``checksums_ok`` /
-  ``checksums_failed`` and the pipeline options.
+  ``checksums_failed`` and the pipeline options;
+* ``flagged_symbols``: spot symbols already reported as missing from the instrument list.
 
 Rows are never part of the state: a commit always flushes the pipeline first.
 
@@ -155,6 +156,8 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: a book checkpoint every this many messages of an epoch (0: time only; None: written
     #: before the setting existed, the default applies)
     checkpoint_messages: int | None = None
+    #: spot symbols already reported (once each) as missing from the instrument list
+    flagged_symbols: list[str] = []
 
 
 class _Header(msgspec.Struct):

@@ -366,8 +366,8 @@ class Archive:
         out = []
         for side, rows in (("bid", b.bids), ("ask", b.asks)):
             for r in rows:
-                if b.channel == "book":
-                    level, pu, qu = r
+                if b.channel in ("book", "futures_book"):
+                    level, pu, qu = r[:3]
                     queue = oid = ts = ahead = None
                 else:
                     level, queue, oid, pu, qu, ts, ahead_u = r
@@ -413,7 +413,8 @@ class Archive:
                 depth: int | None = None, clock: Clock = "exchange") -> BookAt:
         """Exact book of ``symbol`` at ``time`` (see :mod:`recorder.query.books`).
 
-        ``channel``: ``"level3"`` (orders) or ``"book"`` (L2 levels); ``depth``: top N price
+        ``channel``: ``"level3"`` (orders), ``"book"`` (L2 levels) or ``"futures_book"``
+        (a Futures product's full book; ``symbol`` = the product id); ``depth``: top N price
         levels per side (None = all recorded); ``clock``: ``"exchange"`` (Kraken's timestamps)
         or ``"receive"`` (ours). ``.frame`` is a Polars DataFrame; ``.valid`` False means no
         valid book exists at that time (``.reason``, ``.gap``).

@@ -1,4 +1,5 @@
-"""Rebuild spot books (L2 ``book``, L3 ``level3``) at any time from the archive alone.
+"""Rebuild books (spot L2 ``book``, L3 ``level3``, Futures ``futures_book``) at any time from
+the archive alone.
 
 Semantics (the contract researchers rely on):
 
@@ -29,6 +30,14 @@ Semantics (the contract researchers rely on):
 * **Metadata**: the epoch, the checkpoint used, the number of messages replayed, the Kraken
   CRC32 recomputed from the rebuilt book, and whether it equals the last checksum Kraken sent
   at or before the cut (``checksum_ok``).
+* **Futures** (``channel="futures_book"``, ``symbol`` = the product id): the full-depth book
+  from the epoch's checkpoint (taken at each ``book_snapshot``) plus the deltas with a higher
+  ``seq``. Futures send no checksum (``checksum_ok`` is None); an epoch ended by a ``seq`` jump
+  covers only the time before the jumping delta. Prices and quantities are Kraken's text.
+* **Empty answers explain themselves**: a symbol with no epoch of the channel gets the known
+  symbols and the closest matches (``known_symbols``, ``close_matches``) and the channels it
+  was recorded on; a time before or after the recorded data gets the recorded range
+  (``data_start_ns``/``data_end_ns``, receive clock).
 
 * **Several roots** (one per capture worker, several hosts): epochs, gaps and checkpoints belong
   to the root whose pipeline recorded them. :class:`BookEngine` answers over one root;
@@ -44,6 +53,7 @@ time columns); nothing here formats SQL.
 
 from __future__ import annotations
 
+import difflib
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,9 +65,11 @@ import msgspec
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileProblem
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
+from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
-from recorder.protocol.numbers import units_to_text
+from recorder.protocol.errors import ProtocolError
+from recorder.protocol.numbers import decimals_of, to_units, token_to_text, units_to_text
 from recorder.query.timeparse import ns_to_iso
 
 if TYPE_CHECKING:
@@ -76,8 +88,10 @@ __all__ = [
     "ReplayGap",
 ]
 
-Channel = Literal["book", "level3"]
+Channel = Literal["book", "level3", "futures_book"]
 Clock = Literal["exchange", "receive"]
+#: Channels :meth:`BookEngine.book_at` rebuilds.
+CHANNELS: Final = ("book", "level3", "futures_book")
 
 #: First try to find the exchange-clock cut among rows received at most this long after T.
 _EXCHANGE_WINDOW_NS: Final = 60_000_000_000
@@ -86,12 +100,26 @@ _L3_EVENTS: Final = {1: "add", 2: "modify", 3: "delete"}
 #: ``_CP_WIDEN`` times wider each time it finds none (see ``BookEngine._checkpoint``).
 _CP_WINDOW_NS: Final = 60_000_000_000
 _CP_WIDEN: Final = 8
-_HALT: Final = frozenset({"checksum_mismatch", "crossed"})
+_HALT: Final = frozenset({"checksum_mismatch", "crossed", "seq_jump"})
+#: At most this many known symbols are listed in an "unknown symbol" answer.
+_KNOWN_LISTED: Final = 50
 _JSON: Final = msgspec.json.Decoder(dict[str, str])
 
 
 class QueryError(ValueError):
     """A query cannot be answered as asked (bad channel/clock, missing exchange times...)."""
+
+
+def _symbol_column(channel: str) -> str:
+    """The symbol column of a channel's dataset (futures datasets name it ``product_id``)."""
+    return "product_id" if channel == "futures_book" else "symbol"
+
+
+def _outside(channel: str, symbol: str, t: int, start: int, end: int) -> str:
+    """Why ``t`` (receive clock) has no book: it lies outside ``[start, end]``."""
+    where = "before the first" if t < start else "after the last"
+    return (f"{where} recorded {channel} data of {symbol}: recorded from {ns_to_iso(start)} "
+            f"to {ns_to_iso(end)} (receive clock)")
 
 
 class _Lvl(NamedTuple):
@@ -115,6 +143,9 @@ class BookAt:
     first: ``side``, ``level`` (1 = best), ``price``, ``qty`` (exact ``Decimal`` at the pair's
     precision), ``price_units``, ``qty_units``; L3 adds ``queue`` (1 = front of the level),
     ``order_id``, ``ts_ns``, ``qty_ahead_units``. Empty when not ``valid``.
+
+    Futures rows are ``(level, price_units, qty_units, price_text, qty_text)``: units at the
+    book's largest scale (``price_precision``/``qty_precision``), text as Kraken sent it.
     """
 
     symbol: str
@@ -142,6 +173,17 @@ class BookAt:
     book: L2Book | L3Book | None = field(default=None, repr=False)
     #: the archive root that answered (None: an engine over the union of roots)
     root: Path | None = None
+    #: futures: the ``seq`` of the last delta applied
+    seq: int | None = None
+    #: an unknown symbol: the channel's recorded symbols (at most 50), the closest ones, and
+    #: the other channels the symbol was recorded on
+    known_symbols: list[str] | None = None
+    close_matches: list[str] | None = None
+    other_channels: list[str] | None = None
+    #: receive-clock range of the recorded epochs of (channel, symbol), when the time is
+    #: outside it
+    data_start_ns: int | None = None
+    data_end_ns: int | None = None
 
     def __bool__(self) -> bool:
         return self.valid
@@ -153,8 +195,9 @@ class BookAt:
 
         pp = self.price_precision or 0
         qp = self.qty_precision or 0
-        rows = [("bid", *r) for r in self.bids] + [("ask", *r) for r in self.asks]
-        if self.channel == "book":
+        cut = 3 if self.channel == "futures_book" else None  # futures: units, not text
+        rows = [("bid", *r[:cut]) for r in self.bids] + [("ask", *r[:cut]) for r in self.asks]
+        if self.channel in ("book", "futures_book"):
             names = ["side", "level", "price_units", "qty_units"]
         else:
             names = ["side", "level", "queue", "order_id", "price_units", "qty_units", "ts_ns",
@@ -182,7 +225,10 @@ class BookAt:
         def side(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             out = []
             for r in rows:
-                if self.channel == "book":
+                if self.channel == "futures_book":
+                    level, _, _, price, qty = r
+                    out.append({"level": level, "price": price, "qty": qty})
+                elif self.channel == "book":
                     level, pu, qu = r
                     out.append({"level": level, "price": units_to_text(pu, pp),
                                 "qty": units_to_text(qu, qp)})
@@ -205,7 +251,10 @@ class BookAt:
             "exchange_checksum": self.exchange_checksum, "checksum_ok": self.checksum_ok,
             "depth": self.depth, "price_precision": self.price_precision,
             "qty_precision": self.qty_precision, "bids": side(self.bids), "asks": side(self.asks),
-            "root": None if self.root is None else str(self.root),
+            "root": None if self.root is None else str(self.root), "seq": self.seq,
+            "known_symbols": self.known_symbols, "close_matches": self.close_matches,
+            "other_channels": self.other_channels, "data_start_ns": self.data_start_ns,
+            "data_end_ns": self.data_end_ns,
         }
 
 
@@ -357,7 +406,7 @@ class BookEngine:
         """
         import polars as pl
 
-        sym = pl.col("symbol") == symbol
+        sym = pl.col(_symbol_column(channel)) == symbol
         for hi in (t + _EXCHANGE_WINDOW_NS, None):
             lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root)
             cond = sym & (pl.col("ts_ns") > t)
@@ -375,8 +424,11 @@ class BookEngine:
             raise QueryError(f"{channel} rows of {symbol!r} carry no exchange timestamps; "
                              f"use clock='receive'")
         if t > last_ts:
-            return None, (f"after the last recorded {channel} message "
-                          f"(exchange time {ns_to_iso(last_ts)})")
+            eps = self.epochs(channel, symbol)
+            since = (f" (recorded from {ns_to_iso(eps[0].start_ns)}, receive clock)"
+                     if eps else "")
+            return None, (f"after the last recorded {channel} message of {symbol} "
+                          f"(exchange time {ns_to_iso(last_ts)}){since}")
         return last_recv, None
 
     # ------------------------------------------------------------------ rebuild
@@ -384,8 +436,8 @@ class BookEngine:
     def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
                 depth: int | None = None, clock: Clock = "exchange") -> BookAt:
         """The book of ``symbol`` at ``t`` (int ns) on ``clock``; see module docstring."""
-        if channel not in ("book", "level3"):
-            raise QueryError(f"channel must be 'book' or 'level3', got {channel!r}")
+        if channel not in CHANNELS:
+            raise QueryError(f"channel must be one of {', '.join(CHANNELS)}; got {channel!r}")
         if clock not in ("exchange", "receive"):
             raise QueryError(f"clock must be 'exchange' or 'receive', got {clock!r}")
         if depth is not None and depth < 1:
@@ -400,6 +452,8 @@ class BookEngine:
         else:
             cut = t
         res.cut_recv_ns = cut
+        if channel == "futures_book":
+            return self._futures_book_at(symbol, cut, depth, res)
         state = self._state_at(channel, symbol, cut, res)
         if state is None:
             return res
@@ -427,10 +481,15 @@ class BookEngine:
 
     def _epoch_for(self, channel: str, symbol: str, cut: int,
                    res: BookAt) -> _Epoch | None:
-        epochs = [e for e in self.epochs(channel, symbol) if e.start_ns <= cut]
+        every = self.epochs(channel, symbol)
+        epochs = [e for e in every if e.start_ns <= cut]
         gap = self._gap_at(channel, symbol, cut)
         if not epochs:
-            res.reason = f"no {channel} epoch of this symbol starts at or before this time"
+            if every:
+                res.data_start_ns, res.data_end_ns = every[0].start_ns, every[-1].end_ns
+                res.reason = _outside(channel, symbol, cut, res.data_start_ns, res.data_end_ns)
+            else:
+                res.reason = f"no {channel} epoch of {symbol} was recorded"
             res.gap = gap
             return None
         ep = epochs[-1]
@@ -443,6 +502,10 @@ class BookEngine:
             else:
                 res.reason = (f"not covered: epoch {ep.epoch} ended ({ep.end_reason}) at "
                               f"{ns_to_iso(ep.end_ns)}")
+            if ep is every[-1] and cut > ep.end_ns:
+                res.data_start_ns, res.data_end_ns = every[0].start_ns, ep.end_ns
+                res.reason += "; " + _outside(channel, symbol, cut, every[0].start_ns,
+                                              ep.end_ns)
             return None
         if gap is not None:
             res.epoch = ep.epoch
@@ -488,16 +551,90 @@ class BookEngine:
                 .select("book").collect().item(0, 0))
         return recv, str(reason), ck, blob
 
+    def _futures_book_at(self, symbol: str, cut: int, depth: int | None,
+                         res: BookAt) -> BookAt:
+        """:meth:`book_at` for ``futures_book``: checkpoint + deltas with a higher ``seq``."""
+        ep = self._epoch_for("futures_book", symbol, cut, res)
+        if ep is None:
+            return res
+        res.epoch = ep.epoch
+        cp = self._checkpoint("futures_book", symbol, ep, cut)
+        try:
+            if cp is None:  # no checkpoint: the snapshot rows of the epoch, then its deltas
+                book, since, after = None, ep.start_ns, None
+            else:
+                recv, reason, _, blob = cp
+                state = msgspec.msgpack.decode(blob, type=FuturesBookCheckpoint)
+                book, since, after = FuturesBook.restore(state), recv, state.seq
+                res.checkpoint_recv_ns, res.checkpoint_reason = recv, reason
+                res.last_message_recv_ns = recv
+                res.last_message_ts_ns = (None if state.timestamp_ms is None
+                                          else state.timestamp_ms * 1_000_000)
+            d = self._rows("futures_book", symbol, ep.epoch, since, cut)
+            snap: dict[str, list[tuple[str, str]]] = {"bids": [], "asks": []}
+            snap_seq: int | None = None
+            n = 0
+            for i, recv in enumerate(d["recv_ns"]):
+                price = _value(d["price"][i], d["price_scale"][i], d["overflow"][i], "price")
+                qty = _value(d["qty"][i], d["qty_scale"][i], d["overflow"][i], "qty")
+                seq, ts = d["seq"][i], d["ts_ns"][i]
+                if d["event"][i] == 0:  # snapshot level (only read without a checkpoint)
+                    if book is None and Decimal(qty) != 0:
+                        snap["bids" if d["side"][i] == 0 else "asks"].append((price, qty))
+                    snap_seq = seq
+                    continue
+                if book is None:
+                    book = FuturesBook.restore(FuturesBookCheckpoint(
+                        product_id=symbol, seq=snap_seq, timestamp_ms=None, in_sync=True,
+                        bids=tuple(snap["bids"]), asks=tuple(snap["asks"])))
+                    n += 1
+                if after is not None and seq <= after:
+                    continue  # already in the checkpoint
+                book.apply_level("buy" if d["side"][i] == 0 else "sell", price, qty, seq,
+                                 None if ts is None else ts // 1_000_000)
+                n += 1
+                res.last_message_recv_ns, res.last_message_ts_ns = recv, ts
+            if book is None and snap_seq is not None:
+                book = FuturesBook.restore(FuturesBookCheckpoint(
+                    product_id=symbol, seq=snap_seq, timestamp_ms=None, in_sync=True,
+                    bids=tuple(snap["bids"]), asks=tuple(snap["asks"])))
+                n += 1
+        except (ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise QueryError(f"futures book of {symbol} cannot be rebuilt from the archive "
+                             f"({type(exc).__name__}: {exc}); run recorder verify") from None
+        res.messages_replayed = n
+        if book is None:
+            res.reason = "no snapshot applied before this time"
+            return res
+        res.valid = True
+        res.seq = book.seq
+        levels = {"bids": book.bids(depth), "asks": book.asks(depth)}
+        texts = {side: [(token_to_text(p), token_to_text(q)) for p, q in lv]
+                 for side, lv in levels.items()}
+        every = [t for side in texts.values() for t in side]
+        pp = max((decimals_of(p) for p, _ in every), default=0)
+        qp = max((decimals_of(q) for _, q in every), default=0)
+        res.price_precision, res.qty_precision = pp, qp
+        res.bids = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
+                    for i, (p, q) in enumerate(texts["bids"])]
+        res.asks = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
+                    for i, (p, q) in enumerate(texts["asks"])]
+        return res
+
     def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
         """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""
         import polars as pl
 
-        cols = ["recv_ns", "ts_ns", "event", "side", "price", "qty", "price_scale",
-                "qty_scale", "checksum", "overflow"]
+        if channel == "futures_book":
+            cols = ["recv_ns", "ts_ns", "event", "seq", "side", "price", "qty", "price_scale",
+                    "qty_scale", "overflow"]
+        else:
+            cols = ["recv_ns", "ts_ns", "event", "side", "price", "qty", "price_scale",
+                    "qty_scale", "checksum", "overflow"]
         if channel == "level3":
             cols.append("order_id")
         df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
-              .filter((pl.col("symbol") == symbol) & (pl.col("epoch") == epoch)
+              .filter((pl.col(_symbol_column(channel)) == symbol) & (pl.col("epoch") == epoch)
                       & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
               .select(cols)
               # files are in commit order; a compacted day can be listed after later days.
@@ -624,7 +761,12 @@ class BookEngine:
         Starts from the book at ``start`` (not yielded; use :meth:`book_at`), then yields a
         :class:`BookEvent` per message applied, and a :class:`ReplayGap` wherever no valid book
         exists (before the first epoch, after a failed epoch, between epochs...).
+        Spot channels only (``book``, ``level3``); futures books are rebuilt by
+        :meth:`book_at`.
         """
+        if channel not in ("book", "level3"):
+            raise QueryError(f"replay supports the book and level3 channels, not {channel!r} "
+                             f"(rebuild a futures book at a time with book_at)")
         if clock == "exchange":
             lo, _ = self.exchange_cut(channel, symbol, start)
             hi, _ = self.exchange_cut(channel, symbol, end)
@@ -743,11 +885,51 @@ class BookRouter:
         return sorted((g for e in self.engines for g in e.gaps(channel, symbol)),
                       key=lambda g: g["start_ns"])
 
+    def symbols(self, channel: str) -> list[str]:
+        """Every symbol with at least one epoch of ``channel`` in any root, sorted."""
+        import polars as pl
+
+        found: set[str] = set()
+        for root in self.archive.roots:
+            df = (self.archive.scan("epochs", root=root)
+                  .filter(pl.col("channel").cast(pl.Utf8) == channel)
+                  .select(pl.col("symbol").cast(pl.Utf8).unique()).collect())
+            found.update(df.get_column("symbol").to_list())
+        return sorted(found)
+
+    def unknown(self, symbol: str, t: int, channel: str, clock: str) -> BookAt:
+        """The answer for a (channel, symbol) no root recorded: the channel's known symbols,
+        the closest ones, and the channels ``symbol`` was recorded on."""
+        known = self.symbols(channel)
+        close = difflib.get_close_matches(symbol, known, n=5, cutoff=0.75)
+        if not close:  # case or separator slips: BTCUSD, btc/usd, pf_xbtusd
+            folded = {k.upper().replace("/", "").replace("_", ""): k for k in known}
+            hit = folded.get(symbol.upper().replace("/", "").replace("_", ""))
+            close = [hit] if hit else []
+        others = [c for c in CHANNELS if c != channel and self.holders(c, symbol)]
+        parts = [f"unknown symbol {symbol} for {channel}: no epoch recorded"]
+        if others:
+            parts.append(f"it was recorded on {', '.join(others)} (use --channel)")
+        if close:
+            parts.append(f"did you mean {', '.join(close)}?")
+        if known:
+            listed = ", ".join(known[:_KNOWN_LISTED])
+            more = f" and {len(known) - _KNOWN_LISTED} more" if len(known) > _KNOWN_LISTED else ""
+            parts.append(f"known {channel} symbols: {listed}{more}")
+        else:
+            parts.append(f"this archive has no {channel} data")
+        return BookAt(symbol=symbol, channel=channel, at_ns=t, clock=clock, valid=False,
+                      reason="; ".join(parts), known_symbols=known[:_KNOWN_LISTED],
+                      close_matches=close, other_channels=others)
+
     def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
                 depth: int | None = None, clock: Clock = "exchange") -> BookAt:
         """The book of ``symbol`` at ``t`` from the root whose epoch covers it (see class)."""
-        holders = self.holders(channel, symbol) if channel in ("book", "level3") else []
+        holders = self.holders(channel, symbol) if channel in CHANNELS else []
         if not holders:
+            if channel in CHANNELS and clock in ("exchange", "receive") and (
+                    depth is None or depth >= 1):
+                return self.unknown(symbol, t, channel, clock)
             return self.engines[0].book_at(symbol, t, channel=channel, depth=depth, clock=clock)
 
         def latest_start(e: BookEngine) -> int:
@@ -761,6 +943,13 @@ class BookRouter:
                 return res
             first = first or res
         assert first is not None
+        if len(holders) > 1 and first.data_start_ns is not None:  # the range over every root
+            eps = self.epochs(channel, symbol)
+            start, end = eps[0].start_ns, max(ep.end_ns for ep in eps)
+            cut = first.cut_recv_ns if first.cut_recv_ns is not None else t
+            if not start <= cut <= end:
+                first.data_start_ns, first.data_end_ns = start, end
+                first.reason = _outside(channel, symbol, cut, start, end)
         return first
 
     def replay(self, symbol: str, start: int, end: int, *, channel: Channel = "level3",

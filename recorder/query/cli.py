@@ -19,36 +19,40 @@ _ARCHIVE = click.option("--archive", "archive", required=True, multiple=True, ty
 def _open(archive: tuple[str, ...]) -> Any:
     """The :class:`~recorder.query.api.Archive` of the ``--archive`` paths; a path that leads
     to no archive root exits 2 with the reason (missing, a file, a symlink loop...)."""
+    from recorder.pipeline.state import StateError
     from recorder.query.api import Archive
     from recorder.roots import ArchiveRootError
 
     try:
         return Archive(list(archive))
-    except (ArchiveRootError, OSError) as exc:  # OSError: an s3:// store out of reach
+    except (ArchiveRootError, OSError, StateError) as exc:  # OSError: s3:// out of reach;
+        # StateError: a manifest this recorder cannot read
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
 
 
-def _json_default(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
+def _cell(value: Any, width: int = 200) -> str:
+    """One table cell: ``text_frame`` already made decimals, binary and nested values text."""
+    if value is None:
+        return ""
+    text = str(value)
+    return text if len(text) <= width else f"{text[:width - 1]}…"
 
 
 @click.command("query")
 @click.argument("sql")
 @_ARCHIVE
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
-              default="table", show_default=True)
+@click.option("--format", "fmt",
+              type=click.Choice(["table", "csv", "json", "jsonl", "parquet"]),
+              default="table", show_default=True,
+              help="table (for people), csv, json (one array), jsonl (one object per line) or "
+                   "parquet. Exact decimals print without padding (strings in JSON), binary "
+                   "columns as hex, nested values as JSON.")
 @click.option("--param", "params", multiple=True,
               help="Positional parameter for ? placeholders (repeatable; bound, never spliced).")
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write here instead of stdout (required for parquet).")
-@click.option("--limit", type=int, default=50, show_default=True,
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Rows shown by --format table.")
 def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[str, ...],
                   output: Path | None, limit: int) -> None:
@@ -60,6 +64,8 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
     """
     import msgspec
 
+    from recorder.query.output import json_rows, text_frame
+
     ar = _open(archive)
     try:
         with ar:
@@ -70,12 +76,18 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
     if fmt == "parquet":
         if output is None:
             raise click.UsageError("--format parquet needs --output FILE")
-        df.write_parquet(output)
+        try:
+            df.write_parquet(output)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
         return
     if fmt == "csv":
-        text = df.write_csv()
+        text = text_frame(df).write_csv()
     elif fmt == "json":
-        text = msgspec.json.encode(df.rows(named=True), enc_hook=_json_default).decode() + "\n"
+        text = msgspec.json.encode(json_rows(df), enc_hook=str).decode() + "\n"
+    elif fmt == "jsonl":
+        encode = msgspec.json.Encoder(enc_hook=str).encode
+        text = "".join(encode(row).decode() + "\n" for row in json_rows(df))
     else:
         from rich.console import Console
         from rich.table import Table
@@ -83,8 +95,8 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
         table = Table(show_lines=False)
         for name in df.columns:
             table.add_column(name, overflow="fold")
-        for row in df.head(limit).iter_rows():
-            table.add_row(*("" if v is None else str(v) for v in row))
+        for row in text_frame(df.head(limit)).iter_rows():
+            table.add_row(*(_cell(v) for v in row))
         console = Console(width=max(120, 14 * len(df.columns)))
         with console.capture() as cap:
             console.print(table)
@@ -92,7 +104,10 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
                 console.print(f"({df.height} rows, {limit} shown; --limit N or --format csv)")
         text = cap.get()
     if output is not None:
-        output.write_text(text)
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     else:
         click.echo(text, nl=False)
 
@@ -102,28 +117,43 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
 @click.option("--at", "at", required=True,
               help="Time: ISO 8601 (UTC unless an offset is given) or int ns.")
 @_ARCHIVE
-@click.option("--channel", type=click.Choice(["level3", "book"]), default="level3",
-              show_default=True)
-@click.option("--depth", type=int, default=10, show_default=True,
+@click.option("--channel", type=click.Choice(["level3", "book", "futures_book"]), default=None,
+              help="Which book [default: futures_book for a futures product id such as "
+                   "PF_XBTUSD, else level3].")
+@click.option("--depth", type=click.IntRange(min=0), default=10, show_default=True,
               help="Price levels per side (0 = the full recorded book).")
 @click.option("--clock", type=click.Choice(["exchange", "receive"]), default="exchange",
               show_default=True, help="Whose timestamps --at refers to.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str, depth: int,
-                 clock: str, as_json: bool) -> None:
+def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | None,
+                 depth: int, clock: str, as_json: bool) -> None:
     """Rebuild SYMBOL's book at --at exactly (checkpoint + replay) and print a ladder.
+
+    SYMBOL is a spot pair (BTC/USD) or a futures product id (PF_XBTUSD). When there is no
+    book, the answer says why: an unknown symbol (with close matches and the known ones), a
+    time outside the recorded data (with its range), or a gap.
 
     Exit status 0 with a valid book, 3 when no valid book exists at that time (gap, before
     the first snapshot...), 2 on bad input.
     """
     import msgspec
 
+    from recorder.protocol.symbols import is_futures_symbol, symbol_problem
     from recorder.query.books import QueryError
     from recorder.query.timeparse import to_ns
 
-    ar = _open(archive)
+    problem = symbol_problem(symbol, "any")
+    if problem is not None:
+        raise click.BadParameter(f"{symbol!r} is not a Kraken symbol: {problem}",
+                                 param_hint="'SYMBOL'")
     try:
         t = to_ns(at)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--at'") from None
+    if channel is None:
+        channel = "futures_book" if is_futures_symbol(symbol) else "level3"
+    ar = _open(archive)
+    try:
         with ar:
             b = ar.book_at(symbol, t, channel=channel,  # type: ignore[arg-type]
                            depth=depth or None, clock=clock)  # type: ignore[arg-type]
@@ -137,19 +167,48 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str, d
     sys.exit(0 if b.valid else 3)
 
 
+def _gap_text(gap: dict[str, Any]) -> str:
+    from recorder.query.timeparse import ns_to_iso
+
+    end = "open" if gap.get("end_ns") is None else ns_to_iso(gap["end_ns"])
+    start = "?" if gap.get("start_ns") is None else ns_to_iso(gap["start_ns"])
+    detail = f" ({gap['detail']})" if gap.get("detail") else ""
+    return f"{gap.get('cause')} from {start} to {end}{detail}"
+
+
 def print_ladder(b: Any, *, show_root: bool = False) -> None:
     """Print a rebuilt book (:class:`~recorder.query.books.BookAt`) as a price ladder: per
     level the total quantity and, for level3, the number of orders; or why it is not valid."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = Console(highlight=False)
     d = b.to_dict()
     if not b.valid:
-        console.print(f"[bold red]no valid {d['channel']} book[/] for {d['symbol']!r} at "
-                      f"{d['at']} ({d['clock']} clock): {d['reason']}")
+        console.print(f"[bold red]no valid book[/] ({d['channel']}) for "
+                      f"{escape(d['symbol'])} at {d['at']} ({d['clock']} clock): "
+                      f"{escape(d['reason'] or '')}", soft_wrap=True)
         if d["gap"]:
-            console.print(f"gap: {d['gap']}")
+            console.print(f"gap: {escape(_gap_text(d['gap']))}", soft_wrap=True)
+        return
+    if d["channel"] == "futures_book":
+        console.print(f"[bold]{escape(d['symbol'])}[/] futures book at {d['at']} "
+                      f"({d['clock']} clock) - epoch {d['epoch']}, checkpoint "
+                      f"{d['checkpoint_recv_ns']} ({d['checkpoint_reason']}) + "
+                      f"{d['messages_replayed']} deltas, seq {d['seq']}"
+                      + (f" - root {d['root']}" if show_root and d["root"] else ""))
+        console.print("Kraken Futures sends no checksum; seq continuity was checked live")
+        table = Table()
+        for col in ("bid qty", "bid", "ask", "ask qty"):
+            table.add_column(col, justify="right")
+        bids, asks = d["bids"], d["asks"]
+        for i in range(max(len(bids), len(asks))):
+            bid = bids[i] if i < len(bids) else {"price": "", "qty": ""}
+            ask = asks[i] if i < len(asks) else {"price": "", "qty": ""}
+            table.add_row(bid["qty"], f"[green]{bid['price']}[/]", f"[red]{ask['price']}[/]",
+                          ask["qty"])
+        console.print(table)
         return
     ok = {True: "[green]matches[/]", False: "[red]DIFFERS from[/]",
           None: "(no Kraken checksum to compare with)"}[b.checksum_ok]
@@ -172,7 +231,7 @@ def print_ladder(b: Any, *, show_root: bool = False) -> None:
             lv = out.setdefault(r["level"], [r["price"], Decimal(0), 0])
             lv[1] += Decimal(r["qty"])
             lv[2] += 1
-        return [(p, str(q), n) for p, q, n in (out[k] for k in sorted(out))]
+        return [(p, format(q, "f"), n) for p, q, n in (out[k] for k in sorted(out))]
 
     bids, asks = levels(d["bids"]), levels(d["asks"])
     for i in range(max(len(bids), len(asks))):

@@ -4,10 +4,15 @@ Accepted: ``int`` (already ns), a string of digits (ns), an ISO-8601 / RFC 3339 
 to 9 fractional digits (``"2025-01-01T00:00:01.5Z"``, ``"2025-01-01 00:00:01.123456789"``;
 no offset = UTC), a :class:`datetime.datetime` (naive = UTC), a :class:`datetime.date`
 (midnight UTC). Nanoseconds are never lost to float rounding.
+
+Anything else raises ``ValueError`` with a message of our own naming the bad part (``month 13
+is not in 1..12``, ``day 45 is not in 1..31 for 2026-01``); results outside the int64
+nanosecond range (years 1678..2262) are refused too (an ``int`` is passed through as is).
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from typing import Final
@@ -21,6 +26,30 @@ _ISO: Final = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?"
 )
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_INT64: Final = (-(2**63), 2**63 - 1)
+_FORMS: Final = "ISO 8601 such as 2025-01-01T12:00:00Z, or integer ns since 1970"
+
+
+def _in_range(ns: int, value: object) -> int:
+    if not _INT64[0] <= ns <= _INT64[1]:
+        raise ValueError(f"{value!r} is outside the representable range (int64 ns: years "
+                         f"1678..2262)")
+    return ns
+
+
+def _check_fields(y: int, mo: int, d: int, h: int, mi: int, s: int) -> None:
+    """Our own message for each out-of-range field (not the datetime library's)."""
+    if not 1 <= mo <= 12:
+        raise ValueError(f"month {mo} is not in 1..12")
+    last = calendar.monthrange(y, mo)[1] if 1 <= y <= 9999 else 31
+    if not 1 <= d <= last:
+        raise ValueError(f"day {d} is not in 1..{last} for {y:04d}-{mo:02d}")
+    if h > 23:
+        raise ValueError(f"hour {h} is not in 0..23")
+    if mi > 59:
+        raise ValueError(f"minute {mi} is not in 0..59")
+    if s > 59:
+        raise ValueError(f"second {s} is not in 0..59")
 
 
 def to_ns(value: TimeLike) -> int:
@@ -38,20 +67,27 @@ def to_ns(value: TimeLike) -> int:
         return to_ns(dt.datetime(value.year, value.month, value.day))
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+            if len(text) > 20:
+                raise ValueError(f"{value!r} is outside the representable range (int64 ns)")
+            return _in_range(int(text), value)
         m = _ISO.fullmatch(text)
         if m is None:
-            raise ValueError(f"not a time: {value!r}")
+            raise ValueError(f"not a time: {value!r} (expected {_FORMS})")
         y, mo, d, h, mi, s, frac, tz = m.groups()
-        base = dt.datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
-                           tzinfo=dt.timezone.utc)
+        fields = (int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0))
+        _check_fields(*fields)
+        if tz and tz != "Z" and (int(tz[1:3]) > 23 or int(tz[-2:]) > 59):
+            raise ValueError(f"offset {tz} is not a valid UTC offset")
+        if fields[0] < 1:
+            raise ValueError(f"year {fields[0]} is outside the representable range")
+        base = dt.datetime(*fields, tzinfo=dt.timezone.utc)
         ns = to_ns(base) + int((frac or "").ljust(9, "0") or 0)
         if tz and tz != "Z":
             sign = 1 if tz[0] == "+" else -1
             hh, mm = int(tz[1:3]), int(tz[-2:])
             ns -= sign * (hh * 3600 + mm * 60) * 1_000_000_000
-        return ns
+        return _in_range(ns, value)
     raise ValueError(f"not a time: {value!r} ({type(value).__name__})")
 
 
