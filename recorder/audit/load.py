@@ -25,10 +25,10 @@ from typing import Any, Final
 import duckdb
 
 from recorder.archive.store import Archive
-from recorder.roots import PathSpec, archive_roots
+from recorder.roots import PathSpec, archive_roots, child_roots
 
 __all__ = ["QUIET_NS", "QUERY_DIR", "ROOT_COLUMN", "AuditError", "query_text", "AuditSource",
-           "open_source", "committed_roots"]
+           "open_source", "committed_roots", "sibling_roots", "sibling_keys"]
 
 
 class AuditError(Exception):
@@ -42,14 +42,16 @@ QUIET_NS: Final = 10_000_000_000
 QUERY_DIR: Final = Path(__file__).resolve().parent.parent.parent / "queries" / "audit"
 #: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
 #: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
-#: gap ends at the key's next epoch, which can lie past ``hi``; the last trade before a trade
-#: disconnect inside the range can lie up to an hour before ``lo``).
+#: gap ends at the key's next epoch, which can lie past ``hi``; ``instruments`` is a slowly
+#: changing dimension: the row valid at ``lo`` can be of any age).
 _DATASETS: Final = {
-    "liveness": (86_400_000_000_000, 0),
+    "liveness": (86_400_000_000_000, 86_400_000_000_000),
     "gaps": (8 * 86_400_000_000_000, 0),
     "epochs": (8 * 86_400_000_000_000, 86_400_000_000_000),
     "trades": (3_600_000_000_000, 0),
     "ohlc": (3_600_000_000_000, 0),
+    "instruments": (2**62, 0),
+    "rejects": (0, 0),
 }
 
 
@@ -80,7 +82,8 @@ class AuditSource:
         for dataset, (lookback, lookahead) in _DATASETS.items():
             union: duckdb.DuckDBPyRelation | None = None
             for archive in self.archives:
-                part = self._root_relation(archive, dataset, lo - lookback, hi + lookahead)
+                part = self._root_relation(archive, dataset, max(lo - lookback, -(2**62)),
+                                           hi + lookahead)
                 union = part if union is None else union.union(part)  # UNION ALL
             assert union is not None
             union.create_view(dataset)
@@ -113,6 +116,37 @@ class AuditSource:
 
     def close(self) -> None:
         self.con.close()
+
+
+def sibling_roots(roots: Sequence[Path]) -> list[Path]:
+    """Roots with committed data next to the audited ``roots`` (in the same parent directory:
+    the other workers of a capture, ``<archive_root>/<host>-w<k>/``) that are not audited
+    themselves. A key one of them records is that worker's, not a missing key of ours."""
+    audited = {r.resolve() for r in roots}
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for r in roots:
+        for c in child_roots(r.resolve().parent):
+            key = c.resolve()
+            if key in audited or key in seen:
+                continue
+            seen.add(key)
+            if (c / "_manifest" / "current.json").is_file():
+                out.append(c)
+    return out
+
+
+def sibling_keys(src: AuditSource) -> set[tuple[str, str]]:
+    """The ``(channel, symbol)`` keys that the :func:`sibling_roots` of ``src``'s roots record
+    around its range (``queries/audit/keys.sql``): other workers' keys."""
+    siblings = sibling_roots(src.roots)
+    if not siblings:
+        return set()
+    other = AuditSource([Archive(r) for r in siblings], src.lo, src.hi)
+    try:
+        return {(r["channel"], r["symbol"]) for r in other.rows("keys")}
+    finally:
+        other.close()
 
 
 def committed_roots(path: PathSpec) -> list[Path]:
