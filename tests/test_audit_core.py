@@ -191,11 +191,12 @@ def test_connection_drops_from_subscriptions_alone() -> None:
 
 
 def test_recorder_runs_start_up_and_shut_down() -> None:
-    # a root: first proof at 2 s, a crash (process_restart ending at 50 s), clean stop at 80 s
+    # a root: first proof at 2 s, last at 40 s, its process's last frame at 41 s, a crash
+    # (process_restart 41 s -> 50 s), clean stop at 80 s
     proofs = [(2 * S, 10 * S), (10 * S, 40 * S), (50 * S, 60 * S), (60 * S, 81 * S)]
-    runs = recording_runs(proofs, restarts=[50 * S], stops=[80 * S])
+    runs = recording_runs(proofs, restarts=[(41 * S, 50 * S)], stops=[80 * S])
     assert [(r.start_ns, r.end_ns, r.stop_ns, r.restarted) for r in runs] == [
-        (2 * S, 40 * S, None, False), (50 * S, 81 * S, 80 * S, True)]
+        (2 * S, 41 * S, None, False), (50 * S, 81 * S, 80 * S, True)]
     # against the range [0, 82 s): the unknown start of the first run is the range start (the
     # root's first proof is within the edge limit of it); the stop's shut-down may last to hi
     placed = anchor_runs(runs, 0, 82 * S)
@@ -207,9 +208,9 @@ def test_recorder_runs_start_up_and_shut_down() -> None:
     key = [(1, 3 * S, 40 * S, True), (1, 52 * S, 80 * S, True)]
     up, down = edges(key, placed)
     assert up == [(0, 3 * S), (50 * S, 52 * S)] and down == [(80 * S, 82 * S)]
-    b = classify((0, 82 * S), [(s, e) for _, s, e, _ in key], [], [], [(40 * S, 50 * S)], [],
+    b = classify((0, 82 * S), [(s, e) for _, s, e, _ in key], [], [], [(41 * S, 50 * S)], [],
                  up, down)
-    assert b.in_gap == [(40 * S, 50 * S)] and b.missing == [(40 * S, 50 * S)]
+    assert b.in_gap == [(41 * S, 50 * S)] and b.not_subscribed == [(40 * S, 41 * S)]
     assert b.measured_ns == 82 * S - 7 * S
     # acknowledged later than the edge limit: that is not start-up, it is missing
     late = [(1, EDGE_LIMIT_NS + 5 * S, 80 * S, True)]

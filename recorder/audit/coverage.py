@@ -318,23 +318,26 @@ def connection_drops(runs_by_key: Mapping[Key, Sequence[Run]], root_runs: Sequen
     return drops
 
 
-def recording_runs(proofs: Sequence[Interval], restarts: Sequence[int],
+def recording_runs(proofs: Sequence[Interval], restarts: Sequence[Interval],
                    stops: Sequence[int]) -> list[RootRun]:
     """The recorder runs of one root from its facts: ``proofs`` (spans from a first to a last
-    proof of listening, e.g. per connection and minute), ``restarts`` (ProcessStart times of
-    restarts, the ends of its ``process_restart`` rows) and ``stops`` (times of its clean-stop
-    disconnects). A restart begins a run; a run ends at its last proof."""
-    bounds = sorted(set(restarts))
+    proof of listening, e.g. per connection and minute), ``restarts`` (its ``process_restart``
+    rows: the previous process's last receive time, the new ProcessStart) and ``stops`` (times
+    of its clean-stop disconnects). A restart begins a run; a run ends at its last proof, or
+    at the last receive time of its process when a restart follows."""
+    bounds = sorted(set(restarts), key=lambda r: r[1])
     spans = sorted((s, e) for s, e in proofs if e >= s)
     out: list[RootRun] = []
     for k in range(len(bounds) + 1):
-        lo = bounds[k - 1] if k > 0 else None
-        hi = bounds[k] if k < len(bounds) else None
+        lo = bounds[k - 1][1] if k > 0 else None
+        hi = bounds[k][1] if k < len(bounds) else None
         inside = [(s, e) for s, e in spans if (lo is None or e >= lo) and (hi is None or e < hi)]
         if not inside:
             continue
         start = lo if lo is not None else min(s for s, _ in inside)
         end = max(e for _, e in inside)
+        if k < len(bounds):
+            end = max(end, min(bounds[k][0], bounds[k][1]))
         stop = min((t for t in stops if t >= start and (hi is None or t < hi)), default=None)
         out.append(RootRun(start_ns=start, end_ns=end, stop_ns=stop, restarted=lo is not None,
                            group_end_ns=end))

@@ -214,10 +214,18 @@ def _heatmap(r: dict[str, Any]) -> str:
     return legend + f'<div class="scroll">{"".join(parts)}</div>' + note
 
 
+def _channels_of(g: dict[str, Any]) -> str:
+    """The channel(s) a gap is on, by name (``*`` rows: every channel)."""
+    chans = g.get("channels") or [g["channel"]]
+    if chans == ["*"]:
+        return "all channels"
+    return ", ".join(chans[:3]) + (f" +{len(chans) - 3}" if len(chans) > 3 else "")
+
+
 def _lane_of(g: dict[str, Any]) -> tuple[str, str]:
-    """(sort key, label) of a gap's lane: its channel and symbol(s), always naming the
-    channel (``*`` = every channel)."""
-    ch = "all channels" if g["channel"] == "*" else g["channel"]
+    """(sort key, label) of a gap's lane: its channel(s) and symbol(s), always naming the
+    channel."""
+    ch = _channels_of(g)
     syms = g.get("symbols") or [g["symbol"]]
     if g["symbol"] != "*":
         who = g["symbol"]
@@ -280,7 +288,7 @@ def _timeline(r: dict[str, Any]) -> str:
         x = left + (s - lo) * scale
         w = max(2.0, (e - s) * scale)
         colour = _CAUSE_COLOURS.get(g["cause"], _OTHER_CAUSE)
-        ch = "all channels" if g["channel"] == "*" else g["channel"]
+        ch = _channels_of(g)
         syms = g.get("symbols") or [g["symbol"]]
         who = ", ".join(syms[:6]) + (f" and {len(syms) - 6} more" if len(syms) > 6 else "")
         tip = (f"{g['cause']} on {ch} {who}: "
@@ -291,10 +299,17 @@ def _timeline(r: dict[str, Any]) -> str:
                      f'{_e(g["cause"])}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" '
                      f'height="{lh - 5}" fill="{colour}" data-tip="{_e(tip)}"/>')
         label = f"{ch} {g['cause']} {g['duration_s']} s"
-        tx, anchor = (x + w + 3, "start") if x + w + 6 * len(label) < left + width else \
-            (x - 3, "end")
-        parts.append(f'<text class="bar" x="{tx:.1f}" y="{y + 11}" text-anchor="{anchor}">'
-                     f'{_e(label)}</text>')
+        need = 5.6 * len(label) + 6
+        if x + w + need <= left + width:  # right of the bar
+            tx, anchor, fill = x + w + 3, "start", ""
+        elif w >= need:  # inside it
+            tx, anchor, fill = x + 3, "start", ' style="fill:#fff"'
+        elif x - need >= left:  # left of it
+            tx, anchor, fill = x - 3, "end", ""
+        else:  # at the right edge of the plot
+            tx, anchor, fill = left + width, "end", ""
+        parts.append(f'<text class="bar" x="{tx:.1f}" y="{y + 11}" text-anchor="{anchor}"'
+                     f'{fill}>{_e(label)}</text>')
     parts.append("</svg>")
     used = sorted({g["cause"] for g in gaps})
     legend = '<div class="legend">UTC; ' + (

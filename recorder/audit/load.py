@@ -16,13 +16,14 @@ query runs on any archive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import pyarrow as pa
 
 from recorder.archive.store import Archive
 from recorder.roots import PathSpec, archive_roots, child_roots
@@ -113,6 +114,23 @@ class AuditSource:
         cur = self.con.execute(text, params)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def last_proofs(self, wanted: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+        """``queries/audit/last_proof.sql`` for every ``(root, conn_id, t_ns)`` in ``wanted``:
+        the last proof of listening on that connection at or before ``t_ns`` (absent: none)."""
+        rows = sorted(set(wanted))
+        if not rows:
+            return {}
+        table = pa.table({"root": [r for r, _, _ in rows],
+                          "conn_id": pa.array([c for _, c, _ in rows], pa.uint64()),
+                          "t_ns": pa.array([t for _, _, t in rows], pa.int64())})
+        self.con.register("wanted", table)
+        try:
+            cur = self.con.execute(query_text("last_proof"))
+            return {(r, int(c), int(t)): int(p) for r, c, t, p in cur.fetchall()
+                    if p is not None}
+        finally:
+            self.con.unregister("wanted")
 
     def close(self) -> None:
         self.con.close()

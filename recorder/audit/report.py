@@ -100,32 +100,6 @@ def _bucket(b: Breakdown, lo: int, hi: int, step: int, origin: int | None = None
     return {name: iv.split_by(getattr(b, name), start, hi, step) for name in _SERIES}
 
 
-class _Proofs:
-    """Proof-of-listening lookups over ``queries/audit/conn_proof.sql`` rows of one root."""
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        by_conn: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
-        for r in rows:
-            times = [int(r[c]) for c in ("first_ns", "last_ns", "sub_from_ns")
-                     if r[c] is not None]
-            by_conn[int(r["conn_id"])].append((int(r["minute_ns"]), sorted(times)))
-        self._minutes = {c: [m for m, _ in sorted(v)] for c, v in by_conn.items()}
-        self._times = {c: [t for _, t in sorted(v)] for c, v in by_conn.items()}
-
-    def last(self, conn_id: int, t: int) -> int | None:
-        """The last frame (or acknowledgement) on ``conn_id`` at or before ``t``."""
-        minutes = self._minutes.get(conn_id)
-        if not minutes:
-            return None
-        i = bisect.bisect_right(minutes, t) - 1
-        for k in range(i, max(-1, i - 5), -1):
-            times = self._times[conn_id][k]
-            j = bisect.bisect_right(times, t)
-            if j:
-                return times[j - 1]
-        return None
-
-
 def build_report(archive: PathSpec, *, lo: int | None = None, hi: int | None = None,
                  symbols: Iterable[str] | None = None, thresholds: Thresholds | None = None,
                  verify_report: Mapping[str, Any] | None = None,
@@ -169,11 +143,11 @@ def _root_runs(data: Mapping[str, list[dict[str, Any]]], gaps: Sequence[Gap],
         lasts = [r[c] for c in ("last_ns", "sub_to_ns") if r[c] is not None]
         if firsts and lasts:
             spans[r["root"]].append((int(min(firsts)), int(max(lasts))))
-    restarts: dict[str, list[int]] = defaultdict(list)
+    restarts: dict[str, list[tuple[int, int]]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
     for g in gaps:
         if g.cause == "process_restart" and g.end_ns is not None:
-            restarts[g.root].append(g.end_ns)
+            restarts[g.root].append((g.start_ns, g.end_ns))
         elif is_clean_stop(g):
             cut = subscription_end(g, runs.get((g.root, (g.channel, g.symbol)), ()))
             stops[g.root].append(cut if cut is not None else g.start_ns)
@@ -213,10 +187,6 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
     for r in data["epochs"]:
         epochs_by_key[(r["channel"], r["symbol"])].append(r)
         epoch_starts[(r["root"], (r["channel"], r["symbol"]))].append(r["start_ns"])
-    proof_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in data["conn_proof"]:
-        proof_rows[r["root"]].append(r)
-    proofs = {root: _Proofs(rows) for root, rows in proof_rows.items()}
     root_runs = _root_runs(data, all_gaps, runs, lo, hi)
 
     root_keys: dict[Key, set[str]] = defaultdict(set)
@@ -235,12 +205,26 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
 
     # connections that went away while their recorder ran: one incident each, over every key
     # they carried; the pipeline's per-key disconnect rows are attached to theirs
+    by_root: dict[str, dict[Key, list[Run]]] = defaultdict(dict)
+    for (run_root, run_key), rs in runs.items():
+        by_root[run_root][run_key] = rs
+    # the last proof of listening before every disconnect (found first, then looked up at once)
+    cuts = [(root, d.conn_id, d.cut_ns) for root in by_root
+            for d in connection_drops(by_root[root], root_runs.get(root, []))]
+    for g in all_gaps:
+        if g.cause == "disconnect":
+            cut = subscription_end(g, runs.get((g.root, (g.channel, g.symbol)), ()))
+            if cut is not None:
+                cuts.append((g.root, g.conn_id, cut))
+    known = src.last_proofs(cuts)
+
+    def proof_of(root: str) -> Callable[[int, int], int | None]:
+        return lambda conn, t: known.get((root, conn, t))
+
     drops: list[tuple[str, Drop]] = []
-    for root in sorted({r for r, _ in runs}):
-        proof = proofs.get(root)
-        mine = {k: rs for (r, k), rs in runs.items() if r == root}
+    for root in sorted(by_root):
         drops += [(root, d) for d in connection_drops(
-            mine, root_runs.get(root, []), proof.last if proof is not None else None)]
+            by_root[root], root_runs.get(root, []), proof_of(root))]
     drop_of = {(root, d.conn_id, d.cut_ns): n for n, (root, d) in enumerate(drops)}
     drops_of_key: dict[tuple[str, Key], list[int]] = defaultdict(list)
     for n, (root, d) in enumerate(drops):
@@ -264,6 +248,11 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
     drop_uses: dict[int, dict[str, Any]] = {}
     key_gaps: dict[Key, list[int]] = defaultdict(list)
     key_drops: dict[Key, list[int]] = defaultdict(list)
+    #: the disconnect rows of a key attached to its drops (for its resnapshot count)
+    key_rows: dict[Key, list[int]] = defaultdict(list)
+    rows_of_drop: dict[int, list[int]] = defaultdict(list)
+    for gi, n in attached.items():
+        rows_of_drop[n].append(gi)
     for n, key in enumerate(ordered):
         if n % 25 == 0:
             note("coverage", n, len(ordered))
@@ -282,22 +271,21 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
             scoped = sorted(by_scope.get((root, ch, sym), []) + by_scope.get((root, ch, "*"), [])
                             + by_scope.get((root, "*", sym), [])
                             + by_scope.get((root, "*", "*"), []))
-            proof = proofs.get(root)
             for gi in scoped:
                 g = gaps[gi]
                 if not gap_applies(g, key, conn_keys.get(root, {})):
                     continue
-                ext = gap_extent(g, starts, key_runs, hi,
-                                 last_proof=proof.last if proof is not None else None)
+                ext = gap_extent(g, starts, key_runs, hi, last_proof=proof_of(root))
                 (healed_ext if g.healed_by in BACKFILL_HEALS else missing_ext).append(ext)
                 key_gaps[key].append(gi)
                 _use(gap_uses, gi, ext)
             for n in drops_of_key.get((root, key), ()):
                 d = drops[n][1]
-                rows_end = [gaps[gi].end_ns for gi, m in attached.items() if m == n
-                            and (gaps[gi].channel, gaps[gi].symbol) == key]
-                fallback = (rows_end[0] if rows_end and rows_end[0] is not None else
-                            _next(starts, d.cut_ns) or hi)
+                own = [gi for gi in rows_of_drop.get(n, ())
+                       if (gaps[gi].channel, gaps[gi].symbol) == key]
+                key_rows[key] += own
+                row_end = gaps[own[0]].end_ns if own else None
+                fallback = row_end if row_end is not None else (_next(starts, d.cut_ns) or hi)
                 ext = d.extent(key, fallback)
                 missing_ext.append(ext)
                 key_drops[key].append(n)
@@ -367,7 +355,8 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
             "state": _state(b),
             "epochs": len(eps),
             "desyncs": sum(1 for e in eps if e["end_reason"] in DESYNC_REASONS),
-            "resnapshots": sum(1 for gi in gis if gaps[gi].healed_by == "resnapshot"),
+            "resnapshots": sum(1 for gi in gis + key_rows.get(key, [])
+                               if gaps[gi].healed_by == "resnapshot"),
             "quarantines": sum(1 for gi in gis if gaps[gi].cause == "quarantine"),
             "gaps": len(gis) + len(key_drops.get(key, ())),
             "checksum_ok": ck_ok, "checksum_failed": ck_failed,
@@ -513,7 +502,7 @@ def _gap_entry(rows: Sequence[Gap], used: Sequence[dict[str, Any]], *, keys: Seq
         "effective_start_ns": eff_start, "effective_end_ns": eff_end,
         "duration_s": round((eff_end - eff_start) / 1e9, 3),
         "stream": g.stream if g is not None else "*",
-        "channel": channels[0] if len(channels) == 1 else "*",
+        "channel": channels[0] if len(channels) == 1 else "*", "channels": channels,
         "symbol": symbols[0] if len(symbols) == 1 else "*", "symbols": symbols,
         "rows": len(rows), "root": g.root if g is not None else root,
         "conn_id": g.conn_id if g is not None else conn_id,
@@ -539,7 +528,7 @@ def _gap_incidents(gaps: Sequence[Gap], uses: Mapping[int, dict[str, Any]],
         keys = [k for k in d.resumed if wanted(k[1])]
         if not keys:
             continue
-        rows = [gaps[gi] for gi, m in attached.items() if m == n]
+        rows = [gaps[gi] for gi in sorted(gi for gi, m in attached.items() if m == n)]
         used = [drop_uses[n]] if n in drop_uses else []
         healed = "resubscribe" if all(v is not None for v in d.resumed.values()) else "none"
         out.append(_gap_entry(rows, used, keys=keys, cause="disconnect", root=root,
