@@ -225,6 +225,8 @@ def _channels_of(g: dict[str, Any]) -> str:
 def _lane_of(g: dict[str, Any]) -> tuple[str, str]:
     """(sort key, label) of a gap's lane: its channel(s) and symbol(s), always naming the
     channel."""
+    if g.get("stream") == "rest":
+        return ("0|rest", "REST requests")
     ch = _channels_of(g)
     syms = g.get("symbols") or [g["symbol"]]
     if g["symbol"] != "*":
@@ -288,7 +290,7 @@ def _timeline(r: dict[str, Any]) -> str:
         x = left + (s - lo) * scale
         w = max(2.0, (e - s) * scale)
         colour = _CAUSE_COLOURS.get(g["cause"], _OTHER_CAUSE)
-        ch = _channels_of(g)
+        ch = "REST requests" if g.get("stream") == "rest" else _channels_of(g)
         syms = g.get("symbols") or [g["symbol"]]
         who = ", ".join(syms[:6]) + (f" and {len(syms) - 6} more" if len(syms) > 6 else "")
         tip = (f"{g['cause']} on {ch} {who}: "

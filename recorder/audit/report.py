@@ -20,6 +20,7 @@ from recorder.archive.layout import DAY_NS, day_of
 from recorder.audit import intervals as iv
 from recorder.audit.coverage import (
     BACKFILL_HEALS,
+    STOP_TOLERANCE_NS,
     Breakdown,
     Drop,
     Gap,
@@ -230,6 +231,9 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
     for n, (root, d) in enumerate(drops):
         for key in d.resumed:
             drops_of_key[(root, key)].append(n)
+    cuts_of_conn: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for n, (root, d) in enumerate(drops):
+        cuts_of_conn[(root, d.conn_id)].append((d.cut_ns, n))
     attached: dict[int, int] = {}
     for gi, g in enumerate(gaps):
         if g.cause == "disconnect":
@@ -237,6 +241,13 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
             owner = drop_of.get((g.root, g.conn_id, cut)) if cut is not None else None
             if owner is not None:
                 attached[gi] = owner
+        elif g.cause == "silence" and g.conn_id != 0 and g.end_ns is not None:
+            # the watchdog found the connection silent and closed it: one incident, the
+            # silence's cause, from its last frame to the resubscriptions
+            near = [n for cut, n in cuts_of_conn.get((g.root, g.conn_id), ())
+                    if g.end_ns <= cut <= g.end_ns + STOP_TOLERANCE_NS]
+            if near:
+                attached[gi] = near[0]
 
     by_scope: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for gi, g in enumerate(gaps):
@@ -489,12 +500,13 @@ def _gap_entry(rows: Sequence[Gap], used: Sequence[dict[str, Any]], *, keys: Seq
         eff_end = g.end_ns if g.end_ns is not None else g.start_ns
     else:
         eff_start = eff_end = start_ns
-    symbols = sorted({k[1] for k in keys} | {r.symbol for r in rows})
-    channels = sorted({k[0] for k in keys} | {r.channel for r in rows})
+    symbols = sorted({k[1] for k in keys} or {r.symbol for r in rows})
+    channels = sorted({k[0] for k in keys} or {r.channel for r in rows})
     ends = [r.end_ns for r in rows]
     counts = [r.missing_count for r in rows if r.missing_count is not None]
     missing = "; ".join(sorted({r.missing for r in rows if r.missing}))
-    healed = ",".join(sorted({r.healed_by for r in rows})) if rows else healed_by
+    healed = (",".join(sorted({r.healed_by for r in rows if r.cause == "disconnect"}
+                              or {r.healed_by for r in rows})) if rows else healed_by)
     return {
         "start_ns": min(r.start_ns for r in rows) if rows else start_ns,
         "end_ns": (None if not rows or any(e is None for e in ends)
@@ -531,6 +543,8 @@ def _gap_incidents(gaps: Sequence[Gap], uses: Mapping[int, dict[str, Any]],
         rows = [gaps[gi] for gi in sorted(gi for gi, m in attached.items() if m == n)]
         used = [drop_uses[n]] if n in drop_uses else []
         healed = "resubscribe" if all(v is not None for v in d.resumed.values()) else "none"
+        # a drop the watchdog caused is a silence (its row first: cause, start, detail)
+        rows.sort(key=lambda r: r.cause != "silence")
         out.append(_gap_entry(rows, used, keys=keys, cause="disconnect", root=root,
                               conn_id=d.conn_id, start_ns=d.start_ns, healed_by=healed))
     for gi, g in enumerate(gaps):
