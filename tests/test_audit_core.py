@@ -125,6 +125,10 @@ def test_gap_extent_rules() -> None:
     # trade id jump: from the last good trade to detection (next epoch), not to the backfill
     tj = _gap(channel="trade", cause="trade_id_jump", end_ns=900, healed_by="rest_backfill")
     assert gap_extent(tj, [0, 150], [], 10_000) == (100, 150)
+    # ... but where the lost trades were, once a REST backfill recovered them: one dropped
+    # frame on a listening connection is a point, not the quiet pair's time since its last trade
+    assert gap_extent(tj, [0, 150], [], 10_000, lost=(120, 125)) == (120, 125)
+    assert gap_extent(tj, [0, 150], [], 10_000, lost=(50, 60)) == (100, 100)  # clock skew
     assert gap_extent(_gap(cause="subscribe_failed", end_ns=None), [], [], 10_000) == (100, 100)
     # a cause without a rule of its own (the list is open) keeps the row's bounds
     assert gap_extent(_gap(cause="unreadable_file", end_ns=400), [], [], 10_000) == (100, 400)

@@ -181,3 +181,23 @@ def test_expected_pairs_that_were_never_recorded_are_missing(built: Built) -> No
     assert r["summary"]["verified_coverage_pct"] < base["summary"]["verified_coverage_pct"]
     bad = _cli("--archive", str(built.archive), "--quiet", "--expect", "book:")
     assert bad.returncode == 2 and "--expect" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_time_axes_tick_at_round_times_for_any_span() -> None:
+    from recorder.audit.html import time_ticks
+    from recorder.audit.report import heatmap_bucket
+
+    s = 1_000_000_000
+    t0 = 1_796_654_472_117_098_632  # 14:41:12.117 UTC, a run's first proof
+    run = time_ticks(t0, t0 + 45 * s)  # a 45 s run: every 5 s, HH:MM:SS
+    assert [label for _, label in run] == ["14:41:15", "14:41:20", "14:41:25", "14:41:30",
+                                           "14:41:35", "14:41:40", "14:41:45", "14:41:50",
+                                           "14:41:55"]
+    assert heatmap_bucket(t0, t0 + 45 * s) == s
+    hours = time_ticks(t0, t0 + 3 * 3600 * s)  # 3 h: every 30 min, HH:MM, the date once
+    assert [label for _, label in hours][:3] == ["12-07 15:00", "15:30", "16:00"]
+    week = time_ticks(t0, t0 + 7 * 86400 * s)  # a week: one tick a day, dates
+    assert len(week) == 7 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", lab) for _, lab in week)
+    assert all(t % (86400 * s) == 0 for t, _ in week)
+    assert heatmap_bucket(t0, t0 + 7 * 86400 * s) == 3 * 3600 * s
+    assert heatmap_bucket(t0, t0 + 86400 * s) == 1800 * s

@@ -213,19 +213,23 @@ def _first_after(sorted_values: Sequence[int], t: int) -> int | None:
 
 
 def gap_extent(gap: Gap, epoch_starts: Sequence[int], runs: Sequence[Run], hi: int, *,
-               last_proof: LastProof | None = None) -> Interval:
+               last_proof: LastProof | None = None, lost: Interval | None = None) -> Interval:
     """The effective ``[start, end)`` of ``gap`` for one key (of the gap's own root).
 
     ``epoch_starts``: sorted start times of the key's epochs; ``runs``: the key's subscription
-    runs per connection (:data:`Run`); ``last_proof``: see :data:`LastProof`. Rules:
+    runs per connection (:data:`Run`); ``last_proof``: see :data:`LastProof`; ``lost``: for a
+    ``trade_id_jump``, the exchange times of the first and last trade it lost when a REST
+    backfill recovered them. Rules:
 
     * ``disconnect``: from the last proof of listening on the connection before the disconnect
       (its last frame, heartbeats included; not the key's own last message, which for a quiet
       key can be minutes earlier) to the first proof after it, the acknowledgement of the key's
       next subscription (on a later run of any connection); without one, the row's end, else
       the key's next epoch, else ``hi``;
-    * ``trade_id_jump``: from the last good trade to *detection*, the start of the key's next
-      epoch (the trades after the jump were recorded live; a backfill may finish later);
+    * ``trade_id_jump``: where the lost trades were (``lost``, a point for one dropped frame:
+      the connection was listening before and after it), else from the last good trade to
+      *detection*, the start of the key's next epoch (the trades after the jump were recorded
+      live; a backfill may finish later);
     * ``subscribe_failed`` is a point (empty extent): the missing subscription is already
       *not subscribed* time;
     * any other cause (open list): unhealed rows (``end_ns`` null) end at the key's next epoch
@@ -253,6 +257,10 @@ def gap_extent(gap: Gap, epoch_starts: Sequence[int], runs: Sequence[Run], hi: i
                 return (start, max(start, end))
     if gap.cause in _DETECTED_AT_NEXT_EPOCH and nxt is not None:
         end = nxt if end is None else min(end, nxt)
+    if gap.cause in _DETECTED_AT_NEXT_EPOCH and lost is not None:
+        bound = end if end is not None else hi
+        first = min(max(lost[0], start), bound)
+        return (first, min(max(lost[1], first), bound))
     if end is None:
         end = nxt if nxt is not None else hi
     return (start, max(start, end))

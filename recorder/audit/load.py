@@ -43,13 +43,14 @@ QUIET_NS: Final = 10_000_000_000
 QUERY_DIR: Final = Path(__file__).resolve().parent.parent.parent / "queries" / "audit"
 #: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
 #: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
-#: gap ends at the key's next epoch, which can lie past ``hi``; ``instruments`` is a slowly
+#: gap ends at the key's next epoch, which can lie past ``hi``, and so can the REST backfill of
+#: a trade_id jump near ``hi``; ``instruments`` is a slowly
 #: changing dimension: the row valid at ``lo`` can be of any age).
 _DATASETS: Final = {
     "liveness": (86_400_000_000_000, 86_400_000_000_000),
     "gaps": (8 * 86_400_000_000_000, 0),
     "epochs": (8 * 86_400_000_000_000, 86_400_000_000_000),
-    "trades": (3_600_000_000_000, 0),
+    "trades": (3_600_000_000_000, 3_600_000_000_000),
     "ohlc": (3_600_000_000_000, 0),
     "instruments": (2**62, 0),
     "rejects": (0, 0),

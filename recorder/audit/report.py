@@ -131,7 +131,8 @@ def build_report(archive: PathSpec, *, lo: int | None = None, hi: int | None = N
 
 
 _STEPS: Final = ("subscribed", "activity", "gaps", "epochs", "conn_keys", "keys", "conn_proof",
-                 "trade_continuity", "trade_holes", "ohlc_vs_trades", "online", "rejects")
+                 "trade_continuity", "trade_holes", "ohlc_vs_trades", "online", "rejects",
+                 "trade_jumps")
 
 
 def _root_runs(data: Mapping[str, list[dict[str, Any]]], gaps: Sequence[Gap],
@@ -189,6 +190,8 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
         epochs_by_key[(r["channel"], r["symbol"])].append(r)
         epoch_starts[(r["root"], (r["channel"], r["symbol"]))].append(r["start_ns"])
     root_runs = _root_runs(data, all_gaps, runs, lo, hi)
+    lost_trades = {(r["root"], r["symbol"], r["start_ns"]): (r["first_ts_ns"], r["last_ts_ns"])
+                   for r in data["trade_jumps"]}
 
     root_keys: dict[Key, set[str]] = defaultdict(set)
     for root, key in list(runs) + list(epoch_starts):
@@ -264,9 +267,9 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
     rows_of_drop: dict[int, list[int]] = defaultdict(list)
     for gi, n in attached.items():
         rows_of_drop[n].append(gi)
-    for n, key in enumerate(ordered):
-        if n % 25 == 0:
-            note("coverage", n, len(ordered))
+    for done, key in enumerate(ordered):
+        if done % 25 == 0:
+            note("coverage", done, len(ordered))
         ch, sym = key
         per_root: list[tuple[list[tuple[int, int]], list[tuple[int, int]]]] = []
         dead: list[tuple[int, int]] = []
@@ -286,21 +289,23 @@ def _build(src: AuditSource, label: str, symbols: list[str] | None, th: Threshol
                 g = gaps[gi]
                 if not gap_applies(g, key, conn_keys.get(root, {})):
                     continue
-                ext = gap_extent(g, starts, key_runs, hi, last_proof=proof_of(root))
+                ext = gap_extent(g, starts, key_runs, hi, last_proof=proof_of(root),
+                                 lost=lost_trades.get((root, g.symbol, g.start_ns))
+                                 if g.healed_by in BACKFILL_HEALS else None)
                 (healed_ext if g.healed_by in BACKFILL_HEALS else missing_ext).append(ext)
                 key_gaps[key].append(gi)
                 _use(gap_uses, gi, ext)
-            for n in drops_of_key.get((root, key), ()):
-                d = drops[n][1]
-                own = [gi for gi in rows_of_drop.get(n, ())
+            for di in drops_of_key.get((root, key), ()):
+                d = drops[di][1]
+                own = [gi for gi in rows_of_drop.get(di, ())
                        if (gaps[gi].channel, gaps[gi].symbol) == key]
                 key_rows[key] += own
                 row_end = gaps[own[0]].end_ns if own else None
                 fallback = row_end if row_end is not None else (_next(starts, d.cut_ns) or hi)
                 ext = d.extent(key, fallback)
                 missing_ext.append(ext)
-                key_drops[key].append(n)
-                _use(drop_uses, n, ext)
+                key_drops[key].append(di)
+                _use(drop_uses, di, ext)
             up, down = edges(key_runs, root_runs.get(root, []))
             startup += up
             shutdown += down
