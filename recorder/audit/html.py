@@ -300,7 +300,8 @@ def _timeline(r: dict[str, Any]) -> str:
         parts.append(f'<rect class="gap" data-channel="{_e(g["channel"])}" data-cause="'
                      f'{_e(g["cause"])}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" '
                      f'height="{lh - 5}" fill="{colour}" data-tip="{_e(tip)}"/>')
-        label = f"{ch} {g['cause']} {g['duration_s']} s"
+        label = f"{ch} {g['cause']} {g['duration_s']} s" + (
+            ", backfilled" if g["counts_as"] == "backfilled" else "")
         need = 5.6 * len(label) + 6
         if x + w + need <= left + width:  # right of the bar
             tx, anchor, fill = x + w + 3, "start", ""
