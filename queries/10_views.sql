@@ -93,7 +93,8 @@ CREATE OR REPLACE VIEW liveness AS
 SELECT minute_ns, kr_time(minute_ns) AS minute_time, conn_id, stream, channel, symbol,
        subscribed_ns, subscribed_ns / 60e9 AS subscribed_fraction, frames,
        first_ns, kr_time(first_ns) AS first_time, last_ns, kr_time(last_ns) AS last_time,
-       subscribed_ns > 0 AND frames = 0 AS quiet
+       subscribed_ns > 0 AND frames = 0 AS quiet, sub_from_ns, kr_time(sub_from_ns) AS sub_from_time,
+       sub_to_ns, kr_time(sub_to_ns) AS sub_to_time
 FROM raw_liveness;
 
 CREATE OR REPLACE VIEW rejects AS

@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import zstandard
 
 from recorder.archive.journal import JournalWriter
@@ -96,7 +99,7 @@ def record_archive(tmp: Path, messages: int = 60_000) -> Built:
             marker(mk.Disconnected(conn_id=conn, reason="closed"), last, conn)
     stop = last + 1000
     for c in sorted(conns):
-        marker(mk.Disconnected(conn_id=c, reason="shutdown"), stop, c)
+        marker(mk.Disconnected(conn_id=c, reason=mk.STOP_REASON), stop, c)
     marker(mk.ProcessStop(reason="signal"), stop)
     start = stop + 30 * S
     shift = start - second[0]["recv_ns"] + 1000
@@ -140,7 +143,7 @@ def record_root(tmp: Path, dest: Path, pairs: str, seed: int, messages: int = 60
             conns.discard(conn)
             w.append(mk.marker_frame(mk.Disconnected(conn_id=conn, reason="closed"), last, conn))
     for c in sorted(conns):
-        w.append(mk.marker_frame(mk.Disconnected(conn_id=c, reason="shutdown"), last + 1000, c))
+        w.append(mk.marker_frame(mk.Disconnected(conn_id=c, reason=mk.STOP_REASON), last + 1000, c))
     w.append(mk.marker_frame(mk.ProcessStop(reason="signal"), last + 1000, 0))
     w.close()
     ingest(sorted((tmp / f"journal-{dest.name}").rglob("*.kjz")), dest)
@@ -259,3 +262,36 @@ def live_archive(tmp: Path) -> Built:
         _stop(sim, signal.SIGINT)
     return Built(archive=_captured_archive(tmp), truth=read_truth(truth), stop_ns=stop,
                  start_ns=start, quiet_symbol=quiet, quiet_from_ns=sim_start + 8 * S)
+
+
+# ------------------------------------------------------------------ headless Chromium
+
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    """Path of a headless Chromium (installed with apt-get when root and absent), or skip."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
+                       timeout=900)
+        path = shutil.which("chromium")
+        if path:
+            return path
+    pytest.skip("headless Chromium is not installed and cannot be installed here "
+                "(needs root and apt-get: `apt-get install -y chromium`)")
+
+
+# records uncaught errors and console.error calls into the DOM, before the page's own script
+PROBE = """<script>(function(){var errs=[];function put(m){errs.push(String(m));
+document.documentElement.setAttribute('data-errors',JSON.stringify(errs));}
+window.addEventListener('error',function(e){put(e.message||'error');});
+var ce=console.error;console.error=function(){put(Array.prototype.join.call(arguments,' '));
+ce.apply(console,arguments);};
+document.documentElement.setAttribute('data-errors','[]');})();</script>"""

@@ -3,20 +3,37 @@ reconciliation. No archive, no I/O."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.audit import intervals as iv
 from recorder.audit.coverage import (
+    EDGE_LIMIT_NS,
     Gap,
+    RootRun,
     Thresholds,
+    anchor_runs,
     classify,
     combine_roots,
+    connection_drops,
+    coverage_pct,
     day_verdict,
+    edges,
     gap_applies,
     gap_extent,
+    is_clean_stop,
+    recording_runs,
+)
+from recorder.audit.expect import (
+    ANY_CHANNEL,
+    Expectation,
+    ExpectError,
+    expected_keys,
+    parse_expect,
 )
 from recorder.audit.truth import reconcile
+from recorder.pipeline.markers import STOP_REASON
 
 S = 1_000_000_000
 
@@ -44,19 +61,25 @@ def test_interval_ops_match_point_sets(a: list[tuple[int, int]], b: list[tuple[i
                        for k in range(len(buckets))]
 
 
-@settings(max_examples=200, deadline=None)
-@given(spans, spans, spans, spans, spans)
-def test_classify_partitions_the_window(alive, dead, act, gaps, healed) -> None:
-    b = classify((5, 55), alive, dead, act, gaps, healed)
+@settings(max_examples=300, deadline=None)
+@given(spans, spans, spans, spans, spans, spans, spans)
+def test_classify_partitions_the_window(alive, dead, act, gaps, healed, up, down) -> None:
+    b = classify((5, 55), alive, dead, act, gaps, healed, up, down)
     win = set(range(5, 55))
     cov, miss = _points(b.covered), _points(b.missing)
-    assert cov | miss == win and not cov & miss
+    st, sh = _points(b.startup), _points(b.shutdown)
+    assert cov | miss | st | sh == win
+    assert len(cov) + len(miss) + len(st) + len(sh) == len(win)  # disjoint
     assert _points(b.active) | _points(b.quiet) == cov
     assert not _points(b.active) & _points(b.quiet)
     reasons = [_points(b.not_subscribed), _points(b.not_alive), _points(b.in_gap)]
     assert set().union(*reasons) == miss
     assert sum(len(r) for r in reasons) == len(miss)
     assert cov == (_points(alive) & win) - _points(gaps)
+    # a gap explains all it covers; the edges only what no gap explains
+    assert _points(b.in_gap) == (win - cov) & _points(gaps)
+    assert st <= _points(up) and sh <= _points(down) - st
+    assert b.measured_ns == len(win) - len(st) - len(sh)
 
 
 def test_quiet_is_covered_not_missing() -> None:
@@ -102,39 +125,140 @@ def test_gap_extent_rules() -> None:
     # trade id jump: from the last good trade to detection (next epoch), not to the backfill
     tj = _gap(channel="trade", cause="trade_id_jump", end_ns=900, healed_by="rest_backfill")
     assert gap_extent(tj, [0, 150], [], 10_000) == (100, 150)
-    # disconnect of a quiet key: the break is where its subscription ended
-    dc = _gap(cause="disconnect", start_ns=100, end_ns=700)
-    assert gap_extent(dc, [700], [650], 10_000) == (650, 700)
+    # ... but where the lost trades were, once a REST backfill recovered them: one dropped
+    # frame on a listening connection is a point, not the quiet pair's time since its last trade
+    assert gap_extent(tj, [0, 150], [], 10_000, lost=(120, 125)) == (120, 125)
+    assert gap_extent(tj, [0, 150], [], 10_000, lost=(50, 60)) == (100, 100)  # clock skew
     assert gap_extent(_gap(cause="subscribe_failed", end_ns=None), [], [], 10_000) == (100, 100)
+    # a cause without a rule of its own (the list is open) keeps the row's bounds
+    assert gap_extent(_gap(cause="unreadable_file", end_ns=400), [], [], 10_000) == (100, 400)
 
 
-def test_trade_disconnect_ends_when_subscribed_and_alive_again() -> None:
-    # a quiet pair: last trade at 100, connection 5 closed at 650, resubscribed on connection
-    # 6 at 655, next trade (the pipeline's end of the row) only at 1500
+def test_disconnect_is_from_the_last_proof_to_the_next_acknowledgement() -> None:
+    # a quiet pair: its last trade at 100; connection 5 delivered frames (heartbeats) until
+    # 640 and dropped at 650; resubscribed on connection 6 at 655; the pipeline's row ends at
+    # the next trade, 1500
     dc = _gap(channel="trade", cause="disconnect", start_ns=100, end_ns=1500, conn_id=5,
               healed_by="resubscribe")
     runs = [(5, 0, 650, True), (6, 655, 2000, True)]
-    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs) == (650, 655)
-    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs,
-                      trades_missed=False) == (650, 655)
-    # a trade_id hole across the disconnect: trades were missed, the row's end stands
-    assert gap_extent(dc, [0, 1500], [650, 2000], 10_000, runs=runs,
-                      trades_missed=True) == (650, 1500)
+    proof = {5: [10, 200, 640, 700]}  # 700: a later run that reused the connection id
+
+    def last(conn: int, t: int) -> int | None:
+        return max((x for x in proof.get(conn, []) if x <= t), default=None)
+
+    assert gap_extent(dc, [0, 1500], runs, 10_000, last_proof=last) == (640, 655)
+    # no frame known on the connection: from the disconnect itself, never the last trade
+    assert gap_extent(dc, [0, 1500], runs, 10_000) == (650, 655)
     # resubscribed on a dead connection first: the gap lasts until it is alive
     dead_first = [(5, 0, 650, True), (6, 655, 700, False), (6, 700, 2000, True)]
-    assert gap_extent(dc, [], [], 10_000, runs=dead_first) == (650, 700)
-    # never subscribed again: unchanged (open row ends at hi)
+    assert gap_extent(dc, [], dead_first, 10_000, last_proof=last) == (640, 700)
+    # never subscribed again: the row's end, else the next epoch, else the range's end
+    assert gap_extent(dc, [], [(5, 0, 650, True)], 10_000, last_proof=last) == (640, 1500)
     open_row = _gap(channel="trade", cause="disconnect", start_ns=100, end_ns=None, conn_id=5)
-    assert gap_extent(open_row, [], [650], 10_000, runs=[(5, 0, 650, True)]) == (650, 10_000)
-    # overlapping placement inside the minute (new run placed before the old one's end)
-    assert gap_extent(dc, [], [], 10_000,
-                      runs=[(5, 0, 650, True), (6, 640, 2000, True)]) == (650, 650)
-    # other channels keep the row's end: a book disconnect is healed by its resnapshot
+    assert gap_extent(open_row, [], [(5, 0, 650, True)], 10_000) == (650, 10_000)
+    # any channel: a book disconnect ends at the acknowledgement, not at the later snapshot
     book = _gap(channel="book", cause="disconnect", start_ns=100, end_ns=1500, conn_id=5)
-    assert gap_extent(book, [], [], 10_000, runs=runs) == (650, 1500)
+    assert gap_extent(book, [], runs, 10_000, last_proof=last) == (640, 655)
     # a reused connection id in a later run counts as subscribed again
-    assert gap_extent(dc, [], [], 10_000,
-                      runs=[(5, 0, 650, True), (5, 900, 2000, True)]) == (650, 900)
+    assert gap_extent(dc, [], [(5, 0, 650, True), (5, 900, 2000, True)], 10_000) == (650, 900)
+
+
+def test_connection_drops_from_subscriptions_alone() -> None:
+    # connection 5 carries trade A and B; it drops at 65 s (last frame 64 s), both come back on
+    # connection 6 (A at 65.5 s, B at 66 s); connection 7 (ohlc A) only stops with the recorder
+    # at 200 s (clean stop); connection 8 (book A) has a resnapshot on the same connection
+    runs = {("trade", "A"): [(5, 0, 65 * S, True), (6, 65 * S + S // 2, 200 * S, True)],
+            ("trade", "B"): [(5, S, 65 * S, True), (6, 66 * S, 200 * S, True)],
+            ("ohlc", "A"): [(7, 0, 200 * S, True)],
+            ("book", "A"): [(8, 0, 30 * S, True), (8, 30 * S + 5, 200 * S, True)]}
+    run = RootRun(start_ns=0, end_ns=200 * S, stop_ns=200 * S, group_end_ns=200 * S)
+
+    def last(conn: int, t: int) -> int | None:
+        return 64 * S if conn == 5 and t >= 64 * S else None
+
+    (d,) = connection_drops(runs, [run], last)
+    assert (d.conn_id, d.cut_ns, d.start_ns) == (5, 65 * S, 64 * S)
+    assert d.resumed == {("trade", "A"): 65 * S + S // 2, ("trade", "B"): 66 * S}
+    assert d.extent(("trade", "B"), 10_000 * S) == (64 * S, 66 * S)
+    # a drop 3 s before a clean stop is the stop; the end of a run that did not stop cleanly
+    # (a crash: its process_restart row says why; or the end of the data) is not a drop either
+    near_stop = RootRun(start_ns=0, end_ns=200 * S, stop_ns=68 * S)
+    assert connection_drops(runs, [near_stop], last) == []
+    assert connection_drops({("trade", "A"): [(5, 0, 200 * S, True)]},
+                            [RootRun(start_ns=0, end_ns=200 * S)], last) == []
+    # not subscribed again: resumed None, the gap runs to the end given
+    (d,) = connection_drops({("trade", "A"): [(5, 0, 65 * S, True)],
+                             ("book", "A"): [(8, 0, 200 * S, True)]},
+                            [RootRun(start_ns=0, end_ns=200 * S)], last)
+    assert d.resumed == {("trade", "A"): None}
+    assert d.extent(("trade", "A"), 90 * S) == (64 * S, 90 * S)
+
+
+def test_recorder_runs_start_up_and_shut_down() -> None:
+    # a root: first proof at 2 s, last at 40 s, its process's last frame at 41 s, a crash
+    # (process_restart 41 s -> 50 s), clean stop at 80 s
+    proofs = [(2 * S, 10 * S), (10 * S, 40 * S), (50 * S, 60 * S), (60 * S, 81 * S)]
+    runs = recording_runs(proofs, restarts=[(41 * S, 50 * S)], stops=[80 * S])
+    assert [(r.start_ns, r.end_ns, r.stop_ns, r.restarted) for r in runs] == [
+        (2 * S, 41 * S, None, False), (50 * S, 81 * S, 80 * S, True)]
+    # against the range [0, 82 s): the unknown start of the first run is the range start (the
+    # root's first proof is within the edge limit of it); the stop's shut-down may last to hi
+    placed = anchor_runs(runs, 0, 82 * S)
+    assert placed[0].start_ns == 0 and placed[1].start_ns == 50 * S
+    assert placed[1].group_end_ns == 82 * S
+    assert anchor_runs(runs, 0, 82 * S + EDGE_LIMIT_NS)[1].group_end_ns == 81 * S  # too far
+    assert anchor_runs(runs, -EDGE_LIMIT_NS - S, 82 * S)[0].start_ns == 2 * S
+    # a key acknowledged at 3 s, subscribed again after the restart at 52 s, stopped at 80 s
+    key = [(1, 3 * S, 40 * S, True), (1, 52 * S, 80 * S, True)]
+    up, down = edges(key, placed)
+    assert up == [(0, 3 * S), (50 * S, 52 * S)] and down == [(80 * S, 82 * S)]
+    b = classify((0, 82 * S), [(s, e) for _, s, e, _ in key], [], [], [(41 * S, 50 * S)], [],
+                 up, down)
+    assert b.in_gap == [(41 * S, 50 * S)] and b.not_subscribed == [(40 * S, 41 * S)]
+    assert b.measured_ns == 82 * S - 7 * S
+    # acknowledged later than the edge limit: that is not start-up, it is missing
+    late = [(1, EDGE_LIMIT_NS + 5 * S, 80 * S, True)]
+    assert edges(late, [RootRun(start_ns=0, end_ns=81 * S)])[0] == []
+
+
+def test_nothing_measured_is_zero_percent_not_hundred() -> None:
+    assert coverage_pct(0, 0) == 0.0 and coverage_pct(5, 10) == 50.0
+    b = classify((0, 100), [], [], [], [], [])
+    assert b.not_subscribed == [(0, 100)] and b.measured_ns == 100
+
+
+def test_clean_stop_rows_are_not_gaps() -> None:
+    assert is_clean_stop(_gap(cause="disconnect", detail=STOP_REASON))
+    assert not is_clean_stop(_gap(cause="disconnect", detail="closed: no close frame"))
+    assert not is_clean_stop(_gap(cause="checksum_mismatch", detail=STOP_REASON))
+
+
+def test_expectations() -> None:
+    assert parse_expect(None) == Expectation() and parse_expect("online").mode == "online"
+    e = parse_expect("BTC/USD, book:ETH/USD,PF_XBTUSD")
+    assert e.mode == "list" and e.symbols == ("BTC/USD", "PF_XBTUSD")
+    assert e.keys == (("book", "ETH/USD"),)
+    for bad in ("book:", ":X", ",,"):
+        with pytest.raises(ExpectError):
+            parse_expect(bad)
+    have = {("book", "BTC/USD"), ("trade", "BTC/USD"), ("futures_book", "PF_XBTUSD")}
+    chans = {"book", "trade", "futures_book"}
+    # auto: online when instruments say which pairs were online, else what was recorded
+    keys, mode = expected_keys(Expectation(), recorded=have, channels=chans, online=[])
+    assert (keys, mode) == (have, "recorded")
+    keys, mode = expected_keys(Expectation(), recorded=have, channels=chans,
+                               online=["BTC/USD", "ETH/USD"],
+                               sibling_keys={("trade", "ETH/USD")})
+    assert mode == "online" and keys == have | {("book", "ETH/USD")}
+    keys, _ = expected_keys(e, recorded=have, channels=chans, online=[])
+    assert keys == have | {("book", "ETH/USD")}
+    # --symbols: only those, and each is expected (on the channels of its kind)
+    keys, _ = expected_keys(Expectation(mode="recorded"), recorded=have, channels=chans,
+                            online=[], symbols=["NOPE/USD", "PF_NOPE"])
+    assert keys == {("book", "NOPE/USD"), ("trade", "NOPE/USD"), ("futures_book", "PF_NOPE")}
+    keys, _ = expected_keys(Expectation(mode="recorded"), recorded=set(), channels=set(),
+                            online=[], symbols=["NOPE/USD"])
+    assert keys == {(ANY_CHANNEL, "NOPE/USD")}
 
 
 def test_combine_roots_covers_where_any_root_covered() -> None:
@@ -173,3 +297,23 @@ def test_reconcile_requires_cause_and_bounds() -> None:
              {"kind": "server", "t_ns": 0}]
     got = [r["status"] for r in reconcile(truth, gaps)]
     assert got == ["matched", "unmatched", "matched", "unmatched", "not_a_gap"]
+
+
+def test_reconcile_compares_durations_with_the_truth() -> None:
+    close_t = 30 * S
+    truth = [{"kind": "fault", "fault": "close", "t_ns": close_t, "endpoint": "spot",
+              "channel": "trade", "symbol": None},
+             {"kind": "connect", "t_ns": close_t + S // 4, "endpoint": "spot"},
+             {"kind": "connect", "t_ns": close_t + 9 * S, "endpoint": "spot"}]
+    one = {"cause": "disconnect", "channel": "trade", "symbol": "*",
+           "effective_start_ns": close_t - S // 10, "effective_end_ns": close_t + S // 3,
+           "duration_s": 0.433}
+    (row,) = reconcile(truth, [one])
+    assert row["status"] == "matched" and row["truth_duration_s"] == 0.25
+    assert row["duration_ok"] is True and len(row["gaps"]) == 1
+    # drawn 10 s long (e.g. backdated to the last trade): the cause matches, the duration not
+    (row,) = reconcile(truth, [one | {"effective_end_ns": close_t + 10 * S}])
+    assert row["status"] == "matched" and row["duration_ok"] is False
+    # a gap on another channel of the endpoint is not this fault's
+    (row,) = reconcile(truth, [one | {"channel": "book"}])
+    assert row["status"] == "unmatched"

@@ -17,17 +17,19 @@ import pytest
 from recorder.audit.command import run_daily_audit
 from recorder.audit.html import render_html
 from recorder.audit.report import build_report
-from tests.audit_helpers import Built, record_archive
+from tests.audit_helpers import CHROME_FLAGS, PROBE, Built, chromium, record_archive
 
 PY = sys.executable
 
-TOP_KEYS = {"audit_version", "archive", "roots", "generated_at", "range", "thresholds", "summary",
-            "channels", "days", "hours", "gaps", "epochs", "trades", "ohlc", "verification"}
-SUMMARY_KEYS = {"keys", "symbols", "window_ns", "covered_ns", "active_ns", "quiet_ns",
-                "missing_ns", "backfilled_ns", "coverage_pct", "verified_coverage_pct",
-                "verdicts", "gaps", "gaps_by_cause", "epochs", "desyncs", "resnapshots",
+TOP_KEYS = {"audit_version", "archive", "roots", "generated_at", "range", "thresholds", "expect",
+            "summary", "channels", "days", "hours", "heatmap", "gaps", "runs", "epochs",
+            "trades", "ohlc", "rejects", "verification"}
+SUMMARY_KEYS = {"keys", "symbols", "window_ns", "measured_ns", "startup_ns", "shutdown_ns",
+                "covered_ns", "active_ns", "quiet_ns", "missing_ns", "backfilled_ns",
+                "coverage_pct", "verified_coverage_pct", "never_recorded", "verdicts", "gaps",
+                "gaps_by_cause", "stops", "clean_stop_rows", "epochs", "desyncs", "resnapshots",
                 "quarantines", "checksum_verification_pct", "trade_ids_missing",
-                "ohlc_bars_mismatched"}
+                "ohlc_bars_mismatched", "rejects"}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,10 @@ def test_json_keys_are_the_documented_ones(built: Built) -> None:
     assert set(r) == TOP_KEYS
     assert set(r["summary"]) == SUMMARY_KEYS
     doc = (Path(__file__).parent.parent / "docs" / "audit.md").read_text()
+    assert r["audit_version"] == 2
     for key in TOP_KEYS | SUMMARY_KEYS | set(r["channels"][0]) | set(r["gaps"][0]) \
-            | set(r["days"][0]) | set(r["hours"][0]):
+            | set(r["days"][0]) | set(r["hours"][0]) | set(r["runs"][0]) | set(r["expect"]) \
+            | set(r["heatmap"]) | set(r["heatmap"]["cells"][0]):
         assert f"`{key}`" in doc, f"{key} is not documented in docs/audit.md"
     pcts = [c["verified_coverage_pct"] for c in r["channels"]]
     assert pcts == sorted(pcts)  # worst first
@@ -90,45 +94,14 @@ def test_html_is_self_contained(built: Built) -> None:
         assert f'id="{section}"' in page
 
 
-# ------------------------------------------------------------------ headless Chromium
-
-_CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
-                       timeout=900)
-        path = shutil.which("chromium")
-        if path:
-            return path
-    pytest.skip("headless Chromium is not installed and cannot be installed here "
-                "(needs root and apt-get: `apt-get install -y chromium`)")
-
-
-# records uncaught errors and console.error calls into the DOM, before the page's own script
-_PROBE = """<script>(function(){var errs=[];function put(m){errs.push(String(m));
-document.documentElement.setAttribute('data-errors',JSON.stringify(errs));}
-window.addEventListener('error',function(e){put(e.message||'error');});
-var ce=console.error;console.error=function(){put(Array.prototype.join.call(arguments,' '));
-ce.apply(console,arguments);};
-document.documentElement.setAttribute('data-errors','[]');})();</script>"""
-
-
 def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None:
-    chrome = _chromium()
+    chrome = chromium()
     page = render_html(build_report(built.archive))
-    probed = page.replace("<head>", "<head>" + _PROBE, 1)
+    probed = page.replace("<head>", "<head>" + PROBE, 1)
     html_file = tmp_path / "audit.html"
     html_file.write_text(probed, encoding="utf-8")
     profile = tmp_path / "profile"
-    common = [chrome, *_CHROME_FLAGS, f"--user-data-dir={profile}", "--window-size=1366,900"]
+    common = [chrome, *CHROME_FLAGS, f"--user-data-dir={profile}", "--window-size=1366,900"]
     dom = subprocess.run([*common, "--virtual-time-budget=3000", "--dump-dom",
                           html_file.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -147,3 +120,84 @@ def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None
     keep = os.environ.get("AUDIT_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+def test_an_archive_that_recorded_nothing_is_zero_and_the_page_says_why(tmp_path: Path) -> None:
+    from recorder.archive.session import ArchiveSession
+
+    session = ArchiveSession(tmp_path / "empty", host="audit-test")
+    session.start()
+    session.close("operator")
+    out = _cli("--archive", str(tmp_path / "empty"), "--quiet", "--fail-under", "1")
+    assert out.returncode == 3 and "verified coverage 0.000%" in out.stdout, out
+    assert "nothing was recorded in this range" in out.stdout
+    t0 = 1_767_225_600_000_000_000  # 2026-01-01
+    r = build_report(tmp_path / "empty", lo=t0, hi=t0 + 3_600_000_000_000)
+    assert r["channels"] == [] and r["summary"]["verified_coverage_pct"] == 0.0
+    assert r["summary"]["checksum_verification_pct"] is None  # nothing checked: not 100 %
+    page = render_html(r)
+    for section in ("heatmap", "timeline", "worst", "days"):
+        body = page[page.index(f'id="{section}"'):]
+        body = body[:body.index("</section>")]
+        assert "Nothing was recorded in this range" in body, section
+        assert "<td" not in body, section
+    verification = page[page.index('id="verification"'):]
+    for why in ("nothing to verify", "no trade was recorded in this range",
+                "No 1-minute OHLC bar was recorded", "No frame was rejected"):
+        assert why in verification, why
+
+
+def test_rejects_are_counted_from_the_rejects_dataset(tmp_path: Path) -> None:
+    from recorder.query.api import Archive
+    from tests.audit_helpers import record_root
+
+    root = record_root(tmp_path, tmp_path / "a" / "h-w0", "BTC/USD,ETH/USD", 5, messages=4000,
+                       faults="malformed:channel=book,rate=0.05")
+    with Archive(root) as ar:
+        want = ar.sql("SELECT stream, stage, reason, count(*) AS n FROM rejects "
+                      "GROUP BY ALL ORDER BY ALL")
+    expected = {(a, b, c): n for a, b, c, n in want.iter_rows()}
+    assert expected, "the malformed frames must have been rejected"
+    r = build_report(root)
+    got = {(x["stream"], x["stage"], x["reason"]): x["rejects"] for x in r["rejects"]}
+    assert got == expected
+    assert r["summary"]["rejects"] == sum(expected.values())
+    page = render_html(r)
+    assert 'id="rejects-table"' in page and "malformed" in page.lower()
+
+
+def test_expected_pairs_that_were_never_recorded_are_missing(built: Built) -> None:
+    base = build_report(built.archive, expect="recorded")
+    r = build_report(built.archive, expect="BTC/USD,NOPE/USD,book:ALSO/USD")
+    never = {(c["channel"], c["symbol"]) for c in r["channels"] if not c["recorded"]}
+    spot = {c["channel"] for c in base["channels"] if not c["channel"].startswith("futures_")}
+    assert never == {(ch, "NOPE/USD") for ch in spot} | {("book", "ALSO/USD")}
+    for c in r["channels"]:
+        if not c["recorded"]:
+            assert c["verified_coverage_pct"] == 0.0 and c["state"] == "missing"
+            assert c["missing_by_reason"]["not_subscribed"] == c["window_ns"]
+    assert r["expect"] == {"mode": "list", "symbols": ["BTC/USD", "NOPE/USD"],
+                           "keys": ["book:ALSO/USD"], "never_recorded": len(never)}
+    assert r["summary"]["verified_coverage_pct"] < base["summary"]["verified_coverage_pct"]
+    bad = _cli("--archive", str(built.archive), "--quiet", "--expect", "book:")
+    assert bad.returncode == 2 and "--expect" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_time_axes_tick_at_round_times_for_any_span() -> None:
+    from recorder.audit.html import time_ticks
+    from recorder.audit.report import heatmap_bucket
+
+    s = 1_000_000_000
+    t0 = 1_796_654_472_117_098_632  # 14:41:12.117 UTC, a run's first proof
+    run = time_ticks(t0, t0 + 45 * s)  # a 45 s run: every 5 s, HH:MM:SS
+    assert [label for _, label in run] == ["14:41:15", "14:41:20", "14:41:25", "14:41:30",
+                                           "14:41:35", "14:41:40", "14:41:45", "14:41:50",
+                                           "14:41:55"]
+    assert heatmap_bucket(t0, t0 + 45 * s) == s
+    hours = time_ticks(t0, t0 + 3 * 3600 * s)  # 3 h: every 30 min, HH:MM, the date once
+    assert [label for _, label in hours][:3] == ["12-07 15:00", "15:30", "16:00"]
+    week = time_ticks(t0, t0 + 7 * 86400 * s)  # a week: one tick a day, dates
+    assert len(week) == 7 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", lab) for _, lab in week)
+    assert all(t % (86400 * s) == 0 for t, _ in week)
+    assert heatmap_bucket(t0, t0 + 7 * 86400 * s) == 3 * 3600 * s
+    assert heatmap_bucket(t0, t0 + 86400 * s) == 1800 * s

@@ -9,7 +9,6 @@ with recorder markers (fast, deterministic), one captured live by ``recorder run
 
 from __future__ import annotations
 
-
 import pytest
 
 from recorder.audit.report import build_report
@@ -34,6 +33,11 @@ def _faults_are_gaps(built: Built, expected_kinds: set[str]) -> dict:
     assert expected_kinds <= kinds, kinds
     bad = [r for r in rows if r["status"] == "unmatched"]
     assert not bad, bad
+    # one fault, one gap: a dropped connection (closed, or found silent by the watchdog and
+    # closed) is one gap over every key it carried, a corrupted checksum one resnapshot
+    for r in rows:
+        if r["fault"] in ("close", "stall", "checksum"):
+            assert len(r["gaps"]) == 1, r
     return report
 
 

@@ -3,7 +3,9 @@
 -- shows where a key was subscribed again after a disconnect). Connection ids are unique only
 -- within one archive root, so every grouping by conn_id is also by root.
 -- A connection is alive in a minute when it delivered at least one frame (data or heartbeat)
--- in that minute. Each (connection, key, minute) row is placed inside its minute: at the
+-- in that minute. A row of liveness version 2 says where its subscribed stretch lies
+-- (sub_from_ns .. sub_to_ns: the acknowledgement, the disconnect or stop, to the ns). A row of
+-- version 1 (sub_from_ns null) only says how long; it is placed inside its minute: at the
 -- minute's start when the same connection already had the key in the previous minute (the
 -- subscription continues or ends here), at the minute's end when it still has it in the next
 -- minute (it began here; receive times before that extend it, e.g. a resubscribe within
@@ -27,7 +29,7 @@ rows AS (
              WHEN l.stream = 'futures' AND l.channel = 'ticker' THEN 'futures_ticker'
              ELSE l.channel END AS channel,
         l.symbol, l.root, l.conn_id, l.minute_ns, l.first_ns, l.last_ns,
-        least(60000000000, l.subscribed_ns) AS sub_ns,
+        least(60000000000, l.subscribed_ns) AS sub_ns, l.sub_from_ns, l.sub_to_ns,
         c.frames > 0 AS alive, coalesce(l.first_ns, c.conn_first_ns) AS anchor_ns
     FROM liveness l JOIN conn_minute c USING (root, conn_id, minute_ns)
     WHERE l.channel NOT IN ('heartbeat', 'instrument') AND l.symbol <> ''
@@ -43,14 +45,16 @@ neighbours AS (
 ),
 placed AS (
     SELECT root, conn_id, channel, symbol, alive, minute_ns + 60000000000 AS minute_end,
-        CASE WHEN coalesce(has_next, false) AND NOT coalesce(has_prev, false)
+        CASE WHEN sub_from_ns IS NOT NULL AND sub_to_ns IS NOT NULL THEN sub_from_ns
+             WHEN coalesce(has_next, false) AND NOT coalesce(has_prev, false)
                  THEN least(minute_ns + 60000000000 - sub_ns, coalesce(first_ns, minute_ns + 60000000000))
              WHEN sub_ns >= 60000000000 OR coalesce(has_prev, false)
                  THEN CASE WHEN last_ns >= minute_ns + sub_ns
                            THEN least(first_ns, last_ns + 1 - sub_ns) ELSE minute_ns END
              ELSE least(coalesce(anchor_ns, minute_ns), minute_ns + 60000000000 - sub_ns)
         END AS start_ns,
-        CASE WHEN coalesce(has_next, false) AND NOT coalesce(has_prev, false)
+        CASE WHEN sub_from_ns IS NOT NULL AND sub_to_ns IS NOT NULL THEN sub_to_ns
+             WHEN coalesce(has_next, false) AND NOT coalesce(has_prev, false)
                  THEN minute_ns + 60000000000
              WHEN sub_ns >= 60000000000 OR coalesce(has_prev, false)
                  THEN CASE WHEN last_ns >= minute_ns + sub_ns THEN last_ns + 1

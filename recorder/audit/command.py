@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from recorder.audit.coverage import Thresholds
+from recorder.audit.expect import ExpectError, parse_expect
 from recorder.audit.load import AuditError, committed_roots
 from recorder.audit.report import Progress, build_report
 from recorder.remote import resolve
@@ -53,19 +54,30 @@ def render_terminal(report: dict[str, Any], *, limit: int = 15) -> None:
     con = Console(stderr=False)
     s = report["summary"]
     r = report["range"]
+    exp = report.get("expect", {})
     con.print(f"[bold]audit[/bold] {report['archive']}  {r['from']} -> {r['to']}  "
-              f"{s['symbols']} symbols, {s['keys']} channel/symbol keys")
+              f"{s['symbols']} symbols, {s['keys']} channel/symbol keys "
+              f"(expect {exp.get('mode', 'recorded')}"
+              + (f", {s['never_recorded']} never recorded" if s.get("never_recorded") else "")
+              + ")")
+    ck = s["checksum_verification_pct"]
     con.print(f"verified coverage [bold]{s['verified_coverage_pct']:.3f}%[/bold]  "
               f"(covered {s['coverage_pct']:.3f}%, quiet {_fmt_s(s['quiet_ns'])}, missing "
-              f"{_fmt_s(s['missing_ns'])}, backfilled {_fmt_s(s['backfilled_ns'])})  "
-              f"checksums {s['checksum_verification_pct']:.3f}% "
+              f"{_fmt_s(s['missing_ns'])}, backfilled {_fmt_s(s['backfilled_ns'])}; not measured:"
+              f" start-up {_fmt_s(s['startup_ns'])}, shut-down {_fmt_s(s['shutdown_ns'])})  "
+              f"checksums {'n/a' if ck is None else f'{ck:.3f}%'} "
               f"({report['verification']['source']})")
     v = s["verdicts"]
     con.print(f"symbol-days: [green]{v['available']} available[/green], [yellow]{v['degraded']} "
-              f"degraded[/yellow], [red]{v['missing']} missing[/red]; gaps {s['gaps']} "
-              + ", ".join(f"{k} {n}" for k, n in s["gaps_by_cause"].items())
-              + f"; trade ids missing {s['trade_ids_missing']}; OHLC bars mismatched "
-              f"{s['ohlc_bars_mismatched']}")
+              f"degraded[/yellow], [red]{v['missing']} missing[/red]; gaps {s['gaps']}"
+              + "".join(f", {k} {n}" for k, n in s["gaps_by_cause"].items())
+              + f"; clean stops {s['stops']}; trade ids missing {s['trade_ids_missing']}; "
+              f"OHLC bars mismatched {s['ohlc_bars_mismatched']}; rejected frames "
+              f"{s['rejects']}")
+    if not report["channels"]:
+        con.print("[red]nothing was recorded in this range and nothing is expected: 0 % "
+                  "covered[/red] (name what should be there with --expect or --symbols)")
+        return
     t = Table(title=f"worst {min(limit, len(report['channels']))} of "
                     f"{len(report['channels'])} (verified coverage ascending)")
     for col, just in (("symbol", "left"), ("channel", "left"), ("verified %", "right"),
@@ -80,7 +92,7 @@ def render_terminal(report: dict[str, Any], *, limit: int = 15) -> None:
             else "green")
         t.add_row(c["symbol"], c["channel"], f"[{colour}]{c['verified_coverage_pct']:.2f}[/]",
                   _fmt_s(c["quiet_ns"]), _fmt_s(c["missing_ns"]), why, str(c["gaps"]),
-                  c["state"])
+                  c["state"] if c.get("recorded", True) else "never recorded")
     con.print(t)
 
 
@@ -102,12 +114,15 @@ def _rich_progress(enabled: bool) -> Iterator[Progress | None]:
 
 
 def run_daily_audit(archive: PathSpec, out_dir: Path, *, day: str | None = None,
-                    thresholds: Thresholds | None = None) -> dict[str, Path]:
+                    thresholds: Thresholds | None = None,
+                    expect: str | None = None) -> dict[str, Path]:
     """Audit one UTC day of ``archive`` (a root, a parent of roots or several paths, audited
     as one archive; see :func:`recorder.audit.report.build_report`) and write ``audit-<day>.json`` and ``audit-<day>.html``
     into ``out_dir`` (created if needed; files replaced atomically). ``day`` defaults to
     yesterday (UTC), which is what a daily job running after midnight wants. Returns the paths
-    written. Raises on an unreadable archive; an empty day produces an empty report.
+    written. Raises on an unreadable archive; a day that recorded nothing produces a report
+    of 0 % (``expect``: see ``--expect``; default ``auto``: the pairs online that day, for a
+    capture archive).
 
     For the capture service's APScheduler (a cron trigger shortly after 00:00 UTC)::
 
@@ -121,7 +136,7 @@ def run_daily_audit(archive: PathSpec, out_dir: Path, *, day: str | None = None,
         day = datetime.fromtimestamp(now.timestamp() - 86400, timezone.utc).strftime("%Y-%m-%d")
     lo = parse_time(day)
     report = build_report(archive, lo=lo, hi=lo + 86_400_000_000_000,
-                          thresholds=thresholds)
+                          thresholds=thresholds, expect=expect)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"audit-{day}.json", "html": out / f"audit-{day}.html"}
@@ -161,7 +176,13 @@ def _atomic_text(path: Path, text: str) -> None:
                    "as one archive.")
 @click.option("--from", "from_", default=None, help="Start (YYYY-MM-DD, ISO time or int ns).")
 @click.option("--to", "to", default=None, help="End, exclusive (same forms).")
-@click.option("--symbols", default=None, help="Comma list of symbols (default: all).")
+@click.option("--symbols", default=None,
+              help="Comma list of symbols (default: all); each is expected to be recorded.")
+@click.option("--expect", "expect", default="auto", show_default=True,
+              help="What should have been recorded (missing if not): auto (online for a capture "
+                   "archive, else recorded), recorded, online (every spot pair online in the "
+                   "range, on every spot channel recorded), or a comma list of SYMBOL and "
+                   "CHANNEL:SYMBOL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Write a self-contained HTML report to this file.")
@@ -175,10 +196,15 @@ def _atomic_text(path: Path, text: str) -> None:
 @click.option("--usable-pct", type=float, default=50.0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def audit_command(archive: tuple[str, ...], from_: str | None, to: str | None, symbols: str | None,
-                  as_json: bool, html_path: Path | None, fail_under: float | None,
+                  expect: str, as_json: bool, html_path: Path | None, fail_under: float | None,
                   run_verify: bool, verify_report: Path | None, available_pct: float,
                   usable_pct: float, quiet: bool) -> None:
-    """Coverage audit: quiet vs missing time, gaps, epochs, continuity, verified coverage."""
+    """Coverage audit: quiet vs missing time, gaps, epochs, continuity, verified coverage.
+    A range, symbol or channel with no recording is missing (0 %), never 100 %."""
+    try:
+        expectation = parse_expect(expect)
+    except ExpectError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--expect'") from None
     try:
         roots = committed_roots(resolve(list(archive)))
     except ArchiveRootError as exc:
@@ -194,12 +220,15 @@ def audit_command(archive: tuple[str, ...], from_: str | None, to: str | None, s
         vr = _verify_roots(roots)
     lo = parse_time(from_) if from_ else None
     hi = parse_time(to) if to else None
+    if lo is not None and hi is not None and hi <= lo:
+        raise click.BadParameter(f"--to ({to}) must be after --from ({from_})",
+                                 param_hint="'--to'")
     syms = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     th = Thresholds(available_pct=available_pct, usable_pct=usable_pct)
     try:
         with _rich_progress(not quiet) as note:
             report = build_report(roots, lo=lo, hi=hi, symbols=syms, thresholds=th,
-                                  verify_report=vr, progress=note)
+                                  verify_report=vr, progress=note, expect=expectation)
     except AuditError as exc:
         raise click.ClickException(str(exc)) from None
     if html_path is not None:

@@ -3,19 +3,21 @@ JS (cell details on hover), no external resource of any kind, so it works offlin
 mailed or archived as a single file.
 
 Sections (each has a stable ``id`` the rendering test checks): ``summary``, ``heatmap``
-(symbols x hours, colour = verified coverage, quiet hours marked), ``timeline`` (gaps over time,
-one lane per symbol), ``worst`` (worst channel/symbol keys), ``verification`` (checksum and
-continuity figures) and ``days`` (per-day verdicts).
+(symbols x time buckets, colour = coverage, quiet buckets marked), ``timeline`` (the recorder's
+runs, then every gap at its true extent, one lane per channel and symbol, each lane and bar
+named by its channel), ``worst`` (worst channel/symbol keys), ``verification`` (checksum,
+continuity and reject figures) and ``days`` (per-day verdicts). Both time axes put ticks at
+round times (1 s .. 1 day apart) so a 45-second run and a week read equally well. An empty
+table or chart says why it is empty.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections import defaultdict
 from typing import Any, Final
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "time_ticks"]
 
 _CAUSE_COLOURS: Final = {
     "process_restart": "#6b21a8", "disconnect": "#c2410c", "silence": "#b45309",
@@ -23,8 +25,11 @@ _CAUSE_COLOURS: Final = {
     "trade_id_jump": "#1d4ed8", "seq_jump": "#1e40af", "quarantine": "#374151",
     "rate_limit": "#0f766e", "subscribe_failed": "#4d7c0f",
 }
+_OTHER_CAUSE: Final = "#6b7280"
 _MAX_LANES: Final = 60
 _MAX_ROWS: Final = 80
+_TICK_STEPS_S: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+                        21600, 43200, 86400, 172800, 604800)
 
 _CSS: Final = """
 *{box-sizing:border-box}body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;
@@ -39,8 +44,10 @@ border-bottom:1px solid #f3f4f6;text-align:right;white-space:nowrap}th{backgroun
 td.l,th.l{text-align:left}.scroll{overflow-x:auto}.legend{font-size:12px;color:#4b5563;margin:4px 0}
 .legend i{display:inline-block;width:12px;height:12px;vertical-align:-2px;margin:0 4px 0 10px}
 .available{color:#15803d}.degraded{color:#b45309}.missing{color:#b91c1c}
+p.empty{color:#4b5563;font-style:italic;margin:4px 0}
 #tip{position:fixed;pointer-events:none;background:#111827;color:#fff;padding:4px 8px;
 border-radius:4px;font-size:12px;display:none;z-index:9}svg text{font:11px system-ui,sans-serif}
+svg text.axis{fill:#374151}svg text.bar{fill:#111827;font-size:10px}
 """
 
 _JS: Final = """
@@ -63,11 +70,42 @@ def _t(ns: int) -> str:
 
 def _dur(ns: float) -> str:
     s = ns / 1e9
+    if s < 1:
+        return f"{s * 1000:.0f} ms" if s > 0 else "0 s"
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+def _empty(why: str) -> str:
+    return f'<p class="empty">{_e(why)}</p>'
+
+
+def time_ticks(lo: int, hi: int, max_ticks: int = 10) -> list[tuple[int, str]]:
+    """Axis ticks for ``[lo, hi)``: ``(ns, label)`` at multiples of the smallest round step
+    (1 s, 2 s, 5 s, ... 1 day, 1 week) giving at most ``max_ticks``; labels ``HH:MM:SS`` below
+    a minute's step, ``HH:MM`` below a day's (with the date where it changes), else the date."""
+    span = max(1, hi - lo)
+    step_s = next((s for s in _TICK_STEPS_S if span / (s * 1_000_000_000) <= max_ticks),
+                  _TICK_STEPS_S[-1])
+    step = step_s * 1_000_000_000
+    first = -(-lo // step) * step
+    out: list[tuple[int, str]] = []
+    last_day = ""
+    for t in range(first, hi + 1, step):
+        full = _t(t)
+        day, clock = full[5:10], full[11:]
+        if step_s < 60:
+            label = clock
+        elif step_s < 86400:
+            label = clock[:5] if day == last_day else f"{day} {clock[:5]}"
+        else:
+            label = full[:10]
+        last_day = day
+        out.append((t, label))
+    return out
+
+
 def _colour(pct: float, quiet_share: float) -> str:
-    """Red (0 %) -> amber -> green (100 %); mostly-quiet covered hours are blue-green."""
+    """Red (0 %) -> amber -> green (100 %); mostly-quiet covered cells are blue-green."""
     if pct >= 99.0:
         return "#0f766e" if quiet_share > 0.5 else "#16a34a"
     if pct >= 90.0:
@@ -79,182 +117,306 @@ def _colour(pct: float, quiet_share: float) -> str:
     return "#7f1d1d"
 
 
+def _pct_text(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f} %"
+
+
 def _kpis(r: dict[str, Any]) -> str:
     s = r["summary"]
     v = s["verdicts"]
+    src = r["verification"]["source"]
     items = [
         (f"{s['verified_coverage_pct']:.3f} %", "verified coverage"),
         (f"{s['coverage_pct']:.3f} %", "covered (active + quiet)"),
         (_dur(s["quiet_ns"]), "quiet (listening, no events)"),
         (_dur(s["missing_ns"]), "missing"),
-        (f"{s['checksum_verification_pct']:.3f} %",
-         f"checksums verified ({r['verification']['source']})"),
+        (_dur(s["startup_ns"] + s["shutdown_ns"]), "start-up / shut-down (not measured)"),
+        (_pct_text(s["checksum_verification_pct"]), f"checksums verified ({src})"),
         (str(s["gaps"]), "gaps"),
         (f"{v['available']} / {v['degraded']} / {v['missing']}",
          "symbol-days available / degraded / missing"),
         (str(s["trade_ids_missing"]), "trade ids still missing"),
+        (str(s["rejects"]), "rejected frames"),
     ]
     return "".join(f'<div class="kpi"><b>{_e(a)}</b><span>{_e(b)}</span></div>' for a, b in items)
 
 
+def _no_keys_reason(r: dict[str, Any]) -> str:
+    exp = r.get("expect", {})
+    return ("Nothing was recorded in this range, and nothing is expected "
+            f"(expect: {exp.get('mode', 'recorded')}); an empty range is 0 % covered. Give "
+            "--expect SYMBOLS or --symbols to name what should have been recorded.")
+
+
+def _axis(parts: list[str], lo: int, hi: int, left: int, width: int, y: int) -> None:
+    scale = width / max(1, hi - lo)
+    for t, label in time_ticks(lo, hi):
+        x = left + (t - lo) * scale
+        anchor = "end" if x > left + width - 30 else "middle" if x > left + 30 else "start"
+        parts.append(f'<text class="axis" x="{x:.1f}" y="{y}" text-anchor="{anchor}">'
+                     f'{_e(label)}</text><line x1="{x:.1f}" x2="{x:.1f}" y1="{y + 3}" '
+                     f'y2="{y + 7}" stroke="#9ca3af"/>')
+
+
 def _heatmap(r: dict[str, Any]) -> str:
-    cells: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
-    hours: set[int] = set()
-    for h in r["hours"]:
-        c = cells[(h["symbol"], h["hour_ns"])]
-        c[0] += h["window_ns"]
-        c[1] += h["covered_ns"]
-        c[2] += h["quiet_ns"]
-        hours.add(h["hour_ns"])
-    worst_first = []
+    hm = r.get("heatmap", {"bucket_ns": 3_600_000_000_000, "cells": []})
+    lo, hi = r["range"]["from_ns"], r["range"]["to_ns"]
+    step = hm["bucket_ns"]
+    cells = {(c["symbol"], c["start_ns"]): c for c in hm["cells"]}
+    starts = sorted({c["start_ns"] for c in hm["cells"]})
+    worst_first: list[str] = []
     seen: set[str] = set()
     for c in r["channels"]:
         if c["symbol"] not in seen:
             seen.add(c["symbol"])
             worst_first.append(c["symbol"])
     symbols = worst_first[:_MAX_ROWS]
-    hs = sorted(hours)
-    if not symbols or not hs:
-        return "<p>No subscribed time in range.</p>"
-    cw = max(4, min(18, 1100 // len(hs)))
-    ch = 14
-    left = 110
-    top = 18
-    width = left + cw * len(hs) + 4
+    if not symbols or not starts or hi <= lo:
+        return _empty(_no_keys_reason(r))
+    left, width, ch, top = 110, 1100, 14, 22
+    scale = width / (hi - lo)
     height = top + ch * len(symbols) + 4
-    parts = [f'<svg id="heatmap-svg" width="{width}" height="{height}" role="img" '
+    parts = [f'<svg id="heatmap-svg" width="{left + width + 8}" height="{height}" role="img" '
              f'aria-label="coverage heatmap">']
-    step = max(1, len(hs) // 12)
-    for i, h in enumerate(hs):
-        if i % step == 0:
-            parts.append(f'<text x="{left + i * cw}" y="12">{_e(_t(h)[5:13])}h</text>')
+    _axis(parts, lo, hi, left, width, 12)
     for j, sym in enumerate(symbols):
         y = top + j * ch
         parts.append(f'<text x="0" y="{y + 11}">{_e(sym[:16])}</text>')
-        for i, h in enumerate(hs):
-            w, cov, quiet = cells.get((sym, h), (0, 0, 0))
-            if w == 0:
+        for s0 in starts:
+            c = cells.get((sym, s0))
+            if c is None:
                 continue
-            pct = 100.0 * cov / w
-            qs = quiet / cov if cov else 0.0
+            x0 = left + (s0 - lo) * scale
+            x1 = left + (min(hi, s0 + step) - lo) * scale
+            w = c["measured_ns"]
+            if w <= 0:  # start-up / shut-down only: not measured
+                fill, text = "#e5e7eb", "start-up / shut-down (not measured)"
+            else:
+                pct = 100.0 * c["covered_ns"] / w
+                qs = c["quiet_ns"] / c["covered_ns"] if c["covered_ns"] else 0.0
+                fill = _colour(pct, qs)
+                text = (f"covered {pct:.2f}% (quiet {100 * qs:.0f}% of covered), missing "
+                        f"{_dur(c['missing_ns'])}")
             parts.append(
-                f'<rect class="cell" x="{left + i * cw}" y="{y}" width="{cw - 1}" '
-                f'height="{ch - 1}" fill="{_colour(pct, qs)}" data-tip="{_e(sym)} '
-                f'{_e(_t(h)[:13])}h: covered {pct:.2f}% (quiet {100 * qs:.0f}% of covered)"/>')
+                f'<rect class="cell" x="{x0:.1f}" y="{y}" width="{max(1.0, x1 - x0 - 1):.1f}" '
+                f'height="{ch - 1}" fill="{fill}" data-tip="{_e(sym)} {_e(_t(s0))} '
+                f'+{_e(_dur(min(hi, s0 + step) - s0))}: {_e(text)}"/>')
     parts.append("</svg>")
     more = len(seen) - len(symbols)
-    legend = ('<div class="legend">coverage: <i style="background:#16a34a"></i>&ge;99% '
+    legend = (f'<div class="legend">columns of {_e(_dur(step))} (UTC); coverage of all the '
+              'symbol\'s channels: <i style="background:#16a34a"></i>&ge;99% '
               '<i style="background:#0f766e"></i>&ge;99%, mostly quiet '
               '<i style="background:#84cc16"></i>&ge;90% <i style="background:#f59e0b"></i>'
               '&ge;50% <i style="background:#ef4444"></i>&lt;50% '
-              '<i style="background:#7f1d1d"></i>none (all channels of the symbol summed)</div>')
+              '<i style="background:#7f1d1d"></i>none '
+              '<i style="background:#e5e7eb"></i>start-up / shut-down</div>')
     note = f"<p>{more} more symbols not drawn (all are in the JSON).</p>" if more > 0 else ""
     return legend + f'<div class="scroll">{"".join(parts)}</div>' + note
 
 
+def _channels_of(g: dict[str, Any]) -> str:
+    """The channel(s) a gap is on, by name (``*`` rows: every channel)."""
+    chans = g.get("channels") or [g["channel"]]
+    if chans == ["*"]:
+        return "all channels"
+    return ", ".join(chans[:3]) + (f" +{len(chans) - 3}" if len(chans) > 3 else "")
+
+
+def _lane_of(g: dict[str, Any]) -> tuple[str, str]:
+    """(sort key, label) of a gap's lane: its channel(s) and symbol(s), always naming the
+    channel."""
+    if g.get("stream") == "rest":
+        return ("0|rest", "REST requests")
+    ch = _channels_of(g)
+    syms = g.get("symbols") or [g["symbol"]]
+    if g["symbol"] != "*":
+        who = g["symbol"]
+    elif len(syms) > 1:
+        who = f"{len(syms)} symbols"
+    else:
+        who = "all symbols"
+    return (f"{g['symbol'] != '*'}|{g['symbol']}|{ch}|{who}", f"{who} · {ch}")
+
+
 def _timeline(r: dict[str, Any]) -> str:
     lo, hi = r["range"]["from_ns"], r["range"]["to_ns"]
+    if hi <= lo:
+        return _empty("The range is empty.")
     gaps = [g for g in r["gaps"] if g["effective_end_ns"] >= lo and g["effective_start_ns"] < hi]
-    if not gaps or hi <= lo:
-        return "<p>No gaps in range.</p>"
-    lanes: list[str] = []
-    for g in sorted(gaps, key=lambda g: (g["symbol"] != "*", g["symbol"])):
-        if g["symbol"] not in lanes:
-            lanes.append(g["symbol"])
-    lanes = lanes[:_MAX_LANES]
-    left, width, lh, top = 110, 1100, 14, 18
+    runs = [x for x in r.get("runs", []) if x["end_ns"] >= lo and x["start_ns"] < hi]
+    if not gaps and not runs:
+        return _empty("No recorder run and no gap in this range: " + _no_keys_reason(r))
+    lanes: dict[str, str] = {}
+    for g in sorted(gaps, key=lambda g: _lane_of(g)[0]):
+        k, label = _lane_of(g)
+        lanes.setdefault(k, label)
+    lane_keys = list(lanes)[:_MAX_LANES]
+    roots = sorted({x["root"] for x in runs})
+    left, width, lh, top = 170, 1040, 16, 22
     scale = width / (hi - lo)
-    parts = [f'<svg id="timeline-svg" width="{left + width + 4}" height="{top + lh * len(lanes) + 4}"'
-             ' role="img" aria-label="gap timeline">']
-    fmt = slice(11, 19) if hi - lo < 3 * 3_600_000_000_000 else slice(5, 16)
-    for k in range(7):
-        t = lo + (hi - lo) * k // 6
-        parts.append(f'<text x="{left + int((t - lo) * scale) - (60 if k == 6 else 0)}" y="12">'
-                     f'{_e(_t(t)[fmt])}</text>')
-    for j, lane in enumerate(lanes):
+    n = len(roots) + len(lane_keys)
+    parts = [f'<svg id="timeline-svg" width="{left + width + 8}" height="{top + lh * n + 6}"'
+             ' role="img" aria-label="recorder runs and gap timeline">']
+    _axis(parts, lo, hi, left, width, 12)
+    for j, root in enumerate(roots):
         y = top + j * lh
-        parts.append(f'<text x="0" y="{y + 11}">{_e("all symbols" if lane == "*" else lane[:16])}'
-                     f'</text><line x1="{left}" x2="{left + width}" y1="{y + 7}" y2="{y + 7}" '
-                     'stroke="#e5e7eb"/>')
-    lane_of = {s: i for i, s in enumerate(lanes)}
+        name = root.rstrip("/").rsplit("/", 1)[-1]
+        parts.append(f'<text x="0" y="{y + 12}">recorded · {_e(name[:18])}</text>')
+        for x in (x for x in runs if x["root"] == root):
+            s, e = max(x["start_ns"], lo), min(x["end_ns"], hi)
+            x0, w = left + (s - lo) * scale, max(2.0, (e - s) * scale)
+            end = {"stop": "clean stop", "restart": "restarted", "open": "still recording"}[
+                x["ended_by"]]
+            parts.append(f'<rect class="run" x="{x0:.1f}" y="{y + 3}" width="{w:.1f}" '
+                         f'height="{lh - 7}" fill="#bbf7d0" stroke="#16a34a" data-tip="'
+                         f'{_e(name)}: recording {_e(_t(x["start_ns"]))} - {_e(_t(x["end_ns"]))}'
+                         f', ended by {_e(end)}"/>')
+            if x["ended_by"] == "stop" and x["end_ns"] <= hi:
+                parts.append(f'<text class="bar" x="{x0 + w - 2:.1f}" y="{y + 11}" '
+                             f'text-anchor="end">clean stop</text>')
+    base = top + len(roots) * lh
+    for j, k in enumerate(lane_keys):
+        y = base + j * lh
+        parts.append(f'<text x="0" y="{y + 12}">{_e(lanes[k][:30])}</text><line x1="{left}" '
+                     f'x2="{left + width}" y1="{y + 8}" y2="{y + 8}" stroke="#e5e7eb"/>')
+    lane_index = {k: i for i, k in enumerate(lane_keys)}
     for g in gaps:
-        j = lane_of.get(g["symbol"])
-        if j is None:
+        lane = lane_index.get(_lane_of(g)[0])
+        if lane is None:
             continue
+        y = base + lane * lh
         s = max(g["effective_start_ns"], lo)
         e = min(max(g["effective_end_ns"], s), hi)
         x = left + (s - lo) * scale
         w = max(2.0, (e - s) * scale)
-        colour = _CAUSE_COLOURS.get(g["cause"], "#6b7280")
-        tip = (f"{g['cause']} {g['channel']} {g['symbol']}: {_t(g['effective_start_ns'])} "
-               f"+{g['duration_s']} s, healed by {g['healed_by']}"
+        colour = _CAUSE_COLOURS.get(g["cause"], _OTHER_CAUSE)
+        ch = "REST requests" if g.get("stream") == "rest" else _channels_of(g)
+        syms = g.get("symbols") or [g["symbol"]]
+        who = ", ".join(syms[:6]) + (f" and {len(syms) - 6} more" if len(syms) > 6 else "")
+        tip = (f"{g['cause']} on {ch} {who}: "
+               f"{_t(g['effective_start_ns'])} +{g['duration_s']} s, counts as "
+               f"{g['counts_as']}, healed by {g['healed_by']}"
                + (f", missing {g['missing']}" if g["missing"] else ""))
-        parts.append(f'<rect class="gap" x="{x:.1f}" y="{top + j * lh + 1}" width="{w:.1f}" '
-                     f'height="{lh - 3}" fill="{colour}" data-tip="{_e(tip)}"/>')
+        parts.append(f'<rect class="gap" data-channel="{_e(g["channel"])}" data-cause="'
+                     f'{_e(g["cause"])}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" '
+                     f'height="{lh - 5}" fill="{colour}" data-tip="{_e(tip)}"/>')
+        label = f"{ch} {g['cause']} {g['duration_s']} s" + (
+            ", backfilled" if g["counts_as"] == "backfilled" else "")
+        need = 5.6 * len(label) + 6
+        if x + w + need <= left + width:  # right of the bar
+            tx, anchor, fill = x + w + 3, "start", ""
+        elif w >= need:  # inside it
+            tx, anchor, fill = x + 3, "start", ' style="fill:#fff"'
+        elif x - need >= left:  # left of it
+            tx, anchor, fill = x - 3, "end", ""
+        else:  # at the right edge of the plot
+            tx, anchor, fill = left + width, "end", ""
+        parts.append(f'<text class="bar" x="{tx:.1f}" y="{y + 11}" text-anchor="{anchor}"'
+                     f'{fill}>{_e(label)}</text>')
     parts.append("</svg>")
     used = sorted({g["cause"] for g in gaps})
-    legend = '<div class="legend">' + "".join(
-        f'<i style="background:{_CAUSE_COLOURS.get(c, "#6b7280")}"></i>{_e(c)}' for c in used
-    ) + "</div>"
-    return legend + f'<div class="scroll">{"".join(parts)}</div>'
+    legend = '<div class="legend">UTC; ' + (
+        "".join(f'<i style="background:{_CAUSE_COLOURS.get(c, _OTHER_CAUSE)}"></i>{_e(c)}'
+                for c in used) if used else "no gap in this range")
+    legend += ('<i style="background:#bbf7d0;border:1px solid #16a34a"></i>recorder running'
+               '</div>')
+    more = len(lanes) - len(lane_keys)
+    note = f"<p>{more} more lanes not drawn (all gaps are in the JSON).</p>" if more > 0 else ""
+    return legend + f'<div class="scroll">{"".join(parts)}</div>' + note
 
 
 def _worst(r: dict[str, Any]) -> str:
+    if not r["channels"]:
+        return _empty(_no_keys_reason(r))
     th = r["thresholds"]
     rows = []
     for c in r["channels"][:25]:
         m = c["missing_by_reason"]
         cls = ("missing" if c["verified_coverage_pct"] < th["usable_pct"] else "degraded"
                if c["verified_coverage_pct"] < th["available_pct"] else "available")
+        state = c["state"] if c.get("recorded", True) else "never recorded"
         rows.append(
             f'<tr><td class="l">{_e(c["symbol"])}</td><td class="l">{_e(c["channel"])}</td>'
             f'<td class="{cls}">{c["verified_coverage_pct"]:.3f}</td>'
             f'<td>{_dur(c["quiet_ns"])}</td><td>{_dur(c["missing_ns"])}</td>'
             f'<td>{_dur(m["not_subscribed"])}</td><td>{_dur(m["not_alive"])}</td>'
-            f'<td>{_dur(m["in_gap"])}</td><td>{c["gaps"]}</td><td>{c["resnapshots"]}</td>'
-            f'<td class="l">{_e(c["state"])}</td></tr>')
+            f'<td>{_dur(m["in_gap"])}</td><td>{_dur(c["startup_ns"])}</td>'
+            f'<td>{c["gaps"]}</td><td>{c["resnapshots"]}</td>'
+            f'<td class="l">{_e(state)}</td></tr>')
     return ('<div class="scroll"><table id="worst-table"><tr><th class="l">symbol</th>'
             '<th class="l">channel</th><th>verified %</th><th>quiet</th><th>missing</th>'
-            '<th>not subscribed</th><th>not alive</th><th>in gap</th><th>gaps</th>'
-            '<th>resnapshots</th><th class="l">state</th></tr>' + "".join(rows)
+            '<th>not subscribed</th><th>not alive</th><th>in gap</th><th>start-up</th>'
+            '<th>gaps</th><th>resnapshots</th><th class="l">state</th></tr>' + "".join(rows)
             + "</table></div>")
 
 
 def _verification(r: dict[str, Any]) -> str:
     v = r["verification"]
-    head = (f"<p>Checksums: <b>{v['verified']:,}</b> of {v['messages_checked']:,} messages "
-            f"verified ({v['rate_pct']:.4f} %), {v['failed']} failed, source "
-            f"<b>{_e(v['source'])}</b>"
-            + (f"; {v.get('recorded_mismatches', 0)} live mismatches recorded as gaps"
-               if "recorded_mismatches" in v else "") + ".</p>")
-    trows = "".join(
-        f'<tr><td class="l">{_e(t["symbol"])}</td><td>{t["trades"]:,}</td>'
-        f'<td>{t["ws_trades"]:,}</td><td>{t["rest_trades"]:,}</td><td>{t["holes"]}</td>'
-        f'<td>{t["missing_ids"]}</td><td>{t["duplicates"]}</td></tr>' for t in r["trades"][:40])
-    orows = "".join(
-        f'<tr><td class="l">{_e(o["symbol"])}</td><td>{o["bars"]}</td><td>{o["bars_checked"]}'
-        f'</td><td>{o["bars_matching"]}</td><td>{o["count_mismatches"]}</td>'
-        f'<td>{o["volume_mismatches"]}</td></tr>' for o in r["ohlc"][:40])
-    return (head + '<div class="scroll"><table id="trades-table"><tr><th class="l">symbol</th>'
-            '<th>trades</th><th>WS</th><th>REST backfill</th><th>holes</th>'
-            '<th>ids missing</th><th>duplicates</th></tr>' + trows + '</table></div>'
-            '<h2 style="margin-top:10px">OHLC 1-min bars vs trades</h2><div class="scroll">'
-            '<table id="ohlc-table"><tr><th class="l">symbol</th><th>bars</th>'
-            '<th>checkable</th><th>matching</th><th>count mismatch</th>'
-            '<th>volume mismatch</th></tr>' + orows + "</table></div>")
+    if v["messages_checked"]:
+        head = (f"<p>Checksums: <b>{v['verified']:,}</b> of {v['messages_checked']:,} messages "
+                f"verified ({v['rate_pct']:.4f} %), {v['failed']} failed, source "
+                f"<b>{_e(v['source'])}</b>"
+                + (f"; {v.get('recorded_mismatches', 0)} live mismatches recorded as gaps"
+                   if "recorded_mismatches" in v else "") + ".</p>")
+    else:
+        head = _empty("Checksums: no book or level3 message in this range, nothing to verify.")
+    if r["trades"]:
+        trows = "".join(
+            f'<tr><td class="l">{_e(t["symbol"])}</td><td>{t["trades"]:,}</td>'
+            f'<td>{t["ws_trades"]:,}</td><td>{t["rest_trades"]:,}</td><td>{t["holes"]}</td>'
+            f'<td>{t["missing_ids"]}</td><td>{t["duplicates"]}</td></tr>'
+            for t in r["trades"][:40])
+        trades = ('<div class="scroll"><table id="trades-table"><tr><th class="l">symbol</th>'
+                  '<th>trades</th><th>WS</th><th>REST backfill</th><th>holes</th>'
+                  '<th>ids missing</th><th>duplicates</th></tr>' + trows + '</table></div>')
+    else:
+        trades = _empty("Trade ids: no trade was recorded in this range, so there is no "
+                        "trade_id continuity to check.")
+    if r["ohlc"]:
+        orows = "".join(
+            f'<tr><td class="l">{_e(o["symbol"])}</td><td>{o["bars"]}</td><td>'
+            f'{o["bars_checked"]}</td><td>{o["bars_matching"]}</td><td>{o["count_mismatches"]}'
+            f'</td><td>{o["volume_mismatches"]}</td></tr>' for o in r["ohlc"][:40])
+        ohlc = ('<div class="scroll"><table id="ohlc-table"><tr><th class="l">symbol</th>'
+                '<th>bars</th><th>checkable</th><th>matching</th><th>count mismatch</th>'
+                '<th>volume mismatch</th></tr>' + orows + "</table></div>")
+    else:
+        ohlc = _empty("No 1-minute OHLC bar was recorded in this range (the ohlc channel "
+                      "records the interval the configuration asks for; bars are compared "
+                      "with trades only at 1 minute).")
+    rejects = r.get("rejects", [])
+    if rejects:
+        rrows = "".join(
+            f'<tr><td class="l">{_e(x["stream"])}</td><td class="l">{_e(x["stage"])}</td>'
+            f'<td class="l">{_e(x["reason"])}</td><td>{x["rejects"]:,}</td>'
+            f'<td>{x["symbols"]}</td><td class="l">{_e(_t(x["first_ns"]))}</td>'
+            f'<td class="l">{_e(str(x["example"])[:80])}</td></tr>' for x in rejects[:40])
+        rej = ('<div class="scroll"><table id="rejects-table"><tr><th class="l">stream</th>'
+               '<th class="l">stage</th><th class="l">reason</th><th>rejects</th>'
+               '<th>symbols</th><th class="l">first</th><th class="l">example</th></tr>'
+               + rrows + "</table></div>")
+    else:
+        rej = _empty("No frame was rejected in this range: everything received was decoded "
+                     "and applied.")
+    return (head + trades + '<h2 style="margin-top:10px">OHLC 1-min bars vs trades</h2>' + ohlc
+            + '<h2 style="margin-top:10px">Rejected frames (kept raw in <code>rejects</code>)'
+            '</h2>' + rej)
 
 
 def _days(r: dict[str, Any]) -> str:
+    th = r["thresholds"]
+    rule = (f'<p>available: every channel &ge; {th["available_pct"]} %; missing: every channel '
+            f'&lt; {th["usable_pct"]} %; otherwise degraded (quiet time counts as covered; '
+            'start-up and shut-down are not measured).</p>')
+    if not r["days"]:
+        return rule + _empty("No symbol-day: " + _no_keys_reason(r))
     rows = "".join(
         f'<tr><td class="l">{_e(d["date"])}</td><td class="l">{_e(d["symbol"])}</td>'
         f'<td class="l {d["verdict"]}">{d["verdict"]}</td><td>{d["verified_coverage_pct"]:.3f}'
         f'</td><td>{d["quiet_pct"]:.2f}</td><td>{d["missing_pct"]:.3f}</td>'
         f'<td class="l">{_e(", ".join(f"{k} {v:.2f}" for k, v in d["channels"].items()))}</td></tr>'
         for d in sorted(r["days"], key=lambda d: (d["verified_coverage_pct"], d["date"]))[:200])
-    th = r["thresholds"]
-    return (f'<p>available: every channel &ge; {th["available_pct"]} %; missing: every channel '
-            f'&lt; {th["usable_pct"]} %; otherwise degraded (quiet time counts as covered).</p>'
-            '<div class="scroll"><table id="days-table"><tr><th class="l">date</th>'
+    return (rule + '<div class="scroll"><table id="days-table"><tr><th class="l">date</th>'
             '<th class="l">symbol</th><th class="l">verdict</th><th>verified %</th>'
             '<th>quiet %</th><th>missing %</th><th class="l">channels %</th></tr>' + rows
             + "</table></div>")
@@ -267,11 +429,12 @@ def render_html(report: dict[str, Any]) -> str:
     body = [
         f'<header><h1>{_e(title)}</h1><p>{_e(r["archive"])} &middot; generated '
         f'{_e(r["generated_at"])} &middot; {r["summary"]["symbols"]} symbols, '
-        f'{r["summary"]["keys"]} channel/symbol keys</p></header><main>',
+        f'{r["summary"]["keys"]} channel/symbol keys &middot; expect '
+        f'{_e(r.get("expect", {}).get("mode", "recorded"))}</p></header><main>',
         f'<section id="summary"><h2>Summary</h2><div class="kpis">{_kpis(r)}</div></section>',
-        f'<section id="heatmap"><h2>Coverage by symbol and hour (worst symbols first)</h2>'
+        f'<section id="heatmap"><h2>Coverage by symbol over time (worst symbols first)</h2>'
         f'{_heatmap(r)}</section>',
-        f'<section id="timeline"><h2>Gap timeline</h2>{_timeline(r)}</section>',
+        f'<section id="timeline"><h2>Recorder runs and gaps</h2>{_timeline(r)}</section>',
         f'<section id="worst"><h2>Worst channel/symbol pairs</h2>{_worst(r)}</section>',
         f'<section id="verification"><h2>Verification and continuity</h2>{_verification(r)}'
         '</section>',

@@ -21,7 +21,7 @@ query runs on any archive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cache
@@ -35,10 +35,11 @@ from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem
 from recorder.archive.layout import DAY_NS
 from recorder.archive.store import Archive
 from recorder.resources import queries_dir
-from recorder.roots import PathSpec, archive_roots
+from recorder.roots import PathSpec, archive_roots, child_roots
 
 __all__ = ["QUIET_NS", "QUERY_DIR", "ROOT_COLUMN", "AuditError", "query_text", "AuditSource",
-           "open_source", "committed_roots", "unreadable_gap_rows", "unreadable_extent"]
+           "open_source", "committed_roots", "sibling_roots", "sibling_keys",
+           "unreadable_gap_rows", "unreadable_extent"]
 
 
 class AuditError(Exception):
@@ -53,14 +54,17 @@ QUIET_NS: Final = 10_000_000_000
 QUERY_DIR: Final = queries_dir("audit")
 #: Datasets the audit reads: (lookback, lookahead) ns around ``[lo, hi)`` within which a file
 #: may still matter (liveness/epochs/gaps describe time after their time column; an unhealed
-#: gap ends at the key's next epoch, which can lie past ``hi``; the last trade before a trade
-#: disconnect inside the range can lie up to an hour before ``lo``).
+#: gap ends at the key's next epoch, which can lie past ``hi``, and so can the REST backfill of
+#: a trade_id jump near ``hi``; ``instruments`` is a slowly
+#: changing dimension: the row valid at ``lo`` can be of any age).
 _DATASETS: Final = {
-    "liveness": (86_400_000_000_000, 0),
+    "liveness": (86_400_000_000_000, 86_400_000_000_000),
     "gaps": (8 * 86_400_000_000_000, 0),
     "epochs": (8 * 86_400_000_000_000, 86_400_000_000_000),
-    "trades": (3_600_000_000_000, 0),
+    "trades": (3_600_000_000_000, 3_600_000_000_000),
     "ohlc": (3_600_000_000_000, 0),
+    "instruments": (2**62, 0),
+    "rejects": (0, 0),
 }
 
 
@@ -174,7 +178,8 @@ class AuditSource:
         for dataset, (lookback, lookahead) in _DATASETS.items():
             union: duckdb.DuckDBPyRelation | None = None
             for archive in self.archives:
-                part = self._root_relation(archive, dataset, lo - lookback, hi + lookahead)
+                part = self._root_relation(archive, dataset, max(lo - lookback, -(2**62)),
+                                           hi + lookahead)
                 union = part if union is None else union.union(part)  # UNION ALL
             assert union is not None
             union.create_view(dataset)
@@ -243,8 +248,56 @@ class AuditSource:
                 if not self._recheck():
                     raise
 
+    def last_proofs(self, wanted: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+        """``queries/audit/last_proof.sql`` for every ``(root, conn_id, t_ns)`` in ``wanted``:
+        the last proof of listening on that connection at or before ``t_ns`` (absent: none)."""
+        rows = sorted(set(wanted))
+        if not rows:
+            return {}
+        table = pa.table({"root": [r for r, _, _ in rows],
+                          "conn_id": pa.array([c for _, c, _ in rows], pa.uint64()),
+                          "t_ns": pa.array([t for _, _, t in rows], pa.int64())})
+        self.con.register("wanted", table)
+        try:
+            cur = self.con.execute(query_text("last_proof"))
+            return {(r, int(c), int(t)): int(p) for r, c, t, p in cur.fetchall()
+                    if p is not None}
+        finally:
+            self.con.unregister("wanted")
+
     def close(self) -> None:
         self.con.close()
+
+
+def sibling_roots(roots: Sequence[Path]) -> list[Path]:
+    """Roots with committed data next to the audited ``roots`` (in the same parent directory:
+    the other workers of a capture, ``<archive_root>/<host>-w<k>/``) that are not audited
+    themselves. A key one of them records is that worker's, not a missing key of ours."""
+    audited = {r.resolve() for r in roots}
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for r in roots:
+        for c in child_roots(r.resolve().parent):
+            key = c.resolve()
+            if key in audited or key in seen:
+                continue
+            seen.add(key)
+            if (c / "_manifest" / "current.json").is_file():
+                out.append(c)
+    return out
+
+
+def sibling_keys(src: AuditSource) -> set[tuple[str, str]]:
+    """The ``(channel, symbol)`` keys that the :func:`sibling_roots` of ``src``'s roots record
+    around its range (``queries/audit/keys.sql``): other workers' keys."""
+    siblings = sibling_roots(src.roots)
+    if not siblings:
+        return set()
+    other = AuditSource([Archive(r) for r in siblings], src.lo, src.hi)
+    try:
+        return {(r["channel"], r["symbol"]) for r in other.rows("keys")}
+    finally:
+        other.close()
 
 
 def committed_roots(path: PathSpec) -> list[Path]:

@@ -10,10 +10,17 @@ Pure: takes the truth records (:func:`recorder.sim.truth.read_truth`) and the re
   the fault time (``+- tol``): the row starts at the last trade before the loss and ends at
   detection, and a dropped frame can only be noticed at the next trade;
 * ``close`` -> ``disconnect`` gaps starting within ``tol`` on the endpoint's channels
-  (``spot``: book/trade/ohlc/ticker, ``l3``: level3);
+  (``spot``: book/trade/ohlc/ticker, ``l3``: level3), on the fault's channel when it names one
+  (the audit reports one connection's drop as one gap, whatever the keys it carried);
 * ``stall`` -> a ``silence`` gap starting within ``tol`` (the silence began when the stall did);
 * ``rest_limit`` -> a ``rate_limit`` gap within ``tol``;
 * ``token_reject`` -> a ``subscribe_failed`` gap on ``level3`` within ``tol``.
+
+Durations: the truth's own duration of a ``close`` is from the fault to the simulator's next
+accepted connection of the same endpoint (the recorder's reconnect); ``checksum`` and ``drop``
+hit one frame (0 s: the loss lasts until the recorder notices and repairs it). Each row reports
+``truth_duration_s`` (None when the truth does not say) and ``duration_ok``: every matching
+gap's ``duration_s`` is within ``tol`` of it.
 
 Other kinds (``duplicate``, ``reorder``, ``number``, ``malformed``, ``slow_rest``, ``refuse``,
 ``list``, ``delist``, ``status``) do not lose coverage by themselves and get status
@@ -26,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["GAP_FAULTS", "reconcile"]
+__all__ = ["GAP_FAULTS", "reconcile", "truth_duration_ns"]
 
 _ENDPOINT_CHANNELS: Final = {"spot": {"book", "trade", "ohlc", "ticker"}, "l3": {"level3"},
                              "futures": {"futures_book", "futures_trade", "futures_ticker"}}
@@ -49,6 +56,8 @@ def _candidates(fault: Mapping[str, Any], gaps: list[Mapping[str, Any]],
                 and g["effective_start_ns"] - tol <= t <= g["effective_end_ns"] + tol]
     if kind == "close":
         chans = _ENDPOINT_CHANNELS.get(fault.get("endpoint") or "spot", set())
+        if ch:
+            chans = chans & {ch}
         return [g for g in gaps if g["cause"] == "disconnect" and g["channel"] in chans | {"*"}
                 and _near(g, t, tol)]
     if kind == "stall":
@@ -61,14 +70,28 @@ def _candidates(fault: Mapping[str, Any], gaps: list[Mapping[str, Any]],
     return []
 
 
+def truth_duration_ns(fault: Mapping[str, Any], records: list[Mapping[str, Any]]) -> int | None:
+    """How long the fault itself lasted by the truth file (see the module docstring)."""
+    kind, t = fault["fault"], int(fault["t_ns"])
+    if kind in ("checksum", "drop"):
+        return 0
+    if kind == "close":
+        later = [int(r["t_ns"]) for r in records if r.get("kind") == "connect"
+                 and r.get("endpoint") == fault.get("endpoint") and int(r["t_ns"]) > t]
+        return min(later) - t if later else None
+    return None
+
+
 def reconcile(truth: Iterable[Mapping[str, Any]], gaps: Iterable[Mapping[str, Any]], *,
               tol_ns: int = 1_000_000_000) -> list[dict[str, Any]]:
     """One row per injected fault: ``fault``, ``t_ns``, ``channel``, ``symbol``, ``status``
-    (``matched`` / ``unmatched`` / ``not_a_gap``) and ``gaps`` (the matching gap rows'
-    ``cause``/``channel``/``symbol``/effective bounds)."""
+    (``matched`` / ``unmatched`` / ``not_a_gap``), ``gaps`` (the matching gaps' ``cause``/
+    ``channel``/``symbol``/effective bounds/``duration_s``), ``truth_duration_s`` and
+    ``duration_ok`` (None when there is nothing to compare)."""
     gap_list = list(gaps)
+    records = list(truth)
     out = []
-    for rec in truth:
+    for rec in records:
         if rec.get("kind") != "fault":
             continue
         kind = rec["fault"]
@@ -81,8 +104,14 @@ def reconcile(truth: Iterable[Mapping[str, Any]], gaps: Iterable[Mapping[str, An
         else:
             found = _candidates(rec, gap_list, tol_ns)
             row["status"] = "matched" if found else "unmatched"
-            row["gaps"] = [{k: g[k] for k in ("cause", "channel", "symbol",
-                                             "effective_start_ns", "effective_end_ns")}
+            row["gaps"] = [{k: g.get(k) for k in ("cause", "channel", "symbol",
+                                                 "effective_start_ns", "effective_end_ns",
+                                                 "duration_s")}
                            for g in found[:10]]
+        dur = truth_duration_ns(rec, records) if row["status"] == "matched" else None
+        row["truth_duration_s"] = None if dur is None else round(dur / 1e9, 3)
+        row["duration_ok"] = None if dur is None else all(
+            abs((g["effective_end_ns"] - g["effective_start_ns"]) - dur) <= tol_ns
+            for g in found)
         out.append(row)
     return out

@@ -63,6 +63,7 @@ from recorder.pipeline.markers import (
     Marker,
     Quarantined,
     Released,
+    STOP_REASON,
     ResyncRequested,
     SubscribeFailed,
     encode_marker,
@@ -806,7 +807,7 @@ class Worker:
             # connections notice `stopping` and end their sessions; bounded wait, then cancel
             for c in self.connections:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(c.close("process stop"), 1.0)
+                    await asyncio.wait_for(c.close(STOP_REASON), 1.0)
             _, pending = await asyncio.wait(runners, timeout=5.0) if runners else (set(), set())
             for t in pending:
                 t.cancel()

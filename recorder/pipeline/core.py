@@ -130,7 +130,7 @@ DATASETS: Final[dict[str, tuple[str, ...]]] = {
     "gaps": ("start_ns", "end_ns", "stream", "channel", "symbol", "conn_id", "cause", "missing",
              "missing_count", "healed_by", "detail"),
     "liveness": ("minute_ns", "conn_id", "stream", "channel", "symbol", "subscribed_ns", "frames",
-                 "first_ns", "last_ns"),
+                 "first_ns", "last_ns", "sub_from_ns", "sub_to_ns"),
     "rest_snapshots": ("recv_ns", "request", "symbol", "side", "position", "price", "qty",
                        "ts_ns", "order_id"),
     "rejects": ("recv_ns", "conn_id", "stream", "direction", "stage", "reason", "detail",
@@ -867,22 +867,37 @@ class Pipeline:
         end = min(minute + MINUTE_NS, max(until, minute))
         keys = set(conn.subs) | set(conn.counts) | set(conn.ended)
         for key in sorted(keys):
+            # the subscribed part of the minute: a subscription that ended in it (``ended``),
+            # then the one still running (``subs``, e.g. resubscribed after a resnapshot)
+            sub_ns = 0
+            sub_from: int | None = None
+            sub_to: int | None = None
+            done = conn.ended.get(key)
+            if done is not None:
+                s, e = max(done[0], minute), min(done[1], end)
+                if e > s:
+                    sub_ns, sub_from, sub_to = e - s, s, e
             since = conn.subs.get(key)
             if since is not None:
-                sub_ns = max(0, end - max(since, minute))
-            else:
-                start, stop = conn.ended.get(key, (minute, minute))
-                sub_ns = max(0, min(stop, end) - max(start, minute))
+                s = max(since, minute)
+                if end > s:
+                    sub_ns += end - s
+                    sub_from = s if sub_from is None else sub_from
+                    sub_to = end
+            if key[0] == "heartbeat":
+                sub_ns, sub_from, sub_to = 0, None, None
             c = conn.counts.get(key)
             b["minute_ns"].append(minute)
             b["conn_id"].append(conn_id)
             b["stream"].append(conn.stream)
             b["channel"].append(key[0])
             b["symbol"].append(key[1])
-            b["subscribed_ns"].append(sub_ns if key[0] != "heartbeat" else 0)
+            b["subscribed_ns"].append(sub_ns)
             b["frames"].append(c[0] if c else 0)
             b["first_ns"].append(c[1] if c else None)
             b["last_ns"].append(c[2] if c else None)
+            b["sub_from_ns"].append(sub_from)
+            b["sub_to_ns"].append(sub_to)
             self._pending_rows += 1
         conn.counts = {}
         conn.ended = {}
@@ -890,7 +905,11 @@ class Pipeline:
     def _unsubscribe(self, conn: _Conn, key: tuple[str, str], at_ns: int) -> None:
         since = conn.subs.pop(key, None)
         if since is not None:
-            conn.ended[key] = (since, at_ns)
+            # ended twice in one minute (e.g. a resnapshot: unsubscribed, data still in flight,
+            # then the venue's unsubscribe ack): keep the whole subscribed span of the minute
+            done = conn.ended.get(key)
+            conn.ended[key] = (since, at_ns) if done is None else (min(done[0], since),
+                                                                    max(done[1], at_ns))
 
     # ------------------------------------------------------------------ spot
 

@@ -37,6 +37,7 @@ __all__ = [
     "ProcessStop",
     "Connected",
     "Disconnected",
+    "STOP_REASON",
     "Subscribed",
     "SubscribeFailed",
     "Unsubscribed",
@@ -92,8 +93,15 @@ class Connected(_Marker, tag="connected"):
     url: str = ""
 
 
+#: ``Disconnected.reason`` of a connection closed because the recorder stops cleanly (SIGTERM,
+#: operator): the end of the recorded window, not a loss. The pipeline keeps it as the
+#: ``detail`` of the ``disconnect`` gap rows it opens; the audit reads it there.
+STOP_REASON: Final = "process stop"
+
+
 class Disconnected(_Marker, tag="disconnected"):
-    """Connection ``conn_id`` closed or failed; every subscription on it ends here."""
+    """Connection ``conn_id`` closed or failed; every subscription on it ends here
+    (``reason`` is :data:`STOP_REASON` when the recorder is stopping)."""
 
     conn_id: int
     reason: str

@@ -1,0 +1,1 @@
+../../../../queries/audit/conn_proof.sql

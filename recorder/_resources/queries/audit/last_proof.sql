@@ -1,0 +1,1 @@
+../../../../queries/audit/last_proof.sql

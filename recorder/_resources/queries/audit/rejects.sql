@@ -1,0 +1,1 @@
+../../../../queries/audit/rejects.sql

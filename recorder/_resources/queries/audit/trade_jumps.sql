@@ -1,0 +1,1 @@
+../../../../queries/audit/trade_jumps.sql
