@@ -1,1 +1,0 @@
-../../../../queries/audit/trade_resume.sql
