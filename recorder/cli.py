@@ -7,6 +7,7 @@ Subcommands live in their own modules and are imported only when invoked, so tha
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -33,7 +34,28 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+#: Set to any non-empty value to let an unexpected error's Python traceback through.
+DEBUG_ENV = "RECORDER_DEBUG"
+
+
 class _LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; an error that no command turned into a message of its own
+        still reaches the user as one line naming it, never as a Python traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+            if os.environ.get(DEBUG_ENV):
+                raise
+            what = str(exc).strip() or "no detail"
+            click.echo(f"Error: {what} ({type(exc).__name__}). This is a recorder bug or an "
+                       f"unexpected condition: set {DEBUG_ENV}=1 to see the traceback.",
+                       err=True)
+            ctx.exit(1)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
 
