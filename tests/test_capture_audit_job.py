@@ -10,7 +10,16 @@ from types import SimpleNamespace
 import pytest
 
 from recorder.archive.session import ArchiveSession
+from recorder.capture.config import CaptureConfig
 from recorder.capture.scheduler import daily_audit
+
+
+def _worker(root: Path, shard: str = "1/1") -> SimpleNamespace:
+    from dataclasses import replace
+
+    cfg = CaptureConfig()
+    cfg = replace(cfg, connection=replace(cfg.connection, shard=shard))
+    return SimpleNamespace(root=root, cfg=cfg)
 
 
 def test_daily_audit_writes_reports_for_the_worker_root(tmp_path: Path) -> None:
@@ -18,17 +27,36 @@ def test_daily_audit_writes_reports_for_the_worker_root(tmp_path: Path) -> None:
     session = ArchiveSession(root, host="vm")
     session.start()
     session.close("operator")
-    paths = asyncio.run(daily_audit(SimpleNamespace(root=root)))  # type: ignore[arg-type]
+    paths = asyncio.run(daily_audit(_worker(root)))  # type: ignore[arg-type]
     assert paths is not None
     assert paths["json"].parent == root / "audits"
     assert paths["json"].is_file() and paths["html"].read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("shard,expect", [("1/1", None), ("2/3", "recorded")])
+def test_a_sharded_host_is_audited_against_what_it_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shard: str, expect: str | None) -> None:
+    """One host of N > 1 records only its share of the online pairs: its daily audit must not
+    count the other hosts' pairs as missing (``--expect recorded``); a lone host expects every
+    pair online that day (the audit's default)."""
+    import recorder.audit.command as command
+
+    seen: dict[str, object] = {}
+
+    def fake(archive: Path, out_dir: Path, **kwargs: object) -> dict[str, Path]:
+        seen.update(kwargs)
+        return {"html": out_dir / "a.html", "json": out_dir / "a.json"}
+
+    monkeypatch.setattr(command, "run_daily_audit", fake)
+    asyncio.run(daily_audit(_worker(tmp_path, shard)))  # type: ignore[arg-type]
+    assert seen == {"expect": expect}
 
 
 def test_daily_audit_failure_is_logged_not_raised(tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     not_an_archive = tmp_path / "missing"
     with caplog.at_level(logging.ERROR):
-        result = asyncio.run(daily_audit(SimpleNamespace(root=not_an_archive)))  # type: ignore[arg-type]
+        result = asyncio.run(daily_audit(_worker(not_an_archive)))  # type: ignore[arg-type]
     assert result is None
     assert any("daily audit" in r.getMessage() for r in caplog.records)
 

@@ -102,8 +102,13 @@ async def daily_audit(worker: Worker) -> dict[str, Path] | None:
     """
     from recorder.audit.command import run_daily_audit
 
+    # One host of several (--shard K/N, N > 1) records only its share of the online pairs:
+    # it is audited against what it recorded, not against every pair Kraken listed.
+    _, hosts = worker.cfg.shard_index
+    expect = "recorded" if hosts > 1 else None
     try:
-        paths = await asyncio.to_thread(run_daily_audit, worker.root, worker.root / "audits")
+        paths = await asyncio.to_thread(run_daily_audit, worker.root, worker.root / "audits",
+                                        expect=expect)
     except Exception as exc:  # noqa: BLE001 - reported, capture goes on
         log.error("daily audit of %s failed: %s", worker.root, exc)
         return None
