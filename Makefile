@@ -32,8 +32,11 @@ run: $(RUN_STAMP)
 	$(VENV)/bin/recorder run $(ARGS)
 
 ## Offline tour: local exchange with faults -> capture -> audit, book, SQL (ARGS="--seconds 30").
+## Leaves its archive in demo-archive/ (replaced by the next `make demo`).
+DEMO_ARCHIVE ?= demo-archive
 demo: $(RUN_STAMP)
-	$(VENV)/bin/recorder demo $(ARGS)
+	rm -rf $(DEMO_ARCHIVE)
+	$(VENV)/bin/recorder demo --archive $(DEMO_ARCHIVE) $(ARGS)
 
 ## Run the whole test suite (unit, property and loopback integration tests).
 test: $(TEST_STAMP)

@@ -115,7 +115,9 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
 @click.command("book")
 @click.argument("symbol")
 @click.option("--at", "at", required=True,
-              help="Time: ISO 8601 (UTC unless an offset is given) or int ns.")
+              help="Time: ISO 8601 (UTC unless an offset is given), int ns, or relative to "
+                   "the symbol's recorded data: start, end, start+30s, end-1m (Polars-style "
+                   "durations: ns us ms s m h d).")
 @_ARCHIVE
 @click.option("--channel", type=click.Choice(["level3", "book", "futures_book"]), default=None,
               help="Which book [default: futures_book for a futures product id such as "
@@ -140,14 +142,15 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | 
 
     from recorder.protocol.symbols import is_futures_symbol, symbol_problem
     from recorder.query.books import QueryError
-    from recorder.query.timeparse import to_ns
+    from recorder.query.timeparse import parse_anchored, to_ns
 
     problem = symbol_problem(symbol, "any")
     if problem is not None:
         raise click.BadParameter(f"{symbol!r} is not a Kraken symbol: {problem}",
                                  param_hint="'SYMBOL'")
     try:
-        t = to_ns(at)
+        anchored = parse_anchored(at)
+        t = to_ns(at) if anchored is None else 0
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--at'") from None
     if channel is None:
@@ -155,6 +158,13 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | 
     ar = _open(archive)
     try:
         with ar:
+            if anchored is not None:
+                # the recorded range comes with the answer for a time before the data
+                probe = ar.book_at(symbol, 0, channel=channel,  # type: ignore[arg-type]
+                                   depth=1, clock="receive")
+                if probe.data_start_ns is not None and probe.data_end_ns is not None:
+                    t = anchored.resolve(probe.data_start_ns, probe.data_end_ns - 1)
+                    clock = "receive"  # the range is on the receive clock
             b = ar.book_at(symbol, t, channel=channel,  # type: ignore[arg-type]
                            depth=depth or None, clock=clock)  # type: ignore[arg-type]
     except (ValueError, QueryError) as exc:

@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from typing import Final
 
-__all__ = ["TimeLike", "to_ns", "ns_to_iso"]
+__all__ = ["TimeLike", "to_ns", "ns_to_iso", "Anchored", "parse_anchored", "duration_ns"]
 
 TimeLike = int | str | dt.datetime | dt.date
 
@@ -96,3 +96,53 @@ def ns_to_iso(ns: int) -> str:
     sec, frac = divmod(ns, 1_000_000_000)
     base = (_EPOCH + dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{frac:09d}Z"
+
+
+#: Polars-style duration units (``"1m"`` is a minute, as in ``group_by_dynamic``).
+_UNITS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                 "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
+_DURATION: Final = re.compile(r"(\d+)(ns|us|ms|s|m|h|d)")
+_ANCHORED: Final = re.compile(r"(start|end)\s*(?:([+-])\s*(\S+))?")
+
+
+def duration_ns(text: str) -> int:
+    """A Polars-style duration (``"30s"``, ``"1m30s"``, ``"500ms"``, ``"2h"``, ``"1d"``) in ns;
+    raises ``ValueError`` naming the bad part."""
+    spec = text.strip()
+    pos, total = 0, 0
+    for m in _DURATION.finditer(spec):
+        if m.start() != pos:
+            break
+        total += int(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(spec) or not spec:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 1m30s, 500ms, 2h, 1d)")
+    return total
+
+
+class Anchored:
+    """A time relative to the recorded data: ``start``/``end`` plus or minus a duration."""
+
+    __slots__ = ("anchor", "offset_ns")
+
+    def __init__(self, anchor: str, offset_ns: int) -> None:
+        self.anchor = anchor
+        self.offset_ns = offset_ns
+
+    def resolve(self, start_ns: int, end_ns: int) -> int:
+        """The time in ns, given the recorded data's first and last instants."""
+        return (start_ns if self.anchor == "start" else end_ns) + self.offset_ns
+
+    def __repr__(self) -> str:
+        return f"Anchored({self.anchor!r}, {self.offset_ns})"
+
+
+def parse_anchored(text: str) -> Anchored | None:
+    """``"start"``, ``"end"``, ``"start+10s"``, ``"end-1m"`` as :class:`Anchored`; None when
+    ``text`` is not of that form (an absolute time); ``ValueError`` for a bad duration."""
+    m = _ANCHORED.fullmatch(text.strip())
+    if m is None:
+        return None
+    anchor, sign, spec = m.groups()
+    offset = 0 if spec is None else duration_ns(spec) * (1 if sign == "+" else -1)
+    return Anchored(anchor, offset)
