@@ -5,11 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run demo test bench sim venv clean upgrade-check
+.PHONY: run demo test bench sim venv clean upgrade-check rust-check
 
 LOCK   := constraints.txt
+# The compiled core (recorder._core, built by maturin from rust/): a change reinstalls.
+CORE_SRC := rust/Cargo.toml rust/Cargo.lock $(wildcard rust/src/*.rs)
+CARGO    := cargo
+CRATE    := --manifest-path rust/Cargo.toml
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) $(CORE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip
 	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
@@ -25,9 +29,15 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/recorder demo $(ARGS)
 
-## Run the whole test suite (unit, property and loopback integration tests).
-test: $(STAMP)
+## Run the whole test suite (Rust core checks, then unit, property and loopback integration tests).
+test: $(STAMP) rust-check
 	$(PY) -m pytest $(ARGS)
+
+## The compiled core's own checks: formatting, lints (binding included), unit tests.
+rust-check: $(STAMP)
+	$(CARGO) fmt $(CRATE) --check
+	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy $(CRATE) --locked --quiet --all-targets --all-features -- -D warnings
+	$(CARGO) test $(CRATE) --locked --quiet
 
 ## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
 bench: $(STAMP)
@@ -48,4 +58,4 @@ upgrade-check:
 	PYTHON=$(PYTHON) ops/upgrade-check.sh $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info rust/target recorder/_core*.so
