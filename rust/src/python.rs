@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use pyo3::buffer::{Element, PyBuffer};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 
 use crate::decimal::{self, Decimal, MAX_SCALE, NumberError};
 use crate::error::BookError;
@@ -165,12 +165,23 @@ fn l2_levels(
     let mut out = Vec::new();
     for item in levels.try_iter()? {
         let item = item?;
-        let (price, qty): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item
-            .extract()
-            .map_err(|_| book_error(py, "a level must be a (price, qty) pair".to_owned()))?;
-        out.push((units(py, &price, pp)?, units(py, &qty, qp)?));
+        let fields = fields(&item, 2)
+            .ok_or_else(|| book_error(py, "a level must be a (price, qty) pair".to_owned()))?;
+        out.push((units(py, &fields[0], pp)?, units(py, &fields[1], qp)?));
     }
     Ok(out)
+}
+
+/// The items of a tuple or list of exactly `n` items.
+fn fields<'py>(item: &Bound<'py, PyAny>, n: usize) -> Option<Vec<Bound<'py, PyAny>>> {
+    let items: Vec<Bound<'py, PyAny>> = if let Ok(t) = item.cast::<PyTuple>() {
+        t.iter().collect()
+    } else if let Ok(l) = item.cast::<PyList>() {
+        l.iter().collect()
+    } else {
+        return None;
+    };
+    (items.len() == n).then_some(items)
 }
 
 type L2Verdict = (u32, Option<bool>, bool, u32, u32);
@@ -441,19 +452,17 @@ impl PyL3Book {
         let mut out = Vec::new();
         for item in entries.try_iter()? {
             let item = item?;
-            type Raw<'py> = (
-                Option<String>,
-                String,
-                Bound<'py, PyAny>,
-                Bound<'py, PyAny>,
-                Option<i64>,
-            );
-            let (event, order_id, price, qty, ts): Raw<'_> = item.extract().map_err(|_| {
+            let shape = || {
                 book_error(
                     py,
                     "an entry must be (event, order_id, limit_price, order_qty, ts_ns)".to_owned(),
                 )
-            })?;
+            };
+            let f = fields(&item, 5).ok_or_else(shape)?;
+            let event: Option<String> = f[0].extract().map_err(|_| shape())?;
+            let order_id: String = f[1].extract().map_err(|_| shape())?;
+            let ts: Option<i64> = f[4].extract().map_err(|_| shape())?;
+            let (price, qty) = (&f[2], &f[3]);
             let event = if snapshot {
                 0
             } else {
@@ -469,7 +478,7 @@ impl PyL3Book {
             let (price, qty) = if event == DELETE {
                 (0, 0) // a delete needs only the id, as in the reference model
             } else {
-                (units(py, &price, self.pp)?, units(py, &qty, self.qp)?)
+                (units(py, price, self.pp)?, units(py, qty, self.qp)?)
             };
             let order = self.intern(py, order_id)?;
             out.push(L3Entry {
