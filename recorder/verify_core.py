@@ -34,8 +34,7 @@ import pyarrow.compute as pc
 from recorder import _core
 from recorder.archive.layout import DAY_NS, day_of
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
-from recorder.protocol.errors import BookError, NumberError
-from recorder.protocol.numbers import to_units, units_to_text
+from recorder.protocol.errors import BookError
 
 __all__ = ["verify_channel_core"]
 
@@ -77,19 +76,6 @@ def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return np.ascontiguousarray(encoded.indices.to_numpy(), dtype=np.int32), encoded.dictionary
 
 
-def _canonical_units(text: str, precision: int | None) -> int | None:
-    """Units of ``text`` when it is exactly what a book renders at ``precision``, else None."""
-    if precision is None or type(text) is not str:
-        return None
-    try:
-        units = to_units(text, precision)
-    except NumberError:
-        return None
-    if units_to_text(units, precision) != text or not _I64[0] <= units < _I64[1]:
-        return None
-    return units
-
-
 class _Specs:
     """The flat checkpoint arrays ``_core.replay_channel`` takes, built epoch by epoch."""
 
@@ -107,8 +93,8 @@ class _Specs:
         self.cp_qty_scale: list[int] = []
         self.cp_level_start = [0]
         self.lv_side: list[int] = []
-        self.lv_price: list[int] = []
-        self.lv_qty: list[int] = []
+        self.lv_price_text: list[str] = []
+        self.lv_qty_text: list[str] = []
         self.lv_order_id: list[str] = []
         self.lv_ts: list[int] = []
         self.lv_ts_valid: list[int] = []
@@ -151,40 +137,36 @@ class _Specs:
         self.spec_cp_start.append(len(self.cp_message))
 
     def _add_levels(self, cp: Any, symbol: str) -> bool:
-        """Append the checkpoint's levels (orders) in units; False when it cannot match."""
+        """Append the checkpoint's levels (orders) as text; False when it cannot match any
+        book of the epoch (the core also refuses texts that are not the canonical rendering
+        at the checkpoint's precisions)."""
         kind = L3Checkpoint if self.level3 else L2Checkpoint
         if type(cp) is not kind or cp.symbol != symbol:
             return False
         pp, qp = cp.price_precision, cp.qty_precision
         if pp is None or qp is None or not (0 <= pp <= _MAX_SCALE and 0 <= qp <= _MAX_SCALE):
             return False  # a replayed epoch's precisions are always in 0..18
-        mark = len(self.lv_side)
+        if self.level3:
+            stamps = [o.ts_ns for o in cp.bids if o.ts_ns is not None]
+            stamps += [o.ts_ns for o in cp.asks if o.ts_ns is not None]
+            if stamps and not (_I64[0] <= min(stamps) and max(stamps) < _I64[1]):
+                return False  # the book's timestamps come from an int64 column
         for code, side in ((0, cp.bids), (1, cp.asks)):
-            for item in side:
-                if self.level3:
-                    price_text, qty_text = item.price, item.qty
-                else:
-                    price_text, qty_text = item
-                price = _canonical_units(price_text, pp)
-                qty = _canonical_units(qty_text, qp)
-                ts = item.ts_ns if self.level3 else None
-                if price is None or qty is None or (ts is not None
-                                                    and not _I64[0] <= ts < _I64[1]):
-                    self._drop_levels(mark)
-                    return False
-                self.lv_side.append(code)
-                self.lv_price.append(price)
-                self.lv_qty.append(qty)
-                if self.level3:
-                    self.lv_order_id.append(item.order_id)
-                    self.lv_ts.append(0 if ts is None else ts)
-                    self.lv_ts_valid.append(int(ts is not None))
+            if not side:
+                continue
+            self.lv_side.extend([code] * len(side))
+            if self.level3:
+                self.lv_price_text.extend([o.price for o in side])
+                self.lv_qty_text.extend([o.qty for o in side])
+                self.lv_order_id.extend([o.order_id for o in side])
+                ts = [o.ts_ns for o in side]
+                self.lv_ts_valid.extend([t is not None for t in ts])
+                self.lv_ts.extend([0 if t is None else t for t in ts])
+            else:
+                prices, qtys = zip(*side)
+                self.lv_price_text.extend(prices)
+                self.lv_qty_text.extend(qtys)
         return True
-
-    def _drop_levels(self, mark: int) -> None:
-        for column in (self.lv_side, self.lv_price, self.lv_qty, self.lv_order_id,
-                       self.lv_ts, self.lv_ts_valid):
-            del column[mark:]
 
     def arrays(self, order_dictionary: pa.Array | None) -> dict[str, np.ndarray]:
         out = {
@@ -200,8 +182,8 @@ class _Specs:
             "cp_qty_scale": np.array(self.cp_qty_scale, np.int64),
             "cp_level_start": np.array(self.cp_level_start, np.int64),
             "lv_side": np.array(self.lv_side, np.int8),
-            "lv_price": np.array(self.lv_price, np.int64),
-            "lv_qty": np.array(self.lv_qty, np.int64),
+            "lv_price_text": self.lv_price_text,
+            "lv_qty_text": self.lv_qty_text,
         }
         if self.level3:
             # order ids -> codes of the rows' dictionary; an id the rows never had is -1
@@ -209,7 +191,7 @@ class _Specs:
             ids = pa.array(self.lv_order_id, pa.string())
             codes = pc.fill_null(pc.index_in(ids, value_set=order_dictionary), -1)
             out["lv_order"] = np.ascontiguousarray(codes.to_numpy(), np.int64)
-            out["lv_ts"] = np.array(self.lv_ts, np.int64)
+            out["lv_ts"] = np.array(self.lv_ts, np.int64)  # in range: see _add_levels
             out["lv_ts_valid"] = np.array(self.lv_ts_valid, np.uint8)
         return out
 
@@ -373,22 +355,25 @@ def _report(channel: str, out: dict[str, np.ndarray], names: list[Any], specs: _
     _add_days(channel, out, names, status, per)
 
 
+#: Day numbers of int64 ns times lie in [-2**17, 2**17): a (symbol, day) pair packs in an int64.
+_DAY_BITS: Final = 18
+
+
 def _add_days(channel: str, out: dict[str, np.ndarray], names: list[Any],
               status: np.ndarray, per: dict[tuple[str, str, str], list[int]]) -> None:
-    """Add replayed messages to the per (dataset, symbol, UTC day) table, vectorised."""
+    """Add replayed messages to the per (dataset, symbol, UTC day) table, vectorised: the
+    messages come epoch by epoch, so equal (symbol, day) keys form runs (no sort needed)."""
     if not len(status):
         return
     counts = np.diff(out["group_msg_start"])
     msg_symbol = np.repeat(out["group_symbol"].astype(np.int64), counts)
-    day_number = out["msg_recv"] // DAY_NS
-    keys, inverse = np.unique(np.stack([msg_symbol, day_number], axis=1), axis=0,
-                              return_inverse=True)
-    inverse = inverse.reshape(-1)
-    n = len(keys)
-    ok = np.bincount(inverse, weights=status == 0, minlength=n)
-    bad = np.bincount(inverse, weights=status == 1, minlength=n)
-    for (sym_code, day_n), v, f in zip(keys.tolist(), ok.tolist(), bad.tolist()):
-        row = per[(channel, names[sym_code], day_of(day_n * DAY_NS))]
-        row[0] += int(v) + int(f)
-        row[1] += int(v)
-        row[2] += int(f)
+    key = (msg_symbol << _DAY_BITS) + (out["msg_recv"] // DAY_NS + (1 << (_DAY_BITS - 1)))
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    ok = np.add.reduceat((status == 0).astype(np.int64), starts)
+    bad = np.add.reduceat((status == 1).astype(np.int64), starts)
+    for k, v, f in zip(key[starts].tolist(), ok.tolist(), bad.tolist()):
+        day_n = (k & ((1 << _DAY_BITS) - 1)) - (1 << (_DAY_BITS - 1))
+        row = per[(channel, names[k >> _DAY_BITS], day_of(day_n * DAY_NS))]
+        row[0] += v + f
+        row[1] += v
+        row[2] += f

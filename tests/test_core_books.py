@@ -380,7 +380,7 @@ _SPEC_TYPES = {"spec_symbol": np.int32, "spec_epoch": np.int64, "spec_depth": np
                "spec_cp_start": np.int64, "cp_message": np.int64, "cp_checksum": np.int64,
                "cp_comparable": np.uint8, "cp_depth": np.int64, "cp_price_scale": np.int64,
                "cp_qty_scale": np.int64, "cp_level_start": np.int64, "lv_side": np.int8,
-               "lv_price": np.int64, "lv_qty": np.int64, "lv_order": np.int64,
+               "lv_order": np.int64,
                "lv_ts": np.int64, "lv_ts_valid": np.uint8}
 
 
@@ -406,6 +406,11 @@ def replay_inputs(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]
     rows["n_orders"] = draw(st.integers(-2, 2**33) | garbage)
     m = draw(st.integers(0, 4))
     specs = {k: _column(draw, t, m) for k, t in _SPEC_TYPES.items() if draw(st.integers(0, 30))}
+    texts = st.lists(st.sampled_from(["1.5", "0.00100000", "42", "-1", "1e5", "", "\ud800"])
+                     | garbage, max_size=m + 1)
+    for name in ("lv_price_text", "lv_qty_text"):
+        if draw(st.integers(0, 30)):
+            specs[name] = draw(texts | garbage)
     return draw(st.sampled_from(["book", "level3", "ohlc"])), rows, specs
 
 
@@ -439,6 +444,7 @@ def test_replay_of_random_well_formed_columns(n: int, data: st.DataObject) -> No
     specs = {k: np.zeros(0, t) for k, t in _SPEC_TYPES.items()}
     specs["spec_cp_start"] = np.zeros(1, np.int64)
     specs["cp_level_start"] = np.zeros(1, np.int64)
+    specs["lv_price_text"] = specs["lv_qty_text"] = []
     for channel in ("book", "level3"):
         out = _core.replay_channel(channel, rows, specs)
         verdicts = np.frombuffer(out["msg_verdict"], "u1")

@@ -3,7 +3,7 @@
 The same archive is verified with ``engine="core"`` (the product: books replayed in Rust) and
 ``engine="python"`` (the pure-Python books of ``recorder/book/``, the reference model); the two
 reports must be equal in every field: counts, the per-day table, failures in order with their
-error text. Archives: the committed v1 archive, a short ``recorder demo`` (live faults: a
+error text. Archives: the committed v1 archive, a 12 s ``recorder demo`` (live faults: a
 recorded mismatch), and a simulated stream's archive with one fault injected per case
 (mismatches, refused messages, delegated overflow epochs, recorded mismatches, trailing rows,
 tampered, non-canonical and duplicated checkpoints). Each case also asserts the effect it
@@ -62,7 +62,7 @@ def test_unknown_engine_is_refused() -> None:
 @pytest.mark.integration
 def test_demo_archive(tmp_path: Path) -> None:
     archive = tmp_path / "demo"
-    subprocess.run([sys.executable, "-m", "recorder", "demo", "--seconds", "6", "--archive",
+    subprocess.run([sys.executable, "-m", "recorder", "demo", "--seconds", "12", "--archive",
                     str(archive)], check=True, capture_output=True, timeout=150)
     reports = [_both(root) for root in archive_roots(archive)]
     assert len(reports) == 2
@@ -345,3 +345,25 @@ def test_duplicate_checkpoint_rows(pristine: Path, tmp_path: Path, tampered_last
     report = _both(root)
     assert report["checkpoints_failed"] == int(tampered_last)
     assert report["checkpoints_checked"] == _both(pristine)["checkpoints_checked"] - 1
+
+
+def test_epochs_across_days(pristine: Path, tmp_path: Path) -> None:
+    """The per-day table: an epoch crossing midnight counts on both days; receive times
+    before 1970 count on 1970-01-01, as the reference's ``day_of`` clamps them."""
+    root = _copy(pristine, tmp_path)
+
+    def shift(t: Table) -> Table:
+        recv = _col(t, "recv_ns")
+        groups = list(_epochs(t).values())
+        first = groups[0]
+        for i in first[len(first) // 2:]:
+            recv[i] += 86_400 * 10**9
+        for i in groups[-1]:
+            recv[i] -= 2 * 10**18
+        return _set(t, "recv_ns", recv)
+
+    _edit(root, "book", shift)
+    report = _both(root)
+    book_days = {(p["symbol"], p["date"]) for p in report["per"] if p["dataset"] == "book"}
+    assert len(book_days) >= 3 and any(d == "1970-01-01" for _, d in book_days)
+    assert report["failed"] == 0

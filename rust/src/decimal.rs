@@ -172,6 +172,39 @@ pub fn token_units(token: &[u8], precision: u8) -> Result<i64, NumberError> {
     parse_decimal(token)?.to_units(precision)
 }
 
+/// Units of `text` if it is exactly how a value is rendered at `precision` decimals (the
+/// Python reference's `units_to_text`: `"0.00100000"`, `"45283.5"`, `"42"`), else None.
+///
+/// Canonical means: ASCII digits, exactly `precision` decimals after one dot (no dot when
+/// the precision is 0), no leading zero in the whole part unless it is `0`, no sign. Used to
+/// compare checkpoints, stored as text, with a book held in units.
+pub fn canonical_units(text: &[u8], precision: u8) -> Option<i64> {
+    if precision > MAX_SCALE {
+        return None;
+    }
+    let p = usize::from(precision);
+    let (whole, frac): (&[u8], &[u8]) = if p == 0 {
+        (text, &[])
+    } else {
+        let dot = text.len().checked_sub(p + 1)?;
+        if text.get(dot) != Some(&b'.') {
+            return None;
+        }
+        (&text[..dot], &text[dot + 1..])
+    };
+    if whole.is_empty() || (whole.len() > 1 && whole[0] == b'0') {
+        return None;
+    }
+    let mut units: i64 = 0;
+    for &c in whole.iter().chain(frac) {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        units = units.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+    }
+    Some(units)
+}
+
 /// Append the decimal digits of `value` (no sign, no leading zeros; nothing for 0).
 ///
 /// This is Kraken's checksum piece of a value held in units: `"0.00100000"` at precision 8 is
@@ -182,16 +215,81 @@ pub fn push_digits(out: &mut Vec<u8>, value: u64) {
     if value == 0 {
         return;
     }
+    // digits written two at a time into the front of a fixed buffer, which is appended whole
+    // and cut back: a constant-size copy the compiler inlines (a variable-size one is a libc
+    // call, which profiling showed dominating the checksum text)
+    let n = value.ilog10() as usize + 1; // 1..=20
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
+    let mut end = n;
     let mut v = value;
-    while v > 0 {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        end -= 2;
+        buf[end] = DIGIT_PAIRS[pair];
+        buf[end + 1] = DIGIT_PAIRS[pair + 1];
     }
-    out.extend_from_slice(&buf[i..]);
+    if v >= 10 {
+        let pair = v as usize * 2;
+        buf[0] = DIGIT_PAIRS[pair];
+        buf[1] = DIGIT_PAIRS[pair + 1];
+    } else {
+        buf[0] = b'0' + v as u8;
+    }
+    let len = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(len + n);
 }
+
+/// The checksum text of one level (or order): the digits of `price` then of `qty`, both > 0
+/// and at most 19 digits (an `i64`), kept inline so a book can cache one per level and build
+/// its checksum text with fixed-size copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    len: u8,
+    bytes: [u8; 40],
+}
+
+impl Piece {
+    /// The piece of a level or order of `price` and `qty` units.
+    pub fn new(price: i64, qty: i64) -> Piece {
+        let mut text = Vec::with_capacity(40);
+        push_digits(&mut text, price.unsigned_abs());
+        push_digits(&mut text, qty.unsigned_abs());
+        let mut bytes = [0u8; 40];
+        let len = text.len().min(40);
+        bytes[..len].copy_from_slice(&text[..len]);
+        Piece {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// Append the piece to `out`.
+    #[inline]
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        let len = out.len();
+        out.extend_from_slice(&self.bytes);
+        out.truncate(len + usize::from(self.len));
+    }
+
+    /// The piece's text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// `"00" "01" ... "99"`: two digits per entry.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut table = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        table[2 * i] = b'0' + (i / 10) as u8;
+        table[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The checksum piece of a token written at its own scale: the digits of its mantissa.
 /// `"0.250"` gives `250` and `"0.25"` gives `25`: the two hash differently.
@@ -324,6 +422,44 @@ mod tests {
             crc(&token_piece(b"0.250").unwrap()),
             crc(&token_piece(b"0.25").unwrap())
         );
+    }
+
+    #[test]
+    fn canonical_text_only() {
+        let c = |t: &str, p| canonical_units(t.as_bytes(), p);
+        assert_eq!(c("0.00100000", 8), Some(100_000));
+        assert_eq!(c("45283.5", 1), Some(452_835));
+        assert_eq!(c("42", 0), Some(42));
+        assert_eq!(c("0", 0), Some(0));
+        assert_eq!(c("0.00", 2), Some(0));
+        assert_eq!(c("0.001", 8), None); // trimmed
+        assert_eq!(c("0.0010000000", 8), None); // padded
+        assert_eq!(c("00.5", 1), None); // leading zero
+        assert_eq!(c("05", 0), None);
+        assert_eq!(c("-1.5", 1), None);
+        assert_eq!(c("+1.5", 1), None);
+        assert_eq!(c("1.5", 0), None);
+        assert_eq!(c("15", 1), None);
+        assert_eq!(c(".5", 1), None);
+        assert_eq!(c("1e5", 0), None);
+        assert_eq!(c("", 0), None);
+        assert_eq!(c("1.5", 19), None);
+        assert_eq!(c("9223372036854775807", 0), Some(i64::MAX));
+        assert_eq!(c("9223372036854775808", 0), None);
+    }
+
+    #[test]
+    fn pieces_are_price_then_qty_digits() {
+        assert_eq!(Piece::new(452835, 10_000_000).as_bytes(), b"45283510000000");
+        let max = Piece::new(i64::MAX, i64::MAX);
+        assert_eq!(
+            max.as_bytes(),
+            format!("{}{}", i64::MAX, i64::MAX).as_bytes()
+        );
+        let mut out = b"x".to_vec();
+        Piece::new(1, 2).push_to(&mut out);
+        max.push_to(&mut out);
+        assert_eq!(out, format!("x12{}{}", i64::MAX, i64::MAX).into_bytes());
     }
 
     #[test]

@@ -11,14 +11,15 @@
 //! Values are units (`i64`, the value scaled to the pair's precision). Each side is a
 //! best-first `VecDeque` of `(key, qty)` with `key = price` for asks and `-price` for bids, so
 //! the levels near the top (where nearly all changes happen) move few elements and a
-//! truncation pops from the back. Each side caches the checksum text of its 10 best levels;
+//! truncation pops from the back. Each side caches the checksum text of its 10 best levels
+//! and the pieces it was joined from (a rebuild renders only the levels that changed);
 //! a change below the top 10 leaves it valid, and the book caches the ask CRC and the final
 //! CRC, so a checksum costs at most a rebuild of the changed side's text and one CRC pass.
 
 use std::collections::VecDeque;
 
 use crate::checksum::{CHECKSUM_LEVELS, continue_crc32, crc32};
-use crate::decimal::push_digits;
+use crate::decimal::Piece;
 use crate::error::BookError;
 
 /// What applying one message did.
@@ -42,6 +43,10 @@ struct Side {
     /// Checksum text of the 10 best levels; stale while `dirty`.
     text: Vec<u8>,
     dirty: bool,
+    /// `(key, qty, piece)` of the levels in `text`, best first: a rebuild reuses the piece of
+    /// every level that did not change and renders only the others.
+    pieces: Vec<(i64, i64, Piece)>,
+    spare: Vec<(i64, i64, Piece)>,
 }
 
 impl Side {
@@ -51,12 +56,15 @@ impl Side {
             levels: VecDeque::new(),
             text: Vec::with_capacity(512),
             dirty: false,
+            pieces: Vec::with_capacity(CHECKSUM_LEVELS),
+            spare: Vec::with_capacity(CHECKSUM_LEVELS),
         }
     }
 
     fn clear(&mut self) {
         self.levels.clear();
         self.text.clear();
+        self.pieces.clear();
         self.dirty = false;
     }
 
@@ -100,10 +108,22 @@ impl Side {
     }
 
     fn rebuild_text(&mut self) {
-        self.text.clear();
+        let fresh = &mut self.spare;
+        fresh.clear();
+        let mut old = self.pieces.iter().peekable();
         for &(key, qty) in self.levels.iter().take(CHECKSUM_LEVELS) {
-            push_digits(&mut self.text, (key * self.sign).unsigned_abs());
-            push_digits(&mut self.text, qty.unsigned_abs());
+            // both lists ascend by key: walk the old one alongside
+            while old.next_if(|&&(k, _, _)| k < key).is_some() {}
+            let piece = match old.peek() {
+                Some(&&(k, q, piece)) if k == key && q == qty => piece,
+                _ => Piece::new(key * self.sign, qty),
+            };
+            fresh.push((key, qty, piece));
+        }
+        std::mem::swap(&mut self.pieces, &mut self.spare);
+        self.text.clear();
+        for (_, _, piece) in &self.pieces {
+            piece.push_to(&mut self.text);
         }
         self.dirty = false;
     }

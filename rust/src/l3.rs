@@ -17,14 +17,14 @@
 //! Orders are identified by a dense `u32` handle (the caller interns Kraken's order ids, e.g.
 //! as dictionary codes of the archive's `order_id` column); the book looks handles up in a
 //! `Vec` and keeps orders and levels in slabs, each level's orders in a doubly linked FIFO.
-//! Each level caches its checksum text (an `add` appends to it; a delete or modify marks it
-//! stale), each side caches the text of its 10 best levels, and the book caches the ask CRC
+//! Each order keeps its checksum piece; each level caches the join of its orders' pieces (an
+//! `add` appends to it; a delete or modify marks it stale), each side caches the text of its 10 best levels, and the book caches the ask CRC
 //! and the final CRC.
 
 use std::collections::VecDeque;
 
 use crate::checksum::{CHECKSUM_LEVELS, continue_crc32, crc32};
-use crate::decimal::push_digits;
+use crate::decimal::Piece;
 use crate::error::BookError;
 
 const NIL: u32 = u32::MAX;
@@ -78,6 +78,8 @@ struct Order {
     level: u32,
     prev: u32,
     next: u32,
+    /// Checksum text of the order (price then qty digits).
+    piece: Piece,
 }
 
 #[derive(Debug, Clone)]
@@ -180,8 +182,7 @@ impl Store {
             order.prev = tail;
             order.next = NIL;
             if level.text_ok {
-                push_digits(&mut level.text, order.price.unsigned_abs());
-                push_digits(&mut level.text, order.qty.unsigned_abs());
+                order.piece.push_to(&mut level.text);
             }
         }
         if let Some(prev) = self.orders.get_mut(tail as usize) {
@@ -235,8 +236,7 @@ impl Store {
             level.text.clear();
             let mut slot = level.head;
             while let Some(order) = orders.get(slot as usize) {
-                push_digits(&mut level.text, order.price.unsigned_abs());
-                push_digits(&mut level.text, order.qty.unsigned_abs());
+                order.piece.push_to(&mut level.text);
                 slot = order.next;
             }
             level.text_ok = true;
@@ -473,6 +473,7 @@ impl L3Book {
         if old_ask == ask && old_price == e.price {
             if let Some(order) = self.store.orders.get_mut(slot as usize) {
                 order.qty = e.qty;
+                order.piece = Piece::new(order.price, e.qty);
                 if e.ts.is_some() {
                     order.ts = e.ts;
                 }
@@ -509,6 +510,7 @@ impl L3Book {
             level: NIL,
             prev: NIL,
             next: NIL,
+            piece: Piece::new(price, qty),
         };
         let slot = self.store.new_order(order);
         let (i, lv) = match side.rank(key) {

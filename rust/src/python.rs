@@ -591,8 +591,8 @@ fn specs_arg(
     let cp_qty_scale: Vec<i64> = column(py, d, "cp_qty_scale")?;
     let cp_level_start: Vec<i64> = column(py, d, "cp_level_start")?;
     let lv_side: Vec<i8> = column(py, d, "lv_side")?;
-    let lv_price: Vec<i64> = column(py, d, "lv_price")?;
-    let lv_qty: Vec<i64> = column(py, d, "lv_qty")?;
+    let lv_price = text_list(py, d, "lv_price_text")?;
+    let lv_qty = text_list(py, d, "lv_qty_text")?;
     let (lv_order, lv_ts, lv_ts_valid): (Vec<i64>, Vec<i64>, Vec<u8>) = if level3 {
         (
             column(py, d, "lv_order")?,
@@ -626,8 +626,8 @@ fn specs_arg(
     ] {
         same(name, len, n_cps)?;
     }
-    same("lv_price", lv_price.len(), n_levels)?;
-    same("lv_qty", lv_qty.len(), n_levels)?;
+    same("lv_price_text", lv_price.len(), n_levels)?;
+    same("lv_qty_text", lv_qty.len(), n_levels)?;
     if level3 {
         same("lv_order", lv_order.len(), n_levels)?;
         same("lv_ts", lv_ts.len(), n_levels)?;
@@ -641,18 +641,36 @@ fn specs_arg(
     for c in 0..n_cps {
         let levels = span(&cp_level_start, c);
         let mut comparable = cp_comparable[c] != 0;
+        // the checkpoint's texts must be exactly what a book renders at its precisions
+        let (pp, qp) = (
+            u8::try_from(cp_price_scale[c]).unwrap_or(u8::MAX),
+            u8::try_from(cp_qty_scale[c]).unwrap_or(u8::MAX),
+        );
+        let values = |i: usize| -> PyResult<Option<(i64, i64)>> {
+            let price = canonical_item(py, &lv_price, i, pp)?;
+            let qty = canonical_item(py, &lv_qty, i, qp)?;
+            Ok(price.zip(qty))
+        };
         let book = if level3 {
             let (mut bids, mut asks) = (Vec::new(), Vec::new());
             for i in levels {
+                if !comparable {
+                    break;
+                }
+                let Some((price, qty)) = values(i)? else {
+                    comparable = false; // not a rendering of any value at these precisions
+                    break;
+                };
                 let Ok(order) = u32::try_from(lv_order[i]) else {
                     comparable = false; // an id the rows never had: cannot match
-                    continue;
+                    break;
                 };
+                let ts = (lv_ts_valid[i] != 0).then_some(lv_ts[i]);
                 let state = crate::l3::OrderState {
                     order,
-                    price: lv_price[i],
-                    qty: lv_qty[i],
-                    ts: (lv_ts_valid[i] != 0).then_some(lv_ts[i]),
+                    price,
+                    qty,
+                    ts,
                 };
                 if lv_side[i] == 0 {
                     bids.push(state)
@@ -664,7 +682,13 @@ fn specs_arg(
         } else {
             let (mut bids, mut asks) = (Vec::new(), Vec::new());
             for i in levels {
-                let level = (lv_price[i], lv_qty[i]);
+                if !comparable {
+                    break;
+                }
+                let Some(level) = values(i)? else {
+                    comparable = false; // not a rendering of any value at these precisions
+                    break;
+                };
                 if lv_side[i] == 0 {
                     bids.push(level)
                 } else {
@@ -692,6 +716,35 @@ fn specs_arg(
         })
         .collect();
     Ok((specs, checkpoints))
+}
+
+/// A list of `str` from the dict (checkpoint texts).
+fn text_list<'py>(
+    py: Python<'py>,
+    dict: &Bound<'py, PyDict>,
+    name: &str,
+) -> PyResult<Bound<'py, PyList>> {
+    dict.get_item(name)?
+        .ok_or_else(|| column_error(py, format!("missing column {name:?}")))?
+        .cast_into::<PyList>()
+        .map_err(|_| column_error(py, format!("column {name:?} must be a list of str")))
+}
+
+/// Units of the text at `i` when it is canonical at `precision`; a non-str item is an error.
+fn canonical_item(
+    py: Python<'_>,
+    list: &Bound<'_, PyList>,
+    i: usize,
+    precision: u8,
+) -> PyResult<Option<i64>> {
+    let item = list.get_item(i)?;
+    let text = item
+        .cast::<PyString>()
+        .map_err(|_| column_error(py, format!("checkpoint text #{i} is not a str")))?;
+    Ok(match text.to_str() {
+        Ok(t) => decimal::canonical_units(t.as_bytes(), precision),
+        Err(_) => None, // lone surrogates: not a rendering of any value
+    })
 }
 
 trait LeBytes: Copy {

@@ -198,12 +198,29 @@ fn group_rows(symbol: &[i32], epoch: &[i64]) -> (Vec<(i32, i64)>, Vec<i64>, Vec<
     let mut keys: Vec<(i32, i64)> = Vec::new();
     let mut counts: Vec<i64> = Vec::new();
     let mut group_of: Vec<usize> = Vec::with_capacity(symbol.len());
+    // Symbols interleave but each one's epoch changes rarely: the last (epoch, group) seen
+    // per symbol code (dictionary codes are small and dense) skips the hash lookup.
+    let top = symbol.iter().copied().max().unwrap_or(-1);
+    let dense = usize::try_from(top.saturating_add(1))
+        .unwrap_or(0)
+        .min(1 << 16);
+    let mut last: Vec<Option<(i64, usize)>> = vec![None; dense];
     for (&s, &e) in symbol.iter().zip(epoch) {
-        let g = *ids.entry((s, e)).or_insert_with(|| {
-            keys.push((s, e));
-            counts.push(0);
-            keys.len() - 1
-        });
+        let slot = usize::try_from(s).ok().and_then(|i| last.get_mut(i));
+        let g = match slot {
+            Some(Some((epoch, g))) if *epoch == e => *g,
+            slot => {
+                let g = *ids.entry((s, e)).or_insert_with(|| {
+                    keys.push((s, e));
+                    counts.push(0);
+                    keys.len() - 1
+                });
+                if let Some(slot) = slot {
+                    *slot = Some((e, g));
+                }
+                g
+            }
+        };
         if let Some(c) = counts.get_mut(g) {
             *c += 1;
         }
