@@ -105,7 +105,10 @@ class _Specs:
                   checkpoints: CheckpointRows) -> None:
         """One epoch's checkpoints, as the reference replay reads them: the depth from the
         first one, then ``{epoch_message: (blob, checksum)}`` (a later row for the same
-        message wins). The first one must decode (the reference needs its depth)."""
+        message wins). When the first one does not decode (or its depth is out of range) the
+        epoch is left to the reference replay, which needs that depth; a later one that does
+        not decode cannot match, and its error is raised if the replay reaches it, as the
+        reference would."""
         spec = len(self.spec_symbol)
         self.spec_symbol.append(symbol_code)
         self.spec_epoch.append(epoch)
@@ -125,8 +128,9 @@ class _Specs:
                 error = None
             except Exception as exc:  # noqa: BLE001 - re-raised if the replay reaches it
                 cp, error = None, exc
-            self.cp_info.append((spec, t, error))
-            self.cp_message.append(t if _I64[0] <= t < _I64[1] else -1)
+            message = t if type(t) is int and _I64[0] <= t < _I64[1] else -1  # -1: never
+            self.cp_info.append((spec, message, error))
+            self.cp_message.append(message)
             self.cp_checksum.append(-1 if ck is None else ck)
             comparable = cp is not None and self._add_levels(cp, symbol)
             self.cp_comparable.append(int(comparable))

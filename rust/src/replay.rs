@@ -177,6 +177,14 @@ impl Rows {
             check_len("order", l3.order.len(), n)?;
             check_len("ts_ns", l3.ts_ns.len(), n)?;
             check_len("ts_valid", l3.ts_valid.len(), n)?;
+            // a dictionary of the rows' ids has at most one entry per row: this bounds the
+            // book's handle index by the input's size
+            if l3.n_orders as usize > n.max(1) {
+                return Err(InputError(format!(
+                    "n_orders {} exceeds the {n} rows",
+                    l3.n_orders
+                )));
+            }
             if let Some(bad) = l3
                 .order
                 .iter()
@@ -676,6 +684,14 @@ mod tests {
             ts_ns: vec![0],
             ts_valid: vec![0],
             n_orders: 4,
+        });
+        assert!(replay(&rows, &[], &[]).is_err());
+        let mut rows = l2_rows(&[(0, 1, 0, 0, 10, 1, Some(0))]);
+        rows.l3 = Some(L3Columns {
+            order: vec![0],
+            ts_ns: vec![0],
+            ts_valid: vec![0],
+            n_orders: u32::MAX,
         });
         assert!(replay(&rows, &[], &[]).is_err());
         let rows = l2_rows(&[(0, 1, 0, 0, 10, 1, Some(0))]);
