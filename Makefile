@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run demo test bench sim soak venv wheel-check clean upgrade-check
+.PHONY: run demo test bench sim soak venv wheel-check clean upgrade-check rust-check
 
 # Every install takes the tested versions from the lock (build dependencies too).
 LOCK   := constraints.txt
@@ -12,16 +12,20 @@ PIP    := $(PY) -m pip install --quiet -c $(LOCK) --build-constraint $(LOCK)
 # What running needs (the package's dependencies) and what testing adds (the test extra).
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# The compiled core (recorder._core, built by maturin from rust/): a change reinstalls.
+CORE_SRC := rust/Cargo.toml rust/Cargo.lock $(wildcard rust/src/*.rs)
+CARGO    := cargo
+CRATE    := --manifest-path rust/Cargo.toml
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c $(LOCK) pip
 
-$(RUN_STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+$(RUN_STAMP): pyproject.toml $(LOCK) $(CORE_SRC) | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $(RUN_STAMP)
 
-$(TEST_STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+$(TEST_STAMP): pyproject.toml $(LOCK) $(CORE_SRC) | $(VENV)/bin/python
 	$(PIP) -e '.[test]'
 	touch $(TEST_STAMP) $(RUN_STAMP)
 
@@ -38,9 +42,15 @@ demo: $(RUN_STAMP)
 	rm -rf $(DEMO_ARCHIVE)
 	$(VENV)/bin/recorder demo --archive $(DEMO_ARCHIVE) $(ARGS)
 
-## Run the whole test suite (unit, property and loopback integration tests).
-test: $(TEST_STAMP)
+## Run the whole test suite (Rust core checks, then unit, property and loopback integration tests).
+test: $(TEST_STAMP) rust-check
 	$(PY) -m pytest $(ARGS)
+
+## The compiled core's own checks: formatting, lints (binding included), unit tests.
+rust-check: $(TEST_STAMP)
+	$(CARGO) fmt $(CRATE) --check
+	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy $(CRATE) --locked --quiet --all-targets --all-features -- -D warnings
+	$(CARGO) test $(CRATE) --locked --quiet
 
 ## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
 bench: $(TEST_STAMP)
@@ -65,4 +75,4 @@ upgrade-check:
 	PYTHON=$(PYTHON) ops/upgrade-check.sh $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info rust/target recorder/_core*.so

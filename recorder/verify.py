@@ -9,6 +9,12 @@ in full (:mod:`recorder.archive.health`); a file that does not is a failure (wit
 ``recorder repair`` command that re-derives it from the journal, key ``repair``) and is left
 out of the replay, which goes on with every other file.
 
+The replay runs on the compiled core (``recorder._core``, see :mod:`recorder.verify_core`):
+whole columns go to Rust, which replays every epoch with the GIL released. The pure-Python
+books of :mod:`recorder.book` remain the reference model: ``verify_archive(root,
+engine="python")`` replays with them (tests compare the two reports field by field), and the
+core hands them the rare epochs it does not replay itself (values kept as overflow text).
+
 A mismatch on the final message of an epoch that the ``epochs`` dataset records as ended by
 ``checksum_mismatch`` was detected live and is reported as ``recorded_mismatches`` (evidence,
 with its gap row), not as a verification failure. Exit status: 0 when ``failed`` (messages),
@@ -25,7 +31,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 import msgspec
@@ -43,6 +49,7 @@ from recorder.info import reject_counts
 from recorder.pipeline.state import StateError
 from recorder.progress import progress_bar
 from recorder.protocol.numbers import to_units
+from recorder.verify_core import verify_channel_core
 
 __all__ = ["verify_archive", "verify_command"]
 
@@ -65,10 +72,21 @@ def _pylist(col: pa.ChunkedArray) -> list[Any]:
     return col.to_pylist()
 
 
-def verify_archive(root: Path, progress: Callable[[int], None] | None = None
-                   ) -> dict[str, Any]:
+#: Replay engines: the compiled core (``recorder._core``) or the pure-Python reference books.
+Engine = Literal["core", "python"]
+
+
+def verify_archive(root: Path, progress: Callable[[int], None] | None = None,
+                   engine: Engine = "core") -> dict[str, Any]:
     """Run every check; returns the report dict (see module docstring). ``progress`` is
-    called with the number of book/level3 rows of each epoch replayed."""
+    called with the number of book/level3 rows replayed.
+
+    ``engine="core"`` (the product) replays the book channels in Rust
+    (:mod:`recorder.verify_core`); ``engine="python"`` replays them with the pure-Python books
+    of :mod:`recorder.book`, the reference model the core is tested against. Both give the
+    same report."""
+    if engine not in ("core", "python"):
+        raise ValueError(f"unknown verify engine {engine!r}")
     archive = Archive(root)
     report: dict[str, Any] = {
         "messages_checked": 0, "verified": 0, "failed": 0, "recorded_mismatches": 0,
@@ -110,13 +128,27 @@ def verify_archive(root: Path, progress: Callable[[int], None] | None = None
         table = _read(archive, channel, cols, skip)
         if table is None:
             continue
+        columns: dict[str, list[Any]] = {}
+
+        def reference_epoch(sym: str, e: int, idx: list[int], channel: str = channel,
+                            table: pa.Table = table, cols: list[str] = cols) -> None:
+            if not columns:  # the reference needs the rows as Python lists: built once
+                columns.update({c: _pylist(table.column(c)) for c in cols})
+            _verify_epoch(channel, sym, e, idx, columns, cps.get((channel, sym, e), []),
+                          (channel, sym, e) in recorded, report, per)
+
+        if engine == "core" and verify_channel_core(channel, table, cps, recorded, report,
+                                                    per, reference_epoch):
+            if progress is not None:
+                progress(table.num_rows)
+            continue
         data = {c: _pylist(table.column(c)) for c in cols}
+        columns.update(data)
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i, (sym, e) in enumerate(zip(data["symbol"], data["epoch"])):
             groups[(sym, e)].append(i)
         for (sym, e), idx in groups.items():
-            _verify_epoch(channel, sym, e, idx, data, cps.get((channel, sym, e), []),
-                          (channel, sym, e) in recorded, report, per)
+            reference_epoch(sym, e, idx)
             if progress is not None:
                 progress(len(idx))
     report["per"] = [
@@ -231,15 +263,15 @@ def replay_rows(paths: Any) -> int:
                if f.dataset in ("book", "level3"))
 
 
-def verify_roots(paths: Any, progress: Callable[[int], None] | None = None
-                 ) -> dict[str, Any]:
+def verify_roots(paths: Any, progress: Callable[[int], None] | None = None,
+                 engine: Engine = "core") -> dict[str, Any]:
     """:func:`verify_archive` for every root ``paths`` designates (a root, a parent of roots,
     or several such paths; :func:`recorder.roots.archive_roots`). One root: its report as is.
     Several: counts summed, ``per``/``failures`` concatenated with a ``root`` key, and
     ``roots`` = ``[{"root": str, **report}]``. Raises :class:`~recorder.roots.ArchiveRootError`.
     """
     roots = archive_roots(paths)
-    reports = [(r, verify_archive(r, progress)) for r in roots]
+    reports = [(r, verify_archive(r, progress, engine)) for r in roots]
     if len(reports) == 1:
         return reports[0][1]
     total: dict[str, Any] = {k: sum(rep[k] for _, rep in reports) for k in _COUNTS}

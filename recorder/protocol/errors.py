@@ -7,7 +7,9 @@ before a snapshot) so that callers can quarantine the offending message with a r
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "NumberError", "TimestampError", "BookError", "SigningError"]
+__all__ = [
+    "ProtocolError", "NumberError", "TimestampError", "BookError", "SigningError", "ColumnError",
+]
 
 
 class ProtocolError(Exception):
@@ -28,3 +30,8 @@ class BookError(ProtocolError):
 
 class SigningError(ProtocolError, ValueError):
     """An API secret or challenge cannot be used for signing (e.g. secret is not base64)."""
+
+
+class ColumnError(ProtocolError, ValueError):
+    """Columns handed to the compiled core (``recorder._core``) are inconsistent: a missing or
+    mistyped column, different lengths, an order handle outside its dictionary."""
