@@ -82,15 +82,6 @@ def test_every_schema_and_sql_file_is_packaged_as_a_relative_symlink() -> None:
             assert not (LINKS / d).is_symlink(), f"{LINKS / d}: directory symlinks are not shipped"
 
 
-def test_wheel_package_data_globs_cover_every_packaged_file() -> None:
-    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["recorder"]
-    covered = {p.relative_to(PACKAGE) for g in globs for p in PACKAGE.glob(g)}
-    uncovered = sorted(str(LINKS.relative_to(PACKAGE) / rel) for rel in _top_level_files()
-                       if LINKS.relative_to(PACKAGE) / rel not in covered)
-    assert not uncovered, f"[tool.setuptools.package-data] misses {uncovered}"
-
-
 def test_runtime_files_are_found_inside_the_package() -> None:
     inside = [default_schema_dir(), queries_dir(), QUERY_DIR, resources.queries_dir("api")]
     for where in inside:
