@@ -10,7 +10,9 @@ depends only on what it is:
   running ``make test`` inside the test suite would recurse, ``make run`` would dial Kraken;
 - ``recorder sim ...`` (a server that runs until stopped): it starts and prints its JSON line
   of URLs, then is stopped (``--record``/``--messages`` runs finish by themselves);
-- ``recorder run`` (dials Kraken): its configuration is checked with ``--check`` instead;
+- ``recorder run`` (dials Kraken): it runs as written with the venue's URLs pointed at a
+  ``recorder sim`` (environment overrides, the way any client is pointed at the sim), must be
+  recording within a minute (``/status`` lists its connections), and stops cleanly on Ctrl-C;
 - everything else runs to completion and must exit 0 without a traceback.
 
 The ```python blocks are run too, as written, in the same directory.
@@ -22,9 +24,13 @@ import os
 import re
 import shlex
 import shutil
+import json
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -79,6 +85,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (work / "demo-archive").is_dir()
+    (work / "ops").symlink_to(REPO / "ops")  # README commands name ops/... as in the checkout
     return work
 
 
@@ -114,6 +121,60 @@ def _run_server(command: str, cwd: Path) -> None:
             proc.wait()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_recorder(command: str, cwd: Path) -> None:
+    """``recorder run ...`` as written, against a local sim instead of Kraken."""
+    sim = subprocess.Popen([sys.executable, "-m", "recorder", "sim", "--port", "0", "--pairs",
+                            "6"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert sim.stdout is not None
+        urls = json.loads(sim.stdout.readline())
+        port = _free_port()
+        env = _env()
+        env.update(RECORDER_VENUE__SPOT_WS=urls["spot_ws"], RECORDER_VENUE__L3_WS=urls["l3_ws"],
+                   RECORDER_VENUE__SPOT_REST=urls["rest"],
+                   RECORDER_VENUE__FUTURES_WS=urls["futures_ws"],
+                   RECORDER_VENUE__FUTURES_REST=urls["rest"],
+                   RECORDER_OBSERVABILITY__METRICS_PORT=str(port))
+        err = cwd / "run.log"
+        with open(err, "wb") as fh:
+            proc = subprocess.Popen(shlex.split(command), cwd=cwd, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=fh)
+            try:
+                deadline = time.monotonic() + 90
+                recording = False
+                while time.monotonic() < deadline and not recording and proc.poll() is None:
+                    time.sleep(1)
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status",
+                                                    timeout=2) as r:
+                            status = json.loads(r.read())
+                    except (OSError, ValueError):
+                        continue
+                    recording = any(w.get("connections") for w in
+                                    status.get("workers", {}).values())
+                assert recording, err.read_text()[-3000:]
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(60) == 0, err.read_text()[-3000:]
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        assert "Traceback" not in err.read_text()
+    finally:
+        sim.send_signal(signal.SIGINT)
+        try:
+            sim.wait(15)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+            sim.wait()
+
+
 @pytest.mark.parametrize("command", readme_commands())
 def test_readme_command_runs_as_written(command: str, demo_dir: Path) -> None:
     words = shlex.split(command)
@@ -124,7 +185,8 @@ def test_readme_command_runs_as_written(command: str, demo_dir: Path) -> None:
         _run_server(command, demo_dir)
         return
     if words[:2] == ["recorder", "run"]:
-        words = [*words, "--check"]
+        _run_recorder(command, demo_dir)
+        return
     proc = subprocess.run(words if words[0] != "python" else command, shell=words[0] == "python",
                           cwd=demo_dir, env=_env(), capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
