@@ -187,6 +187,38 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     assert rep["files_failed"] == 0 and rep["failed"] == 0
 
 
+def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``recorder repair`` draws count, rate and ETA of the journal records it re-derives
+    (on a terminal's stderr only; ``show_progress=False``, as ``--json`` passes, draws none)."""
+    import io
+
+    import recorder.archive.repair as repair
+    from recorder.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(repair, "progress_bar",
+                        lambda *a, **k: progress_bar(*a, **k, stream=screen))
+    root = _copy(rolled, tmp_path / "a")
+    records = sum(Archive(root).state.journal.values())
+    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+           "truncate")
+    assert repair_root(root, show_progress=True).unrepaired == []
+    text = screen.getvalue()
+    assert "repair a" in text and f"{records}/{records}" in text and "records/s" in text
+    quiet = Terminal()
+    monkeypatch.setattr(repair, "progress_bar",
+                        lambda *a, **k: progress_bar(*a, **k, stream=quiet))
+    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+           "truncate")
+    assert repair_root(root, show_progress=False).unrepaired == []
+    assert quiet.getvalue() == ""
+
+
 def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     """Two ingest runs: the first run's end-of-input rows (open epochs, gaps, liveness) are
     in no journal record, so the days holding them do not re-derive. Repair restores what it

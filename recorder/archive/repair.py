@@ -42,7 +42,7 @@ import os
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -66,6 +66,7 @@ from recorder.archive.store import (
 )
 from recorder.pipeline import Pipeline
 from recorder.pipeline.state import StateError
+from recorder.progress import progress_bar
 from recorder.roots import ArchiveRootError, archive_roots
 
 __all__ = [
@@ -404,9 +405,10 @@ def _carried_on(segment: str, later: list[str], committed: dict[str, int]) -> bo
 
 
 def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
-              report: RepairReport) -> None:
+              report: RepairReport, progress: Callable[[int], None] | None = None) -> None:
     """Feed every committed journal record, in derivation order, to a fresh pipeline whose
-    rows go to ``plans``; damaged or missing segments are recorded in ``report.journal``."""
+    rows go to ``plans``; damaged or missing segments are recorded in ``report.journal``.
+    ``progress`` is called with the number of records of each segment fed."""
     sink = _PlanSink(archive.root, archive.schemas, plans)
     pipe = _pipeline(archive, sink)
     st = archive.state
@@ -428,6 +430,8 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
             pipe.feed(frame)
             n += 1
         report.frames += n
+        if progress is not None:
+            progress(committed)
         if n < committed and not _carried_on(seg, st.segments[i + 1:], st.journal):
             report.journal.append(JournalDamage(segment=seg, readable=n, committed=committed,
                                                 error=info.error or "ends early"))
@@ -502,12 +506,14 @@ def _unrepaired(p: FileProblem, reason: str) -> UnrepairedFile:
 
 
 def repair_root(root: str | os.PathLike[str], *, deep: bool = True,
-                dry_run: bool = False) -> RepairReport:
+                dry_run: bool = False, show_progress: bool = False) -> RepairReport:
     """Repair one archive root (see the module docstring); returns what was done.
 
     ``deep``: decode every file to find damage (else footer, size and row count only).
-    ``dry_run``: find, re-derive and prove, write nothing. Raises :class:`RepairError` when
-    the root cannot be opened for writing (another writer holds it, malformed manifest)."""
+    ``dry_run``: find, re-derive and prove, write nothing. ``show_progress``: a progress bar
+    of the journal records re-derived (count, rate, ETA; on a terminal's stderr only).
+    Raises :class:`RepairError` when the root cannot be opened for writing (another writer
+    holds it, malformed manifest)."""
     try:
         archive = Archive(root)
         archive.lock()
@@ -525,7 +531,10 @@ def repair_root(root: str | os.PathLike[str], *, deep: bool = True,
             return report
         plans = _plans(archive, problems, report)
         if plans:
-            _rederive(archive, plans, report)
+            total = sum(max(0, n) for n in archive.state.journal.values())
+            with progress_bar(f"repair {archive.root.name}", total=total, unit="records",
+                              enabled=show_progress) as bar:
+                _rederive(archive, plans, report, bar.advance)
         fixes: list[tuple[FileProblem, pa.Table]] = []
         for p in problems:
             plan = plans.get((p.dataset, p.date))
@@ -617,7 +626,8 @@ def repair_command(archive: tuple[Path, ...], dry_run: bool, quick: bool, as_jso
     failed = False
     for root in roots:
         try:
-            report = repair_root(root, deep=not quick, dry_run=dry_run)
+            report = repair_root(root, deep=not quick, dry_run=dry_run,
+                                 show_progress=not as_json)
         except (RepairError, OSError) as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
