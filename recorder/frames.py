@@ -14,8 +14,9 @@ import msgspec
 __all__ = ["Frame", "Stream", "Direction", "STREAMS"]
 
 #: Which endpoint a frame belongs to. ``spot`` = Spot WS v2 public, ``l3`` = Spot WS v2
-#: level3, ``futures`` = Futures WS v1, ``spot_v1`` = legacy Spot WS v1 (imports only),
-#: ``rest`` = a REST response body (the request path is in ``Frame.meta``), ``control`` =
+#: level3, ``futures`` = Futures WS v1, ``spot_v1`` = legacy Spot WS v1 (no decoder: such
+#: frames are journaled and rejected as ``unsupported_stream``; the name keeps its place because
+#: the journal stores a stream as its index here), ``rest`` = a REST response body (the request path is in ``Frame.meta``), ``control`` =
 #: recorder-internal markers (process start/stop, subscribe decisions), never venue data.
 Stream: TypeAlias = Literal["spot", "l3", "futures", "spot_v1", "rest", "control"]
 STREAMS: Final = ("spot", "l3", "futures", "spot_v1", "rest", "control")

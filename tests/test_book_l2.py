@@ -1,9 +1,8 @@
-"""L2 book against Kraken's published vectors and real v1/v2 captures (read in place)."""
+"""L2 book against Kraken's published v2 vectors and a real v2 capture (read in place)."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +30,7 @@ class Item(msgspec.Struct):
 
 
 def levels(raw: list[Any]) -> list[Lv]:
-    """v2 ``{"price", "qty"}`` objects or v1 ``[price, volume, ts, ("r")]`` arrays -> Lv."""
+    """v2 ``{"price", "qty"}`` objects or the vectors' ``[price, qty, ...]`` arrays -> Lv."""
     return [Lv(x["price"], x["qty"]) if isinstance(x, dict) else Lv(x[0], x[1]) for x in raw]
 
 
@@ -98,17 +97,6 @@ def test_gstusd_snapshot(fixture_file: Any) -> None:
     assert result.match is True and result.computed == 1931231958
 
 
-@pytest.mark.parametrize(
-    "vector_id", ["v1_docs_example", "v1_recorded_1", "v1_recorded_2", "v1_recorded_3"]
-)
-@pytest.mark.fixtures
-def test_v1_vectors_with_inferred_precision(fixture_file: Any, vector_id: str) -> None:
-    vector = load_vectors(fixture_file)[vector_id]
-    book, result = vector_book(vector, depth=25)
-    assert result.match is True, (result.computed, vector["expected_checksum"])
-    assert book.price_precision is not None and book.qty_precision is not None
-
-
 # ---------------------------------------------------------------------- real v2 capture
 
 
@@ -165,73 +153,6 @@ def test_checkpoint_midstream_continues_identically(fixture_file: Any) -> None:
         assert all(restored.apply("update", u).match for u in updates[200:])
 
 
-# ---------------------------------------------------------------------- real v1 captures
-
-
-def apply_v1_frame(books: dict[str, L2Book], frame: Any, depth: int) -> bool | None:
-    """Apply one v1 book frame; returns the checksum match (None for snapshots/no checksum)."""
-    pair = frame[-1]
-    payloads = frame[1:-2]
-    if "as" in payloads[0] or "bs" in payloads[0]:
-        book = books[pair] = L2Book(pair, depth, None, None)
-        book.snapshot(levels(payloads[0].get("bs", [])), levels(payloads[0].get("as", [])))
-        return None
-    bids: list[Lv] = []
-    asks: list[Lv] = []
-    checksum = None
-    for payload in payloads:
-        asks += levels(payload.get("a", []))
-        bids += levels(payload.get("b", []))
-        checksum = payload.get("c", checksum)
-    return books[pair].update(bids, asks, checksum).match
-
-
-def is_book_frame(frame: Any) -> bool:
-    return isinstance(frame, list) and str(frame[-2]).startswith("book-")
-
-
-@pytest.mark.parametrize(
-    ("relative", "expected"),
-    [
-        ("python-kraken-sdk/orderbook-v1.json", 979),
-        ("python-kraken-sdk/2023-06-10_d5a3d7c/orderbook.json", 110),
-    ],
-)
-@pytest.mark.fixtures
-def test_v1_python_kraken_sdk_captures(fixture_file: Any, relative: str, expected: int) -> None:
-    doc = _DECODER.decode(Path(fixture_file(relative)).read_bytes())
-    init = doc["init"]
-    if not (isinstance(init, list) and isinstance(init[0], dict)):
-        init = [init]  # a single snapshot frame rather than a list of messages
-    frames = [f for f in [*init, *doc["updates"]] if is_book_frame(f)]
-    books: dict[str, L2Book] = {}
-    matches = [apply_v1_frame(books, f, 10) for f in frames]
-    assert matches.count(True) == expected
-    assert matches.count(False) == 0
-
-
-@pytest.mark.parametrize(
-    ("relative", "expected"),
-    [("cryptofeed/KRAKEN.ws.50.0", 4269), ("cryptofeed/2021-04-05_1312c06/KRAKEN-c197c0.0", 14496)],
-)
-@pytest.mark.fixtures
-def test_v1_cryptofeed_book_1000_captures(fixture_file: Any, relative: str, expected: int) -> None:
-    books: dict[str, L2Book] = {}
-    counts: dict[bool | None, int] = defaultdict(int)
-    for line in Path(fixture_file(relative)).read_text().splitlines():
-        stamp, sep, body = line.partition(": ")
-        if not sep or not stamp.replace(".", "").isdigit():
-            continue  # connection/config/sent lines
-        frame = _DECODER.decode(body)
-        if is_book_frame(frame):
-            counts[apply_v1_frame(books, frame, 1000)] += 1
-    assert counts[True] == expected
-    assert counts[False] == 0
-    assert len(books) == 10
-    assert all(max(b.level_count("bid"), b.level_count("ask")) <= 1000 for b in books.values())
-    assert not any(b.is_crossed() for b in books.values())
-
-
 # ---------------------------------------------------------------------- behaviour and misuse
 
 
@@ -251,6 +172,10 @@ def test_update_before_snapshot_and_wrong_symbol_raise() -> None:
         L2Book("BTC/USD", 0, 1, 8)
     with pytest.raises(BookError):
         L2Book("BTC/USD", 10, -1, 8)
+    with pytest.raises(BookError):  # precisions are required (no inference inside the book)
+        L2Book("BTC/USD", 10, None, 8)  # type: ignore[arg-type]
+    with pytest.raises(BookError):
+        L2Book("BTC/USD", 10, 1, None)  # type: ignore[arg-type]
     with pytest.raises(BookError):
         book.checkpoint()
 
@@ -309,14 +234,6 @@ def test_crossed_book_is_reported_not_raised() -> None:
     assert result.crossed and not result.ok and book.is_crossed()
     assert book.crossed_messages == 1
     assert not book.update([lv("10.1", "0")], []).crossed
-
-
-def test_v1_string_checksum_is_accepted() -> None:
-    book = L2Book("X/Y", 10, None, None)
-    first = book.snapshot([lv("1.00", "2.000")], [lv("1.10", "3.000")])
-    assert book.price_precision == 2 and book.qty_precision == 3
-    again = book.update([], [], str(first.computed))  # type: ignore[arg-type]
-    assert again.match is True and again.expected == first.computed
 
 
 def test_change_at_tenth_level_only_is_hashed() -> None:

@@ -168,3 +168,15 @@ def test_replay_yields_every_message_and_matches_book_at(sim_archive):
     last = events[-1]
     b = ar.book_at(symbols[0], hi, channel="level3", clock="receive")
     assert last.checksum == b.checksum
+
+
+def test_book_epoch_without_recorded_precision_is_a_clear_query_error() -> None:
+    """The L2 book takes no precision guess: an epoch row that lost its precisions (a corrupt
+    archive) is refused with a QueryError naming the epoch, not a BookError traceback."""
+    from recorder.query.books import QueryError, _Epoch, _l2_book
+
+    good = _Epoch(7, 1, 2, "", 10, 1, 8, 2)
+    assert _l2_book("BTC/USD", good).price_precision == 1
+    for pp, qp in ((None, 8), (1, None)):
+        with pytest.raises(QueryError, match="epoch 7 of 'BTC/USD' records no price/qty"):
+            _l2_book("BTC/USD", _Epoch(7, 1, 2, "", 10, pp, qp, 2))

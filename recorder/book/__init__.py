@@ -1,6 +1,6 @@
 """Order books: exact, pure state machines fed with decoded messages.
 
-Spot books live in :mod:`recorder.book.l2` (``book`` channel, v2 and v1) and
+Spot books live in :mod:`recorder.book.l2` (``book`` channel) and
 :mod:`recorder.book.l3` (``level3`` channel); their checkpoints in
 :mod:`recorder.book.checkpoint`. Import submodules directly; this package module only
 re-exports the spot book API for convenience.

@@ -1,7 +1,7 @@
 """Spot L2 (aggregated, price-level) order book: exact state machine with Kraken's checksum.
 
-One :class:`L2Book` per symbol and subscription. It applies a ``book`` snapshot or update (v2,
-or v1 with raw string tokens) strictly in array order, removes ``qty == 0`` levels, truncates
+One :class:`L2Book` per symbol and subscription. It applies a WS v2 ``book`` snapshot or update
+strictly in array order, removes ``qty == 0`` levels, truncates
 each side to the subscribed depth after every message (Kraken sends no delete for levels that
 fall out of the window), then computes Kraken's CRC32 over the 10 best levels per side and
 compares it with the message's checksum. Nothing is raised for a mismatch or a crossed book:
@@ -39,7 +39,7 @@ import msgspec
 from recorder.book.checkpoint import L2Checkpoint, levels_to_text, validate_l2
 from recorder.protocol.checksum import CHECKSUM_LEVELS
 from recorder.protocol.errors import BookError
-from recorder.protocol.numbers import MAX_DIGITS, MAX_PRECISION, NumToken, decimals_of, to_units
+from recorder.protocol.numbers import MAX_DIGITS, MAX_PRECISION, NumToken, to_units
 
 __all__ = ["Side", "L2Level", "L2BookData", "L2Result", "L2Book", "token_units"]
 
@@ -81,7 +81,7 @@ def memo_units(cache: dict[NumToken, int], limit: int, token: NumToken, precisio
 
 
 class L2Level(Protocol):
-    """One price level as decoded: exact number tokens (v2 JSON text/int, v1 raw strings)."""
+    """One price level as decoded: exact number tokens (JSON number text or int)."""
 
     @property
     def price(self) -> NumToken: ...
@@ -91,7 +91,7 @@ class L2Level(Protocol):
 
 
 class L2BookData(Protocol):
-    """One ``data`` item of a v2 ``book`` message (or an equivalent v1 adaptation)."""
+    """One ``data`` item of a v2 ``book`` message."""
 
     @property
     def symbol(self) -> str: ...
@@ -118,8 +118,8 @@ class _Item(NamedTuple):
 class L2Result(msgspec.Struct, frozen=True, gc=False):
     """Outcome of applying one message to an :class:`L2Book`.
 
-    ``match`` is ``None`` when the message carried no checksum (v1 snapshots), else whether the
-    checksum computed after the message equals the ``expected`` one. ``crossed`` is true when,
+    ``match`` is ``None`` when the message carried no checksum, else whether the checksum
+    computed after the message equals the ``expected`` one. ``crossed`` is true when,
     after the message, best bid >= best ask. ``absent_removals`` counts ``qty == 0`` levels
     whose price was not in the book (tolerated). ``truncated`` counts levels dropped because a
     side exceeded the subscribed depth.
@@ -241,19 +241,17 @@ class _Side:
         return [(key * sign, qty[key]) for key in keys]
 
 
-def _check_precision(name: str, value: int | None) -> None:
-    if value is not None and (type(value) is not int or not 0 <= value <= MAX_PRECISION):
-        raise BookError(f"{name} must be an int in 0..{MAX_PRECISION} or None, got {value!r}")
+def _check_precision(name: str, value: int) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_PRECISION:
+        raise BookError(f"{name} must be an int in 0..{MAX_PRECISION}, got {value!r}")
 
 
 class L2Book:
     """Kraken spot L2 book for one symbol at one subscribed depth.
 
-    ``price_precision`` / ``qty_precision`` are the pair's decimals (v2: from the ``instrument``
-    channel or REST ``pair_decimals`` / ``lot_decimals``). Pass ``None`` for v1 captures: the
-    precision is then taken from the decimals of the first price (qty) token seen, which is
-    exact for v1 because Kraken pads every v1 string to the pair's decimals, so hashing the
-    units reproduces the checksum of the raw strings.
+    ``price_precision`` / ``qty_precision`` are the pair's decimals (from the ``instrument``
+    channel or REST ``pair_decimals`` / ``lot_decimals``, else inferred from the snapshot's
+    tokens by the caller).
     """
 
     __slots__ = (
@@ -279,8 +277,8 @@ class L2Book:
         self,
         symbol: str,
         depth: int,
-        price_precision: int | None,
-        qty_precision: int | None,
+        price_precision: int,
+        qty_precision: int,
     ) -> None:
         if type(depth) is not int or depth < 1:
             raise BookError(f"depth must be a positive int, got {depth!r}")
@@ -337,12 +335,6 @@ class L2Book:
         asks = data.asks
         pp = self._pp
         qp = self._qp
-        if pp is None or qp is None:
-            bids = list(bids)
-            asks = list(asks)
-            pp, qp = self._infer_precision(bids, asks)
-            if pp is None or qp is None:  # no level at all: nothing to parse
-                return self._finish(0, data.checksum)
         absent = 0
         cache = self._prices
         qcache = self._qtys
@@ -453,14 +445,9 @@ class L2Book:
         self.messages += 1
         self._ready = True
         expected = data.checksum
-        if type(expected) is int:
-            match = computed == expected
-            if not match:
-                self.mismatches += 1
-        elif expected is None:
+        if expected is None:
             match = None
         else:
-            expected = int(expected)  # v1 sends the checksum as a quoted string
             match = computed == expected
             if not match:
                 self.mismatches += 1
@@ -521,8 +508,6 @@ class L2Book:
         book's precisions (a caller that holds units, e.g. ``recorder verify`` replaying the
         archive's rows). Same semantics and result."""
         self._begin(kind)
-        if self._pp is None or self._qp is None:
-            raise BookError(f"{self.symbol}: apply_units needs known precisions")
         self._ready = False
         absent = 0
         for side, levels in ((self._bids, bids), (self._asks, asks)):
@@ -564,8 +549,6 @@ class L2Book:
         if expected is None:
             match = None
         else:
-            if type(expected) is not int:
-                expected = int(expected)  # v1 sends the checksum as a quoted string
             match = computed == expected
             if not match:
                 self.mismatches += 1
@@ -577,18 +560,6 @@ class L2Book:
             self.truncated_levels += truncated
         return L2Result(computed, expected, match, crossed, absent, truncated)
 
-    def _infer_precision(
-        self, bids: list[L2Level], asks: list[L2Level]
-    ) -> tuple[int | None, int | None]:
-        """v1 mode: take the decimals of the first level's tokens (None while there is none)."""
-        first = bids[0] if bids else asks[0] if asks else None
-        if first is not None:
-            if self._pp is None:
-                self._pp = decimals_of(first.price)
-            if self._qp is None:
-                self._qp = decimals_of(first.qty)
-        return self._pp, self._qp
-
     # ------------------------------------------------------------------ queries
 
     @property
@@ -597,13 +568,13 @@ class L2Book:
         return self._ready
 
     @property
-    def price_precision(self) -> int | None:
-        """Decimals of prices (``None`` until inferred in v1 mode)."""
+    def price_precision(self) -> int:
+        """Decimals of prices."""
         return self._pp
 
     @property
-    def qty_precision(self) -> int | None:
-        """Decimals of quantities (``None`` until inferred in v1 mode)."""
+    def qty_precision(self) -> int:
+        """Decimals of quantities."""
         return self._qp
 
     def checksum(self) -> int:

@@ -131,27 +131,6 @@ def _kraken_timestamp_ns(text: str, field: str) -> int:
     return _timestamp_ns(text, field)
 
 
-#: The last whole second parsed by :func:`_second_ns`, as its text up to the fraction's dot
-#: (``YYYY-MM-DDTHH:MM:SS.``, validated), and its ns: consecutive hot-channel messages mostly
-#: fall in the same second, and a ``startswith`` test (which also checks the dot) is cheaper
-#: than the memoised :func:`kraken_second_ns` call. One tuple, replaced whole, so a reader on
-#: another thread always sees a consistent pair.
-_last_second: tuple[str, int] = ("1970-01-01T00:00:00.", 0)
-
-
-def _second_ns(text: str, field: str) -> int:
-    """:func:`kraken_second_ns` of ``text[:19]`` for a ``text`` with ``.`` at index 19 (a
-    ValueError with the reject reason when it is not a valid second); remembers it in
-    :data:`_last_second`."""
-    global _last_second
-    try:
-        ns = kraken_second_ns(text[:19])
-    except TimestampError as exc:
-        raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
-    _last_second = (text[:20], ns)
-    return ns
-
-
 def _optional_timestamp_ns(text: str | None, field: str) -> int | None:
     return None if text is None else _timestamp_ns(text, field)
 
@@ -344,7 +323,8 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     def __post_init__(self) -> None:
         # Hot path (one call per book message): checks inlined, Kraken's microsecond timestamp
-        # layout parsed here (the whole second is validated once and memoised).
+        # layout parsed here (the whole second is validated once and memoised by the pure
+        # kraken_second_ns: no state is kept in this module).
         tokens = _TOKEN_TYPES
         for level in self.bids:
             if type(level.price) not in tokens or type(level.qty) not in tokens:
@@ -354,14 +334,13 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 _reject_level(level)
         text = self.timestamp
         if text is not None:
-            second = _last_second
             frac = text[20:26]
-            if (text.startswith(second[0]) and text[26:] == "Z" and frac.isdigit()
-                    and frac.isascii()):  # the whole second of the previous message
-                ns = second[1] + int(frac) * 1000
-            elif (len(text) == 27 and text[26] == "Z" and text[19] == "." and frac.isdigit()
+            if (len(text) == 27 and text[26] == "Z" and text[19] == "." and frac.isdigit()
                     and frac.isascii()):
-                ns = _second_ns(text, "timestamp") + int(frac) * 1000
+                try:
+                    ns = kraken_second_ns(text[:19]) + int(frac) * 1000
+                except TimestampError as exc:
+                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
             else:
                 ns = _timestamp_ns(text, "timestamp")
             force_setattr(self, "ts_ns", ns)
@@ -418,19 +397,18 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         # per message instead of one per order. Consecutive orders (and the message) often
         # carry the same timestamp text; it is parsed once.
         # Kraken's nanosecond layout is parsed inline: the whole second is validated once
-        # (see _second_ns), only the fraction is parsed per text.
+        # (kraken_second_ns, a pure memoised function), only the fraction is parsed per text.
         last_text = self.timestamp
         if last_text is None:
             last_ns = None
         else:
-            second = _last_second
             frac = last_text[20:29]
-            if (last_text.startswith(second[0]) and last_text[29:] == "Z" and frac.isdigit()
-                    and frac.isascii()):
-                last_ns = second[1] + int(frac)
-            elif (len(last_text) == 30 and last_text[29] == "Z" and last_text[19] == "."
+            if (len(last_text) == 30 and last_text[29] == "Z" and last_text[19] == "."
                     and frac.isdigit() and frac.isascii()):
-                last_ns = _second_ns(last_text, "timestamp") + int(frac)
+                try:
+                    last_ns = kraken_second_ns(last_text[:19]) + int(frac)
+                except TimestampError as exc:
+                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
             else:
                 last_ns = _kraken_timestamp_ns(last_text, "timestamp")
             force_setattr(self, "ts_ns", last_ns)
@@ -442,15 +420,9 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 raise _bad_token(order.order_qty, "order_qty")
             text = order.timestamp
             if text != last_text:
-                second = _last_second
                 frac = text[20:29]
-                if (text.startswith(second[0]) and text[29:] == "Z" and frac.isdigit()
-                        and frac.isascii()):
-                    last_ns = second[1] + int(frac)
-                elif (len(text) == 30 and text[29] == "Z" and text[19] == "."
+                if (len(text) == 30 and text[29] == "Z" and text[19] == "."
                         and frac.isdigit() and frac.isascii()):
-                    # another second (a deleted order's insertion time, say): not remembered,
-                    # so it does not evict the message's second; kraken_second_ns memoises it
                     try:
                         last_ns = kraken_second_ns(text[:19]) + int(frac)
                     except TimestampError as exc:

@@ -301,6 +301,14 @@ class _Epoch:
     valid_until: int  # inclusive receive-clock bound of the covered interval
 
 
+def _l2_book(symbol: str, ep: _Epoch) -> L2Book:
+    """An empty L2 book for replaying ``ep`` (its precisions are recorded with the epoch)."""
+    if ep.pp is None or ep.qp is None:
+        raise QueryError(f"book epoch {ep.epoch} of {symbol!r} records no price/qty precision "
+                         f"(archive inconsistent; run recorder verify)")
+    return L2Book(symbol, ep.depth or 10, ep.pp, ep.qp)
+
+
 def _value(units: int | None, scale: int, overflow: str | None, name: str) -> str:
     if units is None:
         return _JSON.decode(overflow or "{}")[name]
@@ -695,7 +703,7 @@ class BookEngine:
         if cp is None:  # no checkpoint (e.g. a failed one): replay from the snapshot rows
             book: L2Book | L3Book
             if channel == "book":
-                book = L2Book(symbol, ep.depth or 10, ep.pp, ep.qp)
+                book = _l2_book(symbol, ep)
             else:
                 book = L3Book(symbol, ep.depth or 10, ep.pp or 0, ep.qp or 0)
             return book, ep.start_ns, False
@@ -789,7 +797,7 @@ class BookEngine:
                          valid=False)
             if first == ep.start_ns:
                 book: L2Book | L3Book = (
-                    L2Book(symbol, ep.depth or 10, ep.pp, ep.qp) if channel == "book"
+                    _l2_book(symbol, ep) if channel == "book"
                     else L3Book(symbol, ep.depth or 10, ep.pp or 0, ep.qp or 0))
                 since, skip_first = ep.start_ns, False
             else:

@@ -40,25 +40,12 @@ def _second_prefix(seconds: int) -> str:
     return ns_to_rfc3339(seconds * 1_000_000_000, 0)[:-1]
 
 
-#: The last nanosecond timestamp rendered by :func:`rfc3339` at 9 digits, as one immutable
-#: ``(ns, text)`` pair: an action renders its own time several times (the frame timestamp, the
-#: ``add`` of the order it rests, ``delete`` events), so one entry hits most of the time.
-_last_t9: tuple[int, str] = (-1, "")
-
-
 def rfc3339(ns: int, digits: int) -> str:
     """``ns_to_rfc3339(ns, digits)`` with the date/second prefix memoised (pure)."""
-    global _last_t9
-    if digits == 9:
-        last = _last_t9
-        if last[0] == ns:
-            return last[1]
-        seconds, nanos = divmod(ns, 1_000_000_000)
-        text = f"{_second_prefix(seconds)}.{nanos:09d}Z"
-        _last_t9 = (ns, text)
-        return text
     seconds, nanos = divmod(ns, 1_000_000_000)
     prefix = _second_prefix(seconds)
+    if digits == 9:
+        return f"{prefix}.{nanos:09d}Z"
     if digits == 6:  # the first 6 of 9 digits, i.e. truncated to microseconds
         return f"{prefix}.{nanos // 1000:06d}Z"
     return f"{prefix}.{nanos:09d}"[: len(prefix) + 1 + digits] + "Z"
