@@ -10,7 +10,8 @@
 
 SQL: every dataset of ``schemas/*.toml`` is a view with readable columns, plus research
 macros (``queries/*.sql``, run in file-name order against raw relations ``raw_<dataset>``
-built from the manifest's live files). Values are always bound as parameters
+built from the manifest's live files, after the label decoders ``kr_<dataset>_<column>``
+generated from the schemas' ``labels``). Values are always bound as parameters
 (``?``/``$name``), never formatted into SQL.
 
 **Several roots.** Capture writes one complete archive root per worker process
@@ -326,6 +327,8 @@ class Archive:
                                    for c in missing])
             rel.create_view(f"raw_{name}")
         self._register_functions(con)
+        # the label decoders of coded columns, generated from schemas/*.toml (10_views uses them)
+        con.execute("".join(s.label_macros_sql() for s in self.schemas.values()))
         for path in sql_files(self._queries):
             con.execute(path.read_text("utf-8"))
         return con
