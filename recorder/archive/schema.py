@@ -159,14 +159,19 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
 
     def table(self, columns: dict[str, Any]) -> pa.Table:
         """Build a table from per-column Python lists or Arrow arrays (all the same length;
-        missing columns = nulls)."""
-        n = None
+        missing columns = nulls). Columns of different lengths are a :class:`SchemaError`
+        naming them (e.g. a schema column that no row builder fills)."""
+        lengths = {c.name: len(v) for c in self.columns
+                   if (v := columns.get(c.name)) is not None}
+        n = max(lengths.values(), default=0)
+        short = sorted(name for name, k in lengths.items() if k != n)
+        if short:
+            raise SchemaError(f"dataset {self.name}: columns {short} have fewer values than "
+                              f"the others ({n}); does every row builder fill them?")
         arrays = []
         for c in self.columns:
             values = columns.get(c.name)
             if values is None:
-                if n is None:
-                    n = max((len(v) for v in columns.values()), default=0)
                 values = [None] * n
             if isinstance(values, pa.Array):
                 want = c.arrow_type
