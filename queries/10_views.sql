@@ -107,7 +107,8 @@ FROM raw_rejects;
 
 CREATE OR REPLACE VIEW rest_snapshots AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, request, symbol,
-       kr_rest_snapshots_side(side) AS side, side AS side_code, position, kr_text_dec(price) AS price, kr_text_dec(qty) AS qty,
+       kr_rest_snapshots_side(side) AS side, side AS side_code, position,
+       kr_text_dec(price) AS price, kr_text_dec(qty) AS qty,
        ts_ns, kr_time(ts_ns) AS exchange_time, order_id
 FROM raw_rest_snapshots;
 

@@ -92,3 +92,11 @@ def test_a_column_no_row_builder_fills_is_named():
     assert trades.table(cols).num_rows == 2  # missing columns are nulls
     with pytest.raises(SchemaError, match=r"\['trade_id'\] have fewer values"):
         trades.table(cols | {"trade_id": []})
+
+
+def test_the_book_datasets_share_the_snapshot_code_the_query_engine_uses():
+    from recorder.query import books
+
+    for name in ("book", "level3", "futures_book"):
+        assert load_schemas()[name].column("event").codes()["snapshot"] == books._SNAPSHOT
+    assert books._L3_EVENTS == {1: "add", 2: "modify", 3: "delete"}

@@ -63,6 +63,8 @@ def test_every_dataset_has_a_view_matching_its_schema(archive):
             assert view["side"] == "VARCHAR" and "side_code" in view
         desc = archive.describe(name)
         assert desc.filter(pl.col("column").is_not_null())["doc"].null_count() == 0
+    labels = dict(archive.describe("trades").select("column", "labels").rows())
+    assert labels["side"] == "0 buy, 1 sell" and labels["symbol"] is None
 
 
 def test_decimals_are_exact(archive):
