@@ -530,7 +530,8 @@ class Archive:
             "doc": [c.doc for c in schema.columns],
             "labels": [", ".join(f"{code} {label}" for label, code in c.codes().items())
                        or None for c in schema.columns],
-        }, schema_overrides={"labels": pl.Utf8}).join(view, how="full", left_on="column", right_on="view_column", coalesce=False)
+        }, schema_overrides={"labels": pl.Utf8}).join(
+            view, how="full", left_on="column", right_on="view_column", coalesce=False)
 
 
 def _chain(first: _T, rest: Iterator[_T]) -> Iterator[_T]:
