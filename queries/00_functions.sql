@@ -31,7 +31,6 @@ CREATE OR REPLACE MACRO kr_ns(t) AS
     CASE WHEN TRY_CAST(t AS BIGINT) IS NOT NULL THEN TRY_CAST(t AS BIGINT)
          ELSE epoch_ns(CAST(t AS TIMESTAMP_NS)) END;
 
-CREATE OR REPLACE MACRO kr_side(code) AS CASE code WHEN 0 THEN 'bid' WHEN 1 THEN 'ask' END;
-CREATE OR REPLACE MACRO kr_taker_side(code) AS CASE code WHEN 0 THEN 'buy' WHEN 1 THEN 'sell' END;
-CREATE OR REPLACE MACRO kr_source(code) AS
-    CASE code WHEN 0 THEN 'ws_snapshot' WHEN 1 THEN 'ws_live' WHEN 2 THEN 'rest' END;
+-- Label decoders of coded columns (`kr_<dataset>_<column>(code)`, e.g. kr_trades_side) are
+-- generated from the `labels` of schemas/*.toml before this file runs
+-- (recorder.archive.schema.DatasetSchema.label_macros_sql).

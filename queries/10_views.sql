@@ -2,19 +2,21 @@
 --
 -- The raw Parquet of dataset X is registered by the loader as `raw_X` (exactly the columns of
 -- schemas/X.toml; an empty relation with that schema when the archive has no file yet).
--- Conventions (checked against the schema files by tests/test_query_sql.py):
---   * every schema column is kept under its own name, except coded ints and int units,
---     which move to `<name>_code` / `<name>_units` while `<name>` becomes readable;
---   * every int ns column `x_ns` gets a TIMESTAMP_NS `x_time` beside it (UTC, naive);
+-- Conventions, driven by schemas/X.toml (tests/test_schema_views.py fails on any drift):
+--   * every schema column is kept under its own name, except coded ints (`labels`) and int
+--     units (`decimal = "units"`), which move to `<name>_code` / `<name>_units` while `<name>`
+--     becomes readable: the label via the generated decoder kr_<dataset>_<column>(code), the
+--     exact DECIMAL(38,18) from units + scale (or the overflow text);
+--   * `decimal = "text"` columns are exact DECIMAL(38,18) (kr_text_dec);
+--   * every int ns time column `x_ns` gets a TIMESTAMP_NS `x_time` beside it (UTC, naive);
 --     `recv_ns` -> `recv_time` (our receive clock), `ts_ns` -> `exchange_time` (Kraken's);
---   * prices and quantities are exact DECIMAL(38,18) (from units + scale, or the overflow text).
+--   * any other column a view derives is listed in the schema's `view_adds`.
 
 CREATE OR REPLACE VIEW level3 AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
        symbol, epoch, conn_id,
-       CASE event WHEN 0 THEN 'snapshot' WHEN 1 THEN 'add' WHEN 2 THEN 'modify'
-                  WHEN 3 THEN 'delete' END AS event,
-       event AS event_code, kr_side(side) AS side, side AS side_code, order_id,
+       kr_level3_event(event) AS event, event AS event_code,
+       kr_level3_side(side) AS side, side AS side_code, order_id,
        kr_dec_or_overflow(price, price_scale, overflow, 'price') AS price,
        kr_dec_or_overflow(qty, qty_scale, overflow, 'qty') AS qty,
        price AS price_units, qty AS qty_units, price_scale, qty_scale, checksum, overflow
@@ -23,8 +25,8 @@ FROM raw_level3;
 CREATE OR REPLACE VIEW book AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
        symbol, epoch, conn_id,
-       CASE event WHEN 0 THEN 'snapshot' WHEN 1 THEN 'update' END AS event, event AS event_code,
-       kr_side(side) AS side, side AS side_code,
+       kr_book_event(event) AS event, event AS event_code,
+       kr_book_side(side) AS side, side AS side_code,
        kr_dec_or_overflow(price, price_scale, overflow, 'price') AS price,
        kr_dec_or_overflow(qty, qty_scale, overflow, 'qty') AS qty,
        qty = 0 AS removed,
@@ -33,8 +35,9 @@ FROM raw_book;
 
 CREATE OR REPLACE VIEW trades AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
-       symbol, epoch, conn_id, kr_source(source) AS source, source AS source_code, trade_id,
-       kr_taker_side(side) AS side, side AS side_code, ord_type,
+       symbol, epoch, conn_id, kr_trades_source(source) AS source, source AS source_code,
+       trade_id,
+       kr_trades_side(side) AS side, side AS side_code, ord_type,
        kr_dec_or_overflow(price, price_scale, overflow, 'price') AS price,
        kr_dec_or_overflow(qty, qty_scale, overflow, 'qty') AS qty,
        price AS price_units, qty AS qty_units, price_scale, qty_scale, overflow
@@ -42,7 +45,7 @@ FROM raw_trades;
 
 CREATE OR REPLACE VIEW ohlc AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
-       symbol, conn_id, kr_source(source) AS source, source AS source_code, "interval",
+       symbol, conn_id, kr_ohlc_source(source) AS source, source AS source_code, "interval",
        interval_begin_ns, kr_time(interval_begin_ns) AS interval_begin_time,
        kr_text_dec(open) AS open, kr_text_dec(high) AS high, kr_text_dec(low) AS low,
        kr_text_dec(close) AS close, kr_text_dec(vwap) AS vwap, kr_text_dec(volume) AS volume,
@@ -103,16 +106,17 @@ SELECT recv_ns, kr_time(recv_ns) AS recv_time, conn_id, stream, direction, stage
 FROM raw_rejects;
 
 CREATE OR REPLACE VIEW rest_snapshots AS
-SELECT recv_ns, kr_time(recv_ns) AS recv_time, request, symbol, kr_side(side) AS side,
-       side AS side_code, position, kr_text_dec(price) AS price, kr_text_dec(qty) AS qty,
+SELECT recv_ns, kr_time(recv_ns) AS recv_time, request, symbol,
+       kr_rest_snapshots_side(side) AS side, side AS side_code, position,
+       kr_text_dec(price) AS price, kr_text_dec(qty) AS qty,
        ts_ns, kr_time(ts_ns) AS exchange_time, order_id
 FROM raw_rest_snapshots;
 
 CREATE OR REPLACE VIEW futures_book AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
        product_id, epoch, conn_id,
-       CASE event WHEN 0 THEN 'snapshot' WHEN 1 THEN 'delta' END AS event, event AS event_code,
-       seq, kr_side(side) AS side, side AS side_code,
+       kr_futures_book_event(event) AS event, event AS event_code,
+       seq, kr_futures_book_side(side) AS side, side AS side_code,
        kr_dec_or_overflow(price, price_scale, overflow, 'price') AS price,
        kr_dec_or_overflow(qty, qty_scale, overflow, 'qty') AS qty,
        price AS price_units, qty AS qty_units, price_scale, qty_scale, overflow
@@ -120,8 +124,9 @@ FROM raw_futures_book;
 
 CREATE OR REPLACE VIEW futures_trades AS
 SELECT recv_ns, kr_time(recv_ns) AS recv_time, ts_ns, kr_time(ts_ns) AS exchange_time,
-       product_id, conn_id, kr_source(source) AS source, source AS source_code, seq, uid,
-       kr_taker_side(side) AS side, side AS side_code, type,
+       product_id, conn_id, kr_futures_trades_source(source) AS source,
+       source AS source_code, seq, uid,
+       kr_futures_trades_side(side) AS side, side AS side_code, type,
        kr_dec_or_overflow(price, price_scale, overflow, 'price') AS price,
        kr_dec_or_overflow(qty, qty_scale, overflow, 'qty') AS qty,
        price AS price_units, qty AS qty_units, price_scale, qty_scale, overflow

@@ -163,3 +163,25 @@ def test_spark_reads_compacted_files_exactly(pair):
                     assert got == want, (ds, name)
     finally:
         spark.stop()
+
+
+def test_compacted_hint_applies_to_compacted_files_only():
+    schema = load_schemas()["book"]
+    table = schema.table({"recv_ns": [1, 2], "symbol": ["X", "X"], "price": [5, 6]})
+    rolling = parquet_encodings(table)
+    compacted = parquet_encodings(table, compacted=True)
+    assert "price" in rolling["use_dictionary"]
+    assert compacted["column_encoding"]["price"] == "DELTA_BINARY_PACKED"
+    for kwargs in (rolling, compacted):  # the plain hints hold in both
+        assert kwargs["column_encoding"]["recv_ns"] == "DELTA_BINARY_PACKED"
+        assert kwargs["column_encoding"]["checksum"] == "PLAIN"
+
+
+def test_a_column_without_hint_is_dictionary_encoded_whatever_its_name():
+    """Encodings come from the schema file, not from column names."""
+    import pyarrow as pa
+
+    table = pa.table({"recv_ns": pa.array([1, 2], pa.int64()),
+                      "checksum": pa.array([3, 4], pa.uint32())})
+    kwargs = parquet_encodings(table, compacted=True)
+    assert kwargs["column_encoding"] == {} and kwargs["use_dictionary"] == ["recv_ns", "checksum"]

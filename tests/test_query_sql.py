@@ -63,6 +63,8 @@ def test_every_dataset_has_a_view_matching_its_schema(archive):
             assert view["side"] == "VARCHAR" and "side_code" in view
         desc = archive.describe(name)
         assert desc.filter(pl.col("column").is_not_null())["doc"].null_count() == 0
+    labels = dict(archive.describe("trades").select("column", "labels").rows())
+    assert labels["side"] == "0 buy, 1 sell" and labels["symbol"] is None
 
 
 def test_decimals_are_exact(archive):
@@ -182,3 +184,17 @@ def test_recorder_import_stays_light():
     code = ("import sys, recorder; assert 'duckdb' not in sys.modules and "
             "'polars' not in sys.modules; assert recorder.Archive.__name__ == 'Archive'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_stored_code_has_a_label(archive):
+    """The row builders write literal codes: each one the archive holds must be a code the
+    schema labels (the view shows NULL for an unlabeled code)."""
+    checked = 0
+    for name, schema in load_schemas().items():
+        for c in schema.columns:
+            if c.labels:
+                bad = archive.sql(f'SELECT DISTINCT "{c.name}_code" FROM "{name}" '
+                                  f'WHERE "{c.name}" IS NULL').rows()
+                assert bad == [], (name, c.name, bad)
+                checked += archive.sql(f'SELECT count(*) FROM "{name}"').rows()[0][0]
+    assert checked > 0

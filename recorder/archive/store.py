@@ -30,13 +30,6 @@ from recorder.pipeline.state import PipelineState, StateError, decode_state, enc
 __all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
            "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS", "choose_encodings"]
 
-#: Time-like int64 columns get DELTA_BINARY_PACKED (no dictionary); the rest dictionary + RLE.
-_DELTA_COLUMNS: Final = frozenset({"recv_ns", "ts_ns", "trade_id", "seq", "start_ns",
-                                   "end_ns", "minute_ns", "interval_begin_ns"})
-#: Delta-coded only in compacted (symbol-sorted) files.
-_SORTED_DELTA_COLUMNS: Final = frozenset({"price"})
-#: Random-valued columns: plain (dictionary-encoding them only adds a dictionary).
-_PLAIN_COLUMNS: Final = frozenset({"checksum"})
 #: Threads writing the files of one commit (:meth:`PartitionWriter.seal`).
 SEAL_THREADS: Final = 2
 #: Rolling files: zstd 3 (written on the ingest path). Compaction passes its own level.
@@ -146,17 +139,16 @@ def _fits(encoding: str, t: pa.DataType) -> bool:
 
 
 def _static_encoding(field: pa.Field, *, compacted: bool) -> str:
-    """One column's encoding without measuring: the schema's ``encoding`` hint (Arrow field
-    metadata, see :meth:`~recorder.archive.schema.DatasetSchema.arrow`), else by name."""
-    hint = (field.metadata or {}).get(b"encoding")
-    if hint is not None and _fits(hint.decode(), field.type):
-        return hint.decode()
-    n, t = field.name, field.type
-    if pa.types.is_integer(t) and (n in _DELTA_COLUMNS
-                                   or (compacted and n in _SORTED_DELTA_COLUMNS)):
-        return "DELTA_BINARY_PACKED"
-    if pa.types.is_integer(t) and n in _PLAIN_COLUMNS:
-        return "PLAIN"
+    """One column's encoding without measuring: the schema's hint (``schemas/*.toml``
+    ``encoding``, or ``compacted_encoding`` first in compacted files; they travel in the Arrow
+    field metadata, see :meth:`~recorder.archive.schema.DatasetSchema.arrow`), else
+    dictionary + RLE."""
+    meta = field.metadata or {}
+    keys = (b"compacted_encoding", b"encoding") if compacted else (b"encoding",)
+    for key in keys:
+        hint = meta.get(key)
+        if hint is not None and _fits(hint.decode(), field.type):
+            return hint.decode()
     return _DICTIONARY
 
 
@@ -168,17 +160,20 @@ def _write_kwargs(encodings: dict[str, str]) -> dict[str, Any]:
 
 def parquet_encodings(table: pa.Table, *, compacted: bool = False) -> dict[str, Any]:
     """``pq.write_table`` keyword arguments choosing each column's encoding (no measuring;
-    rolling files). Measured on the sim stream (B/row, see ``schemas/README.md``):
+    rolling files): the column's hint from ``schemas/*.toml`` (``encoding``; in ``compacted``
+    files ``compacted_encoding`` first), else dictionary + RLE. The hints were measured on
+    the sim stream (B/row, see ``schemas/README.md``):
 
-    * a column's ``encoding`` hint in ``schemas/*.toml`` wins (e.g. level3 ``ts_ns`` PLAIN:
-      order times are not monotone, deltas cost more than zstd on plain values; level3
-      ``order_id`` DELTA_LENGTH_BYTE_ARRAY: random ids, a dictionary only adds indices);
-    * time-like and id int64 columns: ``DELTA_BINARY_PACKED`` (no dictionary);
+    * time-like and id int64 columns (``recv_ns``, ``ts_ns``, ``trade_id``, ``seq``, ...):
+      ``DELTA_BINARY_PACKED``; level3 ``ts_ns`` is ``PLAIN`` (order times are not monotone,
+      deltas cost more than zstd on plain values); level3 ``order_id`` is
+      ``DELTA_LENGTH_BYTE_ARRAY`` (random ids, a dictionary only adds indices);
     * ``checksum`` (random CRC32 values, one per message): ``PLAIN`` - a dictionary of random
       values costs more than the values (book: 3.8 -> 3.1 B/row);
     * everything else: dictionary + RLE (symbols, epochs, scales, sides, events become runs);
-    * ``compacted`` files are sorted by (symbol, time), so ``price`` is delta-coded too
-      (neighbouring rows are the same instrument: book 1.27 -> 0.95 B/row).
+    * ``compacted`` files are sorted by (symbol, time), so int ``price`` has
+      ``compacted_encoding = DELTA_BINARY_PACKED`` (neighbouring rows are the same
+      instrument: book 1.27 -> 0.95 B/row).
     """
     return _write_kwargs({f.name: _static_encoding(f, compacted=compacted)
                           for f in table.schema})

@@ -38,6 +38,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
+from recorder.archive.schema import load_schemas
 from recorder.book.checkpoint import encode_checkpoint
 from recorder.book.futures import FuturesBook
 from recorder.book.l2 import L2Book, token_units
@@ -76,7 +77,12 @@ MINUTE_NS: Final = 60_000_000_000
 #: Default book checkpoint cadence in messages per (channel, symbol) epoch (bounds replay).
 CHECKPOINT_MESSAGES: Final = 2_000
 _KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
-_SIDE_BUYSELL: Final = {"buy": 0, "sell": 1, "b": 0, "s": 1}
+#: The dataset schemas (``schemas/*.toml``): column lists, Arrow types and codes come from
+#: them, never restated here.
+_SCHEMAS: Final = load_schemas()
+_TAKER_SIDE: Final = _SCHEMAS["trades"].column("side").codes()
+#: Wire side (spot ``buy``/``sell``, REST ``b``/``s``) -> code of ``trades.side``.
+_SIDE_BUYSELL: Final = {**_TAKER_SIDE, "b": _TAKER_SIDE["buy"], "s": _TAKER_SIDE["sell"]}
 _ENC: Final = msgspec.json.Encoder()
 
 
@@ -92,50 +98,17 @@ _ROW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "book": ("side", "price", "qty"),
     "level3": ("ts_ns", "event", "side", "order_id", "price", "qty"),
 }
+#: Arrow type of each per-message column (from the schema).
 _MSG_TYPES: Final[dict[str, pa.DataType]] = {
-    "recv_ns": pa.int64(), "ts_ns": pa.int64(), "epoch": pa.int64(), "conn_id": pa.uint64(),
-    "event": pa.int8(), "price_scale": pa.int8(), "qty_scale": pa.int8(),
-}
+    c.name: c.arrow_type for name, cols in _MSG_COLUMNS.items()
+    for c in _SCHEMAS[name].columns if c.name in cols}
 _MAX_LIVENESS_MINUTES: Final = 24 * 60
 #: Most distinct symbols memoised as valid per grammar (the memo restarts when full).
 _SYMBOL_MEMO: Final = 100_000
 
-#: Columns buffered per dataset (must match ``schemas/<dataset>.toml``; checked in tests).
+#: Columns buffered per dataset: exactly the schema's columns, in its order.
 DATASETS: Final[dict[str, tuple[str, ...]]] = {
-    "level3": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "event", "side", "order_id",
-               "price", "qty", "price_scale", "qty_scale", "checksum", "overflow"),
-    "book": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "event", "side", "price", "qty",
-             "price_scale", "qty_scale", "checksum", "overflow"),
-    "trades": ("recv_ns", "ts_ns", "symbol", "epoch", "conn_id", "source", "trade_id", "side",
-               "ord_type", "price", "qty", "price_scale", "qty_scale", "overflow"),
-    "ohlc": ("recv_ns", "ts_ns", "symbol", "conn_id", "source", "interval", "interval_begin_ns",
-             "open", "high", "low", "close", "vwap", "volume", "trades"),
-    "ticker": ("recv_ns", "ts_ns", "symbol", "conn_id", "bid", "bid_qty", "ask", "ask_qty",
-               "last", "volume", "vwap", "low", "high", "change", "change_pct"),
-    "futures_book": ("recv_ns", "ts_ns", "product_id", "epoch", "conn_id", "event", "seq", "side",
-                     "price", "qty", "price_scale", "qty_scale", "overflow"),
-    "futures_trades": ("recv_ns", "ts_ns", "product_id", "conn_id", "source", "seq", "uid",
-                       "side", "type", "price", "qty", "price_scale", "qty_scale", "overflow"),
-    "futures_ticker": ("recv_ns", "ts_ns", "product_id", "conn_id", "bid", "ask", "last",
-                       "mark_price", "index", "funding_rate", "funding_rate_prediction",
-                       "open_interest", "volume", "next_funding_rate_time_ns"),
-    "instruments": ("recv_ns", "symbol", "kind", "change", "status", "base", "quote",
-                    "price_precision", "qty_precision", "cost_precision", "price_increment",
-                    "qty_increment", "qty_min", "attributes"),
-    "checkpoints": ("recv_ns", "channel", "symbol", "epoch", "epoch_message", "reason", "depth", "price_precision",
-                    "qty_precision", "checksum", "entries", "book"),
-    "epochs": ("epoch", "stream", "channel", "symbol", "conn_id", "depth", "price_precision",
-               "qty_precision", "precision_source", "start_ns", "end_ns", "start_reason",
-               "end_reason", "messages", "rows", "checksum_ok", "checksum_failed"),
-    "gaps": ("start_ns", "end_ns", "stream", "channel", "symbol", "conn_id", "cause", "missing",
-             "missing_count", "healed_by", "detail"),
-    "liveness": ("minute_ns", "conn_id", "stream", "channel", "symbol", "subscribed_ns", "frames",
-                 "first_ns", "last_ns", "sub_from_ns", "sub_to_ns"),
-    "rest_snapshots": ("recv_ns", "request", "symbol", "side", "position", "price", "qty",
-                       "ts_ns", "order_id"),
-    "rejects": ("recv_ns", "conn_id", "stream", "direction", "stage", "reason", "detail",
-                "symbol", "raw"),
-}
+    name: tuple(schema.names) for name, schema in _SCHEMAS.items()}
 
 
 class RowSink(Protocol):

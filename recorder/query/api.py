@@ -10,7 +10,8 @@
 
 SQL: every dataset of ``schemas/*.toml`` is a view with readable columns, plus research
 macros (``queries/*.sql``, run in file-name order against raw relations ``raw_<dataset>``
-built from the manifest's live files). Values are always bound as parameters
+built from the manifest's live files, after the label decoders ``kr_<dataset>_<column>``
+generated from the schemas' ``labels``). Values are always bound as parameters
 (``?``/``$name``), never formatted into SQL.
 
 **Several roots.** Capture writes one complete archive root per worker process
@@ -256,7 +257,8 @@ class Archive:
              start: TimeLike | None = None, end: TimeLike | None = None,
              root: Path | None = None) -> pl.LazyFrame:
         """Polars LazyFrame of one dataset's raw columns (``schemas/<dataset>.toml``), over
-        every root (or only ``root``).
+        every root (or only ``root``). Coded columns are raw codes (their labels: the SQL
+        views, :meth:`describe`, or the schema's ``labels``).
 
         Files are pruned with the manifest; ``symbols``/``start``/``end`` (inclusive, on the
         dataset's time column) are also applied as row filters, so the result is exact.
@@ -326,6 +328,8 @@ class Archive:
                                    for c in missing])
             rel.create_view(f"raw_{name}")
         self._register_functions(con)
+        # the label decoders of coded columns, generated from schemas/*.toml (10_views uses them)
+        con.execute("".join(s.label_macros_sql() for s in self.schemas.values()))
         for path in sql_files(self._queries):
             con.execute(path.read_text("utf-8"))
         return con
@@ -513,7 +517,9 @@ class Archive:
         return self.sql(_load_named("epochs_for"), {"sym": symbol, "chan": channel})
 
     def describe(self, dataset: str) -> pl.DataFrame:
-        """The dataset's documented columns (from its schema file) and the view's columns."""
+        """The dataset's documented columns (from its schema file: ``labels`` spells out the
+        codes of a coded column, e.g. ``0 buy, 1 sell``, as :meth:`scan` returns codes) and the
+        view's columns."""
         import polars as pl
 
         schema = self._schema(dataset)
@@ -522,7 +528,10 @@ class Archive:
             "column": [c.name for c in schema.columns],
             "type": [c.type for c in schema.columns],
             "doc": [c.doc for c in schema.columns],
-        }).join(view, how="full", left_on="column", right_on="view_column", coalesce=False)
+            "labels": [", ".join(f"{code} {label}" for label, code in c.codes().items())
+                       or None for c in schema.columns],
+        }, schema_overrides={"labels": pl.Utf8}).join(
+            view, how="full", left_on="column", right_on="view_column", coalesce=False)
 
 
 def _chain(first: _T, rest: Iterator[_T]) -> Iterator[_T]:

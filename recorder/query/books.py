@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 import msgspec
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileProblem
+from recorder.archive.schema import load_schemas
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
 from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
@@ -95,7 +96,11 @@ CHANNELS: Final = ("book", "level3", "futures_book")
 
 #: First try to find the exchange-clock cut among rows received at most this long after T.
 _EXCHANGE_WINDOW_NS: Final = 60_000_000_000
-_L3_EVENTS: Final = {1: "add", 2: "modify", 3: "delete"}
+_L3_EVENT: Final = load_schemas()["level3"].column("event")
+#: level3 event code -> name of the order change (``schemas/level3.toml`` labels).
+_L3_EVENTS: Final = {code: name for name, code in _L3_EVENT.codes().items() if name != "snapshot"}
+#: The event code of snapshot rows, the same in book, level3 and futures_book.
+_SNAPSHOT: Final = _L3_EVENT.codes()["snapshot"]
 #: A checkpoint lookup first reads this much receive time before the cut, then a window
 #: ``_CP_WIDEN`` times wider each time it finds none (see ``BookEngine._checkpoint``).
 _CP_WINDOW_NS: Final = 60_000_000_000
@@ -677,7 +682,7 @@ class BookEngine:
             ts = ts_col[i]
             if ts is not None and (ts_max is None or ts > ts_max):
                 ts_max = ts
-            if ev == 0:
+            if ev == _SNAPSHOT:
                 snap = True
             if l3:
                 oid = oid_col[i]  # type: ignore[index]
