@@ -61,8 +61,10 @@ ERR_TOKEN: Final = "EAPI:Invalid token"
 ERR_L3_SYMBOLS: Final = "Exceeded maximum number of symbols per connection"
 
 
-def encode_text_frames(frames: list[str]) -> bytes:
+def encode_text_frames(frames: list[str] | list[str | bytes]) -> bytes:
     """Frame ``frames`` as consecutive server-to-client WebSocket text frames (RFC 6455 §5.2).
+    A frame is text (``str``) or its UTF-8 bytes (``bytes``, sent as they are: the replay's
+    recorded frames).
 
     Each frame is ``FIN=1, RSV=0, opcode=0x1`` (byte ``0x81``), then the payload length --
     7 bits if < 126, else 126 and a 16-bit big-endian length if < 65536, else 127 and a 64-bit
@@ -74,7 +76,7 @@ def encode_text_frames(frames: list[str]) -> bytes:
     append = parts.append
     small = _SMALL_HEADERS
     for frame in frames:
-        data = frame.encode()
+        data = frame.encode() if type(frame) is str else frame
         n = len(data)
         if n < 126:
             append(small[n])
