@@ -58,6 +58,9 @@ def _symbols(values: tuple[str, ...]) -> frozenset[str] | None:
 @click.option("--stall-timeout", type=click.FloatRange(0.1, 86400), default=30.0,
               show_default=True,
               help="--max-speed: disconnect a client that holds the clock back this long.")
+@click.option("--socket-buffer", type=click.IntRange(4096, 1 << 30), default=None,
+              help="Kernel send buffer of each client socket, bytes (default: the OS's, which "
+                   "grows to megabytes): bounds what a stalled client holds in the kernel.")
 @click.option("--api-key", default=None, help="API key accepted by /0/private (level3 tokens).")
 @click.option("--api-secret", default=None, help="Base64 secret of --api-key.")
 @click.option("--keys-file", type=click.Path(path_type=Path), default=None,
@@ -69,7 +72,8 @@ def _symbols(values: tuple[str, ...]) -> frozenset[str] | None:
               help="--speed: frames buffered per connection before a slow client is dropped.")
 def replay_command(archives: tuple[Path, ...], start: str | None, end: str | None, speed: float,
                    max_speed: bool, symbols: tuple[str, ...], host: str, port: int,
-                   start_delay: float, stall_timeout: float, api_key: str | None,
+                   start_delay: float, stall_timeout: float, socket_buffer: int | None,
+                   api_key: str | None,
                    api_secret: str | None, keys_file: Path | None, idle_timeout: float,
                    heartbeat: float, send_queue: int) -> None:
     """Serve a recorded archive as Kraken's wire: Spot WS v2, level3, Futures WS and REST."""
@@ -99,7 +103,7 @@ def replay_command(archives: tuple[Path, ...], start: str | None, end: str | Non
     replay = ReplayConfig(archive=tuple(str(a) for a in archives), start_ns=start_ns,
                           end_ns=end_ns, speed=None if max_speed else speed,
                           symbols=_symbols(symbols), start_delay_s=start_delay,
-                          stall_timeout_s=stall_timeout)
+                          stall_timeout_s=stall_timeout, socket_buffer=socket_buffer)
     try:
         asyncio.run(_serve(config, replay))
     except ReplayError as exc:

@@ -56,12 +56,15 @@ _MAX_STEP_FRAMES: Final = 1 << 62
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     """One frame for every subscriber of ``key`` in ``registry``. ``snapshot``: a recorded
-    snapshot (a subscription that asked for none does not get it)."""
+    snapshot (a subscription that asked for none does not get it). ``resync``: a book's
+    coverage resumed after a gap while its subscribers held a book; each subscriber gets what
+    Kraken sends after a resubscribe: its subscribe ack, then this (fresh) snapshot."""
 
     registry: Registry
     key: tuple
     frame: bytes | str
     snapshot: bool
+    resync: bool = False
 
 
 @dataclass(slots=True)
@@ -73,6 +76,8 @@ class Subscribed:
 
     frames: list[bytes | str] = field(default_factory=list)
     others: list[bytes | str] = field(default_factory=list)
+    #: the earlier subscribers held a book (of an ended interval): ack + snapshot for them
+    others_resync: bool = False
 
 
 @dataclass(slots=True)
@@ -170,6 +175,7 @@ class ReplayMarket:
                 assert interval is not None
                 if st.subscribers > 1 and st.live != interval:
                     result.others.append(frame)  # they hold no (or a stale) book
+                    result.others_resync = st.live is not None
                 st.live, st.cut = interval, cut
                 if snapshot or registry == "futures":
                     result.frames.append(frame)
@@ -332,16 +338,21 @@ class ReplayMarket:
             if f.recv_ns <= st.cut:
                 stats.duplicates_skipped += 1
                 return
-            if st.live != iv:
+            if st.live != iv:  # coverage (re)starts: a fresh snapshot first
+                resync = st.live is not None
                 if not route.snapshot:
                     frame = self._rebuild(registry, key, iv, f.recv_ns)
                     if frame is None:
                         stats.frames_withheld += 1
                         return
                     st.live, st.cut = iv, f.recv_ns
-                    out.append(Dispatch(registry, key, frame, False))
+                    out.append(Dispatch(registry, key, frame, False, resync))
                     return
                 st.live = iv
+                st.last_frame = payload
+                stats.frames_routed += 1
+                out.append(Dispatch(registry, key, payload, False, resync))
+                return
             self._forward(registry, key, payload, False, out, st)
             return
         if channel == "trade":

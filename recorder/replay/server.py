@@ -15,8 +15,9 @@ each new subscription gets the state at the current replay time. Flow control:
 * ``--max-speed``: frames are served as fast as the slowest client reads. A step routes at
   most ``step_frames`` frames; the clock does not take another step while any client has more
   than ``high_water`` frames waiting or its socket buffer full with frames waiting, so the
-  server never holds more than about ``high_water + step_frames`` frames per client. A client
-  that blocks the clock for ``stall_timeout_s`` is disconnected (recorded as a slow consumer).
+  server never holds more than about ``high_water + step_frames`` frames per client (plus
+  what the kernel buffers: ``socket_buffer``). A slow client slows the replay down; one that
+  makes no progress at all for ``stall_timeout_s`` is disconnected (a slow consumer).
 
 When the window is exhausted the clock stops at its end and the server goes on serving
 (heartbeats, REST as of the end) until stopped; ``/control/stats`` says ``replay_finished``.
@@ -67,6 +68,8 @@ class ReplayConfig:
     step_frames: int = 4096
     high_water: int = 8192
     stall_timeout_s: float = 30.0
+    #: SO_SNDBUF of every client socket (None: the OS's, which grows to megabytes)
+    socket_buffer: int | None = None
 
 
 def build_universe(catalog: Catalog) -> Universe:
@@ -127,11 +130,13 @@ class ReplayServer(SimServer):
         # tokens expire in wall time (a replay's clock may run much faster than 15 minutes)
         self.tokens = TokenStore(clock_ns=wall_ns, ttl_s=config.token_ttl_s)
         self._go = asyncio.Event()
-        self._blocked_since: float | None = None
+        #: blocking connection -> ((frames handed to its socket, -unsent bytes), when it last grew)
+        self._progress: dict[int, tuple[tuple[int, int], float]] = {}
         self.stats.update(replay_frames_read=0, replay_frames_routed=0, replay_withheld=0,
                           replay_duplicates=0, replay_snapshots_rebuilt=0, replay_split=0,
                           replay_finished=False, replay_started=False,
-                          replay_cut_ns=self.catalog.start_ns, replay_journal_problems=0)
+                          replay_cut_ns=self.catalog.start_ns, replay_journal_problems=0,
+                          replay_max_queued=0)
 
     # --- the source of market -----------------------------------------------------------------
 
@@ -241,7 +246,7 @@ class ReplayServer(SimServer):
             subs = (spot if d.registry == "spot" else futures).get(d.key)
             if subs:
                 for conn in tuple(subs):
-                    conn.deliver(d.frame, d.key, d.snapshot)
+                    conn.deliver(d.frame, d.key, d.snapshot, d.resync)
         s, st = market.stats, self.stats
         st["ticks"] += 1
         st["replay_frames_read"] = s.frames_read
@@ -254,25 +259,37 @@ class ReplayServer(SimServer):
         return s.frames_read - before
 
     def _blocked(self) -> bool:
-        """Max speed: does a client hold the clock back (see module docstring)? A client that
-        has for ``stall_timeout_s`` is disconnected."""
+        """Max speed: does a client hold the clock back (see module docstring)? A blocking
+        client that made no progress (nothing handed to its socket, its unsent bytes not
+        shrinking) for ``stall_timeout_s`` is disconnected; a slow one only slows the replay."""
         high = self.replay_config.high_water
-        blocking = [c for c in self.connections.values()
-                    if not c.closed and (c.queued() >= high
-                                         or (c.queued() and c.write_backlog() > WRITE_BUFFER_LIMIT))]
-        if not blocking:
-            self._blocked_since = None
-            return False
+        blocking = []
+        most = self.stats["replay_max_queued"]
         now = time.monotonic()
-        if self._blocked_since is None:
-            self._blocked_since = now
-        elif now - self._blocked_since > self.replay_config.stall_timeout_s:
-            for conn in blocking:
+        for c in self.connections.values():
+            queued = c.queued()
+            if queued > most:
+                most = queued
+            if not c.closed and (queued >= high
+                                 or (queued and c.write_backlog() > WRITE_BUFFER_LIMIT)):
+                blocking.append(c)
+                mark = (c.sent, -c.write_backlog())
+                seen = self._progress.get(c.id)
+                if seen is None or mark > seen[0]:
+                    self._progress[c.id] = (mark, now)
+            else:
+                self._progress.pop(c.id, None)
+        self.stats["replay_max_queued"] = most
+        if not blocking:
+            return False
+        for conn in blocking:
+            _, since = self._progress[conn.id]
+            if now - since > self.replay_config.stall_timeout_s:
                 self.stats["slow_disconnects"] += 1
                 self.record("slow_consumer", conn=conn.id, endpoint=conn.endpoint,
                             queued=conn.queued())
+                self._progress.pop(conn.id, None)
                 conn.abort()
-            self._blocked_since = None
         return True
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ differs: a subscription is answered from the archive (:class:`~recorder.replay.m
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -66,17 +67,29 @@ class _ReplayMixin:
     registry: Registry
 
     def _replay_init(self) -> None:
+        size = self.sim.replay_config.socket_buffer
+        sock = None if self.transport is None else self.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        if size and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
         #: key -> the subscription asked for snapshots (recorded snapshots go only there)
         self.wants_snapshot: dict[tuple, bool] = {}
+        #: key -> the ack's ``result`` of the subscription (repeated on a resync)
+        self.acked: dict[tuple, dict[str, Any]] = {}
 
     def replay_market(self) -> _Side:
         return _Side(self.sim, self.registry)
 
-    def deliver(self, frame: bytes | str, key: tuple, snapshot: bool) -> None:
-        """One routed frame (from the replay clock's fan-out)."""
+    def deliver(self, frame: bytes | str, key: tuple, snapshot: bool, resync: bool = False) -> None:
+        """One routed frame (from the replay clock's fan-out); ``resync``: coverage resumed
+        after a gap, so the subscribe ack goes first (see :class:`~recorder.replay.market.Dispatch`)."""
         if snapshot and not self.wants_snapshot.get(key, True):
             return
+        if resync:
+            self.resync_ack(key)
         self.send_data(frame, key)  # type: ignore[attr-defined]
+
+    def resync_ack(self, key: tuple) -> None:  # pragma: no cover - per protocol
+        raise NotImplementedError
 
     def queued(self) -> int:
         """Frames waiting for the socket (the flow-control signal of the replay clock)."""
@@ -87,11 +100,11 @@ class _ReplayMixin:
         transport = self.transport  # type: ignore[attr-defined]
         return 0 if transport is None else int(transport.get_write_buffer_size())
 
-    def _wake_others(self, key: tuple, frames: list[bytes | str]) -> None:
+    def _wake_others(self, key: tuple, frames: list[bytes | str], resync: bool) -> None:
         for conn in tuple(self.sim.subs_of(self.registry, key)):
             if conn is not self:
                 for frame in frames:
-                    conn.send_data(frame, key)
+                    conn.deliver(frame, key, False, resync)
 
 
 class ReplaySpotConnection(_ReplayMixin, SpotConnection):
@@ -153,8 +166,9 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
                 self._reply(method, req_id, time_in, result=echo, success=True)
                 for frame in got.frames:
                     self.send_data(frame, key)
-                self._wake_others(key, got.others)
+                self._wake_others(key, got.others, got.others_resync)
                 self.wants_snapshot[key] = snapshot
+                self.acked[key] = echo
                 self.add_sub(channel, symbol, key)
             else:
                 current = self.subs.get((channel, symbol))
@@ -163,7 +177,15 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
                     continue
                 self.drop_sub(channel, symbol, self.market())
                 self.wants_snapshot.pop(key, None)
+                self.acked.pop(key, None)
                 self._reply(method, req_id, time_in, result=echo, success=True)
+
+    def resync_ack(self, key: tuple) -> None:
+        """Kraken's subscribe ack of this subscription, as after a resubscribe."""
+        echo = self.acked.get(key)
+        if echo is not None:
+            now = self.sim.clock_ns()
+            self._reply("subscribe", None, now, result=echo, success=True)
 
     def _instrument(self, method: str, snapshot: bool, req_id: Any, time_in: int) -> None:
         key = ("instrument",)
@@ -212,6 +234,10 @@ class ReplayFuturesConnection(_ReplayMixin, FuturesConnection):
     def market(self) -> Any:
         return self.replay_market()
 
+    def resync_ack(self, key: tuple) -> None:
+        """Kraken Futures' ``subscribed`` event of this subscription, as after a resubscribe."""
+        self._send({"event": "subscribed", "feed": key[0], "product_ids": [key[1]]})
+
     async def on_text(self, text: str, time_in: int) -> None:
         try:
             request = _DEC.decode(text)
@@ -259,7 +285,7 @@ class ReplayFuturesConnection(_ReplayMixin, FuturesConnection):
                 got = server.subscribe(self.registry, key, snapshot=True)
                 for frame in got.frames:
                     self.send_data(frame, key)
-                self._wake_others(key, got.others)
+                self._wake_others(key, got.others, got.others_resync)
                 self.add_sub(feed, pid, key)
             else:
                 if (feed, pid) not in self.subs:
