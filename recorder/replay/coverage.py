@@ -77,6 +77,7 @@ class Coverage:
                         for k, v in intervals.items() if v}
         self._starts = {k: [i.start_ns for i in v] for k, v in self._by_key.items()}
         self._reach: dict[tuple[str, str], list[int]] = {}  # running max of end_ns
+        self._last: dict[tuple[str, str], Interval] = {}  # the last interval a frame matched
         for k, v in self._by_key.items():
             reach, top = [], None
             for iv in v:
@@ -113,9 +114,16 @@ class Coverage:
         return found[0] if found else None
 
     def frame(self, channel: str, symbol: str, root: int, conn_id: int, t: int) -> Interval | None:
-        """The interval covering a frame received at ``t`` on ``(root, conn_id)``, or None."""
-        for iv in self._covering((channel, symbol), t):
+        """The interval covering a frame received at ``t`` on ``(root, conn_id)``, or None
+        (one connection's intervals never overlap, so the last match is tried first)."""
+        key = (channel, symbol)
+        last = self._last.get(key)
+        if (last is not None and last.start_ns <= t <= last.end_ns and last.root == root
+                and last.conn_id == conn_id):
+            return last
+        for iv in self._covering(key, t):
             if iv.root == root and iv.conn_id == conn_id:
+                self._last[key] = iv
                 return iv
         return None
 

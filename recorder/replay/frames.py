@@ -79,8 +79,62 @@ _FUTURES_FEEDS: Final = {
 }
 
 
+#: Book frames as Kraken lays them out (keys in this order; checked byte for byte) are routed
+#: without decoding their levels: ``{"channel":"<book|level3>","type":"<update|snapshot>",
+#: "data":[{...one book object...}]}``. Anything else takes the decoding path.
+_HEAD: Final = b'{"channel":"'
+_BOOK_SHAPES: Final = {
+    ord("b"): ((b'book","type":"update","data":[{', "book", False),
+               (b'book","type":"snapshot","data":[{', "book", True)),
+    ord("l"): ((b'level3","type":"update","data":[{', "level3", False),
+               (b'level3","type":"snapshot","data":[{', "level3", True)),
+}
+_SYMBOL_KEY: Final = b'"symbol":"'
+_ROUTE_CACHE: dict[tuple[str, bytes, bool], Route] = {}
+_ROUTE_CACHE_MAX: Final = 100_000
+
+
+def _route_book(payload: bytes) -> Route | None:
+    """The fast path of :func:`route_spot` for a ``book``/``level3`` frame (one book object,
+    one ``symbol`` key, a complete frame); None when the frame is not exactly that shape."""
+    if not payload.startswith(_HEAD) or len(payload) < 40:
+        return None
+    shapes = _BOOK_SHAPES.get(payload[12])
+    if shapes is None:
+        return None
+    for rest, channel, snapshot in shapes:
+        if payload.startswith(rest, 12):
+            break
+    else:
+        return None
+    start = payload.find(_SYMBOL_KEY, 12 + len(rest))
+    if start < 0:
+        return None
+    start += 10
+    end = payload.find(b'"', start)
+    if end <= start or not payload.endswith(b"}]}") or payload.find(_SYMBOL_KEY, end) >= 0:
+        return None
+    name = payload[start:end]
+    cache_key = (channel, name, snapshot)
+    route = _ROUTE_CACHE.get(cache_key)
+    if route is None:
+        if b"\\" in name:
+            return None
+        if len(_ROUTE_CACHE) >= _ROUTE_CACHE_MAX:
+            _ROUTE_CACHE.clear()
+        try:
+            symbol = name.decode()
+        except UnicodeDecodeError:
+            return None
+        route = _ROUTE_CACHE[cache_key] = Route(channel, (symbol,), snapshot)
+    return route
+
+
 def route_spot(payload: bytes) -> Route | None:
     """The route of a Spot WS v2 market-data frame, or None (control frame, malformed)."""
+    fast = _route_book(payload)
+    if fast is not None:
+        return fast
     try:
         msg = _SPOT.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from recorder.replay.catalog import Catalog
 from recorder.replay.coverage import Interval
@@ -53,8 +53,7 @@ Registry = Literal["spot", "futures"]
 _MAX_STEP_FRAMES: Final = 1 << 62
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
+class Dispatch(NamedTuple):
     """One frame for every subscriber of ``key`` in ``registry``. ``snapshot``: a recorded
     snapshot (a subscription that asked for none does not get it). ``resync``: a book's
     coverage resumed after a gap while its subscribers held a book; each subscriber gets what
@@ -338,7 +337,7 @@ class ReplayMarket:
             if f.recv_ns <= st.cut:
                 stats.duplicates_skipped += 1
                 return
-            if st.live != iv:  # coverage (re)starts: a fresh snapshot first
+            if st.live is not iv and st.live != iv:  # coverage (re)starts: fresh snapshot
                 resync = st.live is not None
                 if not route.snapshot:
                     frame = self._rebuild(registry, key, iv, f.recv_ns)

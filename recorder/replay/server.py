@@ -241,12 +241,12 @@ class ReplayServer(SimServer):
         before = market.stats.frames_read
         dispatches = market.advance(target, budget)
         self.clock.advance_to(market.cut_ns)
-        spot, futures = self.spot_subs, self.futures_subs
-        for d in dispatches:
-            subs = (spot if d.registry == "spot" else futures).get(d.key)
+        registries = {"spot": self.spot_subs, "futures": self.futures_subs}
+        for registry, key, frame, snapshot, resync in dispatches:
+            subs = registries[registry].get(key)
             if subs:
-                for conn in tuple(subs):
-                    conn.deliver(d.frame, d.key, d.snapshot, d.resync)
+                for conn in subs:  # delivering never changes the subscriber set
+                    conn.deliver(frame, key, snapshot, resync)
         s, st = market.stats, self.stats
         st["ticks"] += 1
         st["replay_frames_read"] = s.frames_read

@@ -86,7 +86,7 @@ class _ReplayMixin:
             return
         if resync:
             self.resync_ack(key)
-        self.send_data(frame, key)  # type: ignore[attr-defined]
+        self._put(frame)  # type: ignore[attr-defined]  # (a replay injects no faults)
 
     def resync_ack(self, key: tuple) -> None:  # pragma: no cover - per protocol
         raise NotImplementedError
