@@ -8,8 +8,8 @@ depends only on what it is:
 
 - ``make TARGET``: the target exists and its recipe is what the README says it does (``make -n``);
   running ``make test`` inside the test suite would recurse, ``make run`` would dial Kraken;
-- ``recorder sim ...`` (a server that runs until stopped): it starts and prints its JSON line
-  of URLs, then is stopped (``--record``/``--messages`` runs finish by themselves);
+- ``recorder sim ...``, ``recorder replay ...`` (servers that run until stopped): each starts
+  and prints its JSON line of URLs, then is stopped (``sim --record`` runs finish by themselves);
 - ``recorder run`` (dials Kraken): its configuration is checked with ``--check`` instead;
 - everything else runs to completion and must exit 0 without a traceback.
 
@@ -120,7 +120,7 @@ def test_readme_command_runs_as_written(command: str, demo_dir: Path) -> None:
     if words[0] == "make":
         _check_make(command)
         return
-    if words[:2] == ["recorder", "sim"] and "--record" not in words:
+    if words[:2] in (["recorder", "sim"], ["recorder", "replay"]) and "--record" not in words:
         _run_server(command, demo_dir)
         return
     if words[:2] == ["recorder", "run"]:

@@ -10,7 +10,8 @@ success, ``{"error": ["EQuery:Unknown asset pair"]}`` on failure (no ``result``,
 Error strings: ``EQuery:Unknown asset pair``, ``EQuery:Unknown asset``, ``EGeneral:Invalid
 arguments``, ``EGeneral:Unknown method``, ``EAPI:Invalid key``, ``EAPI:Invalid signature``,
 ``EAPI:Invalid nonce``, ``EGeneral:Too many requests`` for the per-IP public throttle,
-``EAPI:Rate limit exceeded`` for the per-key private call counter.
+``EAPI:Rate limit exceeded`` for the per-key private call counter, ``EService:Unavailable``
+when the market cannot answer (``recorder replay``: no valid recorded book at the replay time).
 
 Names and number text follow :mod:`recorder.sim.rest_shapes`. Pair lookup accepts the v2 symbol
 (``BTC/USD``) and its concatenation (``BTCUSD``), the REST ``wsname`` (``XBT/USD``), the
