@@ -22,7 +22,7 @@ from recorder.replay.coverage import Coverage, EpochRow, Interval, epoch_interva
 if TYPE_CHECKING:
     from recorder.query.api import Archive
 
-__all__ = ["Catalog", "InstrumentRow", "load_catalog", "BOOK_CHANNELS"]
+__all__ = ["BOOK_CHANNELS", "Catalog", "InstrumentRow", "load_catalog"]
 
 #: Channels whose frames are gated by coverage (they need a valid book).
 BOOK_CHANNELS = ("book", "level3", "futures_book")
@@ -75,7 +75,7 @@ class Catalog:
 
     def symbols(self) -> set[str]:
         """Every spot symbol and futures product the window holds."""
-        out = {s for _, s in self.coverage.keys()} | self.trades | {s for s, _ in self.ohlc}
+        out = {s for _, s in self.coverage.books()} | self.trades | {s for s, _ in self.ohlc}
         return out | self.futures_trades | self.futures_tickers
 
 

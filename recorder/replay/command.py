@@ -131,3 +131,5 @@ async def _serve(config: object, replay: object) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if server.failure is not None:
+        raise ReplayError(server.failure)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Interval", "Coverage", "EpochRow", "HALT_REASONS", "epoch_intervals", "subtract_gaps"]
+__all__ = ["HALT_REASONS", "Coverage", "EpochRow", "Interval", "epoch_intervals", "subtract_gaps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class Coverage:
                 reach.append(top)
             self._reach[k] = reach
 
-    def keys(self) -> list[tuple[str, str]]:
+    def books(self) -> list[tuple[str, str]]:
         return sorted(self._by_key)
 
     def intervals(self, channel: str, symbol: str) -> list[Interval]:

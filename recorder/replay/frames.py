@@ -20,7 +20,7 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["Route", "route_spot", "route_futures", "split_spot"]
+__all__ = ["Route", "route_futures", "route_spot", "split_spot"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from recorder.replay.rebuild import Rebuilder
 from recorder.replay.render import futures_trade_snapshot, ohlc_snapshot, trade_snapshot
 from recorder.replay.source import VenueFrame
 
-__all__ = ["Dispatch", "MarketStats", "ReplayMarket", "Registry", "Subscribed", "refusal"]
+__all__ = ["Dispatch", "MarketStats", "Registry", "ReplayMarket", "Subscribed", "refusal"]
 
 Registry = Literal["spot", "futures"]
 _MAX_STEP_FRAMES: Final = 1 << 62
@@ -125,7 +125,7 @@ class MarketStats:
     duplicates_skipped: int = 0
     snapshots_rebuilt: int = 0
     frames_split: int = 0
-    journal_problems: list[str] = field(default_factory=list)
+    rebuild_errors: int = 0
 
 
 class ReplayMarket:
@@ -134,13 +134,15 @@ class ReplayMarket:
 
     def __init__(self, catalog: Catalog, rebuilder: Rebuilder, frames: Iterator[VenueFrame], *,
                  symbols: set[str] | None = None,
-                 hold: Callable[[bool], None] | None = None) -> None:
+                 hold: Callable[[bool], None] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
         self.catalog = catalog
         self.rebuilder = rebuilder
         self._frames = frames
         self._peek: VenueFrame | None = None
         self._symbols = symbols
         self._hold = hold
+        self._on_error = on_error
         self.cut_ns = catalog.start_ns
         self.exhausted = False
         self.stats = MarketStats()
@@ -180,14 +182,14 @@ class ReplayMarket:
                     result.frames.append(frame)
         elif channel == "trade":
             if registry == "spot":
-                trades = self._rebuilding(lambda: self.rebuilder.spot_trades(key[1], cut)) \
+                trades = self._rebuilding(lambda: self.rebuilder.spot_trades(key[1], cut), []) \
                     if snapshot else []
                 last = trades[-1].trade_id if trades else self._rebuilding(
                     lambda: self.rebuilder.last_trade_id(key[1], cut))
                 if snapshot:
                     result.frames.append(trade_snapshot(key[1], trades))
             else:  # futures subscriptions always start with a trade_snapshot
-                ftrades = self._rebuilding(lambda: self.rebuilder.futures_trades(key[1], cut))
+                ftrades = self._rebuilding(lambda: self.rebuilder.futures_trades(key[1], cut), [])
                 last = ftrades[0].seq if ftrades else self._rebuilding(
                     lambda: self.rebuilder.last_futures_trade_seq(key[1], cut))
                 result.frames.append(futures_trade_snapshot(key[1], ftrades))
@@ -196,11 +198,13 @@ class ReplayMarket:
             st.cut = max(st.cut, cut)
         elif channel == "ohlc":
             if snapshot:
-                bars = self._rebuilding(lambda: self.rebuilder.ohlc_bars(key[1], key[2], cut))
+                bars = self._rebuilding(lambda: self.rebuilder.ohlc_bars(key[1], key[2], cut), [])
                 result.frames.append(ohlc_snapshot(key[1], bars, at_ns=cut))
         elif channel == "instrument":
-            if snapshot:
-                result.frames.append(self._rebuilding(lambda: self.rebuilder.instrument_frame(cut)))
+            frame = self._rebuilding(lambda: self.rebuilder.instrument_frame(cut)) \
+                if snapshot else None
+            if frame is not None:
+                result.frames.append(frame)
         elif channel in ("ticker", "ticker_lite"):
             last_frame = self._last_ticker.get((channel, key[1]))
             if last_frame is not None:
@@ -232,11 +236,19 @@ class ReplayMarket:
                 return iv
         return None
 
-    def _rebuilding(self, work: Callable[[], Any]) -> Any:
+    def _rebuilding(self, work: Callable[[], Any], default: Any = None) -> Any:
+        """Run one rebuild with the clock held. An archive file that cannot be read makes
+        the state unavailable (``default``: no snapshot), reported through ``on_error``;
+        it never takes the replay down."""
         if self._hold is not None:
             self._hold(True)
         try:
             return work()
+        except Exception as exc:  # noqa: BLE001 - unreadable archive data: no state, reported
+            self.stats.rebuild_errors += 1
+            if self._on_error is not None:
+                self._on_error(f"rebuild failed ({type(exc).__name__}: {exc})"[:500])
+            return default
         finally:
             if self._hold is not None:
                 self._hold(False)
@@ -274,8 +286,7 @@ class ReplayMarket:
             stats.frames_read += 1
             if self._active:
                 self._route(nxt, out)
-            if recv > cut:
-                cut = recv
+            cut = max(cut, recv)
             budget -= 1
             nxt = None
         self._peek = nxt

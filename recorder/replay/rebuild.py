@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from recorder.query.api import Archive
     from recorder.query.books import BookAt
 
-__all__ = ["Rebuilder", "SPOT_TRADE_SNAPSHOT", "FUTURES_TRADE_SNAPSHOT", "wire_object"]
+__all__ = ["FUTURES_TRADE_SNAPSHOT", "SPOT_TRADE_SNAPSHOT", "Rebuilder", "wire_object"]
 
 #: Trades in a Spot WS v2 trade snapshot (Kraken: the 50 most recent).
 SPOT_TRADE_SNAPSHOT: Final = 50

@@ -19,19 +19,19 @@ import msgspec
 from recorder.protocol.numbers import units_to_text
 
 __all__ = [
-    "rfc3339_us",
-    "rfc3339_ns",
-    "L3Order",
-    "book_snapshot",
-    "level3_snapshot",
-    "futures_book_snapshot",
-    "trade_snapshot",
-    "futures_trade_snapshot",
-    "ohlc_snapshot",
-    "instrument_snapshot",
-    "SpotTrade",
     "FuturesTrade",
+    "L3Order",
     "OhlcBar",
+    "SpotTrade",
+    "book_snapshot",
+    "futures_book_snapshot",
+    "futures_trade_snapshot",
+    "instrument_snapshot",
+    "level3_snapshot",
+    "ohlc_snapshot",
+    "rfc3339_ns",
+    "rfc3339_us",
+    "trade_snapshot",
 ]
 
 _NS: Final = 1_000_000_000

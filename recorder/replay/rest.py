@@ -24,6 +24,8 @@ before it has been served, see :class:`~recorder.replay.market.ReplayMarket`):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from recorder.protocol.numbers import token_to_text, units_to_text
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from recorder.query.books import BookAt
     from recorder.replay.server import ReplayServer
 
-__all__ = ["ReplaySpotData", "ReplayFuturesData", "rescale"]
+__all__ = ["ReplayFuturesData", "ReplaySpotData", "rescale"]
 
 _NS: Final = 1_000_000_000
 _DAY_NS: Final = 86_400 * _NS
@@ -53,6 +55,23 @@ def rescale(units: int, scale: int, target: int) -> int:
     if r:
         raise ValueError(f"{units}e-{scale} has more than {target} decimals")
     return q
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A REST data method whose archive read fails (an unreadable file) answers Kraken's
+    "unavailable" (:class:`DataUnavailable`) and is reported once on stderr, never a 500."""
+    @functools.wraps(method)
+    def guarded(self: _Data, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DataUnavailable:
+            raise
+        except Exception as exc:  # unreadable archive data: unavailable, reported
+            self.server.log(f"recorder replay: REST {method.__name__} failed "
+                             f"({type(exc).__name__}: {exc})"[:500])
+            raise DataUnavailable(method.__name__) from exc
+
+    return guarded
 
 
 class _Data:
@@ -81,6 +100,7 @@ class ReplaySpotData(_Data):
                 return channel, res
         raise DataUnavailable(symbol)
 
+    @_guarded
     def depth(self, symbol: str, count: int) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
         channel, res = self._book(symbol)
         book: Any = res.book
@@ -98,6 +118,7 @@ class ReplaySpotData(_Data):
             out.append(levels)
         return out[0], out[1]
 
+    @_guarded
     def l3_orders(self, symbol: str, depth: int
                   ) -> tuple[list[tuple[str, str, str, int]], list[tuple[str, str, str, int]]]:
         _, res = self._book(symbol, ("level3",))
@@ -126,6 +147,7 @@ class ReplaySpotData(_Data):
                        "price_scale", "qty", "qty_scale"]).collect())
         return list(df.iter_rows())
 
+    @_guarded
     def trades_since(self, symbol: str, since_ns: int | None, count: int = 1000) -> list[RestTrade]:
         rows = self._trades(symbol, since_ts=since_ns)
         chosen = rows[-count:] if since_ns is None else rows[:count]
@@ -137,6 +159,7 @@ class ReplaySpotData(_Data):
         pair = self.server.pairs[symbol]
         return pair.price_precision, pair.qty_precision
 
+    @_guarded
     def ohlc(self, symbol: str, interval: int) -> list[RestBar]:
         pp, qp = self._units(symbol)
         span = interval * 60 * _NS
@@ -172,8 +195,8 @@ class ReplaySpotData(_Data):
         for t in range(start, current + 1, span):
             bar = bars.get(t)
             if bar is None:
-                c = units_to_text(close, pp)
-                out.append(RestBar(t // _NS, c, c, c, c, units_to_text(0, pp),
+                flat = units_to_text(close, pp)
+                out.append(RestBar(t // _NS, flat, flat, flat, flat, units_to_text(0, pp),
                                    units_to_text(0, qp), 0))
                 continue
             o, h, lo, c, vol, cost, n = bar
@@ -184,6 +207,7 @@ class ReplaySpotData(_Data):
             close = c
         return out
 
+    @_guarded
     def spreads(self, symbol: str) -> list[tuple[int, str, str]]:
         from recorder.query.books import BookEvent
 
@@ -213,6 +237,7 @@ class ReplaySpotData(_Data):
                             units_to_text(ask[0], pp)))
         return out[-_SPREADS:]
 
+    @_guarded
     def rest_ticker(self, symbol: str) -> RestTicker:
         pp, qp = self._units(symbol)
         _, res = self._book(symbol)
@@ -247,6 +272,7 @@ class ReplayFuturesData(_Data):
     :class:`recorder.sim.futures_market.FuturesMarket` that :mod:`recorder.sim.futures_rest`
     uses)."""
 
+    @_guarded
     def orderbook(self, product_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         cut = self.cut
         iv = self.server.catalog.coverage.at("futures_book", product_id, cut)
@@ -272,6 +298,7 @@ class ReplayFuturesData(_Data):
         return [(ts, seq, units_to_text(p, ps), units_to_text(q, qs), _SIDES[side], kind, uid)
                 for ts, seq, p, ps, q, qs, side, kind, uid in df.iter_rows()]
 
+    @_guarded
     def history(self, product_id: str, before_ns: int | None,
                 count: int = 100) -> list[tuple[int, int, str, str, str, str, str]]:
         rows = [r for r in reversed(self._trades(product_id))
@@ -286,6 +313,7 @@ class ReplayFuturesData(_Data):
               .sort("recv_ns").tail(1).collect())
         return df.to_dicts()[0] if df.height else None
 
+    @_guarded
     def tickers(self) -> list[dict[str, Any]]:
         from decimal import Decimal
 

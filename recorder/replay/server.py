@@ -88,7 +88,7 @@ def build_universe(catalog: Catalog) -> Universe:
             continue
     used = {p.base for p in spot} | {p.quote for p in spot}
     asset_wires = tuple(wire_object(r.attributes) for r in assets if r.symbol in used)
-    books = {symbol for channel, symbol in catalog.coverage.keys() if channel == "futures_book"}
+    books = {symbol for channel, symbol in catalog.coverage.books() if channel == "futures_book"}
     products = sorted(books | catalog.futures_trades | catalog.futures_tickers)
     futures = tuple(FuturesProduct(product_id=p, tag="", pair="", tick_size="", contract_size="",
                                    price_precision=0, qty_precision=0, maturity_ms=None,
@@ -108,7 +108,7 @@ class ReplayServer(SimServer):
 
         self.replay_config = replay
         self._wall_ns = wall_ns
-        self._log = out or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = out or (lambda line: print(line, file=sys.stderr, flush=True))
         try:
             self.archive = Archive(list(replay.archive))
         except (ArchiveRootError, OSError) as exc:
@@ -119,12 +119,17 @@ class ReplayServer(SimServer):
                                         symbols=set(replay.symbols) if replay.symbols else None)
         except ValueError as exc:
             raise ReplayError(str(exc)) from exc
+        except Exception as exc:  # unreadable metadata: one line, no traceback
+            raise ReplayError(f"cannot read the archive's epochs, gaps or instruments "
+                              f"({type(exc).__name__}: {exc})"[:800]) from exc
         if not self.catalog.symbols():
             raise ReplayError("the archive holds no market data in this window"
                               + (" for --symbols" if replay.symbols else ""))
         self.clock = ReplayClock(self.catalog.start_ns, self.catalog.end_ns, speed=replay.speed,
                                  wall_ns=wall_ns)
         self.journal_problems: list[str] = []
+        #: why the clock stopped early (the command exits 1 with it), None if it did not
+        self.failure: str | None = None
         super().__init__(config, build_universe(self.catalog), clock_ns=self.clock.now_ns,
                          out=out)
         # tokens expire in wall time (a replay's clock may run much faster than 15 minutes)
@@ -136,7 +141,7 @@ class ReplayServer(SimServer):
                           replay_duplicates=0, replay_snapshots_rebuilt=0, replay_split=0,
                           replay_finished=False, replay_started=False,
                           replay_cut_ns=self.catalog.start_ns, replay_journal_problems=0,
-                          replay_max_queued=0)
+                          replay_max_queued=0, replay_rebuild_errors=0)
 
     # --- the source of market -----------------------------------------------------------------
 
@@ -150,14 +155,18 @@ class ReplayServer(SimServer):
         self.replay = ReplayMarket(self.catalog, self.rebuilder, iter(source),
                                    symbols=set(self.replay_config.symbols)
                                    if self.replay_config.symbols else None,
-                                   hold=self._hold)
+                                   hold=self._hold, on_error=self._rebuild_error)
         return ReplaySpotData(self), ReplayFuturesData(self)
 
     def _journal_problem(self, root: Path, segment: str, error: str) -> None:
         text = f"{root.name}/journal/{segment}: {error}"
         self.journal_problems.append(text)
         self.stats["replay_journal_problems"] = len(self.journal_problems)
-        self._log(f"recorder replay: journal segment {text}; its complete records are served")
+        self.log(f"recorder replay: journal segment {text}; its complete records are served")
+
+    def _rebuild_error(self, text: str) -> None:
+        self.stats["replay_rebuild_errors"] = self.replay.stats.rebuild_errors
+        self.log(f"recorder replay: {text}; served without that snapshot")
 
     def _hold(self, on: bool) -> None:
         if on:
@@ -230,7 +239,13 @@ class ReplayServer(SimServer):
                 target = None
             else:
                 target = self.clock.target()
-            routed = self.step_replay(target, cfg.step_frames)
+            try:
+                routed = self.step_replay(target, cfg.step_frames)
+            except Exception as exc:  # noqa: BLE001 - reported, then a clean stop
+                self.failure = f"the replay stopped: {type(exc).__name__}: {exc}"[:800]
+                self.log(f"recorder replay: {self.failure}")
+                self.request_stop()
+                return
             full = routed >= cfg.step_frames
             await asyncio.sleep(0 if (full or self.clock.max_speed) else tick)
 
@@ -268,8 +283,7 @@ class ReplayServer(SimServer):
         now = time.monotonic()
         for c in self.connections.values():
             queued = c.queued()
-            if queued > most:
-                most = queued
+            most = max(most, queued)
             if not c.closed and (queued >= high
                                  or (queued and c.write_backlog() > WRITE_BUFFER_LIMIT)):
                 blocking.append(c)

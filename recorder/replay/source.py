@@ -24,7 +24,7 @@ from typing import Final, NamedTuple
 
 from recorder.archive.journal import SegmentInfo, list_segments, read_segment
 
-__all__ = ["VenueFrame", "JournalSource", "segment_created_ns", "VENUE_STREAMS"]
+__all__ = ["VENUE_STREAMS", "JournalSource", "VenueFrame", "segment_created_ns"]
 
 VENUE_STREAMS: Final = frozenset({"spot", "l3", "futures"})
 _CREATED: Final = re.compile(r"-(\d{20})-")

@@ -41,8 +41,14 @@ from recorder.sim.spot_ws import (
 if TYPE_CHECKING:
     from recorder.replay.server import ReplayServer
 
-__all__ = ["ReplaySpotConnection", "ReplayL3Connection", "ReplayFuturesConnection",
-           "spot_handler", "l3_handler", "futures_handler"]
+__all__ = [
+    "ReplayFuturesConnection",
+    "ReplayL3Connection",
+    "ReplaySpotConnection",
+    "futures_handler",
+    "l3_handler",
+    "spot_handler",
+]
 
 _DEC: Final = msgspec.json.Decoder()
 _REASONS: Final = {"depth": ERR_DEPTH, "interval": ERR_INTERVAL}
@@ -165,7 +171,7 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
                     echo["warnings"] = ["timestamp is deprecated, use interval_begin"]
                 self._reply(method, req_id, time_in, result=echo, success=True)
                 for frame in got.frames:
-                    self.send_data(frame, key)
+                    self._put(frame)
                 self._wake_others(key, got.others, got.others_resync)
                 self.wants_snapshot[key] = snapshot
                 self.acked[key] = echo
@@ -202,7 +208,7 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
             echo.update(snapshot=snapshot, warnings=["tick_size is deprecated, use price_increment"])
             self._reply(method, req_id, time_in, result=echo, success=True)
             for frame in got.frames:
-                self.send_data(frame, key)
+                self._put(frame)
             self.wants_snapshot[key] = snapshot
             self.add_sub("instrument", None, key)
         else:
@@ -284,7 +290,7 @@ class ReplayFuturesConnection(_ReplayMixin, FuturesConnection):
                     continue
                 got = server.subscribe(self.registry, key, snapshot=True)
                 for frame in got.frames:
-                    self.send_data(frame, key)
+                    self._put(frame)
                 self._wake_others(key, got.others, got.others_resync)
                 self.add_sub(feed, pid, key)
             else:

@@ -76,7 +76,7 @@ def encode_text_frames(frames: list[str] | list[str | bytes]) -> bytes:
     append = parts.append
     small = _SMALL_HEADERS
     for frame in frames:
-        data = frame.encode() if type(frame) is str else frame
+        data = frame.encode() if isinstance(frame, str) else frame
         n = len(data)
         if n < 126:
             append(small[n])
@@ -132,7 +132,7 @@ class Connection:
         self.id = sim.new_connection_id()
         self._loop = asyncio.get_running_loop()
         self._send_queue = sim.config.send_queue
-        self._pending: list[str] = []
+        self._pending: list[str | bytes] = []
         self._flush_armed = False
         self._kick = asyncio.Event()
         #: (channel, symbol) -> subscription key (one per symbol per channel, as Kraken)
@@ -197,7 +197,7 @@ class Connection:
                         queued=len(self._pending))
         self.abort()
 
-    def _put(self, frame: str) -> bool:
+    def _put(self, frame: str | bytes) -> bool:
         """Queue one frame (in order) and make sure a flush is scheduled; False if closed or
         dropped as a slow consumer."""
         if self.closed:
