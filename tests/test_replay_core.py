@@ -357,3 +357,20 @@ def test_route_decoding_is_tolerant_of_hostile_bytes() -> None:
                  msgspec.json.encode({"channel": "trade", "type": "update",
                                       "data": [{"symbol": "A", "trade_id": "x"}]})):
         assert route_spot(junk) is None
+
+
+def test_a_second_recording_of_the_same_book_takes_over_only_when_the_first_ends() -> None:
+    """Two roots recorded the book at once (redundant capture): the replay serves one of
+    them while it lasts, then switches to the other with an ack and a rebuilt snapshot."""
+    f = [VenueFrame(100, 0, 1, "spot", snap("X", 1)), VenueFrame(110, 1, 7, "spot", snap("X", 1)),
+         VenueFrame(150, 0, 1, "spot", upd("X", 2)), VenueFrame(151, 1, 7, "spot", upd("X", 2)),
+         VenueFrame(200, 0, 1, "spot", upd("X", 3)), VenueFrame(201, 1, 7, "spot", upd("X", 3)),
+         VenueFrame(260, 1, 7, "spot", upd("X", 4)), VenueFrame(270, 1, 7, "spot", upd("X", 5))]
+    m, _ = market(f, [iv(100, 200, root=0, conn=1), iv(110, 300, root=1, conn=7)])
+    m.subscribe("spot", ("book", "X", 10), snapshot=True)
+    assert frames_of(m.advance(None)) == [
+        (snap("X", 1).decode(), False, False), (upd("X", 2).decode(), False, False),
+        (upd("X", 3).decode(), False, False),
+        ("REBUILT book X @201", False, True),  # the first ended at 200: the second takes over
+        (upd("X", 4).decode(), False, False), (upd("X", 5).decode(), False, False)]
+    assert m.stats.duplicates_skipped == 2  # the second's copies at 110 and 151

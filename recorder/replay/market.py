@@ -349,7 +349,11 @@ class ReplayMarket:
                 stats.duplicates_skipped += 1
                 return
             if st.live is not iv and st.live != iv:  # coverage (re)starts: fresh snapshot
-                resync = st.live is not None
+                live = st.live
+                if live is not None and live.start_ns <= f.recv_ns <= live.end_ns:
+                    stats.duplicates_skipped += 1  # another recording of the book being served
+                    return
+                resync = live is not None
                 if not route.snapshot:
                     frame = self._rebuild(registry, key, iv, f.recv_ns)
                     if frame is None:
