@@ -625,6 +625,7 @@ def test_futures_book_from_the_middle_of_an_epoch_continues_its_seq(
     (["--archive", "/nonexistent/archive"], 1, "no such directory"),
     (["--from", "yesterday"], 2, "--from: not a time"),
     (["--speed", "0"], 2, "--speed must be > 0"),
+    (["--speed", "2", "--max-speed"], 2, "exclude each other"),
     (["--symbols", "NOPE/USD"], 1, "no market data"),
 ])
 def test_cli_errors_are_one_line_without_traceback(demo_archive: Path, args: list[str],

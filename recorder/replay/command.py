@@ -45,8 +45,8 @@ def _symbols(values: tuple[str, ...]) -> frozenset[str] | None:
               help="Start from the state at this receive time (ISO 8601 or ns); default: the "
                    "archive's first frame.")
 @click.option("--to", "end", default=None, help="Stop at this receive time; default: the last.")
-@click.option("--speed", type=float, default=1.0, show_default=True,
-              help="Replay speed (1 = the recorded pace, 10 = ten times faster).")
+@click.option("--speed", type=float, default=None,
+              help="Replay speed (1 = the recorded pace, the default; 10 = ten times faster).")
 @click.option("--max-speed", is_flag=True, help="No pacing: as fast as the slowest client reads.")
 @click.option("--symbols", "symbols", multiple=True,
               help="Only these symbols/products (comma list, repeatable), e.g. BTC/USD,PF_XBTUSD.")
@@ -70,17 +70,20 @@ def _symbols(values: tuple[str, ...]) -> frozenset[str] | None:
 @click.option("--heartbeat", type=float, default=1.0, show_default=True, help="Heartbeat period (s).")
 @click.option("--send-queue", type=int, default=50_000, show_default=True,
               help="--speed: frames buffered per connection before a slow client is dropped.")
-def replay_command(archives: tuple[Path, ...], start: str | None, end: str | None, speed: float,
-                   max_speed: bool, symbols: tuple[str, ...], host: str, port: int,
-                   start_delay: float, stall_timeout: float, socket_buffer: int | None,
-                   api_key: str | None,
-                   api_secret: str | None, keys_file: Path | None, idle_timeout: float,
-                   heartbeat: float, send_queue: int) -> None:
+def replay_command(archives: tuple[Path, ...], start: str | None, end: str | None,
+                   speed: float | None, max_speed: bool, symbols: tuple[str, ...], host: str,
+                   port: int, start_delay: float, stall_timeout: float,
+                   socket_buffer: int | None, api_key: str | None, api_secret: str | None,
+                   keys_file: Path | None, idle_timeout: float, heartbeat: float,
+                   send_queue: int) -> None:
     """Serve a recorded archive as Kraken's wire: Spot WS v2, level3, Futures WS and REST."""
     from recorder.replay.server import ReplayConfig, ReplayError
     from recorder.sim.auth import load_keys
     from recorder.sim.server import SimConfig
 
+    if speed is not None and max_speed:
+        raise click.UsageError("--speed and --max-speed exclude each other")
+    speed = 1.0 if speed is None else speed
     if not speed > 0:
         raise click.UsageError("--speed must be > 0")
     if send_queue < 1:
