@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify")
+SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +64,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.query import run_query as run
     elif suite == "verify":
         from benchmarks.verify import run_verify as run
+    elif suite == "replay":
+        from benchmarks.replay import run_replay as run
     else:
         from benchmarks.audit import run_audit as run
     return run(quick=quick)

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "run": "recorder.capture_command:run",
     "sync": "recorder.sync:sync_command",
     "sim": "recorder.sim.command:sim",
+    "replay": "recorder.replay.command:replay_command",
     "verify": "recorder.verify:verify_command",
     "compact": "recorder.archive.maintenance:compact_command",
     "demo": "recorder.demo:demo_command",

@@ -8,8 +8,8 @@ depends only on what it is:
 
 - ``make TARGET``: the target exists and its recipe is what the README says it does (``make -n``);
   running ``make test`` inside the test suite would recurse, ``make run`` would dial Kraken;
-- ``recorder sim ...`` (a server that runs until stopped): it starts and prints its JSON line
-  of URLs, then is stopped (``--record``/``--messages`` runs finish by themselves);
+- ``recorder sim ...``, ``recorder replay ...`` (servers that run until stopped): each starts
+  and prints its JSON line of URLs, then is stopped (``sim --record`` runs finish by themselves);
 - ``recorder run`` (dials Kraken): it runs as written with the venue's URLs pointed at a
   ``recorder sim`` (environment overrides, the way any client is pointed at the sim), must be
   recording within a minute (``/status`` lists its connections), and stops cleanly on Ctrl-C;
@@ -181,7 +181,7 @@ def test_readme_command_runs_as_written(command: str, demo_dir: Path) -> None:
     if words[0] == "make":
         _check_make(command)
         return
-    if words[:2] == ["recorder", "sim"] and "--record" not in words:
+    if words[:2] in (["recorder", "sim"], ["recorder", "replay"]) and "--record" not in words:
         _run_server(command, demo_dir)
         return
     if words[:2] == ["recorder", "run"]:

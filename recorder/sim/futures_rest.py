@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import web
 
-from recorder.sim.rest_io import json_response, rest_faults
+from recorder.sim.rest_io import DataUnavailable, json_response, rest_faults
 from recorder.sim.server import SIM_KEY
 from recorder.sim.universe import encode_wire
 
@@ -193,7 +193,10 @@ def _handler(method: str) -> Any:
             return futures.error("Unavailable")
         if await rest_faults(sim, request.path, private=False):
             return futures.error("apiLimitExceeded")
-        answer: web.Response = getattr(futures, method)(request)
+        try:
+            answer: web.Response = getattr(futures, method)(request)
+        except DataUnavailable:
+            return futures.error("Unavailable")
         return answer
 
     return handle

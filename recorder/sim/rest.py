@@ -10,7 +10,8 @@ success, ``{"error": ["EQuery:Unknown asset pair"]}`` on failure (no ``result``,
 Error strings: ``EQuery:Unknown asset pair``, ``EQuery:Unknown asset``, ``EGeneral:Invalid
 arguments``, ``EGeneral:Unknown method``, ``EAPI:Invalid key``, ``EAPI:Invalid signature``,
 ``EAPI:Invalid nonce``, ``EGeneral:Too many requests`` for the per-IP public throttle,
-``EAPI:Rate limit exceeded`` for the per-key private call counter.
+``EAPI:Rate limit exceeded`` for the per-key private call counter, ``EService:Unavailable``
+when the market cannot answer (``recorder replay``: no valid recorded book at the replay time).
 
 Names and number text follow :mod:`recorder.sim.rest_shapes`. Pair lookup accepts the v2 symbol
 (``BTC/USD``) and its concatenation (``BTCUSD``), the REST ``wsname`` (``XBT/USD``), the
@@ -35,7 +36,7 @@ from aiohttp import web
 from recorder.protocol.numbers import to_units, units_to_text
 from recorder.sim import futures_rest
 from recorder.sim.auth import AuthError, parse_body
-from recorder.sim.rest_io import json_response, rest_faults
+from recorder.sim.rest_io import DataUnavailable, json_response, rest_faults
 from recorder.sim.rest_shapes import (
     ASSET_PAIR_INFO_LEVELS,
     asset_code,
@@ -69,6 +70,7 @@ _ASSET_CLASSES: Final = ("currency", "tokenized_asset")
 UNKNOWN_PAIR: Final = "EQuery:Unknown asset pair"
 UNKNOWN_ASSET: Final = "EQuery:Unknown asset"
 INVALID: Final = "EGeneral:Invalid arguments"
+UNAVAILABLE: Final = "EService:Unavailable"
 
 
 def _ok(result: Any) -> web.Response:
@@ -179,7 +181,10 @@ async def public(request: web.Request) -> web.Response:
     handler = _PUBLIC.get(name)
     if handler is None:
         return _err("EGeneral:Unknown method")
-    return handler(ctx, params)
+    try:
+        return handler(ctx, params)
+    except DataUnavailable:
+        return _err(UNAVAILABLE)
 
 
 def _time(ctx: _Rest, params: dict[str, str]) -> web.Response:
@@ -431,7 +436,10 @@ async def private(request: web.Request) -> web.Response:
         depth = _int(params, "depth", 100, 1, 1000)
         if depth is None:
             return _err("EGeneral:Invalid arguments")
-        bids, asks = sim.spot.l3_orders(symbol, depth)
+        try:
+            bids, asks = sim.spot.l3_orders(symbol, depth)
+        except DataUnavailable:
+            return _err(UNAVAILABLE)
 
         def orders(side: list[tuple[str, str, str, int]]) -> list[dict[str, Any]]:
             return [{"price": p, "qty": q, "order_id": oid, "timestamp": ts} for p, q, oid, ts in side]

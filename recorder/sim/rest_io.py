@@ -11,9 +11,15 @@ from aiohttp import web
 if TYPE_CHECKING:
     from recorder.sim.server import SimServer
 
-__all__ = ["json_response", "rest_faults"]
+__all__ = ["DataUnavailable", "json_response", "rest_faults"]
 
 _ENC: Final = msgspec.json.Encoder()
+
+
+class DataUnavailable(LookupError):
+    """A market cannot answer a REST question right now (``recorder replay``: the archive
+    holds no valid book of the pair at the replay time). Spot answers
+    ``EService:Unavailable``, Futures ``Unavailable``, Kraken's codes for it."""
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

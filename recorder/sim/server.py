@@ -121,34 +121,9 @@ class SimServer:
         self.universe = universe
         self.clock_ns = clock_ns
         self._out = out
-        spot_cls, futures_cls = _load_market_classes()
         self.pregen: dict[str, Any] | None = None
-        if config.pregenerate_s > 0:
-            from recorder.sim.pregen import PregenError, PregenMarket, parse_channels, plan_start
-
-            try:
-                shapes = parse_channels(config.pregenerate_channels)
-                if start_ns is None:  # in the future: serving starts when generation is done
-                    start_ns = plan_start(universe, seed=config.seed, rate=config.rate,
-                                          horizon_s=config.pregenerate_s, shapes=shapes,
-                                          clock_ns=clock_ns)
-                self.start_ns = start_ns
-                self.spot = PregenMarket(universe, seed=config.seed, rate=config.rate,
-                                         start_ns=start_ns, horizon_s=config.pregenerate_s,
-                                         shapes=shapes, keep_truth=config.truth_path is not None)
-            except PregenError as exc:
-                raise SimError(f"--pregenerate: {exc}") from exc
-            self.pregen = {"seconds": config.pregenerate_s, "frames": self.spot.frames,
-                           "keys": len(self.spot.pregen_keys),
-                           "generate_s": round(self.spot.generate_s, 3)}
-        else:
-            self.start_ns = clock_ns() if start_ns is None else start_ns
-            self.spot = spot_cls(universe, seed=config.seed, rate=config.rate,
-                                 start_ns=self.start_ns)
-        self.futures = (
-            futures_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
-            if futures_cls is not None else None
-        )
+        self.start_ns = 0
+        self.spot, self.futures = self._make_markets(start_ns)
         self.truth = TruthWriter(config.truth_path) if config.truth_path is not None else None
         self.faults = FaultPlan(
             list(config.faults), seed=config.seed, clock_ns=clock_ns, sink=self._record
@@ -172,6 +147,40 @@ class SimServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._listings = 0
         self.urls: dict[str, Any] = {}
+
+    def _make_markets(self, start_ns: int | None) -> tuple[Any, Any | None]:
+        """The source of market: ``(spot, futures)`` (futures None: the futures endpoints
+        answer errors); sets ``start_ns`` (and ``pregen``). Here the generated markets (live or
+        pre-generated); :class:`recorder.replay.server.ReplayServer` overrides this to serve a
+        recorded archive through the same endpoints."""
+        config, universe, clock_ns = self.config, self.universe, self.clock_ns
+        spot_cls, futures_cls = _load_market_classes()
+        if config.pregenerate_s > 0:
+            from recorder.sim.pregen import PregenError, PregenMarket, parse_channels, plan_start
+
+            try:
+                shapes = parse_channels(config.pregenerate_channels)
+                if start_ns is None:  # in the future: serving starts when generation is done
+                    start_ns = plan_start(universe, seed=config.seed, rate=config.rate,
+                                          horizon_s=config.pregenerate_s, shapes=shapes,
+                                          clock_ns=clock_ns)
+                self.start_ns = start_ns
+                spot: Any = PregenMarket(universe, seed=config.seed, rate=config.rate,
+                                         start_ns=start_ns, horizon_s=config.pregenerate_s,
+                                         shapes=shapes, keep_truth=config.truth_path is not None)
+            except PregenError as exc:
+                raise SimError(f"--pregenerate: {exc}") from exc
+            self.pregen = {"seconds": config.pregenerate_s, "frames": spot.frames,
+                           "keys": len(spot.pregen_keys),
+                           "generate_s": round(spot.generate_s, 3)}
+        else:
+            self.start_ns = clock_ns() if start_ns is None else start_ns
+            spot = spot_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
+        futures = (
+            futures_cls(universe, seed=config.seed, rate=config.rate, start_ns=self.start_ns)
+            if futures_cls is not None else None
+        )
+        return spot, futures
 
     # --- identity / recording -----------------------------------------------------------------
 

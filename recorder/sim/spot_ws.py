@@ -61,8 +61,10 @@ ERR_TOKEN: Final = "EAPI:Invalid token"
 ERR_L3_SYMBOLS: Final = "Exceeded maximum number of symbols per connection"
 
 
-def encode_text_frames(frames: list[str]) -> bytes:
+def encode_text_frames(frames: list[str] | list[str | bytes]) -> bytes:
     """Frame ``frames`` as consecutive server-to-client WebSocket text frames (RFC 6455 §5.2).
+    A frame is text (``str``) or its UTF-8 bytes (``bytes``, sent as they are: the replay's
+    recorded frames).
 
     Each frame is ``FIN=1, RSV=0, opcode=0x1`` (byte ``0x81``), then the payload length --
     7 bits if < 126, else 126 and a 16-bit big-endian length if < 65536, else 127 and a 64-bit
@@ -74,7 +76,7 @@ def encode_text_frames(frames: list[str]) -> bytes:
     append = parts.append
     small = _SMALL_HEADERS
     for frame in frames:
-        data = frame.encode()
+        data = frame.encode() if isinstance(frame, str) else frame
         n = len(data)
         if n < 126:
             append(small[n])
@@ -130,7 +132,7 @@ class Connection:
         self.id = sim.new_connection_id()
         self._loop = asyncio.get_running_loop()
         self._send_queue = sim.config.send_queue
-        self._pending: list[str] = []
+        self._pending: list[str | bytes] = []
         self._flush_armed = False
         self._kick = asyncio.Event()
         #: (channel, symbol) -> subscription key (one per symbol per channel, as Kraken)
@@ -195,7 +197,7 @@ class Connection:
                         queued=len(self._pending))
         self.abort()
 
-    def _put(self, frame: str) -> bool:
+    def _put(self, frame: str | bytes) -> bool:
         """Queue one frame (in order) and make sure a flush is scheduled; False if closed or
         dropped as a slow consumer."""
         if self.closed:

@@ -45,6 +45,7 @@ __all__ = [
     "encode_wire",
     "load_universe",
     "make_pair",
+    "pair_from_wire",
 ]
 
 
@@ -325,6 +326,12 @@ def _pair_from_wire(obj: dict[str, Any], seed: int) -> SpotPair:
     except (KeyError, TypeError, ValueError) as exc:
         raise UniverseError(f"malformed instrument pair {obj.get('symbol')!r}: {exc!r}") from exc
     return pair
+
+
+def pair_from_wire(obj: dict[str, Any], seed: int = 0) -> SpotPair:
+    """A pair from its Spot WS v2 ``instrument`` object (number tokens as text); raises
+    :class:`UniverseError` when a required attribute is missing or malformed."""
+    return _pair_from_wire(obj, seed)
 
 
 def _read_instrument_snapshot(path: Path) -> tuple[list[dict], list[dict]]:
