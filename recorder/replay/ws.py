@@ -19,20 +19,16 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
 from aiohttp import web
 
 from recorder.replay.market import Registry, refusal
-from recorder.sim.futures_ws import FEEDS, FuturesConnection
+from recorder.sim.futures_ws import FuturesConnection
 from recorder.sim.spot_ws import (
     ERR_ALREADY,
-    ERR_ARGS,
     ERR_CHANNEL,
     ERR_DEPTH,
     ERR_INTERVAL,
-    ERR_NOT_SUBSCRIBED,
     ERR_PAIR,
-    ERR_SYMBOL,
     L3Connection,
     SpotConnection,
     serve_connection,
@@ -50,7 +46,6 @@ __all__ = [
     "spot_handler",
 ]
 
-_DEC: Final = msgspec.json.Decoder()
 _REASONS: Final = {"depth": ERR_DEPTH, "interval": ERR_INTERVAL}
 
 
@@ -125,29 +120,9 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
     def market(self) -> Any:
         return self.replay_market()
 
-    def handle_subscription(self, method: str, params: dict[str, Any], req_id: Any,
-                            time_in: int) -> None:
-        channel = params.get("channel")
-        if channel not in self.channels:
-            self._error(method, req_id, time_in, ERR_CHANNEL)
-            return
-        snapshot = params.get("snapshot", channel != "trade")
-        if not isinstance(snapshot, bool):
-            self._error(method, req_id, time_in, ERR_ARGS)
-            return
-        if channel == "instrument":
-            self._instrument(method, snapshot, req_id, time_in)
-            return
-        result = self.channel_params(channel, params)
-        if isinstance(result, str):
-            self._error(method, req_id, time_in, result)
-            return
-        symbols = params.get("symbol")
-        if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
-            self._error(method, req_id, time_in, ERR_SYMBOL)
-            return
-        if not self.authorise(method, params, symbols, req_id, time_in, result):
-            return
+    def handle_symbols(self, method: str, channel: str, symbols: list[str], result: dict[str, Any],
+                       snapshot: bool, req_id: Any, time_in: int) -> None:
+        """Each symbol of a validated request, answered from the archive."""
         server: ReplayServer = self.sim
         for symbol in symbols:
             key = self.key_for(channel, symbol, result)
@@ -176,15 +151,9 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
                 self.wants_snapshot[key] = snapshot
                 self.acked[key] = echo
                 self.add_sub(channel, symbol, key)
-            else:
-                current = self.subs.get((channel, symbol))
-                if current is None or current != key:
-                    self._error(method, req_id, time_in, ERR_NOT_SUBSCRIBED, symbol)
-                    continue
-                self.drop_sub(channel, symbol, self.market())
+            elif self.unsubscribe_symbol(channel, symbol, key, echo, req_id, time_in):
                 self.wants_snapshot.pop(key, None)
                 self.acked.pop(key, None)
-                self._reply(method, req_id, time_in, result=echo, success=True)
 
     def resync_ack(self, key: tuple) -> None:
         """Kraken's subscribe ack of this subscription, as after a resubscribe."""
@@ -212,11 +181,7 @@ class ReplaySpotConnection(_ReplayMixin, SpotConnection):
             self.wants_snapshot[key] = snapshot
             self.add_sub("instrument", None, key)
         else:
-            if ("instrument", None) not in self.subs:
-                self._error(method, req_id, time_in, ERR_NOT_SUBSCRIBED)
-                return
-            self.drop_sub("instrument", None, self.market())
-            self._reply(method, req_id, time_in, result=echo, success=True)
+            self.unsubscribe_instrument(req_id, time_in)
 
 
 class ReplayL3Connection(ReplaySpotConnection, L3Connection):
@@ -244,39 +209,8 @@ class ReplayFuturesConnection(_ReplayMixin, FuturesConnection):
         """Kraken Futures' ``subscribed`` event of this subscription, as after a resubscribe."""
         self._send({"event": "subscribed", "feed": key[0], "product_ids": [key[1]]})
 
-    async def on_text(self, text: str, time_in: int) -> None:
-        try:
-            request = _DEC.decode(text)
-        except msgspec.DecodeError:
-            self._send({"event": "error", "message": "Json Error"})
-            return
-        if not isinstance(request, dict):
-            self._send({"event": "error", "message": "Json Error"})
-            return
-        if self.rate_exceeded():
-            self.sim.record("msg_rate", conn=self.id, endpoint=self.endpoint)
-            self._send({"event": "alert", "message": "Exceeded msg rate"})
-            return
-        event = request.get("event")
-        feed = request.get("feed")
-        if event not in ("subscribe", "unsubscribe"):
-            self._send({"event": "error", "message": "Invalid event"})
-            return
-        if feed == "heartbeat":
-            if event == "subscribe":
-                self.subs[("heartbeat", None)] = ("heartbeat",)
-                self._send({"event": "subscribed", "feed": "heartbeat"})
-            else:
-                self.subs.pop(("heartbeat", None), None)
-                self._send({"event": "unsubscribed", "feed": "heartbeat"})
-            return
-        if feed not in FEEDS:
-            self._send({"event": "error", "message": "Invalid feed"})
-            return
-        products = request.get("product_ids")
-        if not isinstance(products, list) or not products or not all(isinstance(p, str) for p in products):
-            self._send({"event": "error", "message": "Invalid product id"})
-            return
+    def handle_products(self, event: str, feed: str, products: list[str]) -> None:
+        """Each product of a validated request, answered from the archive."""
         server: ReplayServer = self.sim
         for raw in products:
             pid = raw.upper()
@@ -294,11 +228,7 @@ class ReplayFuturesConnection(_ReplayMixin, FuturesConnection):
                 self._wake_others(key, got.others, got.others_resync)
                 self.add_sub(feed, pid, key)
             else:
-                if (feed, pid) not in self.subs:
-                    self._send({"event": "unsubscribed_failed", "feed": feed, "product_ids": [pid]})
-                    continue
-                self.drop_sub(feed, pid, self.market())
-                self._send({"event": "unsubscribed", "feed": feed, "product_ids": [pid]})
+                self.unsubscribe_product(feed, pid)
 
 
 async def spot_handler(request: web.Request) -> web.StreamResponse:

@@ -87,6 +87,11 @@ class FuturesConnection(Connection):
         if not isinstance(products, list) or not products or not all(isinstance(p, str) for p in products):
             self._send({"event": "error", "message": "Invalid product id"})
             return
+        self.handle_products(event, feed, products)
+
+    def handle_products(self, event: str, feed: str, products: list[str]) -> None:
+        """Subscribe or unsubscribe each product of a request that :meth:`on_text` validated
+        (JSON, rate limit, event, feed, a non-empty list of product ids)."""
         market = self.market()
         for raw in products:
             pid = raw.upper()
@@ -102,11 +107,16 @@ class FuturesConnection(Connection):
                     self.send_data(frame, key)
                 self.add_sub(feed, pid, key)
             else:
-                if (feed, pid) not in self.subs:
-                    self._send({"event": "unsubscribed_failed", "feed": feed, "product_ids": [pid]})
-                    continue
-                self.drop_sub(feed, pid, market)
-                self._send({"event": "unsubscribed", "feed": feed, "product_ids": [pid]})
+                self.unsubscribe_product(feed, pid)
+
+    def unsubscribe_product(self, feed: str, pid: str) -> None:
+        """Drop this connection's ``(feed, pid)`` subscription and answer ``unsubscribed``, or
+        ``unsubscribed_failed`` when it has none."""
+        if (feed, pid) not in self.subs:
+            self._send({"event": "unsubscribed_failed", "feed": feed, "product_ids": [pid]})
+            return
+        self.drop_sub(feed, pid, self.market())
+        self._send({"event": "unsubscribed", "feed": feed, "product_ids": [pid]})
 
     def release_all(self, market: Any) -> None:
         self.subs.pop(("heartbeat", None), None)

@@ -505,6 +505,12 @@ class SpotConnection(Connection):
             return
         if not self.authorise(method, params, symbols, req_id, time_in, result):
             return
+        self.handle_symbols(method, channel, symbols, result, snapshot, req_id, time_in)
+
+    def handle_symbols(self, method: str, channel: str, symbols: list[str], result: dict[str, Any],
+                       snapshot: bool, req_id: Any, time_in: int) -> None:
+        """Subscribe or unsubscribe each symbol of a request that :meth:`handle_subscription`
+        validated (channel, snapshot flag, channel params ``result``, symbol list, authorisation)."""
         market = self.market()
         for symbol in symbols:
             key = self.key_for(channel, symbol, result)
@@ -529,12 +535,19 @@ class SpotConnection(Connection):
                     self.send_data(frame, key)
                 self.add_sub(channel, symbol, key)
             else:
-                current = self.subs.get((channel, symbol))
-                if current is None or current != key:
-                    self._error(method, req_id, time_in, ERR_NOT_SUBSCRIBED, symbol)
-                    continue
-                self.drop_sub(channel, symbol, market)
-                self._reply(method, req_id, time_in, result=echo, success=True)
+                self.unsubscribe_symbol(channel, symbol, key, echo, req_id, time_in)
+
+    def unsubscribe_symbol(self, channel: str, symbol: str, key: tuple, echo: dict[str, Any],
+                           req_id: Any, time_in: int) -> bool:
+        """Drop this connection's subscription ``key`` and ack it (``echo``), or answer Kraken's
+        ``Subscription Not Found``; whether it was dropped."""
+        current = self.subs.get((channel, symbol))
+        if current is None or current != key:
+            self._error("unsubscribe", req_id, time_in, ERR_NOT_SUBSCRIBED, symbol)
+            return False
+        self.drop_sub(channel, symbol, self.market())
+        self._reply("unsubscribe", req_id, time_in, result=echo, success=True)
+        return True
 
     def channel_params(self, channel: str, params: dict[str, Any]) -> dict[str, Any] | str:
         """Validated channel-specific params echoed in acks, or an error text."""
@@ -585,11 +598,16 @@ class SpotConnection(Connection):
                 self.send_data(frame, key)
             self.add_sub("instrument", None, key)
         else:
-            if ("instrument", None) not in self.subs:
-                self._error(method, req_id, time_in, ERR_NOT_SUBSCRIBED)
-                return
-            self.drop_sub("instrument", None, self.market())
-            self._reply(method, req_id, time_in, result=echo, success=True)
+            self.unsubscribe_instrument(req_id, time_in)
+
+    def unsubscribe_instrument(self, req_id: Any, time_in: int) -> None:
+        """Drop this connection's instrument subscription and ack it, or answer Kraken's
+        ``Subscription Not Found``."""
+        if ("instrument", None) not in self.subs:
+            self._error("unsubscribe", req_id, time_in, ERR_NOT_SUBSCRIBED)
+            return
+        self.drop_sub("instrument", None, self.market())
+        self._reply("unsubscribe", req_id, time_in, result={"channel": "instrument"}, success=True)
 
 
 class L3Connection(SpotConnection):
