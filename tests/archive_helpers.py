@@ -1,6 +1,10 @@
-"""Shared helpers for archive tests (synthetic frames)."""
+"""Shared helpers for archive tests (synthetic frames, a sim archive of many small files)."""
 
 from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
 
 from recorder.frames import Frame
 
@@ -27,3 +31,33 @@ def make_sim_record(path, messages: int = 3000, pairs: int = 4, seed: int = 1):
                     "--messages", str(messages), "--pairs", str(pairs), "--seed", str(seed)],
                    check=True, capture_output=True)
     return path
+
+
+def rolled_sim_archive(base: Path) -> Path:
+    """An archive (``base/a``) of a sim stream ingested in one run, with many small rolling
+    files (6,000 messages, 3 pairs, 1,500 rows per file)."""
+    from recorder.ingest import ingest
+
+    src = make_sim_record(base / "s.zst", messages=6000, pairs=3, seed=5)
+    root = base / "a"
+    ingest([src], root, roll_rows=1500)
+    return root
+
+
+def copy_archive(src: Path, dst: Path) -> Path:
+    """A copy of the archive ``src`` at ``dst``."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def row_counts(root: Path, dataset: str) -> Counter:
+    """Every row of ``dataset`` in the archive's listed files (sorted items), with its count."""
+    import pyarrow.parquet as pq
+
+    from recorder.archive.store import Archive
+
+    out: Counter = Counter()
+    for f in Archive(root).files(dataset):
+        for r in pq.read_table(f).to_pylist():
+            out[tuple(sorted(r.items()))] += 1
+    return out

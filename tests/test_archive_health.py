@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,7 +19,7 @@ from recorder.archive.store import Archive
 from recorder.audit.load import unreadable_gap_rows
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
-from tests.archive_helpers import make_sim_record
+from tests.archive_helpers import copy_archive, make_sim_record, rolled_sim_archive, row_counts
 from tests.repair_helpers import damage
 
 DAY0 = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
@@ -30,24 +28,7 @@ DAY0 = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z
 @pytest.fixture(scope="module")
 def rolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive of a sim stream ingested in one run, with many small rolling files."""
-    base = tmp_path_factory.mktemp("health")
-    src = make_sim_record(base / "s.zst", messages=6000, pairs=3, seed=5)
-    root = base / "a"
-    ingest([src], root, roll_rows=1500)
-    return root
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
-def _rows(root: Path, dataset: str) -> Counter:
-    out: Counter = Counter()
-    for f in Archive(root).files(dataset):
-        for r in pq.read_table(f).to_pylist():
-            out[tuple(sorted(r.items()))] += 1
-    return out
+    return rolled_sim_archive(tmp_path_factory.mktemp("health"))
 
 
 def _datasets(root: Path) -> list[str]:
@@ -60,7 +41,7 @@ def _datasets(root: Path) -> list[str]:
 @pytest.mark.parametrize("how", ["truncate", "footer", "page", "delete"])
 def test_cheap_and_deep_checks_find_each_kind_of_damage(rolled: Path, tmp_path: Path,
                                                         how: str) -> None:
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     entry = next(f for f in Archive(root).state.files if f.dataset == "level3")
     path = root / entry.file
     assert check_file(path, entry) is None and check_file(path, entry, deep=True) is None
@@ -83,7 +64,7 @@ def test_a_row_count_other_than_the_manifests_is_a_problem(rolled: Path) -> None
 def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
         rolled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     entry = next(f for f in Archive(root).state.files if f.dataset == "book")
     opened: list[Path] = []
     real = pq.ParquetFile
@@ -110,7 +91,7 @@ def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
 
 
 def test_commit_replaces_an_entry_in_its_place(rolled: Path, tmp_path: Path) -> None:
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     ar = Archive(root)
     ar.lock()
     try:
@@ -166,9 +147,9 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
                                                              tmp_path: Path) -> None:
     """One ingest run: its last commit holds the pipeline's end-of-input rows (open epochs,
     gaps, liveness), which the re-derivation must write too."""
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     datasets = _datasets(root)
-    before = {d: _rows(root, d) for d in datasets}
+    before = {d: row_counts(root, d) for d in datasets}
     files = Archive(root).state.files
     targets = []
     for i, d in enumerate(datasets):  # a middle file and the last file of each dataset
@@ -180,7 +161,7 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     assert report.unrepaired == [] and sorted(r.file for r in report.repaired) == sorted(targets)
     assert report.journal == []
     for d in datasets:
-        assert _rows(root, d) == before[d], d
+        assert row_counts(root, d) == before[d], d
     assert [(f.dataset, f.date, f.rows) for f in Archive(root).state.files] == [
         (f.dataset, f.date, f.rows) for f in files]
     rep = verify_archive(root)
@@ -203,7 +184,7 @@ def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
     screen = Terminal()
     monkeypatch.setattr(repair, "progress_bar",
                         lambda *a, **k: progress_bar(*a, **k, stream=screen))
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     records = sum(Archive(root).state.journal.values())
     damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
            "truncate")
@@ -228,7 +209,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     root = tmp_path / "arch"
     ingest([a], root, roll_rows=1000)
     ingest([b], root, roll_rows=1000)
-    pristine = _copy(root, tmp_path / "pristine")
+    pristine = copy_archive(root, tmp_path / "pristine")
     files = Archive(root).state.files
     targets = [next(f for f in files if f.dataset == d).file for d in _datasets(root)]
     for rel in targets:
@@ -250,7 +231,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
 def test_compaction_leaves_a_day_with_a_damaged_file_alone(rolled: Path, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "truncate")
     with caplog.at_level(logging.WARNING, logger="recorder.archive.maintenance"):
@@ -265,7 +246,7 @@ def test_a_failed_swap_leaves_the_archive_as_it_was(rolled: Path, tmp_path: Path
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The replacement files are written before the one manifest commit; when that commit
     fails, they are removed and the manifest, the damaged file and the disk are unchanged."""
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     victim = next(f for f in Archive(root).state.files if f.dataset == "level3")
     damage(root / victim.file, "footer")
     manifest = (root / "_manifest" / "current.json").read_bytes()
@@ -289,7 +270,7 @@ def test_a_query_error_of_the_users_own_is_raised_without_decoding_files(
 
     from recorder.query.api import Archive as Query
 
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "page")  # only a full decode would find it
     with Query(root) as ar:
@@ -341,14 +322,14 @@ def test_frames_a_disk_full_moved_to_the_next_segment_are_not_journal_damage(
     st = Archive(root).state
     first = st.segments[0]
     assert sum(1 for _ in read_segment(root / "journal" / first)) < st.journal[first]
-    before = _rows(root, "trades")
+    before = row_counts(root, "trades")
     victims = [f.file for f in st.files if f.dataset in ("trades", "epochs", "liveness")]
     for rel in victims:
         damage(root / rel, "truncate")
     report = repair_root(root)
     assert report.journal == [] and report.unrepaired == []
     assert sorted(r.file for r in report.repaired) == sorted(victims)
-    assert _rows(root, "trades") == before
+    assert row_counts(root, "trades") == before
 
 
 @pytest.mark.parametrize(("later", "committed", "carried"), [

@@ -2,12 +2,10 @@
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -21,7 +19,7 @@ from recorder.archive.session import Deriver
 from recorder.archive.store import Archive, ArchiveBusyError
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
-from tests.archive_helpers import make_sim_record
+from tests.archive_helpers import copy_archive, make_sim_record, rolled_sim_archive, row_counts
 
 DATASETS = ("level3", "book", "trades", "checkpoints", "epochs", "liveness")
 
@@ -29,24 +27,7 @@ DATASETS = ("level3", "book", "trades", "checkpoints", "epochs", "liveness")
 @pytest.fixture(scope="module")
 def rolled(tmp_path_factory):
     """An archive of a sim stream with many small rolling files."""
-    base = tmp_path_factory.mktemp("m")
-    src = make_sim_record(base / "s.zst", messages=6000, pairs=3, seed=5)
-    root = base / "a"
-    ingest([src], root, roll_rows=1500)
-    return root
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
-def _rows(root: Path, dataset: str) -> Counter:
-    out: Counter = Counter()
-    for f in Archive(root).files(dataset):
-        for r in pq.read_table(f).to_pylist():
-            out[tuple(sorted(r.items()))] += 1
-    return out
+    return rolled_sim_archive(tmp_path_factory.mktemp("m"))
 
 
 def _all_listed_files_open(root: Path) -> None:
@@ -58,15 +39,15 @@ def _all_listed_files_open(root: Path) -> None:
 
 
 def test_compaction_merges_sorts_and_keeps_every_row(rolled, tmp_path):
-    root = _copy(rolled, tmp_path / "a")
-    before = {ds: _rows(root, ds) for ds in DATASETS}
+    root = copy_archive(rolled, tmp_path / "a")
+    before = {ds: row_counts(root, ds) for ds in DATASETS}
     report_before = verify_archive(root)
     n_files = len(Archive(root).state.files)
     rep = compact_archive(root, include_latest_day=True)
     assert rep.files_before == n_files and rep.files_after < n_files / 3
     archive = Archive(root)
     for ds in DATASETS:
-        assert _rows(root, ds) == before[ds], ds  # same multiset of rows, every value exact
+        assert row_counts(root, ds) == before[ds], ds  # same multiset of rows, every value exact
     for ds in ("level3", "book"):
         (f,) = archive.files(ds)
         assert f.name.startswith("compact-")
@@ -89,13 +70,13 @@ def test_compaction_merges_sorts_and_keeps_every_row(rolled, tmp_path):
 
 
 def test_latest_day_is_left_alone_by_default(rolled, tmp_path):
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     assert compact_archive(root).partitions == 0  # the stream is one (latest) day
     assert compact_archive(root, date="1999-01-01").partitions == 0
 
 
 def test_failure_before_commit_leaves_old_archive(rolled, tmp_path, monkeypatch):
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     before = Archive(root).state.files
     archive = Archive(root)
     archive.lock()
@@ -124,9 +105,9 @@ compact_archive({root!r}, include_latest_day=True, row_group_size=1000, file_row
 def test_kill9_mid_compaction_leaves_consistent_archive(rolled, tmp_path):
     repo = str(Path(__file__).resolve().parents[1])
     rng = random.Random(9)
-    expected = {ds: _rows(rolled, ds) for ds in ("level3", "book", "trades")}
+    expected = {ds: row_counts(rolled, ds) for ds in ("level3", "book", "trades")}
     for k in range(6):
-        root = _copy(rolled, tmp_path / f"a{k}")
+        root = copy_archive(rolled, tmp_path / f"a{k}")
         script = tmp_path / f"c{k}.py"
         script.write_text(CHILD.format(repo=repo, root=str(root)))
         p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
@@ -139,12 +120,12 @@ def test_kill9_mid_compaction_leaves_consistent_archive(rolled, tmp_path):
         _all_listed_files_open(root)  # readable and consistent as left by the kill
         compact_archive(root, include_latest_day=True)  # recovers orphans, finishes
         for ds, rows in expected.items():
-            assert _rows(root, ds) == rows
+            assert row_counts(root, ds) == rows
         assert len(list((root / "data").rglob("*.parquet"))) == len(Archive(root).state.files)
 
 
 def test_lock_excludes_a_second_writer(rolled, tmp_path):
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     d = Deriver(root)
     with pytest.raises(ArchiveBusyError):
         compact_archive(root, include_latest_day=True)
@@ -153,7 +134,7 @@ def test_lock_excludes_a_second_writer(rolled, tmp_path):
 
 
 def test_retention_parquet_by_age_and_size(rolled, tmp_path):
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     archive = Archive(root)
     day = archive.state.files[0].date
     import calendar
@@ -170,7 +151,7 @@ def test_retention_parquet_by_age_and_size(rolled, tmp_path):
     assert not list((root / "data").rglob("*.parquet"))
     # the journal is independent: untouched
     assert sorted(p.name for p in (root / "journal").rglob("*.kjz")) == journal_before
-    root2 = _copy(rolled, tmp_path / "b")
+    root2 = copy_archive(rolled, tmp_path / "b")
     total = sum(f.bytes for f in Archive(root2).state.files)
     rep = apply_retention(root2, RetentionPolicy(parquet_max_bytes=total + 1))
     assert rep.parquet_files == 0
@@ -200,7 +181,7 @@ def test_retention_journal_keeps_underived_and_does_not_rederive(tmp_path):
 def test_compaction_uses_each_schemas_row_group_size(rolled, tmp_path):
     """A dataset read a few rows at a time keeps small row groups after compaction (the
     schema's ``compact_row_group_rows``); the others get the large default."""
-    root = _copy(rolled, tmp_path / "a")
+    root = copy_archive(rolled, tmp_path / "a")
     archive = Archive(root)
     assert archive.schemas["checkpoints"].compact_row_group_rows == 64
     assert archive.schemas["trades"].compact_row_group_rows is None
