@@ -9,12 +9,11 @@ exit 2 / 1.
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from pathlib import Path
 
 import click
-import msgspec
+
+from recorder.sim.cli_common import key_options, keys_from_options, serve_until_stopped
 
 __all__ = ["replay_command"]
 
@@ -61,10 +60,7 @@ def _symbols(values: tuple[str, ...]) -> frozenset[str] | None:
 @click.option("--socket-buffer", type=click.IntRange(4096, 1 << 30), default=None,
               help="Kernel send buffer of each client socket, bytes (default: the OS's, which "
                    "grows to megabytes): bounds what a stalled client holds in the kernel.")
-@click.option("--api-key", default=None, help="API key accepted by /0/private (level3 tokens).")
-@click.option("--api-secret", default=None, help="Base64 secret of --api-key.")
-@click.option("--keys-file", type=click.Path(path_type=Path), default=None,
-              help='JSON {"KEY": "SECRET_B64", ...}.')
+@key_options
 @click.option("--idle-timeout", type=float, default=60.0, show_default=True,
               help="Close WebSockets idle for this many seconds.")
 @click.option("--heartbeat", type=float, default=1.0, show_default=True, help="Heartbeat period (s).")
@@ -78,7 +74,6 @@ def replay_command(archives: tuple[Path, ...], start: str | None, end: str | Non
                    send_queue: int) -> None:
     """Serve a recorded archive as Kraken's wire: Spot WS v2, level3, Futures WS and REST."""
     from recorder.replay.server import ReplayConfig, ReplayError
-    from recorder.sim.auth import load_keys
     from recorder.sim.server import SimConfig
 
     if speed is not None and max_speed:
@@ -91,16 +86,7 @@ def replay_command(archives: tuple[Path, ...], start: str | None, end: str | Non
     start_ns, end_ns = _time("--from", start), _time("--to", end)
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise click.UsageError("--to must be after --from")
-    keys: dict[str, str] = {}
-    if keys_file is not None:
-        try:
-            keys.update(load_keys(keys_file))
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if (api_key is None) != (api_secret is None):
-        raise click.UsageError("--api-key and --api-secret go together")
-    if api_key is not None and api_secret is not None:
-        keys[api_key] = api_secret
+    keys = keys_from_options(api_key, api_secret, keys_file)
     config = SimConfig(host=host, port=port, idle_timeout_s=idle_timeout, heartbeat_s=heartbeat,
                        futures_heartbeat_s=heartbeat, send_queue=send_queue, keys=keys)
     replay = ReplayConfig(archive=tuple(str(a) for a in archives), start_ns=start_ns,
@@ -124,15 +110,6 @@ async def _serve(config: object, replay: object) -> None:
         urls = await server.start()
     except SimError as exc:
         raise ReplayError(str(exc)) from exc
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_stop)
-    sys.stdout.write(msgspec.json.encode(urls).decode() + "\n")
-    sys.stdout.flush()
-    try:
-        await server.wait_closed()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    await serve_until_stopped(server, urls)
     if server.failure is not None:
         raise ReplayError(server.failure)

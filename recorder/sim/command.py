@@ -9,13 +9,12 @@ a free port; the JSON says which) and serves until SIGINT/SIGTERM, then shuts do
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from pathlib import Path
 
 import click
 import msgspec
 
+from recorder.sim.cli_common import key_options, keys_from_options, serve_until_stopped
 from recorder.sim.faults import FaultError, parse_faults
 
 __all__ = ["sim"]
@@ -61,10 +60,7 @@ def _pairs_option(value: str | None) -> int | list[str] | None:
 @click.option("--pregenerate-channels", default="level3:10,book:10,trade,ohlc:1", show_default=True,
               help="Keys pre-rendered on every pair: CHANNEL[:PARAM],... (level3/book depth, "
                    "ohlc interval, ticker trigger).")
-@click.option("--api-key", default=None)
-@click.option("--api-secret", default=None, help="Base64 secret of --api-key.")
-@click.option("--keys-file", type=click.Path(path_type=Path), default=None,
-              help='JSON {"KEY": "SECRET_B64", ...}.')
+@key_options
 @click.option("--idle-timeout", type=float, default=60.0, show_default=True,
               help="Close WebSockets idle for this many seconds.")
 @click.option("--msg-rate", type=int, default=50, show_default=True,
@@ -83,7 +79,6 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
         keys_file: Path | None, idle_timeout: float, msg_rate: int, heartbeat: float,
         send_queue: int, l3_budget: int, rest_burst: int) -> None:
     """Run a local Kraken exchange (Spot WS v2 + level3, Futures WS v1, REST) on one port."""
-    from recorder.sim.auth import load_keys
     from recorder.sim.universe import UniverseError, load_universe
 
     try:
@@ -101,16 +96,7 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
             parse_channels(pregenerate_channels)
         except PregenError as exc:
             raise click.UsageError(f"--pregenerate-channels: {exc}") from None
-    keys: dict[str, str] = {}
-    if keys_file is not None:
-        try:
-            keys.update(load_keys(keys_file))
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if (api_key is None) != (api_secret is None):
-        raise click.UsageError("--api-key and --api-secret go together")
-    if api_key is not None and api_secret is not None:
-        keys[api_key] = api_secret
+    keys = keys_from_options(api_key, api_secret, keys_file)
     try:
         universe = load_universe(instruments, pairs=_pairs_option(pairs),
                                  futures_path=futures_instruments, seed=seed)
@@ -152,13 +138,4 @@ async def _serve(config: object, universe: object) -> None:
 
     server = SimServer(config, universe)  # type: ignore[arg-type]
     urls = await server.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_stop)
-    sys.stdout.write(msgspec.json.encode(urls).decode() + "\n")
-    sys.stdout.flush()
-    try:
-        await server.wait_closed()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    await serve_until_stopped(server, urls)
