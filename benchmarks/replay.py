@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Figure
+from benchmarks.servers import cpu_seconds, start_server, stop_processes
 
 __all__ = ["run_replay"]
 
@@ -113,28 +114,17 @@ def _archive(messages: int) -> Path:
     return path
 
 
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def _replay_figure(archive: Path, messages: int) -> Figure:
     name = "replay --max-speed to one client (book/10 + trade + ohlc/1 + level3/10, 8 pairs)"
     cmd = [sys.executable, "-m", "recorder", "replay", "--archive", str(archive), "--port", "0",
            "--max-speed", "--start-delay", "1", "--api-key", "BENCH", "--api-secret", _SECRET]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, urls = start_server(cmd, keep_stderr=True)
     client: subprocess.Popen[str] | None = None
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line:
+        if urls is None:
             err = server.stderr.read() if server.stderr else ""
             return Figure(name, 0.0, "msgs/s", ">= 100,000", note=f"replay failed: {err[-300:]}")
-        urls = json.loads(line)
-        cpu0 = _cpu_s(server.pid)
+        cpu0 = cpu_seconds(server.pid)
         t0 = time.perf_counter()
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, json.dumps(urls), "BENCH", _SECRET],
@@ -142,7 +132,7 @@ def _replay_figure(archive: Path, messages: int) -> Figure:
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         out, err = client.communicate(timeout=900)
         wall = time.perf_counter() - t0
-        cpu = _cpu_s(server.pid) - cpu0
+        cpu = cpu_seconds(server.pid) - cpu0
         if client.returncode != 0 or not out.strip():
             return Figure(name, 0.0, "msgs/s", ">= 100,000",
                           note=f"client failed: {err.strip().splitlines()[-1:]}")
@@ -158,14 +148,7 @@ def _replay_figure(archive: Path, messages: int) -> Figure:
                   f"{1e6 * result['cpu_s'] / frames:.2f} us per frame"),
             extra={"server_us_per_frame": 1e6 * cpu / frames})
     finally:
-        for proc in (client, server):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(client, server)
 
 
 def run_replay(quick: bool = False) -> list[Figure]:

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Figure
+from benchmarks.servers import cpu_seconds, start_server, stop_processes
 from benchmarks.sim_profile import LOOPBACK_CLIENT as _CLIENT, load, run_scenario
 
 __all__ = ["run_sim"]
@@ -122,13 +123,11 @@ def _loopback_figure(quick: bool, *, rate: float, share: str,
     name = (f"sim loopback, {views} pairs x (book/10 + trade + level3/10), {clients} clients "
             f"({'split' if share == 'split' else 'fan-out'}"
             f"{', --pregenerate' if pregenerate else ''})")
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    sim, urls = start_server(cmd)
     client: subprocess.Popen[str] | None = None
     try:
-        line = sim.stdout.readline()  # type: ignore[union-attr]
-        if not line:
+        if urls is None:
             return None
-        urls = json.loads(line)
         client = subprocess.Popen(
             [sys.executable, "-c", _CLIENT, json.dumps(urls), json.dumps(symbols), str(clients),
              str(warm), str(window), "BENCH", _SECRET, share],
@@ -136,9 +135,9 @@ def _loopback_figure(quick: bool, *, rate: float, share: str,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         assert client.stdout is not None
         started = client.stdout.readline()
-        cpu0 = _cpu_s(sim.pid)
+        cpu0 = cpu_seconds(sim.pid)
         done = client.stdout.readline()
-        cpu = _cpu_s(sim.pid) - cpu0
+        cpu = cpu_seconds(sim.pid) - cpu0
         try:
             client.wait(30)
         except subprocess.TimeoutExpired:
@@ -172,14 +171,7 @@ def _loopback_figure(quick: bool, *, rate: float, share: str,
                      if pregenerate else "")),
             extra={"server_cpu_pct": 100 * cpu / wall, "us_per_frame": per_frame})
     finally:
-        for proc in (client, sim):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(client, sim)
 
 
 def _stats(control: str) -> dict:
@@ -191,15 +183,6 @@ def _stats(control: str) -> dict:
             return json.loads(response.read())
     except (OSError, ValueError):
         return {}
-
-
-def _cpu_s(pid: int) -> float:
-    """User+system CPU seconds of a process (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def run_sim(quick: bool = False) -> list[Figure]:
