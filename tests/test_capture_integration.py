@@ -309,15 +309,48 @@ def test_capture_full_universe_all_channels(tmp: Path) -> None:
     assert not [r for r in rows(rec.root, "rejects") if r["stage"] == "internal"]
 
 
+#: From the sim's start: REST rate limits on a share of the REST calls (the backfills), and the
+#: first level3 token request refused.
 FAULTS = ";".join([
-    "checksum:channel=book,rate=0.002,count=6",
-    "checksum:channel=level3,rate=0.002,count=4",
-    "drop:channel=trade,rate=0.03,count=6",
-    "close:endpoint=spot,channel=trade,at=12",
-    "stall:endpoint=l3,at=16,duration=6",
     "rest_limit:rate=0.3,count=4",
     "token_reject:at=0.1,count=1",
 ])
+#: Added once every subscription is active (``POST /control/faults``: schedules start then), so
+#: the timeline is the capture's, not the machine's start-up time. Each rule is one-shot per
+#: tick on the next matching frame: 6 corrupted book checksums, 4 level3 ones, 6 dropped trades.
+FRAME_FAULTS = ";".join([
+    "checksum:channel=book,at=1,every=1,count=6",
+    "checksum:channel=level3,at=1.5,every=1.5,count=4",
+    "drop:channel=trade,at=0.5,every=1,count=6",
+])
+#: Added once every frame fault fired and its heal finished, so that no checksum heal overlaps
+#: the connection faults (a checksum mismatch inside the level3 stall would be healed by the
+#: reconnect, not by a resnapshot): the spot trade connection closes 2 s later, and the level3
+#: connection stalls 4 s after that.
+STALL_S = 6
+CONNECTION_FAULTS = f"close:endpoint=spot,channel=trade,at=2;stall:endpoint=l3,at=6,duration={STALL_S}"
+
+
+def _fired(control: str, spec: str) -> bool:
+    """Has every rule of ``spec`` (as added through ``/control/faults``) fired its count?"""
+    with urllib.request.urlopen(control + "/faults", timeout=5) as r:
+        rules = {rule["rule"]: rule["fired"] for rule in json.loads(r.read())["rules"]}
+    wanted = spec.split(";")
+    counts = [int(m.group(1)) if (m := re.search(r"count=(\d+)", w)) else 1 for w in wanted]
+    return all(rules.get(w, 0) >= n for w, n in zip(wanted, counts))
+
+
+def _wait_fired(control: str, spec: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _fired(control, spec):
+        assert time.monotonic() < deadline, f"the sim never fired all of {spec!r}"
+        time.sleep(0.25)
+
+
+def _settled(st: dict[str, Any]) -> bool:
+    """Every connection active again and no heal or backfill waiting."""
+    return _all_active(st, {"level3", "book", "trade", "ohlc"}) and all(
+        w["heal_pending"] == 0 and w["rest_queue"] == 0 for w in st["workers"].values())
 
 
 def _covers(g: dict[str, Any], t: int) -> bool:
@@ -337,9 +370,14 @@ def test_capture_heals_every_injected_fault(tmp: Path) -> None:
     rec = Recorder(tmp, sim)
     try:
         rec.wait_for(lambda s: _all_active(s, {"level3", "book", "trade", "ohlc"}), 60, "subscriptions")
-        time.sleep(22)
-        rec.wait_for(lambda s: all(w["heal_pending"] == 0 and w["rest_queue"] == 0
-                                   for w in s["workers"].values()), 30, "healing to finish")
+        control = sim.urls["control"]
+        _post(control + "/faults", {"spec": FRAME_FAULTS})
+        _wait_fired(control, FRAME_FAULTS, 60)
+        rec.wait_for(_settled, 60, "the checksum heals and trade backfills to finish")
+        _post(control + "/faults", {"spec": CONNECTION_FAULTS})
+        _wait_fired(control, CONNECTION_FAULTS, 60)
+        time.sleep(STALL_S)  # the sim holds the stalled connection's frames this long
+        rec.wait_for(_settled, 60, "the reconnects and heals to finish")
         time.sleep(2)
         assert rec.stop() == 0
     finally:
