@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recorder.frames import Frame
+
+if TYPE_CHECKING:
+    from recorder.archive.session import ArchiveSession
 
 T0 = 1_735_689_600_000_000_000
 
@@ -61,3 +68,29 @@ def row_counts(root: Path, dataset: str) -> Counter:
         for r in pq.read_table(f).to_pylist():
             out[tuple(sorted(r.items()))] += 1
     return out
+
+
+def session_on_a_disk_that_fills(root: Path
+                                 ) -> tuple[ArchiveSession, dict[str, bool], Iterator[int]]:
+    """An :class:`~recorder.archive.session.ArchiveSession` at ``root`` (flush on every append,
+    no rolling, a clock counting from :data:`T0` in 1 us steps) whose journal writes fail with
+    ENOSPC while ``full["on"]``, after 50 trade frames (ids 1000-1049) were written and
+    committed: ``(session, full, clock)``."""
+    from recorder.archive.session import ArchiveSession
+
+    full = {"on": False}
+
+    def write(fd: int, data: bytes) -> int:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    clock = iter(range(T0, T0 + 10**12, 1000))
+    session = ArchiveSession(root, host="t", fsync_interval_s=0.0, roll_rows=10**9,
+                             roll_seconds=10**9, clock_ns=lambda: next(clock))
+    session.journal._write = write  # the journal's write seam (os.write)
+    session.start()
+    for i in range(50):
+        session.write(trade_frame(next(clock), 1000 + i))
+    session.deriver.commit()
+    return session, full, clock

@@ -289,27 +289,10 @@ def test_frames_a_disk_full_moved_to_the_next_segment_are_not_journal_damage(
     """After a journal write error, the frames that were not durable are written again at the
     start of the writer's next segment: the first segment holds fewer records than the
     manifest says were derived from it. That is not damage: repair re-derives exactly."""
-    import errno
-
-    from recorder.archive.session import ArchiveSession
-    from tests.archive_helpers import T0, trade_frame
-
-    full = {"on": False}
-
-    def write(fd: int, data: bytes) -> int:
-        if full["on"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
+    from tests.archive_helpers import session_on_a_disk_that_fills, trade_frame
 
     root = tmp_path / "a"
-    clock = iter(range(T0, T0 + 10**12, 1000))
-    s = ArchiveSession(root, host="t", fsync_interval_s=0.0, roll_rows=10**9,
-                       roll_seconds=10**9, clock_ns=lambda: next(clock))
-    s.journal._write = write
-    s.start()
-    for i in range(50):
-        s.write(trade_frame(next(clock), 1000 + i))
-    s.deriver.commit()
+    s, full, clock = session_on_a_disk_that_fills(root)
     full["on"] = True
     for i in range(50, 80):  # accepted, not durable: carried into the next segment
         s.write(trade_frame(next(clock), 1000 + i))

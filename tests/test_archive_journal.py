@@ -192,24 +192,10 @@ def test_enospc_every_accepted_frame_reaches_parquet_exactly_once(tmp_path, cras
     accepting, the session derives every accepted frame, the error surfaces on the next flush,
     and after space returns each frame is in Parquet exactly once, live and after a crash."""
     from recorder.archive.session import ArchiveSession
-    from tests.archive_helpers import trade_frame
-
-    full = {"on": False}
-
-    def write(fd, data):
-        if full["on"]:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return os.write(fd, data)
+    from tests.archive_helpers import session_on_a_disk_that_fills, trade_frame
 
     root = tmp_path / "a"
-    clock = iter(range(T0, T0 + 10**12, 1000))
-    s = ArchiveSession(root, host="t", fsync_interval_s=0.0, roll_rows=10**9,
-                       roll_seconds=10**9, clock_ns=lambda: next(clock))
-    s.journal._write = write  # the journal's write seam (os.write)
-    s.start()
-    for i in range(50):
-        s.write(trade_frame(next(clock), 1000 + i))
-    s.deriver.commit()
+    s, full, clock = session_on_a_disk_that_fills(root)
     full["on"] = True
     real_open = os.open
 
