@@ -8,12 +8,11 @@ exit 2 / 1.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
 
-from recorder.sim.cli_common import key_options, keys_from_options, serve_until_stopped
+from recorder.sim.cli_common import key_options, keys_from_options, run_server, serve_until_stopped
 
 __all__ = ["replay_command"]
 
@@ -93,12 +92,7 @@ def replay_command(archives: tuple[Path, ...], start: str | None, end: str | Non
                           end_ns=end_ns, speed=None if max_speed else speed,
                           symbols=_symbols(symbols), start_delay_s=start_delay,
                           stall_timeout_s=stall_timeout, socket_buffer=socket_buffer)
-    try:
-        asyncio.run(_serve(config, replay))
-    except ReplayError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from None
+    run_server(_serve(config, replay), ReplayError)
 
 
 async def _serve(config: object, replay: object) -> None:

@@ -4,7 +4,7 @@ Both servers accept the same private-API keys (``/0/private/GetWebSocketsToken``
 tokens): :func:`key_options` declares ``--api-key``/``--api-secret``/``--keys-file`` once and
 :func:`keys_from_options` turns their values into the ``{key: base64 secret}`` map of
 :class:`~recorder.sim.server.SimConfig`. Both print one line of JSON with their URLs and serve
-until SIGINT/SIGTERM: :func:`serve_until_stopped`.
+until SIGINT/SIGTERM (:func:`serve_until_stopped`), run by :func:`run_server`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +22,7 @@ import msgspec
 if TYPE_CHECKING:
     from recorder.sim.server import SimServer
 
-__all__ = ["key_options", "keys_from_options", "serve_until_stopped"]
+__all__ = ["key_options", "keys_from_options", "run_server", "serve_until_stopped"]
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
@@ -32,7 +32,8 @@ def key_options(command: _Command) -> _Command:
     ``api_secret``, ``keys_file``) to a click command."""
     command = click.option("--keys-file", type=click.Path(path_type=Path), default=None,
                            help='JSON {"KEY": "SECRET_B64", ...}.')(command)
-    command = click.option("--api-secret", default=None, help="Base64 secret of --api-key.")(command)
+    command = click.option("--api-secret", default=None,
+                           help="Base64 secret of --api-key.")(command)
     return click.option("--api-key", default=None,
                         help="API key accepted by /0/private (level3 tokens).")(command)
 
@@ -72,3 +73,12 @@ async def serve_until_stopped(server: SimServer, urls: dict[str, Any]) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def run_server(serve: Coroutine[Any, Any, None], *errors: type[Exception]) -> None:
+    """Run ``serve`` (a server's whole life) to its end; one of ``errors`` or an
+    :class:`OSError` (such as the port in use) becomes one ``Error: ...`` line and exit 1."""
+    try:
+        asyncio.run(serve)
+    except (*errors, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

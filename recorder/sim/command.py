@@ -8,13 +8,12 @@ a free port; the JSON says which) and serves until SIGINT/SIGTERM, then shuts do
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
 import msgspec
 
-from recorder.sim.cli_common import key_options, keys_from_options, serve_until_stopped
+from recorder.sim.cli_common import key_options, keys_from_options, run_server, serve_until_stopped
 from recorder.sim.faults import FaultError, parse_faults
 
 __all__ = ["sim"]
@@ -125,12 +124,7 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
         faults=tuple(rules), truth_path=truth, pregenerate_s=pregenerate_s,
         pregenerate_channels=pregenerate_channels,
     )
-    try:
-        asyncio.run(_serve(config, universe))
-    except SimError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from None
+    run_server(_serve(config, universe), SimError)
 
 
 async def _serve(config: object, universe: object) -> None:

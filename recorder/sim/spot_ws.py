@@ -510,7 +510,7 @@ class SpotConnection(Connection):
     def handle_symbols(self, method: str, channel: str, symbols: list[str], result: dict[str, Any],
                        snapshot: bool, req_id: Any, time_in: int) -> None:
         """Subscribe or unsubscribe each symbol of a request that :meth:`handle_subscription`
-        validated (channel, snapshot flag, channel params ``result``, symbol list, authorisation)."""
+        validated (channel, snapshot flag, channel params ``result``, symbols, authorisation)."""
         market = self.market()
         for symbol in symbols:
             key = self.key_for(channel, symbol, result)
