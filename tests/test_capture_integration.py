@@ -328,7 +328,8 @@ FRAME_FAULTS = ";".join([
 #: reconnect, not by a resnapshot): the spot trade connection closes 2 s later, and the level3
 #: connection stalls 4 s after that.
 STALL_S = 6
-CONNECTION_FAULTS = f"close:endpoint=spot,channel=trade,at=2;stall:endpoint=l3,at=6,duration={STALL_S}"
+CONNECTION_FAULTS = ";".join(["close:endpoint=spot,channel=trade,at=2",
+                              f"stall:endpoint=l3,at=6,duration={STALL_S}"])
 
 
 def _fired(control: str, spec: str) -> bool:
