@@ -10,6 +10,7 @@
 pub mod checksum;
 pub mod decimal;
 pub mod error;
+pub mod fix;
 pub mod l2;
 pub mod l3;
 pub mod replay;
