@@ -16,4 +16,6 @@ pub mod l3;
 pub mod replay;
 
 #[cfg(feature = "python")]
+mod fix_python;
+#[cfg(feature = "python")]
 mod python;
