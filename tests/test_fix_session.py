@@ -366,3 +366,25 @@ def test_nothing_happens_when_disconnected() -> None:
     assert session.on_frame(snapshot(1), T0) == []
     assert session.on_timer(T0) == [] and session.next_deadline_ns() is None
     assert session.logout("x", T0) == []
+
+
+def test_sim_message_builders_refuse_what_kraken_never_sends() -> None:
+    from recorder.fix.messages import BookEntry, incremental_fields, reject_fields, snapshot_fields
+
+    bid = BookEntry("0", "O1", "1.5", "2", "10:00:00.000")
+    trade = BookEntry("2", "T1", "1.5", "2", "10:00:00.000", action=0)
+    with pytest.raises(FixError):
+        snapshot_fields("B", "BTC/USD", [trade])
+    with pytest.raises(FixError):
+        incremental_fields("B", "BTC/USD", [bid])              # no MDUpdateAction
+    with pytest.raises(FixError):
+        incremental_fields("B", "BTC/USD", [])
+    with pytest.raises(FixError):
+        reject_fields("B", "7", "x")
+    with pytest.raises(FixError):
+        BookEntry("9", "O1", "1", "1", "t").fields()
+    with pytest.raises(FixError):
+        BookEntry("0", "O1", "1", "1", "t", action=5).fields()
+    fields = incremental_fields("B", "BTC/USD", [trade], book_checksum=7)
+    assert fields[:4] == [(55, "BTC/USD"), (262, "B"), (268, "1"), (279, "0")]
+    assert fields[-1] == (5041, "7")
