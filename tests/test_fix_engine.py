@@ -118,9 +118,40 @@ def sim_messages() -> dict[str, bytes]:
     }
 
 
+def acceptor_messages() -> dict[str, bytes]:
+    """What the sim's acceptor (recorder.sim.fix_acceptor) really sends over a live market."""
+    from recorder.sim.fix_acceptor import AcceptorSession
+    from recorder.sim.market import SpotMarket
+    from recorder.sim.universe import load_universe
+
+    market = SpotMarket(load_universe(None, pairs=3, futures_path=None, seed=3), seed=5,
+                        rate=4.0, start_ns=T0)
+    acceptor = AcceptorSession(market)
+
+    def client(msg_type: str, seq: int, fields: list[tuple[int, str]]) -> dict:
+        data = _core.encode_fix(msg_type, seq, ME, KRAKEN, T0, fields)
+        return _core.FixFramer().feed(data)[0]
+
+    out: list[bytes] = []
+    out += acceptor.on_frame(client("A", 1, [(98, "0"), (108, "30"), (141, "Y")]), T0)
+    request = Subscription("B", market.symbols[:2], depth=10).request_fields("B", True)
+    out += acceptor.on_frame(client("V", 2, request), T0)
+    out += acceptor.on_frame(client("V", 3, Subscription("L", ("BTC/USD",), level3=True)
+                                    .request_fields("L", True)), T0)
+    out += acceptor.on_frame(client("1", 4, [(112, "T")]), T0)
+    for step in range(1, 6):
+        market.advance(T0 + step * S)
+        out += acceptor.publish(market.now_ns)
+    out += acceptor.on_frame(client("5", 5, []), T0 + 6 * S)
+    return {f"acceptor#{i}": data for i, data in enumerate(out)}
+
+
 def test_every_message_we_and_the_sim_send_validates(validator: Path, tmp_path: Path) -> None:
     dictionary = write_kraken_dictionary(tmp_path / "FIX44-kraken.xml")
-    messages = {**initiator_messages(), **sim_messages()}
+    acceptor = acceptor_messages()
+    assert {_core.FixFramer().feed(m)[0]["msg_type"] for m in acceptor.values()} == {
+        "A", "W", "Y", "0", "X", "5"}
+    messages = {**initiator_messages(), **sim_messages(), **acceptor}
     types = {_core.FixFramer().feed(m)[0]["msg_type"] for m in messages.values()}
     assert types >= {"A", "0", "1", "2", "3", "4", "5", "V", "W", "X", "Y"}
     verdicts = validate(validator, dictionary, list(messages.values()))
