@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run demo test bench sim soak venv wheel-check clean upgrade-check rust-check
+.PHONY: run demo test bench sim soak venv wheel-check clean upgrade-check rust-check fix-engine
 
 # Every install takes the tested versions from the lock (build dependencies too).
 LOCK   := constraints.txt
@@ -51,6 +51,14 @@ rust-check: $(TEST_STAMP)
 	$(CARGO) fmt $(CRATE) --check
 	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy $(CRATE) --locked --quiet --all-targets --all-features -- -D warnings
 	$(CARGO) test $(CRATE) --locked --quiet
+
+## The established FIX engine tests/test_fix_engine.py validates against: QuickFIX (C++) from
+## Debian, pinned (docs/fix.md; needs root and apt). CI runs this before the tests.
+QUICKFIX_DEB := libquickfix-dev=1.15.1+dfsg-4+b1
+fix-engine:
+	@dpkg -s libquickfix-dev >/dev/null 2>&1 && command -v g++ >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $(QUICKFIX_DEB) g++; }
 
 ## Run the benchmark harness and print/record the figures (see BENCHMARKS.md).
 bench: $(TEST_STAMP)

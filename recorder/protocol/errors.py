@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ProtocolError", "NumberError", "TimestampError", "BookError", "SigningError", "ColumnError",
+    "FixError",
 ]
 
 
@@ -35,3 +36,8 @@ class SigningError(ProtocolError, ValueError):
 class ColumnError(ProtocolError, ValueError):
     """Columns handed to the compiled core (``recorder._core``) are inconsistent: a missing or
     mistyped column, different lengths, an order handle outside its dictionary."""
+
+
+class FixError(ProtocolError, ValueError):
+    """A FIX message cannot be encoded (empty value, SOH inside a value, a header tag given
+    as a body field), or a FIX session is driven outside its protocol."""

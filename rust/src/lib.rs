@@ -10,9 +10,12 @@
 pub mod checksum;
 pub mod decimal;
 pub mod error;
+pub mod fix;
 pub mod l2;
 pub mod l3;
 pub mod replay;
 
+#[cfg(feature = "python")]
+mod fix_python;
 #[cfg(feature = "python")]
 mod python;
