@@ -53,6 +53,7 @@ time columns); nothing here formats SQL.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 from collections.abc import Iterator
@@ -65,7 +66,13 @@ import msgspec
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileProblem
 from recorder.archive.schema import load_schemas
-from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
+from recorder.book.checkpoint import (
+    L2Checkpoint,
+    L3Checkpoint,
+    L3OrderState,
+    decode_checkpoint,
+    levels_to_text,
+)
 from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
@@ -75,6 +82,7 @@ from recorder.query.timeparse import ns_to_iso
 
 if TYPE_CHECKING:
     import polars as pl
+    import pyarrow as pa
 
     from recorder.query.api import Archive
 
@@ -85,12 +93,17 @@ __all__ = [
     "BookRouter",
     "Channel",
     "Clock",
+    "Engine",
     "QueryError",
     "ReplayGap",
 ]
 
 Channel = Literal["book", "level3", "futures_book"]
 Clock = Literal["exchange", "receive"]
+#: ``"core"``: spot books replayed on the compiled core (``recorder._core``), the reference
+#: model answering whatever the core refuses; ``"python"``: the reference model only.
+Engine = Literal["core", "python"]
+ENGINES: Final = ("core", "python")
 #: Channels :meth:`BookEngine.book_at` rebuilds.
 CHANNELS: Final = ("book", "level3", "futures_book")
 
@@ -175,6 +188,9 @@ class BookAt:
     qty_precision: int | None = None
     bids: list[tuple[Any, ...]] = field(default_factory=list)
     asks: list[tuple[Any, ...]] = field(default_factory=list)
+    #: the rebuilt book as a reference-model object (:class:`~recorder.book.l2.L2Book` /
+    #: :class:`~recorder.book.l3.L3Book`); on the compiled core it is restored from the
+    #: answer's state when first read (see :class:`_LazyBook`)
     book: L2Book | L3Book | None = field(default=None, repr=False)
     #: the archive root that answered (None: an engine over the union of roots)
     root: Path | None = None
@@ -263,6 +279,31 @@ class BookAt:
         }
 
 
+class _LazyBook:
+    """``BookAt.book``: a plain attribute, except that an answer of the compiled core leaves a
+    ``_book_factory`` that restores the reference-model book from the answer's state the first
+    time ``book`` is read (most callers only read the levels, which the core already gave)."""
+
+    def __get__(self, obj: BookAt | None, owner: type | None = None) -> L2Book | L3Book | None:
+        if obj is None:
+            return None
+        state = obj.__dict__
+        book = state.get("_book")
+        factory = state.get("_book_factory")
+        if book is None and factory is not None:
+            book = state["_book"] = factory()
+            state["_book_factory"] = None
+        return book
+
+    def __set__(self, obj: BookAt, value: L2Book | L3Book | None) -> None:
+        obj.__dict__["_book"] = value
+        obj.__dict__["_book_factory"] = None
+
+
+# installed after the dataclass is built: its __init__ assigns `book` through the descriptor
+BookAt.book = _LazyBook()  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class BookEvent:
     """One message applied during :meth:`BookEngine.replay`.
@@ -331,9 +372,14 @@ class BookEngine:
     engine; the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
     """
 
-    def __init__(self, archive: Archive, root: Path | None = None) -> None:
+    def __init__(self, archive: Archive, root: Path | None = None, *,
+                 engine: Engine = "core") -> None:
+        if engine not in ENGINES:
+            raise QueryError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         self.archive = archive
         self.root = root
+        #: who replays spot books in :meth:`book_at` (see :data:`Engine`)
+        self.engine: Engine = engine
         self._epochs: dict[tuple[str, str], list[_Epoch]] = {}
         self._gaps: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -467,6 +513,12 @@ class BookEngine:
         res.cut_recv_ns = cut
         if channel == "futures_book":
             return self._futures_book_at(symbol, cut, depth, res)
+        if self.engine == "core":
+            from recorder.query.books_core import core_book_at
+
+            answer = core_book_at(self, channel, symbol, cut, depth, dataclasses.replace(res))
+            if answer is not None:
+                return answer
         state = self._state_at(channel, symbol, cut, res)
         if state is None:
             return res
@@ -656,6 +708,21 @@ class BookEngine:
               .sort("recv_ns", maintain_order=True)
               .collect())
         return {c: df.get_column(c).to_list() for c in cols}
+
+    def _row_table(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> pa.Table:
+        """:meth:`_rows` as an Arrow table of the columns a core replay reads."""
+        import polars as pl
+
+        from recorder.query.books_core import ROW_COLUMNS
+
+        cols = [*ROW_COLUMNS, *(["order_id"] if channel == "level3" else [])]
+        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
+              .filter((pl.col(_symbol_column(channel)) == symbol) & (pl.col("epoch") == epoch)
+                      & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
+              .select(cols)
+              .sort("recv_ns", maintain_order=True)  # wire order: see _rows
+              .collect())
+        return df.to_arrow()
 
     def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
         """Group rows into messages: ``(is_snapshot, bids, asks, checksum, recv, ts, changes)``."""
@@ -880,9 +947,10 @@ class BookRouter:
     * :meth:`epochs` / :meth:`gaps` are the holders' lists merged by start time.
     """
 
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: Archive, *, engine: Engine = "core") -> None:
         self.archive = archive
-        self.engines: list[BookEngine] = [BookEngine(archive, root) for root in archive.roots]
+        self.engines: list[BookEngine] = [BookEngine(archive, root, engine=engine)
+                                          for root in archive.roots]
 
     def holders(self, channel: str, symbol: str) -> list[BookEngine]:
         """Engines of the roots with at least one epoch of (channel, symbol)."""
