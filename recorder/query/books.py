@@ -82,9 +82,9 @@ from recorder.query.timeparse import ns_to_iso
 
 if TYPE_CHECKING:
     import polars as pl
-    import pyarrow as pa
 
     from recorder.query.api import Archive
+    from recorder.query.books_core import RowReader
 
 __all__ = [
     "BookAt",
@@ -380,6 +380,8 @@ class BookEngine:
         self.root = root
         #: who replays spot books in :meth:`book_at` (see :data:`Engine`)
         self.engine: Engine = engine
+        #: the core's Parquet reader (cached footers and row-group statistics), made on use
+        self._row_reader: RowReader | None = None
         self._epochs: dict[tuple[str, str], list[_Epoch]] = {}
         self._gaps: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -708,21 +710,6 @@ class BookEngine:
               .sort("recv_ns", maintain_order=True)
               .collect())
         return {c: df.get_column(c).to_list() for c in cols}
-
-    def _row_table(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> pa.Table:
-        """:meth:`_rows` as an Arrow table of the columns a core replay reads."""
-        import polars as pl
-
-        from recorder.query.books_core import ROW_COLUMNS
-
-        cols = [*ROW_COLUMNS, *(["order_id"] if channel == "level3" else [])]
-        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
-              .filter((pl.col(_symbol_column(channel)) == symbol) & (pl.col("epoch") == epoch)
-                      & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
-              .select(cols)
-              .sort("recv_ns", maintain_order=True)  # wire order: see _rows
-              .collect())
-        return df.to_arrow()
 
     def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
         """Group rows into messages: ``(is_snapshot, bids, asks, checksum, recv, ts, changes)``."""

@@ -20,12 +20,14 @@ first time it is read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recorder import _core
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, L3OrderState, levels_to_text
@@ -34,6 +36,7 @@ from recorder.book.l3 import L3Book
 from recorder.protocol.numbers import units_to_text
 
 if TYPE_CHECKING:
+    from recorder.query.api import Archive
     from recorder.query.books import BookAt, BookEngine
 
 __all__ = ["core_book_at"]
@@ -79,6 +82,179 @@ def _ints(col: Any, dtype: type[np.generic]) -> np.ndarray:
     return np.ascontiguousarray(col.to_numpy(), dtype=dtype)
 
 
+#: Read failures that hand the question to the reference model (its own read then raises
+#: the error :meth:`recorder.query.api.Archive` recovers from).
+_READ_ERRORS: Final = (OSError, pa.ArrowException, KeyError, ValueError, IndexError)
+#: Columns of the ``checkpoints`` dataset read to find the checkpoint (the blob is read last).
+_CP_COLUMNS: Final = ("recv_ns", "channel", "symbol", "epoch", "epoch_message", "reason",
+                      "checksum")
+
+
+class _Group(NamedTuple):
+    """One row group of a file and the statistics that prune it."""
+
+    file: str
+    index: int
+    min_recv: int | None
+    max_recv: int | None
+    #: ``(min, max)`` of a column by name, when the file has statistics for it
+    ranges: dict[str, tuple[Any, Any]]
+
+    def may_hold(self, lo: int, hi: int, **equal: Any) -> bool:
+        """Whether rows with ``lo <= recv_ns <= hi`` and these column values may be here."""
+        if self.max_recv is not None and self.max_recv < lo:
+            return False
+        if self.min_recv is not None and self.min_recv > hi:
+            return False
+        for name, value in equal.items():
+            r = self.ranges.get(name)
+            if r is not None and not r[0] <= value <= r[1]:
+                return False
+        return True
+
+    def only(self, name: str, value: Any) -> bool:
+        """Whether every row of the group has ``value`` in column ``name``."""
+        r = self.ranges.get(name)
+        return r is not None and r[0] == value == r[1]
+
+
+class RowReader:
+    """Parquet reads for core replays, with each file's footer and row-group statistics
+    cached for the life of the :class:`~recorder.query.books.BookEngine` that owns it (one
+    manifest snapshot of one :class:`~recorder.query.api.Archive`; :meth:`Archive.refresh`
+    builds new engines).
+
+    Files come from :meth:`Archive.files` (manifest pruning by time and symbol; unreadable
+    files left out), row groups are pruned by their ``recv_ns``/symbol/epoch/channel
+    statistics, and only the needed columns are decoded. A file that fails to read raises
+    (the caller then answers with the reference model, whose read error lets the archive
+    find the damaged file).
+    """
+
+    def __init__(self, archive: Archive, root: Path | None) -> None:
+        self.archive = archive
+        self.root = root
+        self._meta: dict[str, pq.FileMetaData] = {}
+        self._groups: dict[str, list[_Group]] = {}
+
+    def _groups_of(self, path: str) -> list[_Group]:
+        groups = self._groups.get(path)
+        if groups is not None:
+            return groups
+        md = self._meta[path] = pq.read_metadata(path)
+        names = [md.schema.column(i).path for i in range(md.num_columns)]
+        groups = []
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            ranges: dict[str, tuple[Any, Any]] = {}
+            for i, name in enumerate(names):
+                if name not in ("recv_ns", "symbol", "product_id", "epoch", "channel"):
+                    continue
+                st = rg.column(i).statistics
+                if st is not None and st.has_min_max:
+                    ranges[name] = (st.min, st.max)
+            recv = ranges.get("recv_ns", (None, None))
+            groups.append(_Group(path, g, recv[0], recv[1], ranges))
+        self._groups[path] = groups
+        return groups
+
+    def _read(self, group: list[_Group], columns: list[str]) -> pa.Table:
+        path = group[0].file
+        pf = pq.ParquetFile(path, metadata=self._meta[path])
+        return pf.read_row_groups([g.index for g in group], columns=columns, use_threads=False)
+
+    def rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int,
+             columns: list[str]) -> pa.Table:
+        """The epoch's rows with ``lo <= recv_ns <= hi``, in wire order (as
+        ``BookEngine._rows``: files in commit order, then a stable sort on ``recv_ns``)."""
+        sym = "product_id" if channel == "futures_book" else "symbol"
+        parts: list[pa.Table] = []
+        for path in self.archive.files(channel, symbols=[symbol], start=lo, end=hi,
+                                       root=self.root):
+            key = str(path)
+            groups = [g for g in self._groups_of(key)
+                      if g.may_hold(lo, hi, **{sym: symbol, "epoch": epoch})]
+            if not groups:
+                continue
+            filter_symbol = not all(g.only(sym, symbol) for g in groups)
+            filter_epoch = not all(g.only("epoch", epoch) for g in groups)
+            table = self._read(groups, [*columns, *([sym] if filter_symbol else []),
+                                        *(["epoch"] if filter_epoch else [])])
+            recv = table.column("recv_ns")
+            mask = pc.and_(pc.greater_equal(recv, lo), pc.less_equal(recv, hi))
+            if filter_epoch:
+                mask = pc.and_(mask, pc.equal(table.column("epoch"), epoch))
+            if filter_symbol:
+                mask = pc.and_(mask, _equals(table.column(sym), symbol))
+            parts.append(table.select(columns).filter(mask))
+        if not parts:
+            return _empty(self.archive, channel, columns)
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        recv_np = table.column("recv_ns").to_numpy()
+        if len(recv_np) > 1 and bool((recv_np[1:] < recv_np[:-1]).any()):
+            table = table.take(pa.array(np.argsort(recv_np, kind="stable")))
+        return table
+
+    def checkpoint(self, channel: str, symbol: str, epoch: int, start: int,
+                   cut: int) -> tuple[int, str, int | None, bytes] | None:
+        """The epoch's latest checkpoint with ``start <= recv_ns <= cut`` (by ``recv_ns``
+        then ``epoch_message``): ``(recv_ns, reason, checksum, book blob)``, or None.
+
+        Row groups are visited latest first; the search stops at the first group that
+        cannot hold a later checkpoint than the best found."""
+        candidates = [
+            g for path in self.archive.files("checkpoints", symbols=[symbol], start=start,
+                                             end=cut, root=self.root)
+            for g in self._groups_of(str(path))
+            if g.may_hold(start, cut, channel=channel, symbol=symbol, epoch=epoch)]
+        candidates.sort(key=lambda g: -(g.max_recv if g.max_recv is not None else 2**63))
+        best: tuple[int, int] | None = None
+        where: tuple[_Group, int] | None = None
+        found: tuple[str, int | None] | None = None
+        for g in candidates:
+            if best is not None and g.max_recv is not None and g.max_recv < best[0]:
+                break
+            t = self._read([g], list(_CP_COLUMNS))
+            recv = t.column("recv_ns")
+            mask = pc.and_(pc.and_(pc.greater_equal(recv, start), pc.less_equal(recv, cut)),
+                           pc.and_(pc.equal(t.column("epoch"), epoch),
+                                   pc.and_(_equals(t.column("channel"), channel),
+                                           _equals(t.column("symbol"), symbol))))
+            hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            if not len(hits):
+                continue
+            recvs = recv.to_numpy()
+            msgs = t.column("epoch_message").to_numpy()
+            for i in hits.tolist():
+                key = (int(recvs[i]), int(msgs[i]))
+                if best is None or key > best:
+                    best, where = key, (g, i)
+                    found = (str(t.column("reason")[i].as_py()), t.column("checksum")[i].as_py())
+        if best is None or where is None or found is None:
+            return None
+        g, i = where
+        blob = self._read([g], ["book"]).column("book")[i].as_py()
+        return best[0], found[0], found[1], blob
+
+
+def _equals(col: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
+    """``col == value`` for a (dictionary) string column, without decoding the dictionary."""
+    out = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            codes = np.flatnonzero(chunk.dictionary.to_numpy(zero_copy_only=False) == value)
+            out.append(pc.is_in(chunk.indices, value_set=pa.array(codes, chunk.indices.type)))
+        else:
+            out.append(pc.equal(chunk, value))
+    return pa.chunked_array(out, pa.bool_())
+
+
+def _empty(archive: Archive, channel: str, columns: list[str]) -> pa.Table:
+    """No rows: an empty table with the dataset's types."""
+    schema = archive.schemas[channel].arrow()
+    return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
+
+
 def core_book_at(engine: BookEngine, channel: str, symbol: str, cut: int, depth: int | None,
                  res: BookAt) -> BookAt | None:
     """The answer of ``engine.book_at`` for (``channel``, ``symbol``) at receive-clock ``cut``
@@ -90,7 +266,13 @@ def core_book_at(engine: BookEngine, channel: str, symbol: str, cut: int, depth:
         return res
     res.epoch = ep.epoch
     level3 = channel == "level3"
-    cp = engine._checkpoint(channel, symbol, ep, cut)
+    reader = engine._row_reader
+    if reader is None:
+        reader = engine._row_reader = RowReader(engine.archive, engine.root)
+    try:
+        cp = reader.checkpoint(channel, symbol, ep.epoch, ep.start_ns, cut)
+    except _READ_ERRORS:
+        return None  # the reference reads again: a damaged file is then found and left out
     checkpoint: dict[str, Any] | None = None
     cp_ids: list[str] = []
     if cp is None:  # no checkpoint: replay from the epoch's snapshot rows
@@ -122,7 +304,11 @@ def core_book_at(engine: BookEngine, channel: str, symbol: str, cut: int, depth:
         res.reason = _unreadable_reason(bad)
         res.gap = _unreadable_gap(bad[0], channel, symbol)
         return res
-    table = engine._row_table(channel, symbol, ep.epoch, lo, cut)
+    try:
+        table = reader.rows(channel, symbol, ep.epoch, lo, cut,
+                            [*ROW_COLUMNS, *(["order_id"] if level3 else [])])
+    except _READ_ERRORS:
+        return None
     price, qty = table.column("price"), table.column("qty")
     if price.null_count or qty.null_count:
         return None  # a value beyond int64 units: its text is in `overflow`
