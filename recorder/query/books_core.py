@@ -85,6 +85,10 @@ def _ints(col: Any, dtype: type[np.generic]) -> np.ndarray:
 #: Read failures that hand the question to the reference model (its own read then raises
 #: the error :meth:`recorder.query.api.Archive` recovers from).
 _READ_ERRORS: Final = (OSError, pa.ArrowException, KeyError, ValueError, IndexError)
+#: Open Parquet files a reader keeps (least recently used closed first).
+_OPEN_FILES: Final = 32
+#: Rows decoded at a time when a row group is read only up to the cut.
+_BATCH_ROWS: Final = 8192
 #: Columns of the ``checkpoints`` dataset read to find the checkpoint (the blob is read last).
 _CP_COLUMNS: Final = ("recv_ns", "channel", "symbol", "epoch", "epoch_message", "reason",
                       "checksum")
@@ -136,6 +140,10 @@ class RowReader:
         self.root = root
         self._meta: dict[str, pq.FileMetaData] = {}
         self._groups: dict[str, list[_Group]] = {}
+        #: the checkpoints' rows without blobs, by (file, row group)
+        self._cp_index: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+        #: open files, least recently used first
+        self._open: dict[str, pq.ParquetFile] = {}
 
     def _groups_of(self, path: str) -> list[_Group]:
         groups = self._groups.get(path)
@@ -158,10 +166,46 @@ class RowReader:
         self._groups[path] = groups
         return groups
 
+    def _file(self, path: str) -> pq.ParquetFile:
+        """An open file (footer already parsed), kept for the next queries: at most
+        :data:`_OPEN_FILES` stay open, the least recently used is closed first."""
+        pf = self._open.pop(path, None)
+        if pf is None:
+            pf = pq.ParquetFile(path, metadata=self._meta[path])
+            while len(self._open) >= _OPEN_FILES:
+                self._open.pop(next(iter(self._open))).close()
+        self._open[path] = pf
+        return pf
+
     def _read(self, group: list[_Group], columns: list[str]) -> pa.Table:
-        path = group[0].file
-        pf = pq.ParquetFile(path, metadata=self._meta[path])
-        return pf.read_row_groups([g.index for g in group], columns=columns, use_threads=False)
+        return self._file(group[0].file).read_row_groups(
+            [g.index for g in group], columns=columns, use_threads=False)
+
+    def _group_rows(self, g: _Group, lo: int, hi: int, columns: list[str]) -> pa.Table:
+        """Rows of one row group with ``lo <= recv_ns <= hi``. When the group's ``recv_ns``
+        never decreases (as written: wire order), only the rows up to the last one wanted are
+        decoded (batch by batch); otherwise the whole group is read and filtered."""
+        pf = self._file(g.file)
+        recv = pf.read_row_group(g.index, columns=["recv_ns"],
+                                 use_threads=False).column(0).to_numpy()
+        if len(recv) > 1 and bool((recv[1:] < recv[:-1]).any()):
+            t = pf.read_row_group(g.index, columns=columns, use_threads=False)
+            mask = pc.and_(pc.greater_equal(t.column("recv_ns"), lo),
+                           pc.less_equal(t.column("recv_ns"), hi))
+            return t.filter(mask)
+        a = int(np.searchsorted(recv, lo, "left"))
+        b = int(np.searchsorted(recv, hi, "right"))
+        if a >= b:
+            return _empty_like(pf, columns)
+        batches = []
+        n = 0
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g.index],
+                                     columns=columns, use_threads=False):
+            batches.append(batch)
+            n += batch.num_rows
+            if n >= b:
+                break
+        return pa.Table.from_batches(batches).slice(a, b - a)
 
     def rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int,
              columns: list[str]) -> pa.Table:
@@ -172,21 +216,22 @@ class RowReader:
         for path in self.archive.files(channel, symbols=[symbol], start=lo, end=hi,
                                        root=self.root):
             key = str(path)
-            groups = [g for g in self._groups_of(key)
-                      if g.may_hold(lo, hi, **{sym: symbol, "epoch": epoch})]
-            if not groups:
-                continue
-            filter_symbol = not all(g.only(sym, symbol) for g in groups)
-            filter_epoch = not all(g.only("epoch", epoch) for g in groups)
-            table = self._read(groups, [*columns, *([sym] if filter_symbol else []),
-                                        *(["epoch"] if filter_epoch else [])])
-            recv = table.column("recv_ns")
-            mask = pc.and_(pc.greater_equal(recv, lo), pc.less_equal(recv, hi))
-            if filter_epoch:
-                mask = pc.and_(mask, pc.equal(table.column("epoch"), epoch))
-            if filter_symbol:
-                mask = pc.and_(mask, _equals(table.column(sym), symbol))
-            parts.append(table.select(columns).filter(mask))
+            for g in self._groups_of(key):
+                if not g.may_hold(lo, hi, **{sym: symbol, "epoch": epoch}):
+                    continue
+                filter_symbol = not g.only(sym, symbol)
+                filter_epoch = not g.only("epoch", epoch)
+                t = self._group_rows(g, lo, hi, [*columns, *([sym] if filter_symbol else []),
+                                                 *(["epoch"] if filter_epoch else [])])
+                if filter_symbol or filter_epoch:
+                    mask = None
+                    if filter_epoch:
+                        mask = pc.equal(t.column("epoch"), epoch)
+                    if filter_symbol:
+                        m = _equals(t.column(sym), symbol)
+                        mask = m if mask is None else pc.and_(mask, m)
+                    t = t.filter(mask)
+                parts.append(t.select(columns))
         if not parts:
             return _empty(self.archive, channel, columns)
         table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -194,6 +239,17 @@ class RowReader:
         if len(recv_np) > 1 and bool((recv_np[1:] < recv_np[:-1]).any()):
             table = table.take(pa.array(np.argsort(recv_np, kind="stable")))
         return table
+
+    def _checkpoint_index(self, g: _Group) -> list[tuple[Any, ...]]:
+        """The rows of a ``checkpoints`` row group without their blobs (``_CP_COLUMNS``),
+        read once: a small index of where each checkpoint is."""
+        key = (g.file, g.index)
+        rows = self._cp_index.get(key)
+        if rows is None:
+            t = self._read([g], list(_CP_COLUMNS))
+            rows = self._cp_index[key] = list(zip(*(t.column(c).to_pylist()
+                                                    for c in _CP_COLUMNS)))
+        return rows
 
     def checkpoint(self, channel: str, symbol: str, epoch: int, start: int,
                    cut: int) -> tuple[int, str, int | None, bytes] | None:
@@ -214,22 +270,10 @@ class RowReader:
         for g in candidates:
             if best is not None and g.max_recv is not None and g.max_recv < best[0]:
                 break
-            t = self._read([g], list(_CP_COLUMNS))
-            recv = t.column("recv_ns")
-            mask = pc.and_(pc.and_(pc.greater_equal(recv, start), pc.less_equal(recv, cut)),
-                           pc.and_(pc.equal(t.column("epoch"), epoch),
-                                   pc.and_(_equals(t.column("channel"), channel),
-                                           _equals(t.column("symbol"), symbol))))
-            hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-            if not len(hits):
-                continue
-            recvs = recv.to_numpy()
-            msgs = t.column("epoch_message").to_numpy()
-            for i in hits.tolist():
-                key = (int(recvs[i]), int(msgs[i]))
-                if best is None or key > best:
-                    best, where = key, (g, i)
-                    found = (str(t.column("reason")[i].as_py()), t.column("checksum")[i].as_py())
+            for i, (recv, ch, sym, ep, msg, reason, ck) in enumerate(self._checkpoint_index(g)):
+                if (start <= recv <= cut and ep == epoch and ch == channel and sym == symbol
+                        and (best is None or (recv, msg) > best)):
+                    best, where, found = (recv, msg), (g, i), (reason, ck)
         if best is None or where is None or found is None:
             return None
         g, i = where
@@ -247,6 +291,12 @@ def _equals(col: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
         else:
             out.append(pc.equal(chunk, value))
     return pa.chunked_array(out, pa.bool_())
+
+
+def _empty_like(pf: pq.ParquetFile, columns: list[str]) -> pa.Table:
+    """No rows, with the file's types."""
+    schema = pf.schema_arrow
+    return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
 
 
 def _empty(archive: Archive, channel: str, columns: list[str]) -> pa.Table:
