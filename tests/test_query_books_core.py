@@ -264,3 +264,31 @@ def test_resnapshot_epochs_and_gaps(tmp_path: Path) -> None:
             _same(core, ref.book_at("BTC/USD", t, channel="book", clock=clock))  # type: ignore[arg-type]
             valid += core.valid
     assert valid > 20
+
+
+@pytest.mark.parametrize("jump_at", [None, 25])
+def test_futures_books_read_by_the_core_engine_equal_the_reference(tmp_path: Path,
+                                                                    jump_at: int | None) -> None:
+    """Futures books (read with the core engine's reader, replayed by the reference's
+    FuturesBook) answer as the reference engine: every message time +-1 ns, both clocks,
+    across a ``seq`` jump, from interval checkpoints in small rolling files."""
+    from tests.test_query_futures_books import PID, _stream, _write
+
+    msgs = _stream(60, seed=4, jump_at=jump_at)
+    recv = _write(tmp_path / "f.jsonl", msgs)
+    ingest([tmp_path / "f.jsonl"], tmp_path / "a", checkpoint_messages=7, roll_seconds=2)
+    ar, ref = _routers(tmp_path / "a")
+    assert len(ar.files("futures_book")) > 2
+    valid = 0
+    for i, t in enumerate(recv):
+        exch = msgs[i]["timestamp"] * 1_000_000
+        for clock, at in (("receive", t - 1), ("receive", t), ("receive", t + 1),
+                          ("exchange", exch)):
+            for depth in (None, 2):
+                core = ar.books.book_at(PID, at, channel="futures_book",  # type: ignore[arg-type]
+                                        depth=depth, clock=clock)
+                want = ref.book_at(PID, at, channel="futures_book",  # type: ignore[arg-type]
+                                   depth=depth, clock=clock)
+                assert core.to_dict() == want.to_dict(), (i, clock, depth)
+                valid += core.valid
+    assert valid > 100

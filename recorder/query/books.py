@@ -625,7 +625,7 @@ class BookEngine:
         if ep is None:
             return res
         res.epoch = ep.epoch
-        cp = self._checkpoint("futures_book", symbol, ep, cut)
+        cp = self._futures_checkpoint(symbol, ep, cut)
         try:
             if cp is None:  # no checkpoint: the snapshot rows of the epoch, then its deltas
                 book, since, after = None, ep.start_ns, None
@@ -637,7 +637,7 @@ class BookEngine:
                 res.last_message_recv_ns = recv
                 res.last_message_ts_ns = (None if state.timestamp_ms is None
                                           else state.timestamp_ms * 1_000_000)
-            d = self._rows("futures_book", symbol, ep.epoch, since, cut)
+            d = self._futures_rows(symbol, ep.epoch, since, cut)
             snap: dict[str, list[tuple[str, str]]] = {"bids": [], "asks": []}
             snap_seq: int | None = None
             n = 0
@@ -687,6 +687,43 @@ class BookEngine:
         res.asks = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
                     for i, (p, q) in enumerate(texts["asks"])]
         return res
+
+    def _reader(self) -> RowReader:
+        """The core engine's Parquet reader (made on first use)."""
+        if self._row_reader is None:
+            from recorder.query.books_core import RowReader
+
+            self._row_reader = RowReader(self.archive, self.root)
+        return self._row_reader
+
+    def _futures_checkpoint(self, symbol: str, ep: _Epoch,
+                            cut: int) -> tuple[int, str, int | None, bytes] | None:
+        """:meth:`_checkpoint` of ``futures_book``; the core engine reads it with its cached
+        reader (a failed read is retried by the reference's own read)."""
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            try:
+                return self._reader().checkpoint("futures_book", symbol, ep.epoch, ep.start_ns,
+                                                 cut)
+            except READ_ERRORS:
+                pass
+        return self._checkpoint("futures_book", symbol, ep, cut)
+
+    def _futures_rows(self, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+        """:meth:`_rows` of ``futures_book``, read by the core engine's reader when it is the
+        engine (the replay itself stays in the reference's :class:`FuturesBook`)."""
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            cols = ["recv_ns", "ts_ns", "event", "seq", "side", "price", "qty", "price_scale",
+                    "qty_scale", "overflow"]
+            try:
+                table = self._reader().rows("futures_book", symbol, epoch, lo, hi, cols)
+                return {c: table.column(c).to_pylist() for c in cols}
+            except READ_ERRORS:
+                pass
+        return self._rows("futures_book", symbol, epoch, lo, hi)
 
     def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
         """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""

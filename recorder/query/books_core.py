@@ -84,7 +84,7 @@ def _ints(col: Any, dtype: type[np.generic]) -> np.ndarray:
 
 #: Read failures that hand the question to the reference model (its own read then raises
 #: the error :meth:`recorder.query.api.Archive` recovers from).
-_READ_ERRORS: Final = (OSError, pa.ArrowException, KeyError, ValueError, IndexError)
+READ_ERRORS: Final = (OSError, pa.ArrowException, KeyError, ValueError, IndexError)
 #: Open Parquet files a reader keeps (least recently used closed first).
 _OPEN_FILES: Final = 32
 #: Rows decoded at a time when a row group is read only up to the cut.
@@ -316,12 +316,10 @@ def core_book_at(engine: BookEngine, channel: str, symbol: str, cut: int, depth:
         return res
     res.epoch = ep.epoch
     level3 = channel == "level3"
-    reader = engine._row_reader
-    if reader is None:
-        reader = engine._row_reader = RowReader(engine.archive, engine.root)
+    reader = engine._reader()
     try:
         cp = reader.checkpoint(channel, symbol, ep.epoch, ep.start_ns, cut)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return None  # the reference reads again: a damaged file is then found and left out
     checkpoint: dict[str, Any] | None = None
     cp_ids: list[str] = []
@@ -357,7 +355,7 @@ def core_book_at(engine: BookEngine, channel: str, symbol: str, cut: int, depth:
     try:
         table = reader.rows(channel, symbol, ep.epoch, lo, cut,
                             [*ROW_COLUMNS, *(["order_id"] if level3 else [])])
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return None
     price, qty = table.column("price"), table.column("qty")
     if price.null_count or qty.null_count:
