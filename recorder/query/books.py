@@ -47,8 +47,16 @@ Semantics (the contract researchers rely on):
   above, from the root whose epoch covers the time. ``BookAt.root``, ``BookEvent.root`` and
   ``ReplayGap.root`` name the root that answered.
 
-Replays read the archive with Polars (manifest-pruned files, predicate pushdown on the
-time columns); nothing here formats SQL.
+* **Engines**: :meth:`BookEngine.book_at` replays spot books on the compiled core by default
+  (``engine="core"``, :mod:`recorder.query.books_core`: the rows go to ``recorder._core`` as
+  columns, read straight from Parquet with cached footers, row-group pruning and only the
+  needed columns); the pure-Python books of :mod:`recorder.book` are the reference model
+  (``engine="python"``), which also answers whatever the core refuses, so both give the same
+  answers (tests/test_query_books_core.py). Futures books are read by the core engine's
+  reader and replayed by :class:`~recorder.book.futures.FuturesBook` in both engines.
+
+Reference replays read the archive with Polars (manifest-pruned files, predicate pushdown on
+the time columns); nothing here formats SQL.
 """
 
 from __future__ import annotations
@@ -368,8 +376,13 @@ class BookEngine:
     union of every root, which is exact only while each (channel, symbol) was recorded by one
     root (use :class:`BookRouter` for multi-root archives).
 
-    Caches the (small) epochs and gaps tables per (channel, symbol) for the life of the
-    engine; the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
+    ``engine``: ``"core"`` (spot books replayed by the compiled core, the reference model
+    answering what it refuses) or ``"python"`` (the reference model only); see the module
+    docstring.
+
+    Caches the (small) epochs and gaps tables per (channel, symbol) and, for the core engine,
+    the Parquet footers, open files and checkpoint index it reads, for the life of the engine;
+    the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
     """
 
     def __init__(self, archive: Archive, root: Path | None = None, *,
@@ -465,6 +478,13 @@ class BookEngine:
 
         Returns ``(cut, None)`` or ``(None, reason)`` when ``t`` is after the last message.
         """
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            try:
+                return self._exchange_cut_read(channel, symbol, t)
+            except READ_ERRORS:
+                pass  # the reference's own read finds the damaged file
         import polars as pl
 
         sym = pl.col(_symbol_column(channel)) == symbol
@@ -479,6 +499,22 @@ class BookEngine:
         last = (self.archive.scan(channel, symbols=[symbol], root=self.root).filter(sym)
                 .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
         last_recv, last_ts = last.row(0)
+        return self._after_last(channel, symbol, t, last_recv, last_ts)
+
+    def _exchange_cut_read(self, channel: str, symbol: str,
+                           t: int) -> tuple[int | None, str | None]:
+        """:meth:`exchange_cut` with the core engine's reader (same answers)."""
+        reader = self._reader()
+        for hi in (t + _EXCHANGE_WINDOW_NS, None):
+            first = reader.first_after(channel, symbol, t, hi)
+            if first is not None:
+                return first - 1, None
+        last_recv, last_ts = reader.last_row(channel, symbol)
+        return self._after_last(channel, symbol, t, last_recv, last_ts)
+
+    def _after_last(self, channel: str, symbol: str, t: int, last_recv: int | None,
+                    last_ts: int | None) -> tuple[int | None, str | None]:
+        """:meth:`exchange_cut` when no message is stamped after ``t``."""
         if last_recv is None:
             return None, f"no {channel} data for this symbol"
         if last_ts is None:
@@ -957,7 +993,8 @@ def _covered(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
 class BookRouter:
     """Book questions over a multi-root archive, each answered by the root that recorded it.
 
-    One :class:`BookEngine` per root of ``archive.roots``. For (channel, symbol):
+    One :class:`BookEngine` per root of ``archive.roots`` (all with ``engine``). For
+    (channel, symbol):
 
     * :meth:`book_at` asks the roots holding epochs of it, the one with the latest epoch
       starting at or before the time first, and returns the first valid answer (or, when none

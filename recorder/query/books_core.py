@@ -156,7 +156,7 @@ class RowReader:
             rg = md.row_group(g)
             ranges: dict[str, tuple[Any, Any]] = {}
             for i, name in enumerate(names):
-                if name not in ("recv_ns", "symbol", "product_id", "epoch", "channel"):
+                if name not in ("recv_ns", "ts_ns", "symbol", "product_id", "epoch", "channel"):
                     continue
                 st = rg.column(i).statistics
                 if st is not None and st.has_min_max:
@@ -239,6 +239,60 @@ class RowReader:
         if len(recv_np) > 1 and bool((recv_np[1:] < recv_np[:-1]).any()):
             table = table.take(pa.array(np.argsort(recv_np, kind="stable")))
         return table
+
+    def first_after(self, channel: str, symbol: str, t: int, hi: int | None) -> int | None:
+        """The smallest ``recv_ns`` of the symbol's rows with ``ts_ns > t`` (and ``recv_ns <=
+        hi`` unless None), over every epoch; row groups whose ``ts_ns`` statistics end at or
+        before ``t`` are not read."""
+        sym = "product_id" if channel == "futures_book" else "symbol"
+        best: int | None = None
+        top = hi if hi is not None else 2**63 - 1
+        for path in self.archive.files(channel, symbols=[symbol], end=hi, root=self.root):
+            for g in self._groups_of(str(path)):
+                ts = g.ranges.get("ts_ns")
+                if ts is not None and ts[1] <= t:
+                    continue
+                if not g.may_hold(-(2**63), top, **{sym: symbol}):
+                    continue
+                if best is not None and g.min_recv is not None and g.min_recv >= best:
+                    continue
+                filter_symbol = not g.only(sym, symbol)
+                tb = self._read([g], ["recv_ns", "ts_ns", *([sym] if filter_symbol else [])])
+                mask = pc.fill_null(pc.greater(tb.column("ts_ns"), t), False)
+                if hi is not None:
+                    mask = pc.and_(mask, pc.less_equal(tb.column("recv_ns"), hi))
+                if filter_symbol:
+                    mask = pc.and_(mask, _equals(tb.column(sym), symbol))
+                found = pc.min(tb.column("recv_ns").filter(mask)).as_py()
+                if found is not None and (best is None or found < best):
+                    best = found
+        return best
+
+    def last_row(self, channel: str, symbol: str) -> tuple[int | None, int | None]:
+        """``(max recv_ns, max ts_ns)`` of the symbol's rows (None when it has none), from
+        row-group statistics where a group holds only that symbol."""
+        sym = "product_id" if channel == "futures_book" else "symbol"
+        recv_max: int | None = None
+        ts_max: int | None = None
+
+        def more(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else max(a, b)
+
+        for path in self.archive.files(channel, symbols=[symbol], root=self.root):
+            for g in self._groups_of(str(path)):
+                if not g.may_hold(-(2**63), 2**63 - 1, **{sym: symbol}):
+                    continue
+                ts = g.ranges.get("ts_ns")
+                if g.only(sym, symbol) and g.max_recv is not None and ts is not None:
+                    recv_max, ts_max = more(recv_max, g.max_recv), more(ts_max, ts[1])
+                    continue
+                filter_symbol = not g.only(sym, symbol)
+                tb = self._read([g], ["recv_ns", "ts_ns", *([sym] if filter_symbol else [])])
+                if filter_symbol:
+                    tb = tb.filter(_equals(tb.column(sym), symbol))
+                recv_max = more(recv_max, pc.max(tb.column("recv_ns")).as_py())
+                ts_max = more(ts_max, pc.max(tb.column("ts_ns")).as_py())
+        return recv_max, ts_max
 
     def _checkpoint_index(self, g: _Group) -> list[tuple[Any, ...]]:
         """The rows of a ``checkpoints`` row group without their blobs (``_CP_COLUMNS``),
