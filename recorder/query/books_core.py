@@ -86,7 +86,7 @@ def _ints(col: Any, dtype: type[np.generic]) -> np.ndarray:
 #: the error :meth:`recorder.query.api.Archive` recovers from).
 READ_ERRORS: Final = (OSError, pa.ArrowException, KeyError, ValueError, IndexError)
 #: Open Parquet files a reader keeps (least recently used closed first).
-_OPEN_FILES: Final = 32
+_OPEN_FILES: Final = 64
 #: Rows decoded at a time when a row group is read only up to the cut.
 _BATCH_ROWS: Final = 8192
 #: Columns of the ``checkpoints`` dataset read to find the checkpoint (the blob is read last).
@@ -310,8 +310,24 @@ class RowReader:
         """The epoch's latest checkpoint with ``start <= recv_ns <= cut`` (by ``recv_ns``
         then ``epoch_message``): ``(recv_ns, reason, checksum, book blob)``, or None.
 
-        Row groups are visited latest first; the search stops at the first group that
-        cannot hold a later checkpoint than the best found."""
+        Looked for in a window just before ``cut`` first, widened while it holds none (as
+        ``BookEngine._checkpoint``: a query's cost must not grow with the history before it).
+        """
+        from recorder.query.books import _CP_WIDEN, _CP_WINDOW_NS
+
+        span = _CP_WINDOW_NS
+        while True:
+            lo = max(start, cut - span)
+            found = self._latest_checkpoint(channel, symbol, epoch, lo, cut)
+            if found is not None or lo <= start:
+                return found
+            span *= _CP_WIDEN
+
+    def _latest_checkpoint(self, channel: str, symbol: str, epoch: int, start: int,
+                           cut: int) -> tuple[int, str, int | None, bytes] | None:
+        """:meth:`checkpoint` in ``[start, cut]``: row groups are visited latest first; the
+        search stops at the first group that cannot hold a later checkpoint than the best
+        found."""
         candidates = [
             g for path in self.archive.files("checkpoints", symbols=[symbol], start=start,
                                              end=cut, root=self.root)
