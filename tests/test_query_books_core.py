@@ -234,7 +234,7 @@ def test_resnapshot_epochs_and_gaps(tmp_path: Path) -> None:
         return {"channel": "book", "type": kind, "data": [{
             "symbol": "BTC/USD", "bids": [{"price": p, "qty": q} for p, q in bids],
             "asks": [{"price": p, "qty": q} for p, q in asks], "checksum": checksum,
-            "timestamp": f"2025-01-01T00:00:{second:02d}.000000Z"}]}
+            "timestamp": f"2025-01-01T00:{second // 60:02d}:{second % 60:02d}.000000Z"}]}
 
     lines = [
         msg("snapshot", 0, [(100.0, 1.0)], [(101.0, 2.0)],
@@ -246,6 +246,10 @@ def test_resnapshot_epochs_and_gaps(tmp_path: Path) -> None:
             crc([("99.0", "1.0")], [("101.0", "2.0")])),
         msg("update", 6, [(99.5, 2.0)], [], crc([("99.5", "2.0"), ("99.0", "1.0")],
                                                  [("101.0", "2.0")])),
+        # minutes later: the checkpoint search widens its window back to the resnapshot
+        msg("update", 200, [(99.5, 3.0)], [], crc([("99.5", "3.0"), ("99.0", "1.0")],
+                                                   [("101.0", "2.0")])),
+        msg("update", 500, [(99.0, 0.0)], [], crc([("99.5", "3.0")], [("101.0", "2.0")])),
     ]
     src = tmp_path / "m.jsonl"
     src.write_text("\n".join(json.dumps(m) for m in lines))
@@ -257,6 +261,7 @@ def test_resnapshot_epochs_and_gaps(tmp_path: Path) -> None:
     t0 = rfc3339_to_ns("2025-01-01T00:00:00Z")
     times = [t + d for t in recv for d in (-1, 0, 1)]
     times += [t0 + k * 250_000_000 for k in range(-4, 40)]
+    times += [t0 + k * 20_000_000_000 for k in range(40)]
     valid = 0
     for t in times:
         for clock in ("receive", "exchange"):
