@@ -15,13 +15,17 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, render_table, write_report
 
-SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay")
+SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay",
+          "bookat")
+#: Run when ``--only`` is not given: ``bookat`` is the book_at part of ``query`` on its own.
+DEFAULT_SUITES = tuple(s for s in SUITES if s != "bookat")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
-    parser.add_argument("--only", default=",".join(SUITES), help="comma list of suites")
+    parser.add_argument("--only", default=",".join(DEFAULT_SUITES),
+                        help="comma list of suites")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -66,6 +70,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.verify import run_verify as run
     elif suite == "replay":
         from benchmarks.replay import run_replay as run
+    elif suite == "bookat":
+        from benchmarks.query import run_bookat as run
     else:
         from benchmarks.audit import run_audit as run
     return run(quick=quick)

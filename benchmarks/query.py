@@ -170,36 +170,103 @@ def _compacted(root: Path) -> Path:
     return out
 
 
-def _latencies(root: Path, samples: int, *, naive: bool = False) -> tuple[list[float], dict]:
+def _latencies(root: Path, samples: int, *, naive: bool = False,
+               engine: str = "core") -> tuple[list[float], dict]:
+    """Wall-clock ms of ``samples`` book_at calls at random receive times of the first epoch
+    (``engine``: ``"core"``, the product, or ``"python"``, the reference model; ``naive``:
+    the reference replaying from the epoch's snapshot, no checkpoints)."""
+    both = _engines(root, samples, engines=(engine,), naive=naive)
+    return both[engine]["wall"], both[engine]
+
+
+def _engines(root: Path, samples: int, *, engines: tuple[str, ...] = ("core", "python"),
+             naive: bool = False) -> dict[str, dict]:
+    """book_at latencies of each engine at the same random times, interleaved (each time is
+    asked of every engine in turn, the order alternating), on one fresh Archive per engine.
+    Every answer must verify Kraken's checksum, and the engines' answers must be equal
+    (``to_dict``, compared outside the timed region)."""
     from recorder.query.api import Archive
-    from recorder.query.books import BookEngine
+    from recorder.query.books import BookEngine, BookRouter
 
-    ar = Archive(root)
-    if naive:
-        class _Naive(BookEngine):
-            def _checkpoint(self, *a, **k):  # type: ignore[no-untyped-def]
-                return None  # full replay from the epoch's snapshot
-
-        ar.books = _Naive(ar)
     sym = "BTC/USD"
-    ep = ar.books.epochs("book", sym)[0]
+    archives = {}
+    for name in engines:
+        ar = Archive(root)
+        if naive:
+            class _Naive(BookEngine):
+                def _checkpoint(self, *a, **k):  # type: ignore[no-untyped-def]
+                    return None  # full replay from the epoch's snapshot
+
+            ar.books = _Naive(ar, engine="python")  # type: ignore[assignment]
+        else:
+            ar.books = BookRouter(ar, engine=name)  # type: ignore[arg-type]
+        archives[name] = ar
+    first = next(iter(archives.values()))
+    ep = first.books.epochs("book", sym)[0]
     rng = random.Random(11)
     times = [rng.randrange(ep.start_ns + 1, ep.valid_until) for _ in range(samples)]
-    ar.book_at(sym, times[0], channel="book", depth=1000, clock="receive")  # open files
-    out = []
-    cpu = []
-    replayed = []
-    ok = True
-    for t in times:
-        c0, t0 = time.process_time(), time.perf_counter()
-        b = ar.book_at(sym, t, channel="book", depth=1000, clock="receive")
-        out.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.process_time() - c0) * 1000)
-        replayed.append(b.messages_replayed)
-        ok = ok and b.valid and b.checksum_ok is not False
-    # process CPU time beside the wall clock: on a shared machine it is the steadier figure
-    return out, {"replayed": statistics.median(replayed), "ok": ok,
-                 "levels": len(b.bids) + len(b.asks), "cpu_p50": _pct(cpu, 0.5)}
+    for ar in archives.values():
+        ar.book_at(sym, times[0], channel="book", depth=1000, clock="receive")  # open files
+    out: dict[str, dict] = {n: {"wall": [], "cpu": [], "replayed": [], "ok": True}
+                            for n in engines}
+    same = True
+    last = None
+    for i, t in enumerate(times):
+        answers = {}
+        order = list(engines) if i % 2 == 0 else list(reversed(engines))
+        for name in order:
+            c0, t0 = time.process_time(), time.perf_counter()
+            b = archives[name].book_at(sym, t, channel="book", depth=1000, clock="receive")
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            o = out[name]
+            o["wall"].append(wall * 1000)
+            o["cpu"].append(cpu * 1000)
+            o["replayed"].append(b.messages_replayed)
+            o["ok"] = o["ok"] and b.valid and b.checksum_ok is not False
+            answers[name] = b
+            last = b
+        if len(answers) > 1:
+            dicts = [a.to_dict() for a in answers.values()]
+            same = same and all(d == dicts[0] for d in dicts[1:])
+    assert last is not None
+    for o in out.values():
+        # process CPU time beside the wall clock: on a shared machine it is the steadier figure
+        o.update({"replayed": statistics.median(o["replayed"]), "same": same,
+                  "levels": len(last.bids) + len(last.asks), "cpu_p50": _pct(o["cpu"], 0.5),
+                  "cpu_p99": _pct(o["cpu"], 0.99)})
+    return out
+
+
+def _book_at_figures(label: str, root: Path, samples: int, *, compacted: bool = False,
+                     cadence: str = "") -> tuple[list[Figure], dict[str, dict]]:
+    """p50 and p99 of book_at on the core, the reference model's beside them (same run,
+    same times); raises when a checksum fails or the two engines' answers differ."""
+    res = _engines(root, samples)
+    core, ref = res["core"], res["python"]
+    if not (core["ok"] and ref["ok"]):
+        raise QueryBenchError(f"book_at on the {label} archive: a checksum failed")
+    if not core["same"]:
+        raise QueryBenchError(f"book_at on the {label} archive: core and reference differ")
+    where = f"{label} archive" + (" compacted" if compacted else "")
+    layout = ("after recorder compact (one sorted file per dataset and day, row groups per "
+              "schema); " if compacted else "")
+    figs = [
+        Figure(f"query: book_at BTC/USD L2 depth 1000, {where}, p50", _pct(core["wall"], 0.5),
+               "ms", target="<= 10",
+               peer=f"reference model (Python) {_pct(ref['wall'], 0.5):.1f} ms, process CPU "
+                    f"{ref['cpu_p50']:.1f} ms",
+               note=f"{layout}compiled core (recorder._core); {samples} random times, "
+                    f"answers equal to the reference's; median {core['replayed']:.0f} msgs "
+                    f"replayed from checkpoint; {core['levels']} levels; checksums ok: "
+                    f"{core['ok']}; process CPU p50 {core['cpu_p50']:.1f} ms"
+                    + (f"; {cadence}" if cadence else "")),
+        Figure(f"query: book_at ... {where}, p99", _pct(core["wall"], 0.99), "ms",
+               target="<= 50",
+               peer=f"reference model (Python) {_pct(ref['wall'], 0.99):.1f} ms, process CPU "
+                    f"{ref['cpu_p99']:.1f} ms",
+               note=f"process CPU p99 {core['cpu_p99']:.1f} ms"),
+    ]
+    return figs, res
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -256,18 +323,9 @@ def run_query(quick: bool = False) -> list[Figure]:
     res = {}
     for minutes in (short, long_):
         root, _ = _archive("btc", minutes)
-        lat, info = _latencies(root, samples)
-        res[minutes] = (lat, info, root)
-        if not info["ok"]:
-            raise QueryBenchError(f"book_at on the {label[minutes]} archive: a checksum failed")
-        figs.append(Figure(f"query: book_at BTC/USD L2 depth 1000, {label[minutes]} archive, p50",
-                           _pct(lat, 0.5), "ms", target="<= 50",
-                           note=f"{samples} random times; median {info['replayed']:.0f} msgs "
-                                f"replayed from checkpoint; {info['levels']} levels; "
-                                f"checksums ok: {info['ok']}; process CPU p50 "
-                                f"{info['cpu_p50']:.1f} ms; {cadence}"))
-        figs.append(Figure(f"query: book_at ... {label[minutes]} archive, p99",
-                           _pct(lat, 0.99), "ms", target="<= 250"))
+        rows, both = _book_at_figures(label[minutes], root, samples, cadence=cadence)
+        figs += rows
+        res[minutes] = (both["core"]["wall"], both["core"], root)
     p50s, p50l = _pct(res[short][0], 0.5), _pct(res[long_][0], 0.5)
     figs.append(Figure(f"query: book_at p50 growth {label[long_]} / {label[short]}",
                        p50l / p50s * 100, "%", target="<= 150",
@@ -277,16 +335,8 @@ def run_query(quick: bool = False) -> list[Figure]:
                             f"({label[long_]} stands for the issue's 24 h: see "
                             f"benchmarks/query.py)"))
     # the longer archive as production keeps a closed day: compacted
-    lat, info = _latencies(_compacted(res[long_][2]), samples)
-    if not info["ok"]:
-        raise QueryBenchError("book_at on the compacted archive: a checksum failed")
-    figs.append(Figure(f"query: book_at BTC/USD L2 depth 1000, {label[long_]} archive "
-                       f"compacted, p50", _pct(lat, 0.5), "ms", target="<= 50",
-                       note=f"after recorder compact (one sorted file per dataset and day, "
-                            f"row groups per schema); {samples} random times; process CPU p50 "
-                            f"{info['cpu_p50']:.1f} ms; checksums ok: {info['ok']}"))
-    figs.append(Figure(f"query: book_at ... {label[long_]} archive compacted, p99",
-                       _pct(lat, 0.99), "ms", target="<= 250"))
+    rows, _ = _book_at_figures(label[long_], _compacted(res[long_][2]), samples, compacted=True)
+    figs += rows
     # the same pair with the whole universe recorded beside it, in the same files
     root, _ = _archive("btc-in-all", 10, pairs=None, book_depth=1000, others_depth=10)
     lat, info = _latencies(root, samples)
@@ -296,15 +346,17 @@ def run_query(quick: bool = False) -> list[Figure]:
                  0.5)
     figs.append(Figure("query: book_at BTC/USD depth 1000, 10 min archive with all ~700 pairs "
                        "(book/10 + trade), p50", _pct(lat, 0.5), "ms", target="<= 50",
-                       note=f"{samples} random times; median {info['replayed']:.0f} msgs "
-                            f"replayed; checksums ok: {info['ok']}; process CPU p50 "
+                       note=f"compiled core; {samples} random times; median "
+                            f"{info['replayed']:.0f} msgs replayed; checksums ok: "
+                            f"{info['ok']}; process CPU p50 "
                             f"{info['cpu_p50']:.1f} ms; p99 "
                             f"{_pct(lat, 0.99):.1f} ms; BTC/USD alone (10 min archive) "
                             f"p50 {alone:.1f} ms"))
-    naive, _ = _latencies(res[long_][2], 5 if quick else 8, naive=True)
+    naive, _ = _latencies(res[long_][2], 5 if quick else 8, naive=True, engine="python")
     figs.append(Figure(f"query: naive book_at (replay from snapshot), {label[long_]} archive, "
                        f"p50", _pct(naive, 0.5), "ms",
-                       note=f"checkpointed is {_pct(naive, 0.5) / p50l:,.0f}x faster"))
+                       note=f"reference model; checkpointed on the core is "
+                            f"{_pct(naive, 0.5) / p50l:,.0f}x faster"))
     # recorder verify over the longer archive: every checksum of the busiest pair recomputed
     from recorder.verify import verify_archive
 
@@ -332,6 +384,21 @@ def run_query(quick: bool = False) -> list[Figure]:
                             f"{want['bars']:,} bars ({want['trades'] / seconds:,.0f} trades/s); "
                             f"bar counts and exact volumes add up"))
     return figs
+
+
+def run_bookat(quick: bool = False) -> list[Figure]:
+    """Only book_at, at the issue's size (``--only bookat``): BTC/USD depth 1000 on the 6 h
+    archive (quick: 1 h), as written and compacted, on the compiled core with the reference
+    model beside it at the same random times (the query suite's book_at rows, without its
+    other workloads and archives)."""
+    minutes, samples = (60, 60) if quick else (360, 200)
+    label = {60: "1 h", 360: "6 h"}[minutes]
+    cadence = (f"checkpoints every {CHECKPOINT_INTERVAL_NS // _MIN} min or "
+               f"{CHECKPOINT_MESSAGES} msgs (production defaults)")
+    root, _ = _archive("btc", minutes)
+    figs, _ = _book_at_figures(label, root, samples, cadence=cadence)
+    more, _ = _book_at_figures(label, _compacted(root), samples, compacted=True)
+    return figs + more
 
 
 if __name__ == "__main__":

@@ -241,7 +241,7 @@ class Archive:
         wanted = None if symbols is None else set(symbols)
         out = []
         for r, f in self._entries:
-            if f.dataset != dataset or (root is not None and r != root):
+            if f.dataset != dataset or (root is not None and r is not root and r != root):
                 continue
             if lo is not None and f.max_time is not None and f.max_time < lo:
                 continue

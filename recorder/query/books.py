@@ -47,12 +47,21 @@ Semantics (the contract researchers rely on):
   above, from the root whose epoch covers the time. ``BookAt.root``, ``BookEvent.root`` and
   ``ReplayGap.root`` name the root that answered.
 
-Replays read the archive with Polars (manifest-pruned files, predicate pushdown on the
-time columns); nothing here formats SQL.
+* **Engines**: :meth:`BookEngine.book_at` replays spot books on the compiled core by default
+  (``engine="core"``, :mod:`recorder.query.books_core`: the rows go to ``recorder._core`` as
+  columns, read straight from Parquet with cached footers, row-group pruning and only the
+  needed columns); the pure-Python books of :mod:`recorder.book` are the reference model
+  (``engine="python"``), which also answers whatever the core refuses, so both give the same
+  answers (tests/test_query_books_core.py). Futures books are read by the core engine's
+  reader and replayed by :class:`~recorder.book.futures.FuturesBook` in both engines.
+
+Reference replays read the archive with Polars (manifest-pruned files, predicate pushdown on
+the time columns); nothing here formats SQL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 from collections.abc import Iterator
@@ -65,7 +74,13 @@ import msgspec
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileProblem
 from recorder.archive.schema import load_schemas
-from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoint
+from recorder.book.checkpoint import (
+    L2Checkpoint,
+    L3Checkpoint,
+    L3OrderState,
+    decode_checkpoint,
+    levels_to_text,
+)
 from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
@@ -77,6 +92,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from recorder.query.api import Archive
+    from recorder.query.books_core import RowReader
 
 __all__ = [
     "BookAt",
@@ -85,12 +101,17 @@ __all__ = [
     "BookRouter",
     "Channel",
     "Clock",
+    "Engine",
     "QueryError",
     "ReplayGap",
 ]
 
 Channel = Literal["book", "level3", "futures_book"]
 Clock = Literal["exchange", "receive"]
+#: ``"core"``: spot books replayed on the compiled core (``recorder._core``), the reference
+#: model answering whatever the core refuses; ``"python"``: the reference model only.
+Engine = Literal["core", "python"]
+ENGINES: Final = ("core", "python")
 #: Channels :meth:`BookEngine.book_at` rebuilds.
 CHANNELS: Final = ("book", "level3", "futures_book")
 
@@ -175,6 +196,9 @@ class BookAt:
     qty_precision: int | None = None
     bids: list[tuple[Any, ...]] = field(default_factory=list)
     asks: list[tuple[Any, ...]] = field(default_factory=list)
+    #: the rebuilt book as a reference-model object (:class:`~recorder.book.l2.L2Book` /
+    #: :class:`~recorder.book.l3.L3Book`); on the compiled core it is restored from the
+    #: answer's state when first read (see :class:`_LazyBook`)
     book: L2Book | L3Book | None = field(default=None, repr=False)
     #: the archive root that answered (None: an engine over the union of roots)
     root: Path | None = None
@@ -263,6 +287,31 @@ class BookAt:
         }
 
 
+class _LazyBook:
+    """``BookAt.book``: a plain attribute, except that an answer of the compiled core leaves a
+    ``_book_factory`` that restores the reference-model book from the answer's state the first
+    time ``book`` is read (most callers only read the levels, which the core already gave)."""
+
+    def __get__(self, obj: BookAt | None, owner: type | None = None) -> L2Book | L3Book | None:
+        if obj is None:
+            return None
+        state = obj.__dict__
+        book = state.get("_book")
+        factory = state.get("_book_factory")
+        if book is None and factory is not None:
+            book = state["_book"] = factory()
+            state["_book_factory"] = None
+        return book
+
+    def __set__(self, obj: BookAt, value: L2Book | L3Book | None) -> None:
+        obj.__dict__["_book"] = value
+        obj.__dict__["_book_factory"] = None
+
+
+# installed after the dataclass is built: its __init__ assigns `book` through the descriptor
+BookAt.book = _LazyBook()  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class BookEvent:
     """One message applied during :meth:`BookEngine.replay`.
@@ -327,13 +376,25 @@ class BookEngine:
     union of every root, which is exact only while each (channel, symbol) was recorded by one
     root (use :class:`BookRouter` for multi-root archives).
 
-    Caches the (small) epochs and gaps tables per (channel, symbol) for the life of the
-    engine; the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
+    ``engine``: ``"core"`` (spot books replayed by the compiled core, the reference model
+    answering what it refuses) or ``"python"`` (the reference model only); see the module
+    docstring.
+
+    Caches the (small) epochs and gaps tables per (channel, symbol) and, for the core engine,
+    the Parquet footers, open files and checkpoint index it reads, for the life of the engine;
+    the archive's :meth:`~recorder.query.api.Archive.refresh` makes a new engine.
     """
 
-    def __init__(self, archive: Archive, root: Path | None = None) -> None:
+    def __init__(self, archive: Archive, root: Path | None = None, *,
+                 engine: Engine = "core") -> None:
+        if engine not in ENGINES:
+            raise QueryError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         self.archive = archive
         self.root = root
+        #: who replays spot books in :meth:`book_at` (see :data:`Engine`)
+        self.engine: Engine = engine
+        #: the core's Parquet reader (cached footers and row-group statistics), made on use
+        self._row_reader: RowReader | None = None
         self._epochs: dict[tuple[str, str], list[_Epoch]] = {}
         self._gaps: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
@@ -417,6 +478,13 @@ class BookEngine:
 
         Returns ``(cut, None)`` or ``(None, reason)`` when ``t`` is after the last message.
         """
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            try:
+                return self._exchange_cut_read(channel, symbol, t)
+            except READ_ERRORS:
+                pass  # the reference's own read finds the damaged file
         import polars as pl
 
         sym = pl.col(_symbol_column(channel)) == symbol
@@ -431,6 +499,22 @@ class BookEngine:
         last = (self.archive.scan(channel, symbols=[symbol], root=self.root).filter(sym)
                 .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
         last_recv, last_ts = last.row(0)
+        return self._after_last(channel, symbol, t, last_recv, last_ts)
+
+    def _exchange_cut_read(self, channel: str, symbol: str,
+                           t: int) -> tuple[int | None, str | None]:
+        """:meth:`exchange_cut` with the core engine's reader (same answers)."""
+        reader = self._reader()
+        for hi in (t + _EXCHANGE_WINDOW_NS, None):
+            first = reader.first_after(channel, symbol, t, hi)
+            if first is not None:
+                return first - 1, None
+        last_recv, last_ts = reader.last_row(channel, symbol)
+        return self._after_last(channel, symbol, t, last_recv, last_ts)
+
+    def _after_last(self, channel: str, symbol: str, t: int, last_recv: int | None,
+                    last_ts: int | None) -> tuple[int | None, str | None]:
+        """:meth:`exchange_cut` when no message is stamped after ``t``."""
         if last_recv is None:
             return None, f"no {channel} data for this symbol"
         if last_ts is None:
@@ -467,6 +551,12 @@ class BookEngine:
         res.cut_recv_ns = cut
         if channel == "futures_book":
             return self._futures_book_at(symbol, cut, depth, res)
+        if self.engine == "core":
+            from recorder.query.books_core import core_book_at
+
+            answer = core_book_at(self, channel, symbol, cut, depth, dataclasses.replace(res))
+            if answer is not None:
+                return answer
         state = self._state_at(channel, symbol, cut, res)
         if state is None:
             return res
@@ -571,7 +661,7 @@ class BookEngine:
         if ep is None:
             return res
         res.epoch = ep.epoch
-        cp = self._checkpoint("futures_book", symbol, ep, cut)
+        cp = self._futures_checkpoint(symbol, ep, cut)
         try:
             if cp is None:  # no checkpoint: the snapshot rows of the epoch, then its deltas
                 book, since, after = None, ep.start_ns, None
@@ -583,7 +673,7 @@ class BookEngine:
                 res.last_message_recv_ns = recv
                 res.last_message_ts_ns = (None if state.timestamp_ms is None
                                           else state.timestamp_ms * 1_000_000)
-            d = self._rows("futures_book", symbol, ep.epoch, since, cut)
+            d = self._futures_rows(symbol, ep.epoch, since, cut)
             snap: dict[str, list[tuple[str, str]]] = {"bids": [], "asks": []}
             snap_seq: int | None = None
             n = 0
@@ -633,6 +723,43 @@ class BookEngine:
         res.asks = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
                     for i, (p, q) in enumerate(texts["asks"])]
         return res
+
+    def _reader(self) -> RowReader:
+        """The core engine's Parquet reader (made on first use)."""
+        if self._row_reader is None:
+            from recorder.query.books_core import RowReader
+
+            self._row_reader = RowReader(self.archive, self.root)
+        return self._row_reader
+
+    def _futures_checkpoint(self, symbol: str, ep: _Epoch,
+                            cut: int) -> tuple[int, str, int | None, bytes] | None:
+        """:meth:`_checkpoint` of ``futures_book``; the core engine reads it with its cached
+        reader (a failed read is retried by the reference's own read)."""
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            try:
+                return self._reader().checkpoint("futures_book", symbol, ep.epoch, ep.start_ns,
+                                                 cut)
+            except READ_ERRORS:
+                pass
+        return self._checkpoint("futures_book", symbol, ep, cut)
+
+    def _futures_rows(self, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+        """:meth:`_rows` of ``futures_book``, read by the core engine's reader when it is the
+        engine (the replay itself stays in the reference's :class:`FuturesBook`)."""
+        if self.engine == "core":
+            from recorder.query.books_core import READ_ERRORS
+
+            cols = ["recv_ns", "ts_ns", "event", "seq", "side", "price", "qty", "price_scale",
+                    "qty_scale", "overflow"]
+            try:
+                table = self._reader().rows("futures_book", symbol, epoch, lo, hi, cols)
+                return {c: table.column(c).to_pylist() for c in cols}
+            except READ_ERRORS:
+                pass
+        return self._rows("futures_book", symbol, epoch, lo, hi)
 
     def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
         """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""
@@ -866,7 +993,8 @@ def _covered(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
 class BookRouter:
     """Book questions over a multi-root archive, each answered by the root that recorded it.
 
-    One :class:`BookEngine` per root of ``archive.roots``. For (channel, symbol):
+    One :class:`BookEngine` per root of ``archive.roots`` (all with ``engine``). For
+    (channel, symbol):
 
     * :meth:`book_at` asks the roots holding epochs of it, the one with the latest epoch
       starting at or before the time first, and returns the first valid answer (or, when none
@@ -880,9 +1008,10 @@ class BookRouter:
     * :meth:`epochs` / :meth:`gaps` are the holders' lists merged by start time.
     """
 
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: Archive, *, engine: Engine = "core") -> None:
         self.archive = archive
-        self.engines: list[BookEngine] = [BookEngine(archive, root) for root in archive.roots]
+        self.engines: list[BookEngine] = [BookEngine(archive, root, engine=engine)
+                                          for root in archive.roots]
 
     def holders(self, channel: str, symbol: str) -> list[BookEngine]:
         """Engines of the roots with at least one epoch of (channel, symbol)."""

@@ -7,6 +7,7 @@
 //! exception classes. The Python books in `recorder/book/` are the reference model these are
 //! tested against.
 
+pub mod bookat;
 pub mod checksum;
 pub mod decimal;
 pub mod error;

@@ -26,6 +26,8 @@ use crate::l2::L2Book;
 use crate::l3::{ADD, DELETE, L3Book, L3Entry, MODIFY};
 use crate::replay::{self, Checkpoint, CheckpointBook, EpochSpec, L3Columns, Rows};
 
+mod bookat;
+
 /// An instance of the exception class `name` of `recorder.protocol.errors`.
 fn project_error(py: Python<'_>, name: &str, message: String) -> PyErr {
     let class = py
@@ -840,6 +842,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_decimal, m)?)?;
     m.add_function(wrap_pyfunction!(token_units, m)?)?;
     m.add_function(wrap_pyfunction!(replay_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(bookat::book_at_replay, m)?)?;
     m.add_class::<PyL2Book>()?;
     m.add_class::<PyL3Book>()?;
     m.add("MAX_TOKEN_LEN", decimal::MAX_TOKEN_LEN)?;
