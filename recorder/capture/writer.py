@@ -9,16 +9,19 @@ parent directory as the union of its writer roots (:func:`writer_roots`).
 :class:`ArchiveWriter` wraps :class:`recorder.archive.session.ArchiveSession`: every frame,
 received or sent, REST bodies and control markers, goes through :meth:`ArchiveWriter.write`
 (journal first, then the shared pipeline), and the pipeline's signals come back to the caller.
-The session is opened with automatic commits disabled; capture commits explicitly
-(:meth:`ArchiveWriter.commit`) on its schedule, when the buffered Arrow bytes exceed a limit,
-and on shutdown - so that a commit never happens in the middle of a write and a failed commit
-can never swallow the signals of the frame being written.
+The session is opened with automatic commits disabled; capture commits explicitly on its
+schedule, when the buffered Arrow bytes exceed a limit, and on shutdown - so that a commit
+never happens in the middle of a write and a failed commit can never swallow the signals of
+the frame being written. A commit is split: :meth:`ArchiveWriter.begin_commit` cuts it on the
+event loop (fast), :meth:`ArchiveWriter.finish_commit` does the I/O in a thread
+(:mod:`recorder.capture.archive_part`).
 
 :class:`DiskGuard` is the pure pause/resume decision of the disk-space guard.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from recorder.archive.commit import PendingCommit
 from recorder.archive.journal import JournalWriteError
 from recorder.archive.session import ArchiveSession
 from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
@@ -88,6 +92,14 @@ class WriterStats:
     commit_s_max: float = 0.0
     last_recv_ns: int = 0
     recovered_frames: int = 0
+    #: the loop-thread half of a commit (:meth:`ArchiveWriter.begin_commit`): wall seconds
+    #: and thread CPU seconds (the latter is what the commit itself costs the loop, whatever
+    #: else runs on the machine), longest so far
+    commit_cut_s_max: float = 0.0
+    commit_cut_cpu_s_max: float = 0.0
+    #: commits whose slow half (flush, seal, manifest, state) ran on a thread running an
+    #: event loop: 0 in capture (they run in the commit thread)
+    commits_on_loop: int = 0
 
 
 class ArchiveWriter:
@@ -190,19 +202,52 @@ class ArchiveWriter:
 
     def commit(self) -> float:
         """Seal buffered rows into Parquet and commit them with the journal position (the
-        journal is flushed first). Returns the seconds it took. :class:`WriterError` on I/O
-        failure (nothing committed is touched; the rows stay buffered for the next try)."""
+        journal is flushed first), all on this thread. Returns the seconds it took.
+        :class:`WriterError` on I/O failure (nothing committed is touched; the rows stay
+        buffered for the next try). Capture uses the split form below instead."""
+        pending = self.begin_commit()
+        try:
+            return self.finish_commit(pending)
+        except WriterError:
+            self.abort_commit(pending)
+            raise
+
+    def begin_commit(self) -> PendingCommit:
+        """The fast half of a commit, on the thread that writes frames (the event loop): the
+        cut (:meth:`recorder.archive.session.Deriver.begin_commit`). Its cost is recorded in
+        ``stats.commit_cut_s_max`` / ``commit_cut_cpu_s_max``."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        pending = self._s().deriver.begin_commit()
+        st = self.stats
+        st.commit_cut_s_max = max(st.commit_cut_s_max, time.perf_counter() - t0)
+        st.commit_cut_cpu_s_max = max(st.commit_cut_cpu_s_max, time.thread_time() - c0)
+        return pending
+
+    def finish_commit(self, pending: PendingCommit) -> float:
+        """The slow half (journal flush, Parquet seal, state, manifest), meant for a thread
+        that runs no event loop; returns its seconds. :class:`WriterError` on I/O failure:
+        then call :meth:`abort_commit` on the writing thread."""
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
         t0 = time.perf_counter()
         try:
-            self._s().deriver.commit()
+            pending.finish()
         except (ArchiveWriteError, JournalWriteError) as exc:
             raise WriterError(exc.errno or 0, f"commit: {exc}") from exc
         dt = time.perf_counter() - t0
         st = self.stats
         st.commits += 1
+        st.commits_on_loop += on_loop
         st.commit_s_last = dt
         st.commit_s_max = max(st.commit_s_max, dt)
         return dt
+
+    def abort_commit(self, pending: PendingCommit) -> None:
+        """A failed :meth:`finish_commit`: its rows go back to the buffers (writing thread)."""
+        pending.abort()
 
     def close(self, reason: str) -> None:
         """Journal ProcessStop, close the journal, write open epochs/gaps, commit, unlock."""
