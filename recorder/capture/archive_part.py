@@ -93,6 +93,11 @@ class ArchivePart:
     def run_id(self) -> str:
         return self.writer.run_id
 
+    def committing(self) -> bool:
+        """Whether a commit's slow half is running in the commit thread now."""
+        fut = self._inflight
+        return fut is not None and not fut.done()
+
     async def run(self) -> None:
         """Journal flushes in quiet periods and size-triggered commits, until cancelled."""
         async with asyncio.TaskGroup() as tg:

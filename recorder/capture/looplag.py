@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,10 +28,17 @@ LAG_BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 
 @dataclass(slots=True)
 class LoopLagMonitor:
-    """Periodic timer on the running loop measuring its lag (see module docstring)."""
+    """Periodic timer on the running loop measuring its lag (see module docstring).
+
+    ``committing``: whether a commit is in flight; the longest lag is also kept separately
+    for samples taken while one was (``max_committing_s``) and while none was
+    (``max_idle_s``), so one run shows what commits add to the loop's stalls."""
 
     interval_s: float = 0.01
+    committing: Callable[[], bool] | None = None
     max_s: float = 0.0
+    max_committing_s: float = 0.0
+    max_idle_s: float = 0.0
     window_max_s: float = 0.0
     last_s: float = 0.0
     count: int = 0
@@ -39,11 +47,15 @@ class LoopLagMonitor:
     #: and above the previous one (not cumulative; :meth:`snapshot` makes it cumulative)
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
 
-    def record(self, lag_s: float) -> None:
-        """Count one measured lag."""
+    def record(self, lag_s: float, committing: bool = False) -> None:
+        """Count one measured lag (``committing``: a commit was in flight)."""
         lag_s = max(0.0, lag_s)
         self.last_s = lag_s
         self.max_s = max(self.max_s, lag_s)
+        if committing:
+            self.max_committing_s = max(self.max_committing_s, lag_s)
+        else:
+            self.max_idle_s = max(self.max_idle_s, lag_s)
         self.window_max_s = max(self.window_max_s, lag_s)
         self.count += 1
         self.sum_s += lag_s
@@ -52,10 +64,13 @@ class LoopLagMonitor:
     async def run(self) -> None:
         """Measure until cancelled."""
         loop = asyncio.get_running_loop()
+        probe = self.committing
         while True:
             t0 = loop.time()
+            busy = probe is not None and probe()
             await asyncio.sleep(self.interval_s)
-            self.record(loop.time() - t0 - self.interval_s)
+            busy = busy or (probe is not None and probe())
+            self.record(loop.time() - t0 - self.interval_s, busy)
 
     def snapshot(self) -> dict[str, Any]:
         """The status fields (and start a new window for ``loop_lag_window_max_s``)."""
@@ -65,6 +80,8 @@ class LoopLagMonitor:
             cumulative.append(acc)
         out = {"loop_lag_max_s": round(self.max_s, 6),
                "loop_lag_window_max_s": round(self.window_max_s, 6),
+               "loop_lag_committing_max_s": round(self.max_committing_s, 6),
+               "loop_lag_idle_max_s": round(self.max_idle_s, 6),
                "loop_lag_last_s": round(self.last_s, 6),
                "loop_lag_count": self.count, "loop_lag_sum_s": round(self.sum_s, 6),
                "loop_lag_buckets": [[b, c] for b, c in zip((*LAG_BUCKETS_S, "+Inf"), cumulative)]}

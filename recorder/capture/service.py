@@ -143,6 +143,7 @@ class Worker:
         self.reporter = StatusReporter(
             worker=self.index, writer=self.writer_id, root=str(self.root),
             interval_s=cfg.observability.status_interval_s, send=status_cb,
+            committing=self.archive.committing,
             sections=[self._run_status, self._connection_status, self.archive.status,
                       lambda: self.healing.status(asyncio.get_running_loop().time()),
                       lambda: self.subscriptions.status(asyncio.get_running_loop().time())])

@@ -70,17 +70,19 @@ class ExchangeLag:
 
 class StatusReporter:
     """Builds and sends the worker status (see module docstring). ``sections``: callables
-    each returning one part's fields (called in order, later keys win)."""
+    each returning one part's fields (called in order, later keys win); ``committing``: whether
+    a commit is in flight (the loop's lag is kept apart for those moments)."""
 
     def __init__(self, *, worker: int, writer: str, root: str, interval_s: float,
                  sections: list[Callable[[], dict[str, Any]]],
-                 send: Callable[[dict[str, Any]], None] | None) -> None:
+                 send: Callable[[dict[str, Any]], None] | None,
+                 committing: Callable[[], bool] | None = None) -> None:
         self._head = {"worker": worker, "writer": writer, "root": root}
         self._interval_s = interval_s
         self._sections = sections
         self._send = send
         self.started = time.time()
-        self.loop_lag = LoopLagMonitor()
+        self.loop_lag = LoopLagMonitor(committing=committing)
         self.exchange_lag = ExchangeLag()
 
     def status(self) -> dict[str, Any]:
