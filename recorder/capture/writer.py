@@ -101,6 +101,7 @@ class WriterStats:
     #: else runs on the machine), longest so far
     commit_cut_s_max: float = 0.0
     commit_cut_cpu_s_max: float = 0.0
+    commit_cut_cpu_s_last: float = 0.0
     #: commits whose slow half (flush, seal, manifest, state) ran on a thread running an
     #: event loop: 0 in capture (they run in the commit thread)
     commits_on_loop: int = 0
@@ -235,8 +236,10 @@ class ArchiveWriter:
             if gc_was_enabled:
                 gc.enable()
         st = self.stats
+        cpu = time.thread_time() - c0
         st.commit_cut_s_max = max(st.commit_cut_s_max, time.perf_counter() - t0)
-        st.commit_cut_cpu_s_max = max(st.commit_cut_cpu_s_max, time.thread_time() - c0)
+        st.commit_cut_cpu_s_last = cpu
+        st.commit_cut_cpu_s_max = max(st.commit_cut_cpu_s_max, cpu)
         return pending
 
     def finish_commit(self, pending: PendingCommit) -> float:
