@@ -119,6 +119,12 @@ class ArchivePart:
             finally:
                 self._commit_thread.shutdown(wait=True)
 
+    async def release(self) -> None:
+        """After :meth:`abandon`: wait for a commit in flight to end, then release the
+        archive's writer lock (a process exit releases it too)."""
+        await self._settle()
+        self.writer.release()
+
     def abandon(self) -> None:
         """Stop without the final commit: make the journal durable and close it (the next
         start re-derives everything after the last commit). Safe while a commit is in flight

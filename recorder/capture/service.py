@@ -296,6 +296,8 @@ class Worker:
         Raises :class:`ArchiveBusyError` when another process writes this root; the error of
         a failed task (after the final commit)."""
         self._main = asyncio.current_task()
+        if self._abandoned:  # stopped twice before it started: nothing to open or commit
+            return
         try:
             n = await self.archive.open()
             log.info("worker %d writes %s (run %s; %d journal frames re-derived at start)",
@@ -308,6 +310,8 @@ class Worker:
                 if not self._abandoned:
                     await self.archive.close("signal")
                     log.info("worker %d archive closed and committed", self.index)
+                else:
+                    await self.archive.release()
                 self.reporter.send(stopped=True)
         except asyncio.CancelledError:
             if not self._abandoned:

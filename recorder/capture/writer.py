@@ -280,6 +280,12 @@ class ArchiveWriter:
             s.deriver.release()
             raise WriterError(exc.errno or 0, f"close: {exc}") from exc
 
+    def release(self) -> None:
+        """Release the writer lock without committing (after :meth:`emergency_flush`)."""
+        s, self.session = self.session, None
+        if s is not None:
+            s.deriver.release()
+
     def emergency_flush(self) -> None:
         """Second signal: make the journal durable and close it, nothing else (the next start
         re-derives everything after the last commit)."""
