@@ -40,6 +40,8 @@ class LoopLagMonitor:
     max_committing_s: float = 0.0
     max_idle_s: float = 0.0
     window_max_s: float = 0.0
+    window_committing_s: float = 0.0
+    window_idle_s: float = 0.0
     last_s: float = 0.0
     count: int = 0
     sum_s: float = 0.0
@@ -54,8 +56,10 @@ class LoopLagMonitor:
         self.max_s = max(self.max_s, lag_s)
         if committing:
             self.max_committing_s = max(self.max_committing_s, lag_s)
+            self.window_committing_s = max(self.window_committing_s, lag_s)
         else:
             self.max_idle_s = max(self.max_idle_s, lag_s)
+            self.window_idle_s = max(self.window_idle_s, lag_s)
         self.window_max_s = max(self.window_max_s, lag_s)
         self.count += 1
         self.sum_s += lag_s
@@ -82,8 +86,10 @@ class LoopLagMonitor:
                "loop_lag_window_max_s": round(self.window_max_s, 6),
                "loop_lag_committing_max_s": round(self.max_committing_s, 6),
                "loop_lag_idle_max_s": round(self.max_idle_s, 6),
+               "loop_lag_window_committing_max_s": round(self.window_committing_s, 6),
+               "loop_lag_window_idle_max_s": round(self.window_idle_s, 6),
                "loop_lag_last_s": round(self.last_s, 6),
                "loop_lag_count": self.count, "loop_lag_sum_s": round(self.sum_s, 6),
                "loop_lag_buckets": [[b, c] for b, c in zip((*LAG_BUCKETS_S, "+Inf"), cumulative)]}
-        self.window_max_s = 0.0
+        self.window_max_s = self.window_committing_s = self.window_idle_s = 0.0
         return out

@@ -79,11 +79,13 @@ def retention_policy(s: ScheduleConfig, policy_type: Any) -> Any:
 
 
 async def _commit(worker: Worker) -> None:
-    await worker.archive.commit("schedule")
+    # a task of the worker's group (its shutdown cancels it; the commit itself is settled
+    # by the final commit), not a job APScheduler would cancel midway at its shutdown
+    worker.spawn(worker.archive.commit("schedule"), "scheduled commit")
 
 
 async def _disk(worker: Worker) -> None:
-    await worker.archive.check_disk()
+    worker.spawn(worker.archive.check_disk(), "disk check")
 
 
 async def _instrument_refresh(worker: Worker) -> None:
