@@ -51,6 +51,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,8 +146,8 @@ class Worker:
             interval_s=cfg.observability.status_interval_s, send=status_cb,
             committing=self.archive.committing,
             sections=[self._run_status, self._connection_status, self.archive.status,
-                      lambda: self.healing.status(asyncio.get_running_loop().time()),
-                      lambda: self.subscriptions.status(asyncio.get_running_loop().time())])
+                      lambda: self.healing.status(time.monotonic()),
+                      lambda: self.subscriptions.status(time.monotonic())])
         self.control.on_pause(self._pause_connections)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -266,7 +267,7 @@ class Worker:
                 "rest_calls": self.rest.calls, "rest_rate_limited": self.rest.rate_limited}
 
     def _connection_status(self) -> dict[str, Any]:
-        return self.pool.status(asyncio.get_running_loop().time(),
+        return self.pool.status(time.monotonic(),
                                 self.cfg.observability.dead_after_s)
 
     def status(self) -> dict[str, Any]:
