@@ -93,10 +93,15 @@ class ConnectionHost(Protocol):
     level3 budgets, level3 tokens and connection ids. The worker implements it
     (:class:`recorder.capture.service.Worker`); tests pass small fakes."""
 
-    #: set once when the worker ends
-    stopping: asyncio.Event
-    #: set while capture is paused (disk pressure, failing writes)
-    paused: asyncio.Event
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once when the worker ends."""
+        ...
+
+    @property
+    def paused(self) -> asyncio.Event:
+        """Set while capture is paused (disk pressure, failing writes)."""
+        ...
 
     @property
     def l3_capacity(self) -> float:

@@ -29,8 +29,9 @@ __all__ = ["ConnectionPool", "Spawn"]
 
 log = logging.getLogger("recorder.capture.connections")
 
-#: Starts a coroutine as a task of the worker's task group (named for logs and tracebacks).
-Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+#: Starts a coroutine as a task of the worker's task group (named for logs and tracebacks);
+#: outside the group's life the coroutine is discarded.
+Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 
 class ConnectionPool:
@@ -108,11 +109,12 @@ class ConnectionPool:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, spawn: Spawn) -> list[asyncio.Task[Any]]:
+    def start(self, spawn: Spawn) -> None:
         """Run every connection as a task of the worker's task group; later additions
         (runtime listings) start as they are added."""
         self._spawn = spawn
-        return [spawn(c.run(), f"connection {c.name}") for c in self._conns]
+        for c in self._conns:
+            spawn(c.run(), f"connection {c.name}")
 
     async def close_all(self, reason: str, timeout_s: float = 1.0) -> None:
         """End every connection's session (each journals ``Disconnected`` with ``reason``),
