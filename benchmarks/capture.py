@@ -101,11 +101,18 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
         t0 = time.monotonic()
         rss_peak = 0
         lags = []
+        stall = {"all": 0.0, "committing": 0.0, "idle": 0.0}
         while time.monotonic() - t0 < window:
             time.sleep(1)
             rss_peak = max(rss_peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            lags.append(max(w["lag_exchange_receive_s"]
-                            for w in _get(base + "/status")["workers"].values()))
+            ws = _get(base + "/status")["workers"].values()
+            lags.append(max(w["lag_exchange_receive_s"] for w in ws))
+            # each worker's report covers its last status interval: the window's longest
+            # event-loop stall is the largest of them (while a commit ran, or not)
+            for key, field in (("all", "loop_lag_window_max_s"),
+                               ("committing", "loop_lag_window_committing_max_s"),
+                               ("idle", "loop_lag_window_idle_max_s")):
+                stall[key] = max(stall[key], *(w.get(field, 0.0) for w in ws))
         cpu = sum(p.cpu_percent(None) for p in procs if p.is_running())
         sim_cpu = simp.cpu_percent(None)
         s1 = _get(base + "/status")
@@ -126,6 +133,10 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
             "cpu": cpu, "sim_cpu": sim_cpu, "rss_peak": rss_peak, "lags": lags,
             "fails": sum(w["checksum_failures"] for w in s1["workers"].values()),
             "commit_max": max(w["commit_s_max"] for w in s1["workers"].values()),
+            "stall": stall,
+            "cut_cpu_max": max(w.get("commit_cut_cpu_s_max", 0.0) for w in s1["workers"].values()),
+            "commits": sum(w["commits"] for w in s1["workers"].values()),
+            "commits_on_loop": sum(w.get("commits_on_loop", 0) for w in s1["workers"].values()),
             "journaled": sum(w["frames_journaled"] for w in s1["workers"].values()),
             "slow": sim1["slow_disconnects"], "size": size,
             "pregen_live": bool(sim1.get("pregen_live", 0)),
@@ -244,8 +255,15 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
                target="<= 1024 MiB"),
         Figure("capture: exchange->receive lag at window end", lags[-1] if lags else 0.0, "s",
                note=f"max over window {max(lags) if lags else 0:.3f}s (flat = kept up)"),
-        Figure("capture: longest archive commit (blocks the worker's loop)",
-               run["commit_max"], "s", note="Parquet seal + manifest, every 15 s here"),
+        Figure("capture: longest archive commit (in the commit thread, off the loop)",
+               run["commit_max"], "s", note="journal flush + Parquet seal + state + manifest, "
+               "every 15 s here"),
+        Figure("capture: event loop's longest stall in the window", run["stall"]["all"] * 1e3,
+               "ms", target="<= 20",
+               note=f"while a commit ran {run['stall']['committing'] * 1e3:.1f} ms, while none "
+                    f"ran {run['stall']['idle'] * 1e3:.1f} ms (10 ms timer, both workers); "
+                    f"longest commit cut on the loop {run['cut_cpu_max'] * 1e3:.1f} CPU-ms; "
+                    f"{run['commits']} commits, {run['commits_on_loop']} on the loop"),
         Figure("capture: archive bytes per journaled frame (journal + Parquet)",
                run["size"] / max(1, run["journaled"]), "B/frame",
                note=f"{run['journaled']:,} frames journaled incl. markers and requests"),

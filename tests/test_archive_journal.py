@@ -241,3 +241,75 @@ def test_enospc_every_accepted_frame_reaches_parquet_exactly_once(tmp_path, cras
     spot = [f for seg in list_segments(jroot) for _, f in read_segment(jroot / seg)
             if f.stream == "spot"]
     assert len(spot) == n
+
+
+def test_a_flush_syncs_outside_the_lock_so_appends_go_on(tmp_path, monkeypatch):
+    """While one thread's flush waits for fsync (a slow disk), another thread's appends are
+    not held up (capture's event loop appends while the commit thread flushes); the frames
+    the flush wrote are durable when it returns, and nothing is lost or doubled."""
+    import threading
+
+    import recorder.archive.journal as journal
+
+    in_sync = threading.Event()
+    release = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        if threading.current_thread().name == "flusher":
+            in_sync.set()
+            assert release.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", slow_fsync)
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600)
+    src = list(frames(100))
+    for f in src[:50]:
+        w.append(f)
+    flusher = threading.Thread(target=w.flush, name="flusher")
+    flusher.start()
+    assert in_sync.wait(30)
+    appender = threading.Thread(target=lambda: [w.append(f) for f in src[50:]])
+    appender.start()
+    appender.join(30)
+    done_during_sync = not appender.is_alive()
+    release.set()
+    flusher.join(30)
+    assert done_during_sync, "append waited for another thread's fsync"
+    w.close()
+    got = [f for seg in list_segments(tmp_path) for _, f in read_segment(tmp_path / seg)]
+    assert got == src
+
+
+def test_a_failed_sync_keeps_every_frame_not_durable(tmp_path, monkeypatch):
+    """fsync failing (EIO) after the write: the flush raises, the segment is cut back to its
+    durable size and the frames after it are written again into a fresh segment."""
+    import recorder.archive.journal as journal
+
+    fail = {"on": False}
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if fail["on"]:
+            fail["on"] = False
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", fsync)
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600)
+    src = list(frames(90))
+    for f in src[:30]:
+        w.append(f)
+    w.flush()
+    for f in src[30:60]:
+        w.append(f)
+    fail["on"] = True
+    with pytest.raises(JournalWriteError) as exc:
+        w.flush()
+    assert exc.value.errno == errno.EIO
+    for f in src[60:]:
+        w.append(f)
+    w.close()
+    segs = list_segments(tmp_path)
+    got = [f for seg in segs for _, f in read_segment(tmp_path / seg)]
+    assert len(segs) == 2 and got == src

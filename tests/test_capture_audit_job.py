@@ -73,8 +73,12 @@ def test_recorder_run_schedules_the_daily_audit_in_utc(tmp_path: Path) -> None:
     def worker(audit_cron: str) -> SimpleNamespace:
         cfg = CaptureConfig()
         cfg = replace(cfg, schedule=replace(cfg.schedule, audit_cron=audit_cron))
-        return SimpleNamespace(cfg=cfg, root=tmp_path, connections=[], check_disk=lambda: None,
-                               maintenance=lambda *a: None)
+        async def check_disk() -> None: ...
+
+        return SimpleNamespace(cfg=cfg, root=tmp_path,
+                               archive=SimpleNamespace(check_disk=check_disk,
+                                                       maintenance=lambda *a: None),
+                               spawn=lambda coro, name: coro.close())
 
     async def jobs(w: SimpleNamespace) -> dict[str, object]:
         sched = start_jobs(w)  # type: ignore[arg-type]

@@ -370,9 +370,7 @@ def test_lag_sample_uses_the_message_time_of_ohlc_frames() -> None:
     """The exchange->receive lag metric reads the latest exchange timestamp of a frame; an
     ``ohlc`` bar's deprecated ``timestamp`` is the bar's end (in the future) and must not make
     the lag read 0."""
-    from types import SimpleNamespace
-
-    from recorder.capture.service import Worker
+    from recorder.capture.status_part import ExchangeLag
     from recorder.frames import Frame
     from recorder.protocol.timestamps import rfc3339_to_ns
 
@@ -384,8 +382,8 @@ def test_lag_sample_uses_the_message_time_of_ohlc_frames() -> None:
     trade = (b'{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","trade_id":1,'
              b'"timestamp":"2023-10-04T16:26:29.024394Z"},{"symbol":"BTC/USD","trade_id":2,'
              b'"timestamp":"2023-10-04T16:26:30.824394Z"}]}')
-    w = SimpleNamespace(_lag_x=-1.0)
+    w = ExchangeLag(seconds=-1.0)
     for payload, lag in ((ohlc, 0.5), (trade, 0.2)):
         frame = Frame(recv_ns=recv, conn_id=1, stream="spot", direction="in", payload=payload)
-        Worker._sample_lag(w, frame)  # type: ignore[arg-type]
-        assert abs(w._lag_x - lag) < 1e-6, (payload[:30], w._lag_x)
+        w.sample(frame)
+        assert abs(w.seconds - lag) < 1e-6, (payload[:30], w.seconds)

@@ -33,7 +33,7 @@ import pytest
 
 from recorder.capture.config import CaptureConfig, ConnectionConfig, RestConfig
 from recorder.capture.connection import FeedConnection
-from recorder.capture.limits import Backoff, TokenBucket
+from recorder.capture.limits import Backoff
 from recorder.capture.rest_client import RestClient, RestFailure
 from recorder.capture.shards import ConnPlan
 from recorder.frames import Frame
@@ -132,7 +132,7 @@ class FakeWorker:
         self.cfg = cfg
         self.stopping = asyncio.Event()
         self.paused = asyncio.Event()
-        self.l3_budget = TokenBucket(1000, 1000, time.monotonic())
+        self.l3_capacity = 1000.0
         self.markers: list[Any] = []
         self.times: list[float] = []
         self.frames = 0
@@ -150,7 +150,7 @@ class FakeWorker:
 
     def on_signals(self, *args: Any) -> None: ...
     def on_disconnected(self, conn: Any) -> None: ...
-    def instruments_seen(self) -> None: ...
+    def instruments_seen(self, frame: Any = None) -> None: ...
 
     async def wait_instruments(self) -> None: ...
     async def connect_slot(self) -> None: ...
@@ -178,7 +178,8 @@ async def _run_against(mode: str, seconds: float) -> tuple[HostileWs, FakeWorker
     url = await server.start()
     worker = FakeWorker(_cfg(url))
     plan = ConnPlan(name="t", stream="spot", channel="book", symbols=("BTC/USD",), depth=10)
-    conn = FeedConnection(plan, worker, backoff=Backoff(0.05, 0.2))  # type: ignore[arg-type]
+    conn = FeedConnection(plan, worker, settings=worker.cfg.connection, url=url,
+                          backoff=Backoff(0.05, 0.2))
     tracemalloc.start()
     task = asyncio.create_task(conn.run())
     try:

@@ -25,7 +25,8 @@ struct ``"<qQBBHI"`` (recv_ns, conn_id, stream, direction, meta length, payload 
 meta | payload) is still read.
 The writer compresses records into memory and, at least every ``fsync_interval_s`` (and on
 :meth:`JournalWriter.flush`), ends a zstd *block* (so everything written so far decodes), writes it
-with ``os.write`` and fsyncs. A kill -9 can therefore lose at most the last interval and can leave
+with ``os.write`` and fsyncs (:meth:`JournalWriter.flush` from another thread syncs outside the
+writer's lock, so appends go on meanwhile). A kill -9 can therefore lose at most the last interval and can leave
 a torn tail (a partial block, or a partial record); :func:`read_segment` detects that, reports it
 and stops cleanly at the last complete record. It never raises on damaged data.
 
@@ -239,6 +240,15 @@ class JournalWriter:
         self._raw: list[bytes] = []  # records not yet given to the compressor (batched)
         self._raw_pending = 0
         self._pending: list[Frame] = []  # frames not yet durable (rewritten after an error)
+        #: frames of this segment dropped from the front of ``_pending`` once durable
+        self._pending_dropped = 0
+        #: bytes of this segment written (durable once fsynced: ``_durable_size``)
+        self._written_size = 0
+        #: segment generation (a roll or a failed sync starts a new one); a sync that ran
+        #: outside the lock only counts for the generation it wrote in
+        self._gen = 0
+        self._failed_gen = -1
+        self._sync_lock = threading.Lock()
         self._enc = _Encoder()
         self._index = 0  # records in the current segment
         self._raw_bytes = 0
@@ -298,7 +308,7 @@ class JournalWriter:
                 self._compress_raw()
             if time.monotonic() >= self._next_flush:
                 try:
-                    self.flush()
+                    self._flush_locked()
                 except JournalWriteError:
                     pass  # accepted and pending: the next flush() retries and raises
             return pos
@@ -352,37 +362,101 @@ class JournalWriter:
             self._raw_pending = 0
 
     def flush(self) -> None:
-        """Make every appended record durable (zstd block end, write, fsync)."""
+        """Make every appended record durable (zstd block end, write, fsync).
+
+        The block is written under the writer's lock; the ``fsync`` runs outside it, so
+        :meth:`append` (the capture event loop) never waits for the disk while another
+        thread flushes. Must not be called while holding the lock (internal callers use
+        :meth:`_flush_locked`). Raises :class:`JournalWriteError`; then the records not yet
+        durable stay in memory and the next flush rewrites them into a fresh segment."""
         with self._lock:
-            self._next_flush = time.monotonic() + self.fsync_interval_s
-            if self._fd is None and not self._broken:
+            written = self._write_block()
+            if written is None:
                 return
-            if self._broken:
-                self._roll()
-            assert self._cobj is not None
-            self._compress_raw()
-            self._out.append(self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-            data = b"".join(self._out)
-            self._out.clear()
+        fd, gen, size, upto = written
+        with self._sync_lock:  # syncs and their bookkeeping in order
             try:
-                view = memoryview(data)
-                while view:
-                    n = self._write(self._fd, view)
-                    view = view[n:]
-                os.fsync(self._fd)
+                os.fsync(fd)
+                error: OSError | None = None
             except OSError as exc:
-                self._broken = True
-                try:
-                    os.ftruncate(self._fd, self._durable_size)
-                except OSError:
-                    pass
-                raise JournalWriteError(
-                    exc.errno or errno.EIO,
-                    f"journal write failed ({os.strerror(exc.errno or errno.EIO)}); "
-                    f"{len(self._pending)} records kept in memory",
-                ) from exc
-            self._durable_size += len(data)
-            self._pending.clear()
+                error = exc
+            with self._lock:
+                if gen != self._gen:
+                    if gen == self._failed_gen:
+                        raise self._write_error(errno.EIO)
+                    # rolled or closed meanwhile: the segment was synced before it closed
+                    # (an fsync of its reused or closed fd proves nothing either way)
+                    return
+                if error is not None:
+                    self._fail(error)
+                self._synced(size, upto)
+
+    def _flush_locked(self) -> None:
+        """:meth:`flush` for callers holding the lock (roll, close, an inline interval flush):
+        write and fsync under the lock."""
+        with self._lock:
+            written = self._write_block()
+            if written is None:
+                return
+            fd, _, size, upto = written
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._fail(exc)
+            self._synced(size, upto)
+
+    def _write_block(self) -> tuple[int, int, int, int] | None:
+        """End a zstd block and write everything compressed so far (lock held). Returns
+        ``(fd, generation, segment size written, pending frames covered (absolute))``, or
+        None when nothing is open."""
+        self._next_flush = time.monotonic() + self.fsync_interval_s
+        if self._fd is None and not self._broken:
+            return None
+        if self._broken:
+            self._roll()
+        assert self._cobj is not None and self._fd is not None
+        self._compress_raw()
+        self._out.append(self._cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+        data = b"".join(self._out)
+        self._out.clear()
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self._fail(exc)
+        self._written_size += len(data)
+        return (self._fd, self._gen, self._written_size,
+                self._pending_dropped + len(self._pending))
+
+    def _synced(self, size: int, upto: int) -> None:
+        """The segment is durable up to ``size`` bytes, holding the first ``upto`` frames
+        (absolute) of this segment's pending list (lock held)."""
+        if size > self._durable_size:
+            self._durable_size = size
+        n = upto - self._pending_dropped
+        if n > 0:
+            del self._pending[:n]
+            self._pending_dropped += n
+
+    def _write_error(self, code: int) -> JournalWriteError:
+        return JournalWriteError(
+            code, f"journal write failed ({os.strerror(code)}); "
+            f"{len(self._pending)} records kept in memory")
+
+    def _fail(self, exc: OSError) -> None:
+        """A write or sync failed (lock held): cut the segment back to its durable size,
+        keep every frame not durable for the next segment, raise."""
+        self._broken = True
+        self._failed_gen = self._gen
+        self._gen += 1
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._durable_size)
+            except OSError:
+                pass
+        raise self._write_error(exc.errno or errno.EIO) from exc
 
     def close(self) -> None:
         """Flush, end the zstd frame and close the segment."""
@@ -393,7 +467,7 @@ class JournalWriter:
             if self._closed:
                 return
             if self._fd is not None:
-                self.flush()
+                self._flush_locked()
                 self._finish_segment()
             self._closed = True
 
@@ -444,7 +518,7 @@ class JournalWriter:
             self.had_error = True
         if self._fd is not None:
             if not self._broken:
-                self.flush()
+                self._flush_locked()
             self._finish_segment()
         now = self._clock_ns()
         day = time.strftime("%Y-%m-%d", time.gmtime(now // 1_000_000_000))
@@ -468,6 +542,9 @@ class JournalWriter:
         self._raw = []
         self._raw_pending = 0
         self._pending = []
+        self._pending_dropped = 0
+        self._written_size = 0
+        self._gen += 1
         self._enc = _Encoder()
         self._index = 0
         self._raw_bytes = 0

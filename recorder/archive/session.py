@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from recorder import __version__
+from recorder.archive.commit import PendingCommit
 from recorder.archive.journal import (
     JournalPosition,
     JournalWriter,
@@ -115,14 +116,26 @@ class Deriver:
         """Seal buffered rows into Parquet and commit them with the journal positions.
 
         ``before_commit`` (live: the journal flush) runs first, so a commit never claims
-        journal records that are not durable."""
-        if self.before_commit is not None:
-            self.before_commit()
+        journal records that are not durable. :meth:`begin_commit` + finish, on this thread."""
+        pending = self.begin_commit()
+        try:
+            pending.finish()
+        except BaseException:
+            pending.abort()
+            raise
+
+    def begin_commit(self) -> PendingCommit:
+        """Cut a commit here (fast: the pipeline's rows handed over, buffers taken, state and
+        positions copied); its :meth:`~recorder.archive.commit.PendingCommit.finish` (journal
+        flush, seal, manifest) may run in another thread while frames keep being fed."""
         self.pipeline.flush()
-        entries = self.writer.seal(self.archive.state.commit + 1)
-        self.archive.commit(entries, pipeline=self.pipeline.to_state(), journal=self.positions,
-                            segments=self.segments, sources=self.sources)
+        pending = PendingCommit(
+            archive=self.archive, writer=self.writer, batch=self.writer.take(),
+            state=self.pipeline.to_state(), journal=dict(self.positions),
+            segments=list(self.segments),
+            sources={k: dict(v) for k, v in self.sources.items()}, before=self.before_commit)
         self._last_commit_ns = None
+        return pending
 
     def catch_up(self, progress: Callable[[int], None] | None = None, *,
                  preloaded: dict[str, list[Frame]] | None = None) -> int:

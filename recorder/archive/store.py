@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from recorder.archive.layout import DAY_NS, day_of, partition_dir
 from recorder.archive.schema import DatasetSchema, load_schemas
 from recorder.pipeline.state import PipelineState, StateError, decode_state, encode_state
 
-__all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "Archive", "PartitionWriter",
+__all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "Archive", "PartitionWriter", "SealBatch",
            "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS", "choose_encodings"]
 
 #: Threads writing the files of one commit (:meth:`PartitionWriter.seal`).
@@ -341,15 +342,47 @@ class PartitionWriter:
     def _add(self, dataset: str, day: str, table: pa.Table) -> None:
         self._open.setdefault((dataset, day), []).append(table)
 
-    def seal(self, commit: int) -> list[FileEntry]:
-        """Write every buffered (dataset, day) to a Parquet file named after ``commit``.
+    def take(self) -> SealBatch:
+        """Hand over every buffered table and start empty buffers (O(1): no copy).
 
+        The taken :class:`SealBatch` can be sealed by another thread (:meth:`seal_batch`)
+        while new rows are appended here; :meth:`restore` puts it back if sealing failed."""
+        batch = SealBatch(self._open, self.buffered_rows, self.buffered_bytes)
+        self._open = {}
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+        return batch
+
+    def restore(self, batch: SealBatch) -> None:
+        """Put a batch whose seal failed back in front of the rows buffered since it was
+        taken, so the next commit writes the same rows in the same order."""
+        merged = dict(batch.tables)
+        for key, tables in self._open.items():
+            merged[key] = [*merged.get(key, []), *tables]
+        self._open = merged
+        self.buffered_rows += batch.rows
+        self.buffered_bytes += batch.bytes
+
+    def seal(self, commit: int) -> list[FileEntry]:
+        """Write every buffered (dataset, day) to a Parquet file named after ``commit``
+        (:meth:`take` + :meth:`seal_batch`; on error the buffers are kept)."""
+        batch = self.take()
+        try:
+            return self.seal_batch(batch, commit)
+        except BaseException:
+            self.restore(batch)
+            raise
+
+    def seal_batch(self, batch: SealBatch, commit: int) -> list[FileEntry]:
+        """Write each (dataset, day) of ``batch`` to a Parquet file named after ``commit``.
+
+        Touches no buffer of this writer (safe in another thread while rows are appended).
         The files are written by up to :data:`SEAL_THREADS` threads (pyarrow's Parquet writer
         and ``fsync`` release the GIL, so files encode and sync side by side); names, contents
         and the order of the entries do not depend on that. On error, every file written by
-        this call is removed (once all writers have stopped), the buffers are kept and the
-        first error (in file order) is raised."""
-        items = sorted(self._open.items())
+        this call is removed (once all writers have stopped) and the first error (in file
+        order) is raised."""
+        items = sorted(batch.tables.items())
         written: list[Path] = []  # appended by the writer threads (list.append is atomic)
 
         def one(n: int, dataset: str, day: str, tables: list[pa.Table]) -> FileEntry:
@@ -380,10 +413,17 @@ class PartitionWriter:
                 except OSError:
                     pass
             raise
-        self._open.clear()
-        self.buffered_rows = 0
-        self.buffered_bytes = 0
         return entries
+
+
+@dataclass(frozen=True, slots=True)
+class SealBatch:
+    """Buffered tables taken from a :class:`PartitionWriter` for one commit:
+    (dataset, UTC day) -> tables in append order, with their row and Arrow byte counts."""
+
+    tables: dict[tuple[str, str], list[pa.Table]]
+    rows: int
+    bytes: int
 
 
 class Archive:

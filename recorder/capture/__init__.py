@@ -28,7 +28,13 @@ Modules: pure decision cores (planning, budgets, backoff, healing, subscription 
 disk guard) in :mod:`~recorder.capture.shards`, :mod:`~recorder.capture.limits`,
 :mod:`~recorder.capture.healing`, :mod:`~recorder.capture.subscriptions` and
 :mod:`~recorder.capture.writer`; the asyncio shell in :mod:`~recorder.capture.connection`,
-:mod:`~recorder.capture.rest_client`, :mod:`~recorder.capture.service` (one worker process),
+:mod:`~recorder.capture.rest_client`, :mod:`~recorder.capture.service` (one worker process: a
+composition of parts under one task group, each owning its state:
+:mod:`~recorder.capture.archive_part` (write path, commits cut on the loop and finished in a
+commit thread, disk guard), :mod:`~recorder.capture.connections_part`,
+:mod:`~recorder.capture.subscriptions_part` (answers, listings, level3 budget),
+:mod:`~recorder.capture.healing_part`, :mod:`~recorder.capture.status_part` (with the event
+loop's lag, :mod:`~recorder.capture.looplag`), sharing :mod:`~recorder.capture.control`),
 :mod:`~recorder.capture.scheduler` (its periodic jobs) and :mod:`~recorder.capture.supervisor`
 (the parent that plans, spawns and restarts workers and serves ``/health`` and ``/metrics``).
 """

@@ -27,12 +27,13 @@ import contextlib
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 from picows.websockets.asyncio.client import connect as ws_connect
 from picows.websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from recorder.capture.config import ConnectionConfig
 from recorder.capture.limits import Backoff, TokenBucket, l3_cost
 from recorder.capture.rest_client import RestAuthRefused, RestFailure
 from recorder.capture.shards import ConnPlan
@@ -41,16 +42,15 @@ from recorder.frames import Frame
 from recorder.pipeline.markers import (
     Connected,
     Disconnected,
+    Marker,
     Silence,
     Subscribed,
     SubscribeFailed,
     Unsubscribed,
 )
+from recorder.pipeline.signals import Signal
 
-if TYPE_CHECKING:
-    from recorder.capture.service import Worker
-
-__all__ = ["FeedConnection", "SessionEnded", "INSTRUMENT"]
+__all__ = ["ConnectionHost", "FeedConnection", "SessionEnded", "INSTRUMENT"]
 
 log = logging.getLogger("recorder.capture.connection")
 _ENC: Final = msgspec.json.Encoder()
@@ -87,15 +87,83 @@ def frame_symbol(payload: bytes) -> str | None:
     return None
 
 
-class FeedConnection:
-    """See module docstring. ``plan.symbols`` is the initial set; it changes with listings."""
+class ConnectionHost(Protocol):
+    """Everything a :class:`FeedConnection` needs from the rest of its worker (and nothing
+    more): the run state, the archive's write path, the signal router, the connect and
+    level3 budgets, level3 tokens and connection ids. The worker implements it
+    (:class:`recorder.capture.service.Worker`); tests pass small fakes."""
 
-    def __init__(self, plan: ConnPlan, worker: Worker, *, backoff: Backoff) -> None:
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once when the worker ends."""
+        ...
+
+    @property
+    def paused(self) -> asyncio.Event:
+        """Set while capture is paused (disk pressure, failing writes)."""
+        ...
+
+    @property
+    def l3_capacity(self) -> float:
+        """Capacity of the level3 subscription budget (cost units)."""
+        ...
+
+    def emit(self, frame: Frame) -> list[Signal]:
+        """Journal then derive ``frame``; the pipeline's signals."""
+        ...
+
+    def marker(self, marker: Marker, conn_id: int = 0) -> None:
+        """Journal (and derive) a control marker."""
+        ...
+
+    def on_signals(self, conn: FeedConnection, signals: list[Signal],
+                   frame: Frame | None = None) -> None:
+        """Act on the signals ``frame`` of ``conn`` produced."""
+        ...
+
+    def on_disconnected(self, conn: FeedConnection) -> None:
+        """``conn``'s session ended (after its ``Disconnected`` marker)."""
+        ...
+
+    def instruments_seen(self, frame: Frame | None = None) -> None:
+        """An instrument snapshot (``frame``) has been journaled and derived."""
+        ...
+
+    async def wait_instruments(self) -> None:
+        """Until the first instrument snapshot is in the archive (bounded)."""
+        ...
+
+    async def wait_resumed(self) -> None:
+        """Until capture resumes or the worker stops."""
+        ...
+
+    async def connect_slot(self) -> None:
+        """Wait for the connect limiter, then count one attempt."""
+        ...
+
+    async def spend_l3(self, cost: float) -> None:
+        """Wait until the level3 budget has ``cost`` and take it."""
+        ...
+
+    async def fresh_token(self) -> str:
+        """A new level3 WebSocket token."""
+        ...
+
+    def new_conn_id(self) -> int:
+        """A connection id never used by this worker's archive."""
+        ...
+
+
+class FeedConnection:
+    """See module docstring. ``plan.symbols`` is the initial set; it changes with listings.
+    ``settings``: the ``[connection]`` settings; ``url``: the feed's WebSocket URL."""
+
+    def __init__(self, plan: ConnPlan, worker: ConnectionHost, *, settings: ConnectionConfig,
+                 url: str, backoff: Backoff) -> None:
         self.plan = plan
         self.worker = worker
-        self.cfg = worker.cfg.connection
-        self.url = {"spot": worker.cfg.venue.spot_ws, "l3": worker.cfg.venue.l3_ws,
-                    "futures": worker.cfg.venue.futures_ws}[plan.stream]
+        self.cfg = settings
+        self.url = url
         symbols = plan.symbols if plan.channel != "instrument" else (INSTRUMENT,)
         self.table = SubscriptionTable(plan.channel, symbols)
         self.backoff = backoff
@@ -376,7 +444,7 @@ class FeedConnection:
         batch_max = 50
         if self.stream == "l3":
             cost = l3_cost(self.plan.depth or 10)
-            batch_max = max(1, min(50, int(w.l3_budget.capacity // cost)))
+            batch_max = max(1, min(50, int(w.l3_capacity // cost)))
         for i in range(0, len(symbols), batch_max):
             batch = symbols[i:i + batch_max]
             if self.stream == "l3":

@@ -151,6 +151,18 @@ class Healer:
         return self._push(HealAction("backfill_trades", "spot", "trade", symbol, None,
                                      "trade_id_gap", expected, got, recv_ns))
 
+    def rest_snapshot(self, stream: str, channel: str, symbol: str, depth: int | None = None,
+                      reason: str = "") -> bool:
+        """Ask for a REST snapshot of a book as evidence during its gap (futures books, whose
+        desyncs are healed by a resubscribe: :meth:`desync` is told not to queue one)."""
+        return self._push(HealAction("rest_snapshot", stream, channel, symbol, depth, reason))
+
+    def resnapshot(self, stream: str, channel: str, symbol: str, depth: int | None,
+                   reason: str) -> bool:
+        """Ask for a fresh snapshot of a book that is not desynchronised but must be rebuilt
+        (new precisions or status from the ``instrument`` channel); not counted as a failure."""
+        return self._push(HealAction("resnapshot", stream, channel, symbol, depth, reason))
+
     def ohlc_gap(self, symbol: str, interval: int | None, recv_ns: int) -> bool:
         """Bars of ``symbol`` may be missing (the ohlc connection broke)."""
         return self._push(HealAction("backfill_ohlc", "spot", "ohlc", symbol, interval,

@@ -2,7 +2,8 @@
 
 Workers push a status dict every second (see :meth:`recorder.capture.service.Worker.status`);
 :class:`StatusBoard` keeps the latest per worker, :class:`BoardCollector` renders it as
-Prometheus metric families (``shard`` = worker index), and :func:`make_app` serves
+Prometheus metric families (``shard`` = worker index; among them the event loop's stalls,
+``recorder_event_loop_lag_seconds``), and :func:`make_app` serves
 ``/metrics``, ``/health`` (200 when every subscription is alive, 503 otherwise, JSON body with
 the reasons) and ``/status`` (the full JSON the ``recorder status`` table is built from).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["StatusBoard", "BoardCollector", "make_app", "health"]
@@ -161,6 +162,7 @@ def health(board: StatusBoard, now: float | None = None) -> tuple[bool, dict[str
                             for c in st["connections"]],
             "quarantined": st["quarantined"], "quarantine": quarantine,
             "checksum_failures": st["checksum_failures"], "resyncs": st["resyncs"],
+            "loop_lag_max_s": st.get("loop_lag_max_s"),
         })
     report = {"healthy": not problems, "phase": board.phase, "problems": problems,
               "shards": shards}
@@ -200,6 +202,15 @@ class BoardCollector(Collector):
             "h": GaugeMetricFamily("recorder_shard_healthy", "1 when the shard is healthy", labels=lab),
             "rl": CounterMetricFamily("recorder_rest_rate_limited", "REST rate-limit answers", labels=lab),
             "rst": CounterMetricFamily("recorder_worker_restarts", "Worker restarts", labels=lab),
+            "ll": HistogramMetricFamily("recorder_event_loop_lag_seconds",
+                                        "How late the worker's event loop ran a 10 ms timer "
+                                        "(a stall: commits run off the loop)", labels=lab),
+            "llmax": GaugeMetricFamily("recorder_event_loop_lag_max_seconds",
+                                       "Longest event-loop stall in the last status interval",
+                                       labels=lab),
+            "cut": GaugeMetricFamily("recorder_commit_cut_cpu_seconds_max",
+                                     "Longest loop-thread CPU time of a commit's cut (the rest "
+                                     "of a commit runs in its thread)", labels=lab),
         }
         now = time.time()
         for w in range(b.workers):
@@ -231,6 +242,11 @@ class BoardCollector(Collector):
             fams["dead"].add_metric([s], dead)
             fams["h"].add_metric([s], int(dead == 0 and now - st["time"] < b.stale_after_s))
             fams["rl"].add_metric([s], st["rest_rate_limited"])
+            if "loop_lag_buckets" in st:
+                fams["ll"].add_metric([s], [(str(b), c) for b, c in st["loop_lag_buckets"]],
+                                      st["loop_lag_sum_s"])
+                fams["llmax"].add_metric([s], st["loop_lag_window_max_s"])
+                fams["cut"].add_metric([s], st.get("commit_cut_cpu_s_max", 0.0))
         yield from fams.values()
 
 

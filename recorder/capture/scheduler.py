@@ -3,7 +3,8 @@
 Every worker schedules these on its own archive root (``<archive_root>/<host>-w<k>/``):
 
 * ``commit`` (every ``schedule.roll_minutes``): seal the buffered rows into Parquet and commit
-  them with the journal position (:meth:`recorder.capture.service.Worker.commit`);
+  them with the journal position (:meth:`recorder.capture.archive_part.ArchivePart.commit`:
+  cut on the loop, finished in the commit thread);
 * ``compaction`` (``schedule.compaction_cron``): :func:`recorder.archive.maintenance.compact_archive`
   on the worker's live archive (every day but the one being written), in a thread while
   commits wait;
@@ -14,7 +15,7 @@ Every worker schedules these on its own archive root (``<archive_root>/<host>-w<
   ``instrument`` channel; the fresh snapshot goes through the pipeline, which signals
   listings, delistings and precision changes;
 * ``disk`` (every ``schedule.disk_check_s``): the disk-space guard
-  (:meth:`~recorder.capture.service.Worker.check_disk`);
+  (:meth:`~recorder.capture.archive_part.ArchivePart.check_disk`);
 * ``rates`` (every 5 minutes): measured message rates per symbol for the next shard planning
   (``<root>/_capture/rates.json``).
 
@@ -78,20 +79,17 @@ def retention_policy(s: ScheduleConfig, policy_type: Any) -> Any:
 
 
 async def _commit(worker: Worker) -> None:
-    worker.commit("schedule")
+    # a task of the worker's group (its shutdown cancels it; the commit itself is settled
+    # by the final commit), not a job APScheduler would cancel midway at its shutdown
+    worker.spawn(worker.archive.commit("schedule"), "scheduled commit")
 
 
 async def _disk(worker: Worker) -> None:
-    worker.check_disk()
+    worker.spawn(worker.archive.check_disk(), "disk check")
 
 
 async def _instrument_refresh(worker: Worker) -> None:
-    for c in worker.connections:
-        if c.channel == "instrument" and c.connected:
-            async def refresh(conn: Any = c) -> None:
-                await conn.send({"method": "unsubscribe", "params": {"channel": "instrument"}})
-                await conn.send({"method": "subscribe", "params": {"channel": "instrument"}})
-            worker._spawn(refresh())
+    worker.pool.instrument_refresh()
 
 
 async def daily_audit(worker: Worker) -> dict[str, Path] | None:
@@ -117,14 +115,7 @@ async def daily_audit(worker: Worker) -> dict[str, Path] | None:
 
 
 async def _save_rates(worker: Worker) -> None:
-    elapsed = max(1.0, asyncio.get_running_loop().time() - worker._loop_started)
-    rates: dict[str, dict[str, float]] = {}
-    for c in worker.connections:
-        key = c.channel if c.stream != "futures" else f"futures:{c.channel}"
-        table = rates.setdefault(key, {})
-        for sym, info in c.table.subs.items():
-            table[sym] = round(info.messages / elapsed, 3)
-    save_rates(rates_path(worker.root), rates)
+    save_rates(rates_path(worker.root), worker.pool.rates(worker.uptime_s()))
 
 
 def start_jobs(worker: Worker) -> Any:
@@ -156,7 +147,7 @@ def start_jobs(worker: Worker) -> Any:
     if compact is None:
         log.warning("compaction disabled: this archive has no compact_archive()")
     elif s.compaction_cron:
-        sched.add_job(worker.maintenance, CronTrigger.from_crontab(s.compaction_cron),
+        sched.add_job(worker.archive.maintenance, CronTrigger.from_crontab(s.compaction_cron),
                       args=["compaction", compact], id="compaction")
     policy = retention_policy(s, policy_type) if policy_type is not None else None
     if retention is None or policy_type is None:
@@ -165,7 +156,7 @@ def start_jobs(worker: Worker) -> Any:
         log.info("retention disabled: no retention limit configured (schedule.retention_days, "
                  "journal_retention_days, *_retention_gib are 0)")
     else:
-        sched.add_job(worker.maintenance, CronTrigger.from_crontab(s.retention_cron),
+        sched.add_job(worker.archive.maintenance, CronTrigger.from_crontab(s.retention_cron),
                       args=["retention", functools.partial(_retain, retention, policy)],
                       id="retention")
     log.info("jobs: commit every %.1f min, checkpoints every %.1f min (pipeline), disk guard "
@@ -173,7 +164,7 @@ def start_jobs(worker: Worker) -> Any:
              s.disk_check_s, s.compaction_cron if compact is not None else "off",
              repr(s.retention_cron) if policy is not None and retention is not None else "off")
     sched.start()
-    worker.check_disk()
+    worker.spawn(worker.archive.check_disk(), "disk check")
     return sched
 
 

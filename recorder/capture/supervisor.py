@@ -20,7 +20,8 @@
    and the alerts see it instead of a recorder that restarts forever and records nothing.
 5. **Stop** on SIGTERM/SIGINT: forward SIGTERM, wait up to ``drain_timeout_s`` for workers to
    flush and seal, kill stragglers, exit 0. A second signal forwards SIGINT a second time
-   (workers then flush and exit immediately) and returns at once.
+   (workers then make their journals durable and exit without the final commit, which the
+   next start re-derives) and waits at most :data:`_HURRY_S` for them.
 
 While it runs, the status board (:mod:`recorder.capture.metrics`) carries the supervisor's
 own facts for ``/health`` and ``recorder status``: the venue error and next retry while the
@@ -63,6 +64,9 @@ __all__ = ["Supervisor", "PairInfo", "discover_pairs", "VenueUnreachable", "leve
 
 log = logging.getLogger("recorder.capture.supervisor")
 
+#: Seconds the supervisor waits for its workers after a second stop signal (they make their
+#: journals durable and exit without a final commit) before it kills them.
+_HURRY_S: Final = 5.0
 #: Exit status of ``recorder run`` when a worker failed the same way at every start.
 EXIT_CRASH_LOOP: Final = 4
 
@@ -171,6 +175,8 @@ class Supervisor:
         self.board = StatusBoard(n)
         self.stopping = asyncio.Event()
         self._signals = 0
+        #: set by a second stop signal: workers were told to exit now, wait only briefly
+        self._hurry = asyncio.Event()
         self._ctx = mp.get_context("spawn")
         self._queue: Any = self._ctx.Queue()
         self._procs: dict[int, Any] = {}
@@ -191,7 +197,7 @@ class Supervisor:
         else:
             log.warning("second stop signal: workers flush and exit now")
             self._forward(signal.SIGINT)
-            os._exit(0)
+            self._hurry.set()
 
     def _forward(self, sig: int) -> None:
         for p in self._procs.values():
@@ -382,6 +388,8 @@ class Supervisor:
     async def _stop_workers(self) -> None:
         deadline = time.monotonic() + self.cfg.drain_timeout_s
         while time.monotonic() < deadline and any(p.is_alive() for p in self._procs.values()):
+            if self._hurry.is_set():  # a second signal: the workers abandon their final commit
+                deadline = min(deadline, time.monotonic() + _HURRY_S)
             await asyncio.sleep(0.1)
         for i, p in self._procs.items():
             if p.is_alive():

@@ -9,16 +9,20 @@ parent directory as the union of its writer roots (:func:`writer_roots`).
 :class:`ArchiveWriter` wraps :class:`recorder.archive.session.ArchiveSession`: every frame,
 received or sent, REST bodies and control markers, goes through :meth:`ArchiveWriter.write`
 (journal first, then the shared pipeline), and the pipeline's signals come back to the caller.
-The session is opened with automatic commits disabled; capture commits explicitly
-(:meth:`ArchiveWriter.commit`) on its schedule, when the buffered Arrow bytes exceed a limit,
-and on shutdown - so that a commit never happens in the middle of a write and a failed commit
-can never swallow the signals of the frame being written.
+The session is opened with automatic commits disabled; capture commits explicitly on its
+schedule, when the buffered Arrow bytes exceed a limit, and on shutdown - so that a commit
+never happens in the middle of a write and a failed commit can never swallow the signals of
+the frame being written. A commit is split: :meth:`ArchiveWriter.begin_commit` cuts it on the
+event loop (fast), :meth:`ArchiveWriter.finish_commit` does the I/O in a thread
+(:mod:`recorder.capture.archive_part`).
 
 :class:`DiskGuard` is the pure pause/resume decision of the disk-space guard.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import re
 import time
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from recorder.archive.commit import PendingCommit
 from recorder.archive.journal import JournalWriteError
 from recorder.archive.session import ArchiveSession
 from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
@@ -49,6 +54,9 @@ __all__ = [
 log = logging.getLogger("recorder.capture.writer")
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
+#: Rows the live pipeline buffers before handing them to Arrow (``recorder ingest`` uses the
+#: pipeline's default, 200,000): about 5 ms of the loop's time per batch.
+CAPTURE_BATCH_ROWS: Final = 4096
 #: "Never" for the session's own roll triggers (capture commits explicitly).
 _NO_AUTO_ROLL_ROWS: Final = 1 << 62
 _NO_AUTO_ROLL_S: Final = 10.0**9
@@ -88,6 +96,15 @@ class WriterStats:
     commit_s_max: float = 0.0
     last_recv_ns: int = 0
     recovered_frames: int = 0
+    #: the loop-thread half of a commit (:meth:`ArchiveWriter.begin_commit`): wall seconds
+    #: and thread CPU seconds (the latter is what the commit itself costs the loop, whatever
+    #: else runs on the machine), longest so far
+    commit_cut_s_max: float = 0.0
+    commit_cut_cpu_s_max: float = 0.0
+    commit_cut_cpu_s_last: float = 0.0
+    #: commits whose slow half (flush, seal, manifest, state) ran on a thread running an
+    #: event loop: 0 in capture (they run in the commit thread)
+    commits_on_loop: int = 0
 
 
 class ArchiveWriter:
@@ -126,9 +143,13 @@ class ArchiveWriter:
             checkpoint_interval_ns=self.checkpoint_ns)
         # a pipeline restored from a commit keeps its own interval: apply the configured one
         session.deriver.pipeline.checkpoint_interval_ns = self.checkpoint_ns
+        # rows reach Arrow in small batches: each batch (and the rest at a commit's cut) is
+        # converted on the event loop, so its size bounds that stall (rows are identical)
+        session.deriver.pipeline.batch_rows = CAPTURE_BATCH_ROWS
         self.session = session
         n = session.start()
         self.stats.recovered_frames = n
+        _warm_up(session)
         return n
 
     @property
@@ -190,19 +211,62 @@ class ArchiveWriter:
 
     def commit(self) -> float:
         """Seal buffered rows into Parquet and commit them with the journal position (the
-        journal is flushed first). Returns the seconds it took. :class:`WriterError` on I/O
-        failure (nothing committed is touched; the rows stay buffered for the next try)."""
+        journal is flushed first), all on this thread. Returns the seconds it took.
+        :class:`WriterError` on I/O failure (nothing committed is touched; the rows stay
+        buffered for the next try). Capture uses the split form below instead."""
+        pending = self.begin_commit()
+        try:
+            return self.finish_commit(pending)
+        except WriterError:
+            self.abort_commit(pending)
+            raise
+
+    def begin_commit(self) -> PendingCommit:
+        """The fast half of a commit, on the thread that writes frames (the event loop): the
+        cut (:meth:`recorder.archive.session.Deriver.begin_commit`). Its cost is recorded in
+        ``stats.commit_cut_s_max`` / ``commit_cut_cpu_s_max``."""
+        # a garbage collection due meanwhile runs right after the cut (it is a stall of its
+        # own, seen by the loop-lag metric, not a cost of the commit)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            pending = self._s().deriver.begin_commit()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        st = self.stats
+        cpu = time.thread_time() - c0
+        st.commit_cut_s_max = max(st.commit_cut_s_max, time.perf_counter() - t0)
+        st.commit_cut_cpu_s_last = cpu
+        st.commit_cut_cpu_s_max = max(st.commit_cut_cpu_s_max, cpu)
+        return pending
+
+    def finish_commit(self, pending: PendingCommit) -> float:
+        """The slow half (journal flush, Parquet seal, state, manifest), meant for a thread
+        that runs no event loop; returns its seconds. :class:`WriterError` on I/O failure:
+        then call :meth:`abort_commit` on the writing thread."""
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
         t0 = time.perf_counter()
         try:
-            self._s().deriver.commit()
+            pending.finish()
         except (ArchiveWriteError, JournalWriteError) as exc:
             raise WriterError(exc.errno or 0, f"commit: {exc}") from exc
         dt = time.perf_counter() - t0
         st = self.stats
         st.commits += 1
+        st.commits_on_loop += on_loop
         st.commit_s_last = dt
         st.commit_s_max = max(st.commit_s_max, dt)
         return dt
+
+    def abort_commit(self, pending: PendingCommit) -> None:
+        """A failed :meth:`finish_commit`: its rows go back to the buffers (writing thread)."""
+        pending.abort()
 
     def close(self, reason: str) -> None:
         """Journal ProcessStop, close the journal, write open epochs/gaps, commit, unlock."""
@@ -215,6 +279,12 @@ class ArchiveWriter:
         except (ArchiveWriteError, JournalWriteError) as exc:
             s.deriver.release()
             raise WriterError(exc.errno or 0, f"close: {exc}") from exc
+
+    def release(self) -> None:
+        """Release the writer lock without committing (after :meth:`emergency_flush`)."""
+        s, self.session = self.session, None
+        if s is not None:
+            s.deriver.release()
 
     def emergency_flush(self) -> None:
         """Second signal: make the journal durable and close it, nothing else (the next start
@@ -254,6 +324,17 @@ class ArchiveWriter:
             fresh[key] = ok
         self._seen_ok = fresh
         self.stats.checksums_ok += added
+
+
+def _warm_up(session: ArchiveSession) -> None:
+    """Pay one-time costs of the row path here (in the opening thread) rather than in the
+    first commit's cut on the event loop: pyarrow imports ``numpy.ma`` on the first masked
+    array (the pipeline's checksum column), and each dataset's first Arrow table builds its
+    conversion paths."""
+    import numpy.ma  # noqa: F401
+
+    for schema in session.deriver.archive.schemas.values():
+        schema.table(schema.empty_columns())
 
 
 DiskVerdict = Literal["pause", "resume", "keep"]
