@@ -43,6 +43,7 @@ from typing import Any, Final
 import click
 
 from recorder.capture.sim_config import render_toml, sim_settings
+from recorder.errors import RecorderError
 
 __all__ = ["DemoError", "demo_command", "fault_schedule", "write_config"]
 
@@ -55,7 +56,7 @@ _DRAIN_S: Final = 30.0
 _PY: Final = sys.executable
 
 
-class DemoError(RuntimeError):
+class DemoError(RecorderError, RuntimeError):
     """The demo could not run (simulator or recorder failed to start or died)."""
 
 

@@ -17,7 +17,7 @@ from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem, c
 from recorder.archive.journal import read_segment
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.repair import repair_root
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.audit.load import unreadable_gap_rows
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
@@ -44,14 +44,14 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _rows(root: Path, dataset: str) -> Counter:
     out: Counter = Counter()
-    for f in Archive(root).files(dataset):
+    for f in ArchiveStore(root).files(dataset):
         for r in pq.read_table(f).to_pylist():
             out[tuple(sorted(r.items()))] += 1
     return out
 
 
 def _datasets(root: Path) -> list[str]:
-    return sorted({f.dataset for f in Archive(root).state.files})
+    return sorted({f.dataset for f in ArchiveStore(root).state.files})
 
 
 # ---------------------------------------------------------------------------- checks
@@ -61,7 +61,7 @@ def _datasets(root: Path) -> list[str]:
 def test_cheap_and_deep_checks_find_each_kind_of_damage(rolled: Path, tmp_path: Path,
                                                         how: str) -> None:
     root = _copy(rolled, tmp_path / "a")
-    entry = next(f for f in Archive(root).state.files if f.dataset == "level3")
+    entry = next(f for f in ArchiveStore(root).state.files if f.dataset == "level3")
     path = root / entry.file
     assert check_file(path, entry) is None and check_file(path, entry, deep=True) is None
     damage(path, how)
@@ -73,7 +73,7 @@ def test_cheap_and_deep_checks_find_each_kind_of_damage(rolled: Path, tmp_path: 
 
 
 def test_a_row_count_other_than_the_manifests_is_a_problem(rolled: Path) -> None:
-    entry = next(f for f in Archive(rolled).state.files if f.dataset == "trades")
+    entry = next(f for f in ArchiveStore(rolled).state.files if f.dataset == "trades")
     wrong = type(entry)(**{**{k: getattr(entry, k) for k in entry.__struct_fields__},
                            "rows": entry.rows + 1})
     reason = check_file(rolled / entry.file, wrong)
@@ -84,7 +84,7 @@ def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
         rolled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     root = _copy(rolled, tmp_path / "a")
-    entry = next(f for f in Archive(root).state.files if f.dataset == "book")
+    entry = next(f for f in ArchiveStore(root).state.files if f.dataset == "book")
     opened: list[Path] = []
     real = pq.ParquetFile
 
@@ -111,7 +111,7 @@ def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
 
 def test_commit_replaces_an_entry_in_its_place(rolled: Path, tmp_path: Path) -> None:
     root = _copy(rolled, tmp_path / "a")
-    ar = Archive(root)
+    ar = ArchiveStore(root)
     ar.lock()
     try:
         files = list(ar.state.files)
@@ -120,7 +120,7 @@ def test_commit_replaces_an_entry_in_its_place(rolled: Path, tmp_path: Path) -> 
                               "file": middle.file + ".x"})
         ar.commit([], pipeline=None, journal=ar.state.journal, segments=ar.state.segments,
                   replaced={middle.file: new})
-        assert [f.file for f in Archive(root).state.files] == [
+        assert [f.file for f in ArchiveStore(root).state.files] == [
             new.file if f.file == middle.file else f.file for f in files]
     finally:
         ar.unlock()
@@ -169,7 +169,7 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     root = _copy(rolled, tmp_path / "a")
     datasets = _datasets(root)
     before = {d: _rows(root, d) for d in datasets}
-    files = Archive(root).state.files
+    files = ArchiveStore(root).state.files
     targets = []
     for i, d in enumerate(datasets):  # a middle file and the last file of each dataset
         of = [f for f in files if f.dataset == d]
@@ -181,7 +181,7 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     assert report.journal == []
     for d in datasets:
         assert _rows(root, d) == before[d], d
-    assert [(f.dataset, f.date, f.rows) for f in Archive(root).state.files] == [
+    assert [(f.dataset, f.date, f.rows) for f in ArchiveStore(root).state.files] == [
         (f.dataset, f.date, f.rows) for f in files]
     rep = verify_archive(root)
     assert rep["files_failed"] == 0 and rep["failed"] == 0
@@ -204,8 +204,8 @@ def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
     monkeypatch.setattr(repair, "progress_bar",
                         lambda *a, **k: progress_bar(*a, **k, stream=screen))
     root = _copy(rolled, tmp_path / "a")
-    records = sum(Archive(root).state.journal.values())
-    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+    records = sum(ArchiveStore(root).state.journal.values())
+    damage(root / next(f.file for f in ArchiveStore(root).state.files if f.dataset == "trades"),
            "truncate")
     assert repair_root(root, show_progress=True).unrepaired == []
     text = screen.getvalue()
@@ -213,7 +213,7 @@ def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
     quiet = Terminal()
     monkeypatch.setattr(repair, "progress_bar",
                         lambda *a, **k: progress_bar(*a, **k, stream=quiet))
-    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+    damage(root / next(f.file for f in ArchiveStore(root).state.files if f.dataset == "trades"),
            "truncate")
     assert repair_root(root, show_progress=False).unrepaired == []
     assert quiet.getvalue() == ""
@@ -229,7 +229,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     ingest([a], root, roll_rows=1000)
     ingest([b], root, roll_rows=1000)
     pristine = _copy(root, tmp_path / "pristine")
-    files = Archive(root).state.files
+    files = ArchiveStore(root).state.files
     targets = [next(f for f in files if f.dataset == d).file for d in _datasets(root)]
     for rel in targets:
         damage(root / rel, "truncate")
@@ -242,7 +242,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     for r in report.repaired:
         got = pq.read_table(root / r.new_file).to_pylist()
         assert got == pq.read_table(pristine / r.file).to_pylist(), r.file  # rows and order
-    live = {f.file for f in Archive(root).state.files}
+    live = {f.file for f in ArchiveStore(root).state.files}
     assert set(unrepaired) <= live  # left in place, still reported by readers and verify
     assert verify_archive(root)["files_failed"] == len(unrepaired)
 
@@ -251,12 +251,12 @@ def test_compaction_leaves_a_day_with_a_damaged_file_alone(rolled: Path, tmp_pat
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     root = _copy(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "truncate")
     with caplog.at_level(logging.WARNING, logger="recorder.archive.maintenance"):
         report = compact_archive(root, include_latest_day=True)
     assert report.skipped_damaged == 1 and report.partitions > 0
-    assert victim.file in [f.file for f in Archive(root).state.files]
+    assert victim.file in [f.file for f in ArchiveStore(root).state.files]
     assert any("recorder repair --archive" in r.getMessage() for r in caplog.records)
     assert repair_root(root).unrepaired == []  # compacted days around it do not matter
 
@@ -266,15 +266,15 @@ def test_a_failed_swap_leaves_the_archive_as_it_was(rolled: Path, tmp_path: Path
     """The replacement files are written before the one manifest commit; when that commit
     fails, they are removed and the manifest, the damaged file and the disk are unchanged."""
     root = _copy(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "level3")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "level3")
     damage(root / victim.file, "footer")
     manifest = (root / "_manifest" / "current.json").read_bytes()
     on_disk = sorted(p.name for p in (root / "data").rglob("*"))
 
-    def refuse(self: Archive, *a: object, **k: object) -> None:
+    def refuse(self: ArchiveStore, *a: object, **k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Archive, "commit", refuse)
+    monkeypatch.setattr(ArchiveStore, "commit", refuse)
     with pytest.raises(OSError):
         repair_root(root)
     assert (root / "_manifest" / "current.json").read_bytes() == manifest
@@ -290,7 +290,7 @@ def test_a_query_error_of_the_users_own_is_raised_without_decoding_files(
     from recorder.query.api import Archive as Query
 
     root = _copy(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "page")  # only a full decode would find it
     with Query(root) as ar:
         with pytest.raises(duckdb.ParserException):
@@ -338,7 +338,7 @@ def test_frames_a_disk_full_moved_to_the_next_segment_are_not_journal_damage(
         s.write(trade_frame(next(clock), 1000 + i))
         s.journal.segment_max_bytes = 256 * 2**20
     s.close()
-    st = Archive(root).state
+    st = ArchiveStore(root).state
     first = st.segments[0]
     assert sum(1 for _ in read_segment(root / "journal" / first)) < st.journal[first]
     before = _rows(root, "trades")

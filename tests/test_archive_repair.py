@@ -22,7 +22,7 @@ import pytest
 from recorder.archive.journal import JournalWriter, read_segment
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.repair import repair_root
-from recorder.archive.store import Archive as Store
+from recorder.archive.store import ArchiveStore as Store
 from recorder.archive.store import FileEntry
 from recorder.query.api import Archive
 from recorder.query.books import BookEvent, ReplayGap

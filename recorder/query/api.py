@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from recorder.archive.health import FileHealth, FileProblem
 from recorder.archive.schema import DatasetSchema, load_schemas
-from recorder.archive.store import Archive as _Store
+from recorder.archive.store import ArchiveStore
 from recorder.archive.store import FileEntry
 from recorder.query.books import BookAt, BookEvent, BookRouter, Channel, Clock, ReplayGap
 from recorder.query.timeparse import TimeLike, to_ns
@@ -129,7 +129,7 @@ class Archive:
         #: (root, live file) in each root's commit order, roots in discovery order
         self._entries: list[tuple[Path, FileEntry]] = [
             (root, f) for root in self.roots
-            for f in _Store(root, schema_dir=self._schema_dir).state.files]
+            for f in ArchiveStore(root, schema_dir=self._schema_dir).state.files]
         #: (root, file) -> its problem (None: readable), checked when first needed
         self._problems: dict[tuple[Path, str], FileProblem | None] = {}
         self.close()

@@ -69,6 +69,7 @@ from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, decode_checkpoi
 from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
+from recorder.errors import RecorderError
 from recorder.protocol.errors import ProtocolError
 from recorder.protocol.numbers import decimals_of, to_units, token_to_text, units_to_text
 from recorder.query.timeparse import ns_to_iso
@@ -111,7 +112,7 @@ _KNOWN_LISTED: Final = 50
 _JSON: Final = msgspec.json.Decoder(dict[str, str])
 
 
-class QueryError(ValueError):
+class QueryError(RecorderError, ValueError):
     """A query cannot be answered as asked (bad channel/clock, missing exchange times...)."""
 
 

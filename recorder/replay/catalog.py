@@ -82,7 +82,7 @@ class Catalog:
 def _window(archive: Archive) -> tuple[int, int] | None:
     """Earliest and latest receive time of the archive's live files (manifest times of the
     datasets whose time column is the receive time)."""
-    from recorder.archive.store import Archive as Store
+    from recorder.archive.store import ArchiveStore as Store
 
     lo: int | None = None
     hi: int | None = None
