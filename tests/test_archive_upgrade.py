@@ -106,6 +106,6 @@ def test_a_nullable_column_added_later_reads_as_null_in_old_files(old_archive: P
         new_cols = v2.sql("SELECT * EXCLUDE (maker_order_id) FROM raw_trades "
                           "ORDER BY symbol, trade_id")
         assert new_cols.equals(old_cols)
-        frame = v2.scan("trades").collect()
+        frame = v2.scan("trades", raw=True).collect()
         assert frame["maker_order_id"].null_count() == frame.height == EXPECTED["rows"]["trades"]
-        assert frame.drop("maker_order_id").equals(v1.scan("trades").collect())
+        assert frame.drop("maker_order_id").equals(v1.scan("trades", raw=True).collect())

@@ -31,7 +31,7 @@ def dense_archive(tmp_path_factory):
 
 def _full_scan(ar: Archive, channel: str, symbol: str, epoch: int, cut: int):
     """The reference: the latest (recv_ns, epoch_message) checkpoint of the whole epoch."""
-    df = (ar.scan("checkpoints")
+    df = (ar.scan("checkpoints", raw=True)
           .filter((pl.col("channel").cast(pl.Utf8) == channel)
                   & (pl.col("symbol").cast(pl.Utf8) == symbol)
                   & (pl.col("epoch") == epoch) & (pl.col("recv_ns") <= cut))

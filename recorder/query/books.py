@@ -208,7 +208,7 @@ class BookAt:
         else:
             names = ["side", "level", "queue", "order_id", "price_units", "qty_units", "ts_ns",
                      "qty_ahead_units"]
-        cols = list(zip(*rows)) if rows else [[] for _ in names]
+        cols: list[Any] = list(zip(*rows)) if rows else [[] for _ in names]
         schema: dict[str, Any] = {"side": pl.Utf8, "level": pl.Int32, "queue": pl.Int32,
                                   "order_id": pl.Utf8, "price_units": pl.Int64,
                                   "qty_units": pl.Int64, "ts_ns": pl.Int64,
@@ -348,7 +348,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root)
+        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root, raw=True)
               .filter((pl.col("channel").cast(pl.Utf8) == channel)
                       & (pl.col("symbol").cast(pl.Utf8) == symbol))
               .sort(["epoch", "end_ns", "messages"])
@@ -378,7 +378,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("gaps", root=self.root)
+        df = (self.archive.scan("gaps", root=self.root, raw=True)
               .filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
                       & pl.col("symbol").is_in([symbol, "*"]))
               .sort("start_ns").collect())
@@ -422,14 +422,15 @@ class BookEngine:
 
         sym = pl.col(_symbol_column(channel)) == symbol
         for hi in (t + _EXCHANGE_WINDOW_NS, None):
-            lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root)
+            lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root, raw=True)
             cond = sym & (pl.col("ts_ns") > t)
             if hi is not None:
                 cond = cond & (pl.col("recv_ns") <= hi)
             first = lf.filter(cond).select(pl.col("recv_ns").min()).collect().item()
             if first is not None:
                 return first - 1, None
-        last = (self.archive.scan(channel, symbols=[symbol], root=self.root).filter(sym)
+        last = (self.archive.scan(channel, symbols=[symbol], root=self.root, raw=True)
+                .filter(sym)
                 .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
         last_recv, last_ts = last.row(0)
         if last_recv is None:
@@ -543,7 +544,7 @@ class BookEngine:
         while True:
             lo = max(ep.start_ns, cut - span)
             df = (self.archive.scan("checkpoints", symbols=[symbol], start=lo, end=cut,
-                                    root=self.root)
+                                    root=self.root, raw=True)
                   .filter((pl.col("channel").cast(pl.Utf8) == channel)
                           & (pl.col("symbol").cast(pl.Utf8) == symbol)
                           & (pl.col("epoch") == ep.epoch)
@@ -557,7 +558,7 @@ class BookEngine:
             return None
         recv, reason, ck, msg = df.row(0)
         blob = (self.archive.scan("checkpoints", symbols=[symbol], start=recv, end=recv,
-                                  root=self.root)
+                                  root=self.root, raw=True)
                 .filter((pl.col("channel").cast(pl.Utf8) == channel)
                         & (pl.col("symbol").cast(pl.Utf8) == symbol)
                         & (pl.col("epoch") == ep.epoch) & (pl.col("recv_ns") == recv)
@@ -635,7 +636,8 @@ class BookEngine:
                     for i, (p, q) in enumerate(texts["asks"])]
         return res
 
-    def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+    def _rows(self, channel: str, symbol: str, epoch: int, lo: int,
+              hi: int) -> dict[str, list[Any]]:
         """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""
         import polars as pl
 
@@ -647,7 +649,8 @@ class BookEngine:
                     "qty_scale", "checksum", "overflow"]
         if channel == "level3":
             cols.append("order_id")
-        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
+        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root,
+                                raw=True)
               .filter((pl.col(_symbol_column(channel)) == symbol) & (pl.col("epoch") == epoch)
                       & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
               .select(cols)
@@ -658,7 +661,8 @@ class BookEngine:
               .collect())
         return {c: df.get_column(c).to_list() for c in cols}
 
-    def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
+    def _messages(self, channel: str,
+                  d: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
         """Group rows into messages: ``(is_snapshot, bids, asks, checksum, recv, ts, changes)``."""
         l3 = channel == "level3"
         bids: list[Any] = []
@@ -905,7 +909,7 @@ class BookRouter:
 
         found: set[str] = set()
         for root in self.archive.roots:
-            df = (self.archive.scan("epochs", root=root)
+            df = (self.archive.scan("epochs", root=root, raw=True)
                   .filter(pl.col("channel").cast(pl.Utf8) == channel)
                   .select(pl.col("symbol").cast(pl.Utf8).unique()).collect())
             found.update(df.get_column("symbol").to_list())
