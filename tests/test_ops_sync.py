@@ -464,11 +464,13 @@ def test_api_sql_query_and_audit_read_an_s3_archive(parent: Path, fs: Any, s3: s
     sql = "SELECT symbol, count(*) AS n, sum(trade_id) AS ids FROM trades GROUP BY 1 ORDER BY 1"
     with Query(parent) as local, Query(dest) as remote:
         assert [r.name for r in remote.roots] == list(WRITERS)
-        want, got = local.sql(sql), remote.sql(sql)
+        want, got = local.sql(sql).collect(), remote.sql(sql).collect()
         assert got.height > 0 and got.equals(want)
         sym = want["symbol"][0]
-        t = local.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?", [sym])["t"][0]
-        a, b = local.book_at(sym, t, clock="receive"), remote.book_at(sym, t, clock="receive")
+        t = local.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?",
+                      [sym]).collect()["t"][0]
+        a = local.book_at(sym, t, channel="level3", clock="receive")
+        b = remote.book_at(sym, t, channel="level3", clock="receive")
         assert a.valid and b.valid and b.frame.equals(a.frame)
     # a second fetch of an unchanged archive moves nothing but the manifest (a refetched file
     # would be a new inode: it is written beside and renamed over)

@@ -65,7 +65,7 @@ def test_lookup_finds_the_epochs_latest_checkpoint(dense_archive, monkeypatch, w
                     assert got[3] == want["book"]
                     checked += 1
     assert checked >= 40
-    n_cp = ar.sql("SELECT count(*) FROM raw_checkpoints").item()
+    n_cp = ar.sql("SELECT count(*) FROM raw_checkpoints").collect().item()
     assert n_cp > 4 * 2 * 2, "the fixture must have several checkpoints per epoch"
 
 
