@@ -385,7 +385,8 @@ def _report(archive: Path, work: Path) -> bool:
                     "(SELECT count(*) FROM book) AS book_rows, "
                     "(SELECT count(*) FROM trades) AS trades, "
                     "(SELECT count(DISTINCT product_id) FROM futures_book) AS futures, "
-                    "(SELECT count(*) FROM epochs) AS epochs, (SELECT count(*) FROM gaps) AS gaps").collect()
+                    "(SELECT count(*) FROM epochs) AS epochs, "
+                    "(SELECT count(*) FROM gaps) AS gaps").collect()
     _print_frame(counts)
     gaps = ar.sql("SELECT cause, count(*) AS gaps, count(*) FILTER (WHERE end_ns IS NOT NULL) "
                   "AS closed, string_agg(DISTINCT healed_by, ', ') AS healed_by FROM gaps "

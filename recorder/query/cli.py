@@ -157,9 +157,9 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | 
         t = to_ns(at) if anchored is None else 0
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--at'") from None
-    chosen = cast(Channel, channel or ("futures_book" if is_futures_symbol(symbol)
+    chosen = cast("Channel", channel or ("futures_book" if is_futures_symbol(symbol)
                                         else "level3"))
-    when = cast(Clock, clock)
+    when = cast("Clock", clock)
     ar = _open(archive)
     try:
         with ar:
