@@ -558,3 +558,15 @@ class ArchiveStore:
         fh, self._lock_fh = self._lock_fh, None
         if fh is not None:
             fh.close()
+
+
+def __getattr__(name: str) -> type[ArchiveStore]:
+    """``Archive``, this class's former name, still imports (with a DeprecationWarning):
+    ``recorder.Archive`` is the one public class of that name (the read-only query API)."""
+    if name == "Archive":
+        import warnings
+
+        warnings.warn("recorder.archive.store.Archive is now ArchiveStore (recorder.Archive is "
+                      "the query API)", DeprecationWarning, stacklevel=2)
+        return ArchiveStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
