@@ -1,4 +1,4 @@
-"""Archive suite: ``recorder ingest`` end to end on a pre-generated sim stream, and sizes.
+"""ArchiveStore suite: ``recorder ingest`` end to end on a pre-generated sim stream, and sizes.
 
 The stream (``recorder sim --record``, 1M frames, 8 pairs, seed 7; quick: 100k) is generated
 once into ``.bench/cache/`` (gitignored). Figures: ingest messages/s end to end (conversion to
@@ -115,7 +115,7 @@ def _stage_floor(src: Path, work: Path) -> Figure:
 
 
 def run_archive(quick: bool = False) -> list[Figure]:
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
     from recorder.ingest import ingest
 
     messages = 100_000 if quick else 1_000_000
@@ -136,7 +136,7 @@ def run_archive(quick: bool = False) -> list[Figure]:
     def sizes_rows() -> tuple[dict[str, int], dict[str, int]]:
         sizes: dict[str, int] = {}
         rows: dict[str, int] = {}
-        for f in Archive(work / "a").state.files:
+        for f in ArchiveStore(work / "a").state.files:
             sizes[f.dataset] = sizes.get(f.dataset, 0) + f.bytes
             rows[f.dataset] = rows.get(f.dataset, 0) + f.rows
         return sizes, rows

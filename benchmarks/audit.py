@@ -27,10 +27,10 @@ T0 = 1_735_689_600_000_000_000  # 2025-01-01
 
 
 def _build(root: Path, days: int, symbols: int) -> dict[str, int]:
-    from recorder.archive.store import Archive, PartitionWriter
+    from recorder.archive.store import ArchiveStore, PartitionWriter
 
     rng = random.Random(7)
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     writer = PartitionWriter(archive.root, archive.schemas)
     syms = [f"S{i:02d}/USD" for i in range(symbols)]
     idle = syms[-1]

@@ -291,13 +291,13 @@ def _ohlc(root: Path, repeats: int) -> tuple[float, dict]:
     want = ar.sql("SELECT count(*) AS trades, sum(qty) AS volume, "
                   "count(DISTINCT symbol) AS pairs, "
                   "count(DISTINCT (symbol, ts_ns - ts_ns % 60000000000)) AS bars "
-                  "FROM trades_unique").row(0, named=True)
+                  "FROM trades_unique").collect().row(0, named=True)
     query = "SELECT * FROM ohlc_from_trades(every := INTERVAL 1 MINUTE)"
-    ar.sql(query)  # open files, plan once
+    ar.sql(query).collect()  # open files, plan once
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        bars = ar.sql(query)
+        bars = ar.sql(query).collect()
         times.append(time.perf_counter() - t0)
         got = {"trades": bars["trades"].sum(), "volume": bars["volume"].sum(),
                "pairs": bars["symbol"].n_unique(), "bars": bars.height}

@@ -48,6 +48,8 @@ check_install() {
   pkg=$("$VENV/bin/python" -c 'import pathlib, recorder; print(pathlib.Path(recorder.__file__).parent)')
   case "$pkg" in "$VENV"/*) ;; *) echo "recorder imported from $pkg, not from $VENV"; return 1;; esac
   if [ -n "$(find "$pkg/_resources" -type l)" ]; then echo "symlinks installed under $pkg/_resources"; return 1; fi
+  # PEP 561: type checkers read the installed package's annotations
+  if [ ! -f "$pkg/py.typed" ]; then echo "no py.typed in the installed package $pkg"; return 1; fi
   local want have
   want=$(cd "$SRC" && { ls schemas/*.toml; ls queries/*.sql queries/*/*.sql; } | sort)
   have=$(cd "$pkg/_resources" && find . -type f | sed 's|^\./||' | sort)

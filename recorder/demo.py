@@ -43,6 +43,7 @@ from typing import Any, Final
 import click
 
 from recorder.capture.sim_config import render_toml, sim_settings
+from recorder.errors import RecorderError
 
 __all__ = ["DemoError", "demo_command", "fault_schedule", "write_config"]
 
@@ -55,7 +56,7 @@ _DRAIN_S: Final = 30.0
 _PY: Final = sys.executable
 
 
-class DemoError(RuntimeError):
+class DemoError(RecorderError, RuntimeError):
     """The demo could not run (simulator or recorder failed to start or died)."""
 
 
@@ -322,12 +323,12 @@ def _busiest_book(ar: Any) -> tuple[str, Any] | None:
     """(symbol, BookAt) of the pair with most level3 rows, at a time inside its longest
     epoch (receive clock), or None when nothing was recorded."""
     busiest = ar.sql("SELECT symbol, count(*) AS n FROM level3 GROUP BY symbol "
-                     "ORDER BY n DESC, symbol LIMIT 1")
+                     "ORDER BY n DESC, symbol LIMIT 1").collect()
     if busiest.height == 0:
         return None
     sym = busiest["symbol"][0]
     ep = ar.sql("SELECT start_ns, end_ns FROM epochs WHERE channel = 'level3' AND symbol = ? "
-                "ORDER BY end_ns - start_ns DESC LIMIT 1", [sym])
+                "ORDER BY end_ns - start_ns DESC LIMIT 1", [sym]).collect()
     if ep.height == 0:
         return None
     start, end = int(ep["start_ns"][0]), int(ep["end_ns"][0])
@@ -384,11 +385,12 @@ def _report(archive: Path, work: Path) -> bool:
                     "(SELECT count(*) FROM book) AS book_rows, "
                     "(SELECT count(*) FROM trades) AS trades, "
                     "(SELECT count(DISTINCT product_id) FROM futures_book) AS futures, "
-                    "(SELECT count(*) FROM epochs) AS epochs, (SELECT count(*) FROM gaps) AS gaps")
+                    "(SELECT count(*) FROM epochs) AS epochs, "
+                    "(SELECT count(*) FROM gaps) AS gaps").collect()
     _print_frame(counts)
     gaps = ar.sql("SELECT cause, count(*) AS gaps, count(*) FILTER (WHERE end_ns IS NOT NULL) "
                   "AS closed, string_agg(DISTINCT healed_by, ', ') AS healed_by FROM gaps "
-                  "GROUP BY cause ORDER BY gaps DESC")
+                  "GROUP BY cause ORDER BY gaps DESC").collect()
     click.echo("gaps recorded (every fault and every stop leaves one, with its cause):")
     _print_frame(gaps)
 
@@ -416,7 +418,7 @@ def _report(archive: Path, work: Path) -> bool:
     _section("SQL (recorder.Archive(DIR).sql / recorder query --archive DIR)")
     sym = found[0] if found else "BTC/USD"
     click.echo(_SQL.replace("?", f"'{sym}'"))
-    _print_frame(ar.sql(_SQL, [sym]))
+    _print_frame(ar.sql(_SQL, [sym]).collect())
     ar.close()
 
     _section("where things are")

@@ -18,7 +18,7 @@ import click
 import msgspec
 import pyarrow.parquet as pq
 
-from recorder.archive.store import Archive, ArchiveFormatError
+from recorder.archive.store import ArchiveStore, ArchiveFormatError
 from recorder.protocol.symbols import is_futures_symbol
 from recorder.query.timeparse import ns_to_iso
 from recorder.roots import ArchiveRootError, archive_roots
@@ -31,7 +31,7 @@ _MANIFEST_SYMBOL_LIMIT = 1000
 _SHOWN = 40
 
 
-def reject_counts(archive: Archive) -> tuple[dict[str, int], dict[str, int]]:
+def reject_counts(archive: ArchiveStore) -> tuple[dict[str, int], dict[str, int]]:
     """(rejects by reason, flags by reason) of an archive root's ``rejects`` dataset. A file
     that cannot be read is left out (``recorder verify`` reports it)."""
     rejects: dict[str, int] = defaultdict(int)
@@ -47,7 +47,7 @@ def reject_counts(archive: Archive) -> tuple[dict[str, int], dict[str, int]]:
     return dict(sorted(rejects.items())), dict(sorted(flags.items()))
 
 
-def _symbols(archive: Archive) -> tuple[list[str], list[str]]:
+def _symbols(archive: ArchiveStore) -> tuple[list[str], list[str]]:
     """(spot symbols, futures product ids) with data in an archive root (instrument listings,
     gaps, liveness and rejects do not count)."""
     spot: set[str] = set()
@@ -71,7 +71,7 @@ def _symbols(archive: Archive) -> tuple[list[str], list[str]]:
 
 def root_info(root: Path) -> dict[str, Any]:
     """What one archive root holds (see module docstring)."""
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     datasets: dict[str, dict[str, Any]] = {}
     for f in archive.state.files:
         d = datasets.setdefault(f.dataset, {"files": 0, "rows": 0, "bytes": 0,

@@ -45,6 +45,7 @@ import zstandard
 from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
 from recorder.archive.session import Deriver
 from recorder.archive.store import ArchiveBusyError
+from recorder.errors import RecorderError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
 from recorder.pipeline.state import StateError
@@ -77,7 +78,7 @@ _SIM_FRAME: Final = msgspec.json.Decoder(_SimFrame)
 _SIM_STREAMS: Final = frozenset({"spot", "l3", "futures"})
 
 
-class IngestError(Exception):
+class IngestError(RecorderError):
     """An input could not be read at all (missing, unreadable, unknown format)."""
 
 

@@ -14,13 +14,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
+from recorder.errors import RecorderError
+
 __all__ = ["RESOURCE_KINDS", "ResourceError", "resource_dir", "schema_dir", "queries_dir"]
 
 #: Top-level folders of the repository that the package ships (``recorder/_resources/<kind>``).
 RESOURCE_KINDS: Final = ("schemas", "queries")
 
 
-class ResourceError(RuntimeError):
+class ResourceError(RecorderError, RuntimeError):
     """The package's data files cannot be reached as files (e.g. imported from a zip)."""
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final, TypeAlias
 
+from recorder.errors import RecorderError
+
 __all__ = [
     "MANIFEST_DIR",
     "ArchiveRootError",
@@ -37,7 +39,7 @@ MANIFEST_DIR: Final = "_manifest"
 PathSpec: TypeAlias = "str | os.PathLike[str] | Iterable[str | os.PathLike[str]]"
 
 
-class ArchiveRootError(ValueError):
+class ArchiveRootError(RecorderError, ValueError):
     """The path does not lead to any archive root (missing, not a directory, a symlink loop,
     unreadable, or a directory with no root in it or directly below it)."""
 

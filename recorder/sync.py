@@ -58,6 +58,7 @@ import click
 import msgspec
 
 from recorder.archive.store import ArchiveState
+from recorder.errors import RecorderError
 from recorder.roots import ArchiveRootError, archive_roots, is_archive_root
 
 __all__ = [
@@ -86,7 +87,7 @@ CHUNK: Final = 8 * 1024 * 1024
 ATTEMPTS: Final = 5
 
 
-class SyncError(RuntimeError):
+class SyncError(RecorderError, RuntimeError):
     """The sync could not complete; the remote manifest was left as it was (rerun to resume)."""
 
 

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from recorder.archive.health import FileHealth, repair_hint
 from recorder.archive.layout import DAY_NS, day_of
 from recorder.roots import ArchiveRootError, archive_roots
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.book.checkpoint import decode_checkpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
@@ -54,7 +54,7 @@ from recorder.verify_core import verify_channel_core
 __all__ = ["verify_archive", "verify_command"]
 
 
-def _read(archive: Archive, dataset: str, columns: list[str],
+def _read(archive: ArchiveStore, dataset: str, columns: list[str],
           skip: frozenset[Path] = frozenset()) -> pa.Table | None:
     files = [f for f in archive.files(dataset) if f not in skip]
     if not files:
@@ -87,7 +87,7 @@ def verify_archive(root: Path, progress: Callable[[int], None] | None = None,
     same report."""
     if engine not in ("core", "python"):
         raise ValueError(f"unknown verify engine {engine!r}")
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     report: dict[str, Any] = {
         "messages_checked": 0, "verified": 0, "failed": 0, "recorded_mismatches": 0,
         "checkpoints_checked": 0, "checkpoints_failed": 0, "files_checked": 0,
@@ -259,7 +259,7 @@ _COUNTS = ("messages_checked", "verified", "failed", "recorded_mismatches",
 
 def replay_rows(paths: Any) -> int:
     """The book and level3 rows :func:`verify_roots` replays (a progress bar's total)."""
-    return sum(f.rows for r in archive_roots(paths) for f in Archive(r).state.files
+    return sum(f.rows for r in archive_roots(paths) for f in ArchiveStore(r).state.files
                if f.dataset in ("book", "level3"))
 
 

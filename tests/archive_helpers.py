@@ -61,10 +61,10 @@ def row_counts(root: Path, dataset: str) -> Counter:
     """Every row of ``dataset`` in the archive's listed files (sorted items), with its count."""
     import pyarrow.parquet as pq
 
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
 
     out: Counter = Counter()
-    for f in Archive(root).files(dataset):
+    for f in ArchiveStore(root).files(dataset):
         for r in pq.read_table(f).to_pylist():
             out[tuple(sorted(r.items()))] += 1
     return out

@@ -15,7 +15,7 @@ import pytest
 
 from recorder.archive.journal import list_segments, read_segment
 from recorder.archive.session import ArchiveSession
-from recorder.archive.store import Archive, ArchiveWriteError
+from recorder.archive.store import ArchiveStore, ArchiveWriteError
 from tests.archive_helpers import trade_frame
 
 CHILD = r"""
@@ -65,7 +65,7 @@ def test_kill9_at_random_moments_exactly_once(tmp_path):
     assert kills >= 20
     # a last, clean run recovers everything the journal holds
     subprocess.run([sys.executable, str(script), "50"], check=True, capture_output=True)
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     trades = []
     for f in list((root / "data").rglob("*.parquet")):
         table = pq.read_table(f)  # every file opens
@@ -101,14 +101,14 @@ def test_disk_full_during_commit_is_clear_and_recoverable(tmp_path):
     for i in range(100):
         s.write(trade_frame(next(clock), 1000 + i))
     s.deriver.commit()
-    committed = Archive(root).state.commit
+    committed = ArchiveStore(root).state.commit
     for i in range(100, 200):
         s.write(trade_frame(next(clock), 1000 + i))
     full["on"] = True
     with pytest.raises(ArchiveWriteError) as exc:
         s.deriver.commit()
     assert exc.value.errno == errno.ENOSPC and "No space" in str(exc.value)
-    assert Archive(root).state.commit == committed  # nothing half-committed
+    assert ArchiveStore(root).state.commit == committed  # nothing half-committed
     assert not list(root.rglob(".tmp-*"))
     for f in (root / "data").rglob("*.parquet"):
         pq.read_table(f)  # nothing corrupt
@@ -117,6 +117,6 @@ def test_disk_full_during_commit_is_clear_and_recoverable(tmp_path):
         s.write(trade_frame(next(clock), 1000 + i))
     s.close()
     ids = []
-    for f in Archive(root).files("trades"):
+    for f in ArchiveStore(root).files("trades"):
         ids += pq.read_table(f, columns=["trade_id"]).column("trade_id").to_pylist()
     assert sorted(ids) == list(range(1000, 1250))

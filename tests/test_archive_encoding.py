@@ -15,7 +15,7 @@ import pytest
 
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.schema import SchemaError, load_schemas
-from recorder.archive.store import Archive, choose_encodings, parquet_encodings
+from recorder.archive.store import ArchiveStore, choose_encodings, parquet_encodings
 from recorder.ingest import ingest
 from tests.archive_helpers import make_sim_record
 
@@ -66,7 +66,7 @@ def test_rolling_files_follow_the_schema_hints(pair):
     assert kwargs["column_encoding"]["ts_ns"] == "PLAIN"
     assert kwargs["column_encoding"]["order_id"] == "DELTA_LENGTH_BYTE_ARRAY"
     assert "symbol" in kwargs["use_dictionary"]
-    files = Archive(rolling).files("level3")
+    files = ArchiveStore(rolling).files("level3")
     assert files
     for f in files:
         enc = _encodings(f)
@@ -99,8 +99,8 @@ def test_compacted_files_are_smaller_and_read_back_exactly(pair):
     rolling, compacted = pair
     spark_free = ("level3", "book", "trades")
     for ds in spark_free:
-        before = Archive(rolling).files(ds)
-        after = Archive(compacted).files(ds)
+        before = ArchiveStore(rolling).files(ds)
+        after = ArchiveStore(compacted).files(ds)
         assert len(after) == 1 and after[0].name.startswith("compact-")
         want = pa.concat_tables([pq.read_table(f) for f in before])
         want_rows = sorted(map(repr, want.cast(pa.schema(
@@ -122,7 +122,7 @@ def test_compacted_files_are_smaller_and_read_back_exactly(pair):
 
 def test_compacted_files_use_the_measured_encodings(pair):
     _, compacted = pair
-    path = Archive(compacted).files("level3")[0]
+    path = ArchiveStore(compacted).files("level3")[0]
     table = pq.read_table(path)
     chosen = choose_encodings(table, compression_level=15)
     enc = _encodings(path)
@@ -146,7 +146,7 @@ def test_spark_reads_compacted_files_exactly(pair):
              .getOrCreate())
     try:
         for ds in ("level3", "book", "trades", "checkpoints"):
-            path = Archive(compacted).files(ds)[0]
+            path = ArchiveStore(compacted).files(ds)[0]
             table = pq.read_table(path)
             df = spark.read.parquet(str(path))
             for name in ("recv_ns", "ts_ns", "price", "qty", "checksum", "trade_id"):

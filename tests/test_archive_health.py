@@ -15,7 +15,7 @@ from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem, c
 from recorder.archive.journal import read_segment
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.repair import repair_root
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.audit.load import unreadable_gap_rows
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
@@ -32,7 +32,7 @@ def rolled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _datasets(root: Path) -> list[str]:
-    return sorted({f.dataset for f in Archive(root).state.files})
+    return sorted({f.dataset for f in ArchiveStore(root).state.files})
 
 
 # ---------------------------------------------------------------------------- checks
@@ -42,7 +42,7 @@ def _datasets(root: Path) -> list[str]:
 def test_cheap_and_deep_checks_find_each_kind_of_damage(rolled: Path, tmp_path: Path,
                                                         how: str) -> None:
     root = copy_archive(rolled, tmp_path / "a")
-    entry = next(f for f in Archive(root).state.files if f.dataset == "level3")
+    entry = next(f for f in ArchiveStore(root).state.files if f.dataset == "level3")
     path = root / entry.file
     assert check_file(path, entry) is None and check_file(path, entry, deep=True) is None
     damage(path, how)
@@ -54,7 +54,7 @@ def test_cheap_and_deep_checks_find_each_kind_of_damage(rolled: Path, tmp_path: 
 
 
 def test_a_row_count_other_than_the_manifests_is_a_problem(rolled: Path) -> None:
-    entry = next(f for f in Archive(rolled).state.files if f.dataset == "trades")
+    entry = next(f for f in ArchiveStore(rolled).state.files if f.dataset == "trades")
     wrong = type(entry)(**{**{k: getattr(entry, k) for k in entry.__struct_fields__},
                            "rows": entry.rows + 1})
     reason = check_file(rolled / entry.file, wrong)
@@ -65,7 +65,7 @@ def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
         rolled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     root = copy_archive(rolled, tmp_path / "a")
-    entry = next(f for f in Archive(root).state.files if f.dataset == "book")
+    entry = next(f for f in ArchiveStore(root).state.files if f.dataset == "book")
     opened: list[Path] = []
     real = pq.ParquetFile
 
@@ -92,7 +92,7 @@ def test_verdicts_are_cached_until_the_file_changes_and_warned_once(
 
 def test_commit_replaces_an_entry_in_its_place(rolled: Path, tmp_path: Path) -> None:
     root = copy_archive(rolled, tmp_path / "a")
-    ar = Archive(root)
+    ar = ArchiveStore(root)
     ar.lock()
     try:
         files = list(ar.state.files)
@@ -101,7 +101,7 @@ def test_commit_replaces_an_entry_in_its_place(rolled: Path, tmp_path: Path) -> 
                               "file": middle.file + ".x"})
         ar.commit([], pipeline=None, journal=ar.state.journal, segments=ar.state.segments,
                   replaced={middle.file: new})
-        assert [f.file for f in Archive(root).state.files] == [
+        assert [f.file for f in ArchiveStore(root).state.files] == [
             new.file if f.file == middle.file else f.file for f in files]
     finally:
         ar.unlock()
@@ -150,7 +150,7 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     root = copy_archive(rolled, tmp_path / "a")
     datasets = _datasets(root)
     before = {d: row_counts(root, d) for d in datasets}
-    files = Archive(root).state.files
+    files = ArchiveStore(root).state.files
     targets = []
     for i, d in enumerate(datasets):  # a middle file and the last file of each dataset
         of = [f for f in files if f.dataset == d]
@@ -162,7 +162,7 @@ def test_repair_restores_rolling_files_of_an_ingested_archive(rolled: Path,
     assert report.journal == []
     for d in datasets:
         assert row_counts(root, d) == before[d], d
-    assert [(f.dataset, f.date, f.rows) for f in Archive(root).state.files] == [
+    assert [(f.dataset, f.date, f.rows) for f in ArchiveStore(root).state.files] == [
         (f.dataset, f.date, f.rows) for f in files]
     rep = verify_archive(root)
     assert rep["files_failed"] == 0 and rep["failed"] == 0
@@ -185,8 +185,8 @@ def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
     monkeypatch.setattr(repair, "progress_bar",
                         lambda *a, **k: progress_bar(*a, **k, stream=screen))
     root = copy_archive(rolled, tmp_path / "a")
-    records = sum(Archive(root).state.journal.values())
-    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+    records = sum(ArchiveStore(root).state.journal.values())
+    damage(root / next(f.file for f in ArchiveStore(root).state.files if f.dataset == "trades"),
            "truncate")
     assert repair_root(root, show_progress=True).unrepaired == []
     text = screen.getvalue()
@@ -194,7 +194,7 @@ def test_repair_shows_its_progress_on_a_terminal(rolled: Path, tmp_path: Path,
     quiet = Terminal()
     monkeypatch.setattr(repair, "progress_bar",
                         lambda *a, **k: progress_bar(*a, **k, stream=quiet))
-    damage(root / next(f.file for f in Archive(root).state.files if f.dataset == "trades"),
+    damage(root / next(f.file for f in ArchiveStore(root).state.files if f.dataset == "trades"),
            "truncate")
     assert repair_root(root, show_progress=False).unrepaired == []
     assert quiet.getvalue() == ""
@@ -210,7 +210,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     ingest([a], root, roll_rows=1000)
     ingest([b], root, roll_rows=1000)
     pristine = copy_archive(root, tmp_path / "pristine")
-    files = Archive(root).state.files
+    files = ArchiveStore(root).state.files
     targets = [next(f for f in files if f.dataset == d).file for d in _datasets(root)]
     for rel in targets:
         damage(root / rel, "truncate")
@@ -223,7 +223,7 @@ def test_repair_never_writes_rows_it_cannot_reproduce(tmp_path: Path) -> None:
     for r in report.repaired:
         got = pq.read_table(root / r.new_file).to_pylist()
         assert got == pq.read_table(pristine / r.file).to_pylist(), r.file  # rows and order
-    live = {f.file for f in Archive(root).state.files}
+    live = {f.file for f in ArchiveStore(root).state.files}
     assert set(unrepaired) <= live  # left in place, still reported by readers and verify
     assert verify_archive(root)["files_failed"] == len(unrepaired)
 
@@ -232,12 +232,12 @@ def test_compaction_leaves_a_day_with_a_damaged_file_alone(rolled: Path, tmp_pat
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     root = copy_archive(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "truncate")
     with caplog.at_level(logging.WARNING, logger="recorder.archive.maintenance"):
         report = compact_archive(root, include_latest_day=True)
     assert report.skipped_damaged == 1 and report.partitions > 0
-    assert victim.file in [f.file for f in Archive(root).state.files]
+    assert victim.file in [f.file for f in ArchiveStore(root).state.files]
     assert any("recorder repair --archive" in r.getMessage() for r in caplog.records)
     assert repair_root(root).unrepaired == []  # compacted days around it do not matter
 
@@ -247,15 +247,15 @@ def test_a_failed_swap_leaves_the_archive_as_it_was(rolled: Path, tmp_path: Path
     """The replacement files are written before the one manifest commit; when that commit
     fails, they are removed and the manifest, the damaged file and the disk are unchanged."""
     root = copy_archive(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "level3")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "level3")
     damage(root / victim.file, "footer")
     manifest = (root / "_manifest" / "current.json").read_bytes()
     on_disk = sorted(p.name for p in (root / "data").rglob("*"))
 
-    def refuse(self: Archive, *a: object, **k: object) -> None:
+    def refuse(self: ArchiveStore, *a: object, **k: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Archive, "commit", refuse)
+    monkeypatch.setattr(ArchiveStore, "commit", refuse)
     with pytest.raises(OSError):
         repair_root(root)
     assert (root / "_manifest" / "current.json").read_bytes() == manifest
@@ -271,7 +271,7 @@ def test_a_query_error_of_the_users_own_is_raised_without_decoding_files(
     from recorder.query.api import Archive as Query
 
     root = copy_archive(rolled, tmp_path / "a")
-    victim = next(f for f in Archive(root).state.files if f.dataset == "trades")
+    victim = next(f for f in ArchiveStore(root).state.files if f.dataset == "trades")
     damage(root / victim.file, "page")  # only a full decode would find it
     with Query(root) as ar:
         with pytest.raises(duckdb.ParserException):
@@ -302,7 +302,7 @@ def test_frames_a_disk_full_moved_to_the_next_segment_are_not_journal_damage(
         s.write(trade_frame(next(clock), 1000 + i))
         s.journal.segment_max_bytes = 256 * 2**20
     s.close()
-    st = Archive(root).state
+    st = ArchiveStore(root).state
     first = st.segments[0]
     assert sum(1 for _ in read_segment(root / "journal" / first)) < st.journal[first]
     before = row_counts(root, "trades")

@@ -178,10 +178,10 @@ def test_bounded_reader_keeps_data_after_frame_end_torn(tmp_path):
 def _trade_ids(root):
     import pyarrow.parquet as pq
 
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
 
     ids = []
-    for f in Archive(root).files("trades"):
+    for f in ArchiveStore(root).files("trades"):
         ids += pq.read_table(f, columns=["trade_id"]).column("trade_id").to_pylist()
     return sorted(ids)
 

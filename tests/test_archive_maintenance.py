@@ -16,7 +16,7 @@ import pytest
 from recorder.archive.layout import DAY_NS
 from recorder.archive.maintenance import RetentionPolicy, apply_retention, compact_archive
 from recorder.archive.session import Deriver
-from recorder.archive.store import Archive, ArchiveBusyError
+from recorder.archive.store import ArchiveStore, ArchiveBusyError
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
 from tests.archive_helpers import copy_archive, make_sim_record, rolled_sim_archive, row_counts
@@ -31,7 +31,7 @@ def rolled(tmp_path_factory):
 
 
 def _all_listed_files_open(root: Path) -> None:
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     for f in archive.state.files:
         assert pq.ParquetFile(root / f.file).metadata.num_rows == f.rows
     on_disk = {str(p.relative_to(root)) for p in (root / "data").rglob("*.parquet")}
@@ -42,10 +42,10 @@ def test_compaction_merges_sorts_and_keeps_every_row(rolled, tmp_path):
     root = copy_archive(rolled, tmp_path / "a")
     before = {ds: row_counts(root, ds) for ds in DATASETS}
     report_before = verify_archive(root)
-    n_files = len(Archive(root).state.files)
+    n_files = len(ArchiveStore(root).state.files)
     rep = compact_archive(root, include_latest_day=True)
     assert rep.files_before == n_files and rep.files_after < n_files / 3
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     for ds in DATASETS:
         assert row_counts(root, ds) == before[ds], ds  # same multiset of rows, every value exact
     for ds in ("level3", "book"):
@@ -77,8 +77,8 @@ def test_latest_day_is_left_alone_by_default(rolled, tmp_path):
 
 def test_failure_before_commit_leaves_old_archive(rolled, tmp_path, monkeypatch):
     root = copy_archive(rolled, tmp_path / "a")
-    before = Archive(root).state.files
-    archive = Archive(root)
+    before = ArchiveStore(root).state.files
+    archive = ArchiveStore(root)
     archive.lock()
 
     def boom(*a, **k):
@@ -88,7 +88,7 @@ def test_failure_before_commit_leaves_old_archive(rolled, tmp_path, monkeypatch)
     with pytest.raises(OSError):
         compact_archive(archive, include_latest_day=True)
     archive.unlock()
-    assert Archive(root).state.files == before
+    assert ArchiveStore(root).state.files == before
     _all_listed_files_open(root)
     assert not list((root / "data").rglob("compact-*"))
 
@@ -121,7 +121,7 @@ def test_kill9_mid_compaction_leaves_consistent_archive(rolled, tmp_path):
         compact_archive(root, include_latest_day=True)  # recovers orphans, finishes
         for ds, rows in expected.items():
             assert row_counts(root, ds) == rows
-        assert len(list((root / "data").rglob("*.parquet"))) == len(Archive(root).state.files)
+        assert len(list((root / "data").rglob("*.parquet"))) == len(ArchiveStore(root).state.files)
 
 
 def test_lock_excludes_a_second_writer(rolled, tmp_path):
@@ -135,7 +135,7 @@ def test_lock_excludes_a_second_writer(rolled, tmp_path):
 
 def test_retention_parquet_by_age_and_size(rolled, tmp_path):
     root = copy_archive(rolled, tmp_path / "a")
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     day = archive.state.files[0].date
     import calendar
 
@@ -147,16 +147,16 @@ def test_retention_parquet_by_age_and_size(rolled, tmp_path):
     journal_before = sorted(p.name for p in (root / "journal").rglob("*.kjz"))
     rep = apply_retention(root, RetentionPolicy(parquet_max_age_days=2),
                           now_ns=day_ns + 4 * DAY_NS)
-    assert rep.parquet_files > 0 and Archive(root).state.files == []
+    assert rep.parquet_files > 0 and ArchiveStore(root).state.files == []
     assert not list((root / "data").rglob("*.parquet"))
     # the journal is independent: untouched
     assert sorted(p.name for p in (root / "journal").rglob("*.kjz")) == journal_before
     root2 = copy_archive(rolled, tmp_path / "b")
-    total = sum(f.bytes for f in Archive(root2).state.files)
+    total = sum(f.bytes for f in ArchiveStore(root2).state.files)
     rep = apply_retention(root2, RetentionPolicy(parquet_max_bytes=total + 1))
     assert rep.parquet_files == 0
     rep = apply_retention(root2, RetentionPolicy(parquet_max_bytes=total - 1))
-    assert rep.parquet_files == len(Archive(rolled).state.files)  # one day: all of it
+    assert rep.parquet_files == len(ArchiveStore(rolled).state.files)  # one day: all of it
 
 
 def test_retention_journal_keeps_underived_and_does_not_rederive(tmp_path):
@@ -165,16 +165,16 @@ def test_retention_journal_keeps_underived_and_does_not_rederive(tmp_path):
             for i in range(3)]
     for s in srcs:
         ingest([s], root)
-    segs = Archive(root).state.segments
+    segs = ArchiveStore(root).state.segments
     assert len(segs) == 3
     rep = apply_retention(root, RetentionPolicy(journal_max_bytes=0))
     assert rep.journal_segments == 2  # never the last one in derivation order
     assert [s for s in segs if (root / "journal" / s).exists()] == segs[-1:]
-    files = Archive(root).state.files
+    files = ArchiveStore(root).state.files
     d = Deriver(root)
     assert d.catch_up() == 0  # positions kept: nothing re-derived
     d.release()
-    assert Archive(root).state.files == files
+    assert ArchiveStore(root).state.files == files
     assert verify_archive(root)["failed"] == 0
 
 
@@ -182,7 +182,7 @@ def test_compaction_uses_each_schemas_row_group_size(rolled, tmp_path):
     """A dataset read a few rows at a time keeps small row groups after compaction (the
     schema's ``compact_row_group_rows``); the others get the large default."""
     root = copy_archive(rolled, tmp_path / "a")
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     assert archive.schemas["checkpoints"].compact_row_group_rows == 64
     assert archive.schemas["trades"].compact_row_group_rows is None
     # this small archive has a handful of checkpoints: 2-row groups make the rule visible
@@ -193,7 +193,7 @@ def test_compaction_uses_each_schemas_row_group_size(rolled, tmp_path):
         compact_archive(archive, include_latest_day=True)
     finally:
         archive.unlock()
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     (cp,) = archive.files("checkpoints")
     meta = pq.ParquetFile(cp).metadata
     assert meta.num_rows > 2

@@ -22,7 +22,7 @@ import pytest
 from recorder.archive.journal import JournalWriter, read_segment
 from recorder.archive.maintenance import compact_archive
 from recorder.archive.repair import repair_root
-from recorder.archive.store import Archive as Store
+from recorder.archive.store import ArchiveStore as Store
 from recorder.archive.store import FileEntry
 from recorder.query.api import Archive
 from recorder.query.books import BookEvent, ReplayGap
@@ -105,16 +105,16 @@ def test_a_damaged_file_of_each_dataset_is_left_out_and_repair_restores_its_rows
         for d in datasets:
             root, f, _ = damaged[d]
             lost = pq.read_table(demo_archive / root.name / f.file)
-            got = ar.sql(f"SELECT * FROM raw_{d}").to_arrow()
+            got = ar.sql(f"SELECT * FROM raw_{d}").collect().to_arrow()
             assert same_rows(got, minus(before[d], lost)), d
-            assert ar.sql(f"SELECT count(*) AS n FROM {d}").item() == got.num_rows, d
+            assert ar.sql(f"SELECT count(*) AS n FROM {d}").collect().item() == got.num_rows, d
         bad = {(Path(p.root).name, p.file) for p in ar.unreadable()}
         assert bad == {(root.name, f.file) for root, f, _ in damaged.values()}
         # the helpers answer too (from what is left)
         trades_left = before["trades"].num_rows - damaged["trades"][1].rows
-        assert (ar.ohlc("10 seconds").height > 0) == (trades_left > 0)
-        assert (ar.trades().height > 0) == (trades_left > 0)
-        assert ar.gaps().height > 0 and ar.epochs().height > 0
+        assert (ar.ohlc("10s").collect().height > 0) == (trades_left > 0)
+        assert (ar.trades().collect().height > 0) == (trades_left > 0)
+        assert ar.gaps().collect().height > 0 and ar.epochs().collect().height > 0
 
     # the command line: no traceback, the file and the fix named on stderr
     trades_root, trades_file, _ = damaged["trades"]
@@ -172,7 +172,7 @@ def test_damage_inside_a_data_page_is_found_when_a_read_fails(demo_archive: Path
     damage(root / f.file, "page")
     with Archive(archive) as ar:
         assert ar.unreadable() == []  # not visible to the cheap check
-        got = ar.sql("SELECT * FROM book")
+        got = ar.sql("SELECT * FROM book").collect()
         assert got.height == before.num_rows - f.rows
         assert [p.file for p in ar.unreadable()] == [f.file]
         middle = pq.read_table(demo_archive / root.name / f.file).slice(f.rows // 2, 1)

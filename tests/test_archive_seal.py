@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.archive.store import Archive, ArchiveWriteError, PartitionWriter
+from recorder.archive.store import ArchiveStore, ArchiveWriteError, PartitionWriter
 from tests.archive_helpers import T0
 
 _DAY = 86_400 * 10**9
@@ -31,7 +31,7 @@ def _fill(w: PartitionWriter) -> None:
 
 
 def test_seal_writes_every_file_in_order(tmp_path: Path) -> None:
-    a = Archive(tmp_path)
+    a = ArchiveStore(tmp_path)
     w = PartitionWriter(tmp_path, a.schemas)
     _fill(w)
     entries = w.seal(1)
@@ -56,7 +56,7 @@ def test_one_failing_file_removes_all_and_keeps_the_buffers(tmp_path: Path,
             raise OSError(errno.ENOSPC, "No space left on device")
         return pq.write_table(table, where, **kw)
 
-    a = Archive(tmp_path)
+    a = ArchiveStore(tmp_path)
     w = PartitionWriter(tmp_path, a.schemas, write_table=write_table)
     _fill(w)
     with pytest.raises(ArchiveWriteError) as exc:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder.archive.schema import load_schemas
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.ingest import ingest
 from tests.archive_helpers import make_sim_record
 
@@ -25,7 +25,7 @@ def archive_root(tmp_path_factory):
 def test_parquet_logical_types_spark_can_read(archive_root):
     """No TIMESTAMP(NANOS) (Spark rejects it), times are plain INT64; the only unsigned types
     are uint32 (Spark: bigint) and uint64 (Spark: decimal(20,0), exact)."""
-    for f in Archive(archive_root).state.files:
+    for f in ArchiveStore(archive_root).state.files:
         schema = pq.ParquetFile(archive_root / f.file).schema_arrow
         for field in schema:
             t = field.type
@@ -54,7 +54,7 @@ def _spark():
 def test_spark_local_mode_reads_every_dataset(archive_root):
     spark = _spark()
     try:
-        archive = Archive(archive_root)
+        archive = ArchiveStore(archive_root)
         for ds in sorted({f.dataset for f in archive.state.files}):
             expected = sum(f.rows for f in archive.state.files if f.dataset == ds)
             df = spark.read.parquet(str(archive_root / "data" / f"dataset={ds}"))

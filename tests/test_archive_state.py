@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from recorder.archive.session import Deriver
-from recorder.archive.store import Archive, ArchiveFormatError
+from recorder.archive.store import ArchiveStore, ArchiveFormatError
 from recorder.ingest import read_input_frames
 from recorder.pipeline import ListSink, Pipeline
 from recorder.pipeline.state import (
@@ -92,7 +92,7 @@ class _Evil:
 
 def test_malicious_state_file_is_rejected_without_executing(tmp_path):
     root = _archive_with_state(tmp_path)
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     rel = archive.state.pipeline
     assert rel.endswith(".state")
     marker = tmp_path / "pwned"

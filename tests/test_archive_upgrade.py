@@ -52,11 +52,11 @@ def test_old_archive_answers_queries_and_books(old_archive: Path) -> None:
     import recorder
 
     archive = recorder.Archive(old_archive)
-    trades = archive.sql("SELECT count(*) AS n FROM trades")["n"][0]
+    trades = archive.sql("SELECT count(*) AS n FROM trades").collect()["n"][0]
     assert trades == EXPECTED["rows"]["trades"]
-    symbol = archive.sql("SELECT symbol FROM book GROUP BY symbol ORDER BY count(*) DESC LIMIT 1")[
+    symbol = archive.sql("SELECT symbol FROM book GROUP BY symbol ORDER BY count(*) DESC LIMIT 1").collect()[
         "symbol"][0]
-    last = archive.sql("SELECT max(recv_ns) AS t FROM book WHERE symbol = $1", [symbol])["t"][0]
+    last = archive.sql("SELECT max(recv_ns) AS t FROM book WHERE symbol = $1", [symbol]).collect()["t"][0]
     book = archive.book_at(symbol, int(last), channel="book", clock="receive")
     assert book.valid and book.checksum_ok is True and book.checksum == book.exchange_checksum
 
@@ -100,12 +100,12 @@ def test_a_nullable_column_added_later_reads_as_null_in_old_files(old_archive: P
     toml.write_text(text)
     with recorder.Archive(old_archive) as v1, recorder.Archive(old_archive, schema_dir=schemas) as v2:
         assert v2.schemas["trades"].version == 2
-        got = v2.sql("SELECT count(*) AS n, count(maker_order_id) AS m FROM raw_trades")
+        got = v2.sql("SELECT count(*) AS n, count(maker_order_id) AS m FROM raw_trades").collect()
         assert got["n"][0] == EXPECTED["rows"]["trades"] > 0 and got["m"][0] == 0
-        old_cols = v1.sql("SELECT * FROM raw_trades ORDER BY symbol, trade_id")
+        old_cols = v1.sql("SELECT * FROM raw_trades ORDER BY symbol, trade_id").collect()
         new_cols = v2.sql("SELECT * EXCLUDE (maker_order_id) FROM raw_trades "
-                          "ORDER BY symbol, trade_id")
+                          "ORDER BY symbol, trade_id").collect()
         assert new_cols.equals(old_cols)
-        frame = v2.scan("trades").collect()
+        frame = v2.scan("trades", raw=True).collect()
         assert frame["maker_order_id"].null_count() == frame.height == EXPECTED["rows"]["trades"]
-        assert frame.drop("maker_order_id").equals(v1.scan("trades").collect())
+        assert frame.drop("maker_order_id").equals(v1.scan("trades", raw=True).collect())

@@ -155,7 +155,7 @@ def test_rejects_are_counted_from_the_rejects_dataset(tmp_path: Path) -> None:
                        faults="malformed:channel=book,rate=0.05")
     with Archive(root) as ar:
         want = ar.sql("SELECT stream, stage, reason, count(*) AS n FROM rejects "
-                      "GROUP BY ALL ORDER BY ALL")
+                      "GROUP BY ALL ORDER BY ALL").collect()
     expected = {(a, b, c): n for a, b, c, n in want.iter_rows()}
     assert expected, "the malformed frames must have been rejected"
     r = build_report(root)

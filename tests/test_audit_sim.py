@@ -114,8 +114,8 @@ def test_live_capture_continuity_and_heal_counts_match_the_archive_and_truth(liv
 
     report = build_report(live.archive)
     with Archive(live.archive) as archive:
-        trades = archive.sql("SELECT symbol, trade_id, source FROM raw_trades")
-        gaps = archive.sql("SELECT channel, symbol, healed_by FROM gaps")
+        trades = archive.sql("SELECT symbol, trade_id, source FROM raw_trades").collect()
+        gaps = archive.sql("SELECT channel, symbol, healed_by FROM gaps").collect()
     have: dict[str, set[int]] = {}
     rest: dict[str, int] = {}
     for sym, tid, src in trades.iter_rows():

@@ -750,11 +750,12 @@ def test_two_shard_hosts_cover_every_pair_once_and_query_as_one(tmp: Path) -> No
               and r["status"] == "online"}
     assert by_host["hosta"] | by_host["hostb"] == online and len(online) == 24
     with recorder.Archive(parent) as archive:  # the union, through the API and SQL
-        got = archive.sql("SELECT DISTINCT symbol FROM level3 ORDER BY symbol")
+        got = archive.sql("SELECT DISTINCT symbol FROM level3 ORDER BY symbol").collect()
         assert set(got["symbol"].to_list()) == online
         for sym in [*sorted(by_host["hosta"])[:2], *sorted(by_host["hostb"])[:2]]:
-            t = archive.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?", [sym])["t"][0]
-            book = archive.book_at(sym, t, clock="receive")
+            t = archive.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?",
+                            [sym]).collect()["t"][0]
+            book = archive.book_at(sym, t, channel="level3", clock="receive")
             assert book.valid and book.frame.height > 0, sym
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.capture.config import load_config
 from recorder.capture.service import Worker, WorkerSpec, failure_text
 from recorder.capture.shards import ConnPlan, WorkerPlan
@@ -54,7 +54,7 @@ def test_a_stop_request_ends_every_task_and_commits_once(tmp_path: Path) -> None
         return worker
 
     worker = asyncio.run(scenario())
-    state = Archive(worker.root).state
+    state = ArchiveStore(worker.root).state
     assert state.commit == 2  # start + final
     assert worker.writer.session is None
 
@@ -70,7 +70,7 @@ def test_a_second_stop_request_abandons_the_final_commit(tmp_path: Path) -> None
         return worker
 
     worker = asyncio.run(scenario())
-    assert Archive(worker.root).state.commit == 1  # only the start commit
+    assert ArchiveStore(worker.root).state.commit == 1  # only the start commit
     from recorder.archive.session import ArchiveSession
 
     session = ArchiveSession(worker.root, host="stop")

@@ -314,9 +314,9 @@ def test_an_unreadable_manifest_is_one_line_for_every_command(inputs, tmp_path):
 
 
 def test_a_busy_archive_is_a_clear_error(inputs, tmp_path):
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
 
-    holder = Archive(tmp_path / "a")
+    holder = ArchiveStore(tmp_path / "a")
     holder.lock()
     try:
         r = run("ingest", inputs["garbage"], "--archive", tmp_path / "a")

@@ -70,7 +70,7 @@ def test_demo_runs_offline_and_the_archive_verifies(tmp_path: Path) -> None:
     from recorder.query.api import Archive
 
     def keys(ar: Archive) -> set[tuple[str, str]]:
-        df = ar.sql("SELECT DISTINCT channel, symbol FROM epochs")
+        df = ar.sql("SELECT DISTINCT channel, symbol FROM epochs").collect()
         return set(zip(df["channel"].to_list(), df["symbol"].to_list()))
 
     per_root = [keys(Archive(r)) for r in roots]
@@ -79,9 +79,9 @@ def test_demo_runs_offline_and_the_archive_verifies(tmp_path: Path) -> None:
     assert len({s for c, s in keys(ar) if c == "level3"}) == 24
     for held, root in zip(per_root, roots):  # each root answers for what it recorded
         channel, sym = min(k for k in held if k[0] in ("book", "level3"))
-        e = ar.epochs(sym, channel)
+        e = ar.epochs(sym, channels=channel).collect()
         t = int((e["start_ns"][0] + e["end_ns"][0]) // 2)
-        b = ar.book_at(sym, t, channel=channel, clock="receive")  # type: ignore[arg-type]
+        b = ar.book_at(sym, t, channel=channel, clock="receive")
         assert b.valid and b.root == root and b.checksum_ok is not False, (sym, b.reason)
     assert not _children_of(str(archive))  # simulator and recorder are gone
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.archive.journal import JournalWriter, list_segments
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.cli import main
 from recorder.frames import Frame
 from recorder.verify import verify_archive
@@ -58,7 +58,7 @@ def _ingest(*args: str | Path):
 
 
 def _clean_archive(root: Path) -> dict:
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     for f in archive.state.files:
         assert pq.ParquetFile(root / f.file).metadata.num_rows == f.rows
     report = verify_archive(root)
@@ -68,7 +68,7 @@ def _clean_archive(root: Path) -> dict:
 
 def _rejects(root: Path) -> list[dict]:
     out: list[dict] = []
-    for f in Archive(root).files("rejects"):
+    for f in ArchiveStore(root).files("rejects"):
         out += pq.read_table(f).to_pylist()
     return out
 
@@ -179,7 +179,7 @@ def test_jsonl_with_a_100mb_line_is_a_reject_within_bounds(tmp_path: Path) -> No
     f.unlink()
     rejects = _rejects(tmp_path / "a")
     assert [x["reason"] for x in rejects] == ["too_large"]
-    trades = [r for p in Archive(tmp_path / "a").files("trades") for r in pq.read_table(p).to_pylist()]
+    trades = [r for p in ArchiveStore(tmp_path / "a").files("trades") for r in pq.read_table(p).to_pylist()]
     assert len(trades) == 1
 
 

@@ -523,10 +523,10 @@ def test_oversized_frame_is_rejected_without_blowup() -> None:
 
 
 def _check_archive(root: Path) -> dict[str, Any]:
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
     from recorder.verify import verify_archive
 
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     for f in archive.state.files:
         assert pq.ParquetFile(root / f.file).metadata.num_rows == f.rows
     report = verify_archive(root)
@@ -541,7 +541,7 @@ def _check_archive(root: Path) -> dict[str, Any]:
 def test_archive_session_stays_readable_and_verifiable(tmp_path_factory, frames) -> None:
     from recorder.archive.journal import list_segments, read_segment
     from recorder.archive.session import ArchiveSession
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
 
     root = tmp_path_factory.mktemp("fuzzarchive")
     clock = iter(range(T0 + 10**12, T0 + 10**13, STEP))
@@ -557,7 +557,7 @@ def test_archive_session_stays_readable_and_verifiable(tmp_path_factory, frames)
                  for _, fr in read_segment(root / "journal" / seg)]
     assert [fr for fr in journaled if fr.recv_ns < T0 + 10**12] == frames
     # every rejects row kept in Parquet has a reason and the raw bytes
-    rejects = [root / f.file for f in Archive(root).state.files if f.dataset == "rejects"]
+    rejects = [root / f.file for f in ArchiveStore(root).state.files if f.dataset == "rejects"]
     if rejects:
         t = pq.read_table(rejects)
         assert all(t.column("reason").to_pylist())

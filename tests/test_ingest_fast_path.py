@@ -9,7 +9,7 @@ import pytest
 
 from recorder.archive.journal import JournalWriter, as_read, list_segments, read_segment
 from recorder.archive.session import Deriver
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.frames import Frame
 from recorder.ingest import ingest
 from tests.archive_helpers import make_sim_record
@@ -71,7 +71,7 @@ def test_threaded_journal_reads_back_identically(tmp_path, sim_record):
 
 
 def _archive_view(root: Path) -> tuple[list, dict, list]:
-    a = Archive(root)
+    a = ArchiveStore(root)
     files = sorted((f.commit, f.dataset, f.rows, f.min_time, f.max_time) for f in a.state.files)
     rows = {}
     for f in a.state.files:
@@ -187,4 +187,4 @@ def test_kill_9_during_ingest_then_rerun_is_exactly_once(tmp_path, sim_record):
     assert _archive_view(root)[1] == _archive_view(ref)[1]
     assert _archive_view(root)[2] == [2000]
     if killed:  # the rerun resumed from a commit part-way through the input
-        assert Archive(root).state.commit > 2
+        assert ArchiveStore(root).state.commit > 2

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.cli import main
 from recorder.ingest import ingest
 from recorder.verify import verify_archive
@@ -19,7 +19,7 @@ def sim_record(tmp_path_factory):
 
 def _rows(root: Path, dataset: str) -> list[dict]:
     out = []
-    for f in Archive(root).files(dataset):
+    for f in ArchiveStore(root).files(dataset):
         out += pq.read_table(f).to_pylist()
     return out
 
@@ -51,7 +51,7 @@ def _tamper_archive(root: Path) -> None:
     """Change one qty in the book dataset (rewriting the file) so checksums no longer match."""
     import pyarrow as pa
 
-    f = Archive(root).files("book")[0]
+    f = ArchiveStore(root).files("book")[0]
     t = pq.read_table(f)
     qty = t.column("qty").to_pylist()
     qty[len(qty) // 2] += 1
@@ -100,7 +100,7 @@ def test_readable_by_duckdb_polars_pyarrow(tmp_path, sim_record):
     ).fetchall()
     assert man and all(lo <= hi for _, lo, hi in man)
     # Spark-relevant logical types: ns times are plain INT64 (no TIMESTAMP(NANOS))
-    schema = pq.read_schema(Archive(tmp_path / "a").files("level3")[0])
+    schema = pq.read_schema(ArchiveStore(tmp_path / "a").files("level3")[0])
     assert str(schema.field("recv_ns").type) == "int64"
     assert schema.metadata[b"dataset"] == b"level3"
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from recorder.archive.journal import JournalWriter
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.cli import main
 from recorder.frames import Frame
 from recorder.ingest import ingest
@@ -103,7 +103,7 @@ def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rec = make_sim_record(base / f"{writer}.zst", messages=messages, pairs=5, seed=seed)
         ingest([rec], par / writer, progress=False)
     root = par / WRITERS[0]
-    listed = Archive(root).state.files[0].file
+    listed = ArchiveStore(root).state.files[0].file
     # never shipped: a crash orphan, a temp file, a journal segment still being written
     shutil.copyfile(root / listed, root / Path(listed).with_name("part-99999999-000.parquet"))
     shutil.copyfile(root / listed, root / Path(listed).with_name(".tmp-1-part-x.parquet"))
@@ -125,7 +125,7 @@ def _remote(fs: Any, base: str) -> dict[str, int]:
 
 
 def _expected(root: Path, journal: bool) -> set[str]:
-    st = Archive(root).state
+    st = ArchiveStore(root).state
     out = {f.file for f in st.files} | {st.pipeline, MANIFEST_REL, MANIFEST_PARQUET_REL,
                                         INDEX_REL}
     if journal:
@@ -305,7 +305,7 @@ def test_quick_check_and_checksum(copy: Path, fs: Any) -> None:
     root = copy / WRITERS[1]
     dest = f"s3://{BUCKET}/quick"
     sync_archive(root, dest, filesystem=fs)
-    victim = root / Archive(root).state.files[0].file
+    victim = root / ArchiveStore(root).state.files[0].file
     st = victim.stat()
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -314,7 +314,7 @@ def test_quick_check_and_checksum(copy: Path, fs: Any) -> None:
     assert sync_archive(root, dest, filesystem=fs).totals()["uploaded"] == 0
     report = sync_archive(root, dest, filesystem=fs, checksum=True)
     assert report.totals()["uploaded"] == 1
-    assert _read(fs, f"{BUCKET}/quick/{Archive(root).state.files[0].file}") == bytes(data)
+    assert _read(fs, f"{BUCKET}/quick/{ArchiveStore(root).state.files[0].file}") == bytes(data)
     # a touched file with the same content is re-hashed, found equal, and not re-sent
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert sync_archive(root, dest, filesystem=fs).totals()["uploaded"] == 0
@@ -322,7 +322,7 @@ def test_quick_check_and_checksum(copy: Path, fs: Any) -> None:
 
 def test_never_ships_a_file_that_differs_from_its_manifest(copy: Path, fs: Any) -> None:
     root = copy / WRITERS[1]
-    victim = root / Archive(root).state.files[-1].file
+    victim = root / ArchiveStore(root).state.files[-1].file
     with open(victim, "ab") as fh:
         fh.write(b"x")
     with pytest.raises(SyncError, match="manifest says"):
@@ -337,10 +337,10 @@ def test_compaction_during_sync_ships_the_new_snapshot(copy: Path, fs: Any) -> N
 
     root = copy / WRITERS[1]
     base = f"{BUCKET}/compacted"
-    before = {f.file for f in Archive(root).state.files}
+    before = {f.file for f in ArchiveStore(root).state.files}
     rec = Recording(fs, on_first_write=lambda: compact_archive(root, include_latest_day=True))
     report = sync_archive(root, f"s3://{base}", filesystem=rec, workers=1)
-    after = Archive(root).state
+    after = ArchiveStore(root).state
     assert {f.file for f in after.files}.isdisjoint(before)
     assert report.roots[0].vanished >= 1
     assert report.roots[0].manifest_commit == after.commit
@@ -356,9 +356,9 @@ def test_prune_deletes_objects_no_manifest_names(copy: Path, fs: Any) -> None:
     root = copy / WRITERS[1]
     dest, base = f"s3://{BUCKET}/pruned", f"{BUCKET}/pruned"
     sync_archive(root, dest, filesystem=fs)
-    old = {f.file for f in Archive(root).state.files}
+    old = {f.file for f in ArchiveStore(root).state.files}
     compact_archive(root, include_latest_day=True)
-    new = {f.file for f in Archive(root).state.files}
+    new = {f.file for f in ArchiveStore(root).state.files}
     assert old.isdisjoint(new)
     sync_archive(root, dest, filesystem=fs, prune=True)
     assert old <= set(_remote(fs, base))  # one generation of grace
@@ -386,7 +386,7 @@ def test_synced_archive_reads_back_from_s3(parent: Path, fs: Any, s3: str) -> No
     for root, sub in find_roots(parent):
         base = f"{BUCKET}/readback/{sub}"
         manifest = json.loads(_read(fs, f"{base}/{MANIFEST_REL}"))
-        local = Archive(root)
+        local = ArchiveStore(root)
         assert manifest["commit"] == local.state.commit
         for entry in manifest["files"]:
             remote_table = pq.read_table(f"{base}/{entry['file']}", filesystem=fs)
@@ -411,7 +411,7 @@ def test_polars_reads_the_synced_archive(parent: Path, fs: Any, s3: str) -> None
     root = parent / WRITERS[0]
     dest = f"s3://{BUCKET}/polars"
     sync_archive(root, dest, filesystem=fs)
-    files = [f.file for f in Archive(root).state.files if f.dataset == "trades"]
+    files = [f.file for f in ArchiveStore(root).state.files if f.dataset == "trades"]
     options = {"aws_endpoint_url": s3, "aws_allow_http": "true", "aws_region": "us-east-1",
                "aws_access_key_id": "AKIASYNCTEST", "aws_secret_access_key": SECRET}
     got = pl.read_parquet([f"{dest}/{f}" for f in files], storage_options=options)
@@ -464,11 +464,13 @@ def test_api_sql_query_and_audit_read_an_s3_archive(parent: Path, fs: Any, s3: s
     sql = "SELECT symbol, count(*) AS n, sum(trade_id) AS ids FROM trades GROUP BY 1 ORDER BY 1"
     with Query(parent) as local, Query(dest) as remote:
         assert [r.name for r in remote.roots] == list(WRITERS)
-        want, got = local.sql(sql), remote.sql(sql)
+        want, got = local.sql(sql).collect(), remote.sql(sql).collect()
         assert got.height > 0 and got.equals(want)
         sym = want["symbol"][0]
-        t = local.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?", [sym])["t"][0]
-        a, b = local.book_at(sym, t, clock="receive"), remote.book_at(sym, t, clock="receive")
+        t = local.sql("SELECT max(recv_ns) AS t FROM level3 WHERE symbol = ?",
+                      [sym]).collect()["t"][0]
+        a = local.book_at(sym, t, channel="level3", clock="receive")
+        b = remote.book_at(sym, t, channel="level3", clock="receive")
         assert a.valid and b.valid and b.frame.equals(a.frame)
     # a second fetch of an unchanged archive moves nothing but the manifest (a refetched file
     # would be a new inode: it is written beside and renamed over)

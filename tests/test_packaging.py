@@ -82,6 +82,19 @@ def test_every_schema_and_sql_file_is_packaged_as_a_relative_symlink() -> None:
             assert not (LINKS / d).is_symlink(), f"{LINKS / d}: directory symlinks are not shipped"
 
 
+def test_the_package_is_marked_typed() -> None:
+    """PEP 561: ``recorder/py.typed`` is a tracked file of the package (maturin ships every
+    file of ``recorder/``; ``ops/wheel-check.sh`` finds it in the installed wheel)."""
+    marker = PACKAGE / "py.typed"
+    assert marker.is_file() and not marker.is_symlink()
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "recorder/py.typed"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert tracked.returncode == 0, "recorder/py.typed is not committed"
+    assert "py.typed" in (REPO / "ops" / "wheel-check.sh").read_text()
+
+
 def test_runtime_files_are_found_inside_the_package() -> None:
     inside = [default_schema_dir(), queries_dir(), QUERY_DIR, resources.queries_dir("api")]
     for where in inside:

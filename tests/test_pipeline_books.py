@@ -185,11 +185,11 @@ def test_archive_session_checkpoint_messages_and_verify(tmp_path) -> None:
     s.close()
     import pyarrow.parquet as pq
 
-    from recorder.archive.store import Archive
+    from recorder.archive.store import ArchiveStore
     from recorder.verify import verify_archive
 
     root = tmp_path / "a"
-    files = [f.file for f in Archive(root).state.files if "checkpoints" in f.file]
+    files = [f.file for f in ArchiveStore(root).state.files if "checkpoints" in f.file]
     cps = [r for f in files for r in pq.read_table(root / f).to_pylist()]
     assert sorted(c["epoch_message"] for c in cps) == [1, 26, 51]
     report = verify_archive(root)

@@ -29,7 +29,7 @@ def test_busiest_pair_deep_and_others_shallow(tmp_path):
            checkpoint_messages=bench.CHECKPOINT_MESSAGES)
     ar = Archive(tmp_path / "a")
     depths = dict(ar.sql("SELECT symbol, max(depth) FROM epochs WHERE channel = 'book' "
-                         "GROUP BY symbol").rows())
+                         "GROUP BY symbol").collect().rows())
     assert depths.pop("BTC/USD") == 1000
     assert len(depths) == 2 and set(depths.values()) == {10}
     lat, info = bench._latencies(tmp_path / "a", 5)
@@ -40,7 +40,7 @@ def test_trades_only_stream_resamples_to_bars_that_add_up(tmp_path):
     bench._record(tmp_path / "t.zst", 2, pairs=20, book_depth=None)
     ingest([tmp_path / "t.zst"], tmp_path / "a")
     ar = Archive(tmp_path / "a")
-    assert ar.sql("SELECT count(*) FROM raw_book").item() == 0
+    assert ar.sql("SELECT count(*) FROM raw_book").collect().item() == 0
     seconds, want = bench._ohlc(tmp_path / "a", 2)
     assert seconds > 0
     assert want["trades"] > 0 and want["pairs"] >= 2

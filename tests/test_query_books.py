@@ -154,7 +154,7 @@ def test_gap_after_checksum_mismatch_is_reported_not_rebuilt(tmp_path):
     assert again.valid and again.bids == [(1, 1000, 10)]
     # the SQL macro says the same
     rows = ar.sql("SELECT valid, reason FROM book_at(?, ?, clock := 'receive')",
-                  ["BTC/USD", t0 + 3_000_000_000]).rows()
+                  ["BTC/USD", t0 + 3_000_000_000]).collect().rows()
     assert rows == [(False, nb.reason)]
 
 

@@ -31,7 +31,7 @@ def dense_archive(tmp_path_factory):
 
 def _full_scan(ar: Archive, channel: str, symbol: str, epoch: int, cut: int):
     """The reference: the latest (recv_ns, epoch_message) checkpoint of the whole epoch."""
-    df = (ar.scan("checkpoints")
+    df = (ar.scan("checkpoints", raw=True)
           .filter((pl.col("channel").cast(pl.Utf8) == channel)
                   & (pl.col("symbol").cast(pl.Utf8) == symbol)
                   & (pl.col("epoch") == epoch) & (pl.col("recv_ns") <= cut))
@@ -65,7 +65,7 @@ def test_lookup_finds_the_epochs_latest_checkpoint(dense_archive, monkeypatch, w
                     assert got[3] == want["book"]
                     checked += 1
     assert checked >= 40
-    n_cp = ar.sql("SELECT count(*) FROM raw_checkpoints").item()
+    n_cp = ar.sql("SELECT count(*) FROM raw_checkpoints").collect().item()
     assert n_cp > 4 * 2 * 2, "the fixture must have several checkpoints per epoch"
 
 

@@ -73,7 +73,7 @@ def recorded(tmp_path_factory) -> tuple[Archive, list[dict[str, Any]], list[int]
 
 def test_every_message_time_matches_the_book_in_memory(recorded):
     ar, msgs, recv = recorded
-    cps = ar.sql("SELECT count(*) FROM checkpoints WHERE channel = 'futures_book'").item()
+    cps = ar.sql("SELECT count(*) FROM checkpoints WHERE channel = 'futures_book'").collect().item()
     assert cps > 5
     for i, t in enumerate(recv):
         for clock, at in (("receive", t), ("exchange", msgs[i]["timestamp"] * 1_000_000)):

@@ -48,7 +48,7 @@ def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _count(ar: Archive, view: str) -> dict[str, int]:
-    df = ar.sql(f"SELECT symbol, count(*) AS n FROM {view} GROUP BY symbol")
+    df = ar.sql(f"SELECT symbol, count(*) AS n FROM {view} GROUP BY symbol").collect()
     return dict(zip(df["symbol"].to_list(), df["n"].to_list()))
 
 
@@ -68,12 +68,12 @@ def test_parent_is_the_union_of_its_roots(parent: Path) -> None:
     # a list of roots is the same archive as their parent
     listed = Archive([parent / "archive" / "h-w1", parent / "archive" / "h-w0"])
     assert _count(listed, "trades") == _count(both, "trades")
-    ohlc = both.ohlc("1 minute")
+    ohlc = both.ohlc("1m").collect()
     assert set(ohlc["symbol"].to_list()) == set(A_PAIRS) | set(B_PAIRS)
 
 
 def _mid_time(ar: Archive, sym: str, channel: str) -> int:
-    e = ar.epochs(sym, channel)
+    e = ar.epochs(sym, channels=channel).collect()
     return int((e["start_ns"][0] + e["end_ns"][0]) // 2)
 
 
@@ -100,9 +100,10 @@ def test_sql_book_macro_and_replay_over_roots(parent: Path) -> None:
     single = Archive(parent / "archive" / "h-w1")
     sym = B_PAIRS[0]
     t = _mid_time(single, sym, "book")
-    rows = both.sql("SELECT * FROM book_at(?, ?, depth := 5, clock := 'receive')", [sym, t])
+    rows = both.sql("SELECT * FROM book_at(?, ?, depth := 5, clock := 'receive')",
+                    [sym, t]).collect()
     assert rows.height == 10 and rows["valid"].all()
-    e = single.epochs(sym, "book")
+    e = single.epochs(sym, channels="book").collect()
     lo, hi = int(e["start_ns"][0]), int(e["end_ns"][0])
 
     def events(ar: Archive) -> list[tuple[int, int]]:
@@ -126,8 +127,8 @@ def test_a_pair_held_by_two_roots_is_answered_by_one_of_them(parent: Path) -> No
     want = Archive(got.root).book_at("BTC/USD", t, channel="level3", clock="receive")
     assert (got.bids, got.asks, got.checksum) == (want.bids, want.asks, want.checksum)
     # trades_unique keeps both roots' trades of the pair apart only where ids differ
-    n = merged.sql("SELECT count(*) AS n FROM trades WHERE symbol = 'BTC/USD'")["n"][0]
-    parts = sum(Archive(r).sql("SELECT count(*) AS n FROM trades WHERE symbol = 'BTC/USD'")["n"][0]
+    n = merged.sql("SELECT count(*) AS n FROM trades WHERE symbol = 'BTC/USD'").collect()["n"][0]
+    parts = sum(Archive(r).sql("SELECT count(*) AS n FROM trades WHERE symbol = 'BTC/USD'").collect()["n"][0]
                 for r in (parent / "archive" / "h-w0", parent / "extra" / "h2-w0"))
     assert n == parts
 

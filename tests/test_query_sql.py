@@ -48,7 +48,7 @@ def test_every_dataset_has_a_view_matching_its_schema(archive):
     assert set(archive.datasets) == set(schemas)
     for name, schema in schemas.items():
         view = dict(archive.sql("SELECT column_name, data_type FROM information_schema.columns "
-                                "WHERE table_name = ?", [name]).rows())
+                                "WHERE table_name = ?", [name]).collect().rows())
         assert view, name
         for c in schema.columns:
             assert c.name in view, (name, c.name)
@@ -61,75 +61,75 @@ def test_every_dataset_has_a_view_matching_its_schema(archive):
                 assert view[f"{col}_units"] == "BIGINT", (name, col)
         if "side" in schema.names:
             assert view["side"] == "VARCHAR" and "side_code" in view
-        desc = archive.describe(name)
+        desc = archive.describe(name).collect()
         assert desc.filter(pl.col("column").is_not_null())["doc"].null_count() == 0
-    labels = dict(archive.describe("trades").select("column", "labels").rows())
+    labels = dict(archive.describe("trades").select("column", "labels").collect().rows())
     assert labels["side"] == "0 buy, 1 sell" and labels["symbol"] is None
 
 
 def test_decimals_are_exact(archive):
     rows = archive.sql("SELECT price, price_units, price_scale, qty, qty_units, qty_scale "
-                       "FROM trades WHERE price_units IS NOT NULL").rows()
+                       "FROM trades WHERE price_units IS NOT NULL").collect().rows()
     assert rows
     for price, pu, ps, qty, qu, qs in rows:
         assert price == Decimal(pu).scaleb(-ps) and qty == Decimal(qu).scaleb(-qs)
     # a value at the int64 limit with 18 decimals survives
-    v = archive.sql("SELECT kr_dec(9223372036854775807::BIGINT, 18) AS v").item()
+    v = archive.sql("SELECT kr_dec(9223372036854775807::BIGINT, 18) AS v").collect().item()
     assert v == Decimal("9.223372036854775807")
 
 
 def test_hostile_symbols_are_rejects_never_symbols(archive):
     """Every hostile symbol of the input is a ``bad_symbol`` reject (raw kept), not a row."""
-    rejects = archive.sql("SELECT reason, symbol, raw FROM rejects").rows()
+    rejects = archive.sql("SELECT reason, symbol, raw FROM rejects").collect().rows()
     bad = [r for r in rejects if r[0] == "bad_symbol"]
     assert len(bad) == len(HOSTILE) and all(sym is None for _, sym, _ in bad)
-    stored = set(archive.sql("SELECT DISTINCT symbol FROM trades").to_series().to_list())
+    stored = set(archive.sql("SELECT DISTINCT symbol FROM trades").collect().to_series().to_list())
     assert not stored & set(HOSTILE)
 
 
 @pytest.mark.parametrize("sym", HOSTILE)
 def test_hostile_symbols_are_bound_parameters(archive, sym):
-    n_before = archive.sql("SELECT count(*) FROM trades").item()
-    assert archive.sql("SELECT ?::VARCHAR AS v", [sym]).item() == sym  # bound, not spliced
-    got = archive.sql("SELECT symbol, price FROM trades WHERE symbol = ?", [sym])
+    n_before = archive.sql("SELECT count(*) FROM trades").collect().item()
+    assert archive.sql("SELECT ?::VARCHAR AS v", [sym]).collect().item() == sym  # bound, not spliced
+    got = archive.sql("SELECT symbol, price FROM trades WHERE symbol = ?", [sym]).collect()
     assert got.rows() == []
-    assert archive.sql("SELECT count(*) FROM trades WHERE symbol = $s", {"s": sym}).item() == 0
-    assert archive.trades(sym).height == 0
-    assert archive.ohlc("1 minute", sym).height == 0
+    assert archive.sql("SELECT count(*) FROM trades WHERE symbol = $s", {"s": sym}).collect().item() == 0
+    assert archive.trades(sym).collect().height == 0
+    assert archive.ohlc("1m", symbols=sym).collect().height == 0
     b = archive.book_at(sym, "2025-01-01T00:00:01Z", channel="book")
     assert not b.valid  # no book data for it: an explicit answer, no error
-    res = archive.sql("SELECT valid FROM book_at(?, ?)", [sym, "2025-01-01 00:00:01"])
+    res = archive.sql("SELECT valid FROM book_at(?, ?)", [sym, "2025-01-01 00:00:01"]).collect()
     assert res.rows() == [(False,)]
     assert archive.scan("trades", symbols=[sym]).collect().height == 0
-    assert archive.sql("SELECT count(*) FROM trades").item() == n_before  # nothing dropped
+    assert archive.sql("SELECT count(*) FROM trades").collect().item() == n_before  # nothing dropped
 
 
 def test_views_are_usable_for_research_queries(archive):
     sym = archive.sql("SELECT symbol FROM trades_unique GROUP BY symbol "
-                      "ORDER BY count(*) DESC LIMIT 1").item()
+                      "ORDER BY count(*) DESC LIMIT 1").collect().item()
     (lo, hi), = archive.sql("SELECT min(recv_ns), max(recv_ns) FROM book WHERE symbol = ?",
-                            [sym]).rows()
+                            [sym]).collect().rows()
     spread = archive.sql("SELECT * FROM mid_spread(?, ?, ?, every := INTERVAL 1 SECOND, "
-                         "clock := 'receive')", [sym, lo + 1, hi])
+                         "clock := 'receive')", [sym, lo + 1, hi]).collect()
     assert spread.height >= 2 and spread["mid"].null_count() == 0
     assert (spread["ask"] > spread["bid"]).all()
-    twb = archive.sql("SELECT * FROM trades_with_book(?, ?, ?)", [sym, lo, hi])
+    twb = archive.sql("SELECT * FROM trades_with_book(?, ?, ?)", [sym, lo, hi]).collect()
     live = twb.filter(pl.col("source") == "ws_live")
     assert live.height > 0 and live["pre_mid"].null_count() == 0
-    ohlc = archive.ohlc("1 second", sym)
-    trades = archive.trades(sym)
+    ohlc = archive.ohlc("1s", symbols=sym).collect()
+    trades = archive.trades(sym).collect()
     assert ohlc["trades"].sum() == trades.height
     assert ohlc["volume"].sum() == trades["qty"].sum()
-    life = archive.sql("SELECT * FROM order_lifetimes(?)", [sym])
+    life = archive.sql("SELECT * FROM order_lifetimes(?)", [sym]).collect()
     assert life.height > 0 and (life.filter(pl.col("lifetime_s").is_not_null())["lifetime_s"]
                                 >= 0).all()
     oid, at = archive.sql("SELECT order_id, first_recv_ns FROM order_lifetimes(?) "
-                          "WHERE NOT in_snapshot LIMIT 1", [sym]).row(0)
+                          "WHERE NOT in_snapshot LIMIT 1", [sym]).collect().row(0)
     q = archive.sql("SELECT * FROM queue_position(?, ?, ?, clock := 'receive')",
-                    [sym, oid, at])
+                    [sym, oid, at]).collect()
     assert q.height in (0, 1)
     for empty in ("funding_series('PF_XBTUSD')", "basis_series('BTC/USD', 'PF_XBTUSD')"):
-        assert archive.sql(f"SELECT * FROM {empty}").height == 0
+        assert archive.sql(f"SELECT * FROM {empty}").collect().height == 0
 
 
 def test_scan_prunes_with_the_manifest(archive):
@@ -194,7 +194,7 @@ def test_every_stored_code_has_a_label(archive):
         for c in schema.columns:
             if c.labels:
                 bad = archive.sql(f'SELECT DISTINCT "{c.name}_code" FROM "{name}" '
-                                  f'WHERE "{c.name}" IS NULL').rows()
+                                  f'WHERE "{c.name}" IS NULL').collect().rows()
                 assert bad == [], (name, c.name, bad)
-                checked += archive.sql(f'SELECT count(*) FROM "{name}"').rows()[0][0]
+                checked += archive.sql(f'SELECT count(*) FROM "{name}"').collect().rows()[0][0]
     assert checked > 0

@@ -140,7 +140,7 @@ def epoch_counts(ar: Any, channel: str) -> dict[str, tuple[int, int]]:
     """symbol -> (epochs, messages whose checksum matched) of ``channel`` (final epoch rows)."""
     df = ar.sql("SELECT symbol, count(*) AS epochs, sum(ok)::BIGINT AS ok FROM ("
                 "  SELECT symbol, epoch, arg_max(checksum_ok, end_ns) AS ok FROM epochs"
-                "  WHERE channel = ? GROUP BY ALL) GROUP BY symbol", [channel])
+                "  WHERE channel = ? GROUP BY ALL) GROUP BY symbol", [channel]).collect()
     return {s: (e, ok) for s, e, ok in df.iter_rows()}
 
 
@@ -275,7 +275,7 @@ def test_replay_started_in_the_middle_of_an_epoch(replay: Any, archive: Any) -> 
     archive (checkpoint + replay) whose checksum is Kraken's for that book, then exactly the
     recorded messages after that time, all verifying."""
     busiest = archive.sql("SELECT symbol, min(start_ns) s, max(end_ns) e FROM epochs "
-                          "WHERE channel = 'level3' GROUP BY ALL ORDER BY e - s DESC LIMIT 1")
+                          "WHERE channel = 'level3' GROUP BY ALL ORDER BY e - s DESC LIMIT 1").collect()
     _, start, end = busiest.row(0)
     t = start + (end - start) // 2
     rp = replay("--max-speed", "--start-delay", "0.5", "--from", str(t))
@@ -284,7 +284,7 @@ def test_replay_started_in_the_middle_of_an_epoch(replay: Any, archive: Any) -> 
                                    token=rp.token(), replay=rp))
     assert got["errors"] == [] and got["mismatch"] == 0
     after = dict(archive.sql("SELECT symbol, count(*) FROM level3 WHERE recv_ns > ? "
-                             "AND checksum IS NOT NULL GROUP BY symbol", [t]).iter_rows())
+                             "AND checksum IS NOT NULL GROUP BY symbol", [t]).collect().iter_rows())
     rebuilt = 0
     for symbol, kinds in got["seq"].items():
         b = archive.book_at(symbol, t, channel="level3", clock="receive")
@@ -300,7 +300,7 @@ def test_replay_started_in_the_middle_of_an_epoch(replay: Any, archive: Any) -> 
 def corrupted_book(ar: Any) -> tuple[str, int, int]:
     """The book whose checksum the demo corrupted: (symbol, gap start, gap end)."""
     found = ar.sql("SELECT symbol, start_ns, end_ns FROM gaps WHERE channel = 'book' "
-                   "AND cause = 'checksum_mismatch' AND end_ns IS NOT NULL")
+                   "AND cause = 'checksum_mismatch' AND end_ns IS NOT NULL").collect()
     assert found.height == 1, found
     symbol, start, end = found.row(0)
     return str(symbol), int(start), int(end)
@@ -312,7 +312,7 @@ def expected_kinds(ar: Any, symbol: str, after: int) -> list[str]:
     the archive verified, each later epoch announced by a subscribe ack (a resync)."""
     rows = ar.sql("SELECT min(start_ns), arg_max(checksum_ok, end_ns) FROM epochs "
                   "WHERE channel = 'book' AND symbol = ? GROUP BY epoch ORDER BY 1",
-                  [symbol]).rows()
+                  [symbol]).collect().rows()
     kinds: list[str] = []
     for start, ok in rows:
         if start > after:
@@ -405,7 +405,7 @@ def test_a_dropped_trade_stays_dropped_on_the_wire_and_rest_holds_the_backfill(
     assert not set(dropped) & set(ids)  # the dropped frame stays dropped
     assert any(i < min(dropped) for i in ids) and any(i > max(dropped) for i in ids)
     healed = archive.sql("SELECT count(*) FROM gaps WHERE symbol = ? AND cause = 'trade_id_jump'"
-                         " AND healed_by = 'rest_backfill'", [symbol]).item()
+                         " AND healed_by = 'rest_backfill'", [symbol]).collect().item()
     if endpoint == "spot" and healed:
         pair = rp.get(f"/0/public/AssetPairs?pair={urllib.parse.quote(symbol)}")["result"][symbol]
         answer = rp.get(f"/0/public/Trades?pair={pair['altname']}&count=1000")["result"]
@@ -546,7 +546,7 @@ def test_rest_answers_as_of_the_replay_clock(replay: Any, archive: Any) -> None:
     from decimal import Decimal
 
     t0 = archive.sql("SELECT min(start_ns) + 9 * (max(end_ns) - min(start_ns)) // 10 "
-                     "FROM epochs WHERE channel = 'book'").item()
+                     "FROM epochs WHERE channel = 'book'").collect().item()
     rp = replay("--from", str(t0))
     assert rp.get("/0/public/Time")["result"]["unixtime"] == t0 // 10**9
     book = archive.book_at("BTC/USD", t0, channel="book", clock="receive")
@@ -569,7 +569,7 @@ def test_rest_answers_as_of_the_replay_clock(replay: Any, archive: Any) -> None:
                                                        l3.to_dict()["bids"]]
     trades = rp.get("/0/public/Trades?pair=XBTUSD&count=1000")["result"]["XXBTZUSD"]
     recorded = archive.sql("SELECT count(DISTINCT trade_id) FROM trades WHERE symbol = 'BTC/USD'"
-                           " AND recv_ns <= ?", [t0]).item()
+                           " AND recv_ns <= ?", [t0]).collect().item()
     assert len(trades) == recorded and all(row[2] * 1e9 <= t0 for row in trades)
     fbook = rp.get("/derivatives/api/v3/orderbook?symbol=PF_XBTUSD")["orderBook"]
     assert fbook["bids"] and fbook["bids"][0][0] < fbook["asks"][0][0]
@@ -586,7 +586,7 @@ def test_futures_book_from_the_middle_of_an_epoch_continues_its_seq(
     import websockets
 
     start, end = archive.sql("SELECT min(start_ns), max(end_ns) FROM epochs WHERE channel = "
-                             "'futures_book' AND symbol = 'PF_XBTUSD'").row(0)
+                             "'futures_book' AND symbol = 'PF_XBTUSD'").collect().row(0)
     t = start + (end - start) // 2
     rp = replay("--max-speed", "--start-delay", "0.5", "--from", str(t))
 
@@ -614,7 +614,7 @@ def test_futures_book_from_the_middle_of_an_epoch_continues_its_seq(
     seqs, snapshot_seq = asyncio.run(asyncio.wait_for(session(), 120))
     assert seqs and seqs == list(range(snapshot_seq + 1, snapshot_seq + 1 + len(seqs)))
     recorded = archive.sql("SELECT count(*) FROM futures_book WHERE product_id = 'PF_XBTUSD' "
-                           "AND event = 'delta' AND recv_ns > ?", [t]).item()
+                           "AND event = 'delta' AND recv_ns > ?", [t]).collect().item()
     assert len(seqs) == recorded
 
 

@@ -312,16 +312,17 @@ def small_archive(tmp_path_factory):
                max_size=60) | st.sampled_from(["' OR 1=1 --", "'); DROP TABLE trades; --",
                                                "$1", "?", "%s", "{}", "\\", "''", "\"", "*"]))
 def test_sql_parameters_are_bound_never_spliced(small_archive, s: str) -> None:
-    assert small_archive.sql("SELECT ?::VARCHAR", [s]).item() == s
-    n = small_archive.sql("SELECT count(*) FROM trades WHERE symbol = ?", [s]).item()
+    assert small_archive.sql("SELECT ?::VARCHAR", [s]).collect().item() == s
+    n = small_archive.sql("SELECT count(*) FROM trades WHERE symbol = ?", [s]).collect().item()
     assert n == (1 if s == "BTC/USD" else 0)
-    assert small_archive.sql("SELECT count(*) FROM trades").item() == 1
-    assert small_archive.trades(s).height == n
+    assert small_archive.sql("SELECT count(*) FROM trades").collect().item() == 1
+    assert small_archive.trades(s).collect().height == n
     # the SQL-looking symbols are bad_symbol rejects (issue #14), shown in ``detail``: the
     # bound value matches that text exactly as Python's ``in`` does, nothing more
-    details = small_archive.sql("SELECT detail FROM rejects").to_series().to_list()
+    details = small_archive.sql("SELECT detail FROM rejects").collect().to_series().to_list()
     assert len(details) == 2
-    got = small_archive.sql("SELECT count(*) FROM rejects WHERE contains(detail, ?)", [s]).item()
+    got = small_archive.sql("SELECT count(*) FROM rejects WHERE contains(detail, ?)",
+                            [s]).collect().item()
     assert got == sum(s in d for d in details)
 
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
 from recorder.book.checkpoint import L3OrderState, decode_checkpoint, encode_checkpoint
 from recorder.ingest import ingest
 from recorder.protocol.numbers import units_to_text
@@ -87,7 +87,7 @@ Table = pa.Table
 
 def _edit(root: Path, dataset: str, change: Callable[[Table], Table]) -> None:
     """Rewrite the dataset's first file with ``change`` applied (row count kept)."""
-    path = Archive(root).files(dataset)[0]
+    path = ArchiveStore(root).files(dataset)[0]
     table = pq.read_table(path)
     new = change(table)
     assert new.num_rows == table.num_rows
@@ -231,7 +231,7 @@ def test_overflow_epoch_is_delegated(pristine: Path, tmp_path: Path) -> None:
     assert report["messages_checked"] == _both(pristine)["messages_checked"]
     # the core handed exactly that epoch over
     delegated: list[tuple[str, int]] = []
-    table = pa.concat_tables(pq.read_table(f) for f in Archive(root).files("book"))
+    table = pa.concat_tables(pq.read_table(f) for f in ArchiveStore(root).files("book"))
     report2: dict[str, Any] = defaultdict(int, failures=[])
     handled = verify_channel_core("book", table, {}, set(), report2, defaultdict(lambda: [0, 0, 0]),
                                   lambda s, e, idx: delegated.append((s, e)))

@@ -1,4 +1,5 @@
--- Archive.epochs(symbol, channel)
+-- Archive.epochs(symbols, channels): $syms / $chans are lists or NULL (no filter).
 SELECT * FROM epochs
-WHERE ($sym IS NULL OR symbol = $sym) AND ($chan IS NULL OR channel = $chan)
+WHERE ($syms IS NULL OR list_contains($syms, symbol))
+  AND ($chans IS NULL OR list_contains($chans, channel))
 ORDER BY channel, symbol, start_ns

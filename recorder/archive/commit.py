@@ -1,7 +1,7 @@
 """One commit split at its cut: a fast half on the caller's thread, the I/O half anywhere.
 
 A commit makes the rows derived up to a *cut* visible together with the journal positions
-and the pipeline state at that cut (:meth:`recorder.archive.store.Archive.commit`).
+and the pipeline state at that cut (:meth:`recorder.archive.store.ArchiveStore.commit`).
 :meth:`recorder.archive.session.Deriver.begin_commit` takes the cut where frames are fed (the
 pipeline's buffered rows handed to the partition writer, whose buffers are taken whole; the
 pipeline state and the journal positions copied) and returns a :class:`PendingCommit`. Its
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.archive.store import Archive, PartitionWriter, SealBatch
+from recorder.archive.store import ArchiveStore, PartitionWriter, SealBatch
 from recorder.pipeline.state import PipelineState
 
 __all__ = ["PendingCommit"]
@@ -34,7 +34,7 @@ class PendingCommit:
     """The cut of one commit (see module docstring). Finish it at most once; commits of one
     archive must finish in the order they were cut (one at a time)."""
 
-    archive: Archive
+    archive: ArchiveStore
     writer: PartitionWriter
     batch: SealBatch
     state: PipelineState

@@ -53,6 +53,7 @@ from typing import Final
 import msgspec
 import zstandard
 
+from recorder.errors import RecorderError
 from recorder.frames import STREAMS, Frame
 
 __all__ = [
@@ -87,7 +88,7 @@ _MAX_META: Final = 0xFFFF
 _BATCH_BYTES: Final = 256 * 1024
 
 
-class JournalWriteError(OSError):
+class JournalWriteError(RecorderError, OSError):
     """Writing or fsyncing the journal failed (``errno`` kept, e.g. ENOSPC). Records accepted by
     :meth:`JournalWriter.append` are retained in memory and written by the next flush."""
 

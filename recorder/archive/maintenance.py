@@ -1,4 +1,4 @@
-"""Archive maintenance: compaction of a day's rolling files, and retention by age/size.
+"""ArchiveStore maintenance: compaction of a day's rolling files, and retention by age/size.
 
 Both are ordinary archive commits, so they share the writer's guarantees:
 
@@ -6,10 +6,10 @@ Both are ordinary archive commits, so they share the writer's guarantees:
   commit swaps the new files in and the old ones out; only *after* that commit are the old
   files deleted. Readers that go through the manifest never see both or neither;
 * **crash-safe**: a kill at any moment leaves either the old manifest (the new files are
-  orphans that :meth:`~recorder.archive.store.Archive.recover` deletes) or the new one (the
+  orphans that :meth:`~recorder.archive.store.ArchiveStore.recover` deletes) or the new one (the
   old files are orphans, deleted the same way). Every listed file always exists and opens;
-* **exclusive**: both take the archive's writer lock (:meth:`Archive.lock`); when the capture
-  service runs in the same process, pass its live ``Archive`` object
+* **exclusive**: both take the archive's writer lock (:meth:`ArchiveStore.lock`); when the capture
+  service runs in the same process, pass its live ``ArchiveStore`` object
   (``session.deriver.archive``) from the writing thread between writes instead of a path.
 
 Scheduler entry points: :func:`compact_archive` and :func:`apply_retention`. CLI:
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from recorder.archive.health import repair_hint
 from recorder.archive.journal import list_segments
 from recorder.archive.layout import DAY_NS, partition_dir
-from recorder.archive.store import Archive, FileEntry, file_entry, write_parquet_atomic
+from recorder.archive.store import ArchiveStore, FileEntry, file_entry, write_parquet_atomic
 from recorder.progress import ProgressBar, progress_bar
 
 __all__ = [
@@ -98,16 +98,16 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     journal_bytes: int = 0
 
 
-def _open(root: str | os.PathLike[str] | Archive) -> tuple[Archive, bool]:
-    if isinstance(root, Archive):
+def _open(root: str | os.PathLike[str] | ArchiveStore) -> tuple[ArchiveStore, bool]:
+    if isinstance(root, ArchiveStore):
         return root, False
-    archive = Archive(root)
+    archive = ArchiveStore(root)
     archive.lock()
     archive.recover()
     return archive, True
 
 
-def _delete(archive: Archive, rels: list[str]) -> None:
+def _delete(archive: ArchiveStore, rels: list[str]) -> None:
     for rel in rels:
         try:
             (archive.root / rel).unlink()
@@ -129,7 +129,7 @@ def _sort_indices(table: pa.Table, keys: list[str]) -> pa.Array:
 
 
 def compact_archive(
-    root: str | os.PathLike[str] | Archive,
+    root: str | os.PathLike[str] | ArchiveStore,
     *,
     date: str | None = None,
     datasets: list[str] | None = None,
@@ -241,7 +241,7 @@ def _older(day: str, max_age_days: float | None, now_ns: int) -> bool:
     return start + DAY_NS <= now_ns - int(max_age_days * DAY_NS)
 
 
-def apply_retention(root: str | os.PathLike[str] | Archive, policy: RetentionPolicy, *,
+def apply_retention(root: str | os.PathLike[str] | ArchiveStore, policy: RetentionPolicy, *,
                     now_ns: int | None = None) -> RetentionReport:
     """Delete Parquet partitions and journal segments beyond ``policy`` (oldest first).
 

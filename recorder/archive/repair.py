@@ -57,13 +57,14 @@ from recorder.archive.layout import partition_dir
 from recorder.archive.maintenance import COMPACT_LEVEL, COMPACT_ROW_GROUP, _sort_indices
 from recorder.archive.schema import DatasetSchema
 from recorder.archive.store import (
-    Archive,
+    ArchiveStore,
     ArchiveBusyError,
     FileEntry,
     PartitionWriter,
     file_entry,
     write_parquet_atomic,
 )
+from recorder.errors import RecorderError
 from recorder.pipeline import Pipeline
 from recorder.pipeline.state import StateError
 from recorder.progress import progress_bar
@@ -85,7 +86,7 @@ _COMPACT_PREFIX: Final = "compact-"
 _INGEST_CLOSE: Final = "open"
 
 
-class RepairError(RuntimeError):
+class RepairError(RecorderError, RuntimeError):
     """The root cannot be repaired at all (busy, unreadable manifest or state)."""
 
 
@@ -363,7 +364,7 @@ class _PlanSink(PartitionWriter):
             plan.add(table)
 
 
-def _pipeline(archive: Archive, sink: _PlanSink) -> Pipeline:
+def _pipeline(archive: ArchiveStore, sink: _PlanSink) -> Pipeline:
     """A fresh pipeline with the root's settings (those of its last committed state)."""
     try:
         state = archive.load_pipeline()
@@ -404,7 +405,7 @@ def _carried_on(segment: str, later: list[str], committed: dict[str, int]) -> bo
             and int(that["seq"]) == int(this["seq"]) + 1)
 
 
-def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
+def _rederive(archive: ArchiveStore, plans: dict[tuple[str, str], _PartitionPlan],
               report: RepairReport, progress: Callable[[int], None] | None = None) -> None:
     """Feed every committed journal record, in derivation order, to a fresh pipeline whose
     rows go to ``plans``; damaged or missing segments are recorded in ``report.journal``.
@@ -445,7 +446,7 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
 # ---------------------------------------------------------------------------- repair
 
 
-def _write_replacement(archive: Archive, entry: FileEntry, table: pa.Table, seq: int,
+def _write_replacement(archive: ArchiveStore, entry: FileEntry, table: pa.Table, seq: int,
                        n: int) -> tuple[Path, FileEntry]:
     """Write ``table`` (the rows of damaged ``entry``) as a new file of the same kind."""
     schema = archive.schemas[entry.dataset]
@@ -468,7 +469,7 @@ def _write_replacement(archive: Archive, entry: FileEntry, table: pa.Table, seq:
     return path, new
 
 
-def _plans(archive: Archive, problems: list[FileProblem], report: RepairReport
+def _plans(archive: ArchiveStore, problems: list[FileProblem], report: RepairReport
            ) -> dict[tuple[str, str], _PartitionPlan]:
     """A plan per partition holding a damaged file; files that cannot be planned are
     reported as unrepaired."""
@@ -496,7 +497,7 @@ def _plans(archive: Archive, problems: list[FileProblem], report: RepairReport
     return plans
 
 
-def _entry(archive: Archive, problem: FileProblem) -> FileEntry:
+def _entry(archive: ArchiveStore, problem: FileProblem) -> FileEntry:
     return next(f for f in archive.state.files if f.file == problem.file)
 
 
@@ -515,7 +516,7 @@ def repair_root(root: str | os.PathLike[str], *, deep: bool = True,
     Raises :class:`RepairError` when the root cannot be opened for writing (another writer
     holds it, malformed manifest)."""
     try:
-        archive = Archive(root)
+        archive = ArchiveStore(root)
         archive.lock()
     except (ArchiveBusyError, StateError) as exc:
         raise RepairError(f"{root}: {exc}") from exc

@@ -15,6 +15,8 @@ from typing import Any, Final
 import msgspec
 import pyarrow as pa
 
+from recorder.errors import RecorderError
+
 __all__ = ["SchemaError", "ENCODINGS", "Column", "DatasetSchema", "load_schemas", "default_schema_dir"]
 
 _TYPES: Final[dict[str, pa.DataType]] = {
@@ -31,7 +33,7 @@ _TYPES: Final[dict[str, pa.DataType]] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(RecorderError, ValueError):
     """A schema file is missing, malformed or inconsistent."""
 
 

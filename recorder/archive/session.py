@@ -30,7 +30,7 @@ from recorder.archive.journal import (
     list_segments,
     read_segment,
 )
-from recorder.archive.store import Archive, PartitionWriter
+from recorder.archive.store import ArchiveStore, PartitionWriter
 from recorder.frames import Frame
 from recorder.pipeline import Pipeline
 from recorder.pipeline import markers as mk
@@ -60,7 +60,7 @@ class Deriver:
         before_commit: Callable[[], None] | None = None,
     ) -> None:
         self.before_commit = before_commit
-        self.archive = Archive(root)
+        self.archive = ArchiveStore(root)
         self.archive.lock()  # one committing process per archive (ArchiveBusyError)
         self.archive.recover()
         self.writer = PartitionWriter(self.archive.root, self.archive.schemas,

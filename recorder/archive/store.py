@@ -3,7 +3,7 @@
 A *commit* makes a set of sealed Parquet files visible together with the journal position they
 were derived up to and the pipeline state at that point. ``_manifest/current.json`` is replaced
 atomically (temp name, fsync, rename, fsync dir); a Parquet file that no commit lists is an
-orphan of a crash and :meth:`Archive.recover` deletes it (its rows are re-derived from the
+orphan of a crash and :meth:`ArchiveStore.recover` deletes it (its rows are re-derived from the
 journal). That is how journal -> Parquet is exactly-once across crashes.
 """
 
@@ -26,9 +26,10 @@ import pyarrow.parquet as pq
 
 from recorder.archive.layout import DAY_NS, day_of, partition_dir
 from recorder.archive.schema import DatasetSchema, load_schemas
+from recorder.errors import RecorderError
 from recorder.pipeline.state import PipelineState, StateError, decode_state, encode_state
 
-__all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "Archive", "PartitionWriter", "SealBatch",
+__all__ = ["ArchiveWriteError", "ArchiveFormatError", "ArchiveBusyError", "parquet_encodings", "FileEntry", "ArchiveState", "ArchiveStore", "PartitionWriter", "SealBatch",
            "atomic_write_bytes", "write_parquet_atomic", "PARQUET_OPTIONS", "choose_encodings"]
 
 #: Threads writing the files of one commit (:meth:`PartitionWriter.seal`).
@@ -46,13 +47,13 @@ _DICTIONARY: Final = "DICTIONARY"
 _SYMBOL_COLUMNS: Final = ("symbol", "product_id")
 
 
-class ArchiveWriteError(OSError):
+class ArchiveWriteError(RecorderError, OSError):
     """A Parquet file or manifest could not be written (e.g. ENOSPC). Nothing committed is
     touched; buffered rows stay in memory and the next commit retries."""
 
 
-class ArchiveBusyError(RuntimeError):
-    """Another process (or another :class:`Archive` object) holds the archive's writer lock."""
+class ArchiveBusyError(RecorderError, RuntimeError):
+    """Another process (or another :class:`ArchiveStore` object) holds the archive's writer lock."""
 
 
 class ArchiveFormatError(StateError):
@@ -426,7 +427,7 @@ class SealBatch:
     bytes: int
 
 
-class Archive:
+class ArchiveStore:
     """An archive directory: committed state, recovery, commits."""
 
     def __init__(self, root: str | os.PathLike[str], *, schema_dir: Path | None = None) -> None:
@@ -575,7 +576,7 @@ class Archive:
 
         One process at a time may commit to an archive: the live writer / ingest
         (:class:`~recorder.archive.session.Deriver`), compaction and retention all take it.
-        Raises :class:`ArchiveBusyError` if another open :class:`Archive` holds it. Released
+        Raises :class:`ArchiveBusyError` if another open :class:`ArchiveStore` holds it. Released
         by :meth:`unlock`, when this object is garbage-collected, or when the process dies
         (kill -9 included)."""
         if self._lock_fh is not None:
@@ -597,3 +598,15 @@ class Archive:
         fh, self._lock_fh = self._lock_fh, None
         if fh is not None:
             fh.close()
+
+
+def __getattr__(name: str) -> type[ArchiveStore]:
+    """``Archive``, this class's former name, still imports (with a DeprecationWarning):
+    ``recorder.Archive`` is the one public class of that name (the read-only query API)."""
+    if name == "Archive":
+        import warnings
+
+        warnings.warn("recorder.archive.store.Archive is now ArchiveStore (recorder.Archive is "
+                      "the query API)", DeprecationWarning, stacklevel=2)
+        return ArchiveStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

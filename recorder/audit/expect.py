@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from recorder.audit.coverage import Key
+from recorder.errors import RecorderError
 
 __all__ = ["ANY_CHANNEL", "MODES", "Expectation", "ExpectError", "parse_expect",
            "is_futures_channel", "expected_keys"]
@@ -35,7 +36,7 @@ ANY_CHANNEL: Final = "*"
 MODES: Final = ("auto", "recorded", "online")
 
 
-class ExpectError(ValueError):
+class ExpectError(RecorderError, ValueError):
     """An ``--expect`` value that cannot be understood."""
 
 

@@ -33,7 +33,8 @@ import pyarrow as pa
 
 from recorder.archive.health import UNREADABLE_CAUSE, FileHealth, FileProblem
 from recorder.archive.layout import DAY_NS
-from recorder.archive.store import Archive
+from recorder.archive.store import ArchiveStore
+from recorder.errors import RecorderError
 from recorder.resources import queries_dir
 from recorder.roots import PathSpec, archive_roots, child_roots
 
@@ -42,7 +43,7 @@ __all__ = ["QUIET_NS", "QUERY_DIR", "ROOT_COLUMN", "AuditError", "query_text", "
            "unreadable_gap_rows", "unreadable_extent"]
 
 
-class AuditError(Exception):
+class AuditError(RecorderError):
     """The path cannot be audited (no committed archive there)."""
 
 #: The constant column naming each row's archive root in every audit view.
@@ -140,10 +141,10 @@ class AuditSource:
     """A DuckDB connection with one view per audited dataset, restricted to ``[lo, hi)``: the
     union of the rows of every archive in ``archives``, each with its :data:`ROOT_COLUMN`."""
 
-    def __init__(self, archives: Archive | Sequence[Archive], lo: int, hi: int, *,
+    def __init__(self, archives: ArchiveStore | Sequence[ArchiveStore], lo: int, hi: int, *,
                  threads: int | None = None, quiet_ns: int = QUIET_NS,
                  health: FileHealth | None = None) -> None:
-        self.archives = [archives] if isinstance(archives, Archive) else list(archives)
+        self.archives = [archives] if isinstance(archives, ArchiveStore) else list(archives)
         #: readability verdicts (shared with other sources of the same audit: one warning
         #: per damaged file)
         self.health = health if health is not None else FileHealth()
@@ -198,7 +199,7 @@ class AuditSource:
             self._create_views()
         return found
 
-    def _root_relation(self, archive: Archive, dataset: str, lo: int,
+    def _root_relation(self, archive: ArchiveStore, dataset: str, lo: int,
                        hi: int) -> duckdb.DuckDBPyRelation:
         """One root's rows of ``dataset`` (its live files that may touch ``[lo, hi)``), cast to
         the dataset's schema column by column (a column absent from every file is NULL), plus
@@ -293,7 +294,7 @@ def sibling_keys(src: AuditSource) -> set[tuple[str, str]]:
     siblings = sibling_roots(src.roots)
     if not siblings:
         return set()
-    other = AuditSource([Archive(r) for r in siblings], src.lo, src.hi)
+    other = AuditSource([ArchiveStore(r) for r in siblings], src.lo, src.hi)
     try:
         return {(r["channel"], r["symbol"]) for r in other.rows("keys")}
     finally:
@@ -320,7 +321,7 @@ def open_source(path: PathSpec, lo: int | None = None, hi: int | None = None,
     """Open the roots ``path`` designates (:func:`committed_roots`: a root, a parent of roots
     or several paths) for auditing as one archive; ``lo``/``hi`` default to the first/last
     receive time in ``liveness`` over all roots (``queries/audit/bounds.sql``)."""
-    archives = [Archive(r) for r in committed_roots(path)]
+    archives = [ArchiveStore(r) for r in committed_roots(path)]
     health = FileHealth()
     if lo is None or hi is None:
         probe = AuditSource(archives, -(2**62), 2**62, threads=threads, health=health)

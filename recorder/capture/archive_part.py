@@ -249,7 +249,7 @@ class ArchivePart:
 
     async def maintenance(self, name: str, fn: Callable[[Any], Any]) -> Any:
         """Run compaction/retention ``fn(archive)`` in a thread with the writer's own
-        :class:`~recorder.archive.store.Archive` (its lock); commits wait meanwhile. Frames
+        :class:`~recorder.archive.store.ArchiveStore` (its lock); commits wait meanwhile. Frames
         keep flowing into the journal and the pipeline's buffers."""
         if self._maintenance or self.writer.session is None:
             log.info("%s skipped: %s", name, self._maintenance or "archive not open")

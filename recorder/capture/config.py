@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from recorder.errors import RecorderError
+
 __all__ = [
     "ConfigError",
     "Secret",
@@ -47,7 +49,7 @@ BOOK_DEPTHS: Final = frozenset({10, 25, 100, 500, 1000})
 OHLC_INTERVALS: Final = frozenset({1, 5, 15, 30, 60, 240, 1440, 10080, 21600})
 
 
-class ConfigError(ValueError):
+class ConfigError(RecorderError, ValueError):
     """The configuration is invalid; the message says which setting and why."""
 
 

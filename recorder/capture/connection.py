@@ -38,6 +38,7 @@ from recorder.capture.limits import Backoff, TokenBucket, l3_cost
 from recorder.capture.rest_client import RestAuthRefused, RestFailure
 from recorder.capture.shards import ConnPlan
 from recorder.capture.subscriptions import SubscriptionTable
+from recorder.errors import RecorderError
 from recorder.frames import Frame
 from recorder.pipeline.markers import (
     Connected,
@@ -72,7 +73,7 @@ def _auth_refused(exc: RestAuthRefused) -> str:
             "KRAKEN_API_KEY/KRAKEN_API_SECRET and the key's WebSocket permission")[:300]
 
 
-class SessionEnded(Exception):
+class SessionEnded(RecorderError):
     """The current WebSocket session must end (silence, fatal subscribe error, stop)."""
 
 

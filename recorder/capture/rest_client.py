@@ -21,6 +21,7 @@ import aiohttp
 
 from recorder.capture.config import Credentials, RestConfig
 from recorder.capture.limits import CallCounter, Cooldown, TokenBucket
+from recorder.errors import RecorderError
 from recorder.frames import Frame
 from recorder.pipeline.markers import RateLimited, encode_marker
 from recorder.protocol.reject import Reject
@@ -42,7 +43,7 @@ _AUTH_REFUSALS = frozenset({("API", "Invalid key"), ("API", "Invalid signature")
                             ("General", "Permission denied")})
 
 
-class RestFailure(RuntimeError):
+class RestFailure(RecorderError, RuntimeError):
     """A REST call failed (network, HTTP status, Kraken error, undecodable body)."""
 
 

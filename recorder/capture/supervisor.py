@@ -57,6 +57,7 @@ from recorder.capture.service import EXIT_ARCHIVE_BUSY, WorkerSpec, worker_main
 from recorder.capture.shards import WorkerPlan, channel_owners, host_symbols, load_rates, plan
 from recorder.capture.startup import describe_plan
 from recorder.capture.writer import writer_id
+from recorder.errors import RecorderError
 from recorder.protocol.spot import InstrumentMessage, decode_spot
 
 __all__ = ["Supervisor", "PairInfo", "discover_pairs", "VenueUnreachable", "level3_notice",
@@ -110,7 +111,7 @@ class PairInfo:
     qty_precision: int
 
 
-class VenueUnreachable(ConnectionError):
+class VenueUnreachable(RecorderError, ConnectionError):
     """The instrument channel could not be read (network down, venue refusing); ``url`` is
     the address that failed."""
 

@@ -35,6 +35,7 @@ from recorder.archive.commit import PendingCommit
 from recorder.archive.journal import JournalWriteError
 from recorder.archive.session import ArchiveSession
 from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
+from recorder.errors import RecorderError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
 from recorder.pipeline.signals import BookDesync, FuturesSeqGap, Signal, TradeIdGap
@@ -74,7 +75,7 @@ def writer_roots(parent: Path) -> list[Path]:
     return child_roots(parent)
 
 
-class WriterError(OSError):
+class WriterError(RecorderError, OSError):
     """The archive could not take a frame or a commit (disk full, I/O error). The journal keeps
     every frame it accepted; capture pauses and retries (see the disk guard)."""
 
@@ -297,7 +298,7 @@ class ArchiveWriter:
 
     @property
     def archive(self) -> Any:
-        """The live :class:`recorder.archive.store.Archive` (for compaction/retention, which
+        """The live :class:`recorder.archive.store.ArchiveStore` (for compaction/retention, which
         must use the writer's own object and lock)."""
         return self._s().deriver.archive
 

@@ -43,6 +43,7 @@ import msgspec
 
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint
 from recorder.book.futures import FuturesBookCheckpoint
+from recorder.errors import RecorderError
 
 __all__ = [
     "STATE_KIND",
@@ -61,7 +62,7 @@ STATE_KIND: Final = "recorder.pipeline.state"
 STATE_VERSION: Final = 1
 
 
-class StateError(ValueError):
+class StateError(RecorderError, ValueError):
     """A state file is not a pipeline state this code can read (wrong kind, unknown or newer
     version, malformed content, or an invalid book checkpoint)."""
 

@@ -7,13 +7,15 @@ before a snapshot) so that callers can quarantine the offending message with a r
 
 from __future__ import annotations
 
+from recorder.errors import RecorderError
+
 __all__ = [
     "ProtocolError", "NumberError", "TimestampError", "BookError", "SigningError", "ColumnError",
     "FixError",
 ]
 
 
-class ProtocolError(Exception):
+class ProtocolError(RecorderError):
     """Base class of every error raised by :mod:`recorder.protocol` and :mod:`recorder.book`."""
 
 

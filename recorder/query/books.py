@@ -84,6 +84,7 @@ from recorder.book.checkpoint import (
 from recorder.book.futures import FuturesBook, FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
+from recorder.errors import RecorderError
 from recorder.protocol.errors import ProtocolError
 from recorder.protocol.numbers import decimals_of, to_units, token_to_text, units_to_text
 from recorder.query.timeparse import ns_to_iso
@@ -132,7 +133,7 @@ _KNOWN_LISTED: Final = 50
 _JSON: Final = msgspec.json.Decoder(dict[str, str])
 
 
-class QueryError(ValueError):
+class QueryError(RecorderError, ValueError):
     """A query cannot be answered as asked (bad channel/clock, missing exchange times...)."""
 
 
@@ -231,7 +232,7 @@ class BookAt:
         else:
             names = ["side", "level", "queue", "order_id", "price_units", "qty_units", "ts_ns",
                      "qty_ahead_units"]
-        cols = list(zip(*rows)) if rows else [[] for _ in names]
+        cols: list[Any] = list(zip(*rows)) if rows else [[] for _ in names]
         schema: dict[str, Any] = {"side": pl.Utf8, "level": pl.Int32, "queue": pl.Int32,
                                   "order_id": pl.Utf8, "price_units": pl.Int64,
                                   "qty_units": pl.Int64, "ts_ns": pl.Int64,
@@ -408,7 +409,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root)
+        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root, raw=True)
               .filter((pl.col("channel").cast(pl.Utf8) == channel)
                       & (pl.col("symbol").cast(pl.Utf8) == symbol))
               .sort(["epoch", "end_ns", "messages"])
@@ -438,7 +439,7 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("gaps", root=self.root)
+        df = (self.archive.scan("gaps", root=self.root, raw=True)
               .filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
                       & pl.col("symbol").is_in([symbol, "*"]))
               .sort("start_ns").collect())
@@ -489,14 +490,15 @@ class BookEngine:
 
         sym = pl.col(_symbol_column(channel)) == symbol
         for hi in (t + _EXCHANGE_WINDOW_NS, None):
-            lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root)
+            lf = self.archive.scan(channel, symbols=[symbol], end=hi, root=self.root, raw=True)
             cond = sym & (pl.col("ts_ns") > t)
             if hi is not None:
                 cond = cond & (pl.col("recv_ns") <= hi)
             first = lf.filter(cond).select(pl.col("recv_ns").min()).collect().item()
             if first is not None:
                 return first - 1, None
-        last = (self.archive.scan(channel, symbols=[symbol], root=self.root).filter(sym)
+        last = (self.archive.scan(channel, symbols=[symbol], root=self.root, raw=True)
+                .filter(sym)
                 .select(pl.col("recv_ns").max(), pl.col("ts_ns").max()).collect())
         last_recv, last_ts = last.row(0)
         return self._after_last(channel, symbol, t, last_recv, last_ts)
@@ -632,7 +634,7 @@ class BookEngine:
         while True:
             lo = max(ep.start_ns, cut - span)
             df = (self.archive.scan("checkpoints", symbols=[symbol], start=lo, end=cut,
-                                    root=self.root)
+                                    root=self.root, raw=True)
                   .filter((pl.col("channel").cast(pl.Utf8) == channel)
                           & (pl.col("symbol").cast(pl.Utf8) == symbol)
                           & (pl.col("epoch") == ep.epoch)
@@ -646,7 +648,7 @@ class BookEngine:
             return None
         recv, reason, ck, msg = df.row(0)
         blob = (self.archive.scan("checkpoints", symbols=[symbol], start=recv, end=recv,
-                                  root=self.root)
+                                  root=self.root, raw=True)
                 .filter((pl.col("channel").cast(pl.Utf8) == channel)
                         & (pl.col("symbol").cast(pl.Utf8) == symbol)
                         & (pl.col("epoch") == ep.epoch) & (pl.col("recv_ns") == recv)
@@ -746,7 +748,7 @@ class BookEngine:
                 pass
         return self._checkpoint("futures_book", symbol, ep, cut)
 
-    def _futures_rows(self, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+    def _futures_rows(self, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list[Any]]:
         """:meth:`_rows` of ``futures_book``, read by the core engine's reader when it is the
         engine (the replay itself stays in the reference's :class:`FuturesBook`)."""
         if self.engine == "core":
@@ -761,7 +763,8 @@ class BookEngine:
                 pass
         return self._rows("futures_book", symbol, epoch, lo, hi)
 
-    def _rows(self, channel: str, symbol: str, epoch: int, lo: int, hi: int) -> dict[str, list]:
+    def _rows(self, channel: str, symbol: str, epoch: int, lo: int,
+              hi: int) -> dict[str, list[Any]]:
         """Event rows of one epoch with ``lo <= recv_ns <= hi``, in wire (file) order."""
         import polars as pl
 
@@ -773,7 +776,8 @@ class BookEngine:
                     "qty_scale", "checksum", "overflow"]
         if channel == "level3":
             cols.append("order_id")
-        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root)
+        df = (self.archive.scan(channel, symbols=[symbol], start=lo, end=hi, root=self.root,
+                                raw=True)
               .filter((pl.col(_symbol_column(channel)) == symbol) & (pl.col("epoch") == epoch)
                       & (pl.col("recv_ns") >= lo) & (pl.col("recv_ns") <= hi))
               .select(cols)
@@ -784,7 +788,8 @@ class BookEngine:
               .collect())
         return {c: df.get_column(c).to_list() for c in cols}
 
-    def _messages(self, channel: str, d: dict[str, list]) -> Iterator[tuple[Any, ...]]:
+    def _messages(self, channel: str,
+                  d: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
         """Group rows into messages: ``(is_snapshot, bids, asks, checksum, recv, ts, changes)``."""
         l3 = channel == "level3"
         bids: list[Any] = []
@@ -1033,7 +1038,7 @@ class BookRouter:
 
         found: set[str] = set()
         for root in self.archive.roots:
-            df = (self.archive.scan("epochs", root=root)
+            df = (self.archive.scan("epochs", root=root, raw=True)
                   .filter(pl.col("channel").cast(pl.Utf8) == channel)
                   .select(pl.col("symbol").cast(pl.Utf8).unique()).collect())
             found.update(df.get_column("symbol").to_list())

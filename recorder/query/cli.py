@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
+
+if TYPE_CHECKING:
+    from recorder.query.api import Archive
+    from recorder.query.books import Channel, Clock
 
 __all__ = ["book_command", "query_command"]
 
@@ -16,7 +20,7 @@ _ARCHIVE = click.option("--archive", "archive", required=True, multiple=True, ty
                              "several.")
 
 
-def _open(archive: tuple[str, ...]) -> Any:
+def _open(archive: tuple[str, ...]) -> Archive:
     """The :class:`~recorder.query.api.Archive` of the ``--archive`` paths; a path that leads
     to no archive root exits 2 with the reason (missing, a file, a symlink loop...)."""
     from recorder.pipeline.state import StateError
@@ -69,7 +73,7 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
     ar = _open(archive)
     try:
         with ar:
-            df = ar.sql(sql, list(params) if params else None)
+            df = ar.sql(sql, list(params) if params else None).collect()
     except Exception as exc:  # noqa: BLE001 - any SQL error is the user's, report it cleanly
         click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(2)
@@ -153,20 +157,19 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | 
         t = to_ns(at) if anchored is None else 0
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--at'") from None
-    if channel is None:
-        channel = "futures_book" if is_futures_symbol(symbol) else "level3"
+    chosen = cast("Channel", channel or ("futures_book" if is_futures_symbol(symbol)
+                                        else "level3"))
+    when = cast("Clock", clock)
     ar = _open(archive)
     try:
         with ar:
             if anchored is not None:
                 # the recorded range comes with the answer for a time before the data
-                probe = ar.book_at(symbol, 0, channel=channel,  # type: ignore[arg-type]
-                                   depth=1, clock="receive")
+                probe = ar.book_at(symbol, 0, channel=chosen, depth=1, clock="receive")
                 if probe.data_start_ns is not None and probe.data_end_ns is not None:
                     t = anchored.resolve(probe.data_start_ns, probe.data_end_ns - 1)
-                    clock = "receive"  # the range is on the receive clock
-            b = ar.book_at(symbol, t, channel=channel,  # type: ignore[arg-type]
-                           depth=depth or None, clock=clock)  # type: ignore[arg-type]
+                    when = "receive"  # the range is on the receive clock
+            b = ar.book_at(symbol, t, channel=chosen, depth=depth or None, clock=when)
     except (ValueError, QueryError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

@@ -83,7 +83,7 @@ def text_frame(df: pl.DataFrame) -> pl.DataFrame:
     columns unchanged. Every column of the result can be written as CSV."""
     import polars as pl
 
-    exprs = []
+    exprs: list[pl.Expr | pl.Series] = []
     for name, dtype in df.schema.items():
         col = pl.col(name)
         if isinstance(dtype, pl.Decimal):

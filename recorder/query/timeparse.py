@@ -100,14 +100,19 @@ def ns_to_iso(ns: int) -> str:
 
 #: Polars-style duration units (``"1m"`` is a minute, as in ``group_by_dynamic``).
 _UNITS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-                 "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
-_DURATION: Final = re.compile(r"(\d+)(ns|us|ms|s|m|h|d)")
+                 "m": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000,
+                 "w": 604_800_000_000_000}
+_DURATION: Final = re.compile(r"(\d+)(ns|us|ms|s|m|h|d|w)")
 _ANCHORED: Final = re.compile(r"(start|end)\s*(?:([+-])\s*(\S+))?")
 
 
 def duration_ns(text: str) -> int:
-    """A Polars-style duration (``"30s"``, ``"1m30s"``, ``"500ms"``, ``"2h"``, ``"1d"``) in ns;
-    raises ``ValueError`` naming the bad part."""
+    """A Polars-style duration (``"30s"``, ``"1m30s"``, ``"500ms"``, ``"2h"``, ``"1d"``,
+    ``"1w"``) in ns; raises ``ValueError`` naming the bad part.
+
+        >>> duration_ns("1m30s"), duration_ns("500ms")
+        (90000000000, 500000000)
+    """
     spec = text.strip()
     pos, total = 0, 0
     for m in _DURATION.finditer(spec):
@@ -116,7 +121,8 @@ def duration_ns(text: str) -> int:
         total += int(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     if pos != len(spec) or not spec:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 1m30s, 500ms, 2h, 1d)")
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 1m30s, 500ms, 2h, 1d, "
+                         f"1w)")
     return total
 
 

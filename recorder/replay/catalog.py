@@ -82,7 +82,7 @@ class Catalog:
 def _window(archive: Archive) -> tuple[int, int] | None:
     """Earliest and latest receive time of the archive's live files (manifest times of the
     datasets whose time column is the receive time)."""
-    from recorder.archive.store import Archive as Store
+    from recorder.archive.store import ArchiveStore as Store
 
     lo: int | None = None
     hi: int | None = None
@@ -104,7 +104,7 @@ def _book_coverage(archive: Archive, lo: int, hi: int,
 
     out: dict[tuple[str, str], list[Interval]] = defaultdict(list)
     for index, root in enumerate(archive.roots):
-        df = (archive.scan("epochs", root=root)
+        df = (archive.scan("epochs", root=root, raw=True)
               .with_columns(pl.col("channel").cast(pl.Utf8), pl.col("symbol").cast(pl.Utf8),
                             pl.col("end_reason").cast(pl.Utf8))
               .filter(pl.col("channel").is_in(list(BOOK_CHANNELS)))
@@ -120,7 +120,7 @@ def _book_coverage(archive: Archive, lo: int, hi: int,
             rows[(ch, sym)].append(EpochRow(ep, start, end, why, depth, conn))
         if not rows:
             continue
-        gaps = (archive.scan("gaps", root=root)
+        gaps = (archive.scan("gaps", root=root, raw=True)
                 .with_columns(pl.col("channel").cast(pl.Utf8), pl.col("symbol").cast(pl.Utf8))
                 .select(["channel", "symbol", "start_ns", "end_ns"]).collect())
         by_key: dict[tuple[str, str], list[tuple[int, int | None]]] = defaultdict(list)
@@ -139,7 +139,7 @@ def _distinct(archive: Archive, dataset: str, column: str, lo: int, hi: int,
               extra: tuple[str, ...] = (), sources: tuple[int, ...] | None = None) -> list[tuple]:
     import polars as pl
 
-    lf = archive.scan(dataset, start=lo, end=hi)
+    lf = archive.scan(dataset, start=lo, end=hi, raw=True)
     if sources is not None:
         lf = lf.filter(pl.col("source").is_in(list(sources)))
     df = (lf.select([pl.col(column).cast(pl.Utf8), *[pl.col(c) for c in extra]])
@@ -150,7 +150,7 @@ def _distinct(archive: Archive, dataset: str, column: str, lo: int, hi: int,
 def _instruments(archive: Archive, hi: int) -> list[InstrumentRow]:
     import polars as pl
 
-    df = (archive.scan("instruments", end=hi)
+    df = (archive.scan("instruments", end=hi, raw=True)
           .select(["recv_ns", pl.col("kind").cast(pl.Utf8), "symbol",
                    pl.col("change").cast(pl.Utf8), pl.col("status").cast(pl.Utf8), "attributes"])
           .sort("recv_ns", maintain_order=True).collect())

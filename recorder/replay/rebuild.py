@@ -98,7 +98,7 @@ class Rebuilder:
 
         root = self.archive.roots[interval.root]
         cps = (self.archive.scan("checkpoints", symbols=[product_id], start=interval.start_ns,
-                                 end=cut, root=root)
+                                 end=cut, root=root, raw=True)
                .filter((pl.col("channel").cast(pl.Utf8) == "futures_book")
                        & (pl.col("symbol").cast(pl.Utf8) == product_id)
                        & (pl.col("epoch") == interval.epoch))
@@ -114,7 +114,7 @@ class Rebuilder:
         if book.seq is None:
             return None
         rows = (self.archive.scan("futures_book", symbols=[product_id], start=cp_recv, end=cut,
-                                  root=root)
+                                  root=root, raw=True)
                 .filter((pl.col("product_id").cast(pl.Utf8) == product_id)
                         & (pl.col("epoch") == interval.epoch) & (pl.col("event") == 1)
                         & (pl.col("seq") > book.seq) & (pl.col("recv_ns") <= cut))
@@ -149,7 +149,7 @@ class Rebuilder:
         oldest first (any source: WS, and REST backfill of gaps)."""
         import polars as pl
 
-        df = (self.archive.scan("trades", symbols=[symbol], end=cut)
+        df = (self.archive.scan("trades", symbols=[symbol], end=cut, raw=True)
               .filter((pl.col("symbol").cast(pl.Utf8) == symbol)
                       & pl.col("trade_id").is_not_null() & pl.col("price").is_not_null()
                       & pl.col("qty").is_not_null())
@@ -165,7 +165,7 @@ class Rebuilder:
         newest first."""
         import polars as pl
 
-        df = (self.archive.scan("futures_trades", symbols=[product_id], end=cut)
+        df = (self.archive.scan("futures_trades", symbols=[product_id], end=cut, raw=True)
               .filter((pl.col("product_id").cast(pl.Utf8) == product_id)
                       & pl.col("price").is_not_null() & pl.col("qty").is_not_null())
               .unique("seq", keep="first").sort("seq", descending=True).head(count)
@@ -178,14 +178,14 @@ class Rebuilder:
         """The highest spot ``trade_id`` received at or before ``cut``."""
         import polars as pl
 
-        return (self.archive.scan("trades", symbols=[symbol], end=cut)
+        return (self.archive.scan("trades", symbols=[symbol], end=cut, raw=True)
                 .filter(pl.col("symbol").cast(pl.Utf8) == symbol)
                 .select(pl.col("trade_id").max()).collect().item())
 
     def last_futures_trade_seq(self, product_id: str, cut: int) -> int | None:
         import polars as pl
 
-        return (self.archive.scan("futures_trades", symbols=[product_id], end=cut)
+        return (self.archive.scan("futures_trades", symbols=[product_id], end=cut, raw=True)
                 .filter(pl.col("product_id").cast(pl.Utf8) == product_id)
                 .select(pl.col("seq").max()).collect().item())
 
@@ -193,7 +193,7 @@ class Rebuilder:
         """The latest recorded state (at or before ``cut``) of the newest candle."""
         import polars as pl
 
-        df = (self.archive.scan("ohlc", symbols=[symbol], end=cut)
+        df = (self.archive.scan("ohlc", symbols=[symbol], end=cut, raw=True)
               .filter((pl.col("symbol").cast(pl.Utf8) == symbol)
                       & (pl.col("interval") == interval))
               .sort(["interval_begin_ns", "recv_ns"], maintain_order=True).tail(1)

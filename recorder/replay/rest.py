@@ -137,7 +137,7 @@ class ReplaySpotData(_Data):
         ts_ns, side, ord_type, price, price_scale, qty, qty_scale)``."""
         import polars as pl
 
-        lf = self.server.archive.scan("trades", symbols=[symbol], end=self.cut).filter(
+        lf = self.server.archive.scan("trades", symbols=[symbol], end=self.cut, raw=True).filter(
             (pl.col("symbol").cast(pl.Utf8) == symbol) & pl.col("trade_id").is_not_null()
             & pl.col("price").is_not_null() & pl.col("qty").is_not_null())
         if since_ts is not None:
@@ -287,7 +287,8 @@ class ReplayFuturesData(_Data):
         price_text, qty_text, side, type, uid)``."""
         import polars as pl
 
-        lf = self.server.archive.scan("futures_trades", symbols=[product_id], end=self.cut).filter(
+        lf = self.server.archive.scan("futures_trades", symbols=[product_id], end=self.cut,
+                                      raw=True).filter(
             (pl.col("product_id").cast(pl.Utf8) == product_id) & pl.col("price").is_not_null()
             & pl.col("qty").is_not_null())
         if since_ts is not None:
@@ -308,7 +309,8 @@ class ReplayFuturesData(_Data):
     def _ticker_row(self, product_id: str) -> dict[str, Any] | None:
         import polars as pl
 
-        df = (self.server.archive.scan("futures_ticker", symbols=[product_id], end=self.cut)
+        df = (self.server.archive.scan("futures_ticker", symbols=[product_id], end=self.cut,
+                                       raw=True)
               .filter(pl.col("product_id").cast(pl.Utf8) == product_id)
               .sort("recv_ns").tail(1).collect())
         return df.to_dicts()[0] if df.height else None

@@ -23,13 +23,14 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from recorder.errors import RecorderError
 from recorder.protocol.errors import SigningError
 from recorder.protocol.signing import spot_api_sign
 
 __all__ = ["AuthError", "KeyStore", "TokenStore", "load_keys", "parse_body"]
 
 
-class AuthError(Exception):
+class AuthError(RecorderError):
     """A private request failed authentication; ``str(exc)`` is Kraken's error text."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+from recorder.errors import RecorderError
 from recorder.protocol.numbers import checksum_piece, units_to_text
 from recorder.protocol.timestamps import ns_to_rfc3339
 
@@ -99,7 +100,7 @@ MOVE_OUT: Final = 6
 MOVE_IN: Final = 7
 
 
-class EngineError(ValueError):
+class EngineError(RecorderError, ValueError):
     """An operation would violate a book invariant (crossing add, unknown order, bad grid)."""
 
 

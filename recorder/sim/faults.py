@@ -59,6 +59,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from recorder.errors import RecorderError
+
 __all__ = [
     "FRAME_KINDS",
     "CONNECTION_KINDS",
@@ -75,7 +77,7 @@ __all__ = [
 ]
 
 
-class FaultError(ValueError):
+class FaultError(RecorderError, ValueError):
     """A fault specification is malformed."""
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from recorder.errors import RecorderError
 from recorder.protocol.numbers import to_units
 from recorder.sim.engine import (
     ADD,
@@ -165,7 +166,7 @@ def _below(getrandbits: Callable[[int], int], n: int) -> int:
     return r
 
 
-class MarketError(KeyError):
+class MarketError(RecorderError, KeyError):
     """Unknown symbol or invalid feed key."""
 
 

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
+from recorder.errors import RecorderError
 from recorder.sim.market import FeedKey, SpotMarket
 from recorder.sim.events import SimEvent
 
@@ -78,7 +79,7 @@ def _gc_paused() -> Iterator[None]:
         gc.collect()
 
 
-class PregenError(ValueError):
+class PregenError(RecorderError, ValueError):
     """A bad ``--pregenerate``/``--pregenerate-channels`` value."""
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 from aiohttp import web
 
+from recorder.errors import RecorderError
+
 if TYPE_CHECKING:
     from recorder.sim.server import SimServer
 
@@ -16,7 +18,7 @@ __all__ = ["DataUnavailable", "json_response", "rest_faults"]
 _ENC: Final = msgspec.json.Encoder()
 
 
-class DataUnavailable(LookupError):
+class DataUnavailable(RecorderError, LookupError):
     """A market cannot answer a REST question right now (``recorder replay``: the archive
     holds no valid book of the pair at the replay time). Spot answers
     ``EService:Unavailable``, Futures ``Unavailable``, Kraken's codes for it."""

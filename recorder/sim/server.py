@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from recorder.errors import RecorderError
 from recorder.sim.auth import KeyStore, TokenStore
 from recorder.sim.faults import FaultPlan, FaultRule
 from recorder.sim.truth import TruthWriter
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["SIM_KEY", "SimConfig", "SimServer", "SimError"]
 
 
-class SimError(RuntimeError):
+class SimError(RecorderError, RuntimeError):
     """The simulator cannot start (port in use, market unavailable, ...)."""
 
 

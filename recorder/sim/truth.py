@@ -19,10 +19,12 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from recorder.errors import RecorderError
+
 __all__ = ["TruthError", "TruthWriter", "read_truth"]
 
 
-class TruthError(OSError):
+class TruthError(RecorderError, OSError):
     """The truth file cannot be opened or written."""
 
 

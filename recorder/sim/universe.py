@@ -35,6 +35,8 @@ from typing import Any, Final
 
 import msgspec
 
+from recorder.errors import RecorderError
+
 __all__ = [
     "STRING_FIELDS",
     "asset_wire",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-class UniverseError(ValueError):
+class UniverseError(RecorderError, ValueError):
     """The instrument input is missing, malformed, or a requested symbol does not exist."""
 
 

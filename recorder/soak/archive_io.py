@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from recorder.archive.journal import list_segments, read_segment
 from recorder.capture.writer import writer_roots
+from recorder.errors import RecorderError
 from recorder.frames import Frame
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class ArchiveReadError(OSError):
+class ArchiveReadError(RecorderError, OSError):
     """An archive root or truth file cannot be read at all (missing manifest, bad JSON)."""
 
 

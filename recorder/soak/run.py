@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from recorder.capture.sim_config import render_toml, sim_settings
 from recorder.capture.writer import writer_roots
+from recorder.errors import RecorderError
 from recorder.soak.archive_io import (
     check_files,
     dataset,
@@ -55,7 +56,7 @@ _KEY = "SOAKKEY"
 _SECRET = base64.b64encode(b"soak-secret-material-not-a-real-key-0123456789" * 2).decode()
 
 
-class SoakError(RuntimeError):
+class SoakError(RecorderError, RuntimeError):
     """The soak could not be carried out (a process did not start, no disk headroom...).
     Distinct from a soak that ran and found misses (those are in :class:`SoakReport`)."""
 

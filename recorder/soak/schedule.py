@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recorder.errors import RecorderError
 from recorder.sim.faults import KINDS, parse_faults
 
 __all__ = ["SoakPlan", "ScheduleError", "CYCLE_S", "plan_soak"]
@@ -47,7 +48,7 @@ _LIST_AT, _STATUS_AT, _DELIST_AT, _REVERT_AT = 42.0, 44.0, 46.0, 48.0
 _DISK_AT, _DISK_S = 50.0, 5.0
 
 
-class ScheduleError(ValueError):
+class ScheduleError(RecorderError, ValueError):
     """The soak cannot be planned (too few pairs, bad duration)."""
 
 

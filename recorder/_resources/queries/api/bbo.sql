@@ -1,0 +1,1 @@
+../../../../queries/api/bbo.sql
