@@ -7,12 +7,16 @@
 //! exception classes. The Python books in `recorder/book/` are the reference model these are
 //! tested against.
 
+pub mod batch;
 pub mod checksum;
 pub mod decimal;
 pub mod error;
 pub mod l2;
 pub mod l3;
 pub mod replay;
+pub mod spot;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_spot;

@@ -844,5 +844,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyL3Book>()?;
     m.add("MAX_TOKEN_LEN", decimal::MAX_TOKEN_LEN)?;
     m.add("MAX_SCALE", MAX_SCALE)?;
+    crate::python_spot::register(m)?;
     Ok(())
 }
