@@ -748,18 +748,18 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
             )
         })?
     };
+    if text.trim_start().as_bytes().first() != Some(&b'{') {
+        // a JSON array, string, number...: not a message; else not JSON at all
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => Reject::new(UNKNOWN_MESSAGE, "top level is not a JSON object"),
+            Err(err) => Reject::new(MALFORMED_JSON, err.to_string()),
+        });
+    }
     let envelope: Envelope<'_> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(err) => {
             return Err(match err.classify() {
-                serde_json::error::Category::Data => {
-                    let first = text.trim_start().as_bytes().first().copied();
-                    if first == Some(b'{') {
-                        schema(&err)
-                    } else {
-                        Reject::new(UNKNOWN_MESSAGE, "top level is not a JSON object")
-                    }
-                }
+                serde_json::error::Category::Data => schema(&err),
                 _ => Reject::new(MALFORMED_JSON, err.to_string()),
             });
         }
