@@ -22,7 +22,9 @@
 //! `update_before_snapshot` until the next snapshot; a successful unsubscribe ends it too.
 //! A frame's verdict is that of its first item that is not OK/UNCHECKED, else its last item's.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use crate::decimal::{Decimal, MAX_SCALE, NumberError};
 use crate::l2::L2Book;
@@ -69,6 +71,61 @@ pub const NO_KIND: u8 = 2;
 pub const NO_SYMBOL: u32 = u32::MAX;
 /// No timestamp (the `ts_ns` column).
 pub const NO_TS: i64 = i64::MIN;
+
+/// A fast keyed hash for short ids (Kraken order ids, symbols): 8 bytes per multiply, keyed
+/// per map from the standard library's random state so crafted collisions cannot be planned.
+#[derive(Debug, Clone, Copy)]
+struct IdHasher {
+    hash: u64,
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.hash = (self.hash ^ u64::from_le_bytes(word))
+                .wrapping_mul(K)
+                .rotate_left(29);
+        }
+        let mut word = [0u8; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        self.hash = (self.hash ^ u64::from_le_bytes(word) ^ (bytes.len() as u64))
+            .wrapping_mul(K)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.hash;
+        (h ^ (h >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (h >> 29)
+    }
+}
+
+/// Builds [`IdHasher`]s with one random key per map.
+#[derive(Debug, Clone, Copy)]
+struct IdHash {
+    key: u64,
+}
+
+impl Default for IdHash {
+    fn default() -> Self {
+        IdHash {
+            key: RandomState::new().build_hasher().finish(),
+        }
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { hash: self.key }
+    }
+}
+
+type IdMap<V> = HashMap<Box<str>, V, IdHash>;
 
 /// Kraken's `book` depths: a snapshot without an ack gets the smallest one holding it.
 const KRAKEN_DEPTHS: [usize; 5] = [10, 25, 100, 500, 1000];
@@ -186,7 +243,7 @@ struct L3State {
     book: L3Book,
     pp: u8,
     qp: u8,
-    ids: HashMap<Box<str>, u32>,
+    ids: IdMap<u32>,
     names: Vec<Box<str>>,
 }
 
@@ -210,7 +267,7 @@ impl L3State {
         if self.ids.len() <= 2 * self.book.len() + 65_536 {
             return;
         }
-        let mut ids = HashMap::with_capacity(self.book.len());
+        let mut ids = IdMap::with_capacity_and_hasher(self.book.len(), IdHash::default());
         let mut names: Vec<Box<str>> = Vec::with_capacity(self.book.len());
         let mut sides: [Vec<L3Entry>; 2] = [Vec::new(), Vec::new()];
         for (ask, side) in sides.iter_mut().enumerate() {
@@ -247,7 +304,7 @@ impl L3State {
 pub struct SpotBooks {
     max_frame_bytes: usize,
     symbols: Vec<Box<str>>,
-    symbol_ids: HashMap<Box<str>, u32>,
+    symbol_ids: IdMap<u32>,
     explicit: HashMap<Box<str>, (i64, i64)>,
     learned: HashMap<Box<str>, (i64, i64)>,
     ack_depth: HashMap<(u8, u32), i64>,
@@ -333,7 +390,7 @@ impl SpotBooks {
         SpotBooks {
             max_frame_bytes,
             symbols: Vec::new(),
-            symbol_ids: HashMap::new(),
+            symbol_ids: IdMap::default(),
             explicit: HashMap::new(),
             learned: HashMap::new(),
             ack_depth: HashMap::new(),
@@ -512,13 +569,19 @@ impl SpotBooks {
             }
         };
         let mut state = state;
-        let converted = l2_levels(&item.bids, state.pp, state.qp)
-            .and_then(|b| Ok((b, l2_levels(&item.asks, state.pp, state.qp)?)));
-        let (bids, asks) = match converted {
-            Ok(levels) => levels,
-            Err(detail) => return ItemVerdict::reject(APPLY_ERROR, detail, id, ts),
-        };
-        let outcome = match state.book.apply(snapshot, bids, asks) {
+        // levels are scaled as the book takes them; the first bad token stops its side and is
+        // reported as the message's apply_error (the book is then dropped, as in the pipeline)
+        let failed: RefCell<Option<String>> = RefCell::new(None);
+        let (pp, qp) = (state.pp, state.qp);
+        let applied = state.book.apply(
+            snapshot,
+            scaled(&item.bids, pp, qp, &failed),
+            scaled(&item.asks, pp, qp, &failed),
+        );
+        if let Some(detail) = failed.into_inner() {
+            return ItemVerdict::reject(APPLY_ERROR, detail, id, ts);
+        }
+        let outcome = match applied {
             Ok(o) => o,
             Err(e) => {
                 return ItemVerdict::reject(APPLY_ERROR, format!("BookError: {e}"), id, ts);
@@ -639,7 +702,7 @@ impl SpotBooks {
             book: L3Book::new(depth, u32::MAX - 1),
             pp: precision_u8(pp, "price_precision")?,
             qp: precision_u8(qp, "qty_precision")?,
-            ids: HashMap::new(),
+            ids: IdMap::default(),
             names: Vec::new(),
         })
     }
@@ -649,11 +712,24 @@ fn kind_code(snapshot: bool) -> u8 {
     if snapshot { SNAPSHOT } else { UPDATE }
 }
 
-fn l2_levels(levels: &[Level<'_>], pp: u8, qp: u8) -> Result<Vec<(i64, i64)>, String> {
-    levels
-        .iter()
-        .map(|l| Ok((units(l.price, pp, "price")?, units(l.qty, qp, "qty")?)))
-        .collect()
+/// `(price, qty)` units of `levels`, stopping at the first token that does not scale (its
+/// detail goes to `failed`).
+fn scaled<'s, 'a>(
+    levels: &'s [Level<'a>],
+    pp: u8,
+    qp: u8,
+    failed: &'s RefCell<Option<String>>,
+) -> impl Iterator<Item = (i64, i64)> + 's {
+    levels.iter().map_while(move |l| {
+        let pair = units(l.price, pp, "price").and_then(|p| Ok((p, units(l.qty, qp, "qty")?)));
+        match pair {
+            Ok(pair) => Some(pair),
+            Err(detail) => {
+                failed.borrow_mut().get_or_insert(detail);
+                None
+            }
+        }
+    })
 }
 
 fn l3_entries(state: &mut L3State, orders: &[Order<'_>]) -> Result<Vec<L3Entry>, String> {

@@ -104,11 +104,13 @@ impl Token<'_> {
     }
 }
 
-/// One L2 level.
+/// One L2 level. `bad` names a field that is not a number token (`bad_number`, reported
+/// after the frame's structure is known to be valid, as the Python decoder does).
 #[derive(Debug, Clone, Copy)]
 pub struct Level<'a> {
     pub price: Token<'a>,
     pub qty: Token<'a>,
+    bad: Option<&'static str>,
 }
 
 /// One level3 order entry; `event` 1 add, 2 modify, 3 delete, 0 absent (snapshots).
@@ -180,6 +182,9 @@ pub enum Frame<'a> {
 /// exponent spelling (`1E-8`, `1.50e+2`) normalised to the decimals it denotes, as the Python
 /// reference's `token_to_text` does. Signs and anything else are refused.
 pub fn token_decimal(token: &[u8]) -> Result<Decimal, NumberError> {
+    if let Some(d) = plain_decimal(token) {
+        return Ok(d);
+    }
     let Some(e) = token.iter().position(|&c| c == b'e' || c == b'E') else {
         return decimal::parse_decimal(token);
     };
@@ -223,6 +228,40 @@ pub fn token_decimal(token: &[u8]) -> Result<Decimal, NumberError> {
             .ok_or(NumberError::OutOfRange)?
     };
     Ok(Decimal { mantissa, scale: 0 })
+}
+
+/// One pass over a plain `digits[.digits]` token that fits (the common case); None sends the
+/// token to the validating parser, which says why it is refused.
+#[inline]
+fn plain_decimal(token: &[u8]) -> Option<Decimal> {
+    if token.len() > decimal::MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    let mut whole = 0usize;
+    let mut frac = 0usize;
+    let mut dot = false;
+    for &c in token {
+        if c.is_ascii_digit() {
+            mantissa = mantissa.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+            if dot {
+                frac += 1;
+            } else {
+                whole += 1;
+            }
+        } else if c == b'.' && !dot {
+            dot = true;
+        } else {
+            return None;
+        }
+    }
+    if whole == 0 || (dot && frac == 0) || frac > usize::from(MAX_SCALE) {
+        return None;
+    }
+    Some(Decimal {
+        mantissa,
+        scale: u8::try_from(frac).ok()?,
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -349,16 +388,11 @@ fn token_field<'a>(raw: Option<&'a RawValue>) -> RawToken<'a> {
     }
 }
 
-struct RawLevel<'a> {
-    price: RawToken<'a>,
-    qty: RawToken<'a>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawLevel<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Level<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = RawLevel<'a>;
+            type Value = Level<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a book level object")
             }
@@ -380,9 +414,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawLevel<'a> {
                 if qty.is_none() {
                     return Err(de::Error::missing_field("qty"));
                 }
-                Ok(RawLevel {
-                    price: token_field(price),
-                    qty: token_field(qty),
+                let (price, qty) = (token_field(price), token_field(qty));
+                let bad = match (price, qty) {
+                    (RawToken::Bad, _) => Some("price"),
+                    (_, RawToken::Bad) => Some("qty"),
+                    _ => None,
+                };
+                let token = |t: RawToken<'a>| match t {
+                    RawToken::Ok(t) => t,
+                    RawToken::Bad => Token(""),
+                };
+                Ok(Level {
+                    price: token(price),
+                    qty: token(qty),
+                    bad,
                 })
             }
         }
@@ -470,17 +515,59 @@ struct RawItem<'a, L> {
     timestamp: Option<Cow<'a, str>>,
 }
 
-/// The top-level object: only the keys used to classify it; `data` is kept raw.
-#[derive(Deserialize)]
+/// `data` of the top-level object: decoded in the same pass when the `channel` before it
+/// names a book channel (Kraken writes `channel` first), else kept raw for later.
+enum Data<'a> {
+    Raw(&'a RawValue),
+    Book(Vec<RawItem<'a, Level<'a>>>),
+    Level3(Vec<RawItem<'a, RawOrder<'a>>>),
+}
+
+/// The top-level object: only the keys used to classify it.
 struct Envelope<'a> {
-    #[serde(default, borrow)]
     channel: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     method: Option<&'a RawValue>,
-    #[serde(default, borrow, rename = "type")]
     kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
+    data: Option<Data<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Envelope<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a message object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut env = Envelope {
+                    channel: None,
+                    method: None,
+                    kind: None,
+                    data: None,
+                };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "channel" => env.channel = Some(map.next_value()?),
+                        "method" => env.method = Some(map.next_value()?),
+                        "type" => env.kind = Some(map.next_value()?),
+                        "data" => {
+                            env.data = Some(match env.channel.map(RawValue::get) {
+                                Some("\"book\"") => Data::Book(map.next_value()?),
+                                Some("\"level3\"") => Data::Level3(map.next_value()?),
+                                _ => Data::Raw(map.next_value()?),
+                            });
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -609,24 +696,24 @@ fn timestamp_ns(text: &str, field: &str) -> Result<i64, Reject> {
     })
 }
 
-fn levels<'a>(raw: Vec<RawLevel<'a>>) -> Result<Vec<Level<'a>>, Reject> {
-    raw.into_iter()
-        .map(|l| {
-            Ok(Level {
-                price: check_token(l.price, "price").map_err(late_reject)?,
-                qty: check_token(l.qty, "qty").map_err(late_reject)?,
-            })
-        })
-        .collect()
+fn check_levels(levels: &[Level<'_>]) -> Result<(), Reject> {
+    match levels.iter().find_map(|l| l.bad) {
+        Some(field) => Err(late_reject(Late::Number(field))),
+        None => Ok(()),
+    }
 }
 
-fn book_items(data: &RawValue) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, RawLevel<'_>>> =
-        serde_json::from_str(data.get()).map_err(|e| schema(&e))?;
+fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
+    let raw: Vec<RawItem<'_, Level<'_>>> = match data {
+        Data::Book(items) => items,
+        Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
+        Data::Level3(_) => return Err(Reject::new(SCHEMA, "level3 data in a book message")),
+    };
     let mut items = Vec::with_capacity(raw.len());
     for item in raw {
-        let bids = levels(item.bids)?;
-        let asks = levels(item.asks)?;
+        check_levels(&item.bids)?;
+        check_levels(&item.asks)?;
+        let (bids, asks) = (item.bids, item.asks);
         let ts_ns = match item.timestamp.as_deref() {
             Some(text) => Some(timestamp_ns(text, "timestamp")?),
             None => None,
@@ -670,9 +757,12 @@ fn orders<'a>(
     Ok(out)
 }
 
-fn level3_items(data: &RawValue) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, RawOrder<'_>>> =
-        serde_json::from_str(data.get()).map_err(|e| schema(&e))?;
+fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> {
+    let raw: Vec<RawItem<'_, RawOrder<'_>>> = match data {
+        Data::Level3(items) => items,
+        Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
+        Data::Book(_) => return Err(Reject::new(SCHEMA, "book data in a level3 message")),
+    };
     let mut items = Vec::with_capacity(raw.len());
     for item in raw {
         // the message timestamp first, then each order's tokens and timestamp (Python's order)
@@ -680,7 +770,11 @@ fn level3_items(data: &RawValue) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject>
             Some(text) => Some(timestamp_ns(text, "timestamp")?),
             None => None,
         };
-        let mut last = None;
+        // orders usually carry the message's timestamp text: seed the memo with it
+        let mut last = match (&item.timestamp, ts_ns) {
+            (Some(text), Some(ns)) => Some((text.clone(), ns)),
+            _ => None,
+        };
         let bids = orders(item.bids, &mut last)?;
         let asks = orders(item.asks, &mut last)?;
         items.push(BookItem {
@@ -737,17 +831,12 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
             format!("frame exceeds {max_frame_bytes} bytes"),
         ));
     }
-    let text = if frame.is_ascii() {
-        // ASCII is UTF-8
-        std::str::from_utf8(frame).map_err(|e| Reject::new(NOT_UTF8, e.to_string()))?
-    } else {
-        std::str::from_utf8(frame).map_err(|e| {
-            Reject::new(
-                NOT_UTF8,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?
-    };
+    let text = std::str::from_utf8(frame).map_err(|e| {
+        Reject::new(
+            NOT_UTF8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
     if text.trim_start().as_bytes().first() != Some(&b'{') {
         // a JSON array, string, number...: not a message; else not JSON at all
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
@@ -758,8 +847,14 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
     let envelope: Envelope<'_> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(err) => {
+            // a wrong type inside `data` is found in the same pass as the syntax: a frame that
+            // is not JSON further on is malformed_json, as in the Python decoder
             return Err(match err.classify() {
-                serde_json::error::Category::Data => schema(&err),
+                serde_json::error::Category::Data => match serde_json::from_str::<IgnoredAny>(text)
+                {
+                    Ok(_) => schema(&err),
+                    Err(syntax) => Reject::new(MALFORMED_JSON, syntax.to_string()),
+                },
                 _ => Reject::new(MALFORMED_JSON, err.to_string()),
             });
         }
@@ -785,7 +880,9 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
             }
             Some("instrument") => {
                 let snapshot = message_type(envelope.kind)?;
-                let data = required_data(envelope.data)?;
+                let Data::Raw(data) = required_data(envelope.data)? else {
+                    return Err(Reject::new(SCHEMA, "instrument data"));
+                };
                 Ok(Frame::Instrument {
                     snapshot,
                     pairs: instrument(data)?,
@@ -815,7 +912,7 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
     ))
 }
 
-fn required_data(data: Option<&RawValue>) -> Result<&RawValue, Reject> {
+fn required_data(data: Option<Data<'_>>) -> Result<Data<'_>, Reject> {
     data.ok_or_else(|| Reject::new(SCHEMA, "Object missing required field `data`"))
 }
 
