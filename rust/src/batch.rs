@@ -25,6 +25,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
 
 use crate::decimal::{Decimal, MAX_SCALE, NumberError};
 use crate::l2::L2Book;
@@ -126,6 +127,8 @@ impl BuildHasher for IdHash {
 }
 
 type IdMap<V> = HashMap<Box<str>, V, IdHash>;
+/// Order ids: one shared allocation per id, for the map key and the handle's name.
+type OrderIds = HashMap<Arc<str>, u32, IdHash>;
 
 /// Kraken's `book` depths: a snapshot without an ack gets the smallest one holding it.
 const KRAKEN_DEPTHS: [usize; 5] = [10, 25, 100, 500, 1000];
@@ -243,8 +246,8 @@ struct L3State {
     book: L3Book,
     pp: u8,
     qp: u8,
-    ids: IdMap<u32>,
-    names: Vec<Box<str>>,
+    ids: OrderIds,
+    names: Vec<Arc<str>>,
 }
 
 impl L3State {
@@ -256,8 +259,9 @@ impl L3State {
             .ok()
             .filter(|&h| h < u32::MAX - 1)
             .ok_or_else(|| "too many level3 order ids".to_owned())?;
-        self.ids.insert(id.into(), handle);
-        self.names.push(id.into());
+        let name: Arc<str> = Arc::from(id);
+        self.ids.insert(Arc::clone(&name), handle);
+        self.names.push(name);
         Ok(handle)
     }
 
@@ -267,8 +271,8 @@ impl L3State {
         if self.ids.len() <= 2 * self.book.len() + 65_536 {
             return;
         }
-        let mut ids = IdMap::with_capacity_and_hasher(self.book.len(), IdHash::default());
-        let mut names: Vec<Box<str>> = Vec::with_capacity(self.book.len());
+        let mut ids = OrderIds::with_capacity_and_hasher(self.book.len(), IdHash::default());
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(self.book.len());
         let mut sides: [Vec<L3Entry>; 2] = [Vec::new(), Vec::new()];
         for (ask, side) in sides.iter_mut().enumerate() {
             for o in self.book.orders(ask == 1) {
@@ -276,9 +280,9 @@ impl L3State {
                     .names
                     .get(o.order as usize)
                     .cloned()
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| Arc::from(""));
                 let handle = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                ids.insert(name.clone(), handle);
+                ids.insert(Arc::clone(&name), handle);
                 names.push(name);
                 side.push(L3Entry {
                     event: 0,
@@ -429,7 +433,7 @@ impl SpotBooks {
     }
 
     /// The level3 book of `symbol` and its order-id names by handle.
-    pub fn l3_book(&self, symbol: &str) -> Option<(&L3Book, &[Box<str>])> {
+    pub fn l3_book(&self, symbol: &str) -> Option<(&L3Book, &[Arc<str>])> {
         let &id = self.symbol_ids.get(symbol)?;
         self.l3
             .get(id as usize)?
@@ -702,7 +706,7 @@ impl SpotBooks {
             book: L3Book::new(depth, u32::MAX - 1),
             pp: precision_u8(pp, "price_precision")?,
             qp: precision_u8(qp, "qty_precision")?,
-            ids: IdMap::default(),
+            ids: OrderIds::default(),
             names: Vec::new(),
         })
     }

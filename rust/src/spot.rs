@@ -119,8 +119,11 @@ pub struct Order<'a> {
     pub order_id: Cow<'a, str>,
     pub price: Token<'a>,
     pub qty: Token<'a>,
+    /// The order's timestamp in int ns (set once the text is validated).
     pub ts_ns: i64,
     pub event: i64,
+    timestamp: Cow<'a, str>,
+    bad: Option<&'static str>,
 }
 
 /// The book of one symbol in one message.
@@ -435,19 +438,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Level<'a> {
     }
 }
 
-struct RawOrder<'a> {
-    order_id: Cow<'a, str>,
-    price: RawToken<'a>,
-    qty: RawToken<'a>,
-    timestamp: Cow<'a, str>,
-    event: i64,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawOrder<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Order<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = RawOrder<'a>;
+            type Value = Order<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a level3 order object")
             }
@@ -490,12 +485,24 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawOrder<'a> {
                     return Err(de::Error::missing_field("order_qty"));
                 }
                 let timestamp = timestamp.ok_or_else(|| de::Error::missing_field("timestamp"))?;
-                Ok(RawOrder {
+                let (price, qty) = (token_field(price), token_field(qty));
+                let bad = match (price, qty) {
+                    (RawToken::Bad, _) => Some("limit_price"),
+                    (_, RawToken::Bad) => Some("order_qty"),
+                    _ => None,
+                };
+                let token = |t: RawToken<'a>| match t {
+                    RawToken::Ok(t) => t,
+                    RawToken::Bad => Token(""),
+                };
+                Ok(Order {
                     order_id,
-                    price: token_field(price),
-                    qty: token_field(qty),
-                    timestamp,
+                    price: token(price),
+                    qty: token(qty),
+                    ts_ns: 0,
                     event,
+                    timestamp,
+                    bad,
                 })
             }
         }
@@ -520,7 +527,7 @@ struct RawItem<'a, L> {
 enum Data<'a> {
     Raw(&'a RawValue),
     Book(Vec<RawItem<'a, Level<'a>>>),
-    Level3(Vec<RawItem<'a, RawOrder<'a>>>),
+    Level3(Vec<RawItem<'a, Order<'a>>>),
 }
 
 /// The top-level object: only the keys used to classify it.
@@ -673,13 +680,6 @@ fn message_type(kind: Option<&RawValue>) -> Result<bool, Reject> {
     }
 }
 
-fn check_token<'a>(token: RawToken<'a>, field: &'static str) -> Result<Token<'a>, Late> {
-    match token {
-        RawToken::Ok(t) => Ok(t),
-        RawToken::Bad => Err(Late::Number(field)),
-    }
-}
-
 fn late_reject(late: Late) -> Reject {
     match late {
         Late::Number(field) => Reject::new(BAD_NUMBER, format!("`{field}` is not a number token")),
@@ -729,16 +729,17 @@ fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
     Ok(items)
 }
 
-/// The orders of one side; `last` memoises the previous timestamp text (orders often share it).
-fn orders<'a>(
-    raw: Vec<RawOrder<'a>>,
+/// Check one side's orders in place (tokens, then timestamps, in order) and set their ns;
+/// `last` memoises the previous timestamp text (orders often share it).
+fn check_orders<'a>(
+    orders: &mut [Order<'a>],
     last: &mut Option<(Cow<'a, str>, i64)>,
-) -> Result<Vec<Order<'a>>, Reject> {
-    let mut out = Vec::with_capacity(raw.len());
-    for o in raw {
-        let price = check_token(o.price, "limit_price").map_err(late_reject)?;
-        let qty = check_token(o.qty, "order_qty").map_err(late_reject)?;
-        let ts = match last {
+) -> Result<(), Reject> {
+    for o in orders.iter_mut() {
+        if let Some(field) = o.bad {
+            return Err(late_reject(Late::Number(field)));
+        }
+        o.ts_ns = match last {
             Some((text, ns)) if *text == o.timestamp => *ns,
             _ => {
                 let ns = timestamp_ns(&o.timestamp, "timestamp")?;
@@ -746,19 +747,12 @@ fn orders<'a>(
                 ns
             }
         };
-        out.push(Order {
-            order_id: o.order_id,
-            price,
-            qty,
-            ts_ns: ts,
-            event: o.event,
-        });
     }
-    Ok(out)
+    Ok(())
 }
 
 fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, RawOrder<'_>>> = match data {
+    let raw: Vec<RawItem<'_, Order<'_>>> = match data {
         Data::Level3(items) => items,
         Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
         Data::Book(_) => return Err(Reject::new(SCHEMA, "book data in a level3 message")),
@@ -775,8 +769,9 @@ fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> 
             (Some(text), Some(ns)) => Some((text.clone(), ns)),
             _ => None,
         };
-        let bids = orders(item.bids, &mut last)?;
-        let asks = orders(item.asks, &mut last)?;
+        let (mut bids, mut asks) = (item.bids, item.asks);
+        check_orders(&mut bids, &mut last)?;
+        check_orders(&mut asks, &mut last)?;
         items.push(BookItem {
             symbol: item.symbol,
             bids,
