@@ -289,12 +289,23 @@ def verify_roots(paths: Any, progress: Callable[[int], None] | None = None,
 
 
 @click.command("verify")
-@click.option("--archive", "archive", required=True, multiple=True,
+@click.option("--archive", "archive", multiple=True,
               type=click.Path(path_type=Path),
               help="An archive root, a parent of writer roots; repeat for several.")
+@click.option("--journal", "journal", multiple=True, type=click.Path(path_type=Path),
+              help="Re-check every book/level3 checksum from raw journal segments instead: "
+                   "an archive root, a journal directory or a .kjz segment; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify_command(archive: tuple[Path, ...], as_json: bool) -> None:
-    """Replay every epoch from the archive alone and recompute every Kraken checksum."""
+def verify_command(archive: tuple[Path, ...], journal: tuple[Path, ...], as_json: bool) -> None:
+    """Replay every epoch from the archive alone and recompute every Kraken checksum
+    (with --journal: from the raw journal segments, independent of Parquet)."""
+    if bool(archive) == bool(journal):
+        raise click.UsageError("give --archive or --journal (one of them)")
+    if journal:
+        from recorder.verify_journal import run_journal_command
+
+        run_journal_command(list(journal), as_json)
+        return
     try:
         with progress_bar("verify", unit="rows", enabled=not as_json) as bar:
             if bar.enabled:

@@ -7,6 +7,7 @@
 //! exception classes. The Python books in `recorder/book/` are the reference model these are
 //! tested against.
 
+pub mod batch;
 pub mod bookat;
 pub mod checksum;
 pub mod decimal;
@@ -15,8 +16,11 @@ pub mod fix;
 pub mod l2;
 pub mod l3;
 pub mod replay;
+pub mod spot;
 
 #[cfg(feature = "python")]
 mod fix_python;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_spot;

@@ -848,5 +848,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_TOKEN_LEN", decimal::MAX_TOKEN_LEN)?;
     m.add("MAX_SCALE", MAX_SCALE)?;
     crate::fix_python::register(m)?;
+    crate::python_spot::register(m)?;
     Ok(())
 }
