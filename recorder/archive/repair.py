@@ -65,7 +65,7 @@ from recorder.archive.store import (
     write_parquet_atomic,
 )
 from recorder.pipeline import Pipeline
-from recorder.pipeline.state import StateError
+from recorder.pipeline.state import StateError, state_settings
 from recorder.progress import progress_bar
 from recorder.roots import ArchiveRootError, archive_roots
 
@@ -371,11 +371,7 @@ def _pipeline(archive: Archive, sink: _PlanSink) -> Pipeline:
         state = None
     if state is None:
         return Pipeline(sink)
-    options: dict[str, Any] = {"checkpoint_interval_ns": state.checkpoint_interval_ns,
-                               "batch_rows": state.batch_rows}
-    if state.checkpoint_messages is not None:
-        options["checkpoint_messages"] = state.checkpoint_messages
-    return Pipeline(sink, **options)
+    return Pipeline(sink, settings=state_settings(state), batch_rows=state.batch_rows)
 
 
 def _journal_damage(pipe: Pipeline, plans: dict[tuple[str, str], _PartitionPlan]) -> None:

@@ -8,16 +8,24 @@ into Parquet files and commits them together with the journal positions reached 
 pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, :meth:`Deriver.open` deletes uncommitted files, restores the
 pipeline of the last commit and :meth:`Deriver.catch_up` re-derives every journal record after
 the committed positions, so each journaled frame reaches Parquet exactly once.
+
+One feed loop: live frames (:meth:`Deriver.feed`), recovery and ingest (:meth:`Deriver.catch_up`)
+take the same step, and the settings that decide rows (:class:`~recorder.pipeline.settings.
+DeriveSettings`) and commit points are fixed when the :class:`Deriver` is built. The settings
+belong to the archive (stored with each commit) and are journaled with each ``ProcessStart``
+(:func:`journal_settings` reads them back), so a re-derivation of a live journal writes the
+rows live capture wrote.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow.parquet as pq
 
@@ -33,53 +41,107 @@ from recorder.archive.store import Archive, PartitionWriter
 from recorder.frames import Frame
 from recorder.pipeline import Pipeline
 from recorder.pipeline import markers as mk
+from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.signals import Signal
 
-__all__ = ["Deriver", "ArchiveSession"]
+__all__ = ["Deriver", "ArchiveSession", "journal_settings"]
+
+log = logging.getLogger("recorder.archive.session")
+
+#: Records of a segment searched for its ProcessStart (the first one of a capture's run).
+_SETTINGS_SCAN: Final = 16
+
+
+def journal_settings(path: str | os.PathLike[str]) -> DeriveSettings | None:
+    """The derivation settings a journal segment records: those of the ``ProcessStart``
+    among its first records (live capture journals it first in every run), or ``None`` (no
+    ProcessStart there, one written before settings were recorded, or not a readable
+    segment)."""
+    try:
+        for index, frame in read_segment(path):
+            if index >= _SETTINGS_SCAN:
+                break
+            if frame.stream == "control":
+                marker = mk.decode_marker(frame.payload)
+                if isinstance(marker, mk.ProcessStart):
+                    return marker.settings
+    except OSError:
+        return None
+    return None
 
 
 class Deriver:
-    """Derive Parquet from journal frames with exactly-once commits.
+    """Derive Parquet from journal frames with exactly-once commits: the one feed loop (frames
+    -> pipeline -> rows -> store) of live capture (:class:`ArchiveSession`), ``recorder
+    ingest`` and crash recovery (:meth:`catch_up`).
 
-    ``roll_rows`` / ``roll_bytes`` / ``roll_seconds``: commit (seal rolling files) when that
-    many rows or Arrow bytes are buffered, or that much receive time has passed since the
-    last commit.
+    Everything that decides the rows or the commit points is fixed here, at construction:
+
+    * the pipeline's :class:`~recorder.pipeline.settings.DeriveSettings` belong to the archive:
+      a new archive takes ``settings`` (or the ``checkpoint_interval_ns`` /
+      ``checkpoint_messages`` shorthands; defaults for the rest), an existing one keeps the
+      settings stored with its last commit (a different request is logged and ignored, since
+      rows derived before and after must agree with one re-derivation of the journal);
+    * ``roll_rows`` / ``roll_bytes`` / ``roll_seconds``: commit (seal rolling files) when that
+      many rows or Arrow bytes are buffered, or that much receive time has passed since the
+      last commit (live capture commits on its own schedule and passes ``None``: never);
+    * ``before_commit``: runs first in every commit (live: the journal flush, so that a commit
+      never claims journal records that are not durable).
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
-        roll_rows: int = 2_000_000,
-        roll_bytes: int = 256 * 1024 * 1024,
-        roll_seconds: float = 300.0,
-        checkpoint_interval_ns: int = 15 * 60 * 1_000_000_000,
+        settings: DeriveSettings | None = None,
+        checkpoint_interval_ns: int | None = None,
         checkpoint_messages: int | None = None,
+        roll_rows: int | None = 2_000_000,
+        roll_bytes: int | None = 256 * 1024 * 1024,
+        roll_seconds: float | None = 300.0,
         write_table: Callable[..., None] = pq.write_table,
         before_commit: Callable[[], None] | None = None,
     ) -> None:
-        self.before_commit = before_commit
+        self._before_commit = before_commit
         self.archive = Archive(root)
         self.archive.lock()  # one committing process per archive (ArchiveBusyError)
         self.archive.recover()
         self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
                                       write_table=write_table)
+        if settings is None and (checkpoint_interval_ns is not None
+                                 or checkpoint_messages is not None):
+            defaults = DeriveSettings()
+            settings = DeriveSettings(
+                checkpoint_interval_ns=(defaults.checkpoint_interval_ns
+                                        if checkpoint_interval_ns is None
+                                        else checkpoint_interval_ns),
+                checkpoint_messages=(defaults.checkpoint_messages if checkpoint_messages is None
+                                     else checkpoint_messages))
         state = self.archive.load_pipeline()
         if state is None:
-            self.pipeline = Pipeline(self.writer, checkpoint_interval_ns=checkpoint_interval_ns)
+            self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
         else:
             self.pipeline = Pipeline.from_state(state, self.writer)
-        if checkpoint_messages is not None:  # None: the pipeline's default / the stored one
-            self.pipeline.checkpoint_messages = checkpoint_messages
+            kept = self.pipeline.settings
+            if settings is not None and settings != kept:
+                log.warning("archive %s keeps the derivation settings it was created with (%s); "
+                            "%s requested (settings belong to an archive: a new archive root "
+                            "takes new ones)", self.archive.root, kept, settings)
         st = self.archive.state
         self.positions: dict[str, int] = dict(st.journal)
         self.segments: list[str] = list(st.segments)
         self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
-        self.roll_rows = roll_rows
-        self.roll_bytes = roll_bytes
-        self.roll_ns = int(roll_seconds * 1e9)
+        never = 1 << 62
+        self._roll_rows = never if roll_rows is None else roll_rows
+        self._roll_bytes = never if roll_bytes is None else roll_bytes
+        self._roll_ns = never if roll_seconds is None else int(roll_seconds * 1e9)
         self._last_commit_ns: int | None = None
         self.frames = 0
+
+    @property
+    def settings(self) -> DeriveSettings:
+        """The archive's derivation settings (fixed; see the class docstring)."""
+        return self.pipeline.settings
 
     @property
     def journal_root(self) -> Path:
@@ -95,19 +157,25 @@ class Deriver:
 
     def feed(self, frame: Frame, pos: JournalPosition) -> list[Signal]:
         """Derive one journaled frame (``pos`` must be the next record of its segment)."""
-        if pos.segment not in self.positions:
-            self.register(pos.segment)
+        return self._feed(frame, pos.segment, pos.index)
+
+    def _feed(self, frame: Frame, segment: str, index: int) -> list[Signal]:
+        """The feed loop's one step, for every caller: derive ``frame`` (record ``index`` of
+        ``segment``), advance the position, commit when the roll policy says so."""
+        positions = self.positions
+        if segment not in positions:
+            self.register(segment)
         signals = self.pipeline.feed(frame)
-        self.positions[pos.segment] = pos.index + 1
+        positions[segment] = index + 1
         self.frames += 1
-        if self._last_commit_ns is None:
-            self._last_commit_ns = frame.recv_ns
+        recv = frame.recv_ns
+        last = self._last_commit_ns
+        if last is None:
+            last = self._last_commit_ns = recv
         w = self.writer
-        if (
-            self.pipeline._pending_rows + w.buffered_rows >= self.roll_rows
-            or w.buffered_bytes >= self.roll_bytes
-            or frame.recv_ns - self._last_commit_ns >= self.roll_ns
-        ):
+        if (self.pipeline.pending_rows + w.buffered_rows >= self._roll_rows
+                or w.buffered_bytes >= self._roll_bytes
+                or recv - last >= self._roll_ns):
             self.commit()
         return signals
 
@@ -116,8 +184,8 @@ class Deriver:
 
         ``before_commit`` (live: the journal flush) runs first, so a commit never claims
         journal records that are not durable."""
-        if self.before_commit is not None:
-            self.before_commit()
+        if self._before_commit is not None:
+            self._before_commit()
         self.pipeline.flush()
         entries = self.writer.seal(self.archive.state.commit + 1)
         self.archive.commit(entries, pipeline=self.pipeline.to_state(), journal=self.positions,
@@ -140,55 +208,22 @@ class Deriver:
         for seg in list(self.segments):
             start = self.positions.get(seg, 0)
             frames = preloaded.get(seg) if preloaded is not None else None
+            records: Iterable[tuple[int, Frame]]
             if frames is not None:
-                n += self._feed_run(seg, enumerate(frames[start:], start), progress, n)
-                continue
-            path = self.journal_root / seg
-            if not path.exists():
-                continue
-            info = SegmentInfo()
-            n += self._feed_run(seg, read_segment(path, start=start, info=info), progress, n)
+                records = enumerate(frames[start:], start)
+            else:
+                path = self.journal_root / seg
+                if not path.exists():
+                    continue
+                records = read_segment(path, start=start, info=SegmentInfo())
+            feed = self._feed
+            for index, frame in records:
+                feed(frame, seg, index)
+                n += 1
+                if progress is not None and n % 10000 == 0:
+                    progress(10000)
         if progress is not None:
             progress(n % 10000)
-        return n
-
-    def _feed_run(self, seg: str, records: Iterable[tuple[int, Frame]],
-                  progress: Callable[[int], None] | None, done: int) -> int:
-        """:meth:`feed` for consecutive records of one segment (the same frames, positions and
-        commit points; the per-frame work is inlined). ``done``: frames fed before (for the
-        progress cadence). Returns the number fed."""
-        self.register(seg)
-        feed = self.pipeline.feed
-        pipe = self.pipeline
-        w = self.writer
-        positions = self.positions
-        roll_rows, roll_bytes, roll_ns = self.roll_rows, self.roll_bytes, self.roll_ns
-        n = 0
-        counted = 0  # of n, already added to self.frames
-        pos = positions[seg]
-        try:
-            for index, frame in records:
-                feed(frame)
-                pos = index + 1
-                n += 1
-                recv = frame.recv_ns
-                last = self._last_commit_ns
-                if last is None:
-                    last = self._last_commit_ns = recv
-                if (
-                    pipe._pending_rows + w.buffered_rows >= roll_rows
-                    or w.buffered_bytes >= roll_bytes
-                    or recv - last >= roll_ns
-                ):
-                    positions[seg] = pos
-                    self.frames += n - counted
-                    counted = n
-                    self.commit()
-                if progress is not None and (done + n) % 10000 == 0:
-                    progress(10000)
-        finally:
-            positions[seg] = pos
-            self.frames += n - counted
         return n
 
     def close(self, reason: str = "open") -> None:
@@ -216,17 +251,21 @@ class ArchiveSession:
         self.root = Path(root)
         self.host = host or socket.gethostname()
         self.clock_ns = clock_ns
-        self.deriver = Deriver(self.root, **deriver_options)
+        self.deriver = Deriver(self.root, before_commit=self._flush_journal, **deriver_options)
         self.run_id = f"{os.getpid()}-{clock_ns()}"
         self.journal = JournalWriter(self.deriver.journal_root, host=self.host,
                                      run_id=self.run_id, fsync_interval_s=fsync_interval_s,
                                      clock_ns=clock_ns, on_segment=self.deriver.register)
-        self.deriver.before_commit = self.journal.flush
+
+    def _flush_journal(self) -> None:
+        """The deriver's ``before_commit``: journal records are durable before a commit."""
+        self.journal.flush()
 
     def start(self) -> int:
         """Recover, then journal ProcessStart. Returns frames re-derived from the journal."""
         n = self.deriver.catch_up()
-        self.marker(mk.ProcessStart(host=self.host, run_id=self.run_id, version=__version__))
+        self.marker(mk.ProcessStart(host=self.host, run_id=self.run_id, version=__version__,
+                                    settings=self.deriver.settings))
         return n
 
     def marker(self, marker: mk.Marker, conn_id: int = 0) -> list[Signal]:

@@ -72,13 +72,13 @@ from recorder.pipeline.signals import (
     BookDesync,
     FuturesSeqGap,
     InstrumentChanged,
+    InstrumentSnapshot,
     Signal,
     SubscriptionAcked,
     SubscriptionRejected,
     TradeIdGap,
 )
-from recorder.protocol.spot import InstrumentMessage, decode_spot
-from recorder.protocol.timestamps import rfc3339_to_ns
+from recorder.protocol.spot import exchange_time_ns
 
 __all__ = ["Worker", "WorkerSpec", "worker_main", "disk_free_bytes", "failure_text",
            "EXIT_ARCHIVE_BUSY", "EXIT_WORKER_FAILED"]
@@ -91,7 +91,6 @@ EXIT_ARCHIVE_BUSY: Final = 3
 EXIT_WORKER_FAILED: Final = 1
 #: One data frame in this many is sampled for the exchange->receive lag.
 _LAG_SAMPLE: Final = 64
-_TS_KEY: Final = b'"timestamp":"'
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -223,11 +222,12 @@ class Worker:
         stop.cancel()
         res.cancel()
 
-    def instruments_seen(self, frame: Frame | None = None) -> None:
+    def instruments_seen(self, statuses: dict[str, str] | None = None) -> None:
         """An instrument snapshot has been journaled (and derived): the subscription tables are
-        brought in line with it (:meth:`_reconcile_listing`), then books may subscribe."""
-        if frame is not None:
-            self._reconcile_listing(self._statuses(frame))
+        brought in line with its pair ``statuses`` (:meth:`_reconcile_listing`; from the
+        pipeline's :class:`InstrumentSnapshot` signal), then books may subscribe."""
+        if statuses:
+            self._reconcile_listing(statuses)
         if not self._instruments.is_set():
             self._instruments.set()
 
@@ -298,19 +298,9 @@ class Worker:
         data): the last one (book/level3/trade data), except on ``ohlc``, whose bars carry a
         deprecated ``timestamp`` at the bar's *end* (in the future): there the message-level
         generation time, which comes first."""
-        payload = frame.payload
-        if payload.startswith(b'{"channel":"ohlc"'):
-            i = payload.find(_TS_KEY)
-        else:
-            i = payload.rfind(_TS_KEY)
-        if i < 0:
-            return
-        j = payload.find(b'"', i + len(_TS_KEY))
-        try:
-            ts = rfc3339_to_ns(payload[i + len(_TS_KEY):j].decode("ascii"))
-        except Exception:
-            return
-        self._lag_x = max(0.0, (frame.recv_ns - ts) / 1e9)
+        ts = exchange_time_ns(frame.payload)
+        if ts is not None:
+            self._lag_x = max(0.0, (frame.recv_ns - ts) / 1e9)
 
     def marker(self, marker: Marker, conn_id: int = 0) -> None:
         """Journal (and derive) a control marker."""
@@ -329,7 +319,7 @@ class Worker:
                 return c
         return None
 
-    def on_signals(self, conn: FeedConnection, signals: list[Signal], frame: Frame | None = None) -> None:
+    def on_signals(self, conn: FeedConnection, signals: list[Signal]) -> None:
         now = time.monotonic()
         for sig in signals:
             self._signals += 1
@@ -362,7 +352,11 @@ class Worker:
             elif isinstance(sig, TradeIdGap):
                 self.healer.trade_gap(sig.symbol, sig.expected, sig.got, sig.recv_ns)
             elif isinstance(sig, InstrumentChanged):
-                self._instrument_changed(sig, frame)
+                conn.table.data(INSTRUMENT, now)
+                self._instrument_changed(sig)
+            elif isinstance(sig, InstrumentSnapshot):
+                conn.table.data(INSTRUMENT, now)
+                self.instruments_seen(sig.statuses)
 
     def _rejected(self, conn: FeedConnection, sig: SubscriptionRejected, now: float) -> None:
         err = sig.error
@@ -429,19 +423,8 @@ class Worker:
             return worker_for(symbol, self.spec.workers) == self.index
         return channel_owner(symbol, owners) == self.index
 
-    @staticmethod
-    def _statuses(frame: Frame | None) -> dict[str, str]:
-        """Pair statuses named by the instrument frame that produced an InstrumentChanged
-        (the signal does not carry them; decoded only when a change was signalled)."""
-        if frame is None:
-            return {}
-        ev = decode_spot(frame.payload)
-        if not isinstance(ev, InstrumentMessage):
-            return {}
-        return {p.symbol: p.status for p in ev.data.pairs}
-
-    def _instrument_changed(self, sig: InstrumentChanged, frame: Frame | None) -> None:
-        status = self._statuses(frame)
+    def _instrument_changed(self, sig: InstrumentChanged) -> None:
+        status = sig.statuses
         gone = set(sig.delisted) | {s for s in sig.status_changed if status.get(s) == "delisted"}
         for sym in sig.listed:
             if status.get(sym, "online") == "online" and sym not in gone and self._mine(sym):
