@@ -56,6 +56,7 @@ from recorder.archive.journal import SegmentInfo, read_segment
 from recorder.archive.layout import partition_dir
 from recorder.archive.maintenance import COMPACT_LEVEL, COMPACT_ROW_GROUP, _sort_indices
 from recorder.archive.schema import DatasetSchema
+from recorder.archive.session import FeedLoop
 from recorder.archive.store import (
     Archive,
     ArchiveBusyError,
@@ -407,6 +408,7 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
     ``progress`` is called with the number of records of each segment fed."""
     sink = _PlanSink(archive.root, archive.schemas, plans)
     pipe = _pipeline(archive, sink)
+    loop = FeedLoop(pipe, sink)  # the feed loop of capture and ingest; no commits here
     st = archive.state
     for i, seg in enumerate(st.segments):
         committed = st.journal.get(seg, 0)
@@ -423,7 +425,7 @@ def _rederive(archive: Archive, plans: dict[tuple[str, str], _PartitionPlan],
         for index, frame in read_segment(path, info=info):
             if index >= committed:
                 break
-            pipe.feed(frame)
+            loop.feed(frame, seg, index)
             n += 1
         report.frames += n
         if progress is not None:

@@ -1,20 +1,22 @@
 """Journal -> pipeline -> Parquet, exactly once: the derivation loop used by live capture
-(:class:`ArchiveSession`) and by ``recorder ingest`` (:class:`Deriver`).
+(:class:`ArchiveSession`), by ``recorder ingest`` (:class:`Deriver`) and by ``recorder repair``
+(:class:`FeedLoop`).
 
 :class:`Deriver` feeds frames with their :class:`~recorder.archive.journal.JournalPosition` to
 the :class:`~recorder.pipeline.Pipeline`, whose sink is a
 :class:`~recorder.archive.store.PartitionWriter`. :meth:`Deriver.commit` seals the buffered rows
 into Parquet files and commits them together with the journal positions reached and the
-pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, :meth:`Deriver.open` deletes uncommitted files, restores the
-pipeline of the last commit and :meth:`Deriver.catch_up` re-derives every journal record after
-the committed positions, so each journaled frame reaches Parquet exactly once.
+pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, opening a
+:class:`Deriver` deletes uncommitted files and restores the pipeline of the last commit, and
+:meth:`Deriver.catch_up` re-derives every journal record after the committed positions, so
+each journaled frame reaches Parquet exactly once.
 
-One feed loop: live frames (:meth:`Deriver.feed`), recovery and ingest (:meth:`Deriver.catch_up`)
-take the same step, and the settings that decide rows (:class:`~recorder.pipeline.settings.
-DeriveSettings`) and commit points are fixed when the :class:`Deriver` is built. The settings
-belong to the archive (stored with each commit) and are journaled with each ``ProcessStart``
-(:func:`journal_settings` reads them back), so a re-derivation of a live journal writes the
-rows live capture wrote.
+One feed loop, :class:`FeedLoop`: live frames (:meth:`Deriver.feed`), recovery and ingest
+(:meth:`Deriver.catch_up`) and ``recorder repair`` take the same step, and the settings that
+decide the rows (:class:`~recorder.pipeline.settings.DeriveSettings`) and the commit policy are
+fixed when it is built. The settings belong to the archive (stored with each commit) and are
+journaled with each ``ProcessStart`` (:func:`journal_settings` reads them back), so a
+re-derivation of a live journal writes the rows live capture wrote.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from recorder.pipeline import markers as mk
 from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.signals import Signal
 
-__all__ = ["Deriver", "ArchiveSession", "journal_settings"]
+__all__ = ["FeedLoop", "Deriver", "ArchiveSession", "journal_settings"]
 
 log = logging.getLogger("recorder.archive.session")
 
@@ -70,10 +72,73 @@ def journal_settings(path: str | os.PathLike[str]) -> DeriveSettings | None:
     return None
 
 
+class FeedLoop:
+    """The one feed loop: journal records -> :class:`~recorder.pipeline.Pipeline` -> rows ->
+    ``writer`` (a :class:`~recorder.archive.store.PartitionWriter`), one record at a time in
+    derivation order, with the journal position reached per segment.
+
+    Live capture and ``recorder ingest`` (through :class:`Deriver`) and ``recorder repair``
+    (re-deriving damaged files) all derive with :meth:`feed`. Everything is fixed at
+    construction: the pipeline (whose settings decide the rows) and the roll policy (commit
+    when ``roll_rows`` rows or ``roll_bytes`` Arrow bytes are buffered, or ``roll_seconds`` of
+    receive time passed since the last commit; ``None``: never), which calls ``on_roll``.
+    """
+
+    def __init__(self, pipeline: Pipeline, writer: PartitionWriter, *,
+                 positions: dict[str, int] | None = None, segments: list[str] | None = None,
+                 roll_rows: int | None = None, roll_bytes: int | None = None,
+                 roll_seconds: float | None = None,
+                 on_roll: Callable[[], None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.writer = writer
+        #: segment -> records derived from it; the derivation order of the segments
+        self.positions: dict[str, int] = positions if positions is not None else {}
+        self.segments: list[str] = segments if segments is not None else []
+        never = 1 << 62
+        self._roll_rows = never if roll_rows is None else roll_rows
+        self._roll_bytes = never if roll_bytes is None else roll_bytes
+        self._roll_ns = never if roll_seconds is None else int(roll_seconds * 1e9)
+        self._on_roll = on_roll
+        self._last_commit_ns: int | None = None
+        self.frames = 0
+
+    def register(self, segment: str, derived: int = 0) -> None:
+        """Add a journal segment to the derivation order (idempotent); ``derived``: leading
+        records already derived."""
+        if segment not in self.positions:
+            self.positions[segment] = derived
+            self.segments.append(segment)
+
+    def feed(self, frame: Frame, segment: str, index: int) -> list[Signal]:
+        """Derive ``frame`` (record ``index`` of ``segment``), advance the position, roll when
+        the policy says so. Returns the pipeline's signals."""
+        positions = self.positions
+        if segment not in positions:
+            self.register(segment)
+        signals = self.pipeline.feed(frame)
+        positions[segment] = index + 1
+        self.frames += 1
+        recv = frame.recv_ns
+        last = self._last_commit_ns
+        if last is None:
+            last = self._last_commit_ns = recv
+        w = self.writer
+        if self._on_roll is not None and (
+                self.pipeline.pending_rows + w.buffered_rows >= self._roll_rows
+                or w.buffered_bytes >= self._roll_bytes
+                or recv - last >= self._roll_ns):
+            self._on_roll()
+        return signals
+
+    def committed(self) -> None:
+        """A commit happened: the receive-time roll counts from the next frame."""
+        self._last_commit_ns = None
+
+
 class Deriver:
-    """Derive Parquet from journal frames with exactly-once commits: the one feed loop (frames
-    -> pipeline -> rows -> store) of live capture (:class:`ArchiveSession`), ``recorder
-    ingest`` and crash recovery (:meth:`catch_up`).
+    """Derive Parquet from journal frames with exactly-once commits: the archive around the
+    :class:`FeedLoop` of live capture (:class:`ArchiveSession`), ``recorder ingest`` and crash
+    recovery (:meth:`catch_up`).
 
     Everything that decides the rows or the commit points is fixed here, at construction:
 
@@ -128,15 +193,19 @@ class Deriver:
                             "%s requested (settings belong to an archive: a new archive root "
                             "takes new ones)", self.archive.root, kept, settings)
         st = self.archive.state
-        self.positions: dict[str, int] = dict(st.journal)
-        self.segments: list[str] = list(st.segments)
         self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
-        never = 1 << 62
-        self._roll_rows = never if roll_rows is None else roll_rows
-        self._roll_bytes = never if roll_bytes is None else roll_bytes
-        self._roll_ns = never if roll_seconds is None else int(roll_seconds * 1e9)
-        self._last_commit_ns: int | None = None
-        self.frames = 0
+        self.loop = FeedLoop(self.pipeline, self.writer, positions=dict(st.journal),
+                             segments=list(st.segments), roll_rows=roll_rows,
+                             roll_bytes=roll_bytes, roll_seconds=roll_seconds,
+                             on_roll=self.commit)
+        #: the loop's positions and segment order (the same objects)
+        self.positions = self.loop.positions
+        self.segments = self.loop.segments
+
+    @property
+    def frames(self) -> int:
+        """Frames derived by this object."""
+        return self.loop.frames
 
     @property
     def settings(self) -> DeriveSettings:
@@ -151,33 +220,11 @@ class Deriver:
         """Add a journal segment to the derivation order (idempotent). ``derived``: how many
         leading records are already derived (the journal re-wrote frames accepted into a
         segment that failed to write: they were derived when accepted)."""
-        if segment not in self.positions:
-            self.positions[segment] = derived
-            self.segments.append(segment)
+        self.loop.register(segment, derived)
 
     def feed(self, frame: Frame, pos: JournalPosition) -> list[Signal]:
         """Derive one journaled frame (``pos`` must be the next record of its segment)."""
-        return self._feed(frame, pos.segment, pos.index)
-
-    def _feed(self, frame: Frame, segment: str, index: int) -> list[Signal]:
-        """The feed loop's one step, for every caller: derive ``frame`` (record ``index`` of
-        ``segment``), advance the position, commit when the roll policy says so."""
-        positions = self.positions
-        if segment not in positions:
-            self.register(segment)
-        signals = self.pipeline.feed(frame)
-        positions[segment] = index + 1
-        self.frames += 1
-        recv = frame.recv_ns
-        last = self._last_commit_ns
-        if last is None:
-            last = self._last_commit_ns = recv
-        w = self.writer
-        if (self.pipeline.pending_rows + w.buffered_rows >= self._roll_rows
-                or w.buffered_bytes >= self._roll_bytes
-                or recv - last >= self._roll_ns):
-            self.commit()
-        return signals
+        return self.loop.feed(frame, pos.segment, pos.index)
 
     def commit(self) -> None:
         """Seal buffered rows into Parquet and commit them with the journal positions.
@@ -190,7 +237,7 @@ class Deriver:
         entries = self.writer.seal(self.archive.state.commit + 1)
         self.archive.commit(entries, pipeline=self.pipeline.to_state(), journal=self.positions,
                             segments=self.segments, sources=self.sources)
-        self._last_commit_ns = None
+        self.loop.committed()
 
     def catch_up(self, progress: Callable[[int], None] | None = None, *,
                  preloaded: dict[str, list[Frame]] | None = None) -> int:
@@ -216,7 +263,7 @@ class Deriver:
                 if not path.exists():
                     continue
                 records = read_segment(path, start=start, info=SegmentInfo())
-            feed = self._feed
+            feed = self.loop.feed
             for index, frame in records:
                 feed(frame, seg, index)
                 n += 1
