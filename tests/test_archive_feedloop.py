@@ -153,3 +153,39 @@ def test_exchange_time_helper() -> None:
     assert exchange_time_ns(trade) == 1_735_689_600_000_000_000
     assert exchange_time_ns(b'{"channel":"heartbeat"}') is None
     assert exchange_time_ns(b'{"channel":"trade","timestamp":"not a time"}') is None
+
+
+def test_capture_marks_symbol_data_from_the_pipelines_counters(tmp_path: Path) -> None:
+    """A connection's per-symbol data marks (dead-subscription detection, measured rates) come
+    from :meth:`Pipeline.activity` through the archive writer: no frame is parsed by capture."""
+    import random
+    import time
+    from types import SimpleNamespace
+
+    from recorder.capture.config import CaptureConfig
+    from recorder.capture.connection import FeedConnection
+    from recorder.capture.limits import Backoff
+    from recorder.capture.shards import ConnPlan
+    from recorder.capture.writer import ArchiveWriter
+
+    writer = ArchiveWriter(tmp_path / "w", host="t", fsync_interval_s=3600)
+    writer.open()
+    worker = SimpleNamespace(cfg=CaptureConfig(), writer=writer)
+    conn = FeedConnection(ConnPlan(name="trade-0", stream="spot", channel="trade",
+                                   symbols=("BTC/USD", "ETH/USD")), worker,  # type: ignore[arg-type]
+                          backoff=Backoff(1.0, 2.0, random.Random(1)))
+    conn.conn_id = 7
+    now = time.time_ns()
+    writer.marker(mk.Connected(conn_id=7, stream="spot", url="ws://x"), 7)
+    for i in range(3):
+        writer.write(trade_frame(now + i, 100 + i, conn_id=7))
+    writer.write(trade_frame(now + 5, 200, symbol="ETH/USD", conn_id=8))  # another connection
+    conn.note_activity()
+    btc, eth = conn.table.subs["BTC/USD"], conn.table.subs["ETH/USD"]
+    assert btc.messages == 3 and btc.last_data is not None
+    assert eth.messages == 0 and eth.last_data is None
+    conn.note_activity()  # nothing new: nothing counted twice
+    writer.write(trade_frame(now + 9, 103, conn_id=7))
+    conn.note_activity()
+    assert btc.messages == 4
+    writer.close("test")
