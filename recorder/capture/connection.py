@@ -201,7 +201,7 @@ class FeedConnection:
         counters of this connection (:meth:`recorder.pipeline.Pipeline.activity`): capture
         never looks into the frames for symbols. Called by the watchdog (at most a second
         behind) and once more when the session ends."""
-        counted = self.worker.writer.activity(self.conn_id)
+        counted = self.worker.activity(self.conn_id)
         if not counted:
             return
         mono, wall = time.monotonic(), time.time_ns()

@@ -293,6 +293,11 @@ class Worker:
                 self._sample_lag(frame)
         return signals
 
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data the archive's pipeline counted on connection ``conn_id``: ``(channel, symbol)
+        -> (messages, last recv_ns)`` (:meth:`recorder.pipeline.Pipeline.activity`)."""
+        return self.writer.activity(conn_id)
+
     def _sample_lag(self, frame: Frame) -> None:
         """Exchange->receive lag from one frame's latest exchange ``timestamp`` (a metric, not
         data): the last one (book/level3/trade data), except on ``ohlc``, whose bars carry a
