@@ -43,11 +43,12 @@ import msgspec
 import zstandard
 
 from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
-from recorder.archive.session import Deriver
+from recorder.archive.session import Deriver, journal_settings
 from recorder.archive.store import ArchiveBusyError
 from recorder.errors import RecorderError
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
+from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.state import StateError
 from recorder.progress import progress_bar
 from recorder.protocol.reject import utf8_error_offset
@@ -244,6 +245,18 @@ def _first_timestamp(paths: list[Path]) -> int | None:
     return None
 
 
+def _recorded_settings(paths: list[Path]) -> DeriveSettings | None:
+    """The derivation settings recorded by the first journal input that names them (its
+    ``ProcessStart``, see :func:`~recorder.archive.session.journal_settings`): a live journal
+    re-derives with the settings live capture used. ``None``: no input records them."""
+    for path in paths:
+        if _head(path, 4).startswith((b"KRJ1", b"KRJ2")):
+            found = journal_settings(path)
+            if found is not None:
+                return found
+    return None
+
+
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     """Per-key increase from ``before`` to ``after`` (keys that did not grow are left out)."""
     return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v > before.get(k, 0)}
@@ -256,7 +269,10 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
 
     Inputs are taken one at a time: each is converted to journal segments and derived before
     the next is read, so memory is bounded by the largest input, not by their sum. A zstd
-    input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`.
+    input expanding past ``max_decompressed_bytes`` raises :class:`IngestError`. A new
+    archive derives with the settings the first journal input records (live capture journals
+    them with ``ProcessStart``), unless ``deriver_options`` name settings; an existing archive
+    keeps its own (:class:`~recorder.archive.session.Deriver`).
 
     Summary: ``inputs`` (one entry per path: ``path``, ``sha256``, ``status``, and for inputs
     derived now ``frames``, ``rows`` per dataset, ``rejects`` and ``flagged`` by reason,
@@ -264,6 +280,10 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
     ``commit``. ``status``: ``ingested``; ``already ingested`` (same digest as an earlier
     input: nothing added); ``empty`` (no content, or no frames: nothing recorded, not
     remembered as ingested); ``rejected`` (every frame became a reject)."""
+    if not {"settings", "checkpoint_interval_ns", "checkpoint_messages"} & set(deriver_options):
+        recorded = _recorded_settings(paths)
+        if recorded is not None:
+            deriver_options["settings"] = recorded
     deriver = Deriver(archive, **deriver_options)
     jroot = deriver.journal_root
     pipe = deriver.pipeline

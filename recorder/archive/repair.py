@@ -56,6 +56,7 @@ from recorder.archive.journal import SegmentInfo, read_segment
 from recorder.archive.layout import partition_dir
 from recorder.archive.maintenance import COMPACT_LEVEL, COMPACT_ROW_GROUP, _sort_indices
 from recorder.archive.schema import DatasetSchema
+from recorder.archive.session import FeedLoop
 from recorder.archive.store import (
     ArchiveStore,
     ArchiveBusyError,
@@ -66,7 +67,7 @@ from recorder.archive.store import (
 )
 from recorder.errors import RecorderError
 from recorder.pipeline import Pipeline
-from recorder.pipeline.state import StateError
+from recorder.pipeline.state import StateError, state_settings
 from recorder.progress import progress_bar
 from recorder.roots import ArchiveRootError, archive_roots
 
@@ -372,11 +373,7 @@ def _pipeline(archive: ArchiveStore, sink: _PlanSink) -> Pipeline:
         state = None
     if state is None:
         return Pipeline(sink)
-    options: dict[str, Any] = {"checkpoint_interval_ns": state.checkpoint_interval_ns,
-                               "batch_rows": state.batch_rows}
-    if state.checkpoint_messages is not None:
-        options["checkpoint_messages"] = state.checkpoint_messages
-    return Pipeline(sink, **options)
+    return Pipeline(sink, settings=state_settings(state), batch_rows=state.batch_rows)
 
 
 def _journal_damage(pipe: Pipeline, plans: dict[tuple[str, str], _PartitionPlan]) -> None:
@@ -412,6 +409,7 @@ def _rederive(archive: ArchiveStore, plans: dict[tuple[str, str], _PartitionPlan
     ``progress`` is called with the number of records of each segment fed."""
     sink = _PlanSink(archive.root, archive.schemas, plans)
     pipe = _pipeline(archive, sink)
+    loop = FeedLoop(pipe, sink)  # the feed loop of capture and ingest; no commits here
     st = archive.state
     for i, seg in enumerate(st.segments):
         committed = st.journal.get(seg, 0)
@@ -428,7 +426,7 @@ def _rederive(archive: ArchiveStore, plans: dict[tuple[str, str], _PartitionPlan
         for index, frame in read_segment(path, info=info):
             if index >= committed:
                 break
-            pipe.feed(frame)
+            loop.feed(frame, seg, index)
             n += 1
         report.frames += n
         if progress is not None:

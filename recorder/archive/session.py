@@ -1,23 +1,33 @@
 """Journal -> pipeline -> Parquet, exactly once: the derivation loop used by live capture
-(:class:`ArchiveSession`) and by ``recorder ingest`` (:class:`Deriver`).
+(:class:`ArchiveSession`), by ``recorder ingest`` (:class:`Deriver`) and by ``recorder repair``
+(:class:`FeedLoop`).
 
 :class:`Deriver` feeds frames with their :class:`~recorder.archive.journal.JournalPosition` to
 the :class:`~recorder.pipeline.Pipeline`, whose sink is a
 :class:`~recorder.archive.store.PartitionWriter`. :meth:`Deriver.commit` seals the buffered rows
 into Parquet files and commits them together with the journal positions reached and the
-pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, :meth:`Deriver.open` deletes uncommitted files, restores the
-pipeline of the last commit and :meth:`Deriver.catch_up` re-derives every journal record after
-the committed positions, so each journaled frame reaches Parquet exactly once.
+pipeline's explicit state (:mod:`recorder.pipeline.state`). After a crash, opening a
+:class:`Deriver` deletes uncommitted files and restores the pipeline of the last commit, and
+:meth:`Deriver.catch_up` re-derives every journal record after the committed positions, so
+each journaled frame reaches Parquet exactly once.
+
+One feed loop, :class:`FeedLoop`: live frames (:meth:`Deriver.feed`), recovery and ingest
+(:meth:`Deriver.catch_up`) and ``recorder repair`` take the same step, and the settings that
+decide the rows (:class:`~recorder.pipeline.settings.DeriveSettings`) and the commit policy are
+fixed when it is built. The settings belong to the archive (stored with each commit) and are
+journaled with each ``ProcessStart`` (:func:`journal_settings` reads them back), so a
+re-derivation of a live journal writes the rows live capture wrote.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pyarrow.parquet as pq
 
@@ -34,53 +44,174 @@ from recorder.archive.store import ArchiveStore, PartitionWriter
 from recorder.frames import Frame
 from recorder.pipeline import Pipeline
 from recorder.pipeline import markers as mk
+from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.signals import Signal
 
-__all__ = ["Deriver", "ArchiveSession"]
+__all__ = ["FeedLoop", "Deriver", "ArchiveSession", "journal_settings"]
+
+log = logging.getLogger("recorder.archive.session")
+
+#: Records of a segment searched for its ProcessStart (the first one of a capture's run).
+_SETTINGS_SCAN: Final = 16
+
+
+def journal_settings(path: str | os.PathLike[str]) -> DeriveSettings | None:
+    """The derivation settings a journal segment records: those of the ``ProcessStart``
+    among its first records (live capture journals it first in every run), or ``None`` (no
+    ProcessStart there, one written before settings were recorded, or not a readable
+    segment)."""
+    try:
+        for index, frame in read_segment(path):
+            if index >= _SETTINGS_SCAN:
+                break
+            if frame.stream == "control":
+                marker = mk.decode_marker(frame.payload)
+                if isinstance(marker, mk.ProcessStart):
+                    return marker.settings
+    except OSError:
+        return None
+    return None
+
+
+class FeedLoop:
+    """The one feed loop: journal records -> :class:`~recorder.pipeline.Pipeline` -> rows ->
+    ``writer`` (a :class:`~recorder.archive.store.PartitionWriter`), one record at a time in
+    derivation order, with the journal position reached per segment.
+
+    Live capture and ``recorder ingest`` (through :class:`Deriver`) and ``recorder repair``
+    (re-deriving damaged files) all derive with :meth:`feed`. Everything is fixed at
+    construction: the pipeline (whose settings decide the rows) and the roll policy (commit
+    when ``roll_rows`` rows or ``roll_bytes`` Arrow bytes are buffered, or ``roll_seconds`` of
+    receive time passed since the last commit; ``None``: never), which calls ``on_roll``.
+    """
+
+    def __init__(self, pipeline: Pipeline, writer: PartitionWriter, *,
+                 positions: dict[str, int] | None = None, segments: list[str] | None = None,
+                 roll_rows: int | None = None, roll_bytes: int | None = None,
+                 roll_seconds: float | None = None,
+                 on_roll: Callable[[], None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.writer = writer
+        #: segment -> records derived from it; the derivation order of the segments
+        self.positions: dict[str, int] = positions if positions is not None else {}
+        self.segments: list[str] = segments if segments is not None else []
+        never = 1 << 62
+        self._roll_rows = never if roll_rows is None else roll_rows
+        self._roll_bytes = never if roll_bytes is None else roll_bytes
+        self._roll_ns = never if roll_seconds is None else int(roll_seconds * 1e9)
+        self._on_roll = on_roll
+        self._last_commit_ns: int | None = None
+        self.frames = 0
+
+    def register(self, segment: str, derived: int = 0) -> None:
+        """Add a journal segment to the derivation order (idempotent); ``derived``: leading
+        records already derived."""
+        if segment not in self.positions:
+            self.positions[segment] = derived
+            self.segments.append(segment)
+
+    def feed(self, frame: Frame, segment: str, index: int) -> list[Signal]:
+        """Derive ``frame`` (record ``index`` of ``segment``), advance the position, roll when
+        the policy says so. Returns the pipeline's signals."""
+        positions = self.positions
+        if segment not in positions:
+            self.register(segment)
+        signals = self.pipeline.feed(frame)
+        positions[segment] = index + 1
+        self.frames += 1
+        recv = frame.recv_ns
+        last = self._last_commit_ns
+        if last is None:
+            last = self._last_commit_ns = recv
+        w = self.writer
+        if self._on_roll is not None and (
+                self.pipeline.pending_rows + w.buffered_rows >= self._roll_rows
+                or w.buffered_bytes >= self._roll_bytes
+                or recv - last >= self._roll_ns):
+            self._on_roll()
+        return signals
+
+    def committed(self) -> None:
+        """A commit happened: the receive-time roll counts from the next frame."""
+        self._last_commit_ns = None
 
 
 class Deriver:
-    """Derive Parquet from journal frames with exactly-once commits.
+    """Derive Parquet from journal frames with exactly-once commits: the archive around the
+    :class:`FeedLoop` of live capture (:class:`ArchiveSession`), ``recorder ingest`` and crash
+    recovery (:meth:`catch_up`).
 
-    ``roll_rows`` / ``roll_bytes`` / ``roll_seconds``: commit (seal rolling files) when that
-    many rows or Arrow bytes are buffered, or that much receive time has passed since the
-    last commit.
+    Everything that decides the rows or the commit points is fixed here, at construction:
+
+    * the pipeline's :class:`~recorder.pipeline.settings.DeriveSettings` belong to the archive:
+      a new archive takes ``settings`` (or the ``checkpoint_interval_ns`` /
+      ``checkpoint_messages`` shorthands; defaults for the rest), an existing one keeps the
+      settings stored with its last commit (a different request is logged and ignored, since
+      rows derived before and after must agree with one re-derivation of the journal);
+    * ``roll_rows`` / ``roll_bytes`` / ``roll_seconds``: commit (seal rolling files) when that
+      many rows or Arrow bytes are buffered, or that much receive time has passed since the
+      last commit (live capture commits on its own schedule and passes ``None``: never);
+    * ``before_commit``: runs first in every commit (live: the journal flush, so that a commit
+      never claims journal records that are not durable).
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
-        roll_rows: int = 2_000_000,
-        roll_bytes: int = 256 * 1024 * 1024,
-        roll_seconds: float = 300.0,
-        checkpoint_interval_ns: int = 15 * 60 * 1_000_000_000,
+        settings: DeriveSettings | None = None,
+        checkpoint_interval_ns: int | None = None,
         checkpoint_messages: int | None = None,
+        roll_rows: int | None = 2_000_000,
+        roll_bytes: int | None = 256 * 1024 * 1024,
+        roll_seconds: float | None = 300.0,
         write_table: Callable[..., None] = pq.write_table,
         before_commit: Callable[[], None] | None = None,
     ) -> None:
-        self.before_commit = before_commit
+        self._before_commit = before_commit
         self.archive = ArchiveStore(root)
         self.archive.lock()  # one committing process per archive (ArchiveBusyError)
         self.archive.recover()
         self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
                                       write_table=write_table)
+        if settings is None and (checkpoint_interval_ns is not None
+                                 or checkpoint_messages is not None):
+            defaults = DeriveSettings()
+            settings = DeriveSettings(
+                checkpoint_interval_ns=(defaults.checkpoint_interval_ns
+                                        if checkpoint_interval_ns is None
+                                        else checkpoint_interval_ns),
+                checkpoint_messages=(defaults.checkpoint_messages if checkpoint_messages is None
+                                     else checkpoint_messages))
         state = self.archive.load_pipeline()
         if state is None:
-            self.pipeline = Pipeline(self.writer, checkpoint_interval_ns=checkpoint_interval_ns)
+            self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
         else:
             self.pipeline = Pipeline.from_state(state, self.writer)
-        if checkpoint_messages is not None:  # None: the pipeline's default / the stored one
-            self.pipeline.checkpoint_messages = checkpoint_messages
+            kept = self.pipeline.settings
+            if settings is not None and settings != kept:
+                log.warning("archive %s keeps the derivation settings it was created with (%s); "
+                            "%s requested (settings belong to an archive: a new archive root "
+                            "takes new ones)", self.archive.root, kept, settings)
         st = self.archive.state
-        self.positions: dict[str, int] = dict(st.journal)
-        self.segments: list[str] = list(st.segments)
         self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
-        self.roll_rows = roll_rows
-        self.roll_bytes = roll_bytes
-        self.roll_ns = int(roll_seconds * 1e9)
-        self._last_commit_ns: int | None = None
-        self.frames = 0
+        self.loop = FeedLoop(self.pipeline, self.writer, positions=dict(st.journal),
+                             segments=list(st.segments), roll_rows=roll_rows,
+                             roll_bytes=roll_bytes, roll_seconds=roll_seconds,
+                             on_roll=self.commit)
+        #: the loop's positions and segment order (the same objects)
+        self.positions = self.loop.positions
+        self.segments = self.loop.segments
+
+    @property
+    def frames(self) -> int:
+        """Frames derived by this object."""
+        return self.loop.frames
+
+    @property
+    def settings(self) -> DeriveSettings:
+        """The archive's derivation settings (fixed; see the class docstring)."""
+        return self.pipeline.settings
 
     @property
     def journal_root(self) -> Path:
@@ -90,27 +221,11 @@ class Deriver:
         """Add a journal segment to the derivation order (idempotent). ``derived``: how many
         leading records are already derived (the journal re-wrote frames accepted into a
         segment that failed to write: they were derived when accepted)."""
-        if segment not in self.positions:
-            self.positions[segment] = derived
-            self.segments.append(segment)
+        self.loop.register(segment, derived)
 
     def feed(self, frame: Frame, pos: JournalPosition) -> list[Signal]:
         """Derive one journaled frame (``pos`` must be the next record of its segment)."""
-        if pos.segment not in self.positions:
-            self.register(pos.segment)
-        signals = self.pipeline.feed(frame)
-        self.positions[pos.segment] = pos.index + 1
-        self.frames += 1
-        if self._last_commit_ns is None:
-            self._last_commit_ns = frame.recv_ns
-        w = self.writer
-        if (
-            self.pipeline._pending_rows + w.buffered_rows >= self.roll_rows
-            or w.buffered_bytes >= self.roll_bytes
-            or frame.recv_ns - self._last_commit_ns >= self.roll_ns
-        ):
-            self.commit()
-        return signals
+        return self.loop.feed(frame, pos.segment, pos.index)
 
     def commit(self) -> None:
         """Seal buffered rows into Parquet and commit them with the journal positions.
@@ -133,8 +248,8 @@ class Deriver:
             archive=self.archive, writer=self.writer, batch=self.writer.take(),
             state=self.pipeline.to_state(), journal=dict(self.positions),
             segments=list(self.segments),
-            sources={k: dict(v) for k, v in self.sources.items()}, before=self.before_commit)
-        self._last_commit_ns = None
+            sources={k: dict(v) for k, v in self.sources.items()}, before=self._before_commit)
+        self.loop.committed()
         return pending
 
     def catch_up(self, progress: Callable[[int], None] | None = None, *,
@@ -153,55 +268,22 @@ class Deriver:
         for seg in list(self.segments):
             start = self.positions.get(seg, 0)
             frames = preloaded.get(seg) if preloaded is not None else None
+            records: Iterable[tuple[int, Frame]]
             if frames is not None:
-                n += self._feed_run(seg, enumerate(frames[start:], start), progress, n)
-                continue
-            path = self.journal_root / seg
-            if not path.exists():
-                continue
-            info = SegmentInfo()
-            n += self._feed_run(seg, read_segment(path, start=start, info=info), progress, n)
+                records = enumerate(frames[start:], start)
+            else:
+                path = self.journal_root / seg
+                if not path.exists():
+                    continue
+                records = read_segment(path, start=start, info=SegmentInfo())
+            feed = self.loop.feed
+            for index, frame in records:
+                feed(frame, seg, index)
+                n += 1
+                if progress is not None and n % 10000 == 0:
+                    progress(10000)
         if progress is not None:
             progress(n % 10000)
-        return n
-
-    def _feed_run(self, seg: str, records: Iterable[tuple[int, Frame]],
-                  progress: Callable[[int], None] | None, done: int) -> int:
-        """:meth:`feed` for consecutive records of one segment (the same frames, positions and
-        commit points; the per-frame work is inlined). ``done``: frames fed before (for the
-        progress cadence). Returns the number fed."""
-        self.register(seg)
-        feed = self.pipeline.feed
-        pipe = self.pipeline
-        w = self.writer
-        positions = self.positions
-        roll_rows, roll_bytes, roll_ns = self.roll_rows, self.roll_bytes, self.roll_ns
-        n = 0
-        counted = 0  # of n, already added to self.frames
-        pos = positions[seg]
-        try:
-            for index, frame in records:
-                feed(frame)
-                pos = index + 1
-                n += 1
-                recv = frame.recv_ns
-                last = self._last_commit_ns
-                if last is None:
-                    last = self._last_commit_ns = recv
-                if (
-                    pipe._pending_rows + w.buffered_rows >= roll_rows
-                    or w.buffered_bytes >= roll_bytes
-                    or recv - last >= roll_ns
-                ):
-                    positions[seg] = pos
-                    self.frames += n - counted
-                    counted = n
-                    self.commit()
-                if progress is not None and (done + n) % 10000 == 0:
-                    progress(10000)
-        finally:
-            positions[seg] = pos
-            self.frames += n - counted
         return n
 
     def close(self, reason: str = "open") -> None:
@@ -229,17 +311,21 @@ class ArchiveSession:
         self.root = Path(root)
         self.host = host or socket.gethostname()
         self.clock_ns = clock_ns
-        self.deriver = Deriver(self.root, **deriver_options)
+        self.deriver = Deriver(self.root, before_commit=self._flush_journal, **deriver_options)
         self.run_id = f"{os.getpid()}-{clock_ns()}"
         self.journal = JournalWriter(self.deriver.journal_root, host=self.host,
                                      run_id=self.run_id, fsync_interval_s=fsync_interval_s,
                                      clock_ns=clock_ns, on_segment=self.deriver.register)
-        self.deriver.before_commit = self.journal.flush
+
+    def _flush_journal(self) -> None:
+        """The deriver's ``before_commit``: journal records are durable before a commit."""
+        self.journal.flush()
 
     def start(self) -> int:
         """Recover, then journal ProcessStart. Returns frames re-derived from the journal."""
         n = self.deriver.catch_up()
-        self.marker(mk.ProcessStart(host=self.host, run_id=self.run_id, version=__version__))
+        self.marker(mk.ProcessStart(host=self.host, run_id=self.run_id, version=__version__,
+                                    settings=self.deriver.settings))
         return n
 
     def marker(self, marker: mk.Marker, conn_id: int = 0) -> list[Signal]:

@@ -6,9 +6,13 @@ bodies as ``Frame(stream="rest", meta="GET /0/public/Trades?...")``) and every c
 backfills, process start/stop, disk pressure) goes through
 :class:`recorder.archive.session.ArchiveSession`: journal first, then the archive's pipeline -
 the same frames -> events -> rows code ``recorder ingest`` runs. The pipeline's signals (book
-desyncs, trade-id and futures seq gaps, subscription acks/refusals, instrument changes) drive
-healing; its rows include ``gaps``, ``epochs`` and ``liveness``. Capture has no validator and no
-journal of its own.
+desyncs, trade-id and futures seq gaps, subscription acks/refusals, instrument changes and
+snapshots) drive healing; its rows include ``gaps``, ``epochs`` and ``liveness``. Capture has no
+validator, no journal and no frame parser of its own: what it needs to know about the data
+comes from the pipeline's signals (:mod:`recorder.pipeline.signals`) and public counters
+(``Pipeline.counters``, ``Pipeline.activity``: per-symbol data on a connection). The derivation
+settings are the root's (fixed when it was created, journaled with ``ProcessStart``), so its
+journal re-derives to exactly the rows capture wrote (``tests/test_capture_rederive.py``).
 
 **Writer layout.** Each worker *process* owns one complete archive root::
 

@@ -147,6 +147,11 @@ class ArchivePart:
             self._commit_wanted.set()
         return signals
 
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data the pipeline counted on connection ``conn_id``: ``(channel, symbol) ->
+        (messages, last recv_ns)`` (:meth:`recorder.pipeline.Pipeline.activity`)."""
+        return self.writer.activity(conn_id)
+
     def marker(self, marker: Marker, conn_id: int = 0) -> list[Signal]:
         """Journal (and derive) a control marker."""
         return self.emit(Frame(recv_ns=time.time_ns(), conn_id=conn_id, stream="control",

@@ -7,7 +7,9 @@ which is journaled as ``Disconnected`` and followed by a jittered exponential ba
 worker's connect limiter (Kraken: about 150 connects per 10 minutes per IP).
 
 Every frame received or sent is handed to ``worker.emit`` (journal first, then the archive's
-pipeline); the signals that come back are handed to ``worker.on_signals``. Book, level3, trade
+pipeline); the signals that come back are handed to ``worker.on_signals``. The connection never
+parses a frame: per-symbol data marks come from the pipeline's counters
+(:meth:`FeedConnection.note_activity`), acks and the instrument snapshot from its signals. Book, level3, trade
 and ohlc connections open their first session only after the worker's ``instrument`` snapshot
 is in the archive (bounded wait), so the pipeline builds books with the venue's precisions.
 A subscribe that is neither acknowledged nor refused within ``ack_timeout_s`` is journaled as
@@ -57,7 +59,6 @@ log = logging.getLogger("recorder.capture.connection")
 _ENC: Final = msgspec.json.Encoder()
 #: The pseudo-symbol of the ``instrument`` subscription.
 INSTRUMENT: Final = "*"
-_SYMBOL_KEYS: Final = (b'"symbol":"', b'"product_id":"')
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -75,17 +76,6 @@ def _auth_refused(exc: RestAuthRefused) -> str:
 
 class SessionEnded(RecorderError):
     """The current WebSocket session must end (silence, fatal subscribe error, stop)."""
-
-
-def frame_symbol(payload: bytes) -> str | None:
-    """The first ``symbol``/``product_id`` value in a data frame (cheap byte search)."""
-    for key in _SYMBOL_KEYS:
-        i = payload.find(key)
-        if i >= 0:
-            j = payload.find(b'"', i + len(key))
-            if j > 0:
-                return payload[i + len(key):j].decode("utf-8", "replace")
-    return None
 
 
 class ConnectionHost(Protocol):
@@ -117,17 +107,21 @@ class ConnectionHost(Protocol):
         """Journal (and derive) a control marker."""
         ...
 
-    def on_signals(self, conn: FeedConnection, signals: list[Signal],
-                   frame: Frame | None = None) -> None:
-        """Act on the signals ``frame`` of ``conn`` produced."""
+    def on_signals(self, conn: FeedConnection, signals: list[Signal]) -> None:
+        """Act on the signals a frame of ``conn`` produced."""
+        ...
+
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data the pipeline counted on connection ``conn_id``: ``(channel, symbol) ->
+        (messages, last recv_ns)``."""
         ...
 
     def on_disconnected(self, conn: FeedConnection) -> None:
         """``conn``'s session ended (after its ``Disconnected`` marker)."""
         ...
 
-    def instruments_seen(self, frame: Frame | None = None) -> None:
-        """An instrument snapshot (``frame``) has been journaled and derived."""
+    def instruments_seen(self, statuses: dict[str, str] | None = None) -> None:
+        """An instrument snapshot (its pair ``statuses``) has been journaled and derived."""
         ...
 
     async def wait_instruments(self) -> None:
@@ -185,6 +179,9 @@ class FeedConnection:
         self._token_refresh = False
         self._was_connected = False
         self._close_reason = ""
+        #: symbol -> the pipeline's message count of it on this session's connection, as
+        #: already folded into the table (:meth:`note_activity`)
+        self._activity_seen: dict[str, int] = {}
 
     # ------------------------------------------------------------------ identity
 
@@ -272,7 +269,28 @@ class FeedConnection:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 2.0)
 
+    def note_activity(self) -> None:
+        """Bring the subscription table's per-symbol data marks up to date from the pipeline's
+        counters of this connection (:meth:`recorder.pipeline.Pipeline.activity`): capture
+        never looks into the frames for symbols. Called by the watchdog (at most a second
+        behind) and once more when the session ends."""
+        counted = self.worker.activity(self.conn_id)
+        if not counted:
+            return
+        mono, wall = time.monotonic(), time.time_ns()
+        seen = self._activity_seen
+        channel = self.channel
+        for (ch, symbol), (messages, last_ns) in counted.items():
+            if ch != channel:
+                continue
+            before = seen.get(symbol, 0)
+            if messages > before:
+                seen[symbol] = messages
+                self.table.data(symbol, mono - max(0, wall - last_ns) / 1e9, messages - before)
+
     async def _teardown(self) -> None:
+        if self.conn_id:
+            self.note_activity()
         self.connected = False
         self.table.reset(time.monotonic())
         ws, self.ws = self.ws, None
@@ -284,6 +302,7 @@ class FeedConnection:
         w = self.worker
         self._was_connected = False
         self.conn_id = w.new_conn_id()
+        self._activity_seen = {}
         if self.stream == "l3":
             self.token = await w.fresh_token()
         self.ws = await asyncio.wait_for(
@@ -309,7 +328,6 @@ class FeedConnection:
         ws = self.ws
         w = self.worker
         stream, conn_id = self.stream, self.conn_id
-        table = self.table
         while True:
             payload = await ws.recv(decode=False)
             if isinstance(payload, str):
@@ -322,16 +340,7 @@ class FeedConnection:
                           direction="in", payload=payload)
             signals = w.emit(frame)
             if signals:
-                w.on_signals(self, signals, frame)
-            if payload.startswith((b'{"channel":"book"', b'{"channel":"level3"', b'{"channel":"trade"',
-                                   b'{"channel":"ohlc"', b'{"feed":"book', b'{"feed":"trade')):
-                sym = frame_symbol(payload[:200])
-                if sym is not None:
-                    table.data(sym, now)
-            elif self.channel == "instrument" and payload.startswith(b'{"channel":"instrument"'):
-                table.data(INSTRUMENT, now)
-                if b'"type":"snapshot"' in payload[:64]:
-                    w.instruments_seen(frame)
+                w.on_signals(self, signals)
 
     async def _watchdog(self) -> None:
         """Ends the session after ``silence_s`` without any frame; fails subscriptions that
@@ -345,6 +354,7 @@ class FeedConnection:
         probed = 0.0
         while True:
             await asyncio.sleep(min(1.0, silence / 4))
+            self.note_activity()
             now = time.monotonic()
             quiet = now - self.last_rx
             if (quiet > silence / 2 and self.stream != "futures" and now - probed > silence / 2

@@ -59,7 +59,7 @@ from typing import Any, Final
 
 from recorder.capture.archive_part import ArchivePart, disk_free_bytes
 from recorder.capture.config import CaptureConfig
-from recorder.capture.connection import FeedConnection
+from recorder.capture.connection import INSTRUMENT, FeedConnection
 from recorder.capture.connections_part import ConnectionPool
 from recorder.capture.control import RunControl
 from recorder.capture.healing_part import HealingPart
@@ -74,6 +74,7 @@ from recorder.pipeline.signals import (
     BookDesync,
     FuturesSeqGap,
     InstrumentChanged,
+    InstrumentSnapshot,
     Signal,
     SubscriptionAcked,
     SubscriptionRejected,
@@ -218,8 +219,7 @@ class Worker:
         """Journal (and derive) a control marker."""
         self.archive.marker(marker, conn_id)
 
-    def on_signals(self, conn: FeedConnection, signals: list[Signal],
-                   frame: Frame | None = None) -> None:
+    def on_signals(self, conn: FeedConnection, signals: list[Signal]) -> None:
         """Route each pipeline signal to the part that acts on it."""
         for sig in signals:
             if isinstance(sig, SubscriptionAcked):
@@ -233,13 +233,22 @@ class Worker:
             elif isinstance(sig, TradeIdGap):
                 self.healing.trade_gap(sig)
             elif isinstance(sig, InstrumentChanged):
-                self.subscriptions.instrument_changed(sig, frame)
+                conn.table.data(INSTRUMENT, time.monotonic())
+                self.subscriptions.instrument_changed(sig)
+            elif isinstance(sig, InstrumentSnapshot):
+                conn.table.data(INSTRUMENT, time.monotonic())
+                self.instruments_seen(sig.statuses)
 
     def on_disconnected(self, conn: FeedConnection) -> None:
         self.healing.disconnected(conn)
 
-    def instruments_seen(self, frame: Frame | None = None) -> None:
-        self.subscriptions.instruments_seen(frame)
+    def instruments_seen(self, statuses: dict[str, str] | None = None) -> None:
+        self.subscriptions.instruments_seen(statuses)
+
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data the archive's pipeline counted on connection ``conn_id``: ``(channel, symbol)
+        -> (messages, last recv_ns)`` (:meth:`recorder.pipeline.Pipeline.activity`)."""
+        return self.archive.activity(conn_id)
 
     async def wait_instruments(self) -> None:
         await self.subscriptions.wait_instruments()

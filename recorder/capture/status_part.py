@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from recorder.capture.looplag import LoopLagMonitor
 from recorder.frames import Frame
-from recorder.protocol.timestamps import rfc3339_to_ns
+from recorder.protocol.spot import exchange_time_ns
 
 __all__ = ["ExchangeLag", "StatusReporter", "LAG_SAMPLE"]
 
@@ -32,7 +32,6 @@ log = logging.getLogger("recorder.capture.status")
 
 #: One data frame in this many is sampled for the exchange->receive lag.
 LAG_SAMPLE: Final = 64
-_TS_KEY: Final = b'"timestamp":"'
 
 
 @dataclass(slots=True)
@@ -53,17 +52,8 @@ class ExchangeLag:
         trade data), except on ``ohlc``, whose bars carry a deprecated ``timestamp`` at the
         bar's *end* (in the future): there the message-level generation time, which comes
         first. A frame without a readable timestamp leaves the figure as it was."""
-        payload = frame.payload
-        if payload.startswith(b'{"channel":"ohlc"'):
-            i = payload.find(_TS_KEY)
-        else:
-            i = payload.rfind(_TS_KEY)
-        if i < 0:
-            return
-        j = payload.find(b'"', i + len(_TS_KEY))
-        try:
-            ts = rfc3339_to_ns(payload[i + len(_TS_KEY):j].decode("ascii"))
-        except Exception:
+        ts = exchange_time_ns(frame.payload)
+        if ts is None:
             return
         self.seconds = max(0.0, (frame.recv_ns - ts) / 1e9)
 

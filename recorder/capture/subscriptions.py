@@ -104,11 +104,12 @@ class SubscriptionTable:
         if info is not None and info.state == "quarantined":
             info.state, info.since = "idle", now
 
-    def data(self, symbol: str, now: float) -> None:
+    def data(self, symbol: str, now: float, messages: int = 1) -> None:
+        """``messages`` data messages of ``symbol`` arrived, the last at ``now``."""
         info = self.subs.get(symbol)
         if info is not None:
-            info.last_data = now
-            info.messages += 1
+            info.last_data = now if info.last_data is None else max(info.last_data, now)
+            info.messages += messages
 
     # -------------------------------------------------------------- queries
 

@@ -14,8 +14,8 @@ Kraken's answers and with the venue's listing:
 * the level3 subscription budget (5/25/100 per symbol by depth against 200/s or 500/s at the
   configured tier, shared by the workers).
 
-Pair statuses are read from the instrument frame by :func:`instrument_statuses` (an isolated
-decode, to be replaced by the pipeline's own instrument facts).
+Pair statuses come with the pipeline's signals (:class:`~recorder.pipeline.signals.InstrumentSnapshot`,
+:class:`InstrumentChanged`): capture never decodes an instrument frame itself.
 """
 
 from __future__ import annotations
@@ -33,24 +33,12 @@ from recorder.capture.connections_part import ConnectionPool, Spawn
 from recorder.capture.healing_part import HealingPart, MarkerSink
 from recorder.capture.limits import L3_BUDGET_PER_S, TokenBucket
 from recorder.capture.shards import ConnPlan, channel_owner, host_symbols, worker_for
-from recorder.frames import Frame
 from recorder.pipeline.markers import SubscribeFailed
 from recorder.pipeline.signals import InstrumentChanged, SubscriptionAcked, SubscriptionRejected
-from recorder.protocol.spot import InstrumentMessage, decode_spot
 
-__all__ = ["SubscriptionManager", "instrument_statuses"]
+__all__ = ["SubscriptionManager"]
 
 log = logging.getLogger("recorder.capture.subscriptions")
-
-
-def instrument_statuses(frame: Frame | None) -> dict[str, str]:
-    """Pair -> status named by one ``instrument`` frame ({} for anything else)."""
-    if frame is None:
-        return {}
-    ev = decode_spot(frame.payload)
-    if not isinstance(ev, InstrumentMessage):
-        return {}
-    return {p.symbol: p.status for p in ev.data.pairs}
 
 
 class SubscriptionManager:
@@ -129,11 +117,13 @@ class SubscriptionManager:
 
     # ------------------------------------------------------------------ the listing
 
-    def instruments_seen(self, frame: Frame | None = None) -> None:
+    def instruments_seen(self, statuses: dict[str, str] | None = None) -> None:
         """An instrument snapshot has been journaled (and derived): the subscription tables are
-        brought in line with it (:meth:`reconcile_listing`), then books may subscribe."""
-        if frame is not None:
-            self.reconcile_listing(instrument_statuses(frame))
+        brought in line with its pair ``statuses`` (:meth:`reconcile_listing`; from the
+        pipeline's :class:`~recorder.pipeline.signals.InstrumentSnapshot` signal), then books
+        may subscribe."""
+        if statuses:
+            self.reconcile_listing(statuses)
         self._instruments.set()
 
     async def wait_instruments(self) -> None:
@@ -180,9 +170,10 @@ class SubscriptionManager:
             if statuses[sym] == "online" and sym not in self._planned and self._mine(sym):
                 self._add_to_channels(sym)  # no-op where a connection holds it already
 
-    def instrument_changed(self, sig: InstrumentChanged, frame: Frame | None) -> None:
-        """Listings, delistings and status/precision changes signalled by the pipeline."""
-        status = instrument_statuses(frame)
+    def instrument_changed(self, sig: InstrumentChanged) -> None:
+        """Listings, delistings and status/precision changes signalled by the pipeline (with
+        the pair statuses the instrument frame named)."""
+        status = sig.statuses
         gone = set(sig.delisted) | {s for s in sig.status_changed if status.get(s) == "delisted"}
         for sym in sig.listed:
             if status.get(sym, "online") == "online" and sym not in gone and self._mine(sym):

@@ -9,11 +9,11 @@ parent directory as the union of its writer roots (:func:`writer_roots`).
 :class:`ArchiveWriter` wraps :class:`recorder.archive.session.ArchiveSession`: every frame,
 received or sent, REST bodies and control markers, goes through :meth:`ArchiveWriter.write`
 (journal first, then the shared pipeline), and the pipeline's signals come back to the caller.
-The session is opened with automatic commits disabled; capture commits explicitly on its
-schedule, when the buffered Arrow bytes exceed a limit, and on shutdown - so that a commit
-never happens in the middle of a write and a failed commit can never swallow the signals of
-the frame being written. A commit is split: :meth:`ArchiveWriter.begin_commit` cuts it on the
-event loop (fast), :meth:`ArchiveWriter.finish_commit` does the I/O in a thread
+The session is opened with automatic commits disabled (fixed at construction); capture commits
+explicitly on its schedule, when the buffered Arrow bytes exceed a limit, and on shutdown - so
+that a commit never happens in the middle of a write and a failed commit can never swallow the
+signals of the frame being written. A commit is split: :meth:`ArchiveWriter.begin_commit` cuts
+it on the event loop (fast), :meth:`ArchiveWriter.finish_commit` does the I/O in a thread
 (:mod:`recorder.capture.archive_part`).
 
 :class:`DiskGuard` is the pure pause/resume decision of the disk-space guard.
@@ -56,11 +56,9 @@ log = logging.getLogger("recorder.capture.writer")
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
 #: Rows the live pipeline buffers before handing them to Arrow (``recorder ingest`` uses the
-#: pipeline's default, 200,000): about 5 ms of the loop's time per batch.
+#: pipeline's default, 200,000): about 5 ms of the loop's time per batch. A batch size never
+#: changes which rows are derived (not a derivation setting).
 CAPTURE_BATCH_ROWS: Final = 4096
-#: "Never" for the session's own roll triggers (capture commits explicitly).
-_NO_AUTO_ROLL_ROWS: Final = 1 << 62
-_NO_AUTO_ROLL_S: Final = 10.0**9
 
 
 def writer_id(host: str, index: int) -> str:
@@ -112,8 +110,9 @@ class ArchiveWriter:
     """One worker's archive root (see module docstring).
 
     ``roll_bytes``: buffered Arrow bytes that make :attr:`commit_due` true.
-    ``checkpoint_minutes``: the pipeline's book checkpoint interval (applied also to a
-    pipeline restored from a previous commit).
+    ``checkpoint_minutes``: the book checkpoint interval of a *new* root (an existing root
+    keeps the derivation settings it was created with, so that its journal re-derives to the
+    same rows; see :class:`recorder.archive.session.Deriver`).
     """
 
     def __init__(self, root: Path, *, host: str, fsync_interval_s: float = 1.0,
@@ -127,7 +126,8 @@ class ArchiveWriter:
         self._clock_ns = clock_ns
         self.session: ArchiveSession | None = None
         self.stats = WriterStats()
-        self._seen_ok: dict[tuple[str, str, int], int] = {}
+        #: the pipeline's cumulative ``checksums_ok`` when this process opened the root
+        self._ok_base = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,11 +139,11 @@ class ArchiveWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         session = ArchiveSession(
             self.root, host=self.host, fsync_interval_s=self._fsync_interval_s,
-            clock_ns=self._clock_ns, roll_rows=_NO_AUTO_ROLL_ROWS,
-            roll_bytes=_NO_AUTO_ROLL_ROWS, roll_seconds=_NO_AUTO_ROLL_S,
+            clock_ns=self._clock_ns, roll_rows=None, roll_bytes=None, roll_seconds=None,
             checkpoint_interval_ns=self.checkpoint_ns)
-        # a pipeline restored from a commit keeps its own interval: apply the configured one
-        session.deriver.pipeline.checkpoint_interval_ns = self.checkpoint_ns
+        # an existing root keeps the settings it was created with (Deriver): what capture
+        # derives is what a re-derivation of this journal derives
+        self._ok_base = session.deriver.pipeline.counters().checksums_ok
         # rows reach Arrow in small batches: each batch (and the rest at a commit's cut) is
         # converted on the event loop, so its size bounds that stall (rows are identical)
         session.deriver.pipeline.batch_rows = CAPTURE_BATCH_ROWS
@@ -305,26 +305,18 @@ class ArchiveWriter:
     # ------------------------------------------------------------------ counters
 
     def refresh_counters(self) -> None:
-        """Update ``stats.checksums_ok`` from the pipeline's open epochs.
-
-        The pipeline exposes no counters of verified checksums (see the API notes in
-        ``recorder/capture/__init__.py``); this reads each open epoch's ``checksum_ok`` and adds
-        what grew since the last call. Verifications of an epoch that closed between two calls
-        are not counted (a status figure, not an archive fact: ``epochs.checksum_ok`` is)."""
+        """Update ``stats.checksums_ok``: Kraken checksums the pipeline verified since this
+        process opened the root (from its public counters, which persist across restarts)."""
         s = self.session
         if s is None:
             return
-        epochs = getattr(s.deriver.pipeline, "_epochs", {})
-        seen = self._seen_ok
-        fresh: dict[tuple[str, str, int], int] = {}
-        added = 0
-        for ep in list(epochs.values()):
-            ok = getattr(ep, "ok", 0)
-            key = (ep.channel, ep.symbol, ep.epoch)
-            added += max(0, ok - seen.get(key, 0))
-            fresh[key] = ok
-        self._seen_ok = fresh
-        self.stats.checksums_ok += added
+        self.stats.checksums_ok = s.deriver.pipeline.counters().checksums_ok - self._ok_base
+
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data the pipeline counted on connection ``conn_id``: ``(channel, symbol) ->
+        (messages, last recv_ns)`` (:meth:`recorder.pipeline.Pipeline.activity`)."""
+        s = self.session
+        return {} if s is None else s.deriver.pipeline.activity(conn_id)
 
 
 def _warm_up(session: ArchiveSession) -> None:

@@ -45,10 +45,17 @@ from recorder.book.l2 import L2Book, token_units
 from recorder.book.l3 import L3Book
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
+from recorder.pipeline.settings import (
+    DEFAULT_CHECKPOINT_INTERVAL_NS,
+    DEFAULT_CHECKPOINT_MESSAGES,
+    DeriveSettings,
+)
 from recorder.pipeline.signals import (
     BookDesync,
     FuturesSeqGap,
     InstrumentChanged,
+    InstrumentSnapshot,
+    PipelineCounters,
     Signal,
     SubscriptionAcked,
     SubscriptionRejected,
@@ -60,6 +67,7 @@ from recorder.pipeline.state import (
     GapState,
     PipelineState,
     StateError,
+    state_settings,
 )
 from recorder.protocol import futures as fut
 from recorder.protocol import rest
@@ -75,7 +83,7 @@ INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
 MINUTE_NS: Final = 60_000_000_000
 #: Default book checkpoint cadence in messages per (channel, symbol) epoch (bounds replay).
-CHECKPOINT_MESSAGES: Final = 2_000
+CHECKPOINT_MESSAGES: Final = DEFAULT_CHECKPOINT_MESSAGES
 _KRAKEN_DEPTHS: Final = (10, 25, 100, 500, 1000)
 #: The dataset schemas (``schemas/*.toml``): column lists, Arrow types and codes come from
 #: them, never restated here.
@@ -188,7 +196,7 @@ class _Gap:
 class _Conn:
     """Liveness accounting of one connection: subscriptions and the current minute's counts."""
 
-    __slots__ = ("stream", "subs", "minute", "until", "counts", "ended")
+    __slots__ = ("stream", "subs", "minute", "until", "counts", "ended", "totals")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -200,6 +208,9 @@ class _Conn:
         self.until = -1
         self.counts: dict[tuple[str, str], list[int]] = {}  # key -> [frames, first, last]
         self.ended: dict[tuple[str, str], tuple[int, int]] = {}  # ended this minute: (from, to)
+        #: counts of the minutes already written: key -> (frames, last ns); not state, for
+        #: :meth:`Pipeline.activity`
+        self.totals: dict[tuple[str, str], tuple[int, int]] = {}
 
 
 def _units(token: Any, precision: int) -> int:
@@ -280,12 +291,17 @@ class Pipeline:
         self,
         sink: RowSink,
         *,
-        checkpoint_interval_ns: int = 15 * MINUTE_NS,
+        checkpoint_interval_ns: int = DEFAULT_CHECKPOINT_INTERVAL_NS,
         checkpoint_messages: int = CHECKPOINT_MESSAGES,
         batch_rows: int = 200_000,
         instruments: dict[str, tuple[int, int]] | None = None,
+        settings: DeriveSettings | None = None,
     ) -> None:
         self.sink = sink
+        if settings is not None:
+            checkpoint_interval_ns = settings.checkpoint_interval_ns
+            checkpoint_messages = settings.checkpoint_messages
+        #: fixed at construction (see :attr:`settings`); never assigned afterwards
         self.checkpoint_interval_ns = checkpoint_interval_ns
         self.checkpoint_messages = checkpoint_messages
         self.batch_rows = batch_rows
@@ -317,7 +333,7 @@ class Pipeline:
         #: symbol -> (last spot trade_id, its recv ns), kept across epochs and connections
         self._trade_last: dict[str, tuple[int, int]] = {}
         #: trade ids written from REST pages while backfill gaps of the symbol are open
-        #: (not state: an overlapping page after a restart may repeat a backfilled id)
+        #: (state: a page overlapping an earlier one after a restart writes no id twice)
         self._backfilled: dict[str, set[int]] = {}
         self.running = False
         self.last_recv_ns: int | None = None
@@ -379,17 +395,17 @@ class Pipeline:
             ack_depth=[(k[0], k[1], v) for k, v in self._ack_depth.items()],
             epochs=epochs, gaps=gaps, conns=conns,
             trade_last=[(k, v[0], v[1]) for k, v in self._trade_last.items()],
-            flagged_symbols=sorted(self._checks.flagged))
+            flagged_symbols=sorted(self._checks.flagged),
+            requests=[(k[0], k[1], v) for k, v in self._req_channel.items()],
+            backfilled=[(sym, sorted(ids)) for sym, ids in self._backfilled.items()])
 
     @classmethod
     def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
         """A pipeline continuing exactly from ``state`` (see :meth:`to_state`).
 
         Raises :class:`~recorder.pipeline.state.StateError` if a book checkpoint is invalid."""
-        p = cls(sink, checkpoint_interval_ns=state.checkpoint_interval_ns,
-                checkpoint_messages=(CHECKPOINT_MESSAGES if state.checkpoint_messages is None
-                                     else state.checkpoint_messages),
-                batch_rows=state.batch_rows, instruments=dict(state.precisions))
+        p = cls(sink, settings=state_settings(state), batch_rows=state.batch_rows,
+                instruments=dict(state.precisions))
         p.running = state.running
         p.last_recv_ns = state.last_recv_ns
         p.frames = state.frames
@@ -427,6 +443,8 @@ class Pipeline:
                 g.missing_count, g.detail)
         p._trade_last = {sym: (i, ns) for sym, i, ns in state.trade_last}
         p._checks.flagged = set(state.flagged_symbols)
+        p._req_channel = {(c, r): ch for c, r, ch in state.requests}
+        p._backfilled = {sym: set(ids) for sym, ids in state.backfilled}
         for cs in state.conns:
             c = _Conn(cs.stream)
             c.minute = c.until = cs.minute  # until: not computed here (empty range)
@@ -471,7 +489,8 @@ class Pipeline:
 
     def _note_request(self, frame: Frame) -> None:
         """Remember the channel of an outgoing subscribe by ``req_id`` (a refusal's ack names
-        no channel). Bounded; not part of the state (only a gap's label depends on it)."""
+        no channel: a gap's label depends on it). Bounded; part of the state, so that a
+        restart between a subscribe and its refusal labels the gap as a continuous run does."""
         try:
             msg = msgspec.json.decode(frame.payload)
             params = msg.get("params") or {}
@@ -535,6 +554,38 @@ class Pipeline:
                 self.sink.append(name, cols)
                 self._buf[name] = {c: [] for c in DATASETS[name]}
         self._pending_rows = 0
+
+    @property
+    def settings(self) -> DeriveSettings:
+        """The settings that decide this pipeline's rows (fixed at construction; journaled with
+        ``ProcessStart`` and stored with its state)."""
+        return DeriveSettings(checkpoint_interval_ns=self.checkpoint_interval_ns,
+                              checkpoint_messages=self.checkpoint_messages)
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows buffered here, not yet handed to the sink (a commit policy reads this)."""
+        return self._pending_rows
+
+    def counters(self) -> PipelineCounters:
+        """Cumulative counters (persisted with the state, so they continue across restarts)."""
+        return PipelineCounters(frames=self.frames, messages=self.messages,
+                                checksums_ok=self.checksums_ok,
+                                checksums_failed=self.checksums_failed)
+
+    def activity(self, conn_id: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """Data seen on connection ``conn_id``: ``(channel, symbol) -> (messages, last
+        recv_ns)`` for every key the pipeline counted for liveness (book, level3, trade, ohlc,
+        ticker; futures book/trade/ticker; ``("heartbeat", "")``) since this object first saw
+        the connection (not part of the state). Empty for an unknown or ended connection."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return {}
+        out = dict(conn.totals)
+        for key, (n, _first, last) in conn.counts.items():
+            prev = out.get(key)
+            out[key] = (n, last) if prev is None else (prev[0] + n, last)
+        return out
 
     @property
     def reject_counts(self) -> dict[str, int]:
@@ -872,6 +923,10 @@ class Pipeline:
             b["sub_from_ns"].append(sub_from)
             b["sub_to_ns"].append(sub_to)
             self._pending_rows += 1
+        totals = conn.totals
+        for key, (n, _first, last) in conn.counts.items():
+            prev = totals.get(key)
+            totals[key] = (n, last) if prev is None else (prev[0] + n, last)
         conn.counts = {}
         conn.ended = {}
 
@@ -1321,12 +1376,15 @@ class Pipeline:
         changed: list[str] = []
         delisted: list[str] = []
         seen: set[tuple[str, str]] = set()
+        statuses: dict[str, str] = {}  # pair -> status, every valid pair of the message
         items: list[tuple[str, Any]] = [("asset", a) for a in ev.data.assets]
         items += [("pair", p) for p in ev.data.pairs]
         for kind, item in items:
             sym = item.id if kind == "asset" else item.symbol
             if not self._valid(frame, sym, "asset" if kind == "asset" else "spot"):
                 continue
+            if kind == "pair":
+                statuses[sym] = item.status
             attrs = _ENC.encode(item).decode()
             k = (kind, sym)
             seen.add(k)
@@ -1354,7 +1412,10 @@ class Pipeline:
             self._checks.spot.clear()
         if listed or changed or delisted:
             out.append(InstrumentChanged(listed=listed, delisted=delisted,
-                                         status_changed=changed, recv_ns=recv))
+                                         status_changed=changed, statuses=statuses,
+                                         recv_ns=recv))
+        if ev.type == "snapshot":
+            out.append(InstrumentSnapshot(statuses=statuses, recv_ns=recv))
 
     def _instrument_row(self, recv: int, sym: str, kind: str, change: str, item: Any,
                         attrs: str, status: str | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import msgspec
 
+from recorder.pipeline.settings import DeriveSettings
 from recorder.protocol.reject import Reject
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class ProcessStart(_Marker, tag="process_start"):
     version: str
     #: The configuration digest or a short description, for provenance (optional).
     config: str = ""
+    #: The archive's derivation settings (fixed when the archive was created), so that a
+    #: re-derivation of this journal elsewhere (``recorder ingest``) writes the same rows;
+    #: ``None`` in journals written before they were recorded (the defaults applied).
+    settings: DeriveSettings | None = None
 
 
 class ProcessStop(_Marker, tag="process_stop"):

@@ -23,6 +23,8 @@ __all__ = [
     "SubscriptionAcked",
     "SubscriptionRejected",
     "InstrumentChanged",
+    "InstrumentSnapshot",
+    "PipelineCounters",
 ]
 
 
@@ -96,6 +98,30 @@ class InstrumentChanged(msgspec.Struct, frozen=True, kw_only=True):
     delisted: list[str] = msgspec.field(default_factory=list)
     status_changed: list[str] = msgspec.field(default_factory=list)
     recv_ns: int = 0
+    #: pair -> its status (``online``, ``delisted``, ...) for every pair the instrument
+    #: message named (capture needs no second decode of the frame)
+    statuses: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class InstrumentSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An ``instrument`` snapshot was derived (after any :class:`InstrumentChanged` of the same
+    message): ``statuses`` is pair -> status for every pair it lists. Capture brings its
+    subscriptions in line with it and lets book connections subscribe once the first one is in
+    the archive."""
+
+    statuses: dict[str, str] = msgspec.field(default_factory=dict)
+    recv_ns: int = 0
+
+
+class PipelineCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """Cumulative counters of a pipeline (:meth:`recorder.pipeline.Pipeline.counters`),
+    persisted with its state: frames and venue messages fed, book messages whose Kraken
+    checksum matched / did not."""
+
+    frames: int = 0
+    messages: int = 0
+    checksums_ok: int = 0
+    checksums_failed: int = 0
 
 
 Signal: TypeAlias = (
@@ -105,4 +131,5 @@ Signal: TypeAlias = (
     | SubscriptionAcked
     | SubscriptionRejected
     | InstrumentChanged
+    | InstrumentSnapshot
 )

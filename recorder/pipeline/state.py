@@ -20,7 +20,14 @@ What is kept (and nothing else):
   JSON per (kind, symbol), for change detection);
 * ``running``, ``last_recv_ns``, ``frames``, ``messages``, ``checksums_ok`` /
   ``checksums_failed`` and the pipeline options;
-* ``flagged_symbols``: spot symbols already reported as missing from the instrument list.
+* ``flagged_symbols``: spot symbols already reported as missing from the instrument list;
+* ``requests``: the channel of each outgoing subscribe by (conn_id, req_id), bounded (a
+  refusal's gap is labelled with it); ``backfilled``: trade ids written from REST pages while
+  a backfill gap of the symbol is open (an overlapping page writes no id twice).
+
+Together with the derivation settings (:mod:`recorder.pipeline.settings`) this is everything
+the rows depend on: a pipeline restored from a state and fed the rest of a journal writes the
+rows one fed the whole journal without a stop writes.
 
 Rows are never part of the state: a commit always flushes the pipeline first.
 
@@ -44,6 +51,7 @@ import msgspec
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint
 from recorder.book.futures import FuturesBookCheckpoint
 from recorder.errors import RecorderError
+from recorder.pipeline.settings import DEFAULT_CHECKPOINT_MESSAGES, DeriveSettings
 
 __all__ = [
     "STATE_KIND",
@@ -55,6 +63,7 @@ __all__ = [
     "PipelineState",
     "encode_state",
     "decode_state",
+    "state_settings",
 ]
 
 STATE_KIND: Final = "recorder.pipeline.state"
@@ -159,6 +168,10 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     checkpoint_messages: int | None = None
     #: spot symbols already reported (once each) as missing from the instrument list
     flagged_symbols: list[str] = []
+    #: (conn_id, req_id, channel) of outgoing subscribes (a refusal names no channel)
+    requests: list[tuple[int, int, str]] = []
+    #: (symbol, trade ids) written from REST pages while backfill gaps of it are open
+    backfilled: list[tuple[str, list[int]]] = []
 
 
 class _Header(msgspec.Struct):
@@ -201,3 +214,12 @@ def decode_state(data: bytes) -> PipelineState:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StateError(f"malformed pipeline state (version {head.version}): {exc}") from exc
+
+
+def state_settings(state: PipelineState) -> DeriveSettings:
+    """The derivation settings ``state`` was written with (a state written before
+    ``checkpoint_messages`` existed ran with its default)."""
+    return DeriveSettings(
+        checkpoint_interval_ns=state.checkpoint_interval_ns,
+        checkpoint_messages=(DEFAULT_CHECKPOINT_MESSAGES if state.checkpoint_messages is None
+                             else state.checkpoint_messages))

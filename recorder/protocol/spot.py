@@ -38,6 +38,7 @@ from recorder.protocol.reject import Reject
 from recorder.protocol.timestamps import kraken_second_ns, rfc3339_to_ns
 
 __all__ = [
+    "exchange_time_ns",
     "DEFAULT_MAX_FRAME_BYTES",
     "SPOT_CHANNELS",
     "SPOT_METHODS",
@@ -756,3 +757,25 @@ def _json_kind(value: object) -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHORT_REPR_CHARS else text[:_SHORT_REPR_CHARS] + "..."
+
+
+_TS_KEY: Final = b'"timestamp":"'
+
+
+def exchange_time_ns(payload: bytes) -> int | None:
+    """The latest exchange time a spot or futures data frame carries, without decoding it (for
+    capture's exchange->receive lag metric, sampled; never for data): the last ``timestamp``
+    (book, level3, trade data carry it last), except on ``ohlc``, whose bars carry a deprecated
+    ``timestamp`` at the bar's *end* (in the future): there the message-level generation time,
+    which comes first. ``None`` when the frame has no readable one."""
+    if payload.startswith(b'{"channel":"ohlc"'):
+        i = payload.find(_TS_KEY)
+    else:
+        i = payload.rfind(_TS_KEY)
+    if i < 0:
+        return None
+    j = payload.find(b'"', i + len(_TS_KEY))
+    try:
+        return rfc3339_to_ns(payload[i + len(_TS_KEY):j].decode("ascii"))
+    except (TimestampError, UnicodeDecodeError, ValueError):
+        return None
