@@ -38,6 +38,7 @@ from recorder import _core
 from recorder.archive.journal import SEGMENT_SUFFIX, SegmentInfo, list_segments, read_segment
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
+from recorder.errors import RecorderError
 from recorder.protocol import spot as sp
 from recorder.protocol.numbers import decimals_of
 from recorder.protocol.reject import Reject
@@ -75,7 +76,7 @@ BATCH_FRAMES: Final = 20_000
 Engine = Literal["core", "python"]
 
 
-class JournalPathError(ValueError):
+class JournalPathError(RecorderError, ValueError):
     """A ``--journal`` path that holds no journal segment."""
 
 

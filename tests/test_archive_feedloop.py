@@ -170,9 +170,10 @@ def test_capture_marks_symbol_data_from_the_pipelines_counters(tmp_path: Path) -
 
     writer = ArchiveWriter(tmp_path / "w", host="t", fsync_interval_s=3600)
     writer.open()
-    worker = SimpleNamespace(cfg=CaptureConfig(), activity=writer.activity)
+    worker = SimpleNamespace(activity=writer.activity)
     conn = FeedConnection(ConnPlan(name="trade-0", stream="spot", channel="trade",
                                    symbols=("BTC/USD", "ETH/USD")), worker,  # type: ignore[arg-type]
+                          settings=CaptureConfig().connection, url="ws://x",
                           backoff=Backoff(1.0, 2.0, random.Random(1)))
     conn.conn_id = 7
     now = time.time_ns()

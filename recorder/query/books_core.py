@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder import _core
+import recorder._core as _core
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, L3OrderState, levels_to_text
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
@@ -64,8 +64,9 @@ class _RawL3(msgspec.Struct, frozen=True, tag="l3", forbid_unknown_fields=True):
     asks: list[tuple[str, str, str, int | None]]
 
 
-_DECODERS: Final = {"book": msgspec.msgpack.Decoder(_RawL2),
-                    "level3": msgspec.msgpack.Decoder(_RawL3)}
+_DECODERS: Final[dict[str, msgspec.msgpack.Decoder[Any]]] = {
+    "book": msgspec.msgpack.Decoder(_RawL2),
+    "level3": msgspec.msgpack.Decoder(_RawL3)}
 #: The columns read for a replay (``order_id`` added for level3).
 ROW_COLUMNS: Final = ("recv_ns", "ts_ns", "event", "side", "price", "qty", "price_scale",
                       "qty_scale", "checksum")
@@ -98,7 +99,7 @@ class _Group(NamedTuple):
     """One row group of a file and the statistics that prune it."""
 
     file: str
-    index: int
+    row_group: int
     min_recv: int | None
     max_recv: int | None
     #: ``(min, max)`` of a column by name, when the file has statistics for it
@@ -179,17 +180,17 @@ class RowReader:
 
     def _read(self, group: list[_Group], columns: list[str]) -> pa.Table:
         return self._file(group[0].file).read_row_groups(
-            [g.index for g in group], columns=columns, use_threads=False)
+            [g.row_group for g in group], columns=columns, use_threads=False)
 
     def _group_rows(self, g: _Group, lo: int, hi: int, columns: list[str]) -> pa.Table:
         """Rows of one row group with ``lo <= recv_ns <= hi``. When the group's ``recv_ns``
         never decreases (as written: wire order), only the rows up to the last one wanted are
         decoded (batch by batch); otherwise the whole group is read and filtered."""
         pf = self._file(g.file)
-        recv = pf.read_row_group(g.index, columns=["recv_ns"],
+        recv = pf.read_row_group(g.row_group, columns=["recv_ns"],
                                  use_threads=False).column(0).to_numpy()
         if len(recv) > 1 and bool((recv[1:] < recv[:-1]).any()):
-            t = pf.read_row_group(g.index, columns=columns, use_threads=False)
+            t = pf.read_row_group(g.row_group, columns=columns, use_threads=False)
             mask = pc.and_(pc.greater_equal(t.column("recv_ns"), lo),
                            pc.less_equal(t.column("recv_ns"), hi))
             return t.filter(mask)
@@ -199,7 +200,7 @@ class RowReader:
             return _empty_like(pf, columns)
         batches = []
         n = 0
-        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g.index],
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g.row_group],
                                      columns=columns, use_threads=False):
             batches.append(batch)
             n += batch.num_rows
@@ -297,7 +298,7 @@ class RowReader:
     def _checkpoint_index(self, g: _Group) -> list[tuple[Any, ...]]:
         """The rows of a ``checkpoints`` row group without their blobs (``_CP_COLUMNS``),
         read once: a small index of where each checkpoint is."""
-        key = (g.file, g.index)
+        key = (g.file, g.row_group)
         rows = self._cp_index.get(key)
         if rows is None:
             t = self._read([g], list(_CP_COLUMNS))
