@@ -275,12 +275,12 @@ def test_a_query_error_of_the_users_own_is_raised_without_decoding_files(
     damage(root / victim.file, "page")  # only a full decode would find it
     with Query(root) as ar:
         with pytest.raises(duckdb.ParserException):
-            ar.sql("SELEC count(*) FROM trades")
+            ar.sql("SELEC count(*) FROM trades").collect()
         with pytest.raises(duckdb.BinderException):
-            ar.sql("SELECT no_such_column FROM trades")
+            ar.sql("SELECT no_such_column FROM trades").collect()
         assert ar.unreadable() == []  # nothing was decoded for those
-        assert ar.sql("SELECT count(*) AS n FROM trades").item() > 0  # footer-only count
-        ar.sql("SELECT * FROM trades")  # reads the page: found, left out, answered
+        assert ar.sql("SELECT count(*) AS n FROM trades").collect().item() > 0  # footer-only count
+        ar.sql("SELECT * FROM trades").collect()  # reads the page: found, left out, answered
         assert [p.file for p in ar.unreadable()] == [victim.file]
 
 
