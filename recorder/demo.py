@@ -430,8 +430,8 @@ def _report(archive: Path, work: Path) -> bool:
     click.echo(f"  recorder query --archive {archive} "
                "\"SELECT symbol, count(*) FROM trades GROUP BY ALL ORDER BY 2 DESC\"")
     if found is not None and found[1] is not None:
-        click.echo(f"  recorder book '{found[0]}' --archive {archive} --clock receive "
-                   f"--at {found[1].at_ns}")
+        click.echo(f"  recorder book '{found[0]}' --archive {archive} --channel "
+                   f"{found[1].channel} --clock receive --at {found[1].at_ns}")
     click.echo(f"  recorder audit --archive {roots[0]} --html report.html")
     return ok
 

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from recorder.cli import main
+from recorder.query.books import DEFAULT_CHANNEL
 from tests.archive_helpers import make_sim_record
 
 T0_MS = 1_735_700_000_000  # futures stream: 2025-01-01T02:53:20Z, after the sim recording
@@ -176,6 +177,11 @@ def test_prices_print_as_kraken_text(archive):
 
 def test_unknown_symbol_lists_close_matches_and_the_known_symbols(archive):
     r = run("book", "NOPE/USD", "--archive", archive, "--at", "2025-01-01T00:00:01Z")
+    assert r.exit_code == 3  # a spot pair's book question is on the one default channel
+    assert f"unknown symbol NOPE/USD for {DEFAULT_CHANNEL}" in r.stdout
+    assert f"known {DEFAULT_CHANNEL} symbols: BTC/USD, ETH/USD" in r.stdout
+    r = run("book", "NOPE/USD", "--archive", archive, "--at", "2025-01-01T00:00:01Z",
+            "--channel", "level3")
     assert r.exit_code == 3
     assert "unknown symbol NOPE/USD for level3" in r.stdout
     assert "known level3 symbols: BTC/USD, ETH/USD" in r.stdout
@@ -193,11 +199,27 @@ def test_a_time_outside_the_data_gives_the_range(archive):
     r = run("book", "BTC/USD", "--archive", archive, "--at", "2020-01-01", "--json")
     d = json.loads(r.stdout)
     assert r.exit_code == 3 and d["data_start_ns"] < d["data_end_ns"]
-    assert d["reason"].startswith("before the first recorded level3 data of BTC/USD: "
-                                  "recorded from 2025-01-01T00:00:0")
+    assert d["channel"] == DEFAULT_CHANNEL
+    assert d["reason"].startswith(f"before the first recorded {DEFAULT_CHANNEL} data of "
+                                  "BTC/USD: recorded from 2025-01-01T00:00:0")
     r = run("book", "BTC/USD", "--archive", archive, "--at", "2025-06-01", "--clock",
-            "receive")
+            "receive", "--channel", "level3")
     assert r.exit_code == 3 and "after the last recorded level3 data of BTC/USD" in r.stdout
+
+
+def test_a_spot_pair_defaults_to_the_api_channel(archive):
+    """``recorder book`` without --channel answers on the channel recorder.Archive and the
+    SQL macros use (``DEFAULT_CHANNEL``), and the same book as asking for it by name."""
+    at = "2025-01-01T00:00:02Z"
+    default = json.loads(run("book", "BTC/USD", "--archive", archive, "--at", at,
+                             "--json").stdout)
+    named = json.loads(run("book", "BTC/USD", "--archive", archive, "--at", at, "--json",
+                           "--channel", DEFAULT_CHANNEL).stdout)
+    assert default["valid"] and default["channel"] == DEFAULT_CHANNEL
+    assert default == named
+    l3 = json.loads(run("book", "BTC/USD", "--archive", archive, "--at", at, "--json",
+                        "--channel", "level3").stdout)
+    assert l3["valid"] and l3["channel"] == "level3" and l3 != default
 
 
 @pytest.mark.parametrize("at, told", [

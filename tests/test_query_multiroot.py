@@ -156,7 +156,8 @@ def test_cli_reads_a_parent_and_merged_paths(parent: Path) -> None:
     assert r.exit_code == 0 and r.output.splitlines()[1] == "3", r.output
     t = _mid_time(Archive(parent / "archive" / "h-w1"), B_PAIRS[0], "level3")
     r = CliRunner().invoke(main, ["book", B_PAIRS[0], "--at", str(t), "--clock", "receive",
-                                  "--archive", str(parent / "archive"), "--json"])
+                                  "--channel", "level3", "--archive", str(parent / "archive"),
+                                  "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["valid"] and d["root"] == str(parent / "archive" / "h-w1")

@@ -63,6 +63,7 @@ from recorder.archive.schema import DatasetSchema, load_schemas
 from recorder.archive.store import ArchiveStore, FileEntry
 from recorder.query.books import (
     CHANNELS,
+    DEFAULT_CHANNEL,
     BookAt,
     BookEvent,
     BookRouter,
@@ -89,8 +90,6 @@ Symbols: TypeAlias = str | Sequence[str]
 Every: TypeAlias = str | dt.timedelta
 #: Bound SQL parameters: a sequence for ``?``, a mapping for ``$name``.
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
-#: The channel of every book question unless told otherwise (API and SQL macros alike).
-DEFAULT_CHANNEL: Final = "book"
 
 _SYMBOL_COLUMNS = ("symbol", "product_id")
 _MANIFEST_SYMBOL_LIMIT = 1000  # the manifest lists at most this many symbols per file

@@ -102,6 +102,7 @@ __all__ = [
     "BookRouter",
     "Channel",
     "Clock",
+    "DEFAULT_CHANNEL",
     "Engine",
     "QueryError",
     "ReplayGap",
@@ -115,6 +116,10 @@ Engine = Literal["core", "python"]
 ENGINES: Final = ("core", "python")
 #: Channels :meth:`BookEngine.book_at` rebuilds.
 CHANNELS: Final = ("book", "level3", "futures_book")
+#: The channel of every book question unless told otherwise: this module, the researcher API
+#: (:class:`recorder.query.api.Archive`), ``recorder book`` for a spot pair, and the SQL
+#: macros' ``channel :=`` default (``queries/20_analytics.sql``, checked by a test).
+DEFAULT_CHANNEL: Final[Channel] = "book"
 
 #: First try to find the exchange-clock cut among rows received at most this long after T.
 _EXCHANGE_WINDOW_NS: Final = 60_000_000_000
@@ -532,7 +537,7 @@ class BookEngine:
 
     # ------------------------------------------------------------------ rebuild
 
-    def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
+    def book_at(self, symbol: str, t: int, *, channel: Channel = DEFAULT_CHANNEL,
                 depth: int | None = None, clock: Clock = "exchange") -> BookAt:
         """The book of ``symbol`` at ``t`` (int ns) on ``clock``; see module docstring."""
         if channel not in CHANNELS:
@@ -899,7 +904,7 @@ class BookEngine:
 
     # ------------------------------------------------------------------ replay
 
-    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = "level3",
+    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = DEFAULT_CHANNEL,
                clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
         """Every message of (channel, symbol) between ``start`` and ``end`` (on ``clock``).
 
@@ -1069,7 +1074,7 @@ class BookRouter:
                       reason="; ".join(parts), known_symbols=known[:_KNOWN_LISTED],
                       close_matches=close, other_channels=others)
 
-    def book_at(self, symbol: str, t: int, *, channel: Channel = "level3",
+    def book_at(self, symbol: str, t: int, *, channel: Channel = DEFAULT_CHANNEL,
                 depth: int | None = None, clock: Clock = "exchange") -> BookAt:
         """The book of ``symbol`` at ``t`` from the root whose epoch covers it (see class)."""
         holders = self.holders(channel, symbol) if channel in CHANNELS else []
@@ -1099,7 +1104,7 @@ class BookRouter:
                 first.reason = _outside(channel, symbol, cut, start, end)
         return first
 
-    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = "level3",
+    def replay(self, symbol: str, start: int, end: int, *, channel: Channel = DEFAULT_CHANNEL,
                clock: Clock = "exchange") -> Iterator[BookEvent | ReplayGap]:
         """Messages of (channel, symbol) between ``start`` and ``end`` over the roots that
         recorded it (see class)."""

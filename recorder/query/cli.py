@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from recorder.query.books import CHANNELS, DEFAULT_CHANNEL
+
 if TYPE_CHECKING:
     from recorder.query.api import Archive
     from recorder.query.books import Channel, Clock
@@ -123,9 +125,10 @@ def query_command(sql: str, archive: tuple[str, ...], fmt: str, params: tuple[st
                    "the symbol's recorded data: start, end, start+30s, end-1m (Polars-style "
                    "durations: ns us ms s m h d).")
 @_ARCHIVE
-@click.option("--channel", type=click.Choice(["level3", "book", "futures_book"]), default=None,
-              help="Which book [default: futures_book for a futures product id such as "
-                   "PF_XBTUSD, else level3].")
+@click.option("--channel", type=click.Choice(CHANNELS), default=None,
+              help="Which book: book (L2 levels), level3 (orders) or futures_book "
+                   "[default: futures_book for a futures product id such as PF_XBTUSD, else "
+                   f"{DEFAULT_CHANNEL}, as recorder.Archive and the SQL macros].")
 @click.option("--depth", type=click.IntRange(min=0), default=10, show_default=True,
               help="Price levels per side (0 = the full recorded book).")
 @click.option("--clock", type=click.Choice(["exchange", "receive"]), default="exchange",
@@ -158,7 +161,7 @@ def book_command(symbol: str, at: str, archive: tuple[str, ...], channel: str | 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--at'") from None
     chosen = cast("Channel", channel or ("futures_book" if is_futures_symbol(symbol)
-                                        else "level3"))
+                                        else DEFAULT_CHANNEL))
     when = cast("Clock", clock)
     ar = _open(archive)
     try:
