@@ -100,3 +100,56 @@ def test_reconnect_snapshot_overlap_is_not_recorded_twice_and_a_skip_is_a_gap() 
     assert sig == [TradeIdGap(symbol="BTC/USD", expected=102, got=103, recv_ns=T0 + 5)]
     p.close()
     assert sorted(r["trade_id"] for r in sink.rows("trades")) == [100, 101, 103]
+
+
+def _start(recv_ns: int, run: str) -> Frame:
+    return mk.marker_frame(mk.ProcessStart(host="h", run_id=run, version="t"), recv_ns)
+
+
+def test_a_backfill_a_crash_left_unfinished_is_asked_for_again_and_filled_once() -> None:
+    """kill -9 while a REST backfill was in flight: the hole (in the committed state) survives
+    the restart's ProcessStart, is signalled again, and the restarted run's pages fill it
+    without writing an id twice (the killed run had journaled a page already)."""
+    sink = ListSink()
+    p = Pipeline(sink)
+    p.feed(_start(T0, "a"))
+    p.feed(trade_frame(T0 + 1, 100))
+    p.feed(trade_frame(T0 + 2, 104))  # hole 101..103: backfill requested
+    p.feed(trade_frame(T0 + 3, 105))
+    p.feed(rest_trades(T0 + 4, range(99, 103)))  # the killed run's first page: 101, 102
+    p.flush()
+    assert p.open_trade_gaps() == [TradeIdGap(symbol="BTC/USD", expected=101, got=104,
+                                              recv_ns=T0 + 1)]
+    p = Pipeline.from_state(p.to_state(), sink)  # killed (no BackfillDone, no ProcessStop)
+    p.feed(_start(T0 + 10, "b"))
+    again = p.open_trade_gaps()
+    assert again == [TradeIdGap(symbol="BTC/USD", expected=101, got=104, recv_ns=T0 + 1)]
+    p.feed(rest_trades(T0 + 11, range(99, 106)))  # the restarted run's backfill
+    p.feed(done(T0 + 12, 101, 103))
+    assert p.open_trade_gaps() == []
+    p.close()
+    ids = sorted(r["trade_id"] for r in sink.rows("trades"))
+    assert ids == list(range(100, 106))  # every id exactly once
+    assert sorted(r["trade_id"] for r in sink.rows("trades") if r["source"] == 2) == [
+        101, 102, 103]
+    jumps = [g for g in sink.rows("gaps") if g["cause"] == "trade_id_jump"]
+    assert [(g["missing"], g["end_ns"], g["healed_by"]) for g in jumps] == [
+        ("trade_id 101..103", T0 + 12, "rest_backfill")]
+    restart = [g for g in sink.rows("gaps") if g["cause"] == "process_restart"]
+    assert len(restart) == 1
+
+
+def test_a_clean_stop_still_ends_open_trade_holes_unhealed() -> None:
+    sink = ListSink()
+    p = Pipeline(sink)
+    p.feed(_start(T0, "a"))
+    p.feed(trade_frame(T0 + 1, 100))
+    p.feed(trade_frame(T0 + 2, 103))
+    p.feed(mk.marker_frame(mk.ProcessStop(reason="operator"), T0 + 3))
+    assert p.open_trade_gaps() == []
+    p.feed(_start(T0 + 10, "b"))
+    assert p.open_trade_gaps() == []
+    p.close()
+    jumps = [g for g in sink.rows("gaps") if g["cause"] == "trade_id_jump"]
+    assert [(g["missing"], g["end_ns"], g["healed_by"]) for g in jumps] == [
+        ("trade_id 101..102", None, "none")]

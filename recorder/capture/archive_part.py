@@ -41,7 +41,7 @@ from recorder.capture.control import RunControl
 from recorder.capture.writer import ArchiveWriter, DiskGuard, WriterError
 from recorder.frames import Frame
 from recorder.pipeline.markers import DiskPressure, Marker, encode_marker
-from recorder.pipeline.signals import Signal
+from recorder.pipeline.signals import Signal, TradeIdGap
 
 __all__ = ["ArchivePart", "disk_free_bytes"]
 
@@ -88,6 +88,11 @@ class ArchivePart:
         n = await asyncio.to_thread(self.writer.open)
         await self.commit("start")  # the recovered tail and the ProcessStart gap are durable
         return n
+
+    def open_trade_gaps(self) -> list[TradeIdGap]:
+        """Trade-id holes still waiting for a REST backfill (after :meth:`open`: those a
+        killed run left; :meth:`ArchiveWriter.open_trade_gaps`)."""
+        return self.writer.open_trade_gaps()
 
     @property
     def run_id(self) -> str:

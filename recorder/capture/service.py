@@ -28,7 +28,8 @@ only through that interface.
 
 Start: the archive root is opened (writer lock, recovery: the journal tail a crash left
 uncommitted is re-derived) and ``ProcessStart`` is journaled (after a crash the pipeline turns
-the downtime into a ``gaps`` row with cause ``process_restart``). Book/level3/trade/ohlc
+the downtime into a ``gaps`` row with cause ``process_restart``); trade-id holes whose REST
+backfill a killed run left unfinished are handed to the healer again. Book/level3/trade/ohlc
 connections wait (bounded) for the ``instrument`` snapshot to be journaled first, so books are
 built with the venue's precisions rather than inferred ones.
 
@@ -312,6 +313,10 @@ class Worker:
             n = await self.archive.open()
             log.info("worker %d writes %s (run %s; %d journal frames re-derived at start)",
                      self.index, self.root, self.archive.run_id, n)
+            for gap in self.archive.open_trade_gaps():  # a killed run's unfinished backfills
+                log.info("worker %d: trade ids %d..%d of %s still missing: backfill requested",
+                         self.index, gap.expected, gap.got - 1, gap.symbol)
+                self.healing.trade_gap(gap)
             try:
                 await self._capture()
             finally:

@@ -157,6 +157,12 @@ class ArchiveWriter:
     def run_id(self) -> str:
         return self.session.run_id if self.session is not None else ""
 
+    def open_trade_gaps(self) -> list[TradeIdGap]:
+        """Trade-id holes of this root still waiting for a REST backfill
+        (:meth:`recorder.pipeline.Pipeline.open_trade_gaps`): after :meth:`open`, those a
+        killed run detected and never finished backfilling."""
+        return self._s().deriver.pipeline.open_trade_gaps()
+
     def _s(self) -> ArchiveSession:
         if self.session is None:
             raise RuntimeError("archive writer is not open")

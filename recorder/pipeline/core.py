@@ -1331,6 +1331,25 @@ class Pipeline:
                     out.append((r[1], r[2], k))
         return out
 
+    def open_trade_gaps(self) -> list[TradeIdGap]:
+        """Spot trade-id holes still waiting for their REST backfill (no ``BackfillDone``
+        yet), as the :class:`TradeIdGap` signals that asked for them, by symbol and first id.
+
+        A capture that restarts after a crash asks for these again: the signal of a hole
+        detected by the killed run was acted on by that run only (and one re-derived from the
+        journal tail at recovery reaches nobody). ``recv_ns`` is the receive time of the last
+        trade before the hole, so the backfill's search starts before it. Requesting a hole
+        twice writes no id twice (see :meth:`feed` of REST ``Trades`` pages)."""
+        out = []
+        for k, g in self._gaps.items():
+            r = _trade_hole(k)
+            if r is not None:
+                sym, first, last = r
+                out.append(TradeIdGap(symbol=sym, expected=first, got=last + 1,
+                                      recv_ns=g.start_ns))
+        out.sort(key=lambda s: (s.symbol, s.expected))
+        return out
+
     def _ohlc(self, frame: Frame, ev: Any) -> None:
         b = self._buf["ohlc"]
         src = 0 if ev.type == "snapshot" else 1
@@ -1795,6 +1814,13 @@ class Pipeline:
         # ResyncRequested, BackfillStarted, DiskPressure: journaled; no rows of their own
 
     def _end_all(self, recv: int, reason: str) -> None:
+        """End every epoch, subscription and open gap (a stop, or a restart after one).
+
+        After a crash (``process_restart``) the trade-id holes still waiting for their REST
+        backfill stay open: they name ids, not a stretch of time, the killed run's backfill
+        never journaled ``BackfillDone``, and the restarted capture requests them again
+        (:meth:`open_trade_gaps`); the pages it journals fill them and its ``BackfillDone``
+        closes them."""
         for key in list(self._epochs):
             self._end_epoch(key, reason, None, recv)
         for cid, conn in list(self._conns.items()):
@@ -1803,9 +1829,14 @@ class Pipeline:
             if conn.minute >= 0:
                 self._liveness_minute(cid, conn, conn.minute, self.last_recv_ns or recv)
         self._conns.clear()
-        for g in list(self._gaps.values()):
-            self._gap_row(g, None, "none")
+        kept = {}
+        for k, g in self._gaps.items():
+            if reason == "process_restart" and _trade_hole(k) is not None:
+                kept[k] = g
+            else:
+                self._gap_row(g, None, "none")
         self._gaps.clear()
+        self._gaps.update(kept)
 
 
 def _backfill_key(symbol: str, first: int, last: int) -> tuple[str, str]:
@@ -1823,6 +1854,15 @@ def _parse_backfill_key(text: str) -> tuple[str, int, int] | None:
     if len(parts) == 1:  # state written before ranges were keyed: the whole symbol
         return parts[0], 0, INT64_MAX
     return None
+
+
+def _trade_hole(key: tuple[str, str]) -> tuple[str, int, int] | None:
+    """(symbol, first id, last id) when ``key`` is an open trade backfill gap of a known id
+    range (a whole-symbol key of an old state names no range to fetch again)."""
+    if key[0] != "trade_backfill":
+        return None
+    r = _parse_backfill_key(key[1])
+    return r if r is not None and r[2] != INT64_MAX else None
 
 
 def _query_param(path: str, name: str) -> str | None:
