@@ -1,10 +1,15 @@
 """``recorder demo``: the whole recorder, offline, in under two minutes.
 
 1. starts ``recorder sim`` (a local Kraken: spot pairs, futures, level3 with generated API
-   keys) on an ephemeral loopback port, with a mild fault schedule (one corrupted book
-   checksum, one dropped trade frame, one abrupt disconnect of the trade connection);
+   keys) on an ephemeral loopback port;
 2. runs the real capture service (``recorder run`` as a subprocess, two worker processes,
-   a generated configuration pointing at the simulator) for ``--seconds``;
+   a generated configuration pointing at the simulator) for ``--seconds``; once every
+   subscription is acknowledged it gives the simulator a mild fault schedule through its
+   control endpoint (one corrupted book checksum, one dropped trade frame, one abrupt
+   disconnect of the trade connection, added once the dropped trade's gap is seen), timed
+   from that moment, so a slow start on a busy machine moves the faults instead of changing
+   what they hit (see :func:`fault_schedule`); the capture goes on past
+   ``--seconds`` if need be until every fault has fired and the recorder has healed it;
 3. stops both cleanly (SIGTERM drain of the recorder, then the simulator);
 4. prints an audit summary per writer root (with the HTML report), a replay verification,
    a rebuilt L3 book of the busiest pair at a time inside the run, an example SQL query with
@@ -53,6 +58,13 @@ FUTURES: Final = ("PF_XBTUSD", "PF_ETHUSD")
 WORKERS: Final = 2
 _STARTUP_S: Final = 40.0  # simulator + recorder start, first subscriptions acknowledged
 _DRAIN_S: Final = 30.0
+#: After the last scheduled fault: how long the capture may go on past ``--seconds`` waiting
+#: for the faults to fire and their gaps to heal before it stops anyway (and says so).
+_FAULTS_GRACE_S: Final = 60.0
+_SETTLE_S: Final = 2.0
+#: The pair the dropped trade frame is taken from: the busiest, so that its next trade (which
+#: makes the recorder see the trade-id jump and backfill it) comes within the run.
+_DROP_SYMBOL: Final = "BTC/USD"
 _PY: Final = sys.executable
 
 
@@ -60,16 +72,35 @@ class DemoError(RecorderError, RuntimeError):
     """The demo could not run (simulator or recorder failed to start or died)."""
 
 
+def _fault_times(seconds: float) -> list[float]:
+    """When the checksum, the drop and the close are planned: seconds after every
+    subscription is acknowledged, spread over a run of ``seconds``."""
+    return [max(2.0, seconds * f) for f in (0.30, 0.45, 0.60)]
+
+
+def _frame_faults(seconds: float) -> str:
+    at = _fault_times(seconds)
+    return ";".join([f"checksum:channel=book,at={at[0]:.1f},count=1",
+                     f"drop:channel=trade,symbol={_DROP_SYMBOL},at={at[1]:.1f},count=1"])
+
+
+def _close_fault(at: float) -> str:
+    return f"close:endpoint=spot,channel=trade,at={at:.1f},count=1"
+
+
 def fault_schedule(seconds: float) -> str:
     """The mild fault plan for a run of ``seconds``: one checksum corruption on a book frame,
-    one dropped trade frame, one abrupt close of the spot trade connection, spread over the
-    middle of the run (times are seconds since the simulator started)."""
-    at = [max(4.0, seconds * f) for f in (0.30, 0.45, 0.60)]
-    return ";".join([
-        f"checksum:channel=book,at={at[0]:.1f},count=1",
-        f"drop:channel=trade,at={at[1]:.1f},count=1",
-        f"close:endpoint=spot,channel=trade,at={at[2]:.1f},count=1",
-    ])
+    one dropped trade frame (of the busiest pair), one abrupt close of the spot trade
+    connection, spread over the run.
+
+    It is given to the simulator (``POST /control/faults``) once every subscription is
+    acknowledged, so its times count from then: the simulator sends each snapshot right after
+    its acknowledgement, so by then every book snapshot is out and the corrupted checksum is
+    an update's (a gap inside an epoch, healed by a fresh snapshot). The close is added only
+    once the recorder has seen the dropped trade's id jump (at its planned time, or at once if
+    that has passed): the resubscription after a close fetches recent trades, which would
+    otherwise fill the dropped one before the pair's next trade showed the jump."""
+    return f"{_frame_faults(seconds)};{_close_fault(_fault_times(seconds)[2])}"
 
 
 def write_config(path: Path, *, archive: Path, urls: dict[str, str], metrics_port: int) -> Path:
@@ -157,6 +188,78 @@ def _subscribed(st: dict[str, Any] | None) -> bool:
             and all(c.get("connected") and "active" in (c.get("states") or {}) for c in conns))
 
 
+def _settled(st: dict[str, Any] | None) -> bool:
+    """Every subscription active and no heal or REST request pending in any worker."""
+    return _subscribed(st) and all(
+        w.get("heal_pending") == 0 and w.get("rest_queue") == 0 for w in _workers(st))
+
+
+def _total(st: dict[str, Any] | None, name: str) -> int:
+    return sum(int(w.get(name, 0) or 0) for w in _workers(st))
+
+
+def _trade_sessions(st: dict[str, Any] | None) -> int:
+    """Sessions opened so far by the spot trade connections (the ``close`` fault's target)."""
+    return sum(int(c.get("sessions", 0) or 0) for w in _workers(st)
+               for c in w.get("connections", []) if c.get("channel") == "trade"
+               and c.get("stream", "spot") == "spot")
+
+
+def _control(url: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """GET (or, with ``body``, POST as JSON) the simulator's control endpoint ``url``; None
+    when it does not answer."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            doc = json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@dataclass
+class _FaultWatch:
+    """The demo's faults (:func:`fault_schedule`), from the moment every subscription is
+    acknowledged until they are in the archive: the checksum and the drop are added first;
+    the close once the recorder has seen both; done when every rule fired (the simulator
+    says so) and the recorder has healed them (a new trade session; nothing pending)."""
+
+    control: str
+    seconds: float
+    added_at: float  #: monotonic time the checksum and drop rules were added
+    close_added_at: float | None = None
+    trade_sessions: int = 0  #: spot trade sessions when the close was added
+    done_at: float | None = None  #: monotonic time they were first seen fired and healed
+
+    def check(self, st: dict[str, Any] | None, now: float) -> str | None:
+        """Advance with recorder status ``st``; the close rule when it was just added."""
+        if self.close_added_at is None:
+            if _total(st, "checksum_failures") >= 1 and _total(st, "trade_gaps") >= 1:
+                at = max(1.0, _fault_times(self.seconds)[2] - (now - self.added_at))
+                rule = _close_fault(at)
+                if _control(self.control + "/faults", {"spec": rule}) is None:
+                    raise DemoError("the simulator refused the close fault")
+                self.close_added_at, self.trade_sessions = now, _trade_sessions(st)
+                return rule
+        elif self.done_at is None and (_trade_sessions(st) > self.trade_sessions
+                                       and _settled(st)):
+            doc = _control(self.control + "/faults")
+            rules = (doc or {}).get("rules", [])
+            if len(rules) == 3 and all(r.get("fired", 0) >= 1 for r in rules):
+                self.done_at = now
+        return None
+
+    def settled_by(self, now: float) -> bool:
+        """Done for at least :data:`_SETTLE_S` (a REST backfill already taken off the queue
+        may still be answering)."""
+        return self.done_at is not None and now >= self.done_at + _SETTLE_S
+
+    def overdue(self, now: float) -> bool:
+        return now > self.added_at + _fault_times(self.seconds)[2] + _FAULTS_GRACE_S
+
+
 def _progress_line(elapsed: float, st: dict[str, Any] | None) -> str:
     ws = _workers(st)
     if not ws:
@@ -189,8 +292,7 @@ def _capture(archive: Path, work: Path, seconds: float, stop: threading.Event,
     procs.logs.append(sim_log)
     procs.sim = subprocess.Popen(
         [_PY, "-m", "recorder", "sim", "--port", "0", "--pairs", str(PAIRS), "--seed", "7",
-         "--api-key", key, "--api-secret", secret, "--truth", str(work / "truth.jsonl"),
-         "--faults", faults],
+         "--api-key", key, "--api-secret", secret, "--truth", str(work / "truth.jsonl")],
         stdout=subprocess.PIPE, stderr=sim_log, start_new_session=True)
     line = _read_line(procs.sim, 30.0)
     if not line:
@@ -199,7 +301,8 @@ def _capture(archive: Path, work: Path, seconds: float, stop: threading.Event,
     port = _free_port()
     cfg = write_config(work / "recorder.toml", archive=archive, urls=urls, metrics_port=port)
     click.echo(f"simulator: {urls['rest']} ({PAIRS} spot pairs, futures {', '.join(FUTURES)}); "
-               f"faults: {faults}")
+               f"faults (timed from the last subscription's acknowledgement; the close once the "
+               f"dropped trade's gap is seen): {faults}")
     click.echo(f"recorder:  recorder run --config {cfg}  ({WORKERS} workers, level3 with the "
                f"simulator's keys; status on http://127.0.0.1:{port}/status)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECORDER_")}
@@ -213,10 +316,17 @@ def _capture(archive: Path, work: Path, seconds: float, stop: threading.Event,
     deadline = t0 + seconds
     next_line = t0
     subscribed_at: float | None = None
+    watch: _FaultWatch | None = None
     st: dict[str, Any] | None = None
     while not stop.is_set():
         now = time.monotonic()
-        if now >= deadline:
+        if watch is not None and (rule := watch.check(st, now)) is not None:
+            click.echo(f"  {now - t0:5.1f}s  the dropped trade's gap was seen; added {rule}")
+        if now >= deadline and watch is not None and (watch.settled_by(now)
+                                                      or watch.overdue(now)):
+            if watch.done_at is None:
+                click.echo(f"  {now - t0:5.1f}s  the faults did not all fire and heal within "
+                           f"{_FAULTS_GRACE_S:.0f}s of the last one's time: stopping anyway")
             break
         if procs.recorder.poll() is not None:
             raise DemoError(f"the recorder exited with status {procs.recorder.returncode} "
@@ -227,6 +337,11 @@ def _capture(archive: Path, work: Path, seconds: float, stop: threading.Event,
         if subscribed_at is None and _subscribed(st):
             subscribed_at = now
             click.echo(f"  {now - t0:5.1f}s  every subscription acknowledged")
+            frame_faults = _frame_faults(seconds)
+            if _control(urls["control"] + "/faults", {"spec": frame_faults}) is None:
+                raise DemoError(f"the simulator refused the fault schedule (see {work / 'sim.log'})")
+            watch = _FaultWatch(urls["control"], seconds, time.monotonic())
+            click.echo(f"  {now - t0:5.1f}s  faults scheduled: {frame_faults}")
         if subscribed_at is None and now - t0 > _STARTUP_S:
             raise DemoError(f"the recorder did not subscribe within {_STARTUP_S:.0f}s "
                             f"(see {work / 'recorder.log'})")
@@ -441,7 +556,7 @@ def _report(archive: Path, work: Path) -> bool:
 
 @click.command("demo")
 @click.option("--seconds", type=click.FloatRange(5, 600), default=45.0, show_default=True,
-              help="How long to capture.")
+              help="How long to capture (longer if the faults have not healed by then).")
 @click.option("--archive", "archive", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="Archive directory to create (must be empty; default: a new "
                                  "temporary directory, kept).")

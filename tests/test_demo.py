@@ -83,6 +83,18 @@ def test_demo_runs_offline_and_the_archive_verifies(tmp_path: Path) -> None:
         t = int((e["start_ns"][0] + e["end_ns"][0]) // 2)
         b = ar.book_at(sym, t, channel=channel, clock="receive")
         assert b.valid and b.root == root and b.checksum_ok is not False, (sym, b.reason)
+    # the faults were scheduled once capture was up: each fired once, and the corrupted
+    # checksum was an update's, not a first snapshot's (the pair's first epoch verified, then
+    # the recorder resubscribed: a second epoch)
+    truth = [json.loads(line) for line in
+             (archive / "demo" / "truth.jsonl").read_text().splitlines()]
+    fired = [r for r in truth if r.get("kind") == "fault"]
+    assert sorted(r["fault"] for r in fired) == ["checksum", "close", "drop"], fired
+    (bad,) = [r for r in fired if r["fault"] == "checksum"]
+    epochs = ar.sql("SELECT epoch, min(start_ns) AS s, arg_max(checksum_ok, end_ns) AS ok "
+                    "FROM epochs WHERE channel = 'book' AND symbol = ? GROUP BY epoch "
+                    "ORDER BY s", [bad["symbol"]]).collect()
+    assert epochs.height >= 2 and epochs["ok"][0] > 1, (bad, epochs)
     assert not _children_of(str(archive))  # simulator and recorder are gone
 
 
