@@ -240,7 +240,9 @@ def _sweep_figures(quick: bool) -> list[Figure]:
     return figures
 
 
-def run_capture(*, quick: bool = False) -> list[Figure]:
+def run_capture(*, quick: bool = False, sweep: bool = True) -> list[Figure]:
+    """The main run's figures (683 pairs, or 60 with ``quick``), then the rate sweep's unless
+    ``sweep`` is false (``python -m benchmarks.capture [--quick] --no-sweep``)."""
     pairs, rate, window = (60, 4.0, 10.0) if quick else (683, 3.0, 30.0)
     run = _capture_run(pairs=pairs, rate=rate, window=window, quick=quick)
     dt, lags = run["dt"], run["lags"]
@@ -268,9 +270,9 @@ def run_capture(*, quick: bool = False) -> list[Figure]:
                run["size"] / max(1, run["journaled"]), "B/frame",
                note=f"{run['journaled']:,} frames journaled incl. markers and requests"),
     ]
-    return figures + _sweep_figures(quick)
+    return figures + (_sweep_figures(quick) if sweep else [])
 
 
 if __name__ == "__main__":
-    for f in run_capture(quick="--quick" in sys.argv):
+    for f in run_capture(quick="--quick" in sys.argv, sweep="--no-sweep" not in sys.argv):
         print(f)
