@@ -695,23 +695,11 @@ impl L3Book {
     }
 }
 
+/// Kraken's published level3 test vector, shared by this module's tests and the batch decoder's.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decimal::token_units;
-
-    fn e(event: i64, order: u32, price: i64, qty: i64) -> L3Entry {
-        L3Entry {
-            event,
-            order,
-            price,
-            qty,
-            ts: None,
-        }
-    }
-
+pub(crate) mod guide_vectors {
     /// Kraken's level3 guide snapshot (BTC/USD, precision 1 / 8), as (price, qty) tokens.
-    const GUIDE_BIDS: [(&str, &str); 21] = [
+    pub(crate) const GUIDE_BIDS: [(&str, &str); 21] = [
         ("44939.4", "0.88968699"),
         ("44939.4", "0.45210000"),
         ("44939.4", "0.10000000"),
@@ -734,7 +722,7 @@ mod tests {
         ("44909.7", "0.06690000"),
         ("44901.9", "0.00088982"),
     ];
-    const GUIDE_ASKS: [(&str, &str); 14] = [
+    pub(crate) const GUIDE_ASKS: [(&str, &str); 14] = [
         ("44939.5", "4.52308393"),
         ("44939.5", "0.00111261"),
         ("44939.5", "0.00100000"),
@@ -750,6 +738,23 @@ mod tests {
         ("44978.5", "0.06778960"),
         ("44979.2", "0.35630000"),
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guide_vectors::{GUIDE_ASKS, GUIDE_BIDS};
+    use super::*;
+    use crate::decimal::token_units;
+
+    fn e(event: i64, order: u32, price: i64, qty: i64) -> L3Entry {
+        L3Entry {
+            event,
+            order,
+            price,
+            qty,
+            ts: None,
+        }
+    }
 
     fn guide(raw: &[(&str, &str)], first_id: u32) -> Vec<L3Entry> {
         raw.iter()

@@ -29,7 +29,7 @@ use crate::replay::{self, Checkpoint, CheckpointBook, EpochSpec, L3Columns, Rows
 mod bookat;
 
 /// An instance of the exception class `name` of `recorder.protocol.errors`.
-fn project_error(py: Python<'_>, name: &str, message: String) -> PyErr {
+pub(crate) fn project_error(py: Python<'_>, name: &str, message: String) -> PyErr {
     let class = py
         .import("recorder.protocol.errors")
         .and_then(|module| module.getattr(name))

@@ -9,25 +9,12 @@
 //! (u32), `detail_end` (u32 end offsets) and `detail_text` (UTF-8). No per-frame Python
 //! object is made; no input makes it panic.
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::batch::{self, SpotBooks, Verdicts};
+use crate::python::project_error;
 use crate::spot;
-
-fn project_error(py: Python<'_>, name: &str, message: String) -> PyErr {
-    let class = py
-        .import("recorder.protocol.errors")
-        .and_then(|module| module.getattr(name))
-        .and_then(|class| class.cast_into::<PyType>().map_err(PyErr::from));
-    match class {
-        Ok(class) => PyErr::from_type(class, message),
-        Err(err) => PyRuntimeError::new_err(format!(
-            "recorder.protocol.errors.{name} unavailable ({err}): {message}"
-        )),
-    }
-}
 
 fn le_bytes<'py, T: Copy, const N: usize>(
     py: Python<'py>,
