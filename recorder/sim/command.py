@@ -21,8 +21,9 @@ __all__ = ["sim"]
 _FAULT_HELP = """Fault specification: RULE[;RULE...], RULE = KIND[:NAME=VALUE,...].
 Kinds: drop, duplicate, reorder, checksum, number, malformed (per frame); stall, close
 (per connection); refuse (connects, HTTP 503); slow_rest, rest_limit, token_reject;
-list, delist, status (instrument changes). Params: rate=P, at=S, every=S, duration=S,
-channel=, symbol=, endpoint=spot|l3|futures, count=N, delay=S, status=, error=.
+list, delist, status (instrument changes); fix_gap, fix_duplicate, fix_checksum, fix_stall,
+fix_logout (FIX sessions, scheduled: at=/every=). Params: rate=P, at=S, every=S, duration=S,
+channel=, symbol=, endpoint=spot|l3|futures|fix_l2|fix_l3, count=N, delay=S, status=, error=.
 Example: drop:channel=book,symbol=BTC/USD,rate=0.01;stall:at=30,duration=5;close:every=20"""
 
 
@@ -71,12 +72,22 @@ def _pairs_option(value: str | None) -> int | list[str] | None:
               help="level3 subscription cost budget per second.")
 @click.option("--rest-burst", type=int, default=60, show_default=True,
               help="Public REST calls per IP before throttling.")
+@click.option("--fix-l2-port", type=int, default=None,
+              help="Also serve FIX 4.4 L2 market data over TLS on this port (Kraken: 4000; "
+                   "0 picks a free one). Off by default.")
+@click.option("--fix-l3-port", type=int, default=None,
+              help="Also serve FIX 4.4 L3 market data (AggregatedBook=N) over TLS on this port "
+                   "(Kraken: 4005; 0 picks a free one). Off by default.")
+@click.option("--fix-cert-dir", type=click.Path(path_type=Path), default=None,
+              help="Write the FIX TLS certificate (fix-sim-cert.pem, the one clients trust) and "
+                   "key here; default: a temporary directory. The JSON line names the file.")
 def sim(host: str, port: int, instruments: Path | None, futures_instruments: Path | None,
         pairs: str | None, seed: int, rate: float, faults_spec: str | None, truth: Path | None,
         record_path: Path | None, messages: int, pregenerate_s: float,
         pregenerate_channels: str, api_key: str | None, api_secret: str | None,
         keys_file: Path | None, idle_timeout: float, msg_rate: int, heartbeat: float,
-        send_queue: int, l3_budget: int, rest_burst: int) -> None:
+        send_queue: int, l3_budget: int, rest_burst: int, fix_l2_port: int | None,
+        fix_l3_port: int | None, fix_cert_dir: Path | None) -> None:
     """Run a local Kraken exchange (Spot WS v2 + level3, Futures WS v1, REST) on one port."""
     from recorder.sim.universe import UniverseError, load_universe
 
@@ -95,6 +106,9 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
             parse_channels(pregenerate_channels)
         except PregenError as exc:
             raise click.UsageError(f"--pregenerate-channels: {exc}") from None
+    for name, value in (("--fix-l2-port", fix_l2_port), ("--fix-l3-port", fix_l3_port)):
+        if value is not None and not 0 <= value <= 65535:
+            raise click.UsageError(f"{name} must be within 0..65535")
     keys = keys_from_options(api_key, api_secret, keys_file)
     try:
         universe = load_universe(instruments, pairs=_pairs_option(pairs),
@@ -122,7 +136,8 @@ def sim(host: str, port: int, instruments: Path | None, futures_instruments: Pat
         msg_rate=msg_rate, heartbeat_s=heartbeat, futures_heartbeat_s=heartbeat,
         send_queue=send_queue, l3_budget=l3_budget, rest_burst=rest_burst, keys=keys,
         faults=tuple(rules), truth_path=truth, pregenerate_s=pregenerate_s,
-        pregenerate_channels=pregenerate_channels,
+        pregenerate_channels=pregenerate_channels, fix_l2_port=fix_l2_port,
+        fix_l3_port=fix_l3_port, fix_cert_dir=fix_cert_dir,
     )
     run_server(_serve(config, universe), SimError)
 

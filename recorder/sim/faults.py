@@ -20,7 +20,13 @@ Kinds, grouped by what they act on:
   ``EAPI:Rate limit exceeded`` on private endpoints, or ``error=TEXT``), ``token_reject``
   (a valid level3 token is refused on subscribe);
 * instruments: ``list`` (a new pair is listed; ``symbol=`` optional), ``delist`` (``symbol=``
-  or a random online pair), ``status`` (``symbol=``, ``status=`` e.g. ``cancel_only``).
+  or a random online pair), ``status`` (``symbol=``, ``status=`` e.g. ``cancel_only``);
+* FIX sessions (the acceptor, ``endpoint=fix_l2|fix_l3``; schedule only): ``fix_gap`` (the
+  next message skips one MsgSeqNum), ``fix_duplicate`` (an earlier message is sent again
+  with PossDupFlag=Y and OrigSendingTime), ``fix_checksum`` (the next message's CheckSum is
+  wrong), ``fix_stall`` (no heartbeats and no data for ``duration`` seconds, default
+  2.5 x HeartBtInt; answers are held and sent afterwards), ``fix_logout`` (a Logout, then
+  the connection is closed). See :mod:`recorder.sim.fix_acceptor`.
 
 Parameters (all optional unless noted):
 
@@ -36,9 +42,9 @@ Parameters (all optional unless noted):
     with probability ``rate``, default 1); without ``duration`` a scheduled frame/connect/
     request fault hits the next single eligible event. ``stall`` uses it as the stall
     length (default 5), ``refuse`` as the refusal window (default: one connect);
-``channel=NAME``, ``symbol=SYM``, ``endpoint=spot|l3|futures``
-    filters; a connection-wide scheduled fault (``stall``/``close``) hits every connection
-    of the endpoint that is subscribed to the channel/symbol;
+``channel=NAME``, ``symbol=SYM``, ``endpoint=spot|l3|futures|fix_l2|fix_l3``
+    filters; a connection-wide scheduled fault (``stall``/``close``, and every ``fix_*``
+    kind) hits every connection of the endpoint that is subscribed to the channel/symbol;
 ``count=N``
     stop after N injections;
 ``delay=S`` (``slow_rest``, default 2), ``status=NAME`` (``status``), ``error=TEXT``
@@ -65,6 +71,7 @@ __all__ = [
     "FRAME_KINDS",
     "CONNECTION_KINDS",
     "INSTRUMENT_KINDS",
+    "FIX_KINDS",
     "KINDS",
     "FaultError",
     "FaultRule",
@@ -85,11 +92,14 @@ FRAME_KINDS: Final = frozenset({"drop", "duplicate", "reorder", "checksum", "num
 CONNECTION_KINDS: Final = frozenset({"stall", "close"})
 INSTRUMENT_KINDS: Final = frozenset({"list", "delist", "status"})
 REST_KINDS: Final = frozenset({"slow_rest", "rest_limit", "token_reject"})
-KINDS: Final = FRAME_KINDS | CONNECTION_KINDS | INSTRUMENT_KINDS | REST_KINDS | {"refuse"}
+#: faults of a FIX session (the sim's acceptor), applied per session when their schedule fires
+FIX_KINDS: Final = frozenset({"fix_gap", "fix_duplicate", "fix_checksum", "fix_stall", "fix_logout"})
+KINDS: Final = (FRAME_KINDS | CONNECTION_KINDS | INSTRUMENT_KINDS | REST_KINDS | FIX_KINDS
+                | {"refuse"})
 
 _FLOAT_PARAMS: Final = ("rate", "at", "every", "duration", "delay")
 _STR_PARAMS: Final = ("channel", "symbol", "endpoint", "status", "error")
-_ENDPOINTS: Final = frozenset({"spot", "l3", "futures"})
+_ENDPOINTS: Final = frozenset({"spot", "l3", "futures", "fix_l2", "fix_l3"})
 _PAIR_STATUSES: Final = frozenset(
     {"cancel_only", "delisted", "limit_only", "maintenance", "online", "post_only",
      "reduce_only", "work_in_progress"}
@@ -171,7 +181,13 @@ def _parse_rule(text: str) -> FaultRule:
         else:
             raise FaultError(f"unknown parameter {name!r} in {text!r}")
     if rule.endpoint is not None and rule.endpoint not in _ENDPOINTS:
-        raise FaultError(f"endpoint={rule.endpoint!r} in {text!r} must be one of spot, l3, futures")
+        raise FaultError(f"endpoint={rule.endpoint!r} in {text!r} must be one of "
+                         "spot, l3, futures, fix_l2, fix_l3")
+    if kind in FIX_KINDS:
+        if not rule.scheduled or rule.rate is not None:
+            raise FaultError(f"{kind!r} needs a schedule (at= or every=) and no rate= in {text!r}")
+        if rule.endpoint is not None and not rule.endpoint.startswith("fix_"):
+            raise FaultError(f"{kind!r} acts on FIX sessions: endpoint must be fix_l2 or fix_l3")
     if kind in INSTRUMENT_KINDS:
         if not rule.scheduled:
             raise FaultError(f"{kind!r} needs a schedule (at= or every=) in {text!r}")
@@ -450,6 +466,18 @@ class FaultPlan:
                     rule._window_end_s = saved_window
                     rule.fired += 1
                     due.append(rule)
+        return due
+
+    def due_fix_faults(self) -> list[FaultRule]:
+        """Scheduled FIX session faults that fire now (the server applies each one to every
+        matching FIX session and calls :meth:`record` per session)."""
+        now = self._now_s()
+        due = []
+        for rule in self.rules:
+            if rule.kind in FIX_KINDS and not rule.exhausted() and self._tick(rule, now):
+                rule._armed = 0
+                rule.fired += 1
+                due.append(rule)
         return due
 
     def due_instrument_changes(self) -> list[FaultRule]:

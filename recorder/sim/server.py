@@ -14,6 +14,10 @@ Endpoints (all on ``http://HOST:PORT`` / ``ws://HOST:PORT``):
 ``/control/stats``                         GET counters (frames sent, connections, ...)
 =========================================  ================================================
 
+With ``fix_l2_port`` / ``fix_l3_port`` set, FIX 4.4 market data is also served over TLS on
+those ports (:mod:`recorder.sim.fix_acceptor`, Kraken's ports 4000 and 4005) from the same
+spot market, with a self-signed certificate whose path the URLs name (``fix_cert``).
+
 A clock task advances both markets every ``tick_s`` to the wall clock, writes the ground-truth
 events, and fans the markets' shared update frames out to the subscribed connections, whose
 pending frames are written in one pre-framed transport write per loop iteration (see
@@ -80,6 +84,11 @@ class SimConfig:
     pregenerate_s: float = 0.0
     #: the keys pre-rendered on every pair (:func:`recorder.sim.pregen.parse_channels`)
     pregenerate_channels: str = "level3:10,book:10,trade,ohlc:1"
+    #: FIX 4.4 market data over TLS: L2 / L3 port (None: not served; 0: a free port)
+    fix_l2_port: int | None = None
+    fix_l3_port: int | None = None
+    #: where the FIX certificate and key are written (None: a temporary directory)
+    fix_cert_dir: Path | None = None
 
 
 def rfc3339_us(ns: int) -> str:
@@ -148,6 +157,8 @@ class SimServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._listings = 0
         self.urls: dict[str, Any] = {}
+        self.fix_servers: list[Any] = []
+        self._fix_tmp: Any = None
 
     def _make_markets(self, start_ns: int | None) -> tuple[Any, Any | None]:
         """The source of market: ``(spot, futures)`` (futures None: the futures endpoints
@@ -242,9 +253,50 @@ class SimServer:
             "truth": str(self.config.truth_path) if self.config.truth_path else None,
             "pregenerated": self.pregen,
         }
+        if self.config.fix_l2_port is not None or self.config.fix_l3_port is not None:
+            try:
+                self.urls.update(await self._start_fix())
+            except OSError as exc:
+                await self._stop_fix()
+                await self._runner.cleanup()
+                raise SimError(f"cannot serve FIX: {exc.strerror or exc}") from exc
         self.record("server_start", urls=self.urls)
         self._tasks.append(asyncio.create_task(self._clock(), name="sim-clock"))
         return self.urls
+
+    async def _start_fix(self) -> dict[str, Any]:
+        """Start the FIX acceptors (one certificate for both); returns their URLs."""
+        import tempfile
+
+        from recorder.sim.fix_acceptor import FixAcceptorServer, self_signed_tls
+
+        config = self.config
+        directory = config.fix_cert_dir
+        if directory is None:
+            self._fix_tmp = tempfile.TemporaryDirectory(prefix="recorder-sim-fix-")
+            directory = Path(self._fix_tmp.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        tls = self_signed_tls(directory, config.host)
+        urls: dict[str, Any] = {"fix_cert": str(tls[1]), "fix_sender_comp_id": "KRAKEN-MD"}
+        for name, port, level3 in (("fix_l2", config.fix_l2_port, False),
+                                   ("fix_l3", config.fix_l3_port, True)):
+            if port is None:
+                continue
+            server = FixAcceptorServer(self.spot, self.clock_ns, level3=level3,
+                                       host=config.host, port=port, tls=tls,
+                                       on_event=self.record)
+            self.fix_servers.append(server)
+            bound = await server.start()
+            urls[name] = f"tls://{config.host}:{bound}"
+        return urls
+
+    async def _stop_fix(self) -> None:
+        for server in self.fix_servers:
+            await server.close()
+        self.fix_servers.clear()
+        if self._fix_tmp is not None:
+            self._fix_tmp.cleanup()
+            self._fix_tmp = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -264,6 +316,7 @@ class SimServer:
         self._tasks.clear()
         for conn in list(self.connections.values()):
             await conn.shutdown()
+        await self._stop_fix()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -325,6 +378,8 @@ class SimServer:
             if subs:
                 for conn in tuple(subs):
                     conn.send_data(frame, key)
+        for fix_server in self.fix_servers:
+            fix_server.tick()
         if self.faults.active:
             self._fire_scheduled()
 
@@ -343,6 +398,11 @@ class SimServer:
                     conn.abort()
                 self.faults.record(rule.kind, conn=conn.id, endpoint=conn.endpoint,
                                    channel=rule.channel, symbol=rule.symbol, detail=detail)
+        for rule in self.faults.due_fix_faults():
+            for fix_server in self.fix_servers:
+                if rule.endpoint is None or rule.endpoint == fix_server.endpoint:
+                    fix_server.inject(rule.kind, symbol=rule.symbol, duration_s=rule.duration,
+                                      record=self._record_fix_fault(rule))
         for rule in self.faults.due_instrument_changes():
             try:
                 if rule.kind == "list":
@@ -364,6 +424,11 @@ class SimServer:
                 continue
             self.faults.record(rule.kind, channel="instrument", symbol=symbol,
                                detail={"rule": rule.text, "status": status})
+
+    def _record_fix_fault(self, rule: FaultRule) -> Callable[..., None]:
+        def record(kind: str, *, detail: dict[str, Any], **where: Any) -> None:
+            self.faults.record(kind, detail={"rule": rule.text, **detail}, **where)
+        return record
 
     # --- instrument changes (control endpoint and faults) ------------------------------------
 
