@@ -53,19 +53,23 @@ class Clock:
 class Client:
     """Our initiator (FixSession + FixFramer) on one TLS connection."""
 
-    def __init__(self, clock: Clock, name: str) -> None:
+    def __init__(self, clock: Clock, name: str, *, level3: bool = True) -> None:
         self.clock = clock
+        self.level3 = level3
         self.session = FixSession(SessionConfig(name, heartbeat_s=HB))
         self.framer = _core.FixFramer()
         self.book = L3Book()
         self.events: list[Any] = []
         self.closed = False
+        self.md_req_id = ""  # the subscription's current MDReqID: older ones are stale
+
 
     async def connect(self, url: str, cert: str, subscription: Subscription) -> None:
         host, port = url.removeprefix("tls://").rsplit(":", 1)
         tls = ssl.create_default_context(cafile=cert)
         tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self.reader, self.writer = await asyncio.open_connection(host, int(port), ssl=tls)
+        self.md_req_id = subscription.md_req_id
         self.session.subscribe(subscription, self.clock())
         self.act(self.session.start(self.clock()))
 
@@ -74,10 +78,14 @@ class Client:
             if isinstance(action, Send):
                 self.writer.write(action.data)
             elif isinstance(action, Deliver):
-                self.book.apply(action.message)
+                # after a ResubscribeNeeded, messages of the old MDReqID are unsound
+                if self.level3 and action.message["fields"].get(262) == self.md_req_id:
+                    self.book.apply(action.message)
                 self.events.append(action.message["msg_type"])
             else:
                 self.events.append(action)
+                if isinstance(action, ResubscribeNeeded):
+                    (self.md_req_id,) = action.md_req_ids
                 if isinstance(action, Disconnect):
                     self.closed = True
                     self.writer.close()
@@ -95,7 +103,8 @@ class Client:
                 break
             for frame in self.framer.feed(data):
                 self.act(self.session.on_frame(frame, self.clock()))
-            await self.writer.drain()
+            if not self.closed:
+                await self.writer.drain()
         assert until(), self.events[-10:]
 
     def count(self, kind: type) -> int:
@@ -158,7 +167,8 @@ async def _serve(tmp_path: Path) -> None:
             await advance(0.25)
             assert in_sync()
 
-        await fault("fix_logout:at=0.1")
+        server.faults.add(parse_faults("fix_logout:at=0.1"))
+        clock.ns += S // 4
         await client.pump(lambda: client.closed)
         (end,) = [e for e in client.events if isinstance(e, Disconnect)]
         assert end.clean and "sim fault" in end.reason
@@ -177,8 +187,11 @@ async def _serve(tmp_path: Path) -> None:
         client.act(client.session.on_timer(clock.ns))
         assert client.session.test_request_id is not None and client.session.next_out > sent
         await client.writer.drain()
-        await asyncio.sleep(0.3)
-        await client.pump(lambda: True, 1)
+        try:  # stalled: neither the answer nor a heartbeat comes
+            data = await asyncio.wait_for(client.reader.read(65536), 0.5)
+        except TimeoutError:
+            data = b""
+        assert data == b""
         clock.ns += int(1.0 * HB * S)
         client.act(client.session.on_timer(clock.ns))
         (end,) = [e for e in client.events if isinstance(e, Disconnect)]
@@ -219,7 +232,7 @@ def test_recorder_sim_prints_fix_urls_and_cert(tmp_path: Path) -> None:
 
 
 async def _logon(urls: dict[str, Any]) -> None:
-    client = Client(Clock(), "CLI")
+    client = Client(Clock(), "CLI", level3=False)
     client.clock.ns = time.time_ns()
     await client.connect(urls["fix_l2"], urls["fix_cert"], Subscription("B", ("BTC/USD",)))
     await client.pump(lambda: "W" in client.events or client.closed)

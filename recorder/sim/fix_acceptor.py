@@ -552,8 +552,12 @@ class FixAcceptorServer:
             self._server.close()
         for client in list(self._clients):
             client.writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError):
-                await client.writer.wait_closed()
+            try:  # a peer that does not answer the TLS close is cut off
+                await asyncio.wait_for(client.writer.wait_closed(), 2)
+            except (ConnectionError, ssl.SSLError):
+                pass
+            except TimeoutError:
+                client.writer.transport.abort()
         self._clients.clear()
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
