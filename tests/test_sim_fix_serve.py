@@ -107,6 +107,17 @@ class Client:
                 await self.writer.drain()
         assert until(), self.events[-10:]
 
+    async def take_pending(self) -> None:
+        """Read and act on everything that arrives until 0.2 s of silence."""
+        while True:
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), 0.2)
+            except TimeoutError:
+                return
+            assert data
+            for frame in self.framer.feed(data):
+                self.act(self.session.on_frame(frame, self.clock()))
+
     def count(self, kind: type) -> int:
         return sum(isinstance(e, kind) for e in self.events)
 
@@ -182,6 +193,7 @@ async def _serve(tmp_path: Path) -> None:
         server.faults.add(parse_faults("fix_stall:at=0"))
         clock.ns += S // 100
         await asyncio.sleep(0.2)
+        await client.take_pending()  # what was sent before the stall began
         sent = client.session.next_out
         clock.ns += int(1.3 * HB * S)
         client.act(client.session.on_timer(clock.ns))
@@ -191,7 +203,7 @@ async def _serve(tmp_path: Path) -> None:
             data = await asyncio.wait_for(client.reader.read(65536), 0.5)
         except TimeoutError:
             data = b""
-        assert data == b""
+        assert data == b"", data
         clock.ns += int(1.0 * HB * S)
         client.act(client.session.on_timer(clock.ns))
         (end,) = [e for e in client.events if isinstance(e, Disconnect)]
