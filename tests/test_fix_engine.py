@@ -139,18 +139,46 @@ def acceptor_messages() -> dict[str, bytes]:
     out += acceptor.on_frame(client("V", 3, Subscription("L", ("BTC/USD",), level3=True)
                                     .request_fields("L", True)), T0)
     out += acceptor.on_frame(client("1", 4, [(112, "T")]), T0)
+    trades = Subscription("T", market.symbols[:1], depth=10, trades=True)
+    out += acceptor.on_frame(client("V", 5, trades.request_fields("T", True)), T0)
     for step in range(1, 6):
         market.advance(T0 + step * S)
         out += acceptor.publish(market.now_ns)
-    out += acceptor.on_frame(client("5", 5, []), T0 + 6 * S)
+    # a ResendRequest answered by a SequenceReset-GapFill (PossDup, OrigSendingTime)
+    out += acceptor.on_frame(client("2", 6, [(7, "2"), (16, "0")]), T0 + 6 * S)
+    # faults: a PossDup re-send of the last data message, a skipped number
+    out += acceptor.inject("fix_duplicate", T0 + 6 * S)[0]
+    acceptor.inject("fix_gap", T0 + 6 * S)
+    # an inbound gap: the acceptor's own ResendRequest
+    out += acceptor.on_frame(client("0", 9, []), T0 + 6 * S)
+    out += acceptor.publish(T0 + 40 * S)  # a heartbeat after HeartBtInt of silence
+    out += acceptor.on_frame(client("5", 10, []), T0 + 41 * S)
+    # an L3 session (Kraken's port 4005): W and X of individual orders
+    l3 = AcceptorSession(market, level3=True)
+    out += l3.on_frame(client("A", 1, [(98, "0"), (108, "30"), (141, "Y")]), T0 + 6 * S)
+    out += l3.on_frame(client("V", 2, Subscription("L", market.symbols[:1], depth=10,
+                                                   level3=True).request_fields("L", True)),
+                       T0 + 6 * S)
+    for step in range(7, 12):
+        market.advance(T0 + step * S)
+        out += l3.publish(market.now_ns)
+    out += l3.inject("fix_logout", T0 + 12 * S)[0]
     return {f"acceptor#{i}": data for i, data in enumerate(out)}
 
 
 def test_every_message_we_and_the_sim_send_validates(validator: Path, tmp_path: Path) -> None:
     dictionary = write_kraken_dictionary(tmp_path / "FIX44-kraken.xml")
     acceptor = acceptor_messages()
-    assert {_core.FixFramer().feed(m)[0]["msg_type"] for m in acceptor.values()} == {
-        "A", "W", "Y", "0", "X", "5"}
+    frames = [_core.FixFramer().feed(m)[0] for m in acceptor.values()]
+    assert {f["msg_type"] for f in frames} == {"A", "W", "Y", "0", "X", "5", "4", "2"}
+    entries = [e for f in frames if f["msg_type"] in "WX" for e in f["entries"]]
+    assert {e["type"] for e in entries} == {"0", "1", "2"}  # book and trades
+    assert any(e["queue_time_ns"] is not None for e in entries)  # L3 orders
+    assert {e["action"] for e in entries} == {None, 0, 1, 2}
+    dups = [f for f in frames if f["poss_dup"]]
+    assert {f["msg_type"] for f in dups} == {"4", "W"} or {f["msg_type"] for f in dups} == {
+        "4", "X"}
+    assert all(f["orig_sending_time_ns"] is not None for f in dups)
     messages = {**initiator_messages(), **sim_messages(), **acceptor}
     types = {_core.FixFramer().feed(m)[0]["msg_type"] for m in messages.values()}
     assert types >= {"A", "0", "1", "2", "3", "4", "5", "V", "W", "X", "Y"}
@@ -172,6 +200,16 @@ def test_our_initiator_speaks_plain_fix44(validator: Path) -> None:
         # a tag unknown to a FIX 4.4 group ends the group there: the engine then reports the
         # Kraken tag itself or the group count it broke, never an OK
         assert verdicts[name].startswith("ERR"), (name, verdicts[name])
+
+
+def test_garbled_checksum_fault_is_caught_by_the_engine(validator: Path, tmp_path: Path) -> None:
+    """The sim's ``fix_checksum`` fault really breaks the CheckSum: QuickFIX refuses it."""
+    from recorder.sim.fix_acceptor import garble_checksum
+
+    dictionary = write_kraken_dictionary(tmp_path / "FIX44-kraken.xml")
+    good = _core.encode_fix("0", 7, KRAKEN, ME, T0, [])
+    verdicts = validate(validator, dictionary, [good, garble_checksum(good)])
+    assert verdicts[0].startswith("OK") and verdicts[1].startswith("ERR"), verdicts
 
 
 def test_the_engine_catches_broken_messages(validator: Path, tmp_path: Path) -> None:
