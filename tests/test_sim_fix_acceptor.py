@@ -384,3 +384,21 @@ def test_heartbeat_after_heartbt_int_of_silence() -> None:
     (beat,) = decode(acceptor.publish(START + 30 * S))
     assert beat["msg_type"] == "0"
     assert acceptor.publish(START + 31 * S) == []
+
+
+def test_fix_fault_rules_are_scheduled_and_checked() -> None:
+    from recorder.sim.faults import FaultError, FaultPlan, parse_faults
+
+    for bad in ("fix_gap:rate=0.1", "fix_gap", "fix_logout:at=1,endpoint=spot",
+                "fix_stall:at=1,endpoint=fix_l4"):
+        with pytest.raises(FaultError):
+            parse_faults(bad)
+    now = [START]
+    plan = FaultPlan(parse_faults("fix_gap:every=2,count=2;fix_stall:at=1,duration=3;"
+                                  "stall:at=1"), seed=1, clock_ns=lambda: now[0])
+    fired = []
+    for step in range(1, 9):
+        now[0] = START + step * S
+        fired += [(step, r.kind) for r in plan.due_fix_faults()]
+    assert fired == [(1, "fix_stall"), (2, "fix_gap"), (4, "fix_gap")]
+    assert not plan.affects_frames("spot", "book", "BTC/USD")  # WebSocket frames untouched

@@ -271,7 +271,7 @@ class SimServer:
         from recorder.sim.fix_acceptor import FixAcceptorServer, self_signed_tls
 
         config = self.config
-        directory = config.fix_cert_dir
+        directory = config.fix_cert_dir.resolve() if config.fix_cert_dir is not None else None
         if directory is None:
             self._fix_tmp = tempfile.TemporaryDirectory(prefix="recorder-sim-fix-")
             directory = Path(self._fix_tmp.name)
