@@ -171,37 +171,43 @@ class Deriver:
         self._before_commit = before_commit
         self.archive = ArchiveStore(root)
         self.archive.lock()  # one committing process per archive (ArchiveBusyError)
-        self.archive.recover()
-        self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
-                                      write_table=write_table)
-        if settings is None and (checkpoint_interval_ns is not None
-                                 or checkpoint_messages is not None):
-            defaults = DeriveSettings()
-            settings = DeriveSettings(
-                checkpoint_interval_ns=(defaults.checkpoint_interval_ns
-                                        if checkpoint_interval_ns is None
-                                        else checkpoint_interval_ns),
-                checkpoint_messages=(defaults.checkpoint_messages if checkpoint_messages is None
-                                     else checkpoint_messages))
-        state = self.archive.load_pipeline()
-        if state is None:
-            self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
-        else:
-            self.pipeline = Pipeline.from_state(state, self.writer)
-            kept = self.pipeline.settings
-            if settings is not None and settings != kept:
-                log.warning("archive %s keeps the derivation settings it was created with (%s); "
-                            "%s requested (settings belong to an archive: a new archive root "
-                            "takes new ones)", self.archive.root, kept, settings)
-        st = self.archive.state
-        self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
-        self.loop = FeedLoop(self.pipeline, self.writer, positions=dict(st.journal),
-                             segments=list(st.segments), roll_rows=roll_rows,
-                             roll_bytes=roll_bytes, roll_seconds=roll_seconds,
-                             on_roll=self.commit)
-        #: the loop's positions and segment order (the same objects)
-        self.positions = self.loop.positions
-        self.segments = self.loop.segments
+        try:
+            self.archive.recover()
+            self.writer = PartitionWriter(self.archive.root, self.archive.schemas,
+                                          write_table=write_table)
+            if settings is None and (checkpoint_interval_ns is not None
+                                     or checkpoint_messages is not None):
+                defaults = DeriveSettings()
+                settings = DeriveSettings(
+                    checkpoint_interval_ns=(defaults.checkpoint_interval_ns
+                                            if checkpoint_interval_ns is None
+                                            else checkpoint_interval_ns),
+                    checkpoint_messages=(defaults.checkpoint_messages if checkpoint_messages is None
+                                         else checkpoint_messages))
+            state = self.archive.load_pipeline()
+            if state is None:
+                self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
+            else:
+                self.pipeline = Pipeline.from_state(state, self.writer)
+                kept = self.pipeline.settings
+                if settings is not None and settings != kept:
+                    log.warning("archive %s keeps the derivation settings it was created with (%s); "
+                                "%s requested (settings belong to an archive: a new archive root "
+                                "takes new ones)", self.archive.root, kept, settings)
+            st = self.archive.state
+            self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
+            self.loop = FeedLoop(self.pipeline, self.writer, positions=dict(st.journal),
+                                 segments=list(st.segments), roll_rows=roll_rows,
+                                 roll_bytes=roll_bytes, roll_seconds=roll_seconds,
+                                 on_roll=self.commit)
+            #: the loop's positions and segment order (the same objects)
+            self.positions = self.loop.positions
+            self.segments = self.loop.segments
+        except BaseException:
+            # a failed open (a corrupt or foreign state, a bad manifest) must not keep the
+            # archive locked: the next writer would get ArchiveBusyError
+            self.archive.unlock()
+            raise
 
     @property
     def frames(self) -> int:
