@@ -416,7 +416,7 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                         for seg_name, count in runs:
                             chunk = frames[at:at + count]
                             at += count
-                            if all(as_read(f) is not None for f in chunk):
+                            if all(map(as_read, chunk)):  # (a Frame is truthy)
                                 preloaded[f"ingest/{digest[:32]}/{seg_name}"] = chunk
                     del frames
                 segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
