@@ -377,6 +377,50 @@ mod tests {
         assert_eq!(parse_sim_record(b""), vec![SimLine::Blank]);
     }
 
+    /// A small deterministic fuzz loop (xorshift-mutated sim lines): no panic, one
+    /// classification per line, a line handed back is exactly that line, a decoded payload
+    /// is UTF-8.
+    #[test]
+    fn mutated_lines_never_panic_and_account_for_every_line() {
+        let seed: &[u8] = br#"{"recv_ns":1735689600000150000,"conn":3,"ep":"l3","frame":"{\"channel\":\"level3\",\"data\":[{\"symbol\":\"BTC/USD\",\"checksum\":123,\"p\":\"\u00e9\ud83d\ude00\"}]}"}"#;
+        let alphabet = b"{}[]\":,\\u0123456789abcdefE.-+ \t\r\n\x00\x1f\x7f\xc3\xa9\xff\xed\xa0";
+        assert!(matches!(
+            parse_sim_record(seed).as_slice(),
+            [SimLine::Frame(_)]
+        ));
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % (n.max(1) as u64)).unwrap_or(0)
+        };
+        for _ in 0..20_000 {
+            let mut data = seed.to_vec();
+            for _ in 0..next(6) {
+                let at = next(data.len() + 1);
+                match next(3) {
+                    0 if at < data.len() => data[at] = alphabet[next(alphabet.len())],
+                    1 if at < data.len() => {
+                        let end = (at + 1 + next(8)).min(data.len());
+                        data.drain(at..end);
+                    }
+                    _ => data.insert(at, alphabet[next(alphabet.len())]),
+                }
+            }
+            let lines = parse_sim_record(&data);
+            let pieces: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+            assert_eq!(lines.len(), pieces.len());
+            for (line, piece) in lines.iter().zip(&pieces) {
+                match line {
+                    SimLine::Other(a, b) => assert_eq!(&data[*a..*b], *piece),
+                    SimLine::Blank => assert!(piece.iter().all(|b| b" \t\r\n\x0b\x0c".contains(b))),
+                    SimLine::Frame(f) => assert!(std::str::from_utf8(&f.payload).is_ok()),
+                }
+            }
+        }
+    }
+
     #[test]
     fn record_layout() {
         let mut out = Vec::new();
