@@ -67,6 +67,19 @@ pub fn parse_sim_record(data: &[u8]) -> Vec<SimLine> {
     out
 }
 
+/// Bytes that end a run of plain string content: `"`, `\\` and the control characters.
+const STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 struct Cursor<'a> {
     s: &'a [u8],
     i: usize,
@@ -113,16 +126,20 @@ impl Cursor<'_> {
     /// the reference (raw control characters, lone surrogates, bad escapes or UTF-8).
     fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
         self.eat(b'"')?;
+        let s = self.s;
+        out.reserve(s.len().saturating_sub(self.i));
         loop {
-            // byte by byte: runs between escapes are short in Kraken frames (a few bytes)
-            while let Some(&b) = self.s.get(self.i) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
+            // byte by byte with local state: runs between escapes are short in Kraken frames
+            let mut i = self.i;
+            while let Some(&b) = s.get(i) {
+                if STRING_STOP[usize::from(b)] {
                     break;
                 }
                 out.push(b);
-                self.i += 1;
+                i += 1;
             }
-            match *self.s.get(self.i)? {
+            self.i = i;
+            match *s.get(i)? {
                 b'"' => {
                     self.i += 1;
                     return Some(());
