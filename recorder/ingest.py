@@ -47,7 +47,7 @@ from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, lis
 from recorder.archive.session import Deriver, journal_settings
 from recorder.archive.store import ArchiveBusyError
 from recorder.errors import RecorderError
-from recorder.frames import Frame
+from recorder.frames import Frame, Stream
 from recorder.pipeline import markers as mk
 from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.state import StateError
@@ -79,7 +79,7 @@ class _SimFrame(msgspec.Struct):
 _SIM_FRAME: Final = msgspec.json.Decoder(_SimFrame)
 _SIM_STREAMS: Final = frozenset({"spot", "l3", "futures"})
 #: The stream codes of ``recorder._core.sim_record_frames``.
-_CORE_STREAMS: Final = ("spot", "l3", "futures")
+_CORE_STREAMS: Final[tuple[Stream, ...]] = ("spot", "l3", "futures")
 #: ``engine`` of :func:`ingest`: the compiled core's bulk framing and journal encoding
 #: (default) or the pure-Python reference.
 ENGINES: Final = ("core", "python")
