@@ -42,11 +42,12 @@ import click
 import msgspec
 import zstandard
 
+from recorder import _core
 from recorder.archive.journal import SEGMENT_SUFFIX, JournalWriter, as_read, list_segments
 from recorder.archive.session import Deriver, journal_settings
 from recorder.archive.store import ArchiveBusyError
 from recorder.errors import RecorderError
-from recorder.frames import Frame
+from recorder.frames import Frame, Stream
 from recorder.pipeline import markers as mk
 from recorder.pipeline.settings import DeriveSettings
 from recorder.pipeline.state import StateError
@@ -77,6 +78,11 @@ class _SimFrame(msgspec.Struct):
 
 _SIM_FRAME: Final = msgspec.json.Decoder(_SimFrame)
 _SIM_STREAMS: Final = frozenset({"spot", "l3", "futures"})
+#: The stream codes of ``recorder._core.sim_record_frames``.
+_CORE_STREAMS: Final[tuple[Stream, ...]] = ("spot", "l3", "futures")
+#: ``engine`` of :func:`ingest`: the compiled core's bulk framing and journal encoding
+#: (default) or the pure-Python reference.
+ENGINES: Final = ("core", "python")
 
 
 class IngestError(RecorderError):
@@ -169,10 +175,79 @@ def _messages(data: bytes) -> Iterator[bytes]:
             yield line
 
 
-def read_input_frames(data: bytes, *, start_ns: int | None = None) -> Iterator[Frame]:
-    """Frames of one non-journal input (sim record or plain messages), in order."""
+def _sim_other_line(line: bytes, start_ns: int | None) -> Frame | None:
+    """A sim-record line that is not a plain frame line (the reference's slow path): a frame
+    line with unusual fields, a ``close`` event (a ``Disconnected`` marker), something else
+    (None), or not a record at all (the line itself becomes a frame: a reject later)."""
+    try:
+        d = _SIM_LINE.decode(line)
+        recv = int(d["recv_ns"])
+        conn = int(d.get("conn", 0))
+        if "frame" in d:
+            ep = d.get("ep", "spot")
+            return Frame(recv_ns=recv, conn_id=conn,
+                         stream=ep if ep in ("spot", "l3", "futures") else "spot",
+                         direction="in", payload=d["frame"].encode("utf-8", "surrogatepass"))
+        if d.get("event") == "close":
+            return mk.marker_frame(mk.Disconnected(conn_id=conn, reason="closed"), recv, conn)
+        return None
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
+        # (AttributeError: a "frame" that is not a string, e.g. null: kept as a line)
+        return Frame(recv_ns=start_ns or 0, conn_id=0, stream="spot", direction="in",
+                     payload=line)
+
+
+def _sim_line(line: bytes, start_ns: int | None) -> Frame | None:
+    """One sim-record line exactly as the reference loop of :func:`read_input_frames` takes
+    it (None: the line adds no frame)."""
+    try:
+        f = _SIM_FRAME.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        if not line.strip():
+            return None
+        return _sim_other_line(line, start_ns)
+    return Frame(recv_ns=f.recv_ns, conn_id=f.conn,
+                 stream=f.ep if f.ep in _SIM_STREAMS else "spot",  # type: ignore[arg-type]
+                 direction="in", payload=f.frame.encode("utf-8", "surrogatepass"))
+
+
+def _sim_record_core(data: bytes, start_ns: int | None) -> list[Frame]:
+    """A whole sim record decoded by the compiled core in one call
+    (``recorder._core.sim_record_frames``): the plain frame lines come back as columns, every
+    other line goes through :func:`_sim_line` (the reference), in input order."""
+    recv, conn, streams, payloads, others = _core.sim_record_frames(data)
+    names = _CORE_STREAMS
+    frames = [Frame(recv_ns=r, conn_id=c, stream=names[s], direction="in", payload=p)
+              for r, c, s, p in zip(recv, conn, streams, payloads)]
+    del recv, conn, streams, payloads
+    if others:
+        merged: list[Frame] = []
+        at = 0
+        for position, start, end in others:
+            merged += frames[at:position]
+            at = position
+            frame = _sim_line(data[start:end], start_ns)
+            if frame is not None:
+                merged.append(frame)
+        merged += frames[at:]
+        frames = merged
+    return frames
+
+
+def read_input_frames(data: bytes, *, start_ns: int | None = None,
+                      engine: str = "core") -> Iterator[Frame]:
+    """Frames of one non-journal input (sim record or plain messages), in order.
+
+    ``engine``: ``"core"`` decodes a sim record's lines in bulk in the compiled core (lines it
+    does not take exactly go through the reference); ``"python"`` is the reference, one
+    msgspec decode per line. Both give the same frames (tests/test_ingest_core.py)."""
+    if engine not in ENGINES:
+        raise IngestError(f"unknown ingest engine {engine!r} (one of {', '.join(ENGINES)})")
     first = data.lstrip()[:300]
     if first.startswith(b'{"recv_ns"'):
+        if engine == "core":
+            yield from _sim_record_core(data, start_ns)
+            return
         fast = _SIM_FRAME.decode
         for line in data.split(b"\n"):
             try:  # fast path: a frame line
@@ -186,22 +261,9 @@ def read_input_frames(data: bytes, *, start_ns: int | None = None) -> Iterator[F
                 continue
             if not line.strip():
                 continue
-            try:
-                d = _SIM_LINE.decode(line)
-                recv = int(d["recv_ns"])
-                conn = int(d.get("conn", 0))
-                if "frame" in d:
-                    ep = d.get("ep", "spot")
-                    yield Frame(recv_ns=recv, conn_id=conn,
-                                stream=ep if ep in ("spot", "l3", "futures") else "spot",
-                                direction="in", payload=d["frame"].encode("utf-8",
-                                                                          "surrogatepass"))
-                elif d.get("event") == "close":
-                    yield mk.marker_frame(mk.Disconnected(conn_id=conn, reason="closed"),
-                                          recv, conn)
-            except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-                yield Frame(recv_ns=start_ns or 0, conn_id=0, stream="spot", direction="in",
-                            payload=line)
+            frame = _sim_other_line(line, start_ns)
+            if frame is not None:
+                yield frame
         return
     prev = start_ns
     pending: list[bytes] = []
@@ -263,7 +325,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
-           max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
+           max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES, engine: str = "core",
            **deriver_options: Any) -> dict[str, Any]:
     """Ingest ``paths`` (in order) into ``archive``; returns the summary (see below).
 
@@ -279,7 +341,12 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
     ``rejected_frames``), then the totals ``frames``, ``rows``, ``rejects``, ``flagged`` and
     ``commit``. ``status``: ``ingested``; ``already ingested`` (same digest as an earlier
     input: nothing added); ``empty`` (no content, or no frames: nothing recorded, not
-    remembered as ingested); ``rejected`` (every frame became a reject)."""
+    remembered as ingested); ``rejected`` (every frame became a reject).
+
+    ``engine``: ``"core"`` (default) frames sim records and encodes the journal in bulk in the
+    compiled core; ``"python"`` is the pure-Python reference. The archive is the same."""
+    if engine not in ENGINES:
+        raise IngestError(f"unknown ingest engine {engine!r} (one of {', '.join(ENGINES)})")
     if not {"settings", "checkpoint_interval_ns", "checkpoint_messages"} & set(deriver_options):
         recorded = _recorded_settings(paths)
         if recorded is not None:
@@ -335,8 +402,8 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                     tmpdir = jroot / ".ingest-tmp" / digest[:32]
                     shutil.rmtree(tmpdir, ignore_errors=True)
                     w = JournalWriter(tmpdir, host="ingest", run_id=digest[:16],
-                                      fsync_interval_s=3600, threads=1)
-                    frames = list(read_input_frames(data, start_ns=start))
+                                      fsync_interval_s=3600, threads=1, engine=engine)
+                    frames = list(read_input_frames(data, start_ns=start, engine=engine))
                     bar.update(total=len(frames))
                     runs = w.append_many(frames)
                     if frames:
@@ -349,7 +416,7 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
                         for seg_name, count in runs:
                             chunk = frames[at:at + count]
                             at += count
-                            if all(as_read(f) is not None for f in chunk):
+                            if all(map(as_read, chunk)):  # (a Frame is truthy)
                                 preloaded[f"ingest/{digest[:32]}/{seg_name}"] = chunk
                     del frames
                 segs = [f"ingest/{digest[:32]}/{s}" for s in list_segments(target)]
@@ -456,8 +523,11 @@ def print_summary(summary: dict[str, Any]) -> None:
 @click.option("--max-decompressed-mib", type=click.IntRange(min=1),
               default=MAX_DECOMPRESSED_BYTES // 2**20, show_default=True,
               help="Refuse a zstd input that expands past this many MiB.")
+@click.option("--engine", type=click.Choice(ENGINES), default="core", show_default=True,
+              help="Frame sim records and encode the journal in bulk in the compiled core, "
+                   "or with the pure-Python reference (same archive).")
 def ingest_command(files: tuple[Path, ...], archive: Path, as_json: bool, strict: bool,
-                   quiet: bool, max_decompressed_mib: int) -> None:
+                   quiet: bool, max_decompressed_mib: int, engine: str) -> None:
     """Derive the archive from journal segments, `recorder sim --record` files or JSONL.
 
     Prints what was derived: frames, rows per dataset, rejects by reason. Exit status 1 when
@@ -466,7 +536,7 @@ def ingest_command(files: tuple[Path, ...], archive: Path, as_json: bool, strict
     """
     try:
         summary = ingest(list(files), archive, progress=not (quiet or as_json),
-                         max_decompressed_bytes=max_decompressed_mib * 2**20)
+                         max_decompressed_bytes=max_decompressed_mib * 2**20, engine=engine)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
     except ArchiveBusyError as exc:

@@ -131,6 +131,43 @@ class FeedLoop:
             self._on_roll()
         return signals
 
+    def feed_run(self, records: Iterable[tuple[int, Frame]], segment: str,
+                 progress: Callable[[int], None] | None = None) -> int:
+        """:meth:`feed` each ``(index, frame)`` of consecutive records of ``segment`` (the
+        signals dropped: re-derivation has no capture to act on them), with the same
+        positions, roll points and commits as one :meth:`feed` per record, in one loop.
+        ``progress`` (if given) is told every 10,000 frames and at the end. Returns the
+        number of frames fed."""
+        positions = self.positions
+        if segment not in positions:
+            self.register(segment)
+        pipeline = self.pipeline
+        feed = pipeline.feed
+        w = self.writer
+        on_roll = self._on_roll
+        roll_rows, roll_bytes, roll_ns = self._roll_rows, self._roll_bytes, self._roll_ns
+        n = 0
+        try:
+            for index, frame in records:
+                feed(frame)
+                positions[segment] = index + 1
+                n += 1
+                recv = frame.recv_ns
+                last = self._last_commit_ns
+                if last is None:
+                    last = self._last_commit_ns = recv
+                if on_roll is not None and (
+                        pipeline.pending_rows + w.buffered_rows >= roll_rows
+                        or w.buffered_bytes >= roll_bytes or recv - last >= roll_ns):
+                    on_roll()
+                if progress is not None and n % 10000 == 0:
+                    progress(10000)
+        finally:
+            self.frames += n
+        if progress is not None and n % 10000:
+            progress(n % 10000)
+        return n
+
     def committed(self) -> None:
         """A commit happened: the receive-time roll counts from the next frame."""
         self._last_commit_ns = None
@@ -282,14 +319,7 @@ class Deriver:
                 if not path.exists():
                     continue
                 records = read_segment(path, start=start, info=SegmentInfo())
-            feed = self.loop.feed
-            for index, frame in records:
-                feed(frame, seg, index)
-                n += 1
-                if progress is not None and n % 10000 == 0:
-                    progress(10000)
-        if progress is not None:
-            progress(n % 10000)
+            n += self.loop.feed_run(records, seg, progress)
         return n
 
     def close(self, reason: str = "open") -> None:
