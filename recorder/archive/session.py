@@ -228,9 +228,9 @@ class Deriver:
                 self.pipeline = Pipeline.from_state(state, self.writer)
                 kept = self.pipeline.settings
                 if settings is not None and settings != kept:
-                    log.warning("archive %s keeps the derivation settings it was created with (%s); "
-                                "%s requested (settings belong to an archive: a new archive root "
-                                "takes new ones)", self.archive.root, kept, settings)
+                    log.warning("archive %s keeps the derivation settings it was created "
+                                "with (%s); %s requested (settings belong to an archive: a new "
+                                "archive root takes new ones)", self.archive.root, kept, settings)
             st = self.archive.state
             self.sources: dict[str, dict[str, Any]] = {k: dict(v) for k, v in st.sources.items()}
             self.loop = FeedLoop(self.pipeline, self.writer, positions=dict(st.journal),
