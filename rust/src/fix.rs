@@ -321,6 +321,23 @@ fn reject(reason: RejectReason) -> Reject {
     }
 }
 
+/// Decode `buf` as one message, without a [`Framer`] (for callers that already hold whole
+/// messages, e.g. a batch of journaled ones): `None` when `buf` is only the start of a
+/// message, else how many bytes the first message covers and its result. Bytes that do not
+/// start with [`BEGIN`] are one [`RejectReason::Garbage`] covering all of `buf`.
+pub fn decode_one(buf: &[u8]) -> Option<(usize, Result<Message, Reject>)> {
+    if !buf.starts_with(BEGIN) {
+        if BEGIN.starts_with(buf) {
+            return None;
+        }
+        return Some((buf.len(), Err(reject(RejectReason::Garbage))));
+    }
+    match frame_at(buf) {
+        Step::Wait => None,
+        Step::Emit(consumed, result) => Some((consumed.clamp(1, buf.len()), result)),
+    }
+}
+
 /// Frame the message that starts at `buf[0]` (which starts with [`BEGIN`]).
 fn frame_at(buf: &[u8]) -> Step {
     let after_begin = BEGIN.len();
