@@ -216,14 +216,19 @@ pub struct Framer {
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from > haystack.len() || needle.is_empty() {
-        return None;
+    // scan for the first byte, then compare the rest (a slice compare per window would call
+    // memcmp at every position)
+    let (&first, rest) = needle.split_first()?;
+    let hay = haystack.get(from..)?;
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&c| c == first) {
+        let at = i + p;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return Some(at + from);
+        }
+        i = at + 1;
     }
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    None
 }
 
 /// Sum of bytes mod 256 (FIX CheckSum).
@@ -477,7 +482,10 @@ fn split_fields(body: &[u8]) -> Result<Vec<(u32, &[u8])>, RejectReason> {
 }
 
 fn text(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
+    match std::str::from_utf8(value) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    }
 }
 
 fn bad(tag: u32, why: impl Into<String>) -> RejectReason {
@@ -716,18 +724,20 @@ where
     I: Iterator<Item = &'a (u32, &'a [u8])>,
 {
     let mut entry = MdEntry::default();
-    let mut seen: Vec<u32> = Vec::with_capacity(8);
+    // each entry tag at most once: no allocation per entry
+    let mut seen = [0u32; ENTRY_TAGS.len()];
+    let mut n_seen = 0usize;
     let mut first = true;
     while let Some(&&(tag, value)) = fields.peek() {
         if !ENTRY_TAGS.contains(&tag) {
             break;
         }
-        if seen.contains(&tag) {
+        if seen.get(..n_seen).unwrap_or(&[]).contains(&tag) {
             if first {
                 return Err(RejectReason::GroupMismatch(format!("tag {tag} repeated")));
             }
             // the delimiter again: the next entry starts
-            let delimiter = seen.first().copied().unwrap_or(0);
+            let delimiter = seen[0];
             if tag == delimiter {
                 break;
             }
@@ -736,7 +746,10 @@ where
             )));
         }
         first = false;
-        seen.push(tag);
+        if let Some(slot) = seen.get_mut(n_seen) {
+            *slot = tag;
+            n_seen += 1;
+        }
         fields.next();
         match tag {
             279 => entry.action = Some(one_of(279, value, b"012")? - b'0'),

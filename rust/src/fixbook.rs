@@ -305,6 +305,12 @@ pub struct FixBooks {
     bids: Vec<L3Entry>,
     asks: Vec<L3Entry>,
     levels: [Vec<(i64, i64)>; 2],
+    /// Scratch: what this message's earlier entries did (L2: side, price, present).
+    seen_levels: Vec<(bool, i64, bool)>,
+    /// Scratch: what this message's earlier entries did (L3: handle, present).
+    seen_orders: Vec<(u32, bool)>,
+    /// Scratch: entries (by index) that removed an order, for their ids to be released.
+    released: Vec<usize>,
 }
 
 fn number_detail(tag: u32, d: Decimal, err: &NumberError) -> String {
@@ -386,6 +392,9 @@ impl FixBooks {
             bids: Vec::new(),
             asks: Vec::new(),
             levels: [Vec::new(), Vec::new()],
+            seen_levels: Vec::new(),
+            seen_orders: Vec::new(),
+            released: Vec::new(),
         }
     }
 
@@ -654,8 +663,15 @@ impl FixBooks {
         let (pp, qp) = (state.pp, state.qp);
         let (computed, crossed) = match &mut state.book {
             Book::L2(book) => {
+                l2_entries(
+                    book,
+                    snapshot,
+                    m,
+                    (pp, qp),
+                    &mut self.levels,
+                    &mut self.seen_levels,
+                )?;
                 let [bids, asks] = &mut self.levels;
-                l2_entries(book, snapshot, m, pp, qp, bids, asks)?;
                 let (nb, na) = (bids.len(), asks.len());
                 let outcome = book
                     .apply(snapshot, bids.drain(..), asks.drain(..))
@@ -675,15 +691,13 @@ impl FixBooks {
                 let (book, ids) = (&mut l3.0, &mut l3.1);
                 self.bids.clear();
                 self.asks.clear();
-                let released = l3_entries(
-                    book,
-                    ids,
+                l3_entries(
+                    (book, ids),
                     snapshot,
                     m,
-                    pp,
-                    qp,
-                    &mut self.bids,
-                    &mut self.asks,
+                    (pp, qp),
+                    (&mut self.bids, &mut self.asks),
+                    (&mut self.seen_orders, &mut self.released),
                 )?;
                 let outcome = book
                     .apply(snapshot, self.bids.drain(..), self.asks.drain(..))
@@ -701,10 +715,12 @@ impl FixBooks {
                         format!("{unknown} entries for orders not in the book"),
                     ));
                 }
-                for id in released {
+                for &i in &self.released {
                     // deleted (an id deleted then added again in one message stays)
-                    if ids.get(&id).is_some_and(|h| book.order(h).is_none()) {
-                        ids.release(&id);
+                    if let Some(id) = m.entries.get(i).and_then(|e| e.entry_id.as_deref()) {
+                        if ids.get(id).is_some_and(|h| book.order(h).is_none()) {
+                            ids.release(id);
+                        }
                     }
                 }
                 ids.sweep(book);
@@ -740,15 +756,14 @@ fn l2_entries(
     book: &L2Book,
     snapshot: bool,
     m: &Message,
-    pp: u8,
-    qp: u8,
-    bids: &mut Vec<(i64, i64)>,
-    asks: &mut Vec<(i64, i64)>,
+    (pp, qp): (u8, u8),
+    [bids, asks]: &mut [Vec<(i64, i64)>; 2],
+    seen: &mut Vec<(bool, i64, bool)>,
 ) -> Result<(), Refusal> {
     bids.clear();
     asks.clear();
     // (ask, price, present after the entry) of this message's earlier entries
-    let mut seen: Vec<(bool, i64, bool)> = Vec::new();
+    seen.clear();
     for (i, e) in m.entries.iter().enumerate() {
         if e.entry_type == b'2' {
             continue;
@@ -805,20 +820,18 @@ fn l2_entries(
 }
 
 /// The level3 entries of `m` by side, checked against `book` (and the message's earlier
-/// entries) before anything is applied; returns the ids deleted (to release afterwards).
-#[allow(clippy::too_many_arguments)]
+/// entries) before anything is applied; `released` gets the entries that remove an order
+/// (their ids are released once applied).
 fn l3_entries(
-    book: &L3Book,
-    ids: &mut OrderIds,
+    (book, ids): (&L3Book, &mut OrderIds),
     snapshot: bool,
     m: &Message,
-    pp: u8,
-    qp: u8,
-    bids: &mut Vec<L3Entry>,
-    asks: &mut Vec<L3Entry>,
-) -> Result<Vec<String>, Refusal> {
-    let mut seen: Vec<(u32, bool)> = Vec::new();
-    let mut released = Vec::new();
+    (pp, qp): (u8, u8),
+    (bids, asks): (&mut Vec<L3Entry>, &mut Vec<L3Entry>),
+    (seen, released): (&mut Vec<(u32, bool)>, &mut Vec<usize>),
+) -> Result<(), Refusal> {
+    seen.clear();
+    released.clear();
     for (i, e) in m.entries.iter().enumerate() {
         if e.entry_type == b'2' {
             continue;
@@ -882,7 +895,7 @@ fn l3_entries(
             _ => (l3::DELETE, 0),
         };
         if event == l3::DELETE || qty == 0 {
-            released.push(id.to_owned());
+            released.push(i);
         }
         seen.push((handle, qty > 0));
         let entry = L3Entry {
@@ -898,7 +911,7 @@ fn l3_entries(
             bids.push(entry);
         }
     }
-    Ok(released)
+    Ok(())
 }
 
 #[cfg(test)]
