@@ -451,3 +451,20 @@ def test_arbitrary_bytes_give_rejects(data: bytes, tail: bytes) -> None:
     columns = books.feed(messages)
     check_columns(columns, len(messages))
     assert set(columns["verdict"]) <= {REJECT, SKIPPED, UNCHECKED}
+
+
+def test_benchmark_replay_fails_loudly_on_a_wrong_result() -> None:
+    """The FIX benchmark's self-check: a stream that does not apply cannot give a figure."""
+    from dataclasses import replace
+
+    from benchmarks.core import ChecksumFailure, _replay_fix
+    from benchmarks.workloads import sim_frames
+
+    stream = fix_stream(sim_frames("book", 10, 200))
+    assert _replay_fix(stream) == len(stream.messages) == 201
+    dropped = replace(stream, messages=stream.messages[:50] + stream.messages[51:])
+    with pytest.raises(ChecksumFailure):
+        _replay_fix(dropped)
+    other_end = replace(stream, bids=stream.bids[1:])
+    with pytest.raises(ChecksumFailure):
+        _replay_fix(other_end)
