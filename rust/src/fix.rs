@@ -216,19 +216,35 @@ pub struct Framer {
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    // scan for the first byte, then compare the rest (a slice compare per window would call
-    // memcmp at every position)
+    // eight bytes at a time for the first byte (SWAR), then the rest compared at each hit: a
+    // slice compare per window would call memcmp at every position
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
     let (&first, rest) = needle.split_first()?;
     let hay = haystack.get(from..)?;
-    let mut i = 0;
-    while let Some(p) = hay.get(i..)?.iter().position(|&c| c == first) {
-        let at = i + p;
-        if hay.get(at + 1..at + needle.len()) == Some(rest) {
-            return Some(at + from);
+    let matches_at =
+        |at: usize| hay.get(at) == Some(&first) && hay.get(at + 1..at + needle.len()) == Some(rest);
+    let pattern = LO * u64::from(first);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // every byte equal to `first` is flagged (and maybe a byte above one: checked)
+        let mut flagged = x.wrapping_sub(LO) & !x & HI;
+        while flagged != 0 {
+            let at = base + (flagged.trailing_zeros() / 8) as usize;
+            if matches_at(at) {
+                return Some(from + at);
+            }
+            flagged &= flagged - 1;
         }
-        i = at + 1;
+        base += 8;
     }
-    None
+    (base..hay.len())
+        .find(|&at| matches_at(at))
+        .map(|at| from + at)
 }
 
 /// Sum of bytes mod 256 (FIX CheckSum).
@@ -1078,6 +1094,31 @@ mod tests {
         let frames = Framer::new().feed(bytes);
         assert_eq!(frames.len(), 1, "{frames:?}");
         frames.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn find_agrees_with_a_naive_search() {
+        let naive = |hay: &[u8], needle: &[u8], from: usize| {
+            (from..=hay.len().saturating_sub(needle.len()))
+                .find(|&i| hay.get(i..i + needle.len()) == Some(needle))
+                .filter(|_| from <= hay.len() && hay.len() >= needle.len())
+        };
+        let mut hay = x_message();
+        hay.extend(b"\x01\x0110\x0110=\x01\x01\x011");
+        hay.extend([0x01, 0x02, 0x81, 0x00, 0x01, b'1', b'0', b'=']);
+        for needle in [&b"\x0110="[..], b"\x01", b"10=", b"=", b"\x00\x01", b"zz"] {
+            for from in 0..=hay.len() + 1 {
+                for end in [hay.len(), hay.len().saturating_sub(3), from.min(hay.len())] {
+                    let h = &hay[..end];
+                    assert_eq!(
+                        find(h, needle, from),
+                        naive(h, needle, from),
+                        "{needle:?} {from} {end}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find(b"abc", b"", 0), None);
     }
 
     #[test]
