@@ -20,6 +20,8 @@ __all__ = [
     "FrameStream",
     "RecordedWorkload",
     "V1BookStream",
+    "FixStream",
+    "fix_stream",
     "real_l2_frames",
     "recorded_workload",
     "sim_frames",
@@ -231,3 +233,127 @@ def to_v1_book(stream: FrameStream, channel_id: int = 336) -> V1BookStream:
         final = data.checksum if data.checksum is not None else final
         out.append(json.dumps([channel_id, *body, name, pair], separators=(",", ":")))
     return V1BookStream(pair, stream.depth, tuple(out), final, one, two)
+
+
+# ------------------------------------------------------------------ the same updates over FIX
+
+
+@dataclass(frozen=True, slots=True)
+class FixStream:
+    """A WebSocket :class:`FrameStream` rendered as Kraken FIX market data: a W, then one X per
+    update frame that changes what a FIX client holds (``skipped`` frames change nothing:
+    their only levels were removals of levels already out of the window). ``bids``/``asks``
+    are the final book's levels as ``(price, qty)`` text, for checking the result."""
+
+    name: str
+    level3: bool
+    symbol: str
+    depth: int
+    price_precision: int
+    qty_precision: int
+    messages: tuple[bytes, ...]
+    skipped: int
+    bids: tuple[tuple[str, str], ...]
+    asks: tuple[tuple[str, str], ...]
+
+
+def fix_stream(stream: FrameStream, *, sender: str = "KRAKEN-MD",
+               target: str = "CLIENT") -> FixStream:
+    """Render ``stream``'s book or level3 frames as FIX 4.4 W/X messages, pre-encoded.
+
+    The frames are applied to the Python reference book (every checksum must verify), which
+    tells each entry's MDUpdateAction: a level (L2, keyed by price, MDEntryID ``O`` + price as
+    in Kraken's examples) or order (L3, MDEntryID = order id) the client holds is changed or
+    deleted, one it does not hold is new; a removal of something it does not hold is dropped.
+    Levels that leave the window by depth truncation get no delete, as on the WebSocket: a
+    FIX client truncates at the same depth. Entries follow the frame's order (bids, asks).
+    """
+    from recorder import _core
+    from recorder.book.l2 import L2Book
+    from recorder.book.l3 import L3Book
+    from recorder.fix.messages import (
+        BID,
+        CHANGE,
+        DELETE,
+        NEW,
+        OFFER,
+        BookEntry,
+        incremental_fields,
+        snapshot_fields,
+    )
+    from recorder.protocol.numbers import units_to_text
+    from recorder.protocol.spot import decode_spot
+
+    level3 = stream.channel == "level3"
+    pp, qp = stream.price_precision, stream.qty_precision
+    book: L2Book | L3Book = (L3Book if level3 else L2Book)(stream.symbol, stream.depth, pp, qp)
+    messages: list[bytes] = []
+    skipped = 0
+    seq = 1
+    now = START_NS
+
+    def text(token: object, precision: int) -> str:
+        return units_to_text(_core.token_units(str(token), precision), precision)
+
+    for frame in stream.frames:
+        message = decode_spot(frame)
+        data = message.data[0]  # type: ignore[union-attr]
+        kind = message.type  # type: ignore[union-attr]
+        now = data.ts_ns or now
+        when = f"{now // 10**9 % 86400 // 3600:02d}:{now // 10**9 % 3600 // 60:02d}:" \
+               f"{now // 10**9 % 60:02d}.{now // 10**6 % 1000:03d}"
+        entries: list[BookEntry] = []
+        for entry_type, side, items in ((BID, "bid", data.bids), (OFFER, "ask", data.asks)):
+            if level3:
+                live = {o.order_id for o in book.orders(side)}  # type: ignore[union-attr]
+                for o in items:
+                    price, qty = text(o.limit_price, pp), text(o.order_qty, qp)
+                    known = o.order_id in live
+                    if kind == "snapshot":
+                        action = None
+                    elif o.event == "delete":
+                        if not known:
+                            continue
+                        action = DELETE
+                    else:
+                        action = CHANGE if known else NEW
+                    (live.discard if action == DELETE else live.add)(o.order_id)
+                    entries.append(BookEntry(entry_type, o.order_id, price, qty, when,
+                                             action=action, timestamp=o.timestamp))
+            else:
+                live = {p for p, _ in book.levels(side)}
+                for lv in items:
+                    units = _core.token_units(str(lv.price), pp)
+                    price, qty = units_to_text(units, pp), text(lv.qty, qp)
+                    gone = _core.token_units(str(lv.qty), qp) == 0
+                    if kind == "snapshot":
+                        action = None
+                    elif gone:
+                        if units not in live:
+                            continue
+                        action = DELETE
+                    else:
+                        action = CHANGE if units in live else NEW
+                    (live.discard if action == DELETE else live.add)(units)
+                    entries.append(BookEntry(entry_type, f"O{price}", price, qty, when,
+                                             action=action))
+        if not book.apply(kind, data).match:  # type: ignore[arg-type]
+            raise ValueError(f"{stream.name}: reference book checksum failed")
+        if kind == "snapshot":
+            fields = snapshot_fields("1", stream.symbol, entries)
+            msg_type = "W"
+        elif entries:
+            fields = incremental_fields("1", stream.symbol, entries)
+            msg_type = "X"
+        else:
+            skipped += 1
+            continue
+        messages.append(_core.encode_fix(msg_type, seq, sender, target, now, fields))
+        seq += 1
+
+    def final(side: str) -> tuple[tuple[str, str], ...]:
+        return tuple((units_to_text(p, pp), units_to_text(q, qp))
+                     for p, q in book.levels(side))  # type: ignore[arg-type]
+
+    return FixStream(f"{stream.name} as FIX", level3, stream.symbol, stream.depth, pp, qp,
+                     tuple(messages), skipped, final("bid"), final("ask"))

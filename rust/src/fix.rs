@@ -216,14 +216,35 @@ pub struct Framer {
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from > haystack.len() || needle.is_empty() {
-        return None;
+    // eight bytes at a time for the first byte (SWAR), then the rest compared at each hit: a
+    // slice compare per window would call memcmp at every position
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (&first, rest) = needle.split_first()?;
+    let hay = haystack.get(from..)?;
+    let matches_at =
+        |at: usize| hay.get(at) == Some(&first) && hay.get(at + 1..at + needle.len()) == Some(rest);
+    let pattern = LO * u64::from(first);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // every byte equal to `first` is flagged (and maybe a byte above one: checked)
+        let mut flagged = x.wrapping_sub(LO) & !x & HI;
+        while flagged != 0 {
+            let at = base + (flagged.trailing_zeros() / 8) as usize;
+            if matches_at(at) {
+                return Some(from + at);
+            }
+            flagged &= flagged - 1;
+        }
+        base += 8;
     }
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    (base..hay.len())
+        .find(|&at| matches_at(at))
+        .map(|at| from + at)
 }
 
 /// Sum of bytes mod 256 (FIX CheckSum).
@@ -318,6 +339,23 @@ fn reject(reason: RejectReason) -> Reject {
         msg_type: None,
         seq_num: None,
         poss_dup: false,
+    }
+}
+
+/// Decode `buf` as one message, without a [`Framer`] (for callers that already hold whole
+/// messages, e.g. a batch of journaled ones): `None` when `buf` is only the start of a
+/// message, else how many bytes the first message covers and its result. Bytes that do not
+/// start with [`BEGIN`] are one [`RejectReason::Garbage`] covering all of `buf`.
+pub fn decode_one(buf: &[u8]) -> Option<(usize, Result<Message, Reject>)> {
+    if !buf.starts_with(BEGIN) {
+        if BEGIN.starts_with(buf) {
+            return None;
+        }
+        return Some((buf.len(), Err(reject(RejectReason::Garbage))));
+    }
+    match frame_at(buf) {
+        Step::Wait => None,
+        Step::Emit(consumed, result) => Some((consumed.clamp(1, buf.len()), result)),
     }
 }
 
@@ -460,7 +498,10 @@ fn split_fields(body: &[u8]) -> Result<Vec<(u32, &[u8])>, RejectReason> {
 }
 
 fn text(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
+    match std::str::from_utf8(value) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    }
 }
 
 fn bad(tag: u32, why: impl Into<String>) -> RejectReason {
@@ -699,18 +740,20 @@ where
     I: Iterator<Item = &'a (u32, &'a [u8])>,
 {
     let mut entry = MdEntry::default();
-    let mut seen: Vec<u32> = Vec::with_capacity(8);
+    // each entry tag at most once: no allocation per entry
+    let mut seen = [0u32; ENTRY_TAGS.len()];
+    let mut n_seen = 0usize;
     let mut first = true;
     while let Some(&&(tag, value)) = fields.peek() {
         if !ENTRY_TAGS.contains(&tag) {
             break;
         }
-        if seen.contains(&tag) {
+        if seen.get(..n_seen).unwrap_or(&[]).contains(&tag) {
             if first {
                 return Err(RejectReason::GroupMismatch(format!("tag {tag} repeated")));
             }
             // the delimiter again: the next entry starts
-            let delimiter = seen.first().copied().unwrap_or(0);
+            let delimiter = seen[0];
             if tag == delimiter {
                 break;
             }
@@ -719,7 +762,10 @@ where
             )));
         }
         first = false;
-        seen.push(tag);
+        if let Some(slot) = seen.get_mut(n_seen) {
+            *slot = tag;
+            n_seen += 1;
+        }
         fields.next();
         match tag {
             279 => entry.action = Some(one_of(279, value, b"012")? - b'0'),
@@ -1048,6 +1094,31 @@ mod tests {
         let frames = Framer::new().feed(bytes);
         assert_eq!(frames.len(), 1, "{frames:?}");
         frames.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn find_agrees_with_a_naive_search() {
+        let naive = |hay: &[u8], needle: &[u8], from: usize| {
+            (from..=hay.len().saturating_sub(needle.len()))
+                .find(|&i| hay.get(i..i + needle.len()) == Some(needle))
+                .filter(|_| from <= hay.len() && hay.len() >= needle.len())
+        };
+        let mut hay = x_message();
+        hay.extend(b"\x01\x0110\x0110=\x01\x01\x011");
+        hay.extend([0x01, 0x02, 0x81, 0x00, 0x01, b'1', b'0', b'=']);
+        for needle in [&b"\x0110="[..], b"\x01", b"10=", b"=", b"\x00\x01", b"zz"] {
+            for from in 0..=hay.len() + 1 {
+                for end in [hay.len(), hay.len().saturating_sub(3), from.min(hay.len())] {
+                    let h = &hay[..end];
+                    assert_eq!(
+                        find(h, needle, from),
+                        naive(h, needle, from),
+                        "{needle:?} {from} {end}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find(b"abc", b"", 0), None);
     }
 
     #[test]

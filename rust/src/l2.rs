@@ -274,6 +274,14 @@ impl L2Book {
         }
     }
 
+    /// Quantity of the level at `price` on one side (`ask` true for asks), if present.
+    pub fn level_qty(&self, ask: bool, price: i64) -> Option<i64> {
+        let side = if ask { &self.asks } else { &self.bids };
+        let key = price.checked_mul(side.sign)?;
+        let i = side.levels.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        side.levels.get(i).map(|&(_, qty)| qty)
+    }
+
     /// Whether the book holds exactly these levels (best first per side), e.g. a checkpoint.
     pub fn has_levels(&self, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> bool {
         self.bids.levels.len() == bids.len()

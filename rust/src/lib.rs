@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod decimal;
 pub mod error;
 pub mod fix;
+pub mod fixbook;
 pub mod ingest;
 pub mod l2;
 pub mod l3;
@@ -21,6 +22,8 @@ pub mod spot;
 
 #[cfg(feature = "python")]
 mod fix_python;
+#[cfg(feature = "python")]
+mod fixbook_python;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]

@@ -850,5 +850,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::fix_python::register(m)?;
     crate::python_spot::register(m)?;
     crate::python_ingest::register(m)?;
+    crate::fixbook_python::register(m)?;
     Ok(())
 }
