@@ -276,3 +276,17 @@ def test_websocket_and_fix_books_of_one_symbol_keep_separate_epochs() -> None:
     epochs = {e["stream"]: e for e in rows(sink, "epochs") if e["channel"] == "book"}
     assert set(epochs) == {"fix", "spot"}
     assert epochs["fix"]["end_reason"] == "open" and epochs["fix"]["messages"] == 2
+
+
+def test_a_logout_we_started_is_a_disconnect_not_a_peer_logout() -> None:
+    pipeline, sink, s = l2_session()
+    s.send("5", [(58, "recorder stopping")])
+    s.receive("5", [])
+    pipeline.feed(Frame(recv_ns=s.now + MS, conn_id=CONN, stream="control", direction="in",
+                        payload=mk.encode_marker(mk.Disconnected(conn_id=CONN,
+                                                                 reason=mk.STOP_REASON))))
+    pipeline.close()
+    (epoch,) = [e for e in rows(sink, "epochs") if e["channel"] == "book"]
+    assert epoch["end_reason"] == "disconnect"
+    (gap,) = rows(sink, "gaps")
+    assert (gap["cause"], gap["detail"]) == ("disconnect", mk.STOP_REASON)

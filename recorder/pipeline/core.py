@@ -419,7 +419,8 @@ class Pipeline:
                                           depth=r.depth, symbols=list(r.symbols),
                                           trades=r.trades)
                           for k, r in self._fix.requests.items()],
-            fix_sent=[(k[0], k[1], v) for k, v in self._fix.sent.items()])
+            fix_sent=[(k[0], k[1], v) for k, v in self._fix.sent.items()],
+            fix_logout_sent=sorted(self._fix.logout_sent))
 
     @classmethod
     def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
@@ -473,6 +474,7 @@ class Pipeline:
         p._fix.requests = {(r.conn_id, r.md_req_id): _FixRequest(
             r.channel, r.depth, tuple(r.symbols), r.trades) for r in state.fix_requests}
         p._fix.sent = {(c, q): md for c, q, md in state.fix_sent}
+        p._fix.logout_sent = set(state.fix_logout_sent)
         for cs in state.conns:
             c = _Conn(cs.stream)
             c.minute = c.until = cs.minute  # until: not computed here (empty range)
@@ -1678,7 +1680,12 @@ class Pipeline:
         W, X or Y of that id is about) and by MsgSeqNum (what a session Reject refers to); an
         unsubscribe ends its epochs (``unsubscribed``)."""
         m = _fix_decode(frame.payload)
-        if m is None or not m["ok"] or m["msg_type"] != "V":
+        if m is None or not m["ok"]:
+            return
+        if m["msg_type"] == "5":  # the peer's Logout that follows only confirms ours
+            self._fix.logout_sent.add(frame.conn_id)
+            return
+        if m["msg_type"] != "V":
             return
         fields = m["fields"]
         md_req_id = fields.get(262)
@@ -1769,9 +1776,10 @@ class Pipeline:
                 self._fix_refused(frame, md_req_id, detail)
             else:
                 self._reject(frame, "session", "fix_peer_reject", detail[:300], None)
-        elif msg_type == "5":
+        elif msg_type == "5" and cid not in fix.logout_sent:  # the peer ends the session
             self._fix_end_epochs(frame, "logout", "fix_logout",
                                  f"peer Logout: {fields.get(58, '')}".rstrip(": "))
+        # a Logout answering ours: the Disconnected marker that follows ends the epochs
         # ResendRequest (2), MarketDataRequest echoes, SecurityList (j): journaled only
 
     def _fix_sequence(self, frame: Frame, seq: int, poss_dup: bool) -> bool:
@@ -2250,20 +2258,23 @@ class _FixSessions:
     MsgSeqNum per connection, its MarketDataRequests by MDReqID, and MsgSeqNum -> MDReqID of
     the requests sent (a session-level Reject refers to one by its number)."""
 
-    __slots__ = ("expected", "requests", "sent")
+    __slots__ = ("expected", "requests", "sent", "logout_sent")
 
     def __init__(self) -> None:
         self.expected: dict[int, int] = {}
+        #: connections on which we sent a Logout (the peer's Logout then confirms it)
+        self.logout_sent: set[int] = set()
         self.requests: dict[tuple[int, str], _FixRequest] = {}
         self.sent: dict[tuple[int, int], str] = {}
 
     def forget(self, conn_id: int) -> None:
         """Connection ``conn_id`` ended: its session is over."""
         self.expected.pop(conn_id, None)
-        for key in [k for k in self.requests if k[0] == conn_id]:
-            del self.requests[key]
-        for key in [k for k in self.sent if k[0] == conn_id]:
-            del self.sent[key]
+        self.logout_sent.discard(conn_id)
+        for request in [k for k in self.requests if k[0] == conn_id]:
+            del self.requests[request]
+        for sent in [k for k in self.sent if k[0] == conn_id]:
+            del self.sent[sent]
 
 
 class _FixLevel(NamedTuple):

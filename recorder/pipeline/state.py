@@ -192,6 +192,8 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fix_requests: list[FixRequestState] = []
     #: (conn_id, MsgSeqNum, MDReqID) of FIX MarketDataRequests sent (a 35=3 names one)
     fix_sent: list[tuple[int, int, str]] = []
+    #: FIX connections on which we sent a Logout
+    fix_logout_sent: list[int] = []
 
 
 class _Header(msgspec.Struct):

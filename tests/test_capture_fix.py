@@ -1,0 +1,191 @@
+"""Capture over FIX (issue #17): a worker's FIX part against the sim's TLS acceptor.
+
+A real :class:`~recorder.capture.service.Worker` (its WebSocket venue offline) records three
+pairs from :class:`~recorder.sim.fix_acceptor.FixAcceptorServer` over TLS, trusting the
+acceptor's generated certificate through ``[fix] ca_file``. The sim market moves and the
+acceptor publishes incremental refreshes; after a clean stop the archive's ``book`` rows of
+each pair's FIX epoch rebuild exactly the sim market's top-10 book. Then ``recorder ingest``
+re-derives the worker's journal into a fresh archive, and every dataset is the same row set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from recorder.archive.schema import load_schemas
+from recorder.capture.config import load_config
+from recorder.capture.fix_part import FixConnection
+from recorder.capture.service import Worker, WorkerSpec
+from recorder.capture.shards import WorkerPlan
+from recorder.sim.fix_acceptor import FixAcceptorServer
+from recorder.sim.market import SpotMarket
+from recorder.sim.universe import load_universe
+from tests.test_capture_integration import dataset, rows
+from tests.test_capture_rederive import _difference, _rederive
+
+pytestmark = pytest.mark.integration
+
+OFFLINE = "ws://127.0.0.1:9"
+START = 1_700_000_000 * 10**9
+S = 10**9
+DEPTH = 10
+
+
+def _worker(tmp_path: Path, port: int, cert: Path, symbols: list[str]) -> Worker:
+    cfg = load_config(None, env={}, overrides={
+        "venue": {"spot_ws": OFFLINE, "l3_ws": OFFLINE, "futures_ws": OFFLINE,
+                  "spot_rest": "http://127.0.0.1:9", "futures_rest": "http://127.0.0.1:9"},
+        "schedule": {"disk_min_free_bytes": 1, "disk_resume_free_bytes": 1},
+        "connection": {"backoff_base_s": 0.05, "backoff_max_s": 0.2},
+        "fix": {"host": "127.0.0.1", "l2_port": port, "sender_comp_id": "RECORDER1",
+                "symbols": symbols, "channels": ["L2"], "depth": DEPTH, "ca_file": str(cert),
+                "heartbeat_s": 5, "backoff_base_s": 0.05, "backoff_max_s": 0.2}},
+        top_overrides={"archive_root": tmp_path / "archive", "host": "fix"})
+    return Worker(WorkerSpec(cfg, WorkerPlan(index=0, connections=()), 1, "t"))
+
+
+def _book(book_rows: list[dict[str, Any]], epoch: int) -> dict[int, dict[Decimal, Decimal]]:
+    sides: dict[int, dict[Decimal, Decimal]] = {0: {}, 1: {}}
+    for r in book_rows:
+        if r["epoch"] != epoch:
+            continue
+        price = Decimal(r["price"]).scaleb(-r["price_scale"])
+        qty = Decimal(r["qty"]).scaleb(-r["qty_scale"])
+        if qty == 0:
+            sides[r["side"]].pop(price, None)
+        else:
+            sides[r["side"]][price] = qty
+    return sides
+
+
+async def _until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Path) -> None:
+    market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=3), seed=7,
+                        rate=4.0, start_ns=START)
+    symbols = list(market.symbols[:3])
+
+    async def scenario() -> Worker:
+        server = FixAcceptorServer(market, time.time_ns, directory=tmp_path)
+        port = await server.start()
+        worker = _worker(tmp_path, port, server.cert_path, symbols)
+        assert worker.fix is not None
+        (conn,) = worker.fix.connections
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: conn.logged_on and conn.messages >= 1 + len(symbols), 30,
+                         "logon and one snapshot per pair")
+            for step in range(1, 25):
+                market.advance(START + step * S // 2)
+                await server.publish()
+                await asyncio.sleep(0.01)
+            await _until(lambda: _caught_up(conn, server), 10, "the last refreshes")
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            if not task.done():
+                task.cancel()
+            await server.close()
+        return worker
+
+    worker = asyncio.run(scenario())
+    root = worker.root
+    book_rows = rows(root.parent, "book", [root])
+    epochs = [e for e in rows(root.parent, "epochs", [root]) if e["channel"] == "book"]
+    assert {e["symbol"] for e in epochs} == set(symbols)
+    for symbol in symbols:
+        (epoch,) = [e for e in epochs if e["symbol"] == symbol]
+        assert epoch["stream"] == "fix" and epoch["start_reason"] == "snapshot"
+        assert epoch["end_reason"] == "disconnect" and epoch["depth"] == DEPTH
+        assert epoch["checksum_ok"] == epoch["checksum_failed"] == 0  # no CRC32 over FIX
+        assert epoch["messages"] > 5, epoch
+        bids, asks = market.depth(symbol, DEPTH)
+        want = {0: {Decimal(p): Decimal(q) for p, q, _ in bids},
+                1: {Decimal(p): Decimal(q) for p, q, _ in asks}}
+        assert _book(book_rows, epoch["epoch"]) == want, symbol
+    assert all(r["checksum"] is None for r in book_rows)
+    gaps = rows(root.parent, "gaps", [root])
+    assert {(g["cause"], g["detail"]) for g in gaps} == {("disconnect", "process stop")}, gaps
+    assert not [r for r in rows(root.parent, "rejects", [root]) if r["stream"] == "fix"]
+    live = [r for r in rows(root.parent, "liveness", [root]) if r["stream"] == "fix"]
+    assert {r["symbol"] for r in live if r["channel"] == "book"} == set(symbols)
+
+    fresh = tmp_path / "rederived"
+    _rederive(root, fresh)
+    con = duckdb.connect()
+    for name in sorted(load_schemas()):
+        live_t, again = dataset(root.parent, name, [root]), dataset(fresh, name, [fresh])
+        if live_t is None and again is None:
+            continue
+        assert live_t is not None and again is not None, name
+        assert _difference(con, live_t, again) == [], name
+        assert _difference(con, again, live_t) == [], name
+
+
+def _caught_up(conn: FixConnection, server: FixAcceptorServer) -> bool:
+    """Every message the acceptor sent has reached the recorder's journal."""
+    sent = sum(c.session.next_out - 1 for c in server._clients)  # noqa: SLF001 - test probe
+    return bool(server._clients) and conn.messages >= sent  # noqa: SLF001
+
+
+def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
+        tmp_path: Path) -> None:
+    market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=5), seed=9,
+                        rate=4.0, start_ns=START)
+    symbols = list(market.symbols[:2])
+
+    async def scenario() -> Worker:
+        server = FixAcceptorServer(market, time.time_ns, directory=tmp_path)
+        port = await server.start()
+        worker = _worker(tmp_path, port, server.cert_path, symbols)
+        assert worker.fix is not None
+        (conn,) = worker.fix.connections
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: conn.logged_on and conn.messages >= 1 + len(symbols), 30,
+                         "logon and snapshots")
+            first = conn.conn_id
+            for client in list(server._clients):  # noqa: SLF001 - the exchange drops us
+                client.writer.close()
+            await _until(lambda: conn.sessions == 2 and conn.logged_on and conn.conn_id != first
+                         and _caught_up(conn, server), 30, "reconnect, logon and snapshots")
+            market.advance(START + S)
+            await server.publish()
+            await _until(lambda: _caught_up(conn, server), 10, "the refreshes")
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            if not task.done():
+                task.cancel()
+            await server.close()
+        return worker
+
+    worker = asyncio.run(scenario())
+    root = worker.root
+    epochs = [e for e in rows(root.parent, "epochs", [root]) if e["channel"] == "book"]
+    for symbol in symbols:
+        mine = sorted((e for e in epochs if e["symbol"] == symbol), key=lambda e: e["start_ns"])
+        assert [e["end_reason"] for e in mine] == ["disconnect", "disconnect"], mine
+        assert mine[0]["conn_id"] != mine[1]["conn_id"]
+    gaps = rows(root.parent, "gaps", [root])
+    healed = [g for g in gaps if g["healed_by"] == "resnapshot"]
+    assert {(g["symbol"], g["cause"]) for g in healed} == {(s, "disconnect") for s in symbols}
+    book_rows = rows(root.parent, "book", [root])
+    for symbol in symbols:
+        last = max((e for e in epochs if e["symbol"] == symbol), key=lambda e: e["start_ns"])
+        bids, asks = market.depth(symbol, DEPTH)
+        assert _book(book_rows, last["epoch"]) == {
+            0: {Decimal(p): Decimal(q) for p, q, _ in bids},
+            1: {Decimal(p): Decimal(q) for p, q, _ in asks}}
