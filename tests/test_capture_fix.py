@@ -11,6 +11,7 @@ re-derives the worker's journal into a fresh archive, and every dataset is the s
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,8 @@ from recorder.capture.shards import WorkerPlan
 from recorder.sim.fix_acceptor import FixAcceptorServer
 from recorder.sim.market import SpotMarket
 from recorder.sim.universe import load_universe
-from tests.test_capture_integration import dataset, rows
+from recorder.verify import verify_archive
+from tests.test_capture_integration import PY, dataset, rows
 from tests.test_capture_rederive import _difference, _rederive
 
 pytestmark = pytest.mark.integration
@@ -121,6 +123,21 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
     assert not [r for r in rows(root.parent, "rejects", [root]) if r["stream"] == "fix"]
     live = [r for r in rows(root.parent, "liveness", [root]) if r["stream"] == "fix"]
     assert {r["symbol"] for r in live if r["channel"] == "book"} == set(symbols)
+
+    for engine in ("core", "python"):
+        report = verify_archive(root, engine=engine)  # type: ignore[arg-type]
+        assert report["not_checkable_epochs"] == len(symbols), report
+        assert report["not_checkable_messages"] == sum(e["messages"] for e in epochs)
+        assert report["messages_checked"] == report["failed"] == 0
+        assert report["unverifiable_messages"] == 0 and report["checkpoints_failed"] == 0
+    shown = subprocess.run([PY, "-m", "recorder", "verify", "--archive", str(root)],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "not checkable, FIX carries no Kraken CRC32" in shown.stdout
+    journal = subprocess.run([PY, "-m", "recorder", "verify", "--journal", str(root)],
+                             capture_output=True, text=True, timeout=120)
+    assert journal.returncode == 0, journal.stderr
+    assert "not checkable, FIX carries no Kraken CRC32" in journal.stdout
 
     fresh = tmp_path / "rederived"
     _rederive(root, fresh)
