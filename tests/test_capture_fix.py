@@ -40,15 +40,19 @@ S = 10**9
 DEPTH = 10
 
 
-def _worker(tmp_path: Path, port: int, cert: Path, symbols: list[str]) -> Worker:
+def _worker(tmp_path: Path, port: int, cert: Path, symbols: list[str], *,
+            heartbeat_s: int = 5, channels: list[str] | None = None,
+            same_port: bool = False) -> Worker:
     cfg = load_config(None, env={}, overrides={
         "venue": {"spot_ws": OFFLINE, "l3_ws": OFFLINE, "futures_ws": OFFLINE,
                   "spot_rest": "http://127.0.0.1:9", "futures_rest": "http://127.0.0.1:9"},
         "schedule": {"disk_min_free_bytes": 1, "disk_resume_free_bytes": 1},
         "connection": {"backoff_base_s": 0.05, "backoff_max_s": 0.2},
-        "fix": {"host": "127.0.0.1", "l2_port": port, "sender_comp_id": "RECORDER1",
-                "symbols": symbols, "channels": ["L2"], "depth": DEPTH, "ca_file": str(cert),
-                "heartbeat_s": 5, "backoff_base_s": 0.05, "backoff_max_s": 0.2}},
+        "fix": {"host": "127.0.0.1", "l2_port": port,
+                "l3_port": port if same_port else 4005, "sender_comp_id": "RECORDER1",
+                "symbols": symbols, "channels": channels or ["L2"], "depth": DEPTH,
+                "ca_file": str(cert), "heartbeat_s": heartbeat_s, "backoff_base_s": 0.05,
+                "backoff_max_s": 0.2}},
         top_overrides={"archive_root": tmp_path / "archive", "host": "fix"})
     return Worker(WorkerSpec(cfg, WorkerPlan(index=0, connections=()), 1, "t"))
 
@@ -151,10 +155,12 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
         assert _difference(con, again, live_t) == [], name
 
 
-def _caught_up(conn: FixConnection, server: FixAcceptorServer) -> bool:
+def _caught_up(conn: FixConnection, server: FixAcceptorServer,
+               other: FixConnection | None = None) -> bool:
     """Every message the acceptor sent has reached the recorder's journal."""
     sent = sum(c.session.next_out - 1 for c in server._clients)  # noqa: SLF001 - test probe
-    return bool(server._clients) and conn.messages >= sent  # noqa: SLF001
+    got = conn.messages + (other.messages if other is not None else 0)
+    return bool(server._clients) and got >= sent  # noqa: SLF001
 
 
 def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
@@ -206,3 +212,95 @@ def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
         assert _book(book_rows, last["epoch"]) == {
             0: {Decimal(p): Decimal(q) for p, q, _ in bids},
             1: {Decimal(p): Decimal(q) for p, q, _ in asks}}
+
+
+def _run(tmp_path: Path, market: SpotMarket, symbols: list[str], body: Any,
+         **fix: Any) -> Worker:
+    """Run a worker against the sim's acceptor; ``body(worker, conn, server)`` drives it."""
+
+    async def scenario() -> Worker:
+        server = FixAcceptorServer(market, time.time_ns, directory=tmp_path)
+        port = await server.start()
+        worker = _worker(tmp_path, port, server.cert_path, symbols, **fix)
+        assert worker.fix is not None
+        task = asyncio.create_task(worker.run())
+        try:
+            await body(worker, worker.fix.connections, server)
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            if not task.done():
+                task.cancel()
+            await server.close()
+        return worker
+
+    return asyncio.run(scenario())
+
+
+def test_a_sequence_gap_ends_the_epochs_and_fresh_snapshots_heal_them(tmp_path: Path) -> None:
+    """The exchange skips a MsgSeqNum: the archive ends each book epoch with a ``fix_seq_gap``
+    gap naming the lost number; capture resubscribes, and the new snapshots heal the gaps.
+    (The sim's acceptor cannot replay: the session gives up on its ResendRequest after 2 x
+    HeartBtInt and reconnects, which the archive records as a disconnect.)"""
+    market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=11), seed=2,
+                        rate=4.0, start_ns=START)
+    symbols = list(market.symbols[:2])
+
+    async def body(worker: Worker, conns: list[FixConnection], server: FixAcceptorServer) -> None:
+        (conn,) = conns
+        await _until(lambda: conn.logged_on and _caught_up(conn, server), 30, "snapshots")
+        (client,) = server._clients  # noqa: SLF001 - the exchange loses one message
+        lost = client.session.next_out
+        client.session.next_out += 1
+        market.advance(START + S)
+        await server.publish()
+        await _until(lambda: conn.gaps == 1, 10, "the gap seen")
+        await _until(lambda: conn.sessions == 2 and conn.logged_on and _caught_up(conn, server),
+                     30, "the resend given up, reconnect and snapshots")
+        market.advance(START + 2 * S)
+        await server.publish()
+        await _until(lambda: _caught_up(conn, server), 10, "the refreshes")
+        body.lost = lost  # type: ignore[attr-defined]
+
+    worker = _run(tmp_path, market, symbols, body, heartbeat_s=1)
+    root = worker.root
+    gaps = rows(root.parent, "gaps", [root])
+    seq_gaps = [g for g in gaps if g["cause"] == "fix_seq_gap"]
+    assert {g["symbol"] for g in seq_gaps} == set(symbols), gaps
+    lost = body.lost  # type: ignore[attr-defined]
+    assert all(g["missing"] == f"MsgSeqNum {lost}..{lost}" and g["missing_count"] == 1
+               and g["healed_by"] == "resnapshot" and g["end_ns"] is not None
+               for g in seq_gaps), seq_gaps
+    epochs = [e for e in rows(root.parent, "epochs", [root]) if e["channel"] == "book"]
+    book_rows = rows(root.parent, "book", [root])
+    for symbol in symbols:
+        mine = sorted((e for e in epochs if e["symbol"] == symbol), key=lambda e: e["start_ns"])
+        assert mine[0]["end_reason"] == "fix_seq_gap", mine
+        bids, asks = market.depth(symbol, DEPTH)
+        assert _book(book_rows, mine[-1]["epoch"]) == {
+            0: {Decimal(p): Decimal(q) for p, q, _ in bids},
+            1: {Decimal(p): Decimal(q) for p, q, _ in asks}}
+
+
+def test_a_refused_level3_subscription_is_an_open_subscribe_failed_gap(tmp_path: Path) -> None:
+    """The L3 session's requests are refused (35=Y, MDReqRejReason B): one open
+    ``subscribe_failed`` gap per symbol with the reason; the L2 session records as usual."""
+    market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=3), seed=7,
+                        rate=4.0, start_ns=START)
+    symbols = list(market.symbols[:2])
+
+    async def body(worker: Worker, conns: list[FixConnection], server: FixAcceptorServer) -> None:
+        await _until(lambda: all(c.logged_on for c in conns) and all(
+            c.messages >= 1 + len(symbols) for c in conns), 30, "snapshots and refusals")
+        await _until(lambda: _caught_up(conns[0], server, conns[1]), 10, "everything")
+
+    worker = _run(tmp_path, market, symbols, body, channels=["L2", "L3"], same_port=True)
+    root = worker.root
+    gaps = rows(root.parent, "gaps", [root])
+    refused = [g for g in gaps if g["cause"] == "subscribe_failed"]
+    assert {(g["stream"], g["channel"], g["symbol"]) for g in refused} == {
+        ("fix_l3", "level3", s) for s in symbols}, gaps
+    assert all("Level3 not available" in g["detail"] and g["healed_by"] == "none"
+               for g in refused)
+    epochs = rows(root.parent, "epochs", [root])
+    assert {(e["stream"], e["channel"]) for e in epochs} == {("fix", "book")}

@@ -120,6 +120,8 @@ class FixConnection:
         self.gaps = 0
         self.last_error: str | None = None
         self.retry_at: float | None = None
+        #: the first missing MsgSeqNum of the gap last acted on (one resubscription per gap)
+        self._gap_from: int | None = None
 
     async def run(self) -> None:
         """Connect, run a session, back off, again, until the worker stops."""
@@ -155,6 +157,7 @@ class FixConnection:
         conn_id = self._host.new_conn_id()
         self.conn_id, self.connected, self.logged_on = conn_id, True, False
         self.sessions += 1
+        self._gap_from = None
         self._host.marker(Connected(conn_id=conn_id, stream=self.stream, url=self.url), conn_id)
         session = FixSession(SessionConfig(cfg.sender_comp_id, cfg.target_comp_id,
                                            heartbeat_s=cfg.heartbeat_s,
@@ -253,12 +256,16 @@ class FixConnection:
                 log.info("%s: logged on (conn %d, HeartBtInt %ds), %d subscription(s)",
                          self.name, conn_id, action.heartbeat_s, len(self.subscriptions))
             elif isinstance(action, GapDetected):
+                if action.expected == self._gap_from:
+                    continue  # the same gap, seen again by a later held-back message
+                self._gap_from = action.expected
                 self.gaps += 1
                 log.warning("%s: MsgSeqNum %d where %d was due: books rebuilt from fresh "
                             "snapshots", self.name, action.received, action.expected)
-                queue = session.resubscribe(
+                # after what the session already numbered (its ResendRequest): wire order
+                queue += session.resubscribe(
                     f"MsgSeqNum gap {action.expected}..{action.received - 1}",
-                    time.time_ns()) + queue
+                    time.time_ns())
             elif isinstance(action, ResubscribeNeeded):
                 log.warning("%s: resubscribed (%s)", self.name, action.reason)
             elif isinstance(action, (InboundRejected, PeerReject, DuplicateIgnored)):
