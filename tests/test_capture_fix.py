@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from recorder.archive.schema import load_schemas
+from recorder.audit.report import build_report
 from recorder.capture.config import load_config
 from recorder.capture.fix_part import FixConnection
 from recorder.capture.service import Worker, WorkerSpec
@@ -28,6 +29,7 @@ from recorder.capture.shards import WorkerPlan
 from recorder.sim.fix_acceptor import FixAcceptorServer
 from recorder.sim.market import SpotMarket
 from recorder.sim.universe import load_universe
+from recorder.query.api import Archive
 from recorder.verify import verify_archive
 from tests.test_capture_integration import PY, dataset, rows
 from tests.test_capture_rederive import _difference, _rederive
@@ -122,6 +124,17 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
                 1: {Decimal(p): Decimal(q) for p, q, _ in asks}}
         assert _book(book_rows, epoch["epoch"]) == want, symbol
     assert all(r["checksum"] is None for r in book_rows)
+    # the researcher's API reads a FIX book like any other: book_at at its last message
+    archive = Archive(root)
+    for symbol in symbols:
+        (epoch,) = [e for e in epochs if e["symbol"] == symbol]
+        at = archive.book_at(symbol, epoch["end_ns"], clock="receive")
+        assert at.valid, at.reason
+        got = {(side, Decimal(str(price)), Decimal(str(qty)))
+               for side, price, qty in at.frame.select("side", "price", "qty").rows()}
+        bids, asks = market.depth(symbol, DEPTH)
+        assert got == {("bid", Decimal(p), Decimal(q)) for p, q, _ in bids} | {
+            ("ask", Decimal(p), Decimal(q)) for p, q, _ in asks}, symbol
     gaps = rows(root.parent, "gaps", [root])
     assert {(g["cause"], g["detail"]) for g in gaps} == {("disconnect", "process stop")}, gaps
     assert not [r for r in rows(root.parent, "rejects", [root]) if r["stream"] == "fix"]
@@ -142,6 +155,13 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
                              capture_output=True, text=True, timeout=120)
     assert journal.returncode == 0, journal.stderr
     assert "not checkable, FIX carries no Kraken CRC32" in journal.stdout
+
+    audit = build_report(root)
+    assert audit["verification"]["not_checkable_epochs"] == len(symbols)
+    assert audit["verification"]["messages_checked"] == 0
+    books = {c["symbol"]: c for c in audit["channels"] if c["channel"] == "book"}
+    assert set(books) == set(symbols)
+    assert all(c["missing_ns"] == 0 and c["coverage_pct"] == 100.0 for c in books.values())
 
     fresh = tmp_path / "rederived"
     _rederive(root, fresh)

@@ -120,6 +120,7 @@ class FixConnection:
         self.gaps = 0
         self.last_error: str | None = None
         self.retry_at: float | None = None
+        self._last_ns = 0
         #: the first missing MsgSeqNum of the gap last acted on (one resubscription per gap)
         self._gap_from: int | None = None
 
@@ -139,7 +140,14 @@ class FixConnection:
             self.retry_at = None
 
     def _journal(self, conn_id: int, direction: str, data: bytes) -> None:
-        self._host.emit(Frame(recv_ns=time.time_ns(), conn_id=conn_id,
+        """One message as a journal frame. Its ``recv_ns`` is strictly after the previous
+        one's: readers of the archive split a FIX book's rows into messages where
+        ``recv_ns`` changes (no checksum marks a FIX message's last row)."""
+        now = time.time_ns()
+        if now <= self._last_ns:
+            now = self._last_ns + 1
+        self._last_ns = now
+        self._host.emit(Frame(recv_ns=now, conn_id=conn_id,
                               stream=self.stream,  # type: ignore[arg-type]
                               direction=direction, payload=data))  # type: ignore[arg-type]
 
