@@ -76,6 +76,8 @@ class FixHost(Protocol):
 
     def new_conn_id(self) -> int: ...
 
+    async def wait_instruments(self) -> None: ...
+
 
 def fix_tls_context(cfg: FixConfig) -> ssl.SSLContext:
     """The client TLS context: TLS 1.2 or newer (Kraken), the server verified against the
@@ -125,7 +127,10 @@ class FixConnection:
         self._gap_from: int | None = None
 
     async def run(self) -> None:
-        """Connect, run a session, back off, again, until the worker stops."""
+        """Connect, run a session, back off, again, until the worker stops. The first connect
+        waits (bounded) for the instrument snapshot, as the WebSocket book connections do, so
+        that FIX books are built with the venue's precisions rather than inferred ones."""
+        await self._host.wait_instruments()
         while not self._stopping.is_set():
             healthy = await self._session()
             if self._stopping.is_set():
