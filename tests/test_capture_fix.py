@@ -325,3 +325,20 @@ def test_a_refused_level3_subscription_is_an_open_subscribe_failed_gap(tmp_path:
                for g in refused)
     epochs = rows(root.parent, "epochs", [root])
     assert {(e["stream"], e["channel"]) for e in epochs} == {("fix", "book")}
+
+
+@pytest.mark.parametrize(("shard", "index", "runs"), [("1/1", 0, True), ("1/2", 0, True),
+                                                       ("1/2", 1, False), ("2/2", 0, False)])
+def test_the_fix_source_runs_in_one_worker_of_one_shard(tmp_path: Path, shard: str, index: int,
+                                                        runs: bool) -> None:
+    """Kraken knows one session per SenderCompID and port: never two FIX sessions."""
+    cfg = load_config(None, env={}, overrides={
+        "connection": {"shard": shard},
+        "fix": {"sender_comp_id": "RECORDER1", "symbols": ["BTC/USD"]}},
+        top_overrides={"archive_root": tmp_path / "archive", "host": "fix"})
+    worker = Worker(WorkerSpec(cfg, WorkerPlan(index=index, connections=()), 2, "t"))
+    assert (worker.fix is not None) == runs
+    if runs:
+        assert worker.fix is not None
+        assert [(c.name, c.stream, c.port) for c in worker.fix.connections] == [
+            ("fix-l2", "fix", 4000)]

@@ -14,7 +14,7 @@ and offering a small typed interface:
   subscribes, the instrument listing (runtime listings and delistings) and the level3 budget;
 * :class:`~recorder.capture.healing_part.HealingPart`: resnapshots, quarantines, REST backfills
   and evidence snapshots decided by the pure :class:`~recorder.capture.healing.Healer`;
-* :class:`~recorder.capture.fix_part.FixPart` (``[fix]`` set, worker 0 only): the FIX 4.4
+* :class:`~recorder.capture.fix_part.FixPart` (``[fix]`` set; worker 0 of shard 1): the FIX 4.4
   market-data sessions, journaled as streams ``fix`` / ``fix_l3``;
 * :class:`~recorder.capture.status_part.StatusReporter`: the status sent to the supervisor
   every ``status_interval_s``, with the event loop's lag and the exchange->receive lag;
@@ -146,9 +146,11 @@ class Worker:
                      ConnPlan(name=f"instrument-w{self.index}", stream="spot", channel="instrument",
                               symbols=())):
             self.pool.add(plan)
-        #: the FIX source runs in one worker (its sessions are few and its symbols explicit)
+        #: the FIX source runs in one worker of one shard: its sessions are few, its symbols
+        #: explicit, and Kraken knows one session per SenderCompID and port
         self.fix = (FixPart(cfg.fix, host=self, stopping=self.control.stopping)
-                    if cfg.fix.enabled and self.index == 0 else None)
+                    if cfg.fix.enabled and self.index == 0 and cfg.shard_index[0] == 1
+                    else None)
         self.reporter = StatusReporter(
             worker=self.index, writer=self.writer_id, root=str(self.root),
             interval_s=cfg.observability.status_interval_s, send=status_cb,
