@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from recorder import _core
 from recorder.fix import Subscription
 from recorder.fix.messages import BookEntry, incremental_fields, reject_fields, snapshot_fields
@@ -290,3 +293,58 @@ def test_a_logout_we_started_is_a_disconnect_not_a_peer_logout() -> None:
     assert epoch["end_reason"] == "disconnect"
     (gap,) = rows(sink, "gaps")
     assert (gap["cause"], gap["detail"]) == ("disconnect", mk.STOP_REASON)
+
+
+def _valid_stream() -> list[tuple[str, bytes]]:
+    """A short FIX session's frames (direction, payload), as capture journals them."""
+    sink = ListSink()
+    frames: list[tuple[str, bytes]] = []
+
+    pipeline = Pipeline(sink)
+    s = Session(pipeline)
+    original = s.feed
+
+    def record(payload: bytes, direction: str) -> None:
+        frames.append((direction, payload))
+        original(payload, direction)
+
+    s.feed = record  # type: ignore[method-assign]
+    s.logon()
+    s.subscribe(Subscription("md1", ("BTC/USD",), depth=10, trades=True))
+    s.receive("W", snapshot_fields("md1", "BTC/USD", [bid("30000.1", "1.5"),
+                                                      ask("30001.0", "0.25")]))
+    s.receive("X", incremental_fields("md1", "BTC/USD", [
+        bid("30000.5", "0.1", action=0), ask("30001.0", "0.5", action=1),
+        trade("777", "30001.0", "0.01", "1")]))
+    s.receive("Y", reject_fields("md1", "0", "Unknown symbol"))
+    s.receive("5", [(58, "bye")])
+    return frames
+
+
+VALID = _valid_stream()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 400),
+                          st.integers(0, 255), st.booleans()), max_size=12),
+       st.sampled_from(["fix", "fix_l3"]))
+def test_any_damage_to_fix_frames_is_a_reject_never_an_internal_error(
+        edits: list[tuple[int, int, int, bool]], stream: str) -> None:
+    """Frames of a real session, reordered, truncated or with a byte changed, on either FIX
+    stream: the pipeline writes rows or rejects, never an ``internal`` reject."""
+    sink = ListSink()
+    pipeline = Pipeline(sink)
+    t = T0
+    frames = list(VALID) + [VALID[i] for i, *_ in edits]
+    for which, pos, byte, cut in edits:
+        direction, payload = frames[which]
+        if payload:
+            p = pos % len(payload)
+            payload = payload[:p] if cut else payload[:p] + bytes([byte]) + payload[p + 1:]
+        frames[which] = (direction, payload)
+    for direction, payload in frames:
+        t += MS
+        pipeline.feed(Frame(recv_ns=t, conn_id=CONN, stream=stream,  # type: ignore[arg-type]
+                            direction=direction, payload=payload))  # type: ignore[arg-type]
+    pipeline.close()
+    assert "internal" not in pipeline.reject_counts, rows(sink, "rejects")
