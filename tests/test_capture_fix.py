@@ -31,7 +31,7 @@ from recorder.sim.market import SpotMarket
 from recorder.sim.universe import load_universe
 from recorder.query.api import Archive
 from recorder.verify import verify_archive
-from tests.test_capture_integration import PY, dataset, rows
+from tests.test_capture_integration import PY, dataset, journal_frames, rows
 from tests.test_capture_rederive import _difference, _rederive
 
 pytestmark = pytest.mark.integration
@@ -342,3 +342,29 @@ def test_the_fix_source_runs_in_one_worker_of_one_shard(tmp_path: Path, shard: s
         assert worker.fix is not None
         assert [(c.name, c.stream, c.port) for c in worker.fix.connections] == [
             ("fix-l2", "fix", 4000)]
+
+
+def test_a_failing_session_ends_that_session_not_the_worker(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A bug in the session layer (here: every received frame raises) is logged, the
+    connection is closed and retried with backoff; the worker keeps running."""
+    market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=3), seed=7,
+                        rate=4.0, start_ns=START)
+    symbols = list(market.symbols[:1])
+
+    def broken(self: Any, frame: Any, now_ns: int) -> list[Any]:
+        raise RuntimeError("session bug")
+
+    monkeypatch.setattr("recorder.fix.session.FixSession.on_frame", broken)
+
+    async def body(worker: Worker, conns: list[FixConnection], server: FixAcceptorServer) -> None:
+        (conn,) = conns
+        await _until(lambda: conn.sessions >= 3, 30, "three attempts")
+        assert conn.last_error is not None and "session bug" in conn.last_error
+        assert not worker.stopping.is_set()
+
+    worker = _run(tmp_path, market, symbols, body)
+    logons = [f for f in journal_frames(worker.root)
+              if f.stream == "fix" and f.direction == "in" and b"\x0135=A\x01" in f.payload]
+    assert len(logons) >= 3  # each attempt's Logon answer was journaled before the failure

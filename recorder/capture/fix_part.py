@@ -216,6 +216,9 @@ class FixConnection:
                 reason = done
         except (OSError, ssl.SSLError) as exc:
             reason = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:  # noqa: BLE001 - a session bug ends this session, not the worker
+            log.exception("%s: session on conn %d failed", self.name, conn_id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"[:300]
         finally:
             for task in (stop_wait, read):
                 if task is not None and not task.done():
