@@ -4,8 +4,11 @@ A real :class:`~recorder.capture.service.Worker` (its WebSocket venue offline) r
 pairs from :class:`~recorder.sim.fix_acceptor.FixAcceptorServer` over TLS, trusting the
 acceptor's generated certificate through ``[fix] ca_file``. The sim market moves and the
 acceptor publishes incremental refreshes; after a clean stop the archive's ``book`` rows of
-each pair's FIX epoch rebuild exactly the sim market's top-10 book. Then ``recorder ingest``
-re-derives the worker's journal into a fresh archive, and every dataset is the same row set.
+each pair's FIX epoch rebuild exactly the sim market's top-10 book (and so does
+``Archive.book_at``); ``recorder verify`` and the audit call them not checkable (no CRC32);
+then ``recorder ingest`` re-derives the worker's journal into a fresh archive, and every
+dataset is the same row set. Further tests: a connection the exchange drops, a MsgSeqNum the
+exchange skips, refused L3 requests, a failing session, and which worker runs FIX.
 """
 
 from __future__ import annotations
