@@ -14,6 +14,7 @@ exchange skips, refused L3 requests, a failing session, and which worker runs FI
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 import time
 from decimal import Decimal
@@ -23,13 +24,15 @@ from typing import Any
 import duckdb
 import pytest
 
+from recorder import _core
 from recorder.archive.schema import load_schemas
 from recorder.audit.report import build_report
 from recorder.capture.config import load_config
 from recorder.capture.fix_part import FixConnection
 from recorder.capture.service import Worker, WorkerSpec
 from recorder.capture.shards import WorkerPlan
-from recorder.sim.fix_acceptor import FixAcceptorServer
+from recorder.fix.messages import BookEntry, incremental_fields, snapshot_fields
+from recorder.sim.fix_acceptor import FixAcceptorServer, self_signed_tls
 from recorder.sim.market import SpotMarket
 from recorder.sim.universe import load_universe
 from recorder.query.api import Archive
@@ -371,3 +374,127 @@ def test_a_failing_session_ends_that_session_not_the_worker(tmp_path: Path,
     logons = [f for f in journal_frames(worker.root)
               if f.stream == "fix" and f.direction == "in" and b"\x0135=A\x01" in f.payload]
     assert len(logons) >= 3  # each attempt's Logon answer was journaled before the failure
+
+
+class ScriptedAcceptor:
+    """A tiny FIX acceptor for what the sim's acceptor does not serve yet (L3, trades): it
+    answers a Logon, a TestRequest and a Logout, and answers each MarketDataRequest with a
+    fixed W and X built with :mod:`recorder.fix.messages`."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir()
+        self.ssl_context, self.cert_path = self_signed_tls(directory)
+        self.sent = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0,
+                                                  ssl=self.ssl_context)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = _core.FixFramer()
+        seq, client = 1, "?"
+
+        def send(msg_type: str, fields: list[tuple[int, str]]) -> None:
+            nonlocal seq
+            writer.write(_core.encode_fix(msg_type, seq, "KRAKEN-MD", client, time.time_ns(),
+                                          fields))
+            seq += 1
+            self.sent += 1
+
+        try:
+            while data := await reader.read(65536):
+                for f in framer.feed(data):
+                    fields = f["fields"]
+                    if f["msg_type"] == "A":
+                        client = f["sender"]
+                        send("A", [(98, "0"), (108, fields[108])])
+                    elif f["msg_type"] == "1":
+                        send("0", [(112, fields[112])])
+                    elif f["msg_type"] == "5":
+                        send("5", [])
+                    elif f["msg_type"] == "V" and fields[263] == "1":
+                        for msg_type, body in self._answer(fields[262], fields[55],
+                                                           fields[266] == "N"):
+                            send(msg_type, body)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    def _answer(md_req_id: str, symbol: str, level3: bool) -> list[tuple[str, Any]]:
+        t, ts = "10:00:00.000", "2023-11-14T22:13:20.000000001Z"
+        if level3:
+            return [
+                ("W", snapshot_fields(md_req_id, symbol, [
+                    BookEntry("0", "OA", "100.0", "1.0", t, timestamp=ts),
+                    BookEntry("0", "OB", "100.0", "2.0", t, timestamp=ts),
+                    BookEntry("1", "OC", "101.5", "3.0", t, timestamp=ts)])),
+                ("X", incremental_fields(md_req_id, symbol, [
+                    BookEntry("0", "OD", "99.5", "4.0", t, action=0, timestamp=ts),
+                    BookEntry("0", "OA", "100.0", "0.5", t, action=1, timestamp=ts),
+                    BookEntry("1", "OC", "101.5", "3.0", t, action=2, timestamp=ts)]))]
+        return [
+            ("W", snapshot_fields(md_req_id, symbol, [
+                BookEntry("0", "O100.0", "100.0", "1.0", t),
+                BookEntry("1", "O101.0", "101.0", "2.0", t)])),
+            ("X", incremental_fields(md_req_id, symbol, [
+                BookEntry("0", "O100.0", "100.0", "0", t, action=2),
+                BookEntry("2", "9001", "101.0", "0.5", t, action=0, timestamp=ts, ord_type="1",
+                          aggressor_side="1")]))]
+
+
+def test_level3_and_trades_over_fix_sessions(tmp_path: Path) -> None:
+    """Both sessions (L2 with trades, L3) through a real worker: ``level3`` rows from the
+    ``fix_l3`` stream, ``trades`` with source ``fix``, and the L2 book after a delete."""
+    symbols = ["BTC/USD"]
+
+    async def scenario() -> Worker:
+        acceptor = ScriptedAcceptor(tmp_path / "scripted")
+        port = await acceptor.start()
+        worker = _worker(tmp_path, port, acceptor.cert_path, symbols, channels=["L2", "L3"],
+                         same_port=True)
+        assert worker.fix is not None
+        conns = worker.fix.connections
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: sum(c.messages for c in conns) >= acceptor.sent >= 6, 30,
+                         "both sessions' W and X")
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            if not task.done():
+                task.cancel()
+            await acceptor.close()
+        return worker
+
+    worker = asyncio.run(scenario())
+    root = worker.root
+    epochs = {(e["stream"], e["channel"]): e for e in rows(root.parent, "epochs", [root])}
+    assert set(epochs) == {("fix", "book"), ("fix", "trade"), ("fix_l3", "level3")}
+    l3 = rows(root.parent, "level3", [root])
+    assert [(r["event"], r["order_id"], r["price"], r["qty"]) for r in l3] == [
+        (0, "OA", 1000, 10), (0, "OB", 1000, 20), (0, "OC", 1015, 30),
+        (1, "OD", 995, 40), (2, "OA", 1000, 5), (3, "OC", 1015, 30)]
+    assert {r["epoch"] for r in l3} == {epochs[("fix_l3", "level3")]["epoch"]}
+    (trade,) = rows(root.parent, "trades", [root])
+    assert (trade["source"], trade["trade_id"], trade["side"], trade["ord_type"],
+            trade["price"], trade["qty"]) == (3, 9001, 0, "market", 1010, 5)
+    assert _book(rows(root.parent, "book", [root]), epochs[("fix", "book")]["epoch"]) == {
+        0: {}, 1: {Decimal("101.0"): Decimal("2.0")}}
+    book_l3 = Archive(root).book_at("BTC/USD", epochs[("fix_l3", "level3")]["end_ns"],
+                                    channel="level3", clock="receive")
+    assert book_l3.valid, book_l3.reason
+    orders = {oid: (side, price, qty) for side, oid, price, qty
+              in book_l3.frame.select("side", "order_id", "price", "qty").rows()}
+    assert orders == {"OA": ("bid", Decimal("100.0"), Decimal("0.5")),
+                      "OB": ("bid", Decimal("100.0"), Decimal("2.0")),
+                      "OD": ("bid", Decimal("99.5"), Decimal("4.0"))}
