@@ -17,9 +17,12 @@ __all__ = ["Frame", "Stream", "Direction", "STREAMS"]
 #: level3, ``futures`` = Futures WS v1, ``spot_v1`` = legacy Spot WS v1 (no decoder: such
 #: frames are journaled and rejected as ``unsupported_stream``; the name keeps its place because
 #: the journal stores a stream as its index here), ``rest`` = a REST response body (the request path is in ``Frame.meta``), ``control`` =
-#: recorder-internal markers (process start/stop, subscribe decisions), never venue data.
-Stream: TypeAlias = Literal["spot", "l3", "futures", "spot_v1", "rest", "control"]
-STREAMS: Final = ("spot", "l3", "futures", "spot_v1", "rest", "control")
+#: recorder-internal markers (process start/stop, subscribe decisions), never venue data;
+#: ``fix`` / ``fix_l3`` = one raw FIX 4.4 message of a market-data session on Kraken's L2 / L3
+#: port (both directions; docs/fix.md).
+Stream: TypeAlias = Literal["spot", "l3", "futures", "spot_v1", "rest", "control", "fix",
+                            "fix_l3"]
+STREAMS: Final = ("spot", "l3", "futures", "spot_v1", "rest", "control", "fix", "fix_l3")
 
 #: ``in`` = received from the venue, ``out`` = sent by us (subscribe, ping, REST request).
 Direction: TypeAlias = Literal["in", "out"]

@@ -18,7 +18,9 @@ Report (``verify_journal``): ``frames`` read, ``frames_checked`` (book/level3 fr
 with a checksum), ``verified``, ``mismatches`` (each with its segment, record, ``recv_ns``,
 exchange ``ts_ns``, expected and computed CRC), ``crossed``, ``unchecked`` (applied, no
 checksum on the wire), ``rejects`` and ``rejects_by_reason``, and ``per`` (channel, symbol)
-counts. Exit status of the command: 1 when any mismatch or crossed book was found, else 0.
+counts; ``fix_not_checkable``: inbound FIX 4.4 messages (streams ``fix`` / ``fix_l3``), which
+carry no Kraken CRC32 and so cannot be checked here (their MsgSeqNum continuity is in the
+archive's ``gaps``). Exit status of the command: 1 when any mismatch or crossed book was found, else 0.
 """
 
 from __future__ import annotations
@@ -372,14 +374,19 @@ def _group(segment: Path) -> str:
     return str(segment.parent.parent)
 
 
-def _frames(segments: Sequence[Path], infos: dict[str, SegmentInfo]
-            ) -> Iterator[tuple[str, int, int, bytes]]:
-    """``(segment, record, recv_ns, payload)`` of every Spot v2 frame received."""
+def _frames(segments: Sequence[Path], infos: dict[str, SegmentInfo],
+            fix: list[int] | None = None) -> Iterator[tuple[str, int, int, bytes]]:
+    """``(segment, record, recv_ns, payload)`` of every Spot v2 frame received; inbound FIX
+    messages (not checkable: no CRC32) are counted in ``fix[0]``."""
     for seg in segments:
         info = infos.setdefault(str(seg), SegmentInfo())
         for index, frame in read_segment(seg, info=info):
-            if frame.direction == "in" and (frame.stream == "spot" or frame.stream == "l3"):
+            if frame.direction != "in":
+                continue
+            if frame.stream == "spot" or frame.stream == "l3":
                 yield str(seg), index, frame.recv_ns, frame.payload
+            elif fix is not None and (frame.stream == "fix" or frame.stream == "fix_l3"):
+                fix[0] += 1
 
 
 def verify_journal(paths: Sequence[Path], engine: Engine = "core",
@@ -401,7 +408,7 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
                  "unchecked": 0, "rejects": 0})
     report: dict[str, Any] = {"segments": len(segments), "frames": 0, "frames_checked": 0,
                               "verified": 0, "mismatches": 0, "crossed": 0, "unchecked": 0,
-                              "skipped": 0, "rejects": 0}
+                              "skipped": 0, "rejects": 0, "fix_not_checkable": 0}
     by_reason: dict[str, int] = defaultdict(int)
     failures: list[dict[str, Any]] = []
     torn: list[dict[str, Any]] = []
@@ -410,7 +417,8 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
             CoreSpotChecker() if engine == "core" else ReferenceSpotChecker())
         infos: dict[str, SegmentInfo] = {}
         batch: list[tuple[str, int, int, bytes]] = []
-        stream = _frames(group, infos)
+        fix = [0]
+        stream = _frames(group, infos, fix)
         while True:
             batch.clear()
             for item in stream:
@@ -423,6 +431,7 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
             _tally(v, batch, per, report, by_reason, failures)
             if progress is not None:
                 progress(len(batch))
+        report["fix_not_checkable"] += fix[0]
         torn.extend({"segment": name, "error": info.error}
                     for name, info in infos.items() if info.torn)
     report["rejects_by_reason"] = dict(sorted(by_reason.items()))
@@ -485,6 +494,9 @@ def print_journal_report(report: dict[str, Any]) -> None:
                f"checksums checked {report['frames_checked']:,}, verified "
                f"{report['verified']:,}, mismatches {report['mismatches']}, crossed "
                f"{report['crossed']}; unchecked (no checksum) {report['unchecked']:,}")
+    if report.get("fix_not_checkable"):
+        click.echo(f"FIX messages {report['fix_not_checkable']:,}: not checkable, FIX carries "
+                   "no Kraken CRC32")
     reasons = [f"{r} {n:,}" for r, n in report["rejects_by_reason"].items()]
     click.echo(f"rejects {report['rejects']:,}" + (f": {', '.join(reasons)}" if reasons else ""))
     for p in report["per"]:

@@ -388,3 +388,16 @@ def test_sim_message_builders_refuse_what_kraken_never_sends() -> None:
     fields = incremental_fields("B", "BTC/USD", [trade], book_checksum=7)
     assert fields[:4] == [(55, "BTC/USD"), (262, "B"), (268, "1"), (279, "0")]
     assert fields[-1] == (5041, "7")
+
+
+def test_resubscribe_on_request_sends_every_subscription_again() -> None:
+    """Capture asks for it at a sequence gap: the archive's books restart from snapshots."""
+    idle = FixSession(SessionConfig(ME))
+    idle.subscribe(Subscription("BOOK", ("BTC/USD",)), T0)
+    assert idle.resubscribe("gap", T0) == []  # not logged on: the logon sends them anyway
+    session = logged_on(subs=(Subscription("BOOK", ("BTC/USD",)),
+                              Subscription("L3", ("ETH/USD",), level3=True)))
+    actions = session.resubscribe("MsgSeqNum gap 2..3", T0)
+    assert actions[0] == ResubscribeNeeded("MsgSeqNum gap 2..3", ("BOOK.1", "L3.1"))
+    requests = [(m["fields"][262], m["fields"][263]) for m in sent(actions)]
+    assert requests == [("BOOK", "2"), ("BOOK.1", "1"), ("L3", "2"), ("L3.1", "1")]

@@ -43,6 +43,7 @@ from recorder.audit.coverage import (
 )
 from recorder.audit.expect import Expectation, expected_keys, parse_expect
 from recorder.audit.load import AuditSource, open_source, sibling_keys
+from recorder.pipeline.core import FIX_STREAMS
 from recorder.roots import PathSpec
 
 __all__ = ["REPORT_VERSION", "HOUR_NS", "build_report", "Progress", "heatmap_bucket"]
@@ -649,13 +650,19 @@ def _verification(epoch_rows: list[dict[str, Any]], verify_report: Mapping[str, 
         source = "replay"
         extra = {k: verify_report.get(k, 0) for k in
                  ("recorded_mismatches", "checkpoints_checked", "checkpoints_failed",
-                  "files_checked", "files_failed", "unverifiable_messages")}
+                  "files_checked", "files_failed", "unverifiable_messages",
+                  "not_checkable_epochs", "not_checkable_messages")}
     else:
         acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        no_crc = [0, 0]  # FIX epochs, messages: no Kraken CRC32, not checkable
         for r in epoch_rows:
             if r["channel"] not in CHECKSUM_CHANNELS or not wanted(r["symbol"]):
                 continue
             if r["start_ns"] >= hi or r["end_ns"] < lo:
+                continue
+            if r.get("stream") in FIX_STREAMS:
+                no_crc[0] += 1
+                no_crc[1] += int(r["messages"] or 0)
                 continue
             a = acc[(r["channel"], r["symbol"], day_of(max(r["start_ns"], lo)))]
             a[0] += int(r["checksum_ok"] or 0)
@@ -671,7 +678,8 @@ def _verification(epoch_rows: list[dict[str, Any]], verify_report: Mapping[str, 
     if source == "live":
         # a live mismatch ends its epoch and opens a gap: it is recorded evidence, not an
         # unverified stretch; count it separately like `recorder verify` does
-        extra = {"recorded_mismatches": failed}
+        extra = {"recorded_mismatches": failed, "not_checkable_epochs": no_crc[0],
+                 "not_checkable_messages": no_crc[1]}
         for p in per:
             p["messages_checked"] -= p["failed"]
             p["failed"] = 0

@@ -35,6 +35,7 @@ __all__ = [
     "RestConfig",
     "ScheduleConfig",
     "ObservabilityConfig",
+    "FixConfig",
     "CaptureConfig",
     "load_config",
     "load_credentials",
@@ -217,6 +218,49 @@ class ObservabilityConfig:
     status_interval_s: float = 1.0
 
 
+#: MarketDepth (264) values Kraken accepts on a FIX MarketDataRequest (0 = full book).
+FIX_DEPTHS: Final = (0, 1, 10, 25, 100, 500, 1000)
+FIX_CHANNELS: Final = ("L2", "L3")
+
+
+@dataclass(frozen=True, slots=True)
+class FixConfig:
+    """The FIX 4.4 market-data source (``[fix]``; issue #17, docs/fix.md).
+
+    Off unless ``symbols`` is set. One TLS session per channel: ``L2`` on ``l2_port`` (book
+    and, with ``trades``, trades), ``L3`` on ``l3_port`` (order by order). Kraken
+    authenticates a market-data session by SenderCompID alone (and the source IP)."""
+
+    host: str = "colo-london.vip-fix.kraken.com"
+    l2_port: int = 4000
+    l3_port: int = 4005
+    sender_comp_id: str = ""
+    target_comp_id: str = "KRAKEN-MD"
+    #: Kraken symbols as FIX writes them (``BTC/USD``); empty = the FIX source is off.
+    symbols: tuple[str, ...] = ()
+    #: ``L2`` and/or ``L3``.
+    channels: tuple[str, ...] = ("L2",)
+    #: MarketDepth (264): 0 (full book), 1, 10, 25, 100, 500 or 1000.
+    depth: int = 10
+    #: Ask for trades (MDEntryType 2) on the L2 session (Kraken refuses them on L3).
+    trades: bool = True
+    #: Verify the server certificate and host name (Kraken: required in production).
+    tls_verify: bool = True
+    #: A PEM file of certificates to trust instead of the system's (the sim's self-signed
+    #: certificate); empty = the system trust store.
+    ca_file: str = ""
+    #: HeartBtInt (108) in seconds (Kraken recommends 60).
+    heartbeat_s: int = 60
+    connect_timeout_s: float = 10.0
+    #: Reconnect backoff: exponential from ``backoff_base_s`` up to ``backoff_max_s``.
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.symbols)
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureConfig:
     """Everything ``recorder run`` needs."""
@@ -228,6 +272,7 @@ class CaptureConfig:
     rest: RestConfig = field(default_factory=RestConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    fix: FixConfig = field(default_factory=FixConfig)
     archive_root: Path = Path("archive")
     fsync_interval_s: float = 1.0
     host: str = ""
@@ -251,6 +296,8 @@ class CaptureConfig:
         parts = [f"l3={ch.level3_depth}" if ch.level3 else "", f"book={ch.book_depth}" if ch.book else "",
                  "trade" if ch.trade else "", f"ohlc={ch.ohlc_interval}" if ch.ohlc else "",
                  f"futures={len(ch.futures_products)}" if ch.futures_products else "",
+                 (f"fix={'+'.join(self.fix.channels)}:{len(self.fix.symbols)}"
+                  if self.fix.enabled else ""),
                  f"shard={self.connection.shard}", f"keys={'yes' if self.credentials else 'no'}"]
         return " ".join(p for p in parts if p)
 
@@ -263,6 +310,7 @@ _SECTIONS: Final[dict[str, type]] = {
     "rest": RestConfig,
     "schedule": ScheduleConfig,
     "observability": ObservabilityConfig,
+    "fix": FixConfig,
 }
 _TOP_LEVEL: Final = {"archive_root", "fsync_interval_s", "host", "drain_timeout_s",
                      "crash_loop_failures", "crash_loop_window_s"}
@@ -369,6 +417,60 @@ def _validate(cfg: CaptureConfig) -> None:
         raise ConfigError("crash_loop_window_s must be > 0")
     if cfg.observability.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"observability.log_level: unknown level {cfg.observability.log_level!r}")
+    _validate_fix(cfg.fix)
+
+
+def _fix_text(where: str, value: str) -> None:
+    """A value that goes into a FIX header field: printable ASCII, no ``=``/SOH/space."""
+    if not value or not value.isascii() or not value.isprintable() or any(
+            c in value for c in "= |"):
+        raise ConfigError(f"fix.{where} must be non-empty printable ASCII without spaces, "
+                          f"'=' or '|', got {value!r}")
+
+
+def _validate_fix(fix: FixConfig) -> None:
+    """Checks of ``[fix]`` (only when the source is on, i.e. ``symbols`` is set)."""
+    from recorder.protocol.symbols import symbol_problem
+
+    if not fix.enabled:
+        return
+    if not fix.sender_comp_id:
+        raise ConfigError("fix.sender_comp_id is required when fix.symbols is set (Kraken "
+                          "authenticates a market-data session by SenderCompID)")
+    _fix_text("sender_comp_id", fix.sender_comp_id)
+    _fix_text("target_comp_id", fix.target_comp_id)
+    if not fix.host or any(c.isspace() for c in fix.host) or "/" in fix.host:
+        raise ConfigError(f"fix.host must be a host name or address, got {fix.host!r}")
+    for name in ("l2_port", "l3_port"):
+        port = getattr(fix, name)
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"fix.{name} must be in 1..65535, got {port}")
+    bad = [c for c in fix.channels if c not in FIX_CHANNELS]
+    if bad or not fix.channels:
+        raise ConfigError(f"fix.channels must list L2 and/or L3, got {list(fix.channels)}")
+    if len(set(fix.channels)) != len(fix.channels):
+        raise ConfigError(f"fix.channels lists a channel twice: {list(fix.channels)}")
+    if fix.depth not in FIX_DEPTHS:
+        raise ConfigError(f"fix.depth must be one of {list(FIX_DEPTHS)}, got {fix.depth}")
+    for sym in fix.symbols:
+        problem = symbol_problem(sym, "spot")
+        if problem is not None:
+            raise ConfigError(f"fix.symbols: {sym!r} is not a Kraken symbol: {problem}")
+    if len(set(fix.symbols)) != len(fix.symbols):
+        raise ConfigError("fix.symbols lists a symbol twice")
+    if not 1 <= fix.heartbeat_s <= 3600:
+        raise ConfigError(f"fix.heartbeat_s must be in 1..3600, got {fix.heartbeat_s}")
+    if fix.connect_timeout_s <= 0:
+        raise ConfigError("fix.connect_timeout_s must be > 0")
+    if fix.backoff_base_s <= 0 or fix.backoff_max_s < fix.backoff_base_s:
+        raise ConfigError("fix.backoff_base_s must be > 0 and fix.backoff_max_s >= it, got "
+                          f"{fix.backoff_base_s} and {fix.backoff_max_s}")
+    if fix.ca_file:
+        if not fix.tls_verify:
+            raise ConfigError("fix.ca_file is set but fix.tls_verify is false: either trust "
+                              "the file (verify) or skip verification, not both")
+        if not Path(fix.ca_file).expanduser().is_file():
+            raise ConfigError(f"fix.ca_file: no such file: {fix.ca_file}")
 
 
 def _reject_secrets(data: Mapping[str, Any], where: str = "") -> None:

@@ -14,6 +14,8 @@ and offering a small typed interface:
   subscribes, the instrument listing (runtime listings and delistings) and the level3 budget;
 * :class:`~recorder.capture.healing_part.HealingPart`: resnapshots, quarantines, REST backfills
   and evidence snapshots decided by the pure :class:`~recorder.capture.healing.Healer`;
+* :class:`~recorder.capture.fix_part.FixPart` (``[fix]`` set; worker 0 of shard 1): the FIX 4.4
+  market-data sessions, journaled as streams ``fix`` / ``fix_l3``;
 * :class:`~recorder.capture.status_part.StatusReporter`: the status sent to the supervisor
   every ``status_interval_s``, with the event loop's lag and the exchange->receive lag;
 * :class:`~recorder.capture.control.RunControl`: stopping and paused, shared by all.
@@ -63,6 +65,7 @@ from recorder.capture.config import CaptureConfig
 from recorder.capture.connection import INSTRUMENT, FeedConnection
 from recorder.capture.connections_part import ConnectionPool
 from recorder.capture.control import RunControl
+from recorder.capture.fix_part import FixPart
 from recorder.capture.healing_part import HealingPart
 from recorder.capture.rest_client import RestClient
 from recorder.capture.shards import ConnPlan, WorkerPlan
@@ -143,13 +146,19 @@ class Worker:
                      ConnPlan(name=f"instrument-w{self.index}", stream="spot", channel="instrument",
                               symbols=())):
             self.pool.add(plan)
+        #: the FIX source runs in one worker of one shard: its sessions are few, its symbols
+        #: explicit, and Kraken knows one session per SenderCompID and port
+        self.fix = (FixPart(cfg.fix, host=self, stopping=self.control.stopping)
+                    if cfg.fix.enabled and self.index == 0 and cfg.shard_index[0] == 1
+                    else None)
         self.reporter = StatusReporter(
             worker=self.index, writer=self.writer_id, root=str(self.root),
             interval_s=cfg.observability.status_interval_s, send=status_cb,
             committing=self.archive.committing,
             sections=[self._run_status, self._connection_status, self.archive.status,
                       lambda: self.healing.status(time.monotonic()),
-                      lambda: self.subscriptions.status(time.monotonic())])
+                      lambda: self.subscriptions.status(time.monotonic()),
+                      *([self.fix.status] if self.fix is not None else [])])
         self.control.on_pause(self._pause_connections)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -343,6 +352,8 @@ class Worker:
             self._tg = tg
             self._started_at = asyncio.get_running_loop().time()
             self.pool.start(self.spawn)
+            if self.fix is not None:
+                self.fix.start(self.spawn)
             self.spawn(self.healing.run(), "healing")
             self.spawn(self.archive.run(), "archive")
             self.spawn(self.reporter.run(), "status")

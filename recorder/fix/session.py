@@ -267,6 +267,14 @@ class FixSession:
         self.state, self.state_since_ns = SessionState.LOGOUT_SENT, now_ns
         return [self._send("5", [(58, text)] if text else [], now_ns)]
 
+    def resubscribe(self, reason: str, now_ns: int) -> list[SessionAction]:
+        """Send every subscription again under a new MDReqID (unsubscribe, subscribe), e.g.
+        because the recorder's books were cut by a sequence gap and must be rebuilt from
+        fresh snapshots. Nothing while not logged on (a logon sends them all anyway)."""
+        if self.state is not SessionState.ACTIVE:
+            return []
+        return self._resubscribe(reason, now_ns)
+
     def connection_lost(self) -> None:
         """The transport closed (the caller's side): back to DISCONNECTED."""
         self.state = SessionState.DISCONNECTED

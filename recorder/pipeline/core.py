@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 
+from recorder import _core
 from recorder.archive.schema import load_schemas
 from recorder.book.checkpoint import encode_checkpoint
 from recorder.book.futures import FuturesBook
@@ -64,6 +65,7 @@ from recorder.pipeline.signals import (
 from recorder.pipeline.state import (
     ConnState,
     EpochState,
+    FixRequestState,
     GapState,
     PipelineState,
     StateError,
@@ -77,7 +79,7 @@ from recorder.protocol.numbers import decimals_of, to_units, token_to_text
 from recorder.protocol.reject import Reject
 from recorder.protocol.symbols import SymbolKind, symbol_problem
 
-__all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS"]
+__all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS", "FIX_STREAMS"]
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -92,6 +94,18 @@ _TAKER_SIDE: Final = _SCHEMAS["trades"].column("side").codes()
 #: Wire side (spot ``buy``/``sell``, REST ``b``/``s``) -> code of ``trades.side``.
 _SIDE_BUYSELL: Final = {**_TAKER_SIDE, "b": _TAKER_SIDE["buy"], "s": _TAKER_SIDE["sell"]}
 _ENC: Final = msgspec.json.Encoder()
+#: Journal streams of FIX 4.4 market data (issue #17, docs/fix.md): raw messages of the L2
+#: port's session and of the L3 port's session.
+FIX_STREAMS: Final = ("fix", "fix_l3")
+#: ``trades.source`` code of a trade received over FIX.
+_FIX_TRADE_SOURCE: Final = _SCHEMAS["trades"].column("source").codes()["fix"]
+#: Epoch and gap keys of FIX books and trades: ``("fix:" + channel, symbol)``, apart from
+#: the WebSocket's ``(channel, symbol)`` so that a symbol recorded both ways keeps two epochs.
+_FIX_KEY: Final = "fix:"
+#: Framing failures of the FIX codec: the bytes are garbled and use up no MsgSeqNum.
+_FIX_GARBLED: Final = frozenset({"garbage", "body_length", "checksum", "too_long"})
+#: Most remembered outgoing FIX messages per pipeline (MsgSeqNum -> MDReqID, for a 35=3).
+_FIX_SENT_MAX: Final = 4096
 
 
 #: Datasets buffered per *message* (columns constant within a message stored once, expanded
@@ -285,7 +299,7 @@ class Pipeline:
                  "_l3_rows", "_pending_rows", "precisions", "_instr_attrs", "_epochs", "_gaps",
                  "_conns", "_ack_depth", "_req_channel", "_trade_last", "_backfilled",
                  "running", "last_recv_ns", "frames", "messages", "checksums_ok",
-                 "checksums_failed", "_checks", "_spot_ok", "_futures_ok", "__weakref__")
+                 "checksums_failed", "_checks", "_spot_ok", "_futures_ok", "_fix", "__weakref__")
 
     def __init__(
         self,
@@ -348,6 +362,8 @@ class Pipeline:
         self._checks = _Checks()
         self._spot_ok = self._checks.spot
         self._futures_ok = self._checks.futures
+        #: FIX sessions: expected MsgSeqNum, subscriptions, sent MarketDataRequests (state)
+        self._fix = _FixSessions()
 
     # ------------------------------------------------------------------ state
 
@@ -397,7 +413,14 @@ class Pipeline:
             trade_last=[(k, v[0], v[1]) for k, v in self._trade_last.items()],
             flagged_symbols=sorted(self._checks.flagged),
             requests=[(k[0], k[1], v) for k, v in self._req_channel.items()],
-            backfilled=[(sym, sorted(ids)) for sym, ids in self._backfilled.items()])
+            backfilled=[(sym, sorted(ids)) for sym, ids in self._backfilled.items()],
+            fix_expected=sorted(self._fix.expected.items()),
+            fix_requests=[FixRequestState(conn_id=k[0], md_req_id=k[1], channel=r.channel,
+                                          depth=r.depth, symbols=list(r.symbols),
+                                          trades=r.trades)
+                          for k, r in self._fix.requests.items()],
+            fix_sent=[(k[0], k[1], v) for k, v in self._fix.sent.items()],
+            fix_logout_sent=sorted(self._fix.logout_sent))
 
     @classmethod
     def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
@@ -436,7 +459,9 @@ class Pipeline:
                                  f"{exc}") from exc
             if es.channel in ("book", "level3", "futures_book") and ep.book is None:
                 raise StateError(f"open {es.channel} epoch of {es.symbol} has no book")
-            p._epochs[(es.channel, es.symbol)] = ep
+            key = ((_FIX_KEY + es.channel) if es.stream in FIX_STREAMS else es.channel,
+                   es.symbol)
+            p._epochs[key] = ep
         for g in state.gaps:
             p._gaps[(g.key_channel, g.key_symbol)] = _Gap(
                 g.start_ns, g.stream, g.channel, g.symbol, g.conn_id, g.cause, g.missing,
@@ -445,6 +470,11 @@ class Pipeline:
         p._checks.flagged = set(state.flagged_symbols)
         p._req_channel = {(c, r): ch for c, r, ch in state.requests}
         p._backfilled = {sym: set(ids) for sym, ids in state.backfilled}
+        p._fix.expected = dict(state.fix_expected)
+        p._fix.requests = {(r.conn_id, r.md_req_id): _FixRequest(
+            r.channel, r.depth, tuple(r.symbols), r.trades) for r in state.fix_requests}
+        p._fix.sent = {(c, q): md for c, q, md in state.fix_sent}
+        p._fix.logout_sent = set(state.fix_logout_sent)
         for cs in state.conns:
             c = _Conn(cs.stream)
             c.minute = c.until = cs.minute  # until: not computed here (empty range)
@@ -464,6 +494,8 @@ class Pipeline:
         if frame.direction != "in":
             if stream in ("spot", "l3") and b'"subscribe"' in frame.payload:
                 self._note_request(frame)
+            elif stream in FIX_STREAMS:
+                self._fix_out(frame)
             self.last_recv_ns = frame.recv_ns
             return out
         try:
@@ -475,6 +507,8 @@ class Pipeline:
                 self._control(frame, out)
             elif stream == "rest":
                 self._rest(frame, out)
+            elif stream in FIX_STREAMS:
+                self._fix_in(frame, out)
             else:
                 self._reject(frame, "decode", "unsupported_stream",
                              f"stream {stream!r} is journaled but not derived", None)
@@ -807,9 +841,9 @@ class Pipeline:
         if ep is None:
             return None
         self._epoch_row(ep, reason)
-        if gap_cause is not None:
-            self._open_gap(_Gap(ep.end_ns, ep.stream, ep.channel, ep.symbol, ep.conn_id,
-                                gap_cause, detail=detail))
+        if gap_cause is not None and key not in self._gaps:  # keyed as the epoch was
+            self._gaps[key] = _Gap(ep.end_ns, ep.stream, ep.channel, ep.symbol, ep.conn_id,
+                                   gap_cause, detail=detail)
         return ep
 
     def _checkpoint_row(self, ep: _Epoch, recv_ns: int, reason: str) -> None:
@@ -1639,6 +1673,371 @@ class Pipeline:
         elif self._checkpoint_due(ep, recv):
             self._checkpoint_row(ep, recv, "interval")
 
+    # ------------------------------------------------------------------ FIX 4.4
+
+    def _fix_out(self, frame: Frame) -> None:
+        """An outgoing FIX message: remember each MarketDataRequest (35=V) by MDReqID (what a
+        W, X or Y of that id is about) and by MsgSeqNum (what a session Reject refers to); an
+        unsubscribe ends its epochs (``unsubscribed``)."""
+        m = _fix_decode(frame.payload)
+        if m is None or not m["ok"]:
+            return
+        if m["msg_type"] == "5":  # the peer's Logout that follows only confirms ours
+            self._fix.logout_sent.add(frame.conn_id)
+            return
+        if m["msg_type"] != "V":
+            return
+        fields = m["fields"]
+        md_req_id = fields.get(262)
+        if md_req_id is None:
+            return
+        fix = self._fix
+        cid = frame.conn_id
+        if len(fix.sent) >= _FIX_SENT_MAX:
+            fix.sent.clear()
+        fix.sent[(cid, m["seq_num"])] = md_req_id
+        symbols = tuple(v for t, v in m["field_list"] if t == 55)
+        channel = "level3" if fields.get(266) == "N" else "book"
+        if fields.get(263) == "2":
+            req = fix.requests.pop((cid, md_req_id), None)
+            conn = self._conns.get(cid)
+            for sym in symbols:
+                for ch in (channel, "trade") if req is None or req.trades else (channel,):
+                    self._end_epoch((_FIX_KEY + ch, sym), "unsubscribed", None,
+                                    frame.recv_ns)
+                    if conn is not None:
+                        self._unsubscribe(conn, (ch, sym), frame.recv_ns)
+            return
+        depth_text = fields.get(264, "")
+        depth = int(depth_text) if depth_text.isdigit() else None
+        types = {v for t, v in m["field_list"] if t == 269}
+        if len(fix.requests) >= _FIX_SENT_MAX:
+            fix.requests.clear()
+        fix.requests[(cid, md_req_id)] = _FixRequest(channel, depth, symbols, "2" in types)
+
+    def _fix_in(self, frame: Frame, out: list[Signal]) -> None:
+        """An inbound FIX message (one per frame, as journaled): MsgSeqNum continuity per
+        connection, then W/X into ``book``/``level3``/``trades``, Y and 35=3 as refused
+        subscriptions, Logout ending the epochs, heartbeats for liveness."""
+        self.messages += 1
+        m = _fix_decode(frame.payload)
+        cid = frame.conn_id
+        if m is None:
+            self._reject(frame, "decode", "fix_framing",
+                         "not exactly one complete FIX message", None)
+            return
+        if not m["ok"]:
+            self._reject(frame, "decode", f"fix_{m['reason']}", str(m["detail"])[:300], None)
+            seq = m.get("seq_num")
+            if seq is not None and m["reason"] not in _FIX_GARBLED:
+                self._fix_sequence(frame, seq, bool(m.get("poss_dup")))  # it uses up its number
+            return
+        msg_type = m["msg_type"]
+        fields = m["fields"]
+        seq = m["seq_num"]
+        fix = self._fix
+        if msg_type == "A":  # a (new) session: numbering starts from its Logon
+            fix.expected[cid] = seq + 1
+            return
+        if msg_type == "4" and fields.get(123) != "Y":  # hard reset: MsgSeqNum ignored
+            new_text = fields.get(36, "")
+            expected = fix.expected.get(cid)
+            if not new_text.isdigit():
+                return
+            new = int(new_text)
+            if expected is not None and new > expected:
+                self._fix_break(frame, "fix_seq_gap", f"MsgSeqNum {expected}..{new - 1}",
+                                new - expected, "SequenceReset skipped messages")
+            if expected is None or new >= expected:
+                fix.expected[cid] = new
+            return
+        if not self._fix_sequence(frame, seq, bool(m["poss_dup"])):
+            return
+        if msg_type == "X":
+            self._fix_incremental(frame, m, out)
+        elif msg_type == "W":
+            self._fix_snapshot(frame, m)
+        elif msg_type == "0" or msg_type == "1":
+            self._tick(cid, frame.stream, "heartbeat", "", frame.recv_ns)
+        elif msg_type == "4":  # GapFill: numbers up to NewSeqNo - 1 carried nothing to apply
+            new_text = fields.get(36, "")
+            if new_text.isdigit() and int(new_text) > seq:
+                fix.expected[cid] = int(new_text)
+        elif msg_type == "Y":
+            self._fix_refused(frame, fields.get(262),
+                              f"MarketDataRequestReject {fields.get(281, '?')}: "
+                              f"{fields.get(58, '')}".rstrip(": "))
+        elif msg_type == "3":
+            ref = fields.get(45, "")
+            md_req_id = fix.sent.get((cid, int(ref))) if ref.isdigit() else None
+            detail = (f"session Reject of MsgSeqNum {ref or '?'} (373={fields.get(373, '?')}): "
+                      f"{fields.get(58, '')}").rstrip(": ")
+            if md_req_id is not None:
+                self._fix_refused(frame, md_req_id, detail)
+            else:
+                self._reject(frame, "session", "fix_peer_reject", detail[:300], None)
+        elif msg_type == "5" and cid not in fix.logout_sent:  # the peer ends the session
+            self._fix_end_epochs(frame, "logout", "fix_logout",
+                                 f"peer Logout: {fields.get(58, '')}".rstrip(": "))
+        # a Logout answering ours: the Disconnected marker that follows ends the epochs
+        # ResendRequest (2), MarketDataRequest echoes, SecurityList (j): journaled only
+
+    def _fix_sequence(self, frame: Frame, seq: int, poss_dup: bool) -> bool:
+        """Check ``seq`` against the connection's expected MsgSeqNum; False when the message
+        must not be applied (a PossDup duplicate, or a number too low)."""
+        fix = self._fix
+        cid = frame.conn_id
+        expected = fix.expected.get(cid)
+        if expected is None or seq == expected:  # no Logon seen (a journal cut mid-session)
+            fix.expected[cid] = seq + 1
+            return True
+        if seq > expected:
+            self._fix_break(frame, "fix_seq_gap", f"MsgSeqNum {expected}..{seq - 1}",
+                            seq - expected, None)
+            fix.expected[cid] = seq + 1
+            return True
+        if not poss_dup:
+            self._reject(frame, "decode", "fix_seq_too_low",
+                         f"MsgSeqNum {seq}, expected {expected}, without PossDupFlag", None)
+        return False  # a PossDup resend of what was applied (or given up): never twice
+
+    def _fix_break(self, frame: Frame, cause: str, missing: str, count: int,
+                   detail: str | None) -> None:
+        """Messages of a FIX session were lost: every book and trade epoch of the connection
+        ends with a gap (healed by the next snapshot); with none open, one gap row of the
+        connection as a whole."""
+        if not self._fix_end_epochs(frame, cause, cause, detail, missing, count):
+            self._gap_row(_Gap(frame.recv_ns, frame.stream, "*", "*", frame.conn_id, cause,
+                               missing, count, detail), frame.recv_ns, "none")
+
+    def _fix_end_epochs(self, frame: Frame, reason: str, cause: str, detail: str | None,
+                        missing: str | None = None, count: int | None = None,
+                        keys: list[tuple[str, str]] | None = None) -> int:
+        """End the FIX epochs of ``frame``'s connection (or ``keys``) with ``reason`` and open a
+        gap of ``cause`` for each; how many ended."""
+        cid = frame.conn_id
+        if keys is None:
+            keys = [k for k, ep in self._epochs.items()
+                    if ep.conn_id == cid and k[0].startswith(_FIX_KEY)]
+        n = 0
+        for key in keys:
+            ep = self._epochs.pop(key, None)
+            if ep is None:
+                continue
+            n += 1
+            self._epoch_row(ep, reason)
+            if key not in self._gaps:
+                self._gaps[key] = _Gap(ep.end_ns, ep.stream, ep.channel, ep.symbol, cid,
+                                       cause, missing, count, detail)
+        return n
+
+    def _fix_refused(self, frame: Frame, md_req_id: str | None, detail: str) -> None:
+        """A MarketDataRequest refused (35=Y, or a 35=3 naming it): its epochs end and a
+        ``subscribe_failed`` gap of each of its symbols opens (closed by the next snapshot)."""
+        req = self._fix.requests.get((frame.conn_id, md_req_id or ""))
+        if req is None:
+            self._gap_row(_Gap(frame.recv_ns, frame.stream, "*", "*", frame.conn_id,
+                               "subscribe_failed", detail=f"MDReqID {md_req_id}: {detail}"[:500]),
+                          None, "none")
+            return
+        channels = (req.channel, "trade") if req.trades else (req.channel,)
+        recv = frame.recv_ns
+        for sym in req.symbols:
+            for ch in channels:
+                key = (_FIX_KEY + ch, sym)
+                self._end_epoch(key, "subscribe_failed", None, recv)
+                cur = self._gaps.get(key)
+                if cur is None:
+                    self._gaps[key] = _Gap(recv, frame.stream, ch, sym, frame.conn_id,
+                                           "subscribe_failed", detail=detail[:500])
+                elif cur.cause != "subscribe_failed":
+                    cur.detail = f"{cur.detail or ''}; subscribe_failed: {detail}".lstrip("; ")[:500]
+
+    def _fix_depth(self, frame: Frame, md_req_id: str | None, channel: str, sides: int) -> int:
+        req = self._fix.requests.get((frame.conn_id, md_req_id or ""))
+        depth = req.depth if req is not None else None
+        if depth == 0:
+            return 1000  # full book: Kraken's L2 maximum
+        if channel == "book":
+            return _l2_depth(depth, sides, sides)
+        return depth or 1000
+
+    def _fix_snapshot(self, frame: Frame, m: dict[str, Any]) -> None:
+        """35=W: a new epoch of the L2 (``fix``) or L3 (``fix_l3``) book of its symbol."""
+        fields = m["fields"]
+        symbol = fields.get(55)
+        if symbol not in self._spot_ok and not self._admit(frame, symbol, "spot"):
+            return
+        channel = "level3" if frame.stream == "fix_l3" else "book"
+        key = (_FIX_KEY + channel, symbol)
+        recv = frame.recv_ns
+        cid = frame.conn_id
+        self._tick(cid, frame.stream, channel, symbol, recv)
+        if key in self._epochs:
+            self._end_epoch(key, "resnapshot", None, recv)
+        entries = m["entries"]
+        if any(e["type"] not in ("0", "1") for e in entries):
+            self._reject(frame, "apply", "fix_bad_entry", "a snapshot entry that is neither "
+                         "bid nor offer", symbol)
+            return
+        bids = [e for e in entries if e["type"] == "0"]
+        asks = [e for e in entries if e["type"] == "1"]
+        ep = _Epoch(recv, frame.stream, channel, symbol, cid, "snapshot")
+        ep.depth = self._fix_depth(frame, fields.get(262), channel, max(len(bids), len(asks)))
+        cols = self._book_cols if channel == "book" else self._l3_cols
+        first = 10 if channel == "book" else 8
+        base = len(cols[first])
+        try:
+            texts = [(_fix_text(e["price"]), _fix_text(e["size"])) for e in entries]
+            pp, qp, src = self._precision(symbol, ([t[0] for t in texts], [t[1] for t in texts]))
+            ep.pp, ep.qp, ep.psource = pp, qp, src
+            if channel == "book":
+                ep.book = L2Book(symbol, ep.depth, pp, qp)
+                res = ep.book.apply("snapshot", _FixL2Data(
+                    symbol, [_FixLevel(_fix_text(e["price"]), _fix_text(e["size"])) for e in bids],
+                    [_FixLevel(_fix_text(e["price"]), _fix_text(e["size"])) for e in asks]),
+                    self._book_rows)
+            else:
+                ep.book = L3Book(symbol, ep.depth, pp, qp)
+                res = ep.book.apply("snapshot", _FixL3Data(
+                    symbol, [_fix_order(e, None) for e in bids],
+                    [_fix_order(e, None) for e in asks]), self._l3_rows)
+        except Exception as exc:  # noqa: BLE001 - BookError/NumberError/FixError
+            _cut(cols, first, base)
+            self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}"[:300],
+                         symbol)
+            if key not in self._gaps:
+                self._gaps[key] = _Gap(recv, frame.stream, channel, symbol, cid, "apply_error",
+                                       detail=str(exc)[:200])
+            return
+        self._epochs[key] = ep
+        self._close_gap(key[0], symbol, recv, "resnapshot")
+        self._fix_rows(frame, m, ep, cols, base, 0)
+        if not res.crossed:
+            self._checkpoint_row(ep, recv, "epoch_start")
+        else:
+            self._fix_end_epochs(frame, "crossed", "crossed_book", None, keys=[key])
+
+    def _fix_rows(self, frame: Frame, m: dict[str, Any], ep: _Epoch, cols: tuple[list[Any], ...],
+                  base: int, event: int) -> None:
+        """The per-message columns of the rows a FIX W/X just appended (no Kraken checksum:
+        FIX carries none, docs/fix.md)."""
+        ep.messages += 1
+        ep.end_ns = frame.recv_ns
+        if ep.channel == "book":
+            n = len(cols[11]) - base
+            if not n:
+                return
+            cols[0].append(frame.recv_ns)
+            cols[1].append(m["sending_time_ns"])
+            cols[2].append(ep.symbol)
+            cols[3].append(ep.epoch)
+            cols[4].append(frame.conn_id)
+            cols[5].append(event)
+            cols[6].append(ep.pp)
+            cols[7].append(ep.qp)
+            cols[8].append(None)
+            cols[9].append(n)
+            self._mrows["book"] += n
+        else:
+            n = len(cols[12]) - base
+            if not n:
+                return
+            cols[0].append(frame.recv_ns)
+            cols[1].append(ep.symbol)
+            cols[2].append(ep.epoch)
+            cols[3].append(frame.conn_id)
+            cols[4].append(ep.pp)
+            cols[5].append(ep.qp)
+            cols[6].append(None)
+            cols[7].append(n)
+            self._mrows["level3"] += n
+        self._pending_rows += n
+        ep.rows += n
+
+    def _fix_incremental(self, frame: Frame, m: dict[str, Any], out: list[Signal]) -> None:
+        """35=X: book entries (new, change, delete) onto the symbol's open FIX epoch, then its
+        trade entries into ``trades``."""
+        symbol = m["fields"].get(55)
+        if symbol not in self._spot_ok and not self._admit(frame, symbol, "spot"):
+            return
+        entries = m["entries"]
+        book = [e for e in entries if e["type"] != "2"]
+        if book:
+            self._fix_book_update(frame, m, symbol, book)
+        trades = [e for e in entries if e["type"] == "2"]
+        if trades:
+            self._fix_trades(frame, m, symbol, trades)
+
+    def _fix_book_update(self, frame: Frame, m: dict[str, Any], symbol: str,
+                         entries: list[dict[str, Any]]) -> None:
+        channel = "level3" if frame.stream == "fix_l3" else "book"
+        key = (_FIX_KEY + channel, symbol)
+        recv = frame.recv_ns
+        self._tick(frame.conn_id, frame.stream, channel, symbol, recv)
+        ep = self._epochs.get(key)
+        if ep is None:
+            self._reject(frame, "apply", "update_before_snapshot",
+                         f"FIX {channel} update without a valid snapshot", symbol)
+            return
+        cols = self._book_cols if channel == "book" else self._l3_cols
+        first = 10 if channel == "book" else 8
+        base = len(cols[first])
+        try:
+            if channel == "book":
+                bids: list[Any] = []
+                asks: list[Any] = []
+                for e in entries:
+                    size = "0" if e["action"] == 2 else _fix_text(e["size"])
+                    (bids if e["type"] == "0" else asks).append(
+                        _FixLevel(_fix_text(e["price"]), size))
+                res = ep.book.apply("update", _FixL2Data(symbol, bids, asks), self._book_rows)
+            else:
+                bids, asks = [], []
+                for e in entries:
+                    (bids if e["type"] == "0" else asks).append(
+                        _fix_order(e, _FIX_L3_EVENTS.get(e["action"], "?")))
+                res = ep.book.apply("update", _FixL3Data(symbol, bids, asks), self._l3_rows)
+        except Exception as exc:  # noqa: BLE001
+            _cut(cols, first, base)
+            self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}"[:300],
+                         symbol)
+            self._fix_end_epochs(frame, "apply_error", "apply_error", str(exc)[:200],
+                                 keys=[key])
+            return
+        self._fix_rows(frame, m, ep, cols, base, 1)
+        if res.crossed:
+            self._fix_end_epochs(frame, "crossed", "crossed_book", None, keys=[key])
+        elif self._checkpoint_due(ep, recv):
+            self._checkpoint_row(ep, recv, "interval")
+
+    def _fix_trades(self, frame: Frame, m: dict[str, Any], symbol: str,
+                    entries: list[dict[str, Any]]) -> None:
+        key = (_FIX_KEY + "trade", symbol)
+        recv = frame.recv_ns
+        cid = frame.conn_id
+        self._tick(cid, frame.stream, "trade", symbol, recv)
+        ep = self._epochs.get(key)
+        if ep is None:
+            ep = self._epochs[key] = _Epoch(recv, frame.stream, "trade", symbol, cid,
+                                            "first_trade")
+            self._close_gap(key[0], symbol, recv, "resubscribe")
+        for e in entries:
+            side = _FIX_AGGRESSOR.get(e["aggressor_side"] or "")
+            if side is None or e["price"] is None or e["size"] is None:
+                self._reject(frame, "apply", "fix_bad_trade",
+                             f"trade {e['id']!r} without AggressorSide, price or size", symbol)
+                continue
+            tid = e["id"]
+            ts = e["timestamp_ns"] if e["timestamp_ns"] is not None else m["sending_time_ns"]
+            ep.messages += 1
+            ep.rows += 1
+            ep.end_ns = recv
+            self._trade_row(recv, ts, symbol, ep.epoch, cid, _FIX_TRADE_SOURCE,
+                            int(tid) if tid and tid.isdigit() and len(tid) < 19 else None,
+                            side, _FIX_ORD_TYPE.get(e["ord_type"] or "", "unknown"),
+                            _fix_text(e["price"]), _fix_text(e["size"]))
+
     # ------------------------------------------------------------------ REST
 
     def _rest(self, frame: Frame, out: list[Signal]) -> None:
@@ -1775,6 +2174,7 @@ class Pipeline:
                 if conn.minute >= 0:
                     self._liveness_minute(m.conn_id, conn, conn.minute, recv)
                 del self._conns[m.conn_id]
+            self._fix.forget(m.conn_id)
         elif t is mk.Subscribed:
             conn = self._conn(m.conn_id, "spot")
             for s in m.symbols:
@@ -1829,6 +2229,7 @@ class Pipeline:
             if conn.minute >= 0:
                 self._liveness_minute(cid, conn, conn.minute, self.last_recv_ns or recv)
         self._conns.clear()
+        self._fix = _FixSessions()
         kept = {}
         for k, g in self._gaps.items():
             if reason == "process_restart" and _trade_hole(k) is not None:
@@ -1837,6 +2238,106 @@ class Pipeline:
                 self._gap_row(g, None, "none")
         self._gaps.clear()
         self._gaps.update(kept)
+
+
+class _FixRequest:
+    """An outgoing MarketDataRequest (35=V) of a FIX session."""
+
+    __slots__ = ("channel", "depth", "symbols", "trades")
+
+    def __init__(self, channel: str, depth: int | None, symbols: tuple[str, ...],
+                 trades: bool) -> None:
+        self.channel = channel
+        self.depth = depth
+        self.symbols = symbols
+        self.trades = trades
+
+
+class _FixSessions:
+    """What the pipeline tracks of FIX sessions (part of the state): the next inbound
+    MsgSeqNum per connection, its MarketDataRequests by MDReqID, and MsgSeqNum -> MDReqID of
+    the requests sent (a session-level Reject refers to one by its number)."""
+
+    __slots__ = ("expected", "requests", "sent", "logout_sent")
+
+    def __init__(self) -> None:
+        self.expected: dict[int, int] = {}
+        #: connections on which we sent a Logout (the peer's Logout then confirms it)
+        self.logout_sent: set[int] = set()
+        self.requests: dict[tuple[int, str], _FixRequest] = {}
+        self.sent: dict[tuple[int, int], str] = {}
+
+    def forget(self, conn_id: int) -> None:
+        """Connection ``conn_id`` ended: its session is over."""
+        self.expected.pop(conn_id, None)
+        self.logout_sent.discard(conn_id)
+        for request in [k for k in self.requests if k[0] == conn_id]:
+            del self.requests[request]
+        for sent in [k for k in self.sent if k[0] == conn_id]:
+            del self.sent[sent]
+
+
+class _FixLevel(NamedTuple):
+    price: str
+    qty: str
+
+
+class _FixL2Data(NamedTuple):
+    symbol: str
+    bids: list[Any]
+    asks: list[Any]
+    checksum: None = None
+
+
+class _FixOrder(NamedTuple):
+    order_id: str
+    limit_price: str
+    order_qty: str
+    event: str | None
+    ts_ns: int | None
+
+
+class _FixL3Data(NamedTuple):
+    symbol: str
+    bids: list[Any]
+    asks: list[Any]
+    checksum: None = None
+
+
+#: MDUpdateAction (279) -> the level3 book's event.
+_FIX_L3_EVENTS: Final = {0: "add", 1: "modify", 2: "delete"}
+#: AggressorSide (2446) -> ``trades.side`` code; OrdType (40) -> ``trades.ord_type``.
+_FIX_AGGRESSOR: Final = {"1": _TAKER_SIDE["buy"], "2": _TAKER_SIDE["sell"]}
+_FIX_ORD_TYPE: Final = {"1": "market", "2": "limit"}
+
+
+def _fix_decode(payload: bytes) -> dict[str, Any] | None:
+    """The one FIX message of a journaled frame, decoded by the core's codec (a reject is a
+    dict with ``ok`` False); None unless the payload is exactly one framed message."""
+    framer = _core.FixFramer()
+    frames = framer.feed(payload)
+    if len(frames) != 1 or framer.pending:
+        return None
+    return frames[0]  # type: ignore[no-any-return]
+
+
+def _fix_text(value: Any) -> str:
+    """Exact decimal text of a codec ``(mantissa, scale)``."""
+    if value is None:
+        raise BookError("price or size missing")
+    mantissa, scale = value
+    if scale <= 0:
+        return str(mantissa)
+    whole, frac = divmod(mantissa, 10**scale)
+    return f"{whole}.{frac:0{scale}d}"
+
+
+def _fix_order(e: dict[str, Any], event: str | None) -> _FixOrder:
+    if not e["id"]:
+        raise BookError("a level3 entry without MDEntryID (the order id)")
+    price = _fix_text(e["price"])
+    size = "0" if event == "delete" and e["size"] is None else _fix_text(e["size"])
+    return _FixOrder(e["id"], price, size, event, e["timestamp_ns"])
 
 
 def _backfill_key(symbol: str, first: int, last: int) -> tuple[str, str]:

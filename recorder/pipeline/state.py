@@ -21,6 +21,8 @@ What is kept (and nothing else):
 * ``running``, ``last_recv_ns``, ``frames``, ``messages``, ``checksums_ok`` /
   ``checksums_failed`` and the pipeline options;
 * ``flagged_symbols``: spot symbols already reported as missing from the instrument list;
+* ``fix_expected``, ``fix_requests``, ``fix_sent``: per FIX connection the next inbound
+  MsgSeqNum, the MarketDataRequests in force, and the MsgSeqNum of each request sent;
 * ``requests``: the channel of each outgoing subscribe by (conn_id, req_id), bounded (a
   refusal's gap is labelled with it); ``backfilled``: trade ids written from REST pages while
   a backfill gap of the symbol is open (an overlapping page writes no id twice).
@@ -58,6 +60,7 @@ __all__ = [
     "STATE_VERSION",
     "StateError",
     "EpochState",
+    "FixRequestState",
     "GapState",
     "ConnState",
     "PipelineState",
@@ -139,6 +142,17 @@ class ConnState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ended: list[tuple[str, str, int, int]] = []
 
 
+class FixRequestState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An outgoing FIX MarketDataRequest the pipeline remembers (by connection and MDReqID)."""
+
+    conn_id: int
+    md_req_id: str
+    channel: str
+    depth: int | None = None
+    symbols: list[str] = []
+    trades: bool = False
+
+
 class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything a :class:`~recorder.pipeline.Pipeline` needs to continue exactly."""
 
@@ -172,6 +186,14 @@ class PipelineState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     requests: list[tuple[int, int, str]] = []
     #: (symbol, trade ids) written from REST pages while backfill gaps of it are open
     backfilled: list[tuple[str, list[int]]] = []
+    #: FIX sessions (issue #17): (conn_id, next inbound MsgSeqNum)
+    fix_expected: list[tuple[int, int]] = []
+    #: FIX MarketDataRequests sent and still in force
+    fix_requests: list[FixRequestState] = []
+    #: (conn_id, MsgSeqNum, MDReqID) of FIX MarketDataRequests sent (a 35=3 names one)
+    fix_sent: list[tuple[int, int, str]] = []
+    #: FIX connections on which we sent a Logout
+    fix_logout_sent: list[int] = []
 
 
 class _Header(msgspec.Struct):

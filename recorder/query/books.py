@@ -832,7 +832,9 @@ class BookEngine:
                 changes.append(("bid" if side == 0 else "ask", pu, qu))
             (bids if side == 0 else asks).append(item)
             ck = ck_col[i]
-            if ck is not None:
+            if ck is not None or (i + 1 < len(recv_col) and recv_col[i + 1] != recv_col[i]):
+                # a message ends at its checksum row, or where recv_ns changes (its rows
+                # share the frame's receive time; FIX messages carry no checksum)
                 yield snap, bids, asks, ck, recv_col[i], ts_max, changes
                 bids, asks, changes, ts_max, snap = [], [], [], None, False
         if bids or asks:

@@ -126,13 +126,22 @@ impl MessageRows {
         Ok(())
     }
 
-    /// The message boundaries: `(first row, last row, checksum)`.
+    /// The message boundaries: `(first row, last row, checksum)`. A message ends at its row
+    /// with a checksum, or where `recv_ns` changes (a message's rows share its frame's
+    /// receive time; FIX messages carry no checksum).
     fn messages(&self) -> Vec<(usize, usize, Option<u32>)> {
         let mut out = Vec::new();
         let mut start = 0usize;
         for (i, (&valid, &ck)) in self.checksum_valid.iter().zip(&self.checksum).enumerate() {
             if valid != 0 {
                 out.push((start, i, Some(ck)));
+                start = i + 1;
+            } else if self
+                .recv_ns
+                .get(i + 1)
+                .is_some_and(|&next| next != self.recv_ns[i])
+            {
+                out.push((start, i, None));
                 start = i + 1;
             }
         }
@@ -419,12 +428,14 @@ mod tests {
     use super::*;
     use crate::l3::{ADD, DELETE, MODIFY};
 
-    /// Rows (side, event, price, qty, checksum, ts, order) at scale 1/1.
+    /// Rows (side, event, price, qty, checksum, ts, order) at scale 1/1; a message's rows
+    /// share one `recv_ns` (100, 101, ...), the next message starts after a checksum row.
     type Row = (i8, i8, i64, i64, Option<u32>, Option<i64>, i64);
 
     fn rows(raw: &[Row]) -> MessageRows {
         let mut out = MessageRows::default();
-        for (i, &(side, event, price, qty, ck, ts, order)) in raw.iter().enumerate() {
+        let mut recv = 100;
+        for &(side, event, price, qty, ck, ts, order) in raw {
             out.side.push(side);
             out.event.push(event);
             out.price.push(price);
@@ -433,7 +444,8 @@ mod tests {
             out.qty_scale.push(1);
             out.checksum.push(ck.unwrap_or(0));
             out.checksum_valid.push(u8::from(ck.is_some()));
-            out.recv_ns.push(100 + i as i64);
+            out.recv_ns.push(recv);
+            recv += i64::from(ck.is_some());
             out.ts_ns.push(ts.unwrap_or(0));
             out.ts_valid.push(u8::from(ts.is_some()));
             out.order.push(order);
@@ -460,11 +472,31 @@ mod tests {
         assert_eq!(p.messages, 3);
         assert!(!p.skipped);
         assert_eq!(p.exchange_checksum, Some(8));
-        assert_eq!((p.last_recv, p.last_ts), (Some(103), None));
+        assert_eq!((p.last_recv, p.last_ts), (Some(102), None));
         assert!(book.ready());
         let bids: Vec<_> = book.levels(false).collect();
         assert_eq!(bids, vec![(10, 2), (9, 3)]);
         assert_eq!(book.checksum(), crc(&[(10, 2), (9, 3)], &[(11, 1)]));
+    }
+
+    #[test]
+    fn messages_without_checksums_end_where_recv_ns_changes() {
+        // FIX rows: no checksum at all; each message is the rows of one receive time
+        let mut r = rows(&[
+            (0, 0, 10, 1, None, None, 0),
+            (1, 0, 12, 1, None, None, 0),
+            (0, 1, 11, 2, None, None, 0),
+            (0, 1, 10, 0, None, None, 0),
+        ]);
+        r.recv_ns = vec![100, 100, 101, 101];
+        assert_eq!(r.messages(), vec![(0, 1, None), (2, 3, None)]);
+        let (book, p) = l2_book_at(10, 1, 1, None, &r, false).unwrap();
+        assert_eq!(
+            (p.messages, p.exchange_checksum, p.last_recv),
+            (2, None, Some(101))
+        );
+        assert_eq!(book.levels(false).collect::<Vec<_>>(), vec![(11, 2)]);
+        assert_eq!(book.levels(true).collect::<Vec<_>>(), vec![(12, 1)]);
     }
 
     #[test]
