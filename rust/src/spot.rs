@@ -26,6 +26,8 @@ use serde_json::value::RawValue;
 
 use crate::decimal::{self, Decimal, MAX_SCALE, NumberError};
 
+mod fast;
+
 /// Reject reason codes (index into [`REASONS`]); 0 means "no reject".
 pub const TOO_LARGE: u8 = 1;
 /// The frame is not valid UTF-8.
@@ -176,6 +178,89 @@ pub enum Frame<'a> {
     Ack(Ack),
     /// Recognised, not checked here (heartbeat, status, pong, trade, ticker, ohlc).
     Skipped,
+}
+
+// ------------------------------------------------------------------------------------------
+// Reused vectors.
+
+/// Pooled vectors of each kind kept at most, and the largest capacity kept.
+const POOL: usize = 8;
+const POOL_CAPACITY: usize = 4096;
+
+/// An empty vector of another element type on the same allocation: `A` and `B` differ only
+/// in lifetimes here, and the standard library collects such an empty iterator in place.
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+fn take<A, B>(pool: &mut Vec<Vec<A>>) -> Vec<B> {
+    pool.pop().map(recycle).unwrap_or_default()
+}
+
+fn give<A, B>(pool: &mut Vec<Vec<B>>, v: Vec<A>) {
+    if pool.len() < POOL && v.capacity() > 0 && v.capacity() <= POOL_CAPACITY {
+        pool.push(recycle(v));
+    }
+}
+
+/// Vectors kept between frames (emptied, their borrows gone), so that decoding the frames of
+/// a steady stream allocates nothing: [`classify_reusing`] takes its vectors from here and
+/// [`Scratch::reuse_books`] / [`Scratch::reuse_l3`] give a decoded frame's back.
+#[derive(Default)]
+pub struct Scratch {
+    levels: Vec<Vec<Level<'static>>>,
+    orders: Vec<Vec<Order<'static>>>,
+    raw_books: Vec<Vec<RawItem<'static, Level<'static>>>>,
+    raw_l3: Vec<Vec<RawItem<'static, Order<'static>>>>,
+    books: Vec<Vec<BookItem<'static, Level<'static>>>>,
+    l3: Vec<Vec<BookItem<'static, Order<'static>>>>,
+}
+
+impl fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scratch")
+            .field("levels", &self.levels.len())
+            .field("orders", &self.orders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scratch {
+    /// Keep the vectors of a decoded `book` frame for the next frames.
+    pub fn reuse_books(&mut self, mut items: Vec<BookItem<'_, Level<'_>>>) {
+        for item in items.drain(..) {
+            give(&mut self.levels, item.bids);
+            give(&mut self.levels, item.asks);
+        }
+        give(&mut self.books, items);
+    }
+
+    /// Keep the vectors of a decoded `level3` frame for the next frames.
+    pub fn reuse_l3(&mut self, mut items: Vec<BookItem<'_, Order<'_>>>) {
+        for item in items.drain(..) {
+            give(&mut self.orders, item.bids);
+            give(&mut self.orders, item.asks);
+        }
+        give(&mut self.l3, items);
+    }
+}
+
+/// Element types with a pool in [`Scratch`].
+trait Pooled: Sized {
+    fn take(scratch: &mut Scratch) -> Vec<Self>;
+}
+
+impl Pooled for Level<'_> {
+    fn take(scratch: &mut Scratch) -> Vec<Self> {
+        take(&mut scratch.levels)
+    }
+}
+
+impl Pooled for Order<'_> {
+    fn take(scratch: &mut Scratch) -> Vec<Self> {
+        take(&mut scratch.orders)
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -703,14 +788,17 @@ fn check_levels(levels: &[Level<'_>]) -> Result<(), Reject> {
     }
 }
 
-fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, Level<'_>>> = match data {
+fn book_items<'a>(
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Vec<BookItem<'a, Level<'a>>>, Reject> {
+    let mut raw: Vec<RawItem<'_, Level<'_>>> = match data {
         Data::Book(items) => items,
         Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
         Data::Level3(_) => return Err(Reject::new(SCHEMA, "level3 data in a book message")),
     };
-    let mut items = Vec::with_capacity(raw.len());
-    for item in raw {
+    let mut items: Vec<BookItem<'a, Level<'a>>> = take(&mut scratch.books);
+    for item in raw.drain(..) {
         check_levels(&item.bids)?;
         check_levels(&item.asks)?;
         let (bids, asks) = (item.bids, item.asks);
@@ -726,6 +814,7 @@ fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
             ts_ns,
         });
     }
+    give(&mut scratch.raw_books, raw);
     Ok(items)
 }
 
@@ -751,14 +840,17 @@ fn check_orders<'a>(
     Ok(())
 }
 
-fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, Order<'_>>> = match data {
+fn level3_items<'a>(
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Vec<BookItem<'a, Order<'a>>>, Reject> {
+    let mut raw: Vec<RawItem<'_, Order<'_>>> = match data {
         Data::Level3(items) => items,
         Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
         Data::Book(_) => return Err(Reject::new(SCHEMA, "book data in a level3 message")),
     };
-    let mut items = Vec::with_capacity(raw.len());
-    for item in raw {
+    let mut items: Vec<BookItem<'a, Order<'a>>> = take(&mut scratch.l3);
+    for item in raw.drain(..) {
         // the message timestamp first, then each order's tokens and timestamp (Python's order)
         let ts_ns = match item.timestamp.as_deref() {
             Some(text) => Some(timestamp_ns(text, "timestamp")?),
@@ -780,6 +872,7 @@ fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> 
             ts_ns,
         });
     }
+    give(&mut scratch.raw_l3, raw);
     Ok(items)
 }
 
@@ -820,6 +913,31 @@ fn ack(frame: &str, subscribe: bool) -> Result<Ack, Reject> {
 
 /// Classify and decode one frame (see the module documentation).
 pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Reject> {
+    classify_with(frame, max_frame_bytes, true, &mut Scratch::default())
+}
+
+/// [`classify`] with vectors from `scratch` (give them back with [`Scratch::reuse_books`] or
+/// [`Scratch::reuse_l3`]).
+pub fn classify_reusing<'f>(
+    frame: &'f [u8],
+    max_frame_bytes: usize,
+    scratch: &mut Scratch,
+) -> Result<Frame<'f>, Reject> {
+    classify_with(frame, max_frame_bytes, true, scratch)
+}
+
+/// [`classify`] through serde_json alone, without the fast path for the book channels' usual
+/// frames (the reference that path is tested and fuzzed against).
+pub fn classify_general(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Reject> {
+    classify_with(frame, max_frame_bytes, false, &mut Scratch::default())
+}
+
+fn classify_with<'f>(
+    frame: &'f [u8],
+    max_frame_bytes: usize,
+    fast: bool,
+    scratch: &mut Scratch,
+) -> Result<Frame<'f>, Reject> {
     if frame.len() > max_frame_bytes {
         return Err(Reject::new(
             TOO_LARGE,
@@ -839,6 +957,32 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
             Err(err) => Reject::new(MALFORMED_JSON, err.to_string()),
         });
     }
+    if let Some((snapshot, data)) = fast.then(|| fast::envelope(text, scratch)).flatten() {
+        return book_frame(snapshot, data, scratch);
+    }
+    classify_serde(text, scratch)
+}
+
+/// A `book` or `level3` frame from its decoded `data` (the checks after the JSON pass).
+fn book_frame<'a>(
+    snapshot: bool,
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Frame<'a>, Reject> {
+    match data {
+        Data::Level3(_) => Ok(Frame::Level3 {
+            snapshot,
+            items: level3_items(data, scratch)?,
+        }),
+        _ => Ok(Frame::Book {
+            snapshot,
+            items: book_items(data, scratch)?,
+        }),
+    }
+}
+
+/// The general path of [`classify`]: serde_json over a JSON object's text.
+fn classify_serde<'a>(text: &'a str, scratch: &mut Scratch) -> Result<Frame<'a>, Reject> {
     let envelope: Envelope<'_> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(err) => {
@@ -862,7 +1006,7 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
                 let data = required_data(envelope.data)?;
                 Ok(Frame::Book {
                     snapshot,
-                    items: book_items(data)?,
+                    items: book_items(data, scratch)?,
                 })
             }
             Some("level3") => {
@@ -870,7 +1014,7 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
                 let data = required_data(envelope.data)?;
                 Ok(Frame::Level3 {
                     snapshot,
-                    items: level3_items(data)?,
+                    items: level3_items(data, scratch)?,
                 })
             }
             Some("instrument") => {
@@ -1032,6 +1176,83 @@ mod tests {
         assert!(snapshot);
         assert_eq!(pairs[0].symbol, "BTC/USD");
         assert_eq!((pairs[0].price_precision, pairs[0].qty_precision), (1, 8));
+    }
+
+    /// Frames of the fast path's shape (and near it): Kraken's, the sim's, odd but valid ones.
+    const FAST_FRAMES: [&str; 9] = [
+        r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":29430.2,"qty":0.18967538}],"asks":[{"price":29430.30,"qty":"0.00100000"}],"checksum":2785033588,"timestamp":"2023-07-30T15:29:58.343415Z"}]}"#,
+        r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[{"price":93704.2,"qty":0.01680553}],"checksum":2543710389,"timestamp":"2026-09-21T14:13:20.000906Z"}]}"#,
+        r#"{"channel":"level3","type":"update","data":[{"checksum":2841398499,"symbol":"MATIC/USD","bids":[],"asks":[{"event":"delete","order_id":"OOIATY-6EIWY-ACVIUN","limit_price":0.5636,"order_qty":302.89736033,"timestamp":"2023-10-06T18:21:00.097010033Z"},{"event":"add","order_id":"O2BN53","limit_price":0.564,"order_qty":3500.77668626,"timestamp":"2023-10-06T18:20:27.383408052Z"}]}]}"#,
+        r#"{"channel":"level3","type":"snapshot","data":[{"symbol":"BTC/USD","checksum":1063832831,"bids":[{"order_id":"OTCFZG-YOE2Q-LQKNM3","limit_price":44939.4,"order_qty":0.88968699,"timestamp":"2024-01-08T12:26:39.526146327Z"}],"asks":[{"order_id":"OX","limit_price":"44940.0","order_qty":1E-8,"timestamp":"2024-01-08T12:26:39Z"}],"timestamp":"2024-01-08T12:26:39.5Z"}]}"#,
+        r#"{"channel":"level3","type":"update","data":[{"checksum":0,"symbol":"A/B","bids":[{"event":"modify","order_id":"O1","limit_price":-1.5e+2,"order_qty":0,"timestamp":"2023-01-01T00:00:00Z"}],"asks":[]}]}"#,
+        "{\n \"channel\" : \"book\" ,\t\"type\":\"update\",\r\"data\" : [ { \"symbol\" : \"X/Y\" , \"bids\" : [ { \"price\" : 1 , \"qty\" : 0 } ] , \"asks\" : [ ] , \"checksum\" : 4294967295 } ] } \n",
+        r#"{"channel":"book","type":"update","data":[]}"#,
+        r#"{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[],"asks":[]},{"symbol":"C/D","bids":[{"price":"1.0","qty":"2"}],"asks":[]}]}"#,
+        r#"{"type":"update","channel":"book","data":[{"symbol":"A/B","bids":[],"asks":[],"timestamp":"2023-02-30T00:00:00Z"}]}"#,
+    ];
+
+    fn both(frame: &[u8]) -> (String, String) {
+        (
+            format!("{:?}", classify(frame, 1 << 20)),
+            format!("{:?}", classify_general(frame, 1 << 20)),
+        )
+    }
+
+    #[test]
+    fn fast_path_takes_kraken_frames() {
+        for frame in FAST_FRAMES {
+            assert!(
+                fast::envelope(frame, &mut Scratch::default()).is_some(),
+                "{frame}"
+            );
+        }
+        // not its subset: the serde path decides
+        for frame in [
+            r#"{"data":[],"channel":"book","type":"update"}"#,
+            r#"{"channel":"book","type":"update","data":[],"req_id":1}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A\/B","bids":[],"asks":[]}]}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A","bids":[],"asks":[],"checksum":null}]}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A","bids":[{"price":01,"qty":1}],"asks":[]}]}"#,
+            r#"{"channel":"book","channel":"book","type":"update","data":[]}"#,
+            r#"{"channel":"book","type":"update","data":[]} x"#,
+        ] {
+            assert!(
+                fast::envelope(frame, &mut Scratch::default()).is_none(),
+                "{frame}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_equals_serde_path() {
+        // every frame, and every one-byte deletion, insertion and replacement of it by bytes
+        // that matter to JSON: the same frame or reject (reason and detail) either way
+        const BYTES: &[u8] = b" \t\n\"\\,:{}[]0123456789-+.eEx\x01\xc3";
+        for frame in FAST_FRAMES {
+            let frame = frame.as_bytes().to_vec();
+            let (fast, general) = both(&frame);
+            assert_eq!(fast, general);
+            for i in 0..=frame.len() {
+                let mut deleted = frame.clone();
+                if i < frame.len() {
+                    deleted.remove(i);
+                    let (fast, general) = both(&deleted);
+                    assert_eq!(fast, general, "{}", String::from_utf8_lossy(&deleted));
+                }
+                for &b in BYTES {
+                    let mut inserted = frame.clone();
+                    inserted.insert(i, b);
+                    let (fast, general) = both(&inserted);
+                    assert_eq!(fast, general, "{}", String::from_utf8_lossy(&inserted));
+                    if i < frame.len() {
+                        let mut replaced = frame.clone();
+                        replaced[i] = b;
+                        let (fast, general) = both(&replaced);
+                        assert_eq!(fast, general, "{}", String::from_utf8_lossy(&replaced));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
