@@ -215,6 +215,8 @@ pub struct Scratch {
     raw_l3: Vec<Vec<RawItem<'static, Order<'static>>>>,
     books: Vec<Vec<BookItem<'static, Level<'static>>>>,
     l3: Vec<Vec<BookItem<'static, Order<'static>>>>,
+    /// The date-time of the last timestamp parsed.
+    time: TimeMemo,
 }
 
 impl fmt::Debug for Scratch {
@@ -389,9 +391,18 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 /// (`rfc3339_to_ns`): `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|+00:00|-00:00|+0000|-0000]`, fields
 /// in range (second 60 allowed), the result within `0..=i64::MAX`. None otherwise.
 pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
-    if text.len() < 19 || text.len() > 40 {
-        return None;
-    }
+    rfc3339_ns_memo(text, &mut TimeMemo::default())
+}
+
+/// The last date-time (to the second) [`rfc3339_ns_memo`] parsed: the text of its first 19
+/// bytes and its seconds since the epoch. Timestamps of a stream mostly share it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeMemo {
+    prefix: Option<([u8; 19], i64)>,
+}
+
+/// The seconds of a valid `YYYY-MM-DD[T ]HH:MM:SS` (the first 19 bytes of `text`).
+fn rfc3339_seconds(text: &[u8]) -> Option<i64> {
     let sep = |i: usize, c: u8| text.get(i) == Some(&c);
     if !(sep(4, b'-') && sep(7, b'-') && sep(13, b':') && sep(16, b':')) {
         return None;
@@ -399,13 +410,42 @@ pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
     if !(sep(10, b'T') || sep(10, b' ')) {
         return None;
     }
-    let year = digits_value(&text[0..4])?;
-    let month = digits_value(&text[5..7])?;
-    let day = digits_value(&text[8..10])?;
-    let hour = digits_value(&text[11..13])?;
-    let minute = digits_value(&text[14..16])?;
-    let second = digits_value(&text[17..19])?;
-    let mut rest = &text[19..];
+    let year = digits_value(text.get(0..4)?)?;
+    let month = digits_value(text.get(5..7)?)?;
+    let day = digits_value(text.get(8..10)?)?;
+    let hour = digits_value(text.get(11..13)?)?;
+    let minute = digits_value(text.get(14..16)?)?;
+    let second = digits_value(text.get(17..19)?)?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || day > days_in_month(year, month)
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// [`rfc3339_ns`], reusing the seconds of the previous text when its first 19 bytes (date
+/// and time to the second, which alone decide them) are the same.
+pub fn rfc3339_ns_memo(text: &[u8], memo: &mut TimeMemo) -> Option<i64> {
+    if text.len() < 19 || text.len() > 40 {
+        return None;
+    }
+    let (head, mut rest) = text.split_at(19);
+    let seconds = match memo.prefix {
+        Some((prefix, seconds)) if prefix == head => seconds,
+        _ => {
+            let seconds = rfc3339_seconds(head)?;
+            let mut prefix = [0u8; 19];
+            prefix.copy_from_slice(head);
+            memo.prefix = Some((prefix, seconds));
+            seconds
+        }
+    };
     let mut nanos = 0i64;
     if rest.first() == Some(&b'.') {
         let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -420,17 +460,6 @@ pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
         b"" | b"Z" | b"+00:00" | b"-00:00" | b"+0000" | b"-0000" => {}
         _ => return None,
     }
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || day > days_in_month(year, month)
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
     let ns = seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?;
     (ns >= 0).then_some(ns)
 }
@@ -772,7 +801,11 @@ fn late_reject(late: Late) -> Reject {
 }
 
 fn timestamp_ns(text: &str, field: &str) -> Result<i64, Reject> {
-    rfc3339_ns(text.as_bytes()).ok_or_else(|| {
+    timestamp_ns_memo(text, field, &mut TimeMemo::default())
+}
+
+fn timestamp_ns_memo(text: &str, field: &str, memo: &mut TimeMemo) -> Result<i64, Reject> {
+    rfc3339_ns_memo(text.as_bytes(), memo).ok_or_else(|| {
         let shown: String = text.chars().take(48).collect();
         Reject::new(
             BAD_TIMESTAMP,
@@ -803,7 +836,7 @@ fn book_items<'a>(
         check_levels(&item.asks)?;
         let (bids, asks) = (item.bids, item.asks);
         let ts_ns = match item.timestamp.as_deref() {
-            Some(text) => Some(timestamp_ns(text, "timestamp")?),
+            Some(text) => Some(timestamp_ns_memo(text, "timestamp", &mut scratch.time)?),
             None => None,
         };
         items.push(BookItem {
@@ -823,6 +856,7 @@ fn book_items<'a>(
 fn check_orders<'a>(
     orders: &mut [Order<'a>],
     last: &mut Option<(Cow<'a, str>, i64)>,
+    memo: &mut TimeMemo,
 ) -> Result<(), Reject> {
     for o in orders.iter_mut() {
         if let Some(field) = o.bad {
@@ -831,7 +865,7 @@ fn check_orders<'a>(
         o.ts_ns = match last {
             Some((text, ns)) if *text == o.timestamp => *ns,
             _ => {
-                let ns = timestamp_ns(&o.timestamp, "timestamp")?;
+                let ns = timestamp_ns_memo(&o.timestamp, "timestamp", memo)?;
                 *last = Some((o.timestamp.clone(), ns));
                 ns
             }
@@ -853,7 +887,7 @@ fn level3_items<'a>(
     for item in raw.drain(..) {
         // the message timestamp first, then each order's tokens and timestamp (Python's order)
         let ts_ns = match item.timestamp.as_deref() {
-            Some(text) => Some(timestamp_ns(text, "timestamp")?),
+            Some(text) => Some(timestamp_ns_memo(text, "timestamp", &mut scratch.time)?),
             None => None,
         };
         // orders usually carry the message's timestamp text: seed the memo with it
@@ -862,8 +896,8 @@ fn level3_items<'a>(
             _ => None,
         };
         let (mut bids, mut asks) = (item.bids, item.asks);
-        check_orders(&mut bids, &mut last)?;
-        check_orders(&mut asks, &mut last)?;
+        check_orders(&mut bids, &mut last, &mut scratch.time)?;
+        check_orders(&mut asks, &mut last, &mut scratch.time)?;
         items.push(BookItem {
             symbol: item.symbol,
             bids,
@@ -1319,5 +1353,35 @@ mod tests {
         assert_eq!(ns("9999-12-31T23:59:59Z"), None); // beyond int64 ns
         assert_eq!(ns("2262-04-11T23:47:16.854775807Z"), Some(i64::MAX));
         assert_eq!(ns("２０２３-10-06T17:35:00Z"), None);
+    }
+
+    #[test]
+    fn memoised_timestamps_equal_fresh_ones() {
+        let texts = [
+            "2023-10-06T17:35:00.279389650Z",
+            "2023-10-06T17:35:00.2Z",
+            "2023-10-06T17:35:00.Z",
+            "2023-10-06T17:35:00",
+            "2023-10-06T17:35:00+01:00",
+            "2023-10-06T17:35:01Z",
+            "2023-02-29T00:00:00Z",
+            "2023-02-29T00:00:00.5Z",
+            "2024-02-29T00:00:00.5Z",
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.1Z",
+            "2262-04-11T23:47:16.854775807Z",
+            "2262-04-11T23:47:16.854775808Z",
+            "2023-10-06T17:35:00.279389650Z",
+            "2023-10-06 17:35:00.279389650Z",
+        ];
+        let mut memo = TimeMemo::default();
+        for _ in 0..2 {
+            for t in texts {
+                assert_eq!(
+                    rfc3339_ns_memo(t.as_bytes(), &mut memo),
+                    rfc3339_ns(t.as_bytes())
+                );
+            }
+        }
     }
 }
