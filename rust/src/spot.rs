@@ -194,8 +194,9 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-fn take<A, B>(pool: &mut Vec<Vec<A>>) -> Vec<B> {
-    pool.pop().map(recycle).unwrap_or_default()
+/// A pooled vector (a `Vec<T<'static>>` is a `Vec<T<'a>>`: the callers' types coerce).
+fn take<T>(pool: &mut Vec<Vec<T>>) -> Vec<T> {
+    pool.pop().unwrap_or_default()
 }
 
 fn give<A, B>(pool: &mut Vec<Vec<B>>, v: Vec<A>) {

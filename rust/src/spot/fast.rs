@@ -25,6 +25,18 @@ pub(super) fn envelope<'a>(text: &'a str, scratch: &mut Scratch) -> Option<(bool
         pos: 0,
         scratch,
     };
+    // Kraken's spelling, one comparison: then only `data` and the closing brace follow (any
+    // other key after these three would be a duplicate or unknown, i.e. None either way)
+    for (prefix, level3, snapshot) in PREFIXES {
+        if cur.lit(prefix) {
+            let data = cur.data(level3)?;
+            if !cur.eat(b'}') {
+                return None;
+            }
+            cur.ws();
+            return (cur.pos == cur.bytes.len()).then_some((snapshot, data));
+        }
+    }
     if !cur.eat(b'{') {
         return None;
     }
@@ -51,18 +63,7 @@ pub(super) fn envelope<'a>(text: &'a str, scratch: &mut Scratch) -> Option<(bool
                     _ => return None,
                 });
             }
-            "data" if data.is_none() => {
-                data = Some(match level3? {
-                    false => {
-                        let items = take(&mut cur.scratch.raw_books);
-                        Data::Book(cur.list(items, Cursor::item::<Level<'a>>)?)
-                    }
-                    true => {
-                        let items = take(&mut cur.scratch.raw_l3);
-                        Data::Level3(cur.list(items, Cursor::item::<Order<'a>>)?)
-                    }
-                });
-            }
+            "data" if data.is_none() => data = Some(cur.data(level3?)?),
             _ => return None,
         }
         if cur.eat(b',') {
@@ -79,6 +80,30 @@ pub(super) fn envelope<'a>(text: &'a str, scratch: &mut Scratch) -> Option<(bool
     }
     Some((snapshot?, data?))
 }
+
+/// `{"channel":C,"type":T,"data":` as Kraken writes it: (text, level3, snapshot).
+const PREFIXES: [(&[u8], bool, bool); 4] = [
+    (
+        br#"{"channel":"book","type":"update","data":"#,
+        false,
+        false,
+    ),
+    (
+        br#"{"channel":"level3","type":"update","data":"#,
+        true,
+        false,
+    ),
+    (
+        br#"{"channel":"book","type":"snapshot","data":"#,
+        false,
+        true,
+    ),
+    (
+        br#"{"channel":"level3","type":"snapshot","data":"#,
+        true,
+        true,
+    ),
+];
 
 struct Cursor<'a, 's> {
     text: &'a str,
@@ -245,6 +270,17 @@ impl<'a> Cursor<'a, '_> {
         u32::try_from(value).ok()
     }
 
+    /// The `data` list of a `book` (or `level3`) message.
+    fn data(&mut self, level3: bool) -> Option<Data<'a>> {
+        Some(if level3 {
+            let items = take(&mut self.scratch.raw_l3);
+            Data::Level3(self.list(items, Cursor::item::<Order<'a>>)?)
+        } else {
+            let items = take(&mut self.scratch.raw_books);
+            Data::Book(self.list(items, Cursor::item::<Level<'a>>)?)
+        })
+    }
+
     /// `[a, b, ...]` of `one`, appended to `out` (empty).
     fn list<T>(
         &mut self,
@@ -277,10 +313,16 @@ impl<'a> Cursor<'a, '_> {
             return None;
         }
         loop {
-            let key = self.string()?;
-            if !self.eat(b':') {
-                return None;
-            }
+            let key = match self.item_key() {
+                Some(key) => key,
+                None => {
+                    let key = self.string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    key
+                }
+            };
             field(self, key)?;
             if self.eat(b',') {
                 continue;
@@ -290,6 +332,21 @@ impl<'a> Cursor<'a, '_> {
             }
             return None;
         }
+    }
+
+    /// A book item's key and its colon as Kraken writes them (`"bids":`), found by its first
+    /// letter and one comparison; else None with `pos` unchanged (the general key path).
+    #[inline]
+    fn item_key(&mut self) -> Option<&'static str> {
+        let (key, text): (&'static str, &[u8]) = match self.bytes.get(self.pos + 1) {
+            Some(b's') => ("symbol", br#""symbol":"#),
+            Some(b'b') => ("bids", br#""bids":"#),
+            Some(b'a') => ("asks", br#""asks":"#),
+            Some(b'c') => ("checksum", br#""checksum":"#),
+            Some(b't') => ("timestamp", br#""timestamp":"#),
+            _ => return None,
+        };
+        self.lit(text).then_some(key)
     }
 
     /// A level as Kraken writes it, `{"price":P,"qty":Q}`, else None with `pos` unchanged.
