@@ -289,6 +289,29 @@ impl Piece {
         }
     }
 
+    /// No digits (a placeholder).
+    pub const EMPTY: Piece = Piece {
+        len: 0,
+        bytes: [0u8; 40],
+    };
+
+    /// Bytes a piece may take, [`Piece::write_at`] writes them all.
+    pub const CAPACITY: usize = 40;
+
+    /// Write the piece at `out[at..]` (all [`Piece::CAPACITY`] bytes, a constant-size copy;
+    /// those after the piece are scratch); returns the end of the piece. Writes nothing and
+    /// returns `at` when `out` has no room.
+    #[inline]
+    pub fn write_at(&self, out: &mut [u8], at: usize) -> usize {
+        match out.get_mut(at..at + Piece::CAPACITY) {
+            Some(dst) => {
+                dst.copy_from_slice(&self.bytes);
+                at + usize::from(self.len)
+            }
+            None => at,
+        }
+    }
+
     /// Append the piece to `out`.
     #[inline]
     pub fn push_to(&self, out: &mut Vec<u8>) {

@@ -325,6 +325,37 @@ pub fn token_decimal(token: &[u8]) -> Result<Decimal, NumberError> {
 /// token to the validating parser, which says why it is refused.
 #[inline]
 fn plain_decimal(token: &[u8]) -> Option<Decimal> {
+    if token.len() > 18 {
+        return plain_decimal_long(token);
+    }
+    // at most 18 digits: the mantissa cannot overflow, nor the scale exceed MAX_SCALE
+    let mut mantissa: i64 = 0;
+    let mut dot = usize::MAX;
+    for (i, &c) in token.iter().enumerate() {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            mantissa = mantissa * 10 + i64::from(d);
+        } else if c == b'.' && dot == usize::MAX {
+            dot = i;
+        } else {
+            return None;
+        }
+    }
+    let (whole, frac) = match dot {
+        usize::MAX => (token.len(), 0),
+        dot => (dot, token.len() - dot - 1),
+    };
+    if whole == 0 || (dot != usize::MAX && frac == 0) {
+        return None;
+    }
+    Some(Decimal {
+        mantissa,
+        scale: u8::try_from(frac).ok()?,
+    })
+}
+
+/// [`plain_decimal`] of a token of any length, every step checked.
+fn plain_decimal_long(token: &[u8]) -> Option<Decimal> {
     if token.len() > decimal::MAX_TOKEN_LEN {
         return None;
     }
@@ -1286,6 +1317,39 @@ mod tests {
                         assert_eq!(fast, general, "{}", String::from_utf8_lossy(&replaced));
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn short_plain_tokens_parse_as_long_ones() {
+        // the unchecked loop for tokens of at most 18 bytes agrees with the checked one
+        let mut tokens: Vec<String> = Vec::new();
+        for body in [
+            "",
+            "0",
+            "1",
+            "09",
+            "123456789012345678",
+            "99999999999999999",
+        ] {
+            for cut in 0..=body.len() {
+                let (a, b) = body.split_at(cut);
+                tokens.push(format!("{a}.{b}"));
+                tokens.push(format!("{a}{b}"));
+                tokens.push(format!("{a}..{b}"));
+                tokens.push(format!("{a}x{b}"));
+                tokens.push(format!("{a}/{b}"));
+                tokens.push(format!("{a}:{b}"));
+            }
+        }
+        for t in &tokens {
+            if t.len() <= 18 {
+                assert_eq!(
+                    plain_decimal(t.as_bytes()),
+                    plain_decimal_long(t.as_bytes()),
+                    "{t}"
+                );
             }
         }
     }
