@@ -426,11 +426,14 @@ pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
     rfc3339_ns_memo(text, &mut TimeMemo::default())
 }
 
-/// The last date-time (to the second) [`rfc3339_ns_memo`] parsed: the text of its first 19
-/// bytes and its seconds since the epoch. Timestamps of a stream mostly share it.
+/// The last two date-times (to the second) [`rfc3339_ns_memo`] parsed: the text of their first
+/// 19 bytes and their seconds since the epoch. Timestamps of a stream mostly share one (a
+/// level3 message's and those of the older orders it modifies or deletes: two).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeMemo {
-    prefix: Option<([u8; 19], i64)>,
+    prefixes: [Option<([u8; 19], i64)>; 2],
+    /// The entry the next new date-time replaces.
+    next: usize,
 }
 
 /// The seconds of a valid `YYYY-MM-DD[T ]HH:MM:SS` (the first 19 bytes of `text`).
@@ -468,13 +471,21 @@ pub fn rfc3339_ns_memo(text: &[u8], memo: &mut TimeMemo) -> Option<i64> {
         return None;
     }
     let (head, mut rest) = text.split_at(19);
-    let seconds = match memo.prefix {
-        Some((prefix, seconds)) if prefix == head => seconds,
-        _ => {
+    let known = memo
+        .prefixes
+        .iter()
+        .flatten()
+        .find(|(prefix, _)| prefix == head);
+    let seconds = match known {
+        Some(&(_, seconds)) => seconds,
+        None => {
             let seconds = rfc3339_seconds(head)?;
             let mut prefix = [0u8; 19];
             prefix.copy_from_slice(head);
-            memo.prefix = Some((prefix, seconds));
+            if let Some(slot) = memo.prefixes.get_mut(memo.next) {
+                *slot = Some((prefix, seconds));
+            }
+            memo.next = (memo.next + 1) % 2;
             seconds
         }
     };
@@ -1440,7 +1451,7 @@ mod tests {
             "2023-10-06 17:35:00.279389650Z",
         ];
         let mut memo = TimeMemo::default();
-        for _ in 0..2 {
+        for _ in 0..3 {
             for t in texts {
                 assert_eq!(
                     rfc3339_ns_memo(t.as_bytes(), &mut memo),
