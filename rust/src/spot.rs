@@ -16,6 +16,12 @@
 //! quantity must be a JSON number or string (anything else is `bad_number`); its digits are
 //! checked where the book scales it ([`token_decimal`]). Unknown fields are ignored. Nothing
 //! here panics on any input.
+//!
+//! The frames Kraken sends on the book channels are read by a hand-written scanner (the
+//! `fast` submodule) that accepts only a subset of JSON whose result is certain; any other
+//! frame goes through serde_json, which decides it ([`classify_general`] is that path alone,
+//! the reference the fast path is tested and fuzzed against). [`Scratch`] keeps the decoded
+//! vectors between frames.
 
 use std::borrow::Cow;
 use std::fmt;
