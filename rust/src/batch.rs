@@ -314,6 +314,9 @@ pub struct SpotBooks {
     ack_depth: HashMap<(u8, u32), i64>,
     l2: Vec<Option<L2State>>,
     l3: Vec<Option<L3State>>,
+    /// Vectors reused from frame to frame (decoded frames, level3 entries).
+    scratch: spot::Scratch,
+    entries: [Vec<L3Entry>; 2],
 }
 
 impl Default for SpotBooks {
@@ -400,6 +403,8 @@ impl SpotBooks {
             ack_depth: HashMap::new(),
             l2: Vec::new(),
             l3: Vec::new(),
+            scratch: spot::Scratch::default(),
+            entries: [Vec::new(), Vec::new()],
         }
     }
 
@@ -475,7 +480,8 @@ impl SpotBooks {
     }
 
     fn one(&mut self, index: usize, frame: &[u8], out: &mut Verdicts) {
-        match spot::classify(frame, self.max_frame_bytes) {
+        // a book frame's vectors come from the scratch and go back to it once applied
+        match spot::classify_reusing(frame, self.max_frame_bytes, &mut self.scratch) {
             Err(r) => out.push(index, CH_NONE, NO_KIND, ItemVerdict::from_reject(r)),
             Ok(Frame::Skipped) => out.push(index, CH_OTHER, NO_KIND, ItemVerdict::simple(SKIPPED)),
             Ok(Frame::Ack(ack)) => {
@@ -495,6 +501,7 @@ impl SpotBooks {
                     }
                 }
                 out.push(index, CH_BOOK, kind_code(snapshot), verdict);
+                self.scratch.reuse_books(items);
             }
             Ok(Frame::Level3 { snapshot, items }) => {
                 let mut verdict = ItemVerdict::simple(SKIPPED);
@@ -505,6 +512,7 @@ impl SpotBooks {
                     }
                 }
                 out.push(index, CH_LEVEL3, kind_code(snapshot), verdict);
+                self.scratch.reuse_l3(items);
             }
         }
     }
@@ -657,17 +665,23 @@ impl SpotBooks {
             }
         };
         let mut state = state;
-        let converted = l3_entries(&mut state, &item.bids)
-            .and_then(|b| Ok((b, l3_entries(&mut state, &item.asks)?)));
-        let (bids, asks) = match converted {
-            Ok(entries) => entries,
-            Err(detail) => return ItemVerdict::reject(APPLY_ERROR, detail, id, ts),
+        // both sides are converted before any is applied (entry vectors reused across frames)
+        let [mut bids, mut asks] = std::mem::take(&mut self.entries);
+        let converted = l3_entries(&mut state, &item.bids, &mut bids)
+            .and_then(|()| l3_entries(&mut state, &item.asks, &mut asks));
+        let applied = match converted {
+            Ok(()) => state
+                .book
+                .apply(snapshot, bids.drain(..), asks.drain(..))
+                .map_err(|e| format!("BookError: {e}")),
+            Err(detail) => Err(detail),
         };
-        let outcome = match state.book.apply(snapshot, bids, asks) {
+        bids.clear();
+        asks.clear();
+        self.entries = [bids, asks];
+        let outcome = match applied {
             Ok(o) => o,
-            Err(e) => {
-                return ItemVerdict::reject(APPLY_ERROR, format!("BookError: {e}"), id, ts);
-            }
+            Err(detail) => return ItemVerdict::reject(APPLY_ERROR, detail, id, ts),
         };
         let v = checked(id, ts, item.checksum, outcome.computed, outcome.crossed);
         if v.settled() {
@@ -736,8 +750,13 @@ fn scaled<'s, 'a>(
     })
 }
 
-fn l3_entries(state: &mut L3State, orders: &[Order<'_>]) -> Result<Vec<L3Entry>, String> {
-    let mut out = Vec::with_capacity(orders.len());
+/// Append the entries of `orders` to `out`, order ids interned.
+fn l3_entries(
+    state: &mut L3State,
+    orders: &[Order<'_>],
+    out: &mut Vec<L3Entry>,
+) -> Result<(), String> {
+    out.reserve(orders.len());
     for o in orders {
         let price = units(o.price, state.pp, "limit_price")?;
         let qty = units(o.qty, state.qp, "order_qty")?;
@@ -750,7 +769,7 @@ fn l3_entries(state: &mut L3State, orders: &[Order<'_>]) -> Result<Vec<L3Entry>,
             ts: Some(o.ts_ns),
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -241,6 +241,33 @@ pub fn push_digits(out: &mut Vec<u8>, value: u64) {
     out.truncate(len + n);
 }
 
+/// Write the digits of `value` (nothing for 0) into `out` at `at` (at most 20 of them, so
+/// `at <= 20` always fits); returns the end.
+#[inline]
+fn write_digits(out: &mut [u8; 40], at: usize, value: u64) -> usize {
+    if value == 0 || at > 20 {
+        return at;
+    }
+    let n = value.ilog10() as usize + 1; // 1..=20
+    let mut end = at + n;
+    let mut v = value;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        end -= 2;
+        out[end] = DIGIT_PAIRS[pair];
+        out[end + 1] = DIGIT_PAIRS[pair + 1];
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        out[at] = DIGIT_PAIRS[pair];
+        out[at + 1] = DIGIT_PAIRS[pair + 1];
+    } else {
+        out[at] = b'0' + v as u8;
+    }
+    at + n
+}
+
 /// The checksum text of one level (or order): the digits of `price` then of `qty`, both > 0
 /// and at most 19 digits (an `i64`), kept inline so a book can cache one per level and build
 /// its checksum text with fixed-size copies.
@@ -253,15 +280,35 @@ pub struct Piece {
 impl Piece {
     /// The piece of a level or order of `price` and `qty` units.
     pub fn new(price: i64, qty: i64) -> Piece {
-        let mut text = Vec::with_capacity(40);
-        push_digits(&mut text, price.unsigned_abs());
-        push_digits(&mut text, qty.unsigned_abs());
         let mut bytes = [0u8; 40];
-        let len = text.len().min(40);
-        bytes[..len].copy_from_slice(&text[..len]);
+        let n = write_digits(&mut bytes, 0, price.unsigned_abs());
+        let len = write_digits(&mut bytes, n, qty.unsigned_abs());
         Piece {
             len: len as u8,
             bytes,
+        }
+    }
+
+    /// No digits (a placeholder).
+    pub const EMPTY: Piece = Piece {
+        len: 0,
+        bytes: [0u8; 40],
+    };
+
+    /// Bytes a piece may take, [`Piece::write_at`] writes them all.
+    pub const CAPACITY: usize = 40;
+
+    /// Write the piece at `out[at..]` (all [`Piece::CAPACITY`] bytes, a constant-size copy;
+    /// those after the piece are scratch); returns the end of the piece. Writes nothing and
+    /// returns `at` when `out` has no room.
+    #[inline]
+    pub fn write_at(&self, out: &mut [u8], at: usize) -> usize {
+        match out.get_mut(at..at + Piece::CAPACITY) {
+            Some(dst) => {
+                dst.copy_from_slice(&self.bytes);
+                at + usize::from(self.len)
+            }
+            None => at,
         }
     }
 

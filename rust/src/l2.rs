@@ -40,31 +40,40 @@ struct Side {
     /// +1 for asks (key = price), -1 for bids (key = -price): keys ascend best first.
     sign: i64,
     levels: VecDeque<(i64, i64)>,
-    /// Checksum text of the 10 best levels; stale while `dirty`.
-    text: Vec<u8>,
+    /// Checksum text of the 10 best levels (`text[..text_len]`, written with fixed-size
+    /// copies, hence the room after it); stale while `dirty`.
+    text: Box<[u8; TEXT_ROOM]>,
+    text_len: usize,
     dirty: bool,
-    /// `(key, qty, piece)` of the levels in `text`, best first: a rebuild reuses the piece of
-    /// every level that did not change and renders only the others.
-    pieces: Vec<(i64, i64, Piece)>,
-    spare: Vec<(i64, i64, Piece)>,
+    /// `(key, qty, piece)` of the levels in `text`, best first, in `pieces[current]` (the other
+    /// array receives the next rebuild): a rebuild reuses the piece of every level that did not
+    /// change and renders only the others.
+    pieces: Box<[[(i64, i64, Piece); CHECKSUM_LEVELS]; 2]>,
+    current: usize,
+    count: usize,
 }
+
+/// Room for the checksum text of 10 levels plus one piece's fixed-size copy.
+const TEXT_ROOM: usize = (CHECKSUM_LEVELS + 1) * Piece::CAPACITY;
 
 impl Side {
     fn new(sign: i64) -> Self {
         Side {
             sign,
             levels: VecDeque::new(),
-            text: Vec::with_capacity(512),
+            text: Box::new([0u8; TEXT_ROOM]),
+            text_len: 0,
             dirty: false,
-            pieces: Vec::with_capacity(CHECKSUM_LEVELS),
-            spare: Vec::with_capacity(CHECKSUM_LEVELS),
+            pieces: Box::new([[(0, 0, Piece::EMPTY); CHECKSUM_LEVELS]; 2]),
+            current: 0,
+            count: 0,
         }
     }
 
     fn clear(&mut self) {
         self.levels.clear();
-        self.text.clear();
-        self.pieces.clear();
+        self.text_len = 0;
+        self.count = 0;
         self.dirty = false;
     }
 
@@ -108,24 +117,35 @@ impl Side {
     }
 
     fn rebuild_text(&mut self) {
-        let fresh = &mut self.spare;
-        fresh.clear();
-        let mut old = self.pieces.iter().peekable();
-        for &(key, qty) in self.levels.iter().take(CHECKSUM_LEVELS) {
+        let [first, second] = &mut *self.pieces;
+        let (old, fresh) = if self.current == 0 {
+            (&*first, second)
+        } else {
+            (&*second, first)
+        };
+        let old = old.get(..self.count).unwrap_or_default();
+        let (mut j, mut n, mut len) = (0, 0, 0);
+        for (&(key, qty), slot) in self.levels.iter().zip(fresh.iter_mut()) {
             // both lists ascend by key: walk the old one alongside
-            while old.next_if(|&&(k, _, _)| k < key).is_some() {}
-            let piece = match old.peek() {
-                Some(&&(k, q, piece)) if k == key && q == qty => piece,
+            while old.get(j).is_some_and(|&(k, _, _)| k < key) {
+                j += 1;
+            }
+            let piece = match old.get(j) {
+                Some(&(k, q, piece)) if k == key && q == qty => piece,
                 _ => Piece::new(key * self.sign, qty),
             };
-            fresh.push((key, qty, piece));
+            *slot = (key, qty, piece);
+            n += 1;
+            len = piece.write_at(&mut self.text[..], len);
         }
-        std::mem::swap(&mut self.pieces, &mut self.spare);
-        self.text.clear();
-        for (_, _, piece) in &self.pieces {
-            piece.push_to(&mut self.text);
-        }
+        self.current ^= 1;
+        self.count = n;
+        self.text_len = len;
         self.dirty = false;
+    }
+
+    fn text(&self) -> &[u8] {
+        self.text.get(..self.text_len).unwrap_or_default()
     }
 
     fn best(&self) -> Option<(i64, i64)> {
@@ -217,7 +237,7 @@ impl L2Book {
         let mut stale = self.crc.is_none();
         if self.asks.dirty {
             self.asks.rebuild_text();
-            self.ask_crc = crc32(&self.asks.text);
+            self.ask_crc = crc32(self.asks.text());
             stale = true;
         }
         if self.bids.dirty {
@@ -227,7 +247,7 @@ impl L2Book {
         match self.crc {
             Some(crc) if !stale => crc,
             _ => {
-                let crc = continue_crc32(self.ask_crc, &self.bids.text);
+                let crc = continue_crc32(self.ask_crc, self.bids.text());
                 self.crc = Some(crc);
                 crc
             }

@@ -16,6 +16,12 @@
 //! quantity must be a JSON number or string (anything else is `bad_number`); its digits are
 //! checked where the book scales it ([`token_decimal`]). Unknown fields are ignored. Nothing
 //! here panics on any input.
+//!
+//! The frames Kraken sends on the book channels are read by a hand-written scanner (the
+//! `fast` submodule) that accepts only a subset of JSON whose result is certain; any other
+//! frame goes through serde_json, which decides it ([`classify_general`] is that path alone,
+//! the reference the fast path is tested and fuzzed against). [`Scratch`] keeps the decoded
+//! vectors between frames.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,6 +31,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::decimal::{self, Decimal, MAX_SCALE, NumberError};
+
+mod fast;
 
 /// Reject reason codes (index into [`REASONS`]); 0 means "no reject".
 pub const TOO_LARGE: u8 = 1;
@@ -179,6 +187,92 @@ pub enum Frame<'a> {
 }
 
 // ------------------------------------------------------------------------------------------
+// Reused vectors.
+
+/// Pooled vectors of each kind kept at most, and the largest capacity kept.
+const POOL: usize = 8;
+const POOL_CAPACITY: usize = 4096;
+
+/// An empty vector of another element type on the same allocation: `A` and `B` differ only
+/// in lifetimes here, and the standard library collects such an empty iterator in place.
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// A pooled vector (a `Vec<T<'static>>` is a `Vec<T<'a>>`: the callers' types coerce).
+fn take<T>(pool: &mut Vec<Vec<T>>) -> Vec<T> {
+    pool.pop().unwrap_or_default()
+}
+
+fn give<A, B>(pool: &mut Vec<Vec<B>>, v: Vec<A>) {
+    if pool.len() < POOL && v.capacity() > 0 && v.capacity() <= POOL_CAPACITY {
+        pool.push(recycle(v));
+    }
+}
+
+/// Vectors kept between frames (emptied, their borrows gone), so that decoding the frames of
+/// a steady stream allocates nothing: [`classify_reusing`] takes its vectors from here and
+/// [`Scratch::reuse_books`] / [`Scratch::reuse_l3`] give a decoded frame's back.
+#[derive(Default)]
+pub struct Scratch {
+    levels: Vec<Vec<Level<'static>>>,
+    orders: Vec<Vec<Order<'static>>>,
+    raw_books: Vec<Vec<RawItem<'static, Level<'static>>>>,
+    raw_l3: Vec<Vec<RawItem<'static, Order<'static>>>>,
+    books: Vec<Vec<BookItem<'static, Level<'static>>>>,
+    l3: Vec<Vec<BookItem<'static, Order<'static>>>>,
+    /// The date-time of the last timestamp parsed.
+    time: TimeMemo,
+}
+
+impl fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scratch")
+            .field("levels", &self.levels.len())
+            .field("orders", &self.orders.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scratch {
+    /// Keep the vectors of a decoded `book` frame for the next frames.
+    pub fn reuse_books(&mut self, mut items: Vec<BookItem<'_, Level<'_>>>) {
+        for item in items.drain(..) {
+            give(&mut self.levels, item.bids);
+            give(&mut self.levels, item.asks);
+        }
+        give(&mut self.books, items);
+    }
+
+    /// Keep the vectors of a decoded `level3` frame for the next frames.
+    pub fn reuse_l3(&mut self, mut items: Vec<BookItem<'_, Order<'_>>>) {
+        for item in items.drain(..) {
+            give(&mut self.orders, item.bids);
+            give(&mut self.orders, item.asks);
+        }
+        give(&mut self.l3, items);
+    }
+}
+
+/// Element types with a pool in [`Scratch`].
+trait Pooled: Sized {
+    fn take(scratch: &mut Scratch) -> Vec<Self>;
+}
+
+impl Pooled for Level<'_> {
+    fn take(scratch: &mut Scratch) -> Vec<Self> {
+        take(&mut scratch.levels)
+    }
+}
+
+impl Pooled for Order<'_> {
+    fn take(scratch: &mut Scratch) -> Vec<Self> {
+        take(&mut scratch.orders)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // Numbers.
 
 /// A token's exact decimal: plain `digits[.digits]` (see [`decimal::parse_decimal`]) or the
@@ -237,6 +331,37 @@ pub fn token_decimal(token: &[u8]) -> Result<Decimal, NumberError> {
 /// token to the validating parser, which says why it is refused.
 #[inline]
 fn plain_decimal(token: &[u8]) -> Option<Decimal> {
+    if token.len() > 18 {
+        return plain_decimal_long(token);
+    }
+    // at most 18 digits: the mantissa cannot overflow, nor the scale exceed MAX_SCALE
+    let mut mantissa: i64 = 0;
+    let mut dot = usize::MAX;
+    for (i, &c) in token.iter().enumerate() {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            mantissa = mantissa * 10 + i64::from(d);
+        } else if c == b'.' && dot == usize::MAX {
+            dot = i;
+        } else {
+            return None;
+        }
+    }
+    let (whole, frac) = match dot {
+        usize::MAX => (token.len(), 0),
+        dot => (dot, token.len() - dot - 1),
+    };
+    if whole == 0 || (dot != usize::MAX && frac == 0) {
+        return None;
+    }
+    Some(Decimal {
+        mantissa,
+        scale: u8::try_from(frac).ok()?,
+    })
+}
+
+/// [`plain_decimal`] of a token of any length, every step checked.
+fn plain_decimal_long(token: &[u8]) -> Option<Decimal> {
     if token.len() > decimal::MAX_TOKEN_LEN {
         return None;
     }
@@ -304,9 +429,21 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 /// (`rfc3339_to_ns`): `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|+00:00|-00:00|+0000|-0000]`, fields
 /// in range (second 60 allowed), the result within `0..=i64::MAX`. None otherwise.
 pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
-    if text.len() < 19 || text.len() > 40 {
-        return None;
-    }
+    rfc3339_ns_memo(text, &mut TimeMemo::default())
+}
+
+/// The last two date-times (to the second) [`rfc3339_ns_memo`] parsed: the text of their first
+/// 19 bytes and their seconds since the epoch. Timestamps of a stream mostly share one (a
+/// level3 message's and those of the older orders it modifies or deletes: two).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeMemo {
+    prefixes: [Option<([u8; 19], i64)>; 2],
+    /// The entry the next new date-time replaces.
+    next: usize,
+}
+
+/// The seconds of a valid `YYYY-MM-DD[T ]HH:MM:SS` (the first 19 bytes of `text`).
+fn rfc3339_seconds(text: &[u8]) -> Option<i64> {
     let sep = |i: usize, c: u8| text.get(i) == Some(&c);
     if !(sep(4, b'-') && sep(7, b'-') && sep(13, b':') && sep(16, b':')) {
         return None;
@@ -314,13 +451,50 @@ pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
     if !(sep(10, b'T') || sep(10, b' ')) {
         return None;
     }
-    let year = digits_value(&text[0..4])?;
-    let month = digits_value(&text[5..7])?;
-    let day = digits_value(&text[8..10])?;
-    let hour = digits_value(&text[11..13])?;
-    let minute = digits_value(&text[14..16])?;
-    let second = digits_value(&text[17..19])?;
-    let mut rest = &text[19..];
+    let year = digits_value(text.get(0..4)?)?;
+    let month = digits_value(text.get(5..7)?)?;
+    let day = digits_value(text.get(8..10)?)?;
+    let hour = digits_value(text.get(11..13)?)?;
+    let minute = digits_value(text.get(14..16)?)?;
+    let second = digits_value(text.get(17..19)?)?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || day > days_in_month(year, month)
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// [`rfc3339_ns`], reusing the seconds of the previous text when its first 19 bytes (date
+/// and time to the second, which alone decide them) are the same.
+pub fn rfc3339_ns_memo(text: &[u8], memo: &mut TimeMemo) -> Option<i64> {
+    if text.len() < 19 || text.len() > 40 {
+        return None;
+    }
+    let (head, mut rest) = text.split_at(19);
+    let known = memo
+        .prefixes
+        .iter()
+        .flatten()
+        .find(|(prefix, _)| prefix == head);
+    let seconds = match known {
+        Some(&(_, seconds)) => seconds,
+        None => {
+            let seconds = rfc3339_seconds(head)?;
+            let mut prefix = [0u8; 19];
+            prefix.copy_from_slice(head);
+            if let Some(slot) = memo.prefixes.get_mut(memo.next) {
+                *slot = Some((prefix, seconds));
+            }
+            memo.next = (memo.next + 1) % 2;
+            seconds
+        }
+    };
     let mut nanos = 0i64;
     if rest.first() == Some(&b'.') {
         let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -335,17 +509,6 @@ pub fn rfc3339_ns(text: &[u8]) -> Option<i64> {
         b"" | b"Z" | b"+00:00" | b"-00:00" | b"+0000" | b"-0000" => {}
         _ => return None,
     }
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || day > days_in_month(year, month)
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
     let ns = seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?;
     (ns >= 0).then_some(ns)
 }
@@ -687,7 +850,11 @@ fn late_reject(late: Late) -> Reject {
 }
 
 fn timestamp_ns(text: &str, field: &str) -> Result<i64, Reject> {
-    rfc3339_ns(text.as_bytes()).ok_or_else(|| {
+    timestamp_ns_memo(text, field, &mut TimeMemo::default())
+}
+
+fn timestamp_ns_memo(text: &str, field: &str, memo: &mut TimeMemo) -> Result<i64, Reject> {
+    rfc3339_ns_memo(text.as_bytes(), memo).ok_or_else(|| {
         let shown: String = text.chars().take(48).collect();
         Reject::new(
             BAD_TIMESTAMP,
@@ -703,19 +870,22 @@ fn check_levels(levels: &[Level<'_>]) -> Result<(), Reject> {
     }
 }
 
-fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, Level<'_>>> = match data {
+fn book_items<'a>(
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Vec<BookItem<'a, Level<'a>>>, Reject> {
+    let mut raw: Vec<RawItem<'_, Level<'_>>> = match data {
         Data::Book(items) => items,
         Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
         Data::Level3(_) => return Err(Reject::new(SCHEMA, "level3 data in a book message")),
     };
-    let mut items = Vec::with_capacity(raw.len());
-    for item in raw {
+    let mut items: Vec<BookItem<'a, Level<'a>>> = take(&mut scratch.books);
+    for item in raw.drain(..) {
         check_levels(&item.bids)?;
         check_levels(&item.asks)?;
         let (bids, asks) = (item.bids, item.asks);
         let ts_ns = match item.timestamp.as_deref() {
-            Some(text) => Some(timestamp_ns(text, "timestamp")?),
+            Some(text) => Some(timestamp_ns_memo(text, "timestamp", &mut scratch.time)?),
             None => None,
         };
         items.push(BookItem {
@@ -726,6 +896,7 @@ fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
             ts_ns,
         });
     }
+    give(&mut scratch.raw_books, raw);
     Ok(items)
 }
 
@@ -734,6 +905,7 @@ fn book_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Level<'_>>>, Reject> {
 fn check_orders<'a>(
     orders: &mut [Order<'a>],
     last: &mut Option<(Cow<'a, str>, i64)>,
+    memo: &mut TimeMemo,
 ) -> Result<(), Reject> {
     for o in orders.iter_mut() {
         if let Some(field) = o.bad {
@@ -742,7 +914,7 @@ fn check_orders<'a>(
         o.ts_ns = match last {
             Some((text, ns)) if *text == o.timestamp => *ns,
             _ => {
-                let ns = timestamp_ns(&o.timestamp, "timestamp")?;
+                let ns = timestamp_ns_memo(&o.timestamp, "timestamp", memo)?;
                 *last = Some((o.timestamp.clone(), ns));
                 ns
             }
@@ -751,17 +923,20 @@ fn check_orders<'a>(
     Ok(())
 }
 
-fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> {
-    let raw: Vec<RawItem<'_, Order<'_>>> = match data {
+fn level3_items<'a>(
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Vec<BookItem<'a, Order<'a>>>, Reject> {
+    let mut raw: Vec<RawItem<'_, Order<'_>>> = match data {
         Data::Level3(items) => items,
         Data::Raw(r) => serde_json::from_str(r.get()).map_err(|e| schema(&e))?,
         Data::Book(_) => return Err(Reject::new(SCHEMA, "book data in a level3 message")),
     };
-    let mut items = Vec::with_capacity(raw.len());
-    for item in raw {
+    let mut items: Vec<BookItem<'a, Order<'a>>> = take(&mut scratch.l3);
+    for item in raw.drain(..) {
         // the message timestamp first, then each order's tokens and timestamp (Python's order)
         let ts_ns = match item.timestamp.as_deref() {
-            Some(text) => Some(timestamp_ns(text, "timestamp")?),
+            Some(text) => Some(timestamp_ns_memo(text, "timestamp", &mut scratch.time)?),
             None => None,
         };
         // orders usually carry the message's timestamp text: seed the memo with it
@@ -770,8 +945,8 @@ fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> 
             _ => None,
         };
         let (mut bids, mut asks) = (item.bids, item.asks);
-        check_orders(&mut bids, &mut last)?;
-        check_orders(&mut asks, &mut last)?;
+        check_orders(&mut bids, &mut last, &mut scratch.time)?;
+        check_orders(&mut asks, &mut last, &mut scratch.time)?;
         items.push(BookItem {
             symbol: item.symbol,
             bids,
@@ -780,6 +955,7 @@ fn level3_items(data: Data<'_>) -> Result<Vec<BookItem<'_, Order<'_>>>, Reject> 
             ts_ns,
         });
     }
+    give(&mut scratch.raw_l3, raw);
     Ok(items)
 }
 
@@ -820,6 +996,31 @@ fn ack(frame: &str, subscribe: bool) -> Result<Ack, Reject> {
 
 /// Classify and decode one frame (see the module documentation).
 pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Reject> {
+    classify_with(frame, max_frame_bytes, true, &mut Scratch::default())
+}
+
+/// [`classify`] with vectors from `scratch` (give them back with [`Scratch::reuse_books`] or
+/// [`Scratch::reuse_l3`]).
+pub fn classify_reusing<'f>(
+    frame: &'f [u8],
+    max_frame_bytes: usize,
+    scratch: &mut Scratch,
+) -> Result<Frame<'f>, Reject> {
+    classify_with(frame, max_frame_bytes, true, scratch)
+}
+
+/// [`classify`] through serde_json alone, without the fast path for the book channels' usual
+/// frames (the reference that path is tested and fuzzed against).
+pub fn classify_general(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Reject> {
+    classify_with(frame, max_frame_bytes, false, &mut Scratch::default())
+}
+
+fn classify_with<'f>(
+    frame: &'f [u8],
+    max_frame_bytes: usize,
+    fast: bool,
+    scratch: &mut Scratch,
+) -> Result<Frame<'f>, Reject> {
     if frame.len() > max_frame_bytes {
         return Err(Reject::new(
             TOO_LARGE,
@@ -839,6 +1040,32 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
             Err(err) => Reject::new(MALFORMED_JSON, err.to_string()),
         });
     }
+    if let Some((snapshot, data)) = fast.then(|| fast::envelope(text, scratch)).flatten() {
+        return book_frame(snapshot, data, scratch);
+    }
+    classify_serde(text, scratch)
+}
+
+/// A `book` or `level3` frame from its decoded `data` (the checks after the JSON pass).
+fn book_frame<'a>(
+    snapshot: bool,
+    data: Data<'a>,
+    scratch: &mut Scratch,
+) -> Result<Frame<'a>, Reject> {
+    match data {
+        Data::Level3(_) => Ok(Frame::Level3 {
+            snapshot,
+            items: level3_items(data, scratch)?,
+        }),
+        _ => Ok(Frame::Book {
+            snapshot,
+            items: book_items(data, scratch)?,
+        }),
+    }
+}
+
+/// The general path of [`classify`]: serde_json over a JSON object's text.
+fn classify_serde<'a>(text: &'a str, scratch: &mut Scratch) -> Result<Frame<'a>, Reject> {
     let envelope: Envelope<'_> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(err) => {
@@ -862,7 +1089,7 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
                 let data = required_data(envelope.data)?;
                 Ok(Frame::Book {
                     snapshot,
-                    items: book_items(data)?,
+                    items: book_items(data, scratch)?,
                 })
             }
             Some("level3") => {
@@ -870,7 +1097,7 @@ pub fn classify(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Rejec
                 let data = required_data(envelope.data)?;
                 Ok(Frame::Level3 {
                     snapshot,
-                    items: level3_items(data)?,
+                    items: level3_items(data, scratch)?,
                 })
             }
             Some("instrument") => {
@@ -1034,6 +1261,116 @@ mod tests {
         assert_eq!((pairs[0].price_precision, pairs[0].qty_precision), (1, 8));
     }
 
+    /// Frames of the fast path's shape (and near it): Kraken's, the sim's, odd but valid ones.
+    const FAST_FRAMES: [&str; 9] = [
+        r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":29430.2,"qty":0.18967538}],"asks":[{"price":29430.30,"qty":"0.00100000"}],"checksum":2785033588,"timestamp":"2023-07-30T15:29:58.343415Z"}]}"#,
+        r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[{"price":93704.2,"qty":0.01680553}],"checksum":2543710389,"timestamp":"2026-09-21T14:13:20.000906Z"}]}"#,
+        r#"{"channel":"level3","type":"update","data":[{"checksum":2841398499,"symbol":"MATIC/USD","bids":[],"asks":[{"event":"delete","order_id":"OOIATY-6EIWY-ACVIUN","limit_price":0.5636,"order_qty":302.89736033,"timestamp":"2023-10-06T18:21:00.097010033Z"},{"event":"add","order_id":"O2BN53","limit_price":0.564,"order_qty":3500.77668626,"timestamp":"2023-10-06T18:20:27.383408052Z"}]}]}"#,
+        r#"{"channel":"level3","type":"snapshot","data":[{"symbol":"BTC/USD","checksum":1063832831,"bids":[{"order_id":"OTCFZG-YOE2Q-LQKNM3","limit_price":44939.4,"order_qty":0.88968699,"timestamp":"2024-01-08T12:26:39.526146327Z"}],"asks":[{"order_id":"OX","limit_price":"44940.0","order_qty":1E-8,"timestamp":"2024-01-08T12:26:39Z"}],"timestamp":"2024-01-08T12:26:39.5Z"}]}"#,
+        r#"{"channel":"level3","type":"update","data":[{"checksum":0,"symbol":"A/B","bids":[{"event":"modify","order_id":"O1","limit_price":-1.5e+2,"order_qty":0,"timestamp":"2023-01-01T00:00:00Z"}],"asks":[]}]}"#,
+        "{\n \"channel\" : \"book\" ,\t\"type\":\"update\",\r\"data\" : [ { \"symbol\" : \"X/Y\" , \"bids\" : [ { \"price\" : 1 , \"qty\" : 0 } ] , \"asks\" : [ ] , \"checksum\" : 4294967295 } ] } \n",
+        r#"{"channel":"book","type":"update","data":[]}"#,
+        r#"{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[],"asks":[]},{"symbol":"C/D","bids":[{"price":"1.0","qty":"2"}],"asks":[]}]}"#,
+        r#"{"type":"update","channel":"book","data":[{"symbol":"A/B","bids":[],"asks":[],"timestamp":"2023-02-30T00:00:00Z"}]}"#,
+    ];
+
+    fn both(frame: &[u8]) -> (String, String) {
+        (
+            format!("{:?}", classify(frame, 1 << 20)),
+            format!("{:?}", classify_general(frame, 1 << 20)),
+        )
+    }
+
+    #[test]
+    fn fast_path_takes_kraken_frames() {
+        for frame in FAST_FRAMES {
+            assert!(
+                fast::envelope(frame, &mut Scratch::default()).is_some(),
+                "{frame}"
+            );
+        }
+        // not its subset: the serde path decides
+        for frame in [
+            r#"{"data":[],"channel":"book","type":"update"}"#,
+            r#"{"channel":"book","type":"update","data":[],"req_id":1}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A\/B","bids":[],"asks":[]}]}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A","bids":[],"asks":[],"checksum":null}]}"#,
+            r#"{"channel":"book","type":"update","data":[{"symbol":"A","bids":[{"price":01,"qty":1}],"asks":[]}]}"#,
+            r#"{"channel":"book","channel":"book","type":"update","data":[]}"#,
+            r#"{"channel":"book","type":"update","data":[]} x"#,
+        ] {
+            assert!(
+                fast::envelope(frame, &mut Scratch::default()).is_none(),
+                "{frame}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_equals_serde_path() {
+        // every frame, and every one-byte deletion, insertion and replacement of it by bytes
+        // that matter to JSON: the same frame or reject (reason and detail) either way
+        const BYTES: &[u8] = b" \t\n\"\\,:{}[]0123456789-+.eEx\x01\xc3";
+        for frame in FAST_FRAMES {
+            let frame = frame.as_bytes().to_vec();
+            let (fast, general) = both(&frame);
+            assert_eq!(fast, general);
+            for i in 0..=frame.len() {
+                let mut deleted = frame.clone();
+                if i < frame.len() {
+                    deleted.remove(i);
+                    let (fast, general) = both(&deleted);
+                    assert_eq!(fast, general, "{}", String::from_utf8_lossy(&deleted));
+                }
+                for &b in BYTES {
+                    let mut inserted = frame.clone();
+                    inserted.insert(i, b);
+                    let (fast, general) = both(&inserted);
+                    assert_eq!(fast, general, "{}", String::from_utf8_lossy(&inserted));
+                    if i < frame.len() {
+                        let mut replaced = frame.clone();
+                        replaced[i] = b;
+                        let (fast, general) = both(&replaced);
+                        assert_eq!(fast, general, "{}", String::from_utf8_lossy(&replaced));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_plain_tokens_parse_as_long_ones() {
+        // the unchecked loop for tokens of at most 18 bytes agrees with the checked one
+        let mut tokens: Vec<String> = Vec::new();
+        for body in [
+            "",
+            "0",
+            "1",
+            "09",
+            "123456789012345678",
+            "99999999999999999",
+        ] {
+            for cut in 0..=body.len() {
+                let (a, b) = body.split_at(cut);
+                tokens.push(format!("{a}.{b}"));
+                tokens.push(format!("{a}{b}"));
+                tokens.push(format!("{a}..{b}"));
+                tokens.push(format!("{a}x{b}"));
+                tokens.push(format!("{a}/{b}"));
+                tokens.push(format!("{a}:{b}"));
+            }
+        }
+        for t in &tokens {
+            if t.len() <= 18 {
+                assert_eq!(
+                    plain_decimal(t.as_bytes()),
+                    plain_decimal_long(t.as_bytes()),
+                    "{t}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn exponent_tokens() {
         let d = |t: &str| token_decimal(t.as_bytes());
@@ -1098,5 +1435,35 @@ mod tests {
         assert_eq!(ns("9999-12-31T23:59:59Z"), None); // beyond int64 ns
         assert_eq!(ns("2262-04-11T23:47:16.854775807Z"), Some(i64::MAX));
         assert_eq!(ns("２０２３-10-06T17:35:00Z"), None);
+    }
+
+    #[test]
+    fn memoised_timestamps_equal_fresh_ones() {
+        let texts = [
+            "2023-10-06T17:35:00.279389650Z",
+            "2023-10-06T17:35:00.2Z",
+            "2023-10-06T17:35:00.Z",
+            "2023-10-06T17:35:00",
+            "2023-10-06T17:35:00+01:00",
+            "2023-10-06T17:35:01Z",
+            "2023-02-29T00:00:00Z",
+            "2023-02-29T00:00:00.5Z",
+            "2024-02-29T00:00:00.5Z",
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.1Z",
+            "2262-04-11T23:47:16.854775807Z",
+            "2262-04-11T23:47:16.854775808Z",
+            "2023-10-06T17:35:00.279389650Z",
+            "2023-10-06 17:35:00.279389650Z",
+        ];
+        let mut memo = TimeMemo::default();
+        for _ in 0..3 {
+            for t in texts {
+                assert_eq!(
+                    rfc3339_ns_memo(t.as_bytes(), &mut memo),
+                    rfc3339_ns(t.as_bytes())
+                );
+            }
+        }
     }
 }
