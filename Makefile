@@ -13,7 +13,7 @@ PIP    := $(PY) -m pip install --quiet -c $(LOCK) --build-constraint $(LOCK)
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 # The compiled core (recorder._core, built by maturin from rust/): a change reinstalls.
-CORE_SRC := rust/Cargo.toml rust/Cargo.lock $(wildcard rust/src/*.rs)
+CORE_SRC := rust/Cargo.toml rust/Cargo.lock $(shell find rust/src -name "*.rs")
 CARGO    := cargo
 CRATE    := --manifest-path rust/Cargo.toml
 
