@@ -71,6 +71,7 @@ def _archive_with_state(tmp_path: Path) -> Path:
     d = Deriver(root)
     d.feed(trade_frame(1_735_689_600_000_000_000, 1), _pos("x.kjz", 0))
     d.commit()
+    d.release()  # the Deriver is in a reference cycle: do not leave the lock to the GC
     return root
 
 
