@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod decimal;
 pub mod error;
 pub mod fix;
+pub mod futures;
 pub mod l2;
 pub mod l3;
 pub mod replay;
@@ -22,5 +23,7 @@ pub mod spot;
 mod fix_python;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_futures;
 #[cfg(feature = "python")]
 mod python_spot;

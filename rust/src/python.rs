@@ -849,5 +849,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_SCALE", MAX_SCALE)?;
     crate::fix_python::register(m)?;
     crate::python_spot::register(m)?;
+    crate::python_futures::register(m)?;
     Ok(())
 }
