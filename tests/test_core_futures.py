@@ -222,6 +222,10 @@ def _frame(obj: dict, **changes) -> bytes:
     b'{"feed":"heartbeat","time":1.5}',
     b'{"feed":"ticker","product_id":"PI_X","time":1,"suspended":"no"}',
     b'{"feed":"ticker_lite","product_id":"bad id","bid":"1e-57"}',
+    # an exponent beyond Python's decimal context: bad_number (the decoder said "internal")
+    b'{"feed":"ticker_lite","product_id":"PI_X","change":0.1e9994794222028516204}',
+    b'{"feed":"book","product_id":"PI_XBTUSD","side":"buy","seq":11,"price":1e99999999999,'
+    b'"qty":2,"timestamp":1}',
     b'["feed"]', b'{"feed":', b'\xff{}', b'{"event":null,"feed":null}',
 ])
 def test_edge_frames_agree(frame: bytes) -> None:
