@@ -224,6 +224,9 @@ def _frame(obj: dict, **changes) -> bytes:
     b'{"feed":"ticker_lite","product_id":"bad id","bid":"1e-57"}',
     # an exponent beyond Python's decimal context: bad_number (the decoder said "internal")
     b'{"feed":"ticker_lite","product_id":"PI_X","change":0.1e9994794222028516204}',
+    # the hot path fails on the time, so the full checks report the number first
+    b'{"feed":"book","product_id":"PI_XBTUSD","side":"buy","seq":11,"price":1,"qty":2E-570,'
+    b'"timestamp":16269949207748}',
     b'{"feed":"book","product_id":"PI_XBTUSD","side":"buy","seq":11,"price":1e99999999999,'
     b'"qty":2,"timestamp":1}',
     b'["feed"]', b'{"feed":', b'\xff{}', b'{"event":null,"feed":null}',

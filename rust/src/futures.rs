@@ -256,35 +256,43 @@ fn parse_json_number(t: &[u8]) -> Option<(NumKey, bool)> {
             return None;
         }
     }
-    // significant digits: integer then fraction digits, leading and trailing zeros dropped
-    let all = int_digits.iter().chain(frac_digits.iter());
-    let total = int_digits.len() + frac_digits.len();
-    let leading = all.clone().take_while(|&&c| c == b'0').count();
-    if leading == total {
-        return Some((NumKey::ZERO, has_exponent));
+    // significant digits (integer then fraction digits, leading and trailing zeros dropped)
+    // packed in one pass: zeros after the first significant digit wait in `pending` until a
+    // non-zero digit follows them
+    let (mut hi, mut lo, mut n, mut pending, mut leading) = (0u128, 0u128, 0usize, 0usize, 0usize);
+    for &c in int_digits.iter().chain(frac_digits) {
+        if c == b'0' {
+            if n == 0 {
+                leading += 1;
+            } else {
+                pending += 1;
+            }
+            continue;
+        }
+        if n + pending >= 76 {
+            return None;
+        }
+        for d in std::iter::repeat_n(0u128, pending).chain(std::iter::once(u128::from(c - b'0'))) {
+            if n < 38 {
+                hi = hi * 10 + d;
+            } else {
+                lo = lo * 10 + d;
+            }
+            n += 1;
+        }
+        pending = 0;
     }
-    let trailing = all.clone().rev().take_while(|&&c| c == b'0').count();
-    let significant = total - leading - trailing;
-    if significant > 76 {
-        return None;
+    if n == 0 {
+        return Some((NumKey::ZERO, has_exponent));
     }
     // the first significant digit's power of ten: (int digits - 1 - leading) + exponent
     let first_power = i64::try_from(int_digits.len()).ok()? - 1 - i64::try_from(leading).ok()?;
     let adjusted = i32::try_from(first_power.saturating_add(exponent)).ok()?;
-    let (mut hi, mut lo) = (0u128, 0u128);
-    for (n, &c) in all.skip(leading).take(significant).enumerate() {
-        let d = u128::from(c - b'0');
-        if n < 38 {
-            hi = hi * 10 + d;
-        } else {
-            lo = lo * 10 + d;
-        }
-    }
-    let pow = |n: usize| 10u128.pow(u32::try_from(n).unwrap_or(0));
-    if significant < 38 {
-        hi *= pow(38 - significant);
+    let pow = |k: usize| 10u128.pow(u32::try_from(k).unwrap_or(0));
+    if n < 38 {
+        hi *= pow(38 - n);
     } else {
-        lo *= pow(76 - significant);
+        lo *= pow(76 - n);
     }
     let sign = if negative { -1 } else { 1 };
     Some((
@@ -442,6 +450,17 @@ fn json_int(raw: &RawValue) -> Option<i128> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
         return None;
+    }
+    if digits.len() <= 18 {
+        let magnitude = digits
+            .bytes()
+            .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'));
+        let magnitude = i128::from(magnitude);
+        return Some(if text.starts_with('-') {
+            -magnitude
+        } else {
+            magnitude
+        });
     }
     let magnitude = digits.bytes().fold(0i128, |acc, c| {
         acc.saturating_mul(10).saturating_add(i128::from(c - b'0'))
@@ -877,8 +896,19 @@ fn checked<'a>(parsed: Parsed<'a>) -> Result<Frame<'a>, Reject> {
                     format!("{name} is not a number: {}", short(v.get())),
                 )
             };
-            let price = number_token_as(price, hot).ok_or_else(|| bad("price", price))?;
-            let qty = number_token_as(qty, hot).ok_or_else(|| bad("qty", qty))?;
+            // the Python hot path admits the delta when all three pass its looser checks;
+            // otherwise the full checks run in order: price, qty, timestamp
+            let in_range = (0..=MAX_MS).contains(&timestamp_ms);
+            let (price, qty) = match (number_token_as(price, hot), number_token_as(qty, hot)) {
+                (Some(p), Some(q)) if in_range && (hot || (p.key.is_some() && q.key.is_some())) => {
+                    (p, q)
+                }
+                _ => {
+                    let p = number_token(price).ok_or_else(|| bad("price", price))?;
+                    let q = number_token(qty).ok_or_else(|| bad("qty", qty))?;
+                    (p, q)
+                }
+            };
             let timestamp_ms = millis(timestamp_ms, "timestamp_ms")?;
             Ok(Frame::Delta {
                 product,
@@ -1091,9 +1121,15 @@ pub fn decode(frame: &[u8], max_frame_bytes: usize) -> Result<Frame<'_>, Reject>
     let known_feed = feed.as_deref().filter(|f| FEEDS.contains(f));
     let data = known_feed.map(|f| parse_data(f, &obj));
     if let Some(Ok(mut parsed)) = data {
-        if let Parsed::Delta { hot, .. } = &mut parsed {
+        if let Parsed::Delta {
+            hot, price, qty, ..
+        } = &mut parsed
+        {
             // the hot path of the Python decoder: exactly the 20 quote characters of a delta
-            *hot = frame.iter().filter(|&&c| c == b'"').count() == 20;
+            // (it matters only for an exponent the recorder cannot render)
+            let exponent = |r: &RawValue| r.get().bytes().any(|c| c | 0x20 == b'e');
+            *hot = (exponent(price) || exponent(qty))
+                && frame.iter().filter(|&&c| c == b'"').count() == 20;
         }
         return checked(parsed);
     }
@@ -1328,6 +1364,8 @@ pub struct FuturesBooks {
     ids: HashMap<Box<str>, u32>,
     /// By product id: the valid book (None before a snapshot and after a gap or apply error).
     books: Vec<Option<FuturesBook>>,
+    /// The product id found last (frames of one product often come in runs).
+    last: u32,
 }
 
 impl Default for FuturesBooks {
@@ -1344,6 +1382,7 @@ impl FuturesBooks {
             names: Vec::new(),
             ids: HashMap::new(),
             books: Vec::new(),
+            last: 0,
         }
     }
 
@@ -1359,7 +1398,13 @@ impl FuturesBooks {
     }
 
     fn product_id(&mut self, product: &str) -> u32 {
+        if let Some(name) = self.names.get(self.last as usize)
+            && name.as_ref() == product
+        {
+            return self.last;
+        }
         if let Some(&id) = self.ids.get(product) {
+            self.last = id;
             return id;
         }
         let id = u32::try_from(self.names.len()).unwrap_or(NO_PRODUCT);
@@ -1551,6 +1596,14 @@ mod tests {
         assert!(key("1e-56") > key("0"));
         assert!(key("99") < key("100"));
         assert!(key("1.5") < key("1.51"));
+        assert_eq!(key("10.5"), key("10.50"));
+        assert_eq!(key("1005e-2"), key("10.05"));
+        // zeros around the 38th significant digit, where packing moves to the second word
+        let long = format!("1{}1", "0".repeat(40));
+        assert_eq!(key(&long), key(&format!("{long}.000")));
+        assert!(key(&long) > key(&format!("1{}", "0".repeat(41))));
+        assert!(key(&long) < key(&format!("1{}2", "0".repeat(40))));
+        assert_eq!(key(&format!("0.{}5", "0".repeat(50))), key("5e-51"));
         let mut sorted = ["10", "9.99", "-3", "0.001", "1E+2", "0"].map(key);
         sorted.sort();
         assert_eq!(sorted, ["-3", "0", "0.001", "9.99", "10", "100"].map(key));
