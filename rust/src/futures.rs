@@ -172,6 +172,17 @@ impl PartialOrd for NumKey {
     }
 }
 
+/// `10^i` for `i <= 38` (the largest power of ten below `u128::MAX`).
+const POW10_U128: [u128; 39] = {
+    let mut table = [1u128; 39];
+    let mut i = 1;
+    while i < 39 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
 /// The value of `text` if it is a number token the Python decoder admits as text (a JSON
 /// string's content or a JSON float's text): the JSON number grammar, at most 64 characters,
 /// and an exponent form only if its decimal exponent is within `-56..=38` (what
@@ -288,11 +299,10 @@ fn parse_json_number(t: &[u8]) -> Option<(NumKey, bool)> {
     // the first significant digit's power of ten: (int digits - 1 - leading) + exponent
     let first_power = i64::try_from(int_digits.len()).ok()? - 1 - i64::try_from(leading).ok()?;
     let adjusted = i32::try_from(first_power.saturating_add(exponent)).ok()?;
-    let pow = |k: usize| 10u128.pow(u32::try_from(k).unwrap_or(0));
     if n < 38 {
-        hi *= pow(38 - n);
+        hi *= POW10_U128[38 - n];
     } else {
-        lo *= pow(76 - n);
+        lo *= POW10_U128[76 - n];
     }
     let sign = if negative { -1 } else { 1 };
     Some((
