@@ -19,7 +19,8 @@ Futures frames (stream ``futures``) go to ``recorder._core.FuturesBooks``
 ``book_snapshot`` and ``book`` deltas with the pipeline's rules, and ``seq`` continuity is
 checked; the report's ``futures`` part counts ``frames``, ``book_frames``, ``ok`` (in
 sequence), ``seq_gaps`` (with the first 100 in ``gaps``: product, expected and received
-``seq``, segment, record, time), ``crossed``, ``skipped``, ``rejects`` and
+``seq``, segment, record, time), ``crossed`` (frames after which their product's book was
+crossed), ``skipped``, ``rejects`` and
 ``rejects_by_reason``. A gap is the exchange stream's (messages missed on the wire), not a
 fault of the journal, so it does not change the exit status.
 
