@@ -1192,8 +1192,33 @@ pub fn valid_product(id: &str) -> bool {
 // ------------------------------------------------------------------------------------------
 // Books.
 
-/// One side: exact key -> (price text, qty text).
-type Side = BTreeMap<NumKey, (Box<str>, Box<str>)>;
+/// A level's price and quantity text as received, in one buffer (reused when the level
+/// changes): the price is `text[..split]`, the quantity the rest.
+#[derive(Debug, Clone, Default)]
+struct LevelText {
+    text: String,
+    split: usize,
+}
+
+impl LevelText {
+    fn set(&mut self, price: &str, qty: &str) {
+        self.text.clear();
+        self.text.push_str(price);
+        self.text.push_str(qty);
+        self.split = price.len();
+    }
+
+    fn pair(&self) -> (&str, &str) {
+        let t = self.text.as_str();
+        (
+            t.get(..self.split).unwrap_or(""),
+            t.get(self.split..).unwrap_or(""),
+        )
+    }
+}
+
+/// One side: exact key -> the level's text.
+type Side = BTreeMap<NumKey, LevelText>;
 
 /// The full-depth book of one product (the Python `FuturesBook` keyed by exact value).
 #[derive(Debug, Clone, Default)]
@@ -1211,10 +1236,9 @@ fn set_level(side: &mut Side, price: &Token<'_>, qty: &Token<'_>) -> Result<(), 
     if qty_key.is_zero() {
         side.remove(&price_key);
     } else {
-        side.insert(
-            price_key,
-            (price.text.as_ref().into(), qty.text.as_ref().into()),
-        );
+        side.entry(price_key)
+            .or_default()
+            .set(price.text.as_ref(), qty.text.as_ref());
     }
     Ok(())
 }
@@ -1253,13 +1277,19 @@ impl FuturesBook {
 
     /// Levels as `(price, qty)` text, best first, at most `depth` of them.
     pub fn levels(&self, ask: bool, depth: usize) -> Vec<(&str, &str)> {
-        fn text((p, q): &(Box<str>, Box<str>)) -> (&str, &str) {
-            (p.as_ref(), q.as_ref())
-        }
         if ask {
-            self.asks.values().take(depth).map(text).collect()
+            self.asks
+                .values()
+                .take(depth)
+                .map(LevelText::pair)
+                .collect()
         } else {
-            self.bids.values().rev().take(depth).map(text).collect()
+            self.bids
+                .values()
+                .rev()
+                .take(depth)
+                .map(LevelText::pair)
+                .collect()
         }
     }
 
