@@ -220,6 +220,96 @@ def _universe_figure(workload: RecordedWorkload) -> Figure:
               f"{shape}all book and level3 checksums verified"))
 
 
+# ------------------------------------------------------------------------------- futures
+
+#: The real Futures WS v1 capture (book, trade, ticker_lite; 10 products) of the fixtures.
+FUTURES_CAPTURE = "cryptofeed/2021-04-17_be4e5c8/KRAKEN_FUTURES.ws.46.0"
+
+
+def _futures_streams(frames: int) -> list[tuple[str, tuple[bytes, ...]]]:
+    """The real Futures capture (when the fixtures are present) and a sim Futures stream of
+    ``frames`` frames: the book, trade and ticker feeds of three products."""
+    import re
+
+    from benchmarks.workloads import SEED, START_NS
+    from recorder.sim.futures_market import FuturesMarket
+    from recorder.sim.universe import load_universe
+    from recorder.testing import fixtures_dir
+
+    streams: list[tuple[str, tuple[bytes, ...]]] = []
+    path = fixtures_dir() / FUTURES_CAPTURE
+    if path.is_file():
+        received = re.compile(rb"^\d+(?:\.\d+)?: (.*)$")
+        streams.append(("real Futures capture (cryptofeed, 10 products)", tuple(
+            m.group(1) for line in path.read_bytes().splitlines() if (m := received.match(line)))))
+    market = FuturesMarket(load_universe(None, pairs=2, futures_path=None, seed=SEED),
+                           seed=SEED, rate=4.0, start_ns=START_NS)
+    out: list[bytes] = []
+    for pid in market.product_ids[:3]:
+        for feed in ("book", "trade", "ticker"):
+            out += [t.encode() for t in market.subscribe((feed, pid))]
+    now = START_NS
+    while len(out) < frames:
+        now += 250_000_000
+        market.advance(now)
+        out += [t.encode() for _, t in market.updates()]
+    streams.append(("sim Futures book+trade+ticker, 3 products", tuple(out[:frames])))
+    return streams
+
+
+def _futures_python(frames: tuple[bytes, ...]) -> int:
+    """The Python path: ``decode_futures`` then ``FuturesBook`` per product (the pipeline's
+    decoder and book); fails unless every book frame applied in sequence."""
+    from recorder.book.futures import FuturesBook
+    from recorder.protocol import futures as fut
+
+    decode, snapshot_type, delta_type = fut.decode_futures, fut.FuturesBookSnapshot, fut.FuturesBookDelta
+    books: dict[str, FuturesBook] = {}
+    for frame in frames:
+        ev = decode(frame)
+        t = type(ev)
+        if t is delta_type:
+            if books[ev.product_id].apply(ev) is not None:
+                raise ChecksumFailure(f"futures seq discontinuity at {ev.product_id} {ev.seq}")
+        elif t is snapshot_type:
+            book = books[ev.product_id] = FuturesBook(ev.product_id)
+            book.apply_snapshot(ev)
+        elif t is Reject:
+            raise ChecksumFailure(f"futures frame rejected: {ev.detail}")
+    return len(frames)
+
+
+def _futures_core(frames: tuple[bytes, ...]) -> int:
+    """The compiled core: one ``FuturesBooks.feed`` of the whole list; fails unless every
+    frame is ok (book) or skipped (other feeds)."""
+    verdicts = _core.FuturesBooks().feed(list(frames))["verdict"]
+    good = verdicts.count(0) + verdicts.count(3)
+    if good != len(frames):
+        raise ChecksumFailure(f"futures (core): {len(frames) - good} frames not ok")
+    return len(frames)
+
+
+def _futures_figures(quick: bool) -> list[Figure]:
+    figures = []
+    for name, frames in _futures_streams(20_000 if quick else 100_000):
+        python_rate = measure_rate(lambda f=frames: _futures_python(f), min_seconds=0.25)
+        core_rate = measure_rate(lambda f=frames: _futures_core(f), min_seconds=0.25)
+        core_cpu = _cpu_rate(lambda f=frames: _futures_core(f))
+        python_cpu = _cpu_rate(lambda f=frames: _futures_python(f), repeats=1)
+        figures.append(Figure(
+            name=f"futures decode+book, {name}, Python path", value=python_rate, unit="msgs/s",
+            note=f"{len(frames):,} frames; decode_futures + FuturesBook, every book frame in seq"))
+        figures.append(Figure(
+            name=f"futures decode+book, {name}, compiled core (FuturesBooks.feed)",
+            value=core_rate, unit="msgs/s",
+            peer=(f"Python path {python_rate:,.0f} msgs/s (core x{core_rate / python_rate:.1f}); "
+                  f"per CPU-second: core {core_cpu:,.0f}, Python path {python_cpu:,.0f} "
+                  f"(x{core_cpu / python_cpu:.1f})"),
+            note=(f"{len(frames):,} frames in one batch, bytes in, verdict columns out; every "
+                  "book frame ok, the others skipped")))
+    return figures
+
+
 def run_core(*, quick: bool = False) -> list[Figure]:
     """Measure every protocol-core figure; returns table rows."""
     n = 20_000 if quick else 100_000
@@ -278,6 +368,7 @@ def run_core(*, quick: bool = False) -> list[Figure]:
             note=(f"{len(stream.frames):,} frames in one batch, bytes in, verdict columns out; "
                   "all checksums verified")))
         figures.append(_fix_figure(stream, core_rate, core_cpu))
+    figures.extend(_futures_figures(quick))
     messages = 40_000 if quick else 200_000
     for profile in ("standard", "burst"):
         figures.append(_universe_figure(recorded_workload(profile, messages)))

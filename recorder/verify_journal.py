@@ -14,6 +14,16 @@ arrays, no per-frame Python object). :class:`ReferenceSpotChecker` is the pure-P
 model (``recorder.protocol.spot`` decoder and ``recorder.book`` books) with the same interface;
 tests compare the two verdict by verdict (``engine="python"`` runs the whole check on it).
 
+Futures frames (stream ``futures``) go to ``recorder._core.FuturesBooks``
+(:mod:`recorder.verify_futures`): each product's full-depth book is rebuilt from its
+``book_snapshot`` and ``book`` deltas with the pipeline's rules, and ``seq`` continuity is
+checked; the report's ``futures`` part counts ``frames``, ``book_frames``, ``ok`` (in
+sequence), ``seq_gaps`` (with the first 100 in ``gaps``: product, expected and received
+``seq``, segment, record, time), ``crossed`` (frames after which their product's book was
+crossed), ``skipped``, ``rejects`` and
+``rejects_by_reason``. A gap is the exchange stream's (messages missed on the wire), not a
+fault of the journal, so it does not change the exit status.
+
 Report (``verify_journal``): ``frames`` read, ``frames_checked`` (book/level3 frames applied
 with a checksum), ``verified``, ``mismatches`` (each with its segment, record, ``recv_ns``,
 exchange ``ts_ns``, expected and computed CRC), ``crossed``, ``unchecked`` (applied, no
@@ -45,6 +55,17 @@ from recorder.protocol import spot as sp
 from recorder.protocol.numbers import decimals_of
 from recorder.protocol.reject import Reject
 from recorder.protocol.timestamps import ns_to_rfc3339
+from recorder.verify_futures import (
+    FUTURES_REASONS,
+    CoreFuturesChecker,
+    FuturesVerdicts,
+    ReferenceFuturesChecker,
+)
+from recorder.verify_futures import NO_KIND as FUT_NO_KIND
+from recorder.verify_futures import OK as FUT_OK
+from recorder.verify_futures import REJECT as FUT_REJECT
+from recorder.verify_futures import SEQ_GAP as FUT_SEQ_GAP
+from recorder.verify_futures import SKIPPED as FUT_SKIPPED
 
 __all__ = [
     "VERDICTS",
@@ -375,18 +396,19 @@ def _group(segment: Path) -> str:
 
 
 def _frames(segments: Sequence[Path], infos: dict[str, SegmentInfo],
-            fix: list[int] | None = None) -> Iterator[tuple[str, int, int, bytes]]:
-    """``(segment, record, recv_ns, payload)`` of every Spot v2 frame received; inbound FIX
-    messages (not checkable: no CRC32) are counted in ``fix[0]``."""
+            fix: list[int] | None = None) -> Iterator[tuple[str, int, int, bytes, bool]]:
+    """``(segment, record, recv_ns, payload, futures)`` of every Spot v2 and Futures frame
+    received (``futures``: the frame is a Futures one); inbound FIX messages (not checkable:
+    no CRC32) are counted in ``fix[0]``."""
     for seg in segments:
         info = infos.setdefault(str(seg), SegmentInfo())
         for index, frame in read_segment(seg, info=info):
-            if frame.direction != "in":
-                continue
-            if frame.stream == "spot" or frame.stream == "l3":
-                yield str(seg), index, frame.recv_ns, frame.payload
-            elif fix is not None and (frame.stream == "fix" or frame.stream == "fix_l3"):
-                fix[0] += 1
+            if frame.direction == "in":
+                stream = frame.stream
+                if stream == "spot" or stream == "l3" or stream == "futures":
+                    yield str(seg), index, frame.recv_ns, frame.payload, stream == "futures"
+                elif fix is not None and (stream == "fix" or stream == "fix_l3"):
+                    fix[0] += 1
 
 
 def verify_journal(paths: Sequence[Path], engine: Engine = "core",
@@ -412,28 +434,37 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
     by_reason: dict[str, int] = defaultdict(int)
     failures: list[dict[str, Any]] = []
     torn: list[dict[str, Any]] = []
+    futures = _FuturesTally()
     for _, group in sorted(groups.items()):
         checker: CoreSpotChecker | ReferenceSpotChecker = (
             CoreSpotChecker() if engine == "core" else ReferenceSpotChecker())
+        fchecker: CoreFuturesChecker | ReferenceFuturesChecker = (
+            CoreFuturesChecker() if engine == "core" else ReferenceFuturesChecker())
         infos: dict[str, SegmentInfo] = {}
         batch: list[tuple[str, int, int, bytes]] = []
         fix = [0]
+        fbatch: list[tuple[str, int, int, bytes]] = []
         stream = _frames(group, infos, fix)
         while True:
             batch.clear()
+            fbatch.clear()
             for item in stream:
-                batch.append(item)
-                if len(batch) >= batch_frames:
+                (fbatch if item[4] else batch).append(item[:4])
+                if len(batch) + len(fbatch) >= batch_frames:
                     break
-            if not batch:
+            if not batch and not fbatch:
                 break
-            v = checker.feed([b[3] for b in batch])
-            _tally(v, batch, per, report, by_reason, failures)
+            if batch:
+                v = checker.feed([b[3] for b in batch])
+                _tally(v, batch, per, report, by_reason, failures)
+            if fbatch:
+                futures.add(fchecker.feed([b[3] for b in fbatch]), fbatch)
             if progress is not None:
-                progress(len(batch))
+                progress(len(batch) + len(fbatch))
         report["fix_not_checkable"] += fix[0]
         torn.extend({"segment": name, "error": info.error}
                     for name, info in infos.items() if info.torn)
+    report["futures"] = futures.report()
     report["rejects_by_reason"] = dict(sorted(by_reason.items()))
     report["per"] = [{"channel": c, "symbol": s, **counts}
                      for (c, s), counts in sorted(per.items())]
@@ -488,6 +519,45 @@ def _tally(v: FrameVerdicts, batch: list[tuple[str, int, int, bytes]],
             "expected": int(v.expected[i]), "computed": int(v.computed[i])})
 
 
+class _FuturesTally:
+    """The ``futures`` part of the journal report: Futures book frames checked by
+    :mod:`recorder.verify_futures` (seq continuity, exact full-depth books)."""
+
+    def __init__(self) -> None:
+        self.counts = {"frames": 0, "book_frames": 0, "ok": 0, "seq_gaps": 0, "crossed": 0,
+                       "skipped": 0, "rejects": 0}
+        self.by_reason: dict[str, int] = defaultdict(int)
+        self.gaps: list[dict[str, Any]] = []
+
+    def add(self, v: FuturesVerdicts, batch: list[tuple[str, int, int, bytes]]) -> None:
+        c = self.counts
+        counts = np.bincount(v.verdict, minlength=4)
+        c["frames"] += len(v)
+        c["book_frames"] += int(np.count_nonzero(v.kind != FUT_NO_KIND))
+        c["ok"] += int(counts[FUT_OK])
+        c["seq_gaps"] += int(counts[FUT_SEQ_GAP])
+        c["skipped"] += int(counts[FUT_SKIPPED])
+        c["rejects"] += int(counts[FUT_REJECT])
+        c["crossed"] += int(np.count_nonzero(v.crossed))
+        rejected = v.reason[v.verdict == FUT_REJECT]
+        for code, k in enumerate(np.bincount(rejected, minlength=len(FUTURES_REASONS))):
+            if k:
+                self.by_reason[FUTURES_REASONS[code]] += int(k)
+        for i in np.flatnonzero(v.verdict == FUT_SEQ_GAP).tolist():
+            if len(self.gaps) >= 100:
+                break
+            seg, record, recv_ns, _ = batch[i]
+            self.gaps.append({
+                "product_id": v.products[int(v.product[i])], "expected": int(v.expected[i]),
+                "got": int(v.seq[i]), "missing": int(v.seq[i] - v.expected[i]),
+                "segment": seg, "record": record, "recv_ns": recv_ns,
+                "recv": ns_to_rfc3339(recv_ns)})
+
+    def report(self) -> dict[str, Any]:
+        return {**self.counts, "rejects_by_reason": dict(sorted(self.by_reason.items())),
+                "gaps": self.gaps}
+
+
 def print_journal_report(report: dict[str, Any]) -> None:
     """The human-readable report of :func:`verify_journal`."""
     click.echo(f"journal: {report['segments']} segments, {report['frames']:,} frames; book "
@@ -507,6 +577,16 @@ def print_journal_report(report: dict[str, Any]) -> None:
         click.echo(f"  FAIL {f['verdict']} {f['channel']} {f['symbol']} at {f['recv']} "
                    f"({f['segment']} record {f['record']}): expected {f['expected']} "
                    f"computed {f['computed']}")
+    fut = report.get("futures") or {}
+    if fut.get("frames"):
+        reasons = [f"{r} {n:,}" for r, n in fut["rejects_by_reason"].items()]
+        click.echo(f"futures: {fut['frames']:,} frames, book frames {fut['book_frames']:,}: in "
+                   f"sequence {fut['ok']:,}, seq gaps {fut['seq_gaps']}, crossed "
+                   f"{fut['crossed']}; rejects {fut['rejects']:,}"
+                   + (f": {', '.join(reasons)}" if reasons else ""))
+        for g in fut["gaps"][:10]:
+            click.echo(f"  GAP futures book {g['product_id']} at {g['recv']} ({g['segment']} "
+                       f"record {g['record']}): seq {g['got']}, expected {g['expected']}")
     for t in report["torn_segments"]:
         click.echo(f"  torn segment {t['segment']}: {t['error']} (read up to the damage)")
 

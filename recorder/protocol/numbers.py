@@ -109,7 +109,10 @@ def token_to_text(token: NumToken) -> str:
         return token
     if type(token) is not str or _ANY_NUMBER.fullmatch(token) is None or len(token) > 2 * MAX_DIGITS:
         raise NumberError(f"malformed number: {str(token)[:64]!r}")
-    value = Decimal(token)
+    try:
+        value = Decimal(token)
+    except ArithmeticError:  # an exponent beyond the decimal context's range
+        raise NumberError(f"number out of range: {token[:64]!r}") from None
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)
     if exponent > MAX_DIGITS or exponent < -(MAX_DIGITS + MAX_PRECISION):

@@ -14,6 +14,7 @@ pub mod decimal;
 pub mod error;
 pub mod fix;
 pub mod fixbook;
+pub mod futures;
 pub mod ingest;
 pub mod l2;
 pub mod l3;
@@ -26,6 +27,7 @@ mod fix_python;
 mod fixbook_python;
 #[cfg(feature = "python")]
 mod python;
+mod python_futures;
 #[cfg(feature = "python")]
 mod python_ingest;
 #[cfg(feature = "python")]

@@ -851,5 +851,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::python_spot::register(m)?;
     crate::python_ingest::register(m)?;
     crate::fixbook_python::register(m)?;
+    crate::python_futures::register(m)?;
     Ok(())
 }
