@@ -2,14 +2,19 @@
 
 A commit makes the rows derived up to a *cut* visible together with the journal positions
 and the pipeline state at that cut (:meth:`recorder.archive.store.ArchiveStore.commit`).
-:meth:`recorder.archive.session.Deriver.begin_commit` takes the cut where frames are fed (the
-pipeline's buffered rows handed to the partition writer, whose buffers are taken whole; the
-pipeline state and the journal positions copied) and returns a :class:`PendingCommit`. Its
-:meth:`~PendingCommit.finish` does the slow part (journal flush, Parquet seal, state file,
-manifest) and may run in another thread while frames keep being fed: it reads only what the
-cut copied, never the live pipeline or buffers. If it fails, :meth:`~PendingCommit.abort`
-(on the feeding thread) puts the taken rows back in front of the newer ones, so the next
-commit writes them; nothing committed is touched.
+:meth:`recorder.archive.session.Deriver.begin_commit` takes the cut where frames are fed and
+returns a :class:`PendingCommit`; the cut only hands over and copies, it builds nothing: the
+partition writer's buffered tables are taken whole, the pipeline's row buffers are handed over
+whole and its state copied with each spot book's containers instead of its text checkpoint
+(:meth:`recorder.pipeline.Pipeline.cut`, a few C-level copies per book), the journal
+positions copied. Its :meth:`~PendingCommit.finish` does the rest and the slow part: the cut's
+rows turned into Arrow tables behind the taken ones, the state's book checkpoints built
+(equal to :meth:`~recorder.pipeline.Pipeline.to_state` at the cut, so the state file is
+byte for byte the same), journal flush, Parquet seal, state file, manifest. It may run in
+another thread while frames keep being fed: it reads only what the cut handed over or copied,
+never the live pipeline or buffers. If it fails, :meth:`~PendingCommit.abort` (on the feeding
+thread) puts the taken rows back in front of the newer ones, so the next commit writes them;
+nothing committed is touched.
 
 Exactly once holds as before: the manifest names the journal positions of the cut, the
 state file is the pipeline at the cut, and the files hold exactly the rows derived before it.
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recorder.archive.store import ArchiveStore, PartitionWriter, SealBatch
-from recorder.pipeline.state import PipelineState
+from recorder.pipeline.core import PipelineCut
 
 __all__ = ["PendingCommit"]
 
@@ -37,29 +42,45 @@ class PendingCommit:
     archive: ArchiveStore
     writer: PartitionWriter
     batch: SealBatch
-    state: PipelineState
+    #: the pipeline at the cut: its rows (built into ``batch`` first) and its state
+    cut: PipelineCut
     journal: dict[str, int]
     segments: list[str]
     sources: dict[str, dict[str, Any]]
     #: makes the journal durable up to (at least) the cut; runs first in :meth:`finish`
     before: Callable[[], None] | None = None
 
+    #: the cut's rows have been built into ``batch``
+    built: bool = False
+
     @property
     def rows(self) -> int:
-        """Rows this commit seals."""
+        """Rows this commit seals (those of the cut's own buffers once built)."""
         return self.batch.rows
 
+    def build(self) -> None:
+        """Turn the cut's row buffers into Arrow tables behind the batch's (once)."""
+        if not self.built:
+            for dataset, columns in self.cut.rows():
+                self.writer.append_to(self.batch, dataset, columns)
+            self.built = True
+
     def finish(self) -> None:
-        """Journal flush, Parquet seal, state file and manifest (atomic): the slow half.
+        """The cut's rows and state built, journal flush, Parquet seal, state file and
+        manifest (atomic): the slow half.
 
         Thread-safe with respect to frames being fed meanwhile. Raises the archive's or the
         journal's write error; then call :meth:`abort` on the feeding thread."""
+        self.build()
+        state = self.cut.state()
         if self.before is not None:
             self.before()
         entries = self.writer.seal_batch(self.batch, self.archive.state.commit + 1)
-        self.archive.commit(entries, pipeline=self.state, journal=self.journal,
+        self.archive.commit(entries, pipeline=state, journal=self.journal,
                             segments=self.segments, sources=self.sources)
 
     def abort(self) -> None:
-        """The commit failed: hand its rows back to the writer (call on the feeding thread)."""
+        """The commit failed: hand its rows back to the writer (call on the feeding thread;
+        the cut's rows are built here if :meth:`finish` failed before building them)."""
+        self.build()
         self.writer.restore(self.batch)

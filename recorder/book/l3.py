@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left
+from operator import itemgetter
 from collections.abc import Iterable, Iterator
 from typing import Final, NamedTuple, Protocol
 
@@ -53,6 +54,9 @@ from recorder.protocol.numbers import (
 __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 
 _TOP: Final = CHECKSUM_LEVELS
+#: an :class:`_Order`'s fields as a tuple (C-level), and the level key of such a tuple
+_astuple: Final = msgspec.structs.astuple
+_KEY: Final = itemgetter(2)
 _POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
 _MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
 #: Event codes of the rows :meth:`L3Book.apply` records (snapshot entries are 0; an unknown
@@ -273,6 +277,40 @@ class _L3Side:
         if crc is None or self.top is None:
             crc = self.crc0 = zlib.crc32(self.top_text())
         return crc
+
+
+class L3CheckpointCut:
+    """The orders of an :class:`L3Book` copied at a cut (:meth:`L3Book.checkpoint_later`): one
+    ``(order_id, sign, key, price, qty, ts_ns, piece)`` tuple per order, in the book's order
+    index order."""
+
+    __slots__ = ("symbol", "depth", "pp", "qp", "orders")
+
+    def __init__(self, symbol: str, depth: int, pp: int, qp: int,
+                 orders: list[tuple[str, int, int, int, int, int | None, bytes]]) -> None:
+        self.symbol = symbol
+        self.depth = depth
+        self.pp = pp
+        self.qp = qp
+        self.orders = orders
+
+    def materialize(self) -> L3Checkpoint:
+        """The checkpoint the book's :meth:`L3Book.checkpoint` returned at the cut: per side,
+        levels best first (ascending key; bid keys are negated prices), queue order within a
+        level (a stable sort keeps the order index's order)."""
+        pp = self.pp
+        qp = self.qp
+        ordered = sorted(self.orders, key=_KEY)
+        return L3Checkpoint(
+            symbol=self.symbol,
+            depth=self.depth,
+            price_precision=pp,
+            qty_precision=qp,
+            bids=[L3OrderState(o[0], units_to_text(o[3], pp), units_to_text(o[4], qp), o[5])
+                  for o in ordered if o[1] < 0],
+            asks=[L3OrderState(o[0], units_to_text(o[3], pp), units_to_text(o[4], qp), o[5])
+                  for o in ordered if o[1] > 0],
+        )
 
 
 class L3Book:
@@ -915,6 +953,21 @@ class L3Book:
             bids=states(self._bids),
             asks=states(self._asks),
         )
+
+    def checkpoint_later(self) -> L3CheckpointCut:
+        """:meth:`checkpoint` in two halves: this cheap one copies every order's fields now (one
+        C-level pass over the orders, no text), the returned cut's ``materialize()`` builds
+        the checkpoint :meth:`checkpoint` returns now, in any thread, whatever the book does
+        meanwhile (orders are modified in place: their fields are copied, not the orders).
+        Raises like :meth:`checkpoint` (a book that is not ready).
+
+        Relies on an invariant of the book: ``_orders`` holds the orders of each level in that
+        level's queue order (every path inserts an order into both or removes it from both, a
+        modify in place moves it in neither), so sorting by level key keeps queue order."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: no valid book to checkpoint")
+        return L3CheckpointCut(self.symbol, self.depth, self._pp, self._qp,
+                               list(map(_astuple, self._orders.values())))
 
     @classmethod
     def restore(cls, cp: L3Checkpoint) -> L3Book:

@@ -31,7 +31,7 @@ for exactly-once recovery (never a pickle).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from recorder.archive.schema import load_schemas
-from recorder.book.checkpoint import encode_checkpoint
+from recorder.book.checkpoint import L2Checkpoint, encode_checkpoint
 from recorder.book.futures import FuturesBook
 from recorder.book.l2 import L2Book, token_units
 from recorder.book.l3 import L3Book
@@ -77,7 +77,7 @@ from recorder.protocol.numbers import decimals_of, to_units, token_to_text
 from recorder.protocol.reject import Reject
 from recorder.protocol.symbols import SymbolKind, symbol_problem
 
-__all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS"]
+__all__ = ["RowSink", "Pipeline", "PipelineCut", "ListSink", "DATASETS"]
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -266,6 +266,80 @@ class _Checks:
         self.rows_flushed: dict[str, int] = {}
 
 
+def _expand_columns(name: str, m: dict[str, list[Any]], r: dict[str, list[Any]],
+                    ov: dict[int, str]) -> dict[str, Any]:
+    """Per-row columns of the message dataset ``name`` from its per-message buffers ``m``,
+    per-row buffers ``r`` and overflow texts ``ov`` (read only).
+
+    Per-message values are repeated over the message's rows with one Arrow ``take``;
+    ``checksum`` is set on each message's last row only (null elsewhere)."""
+    counts = np.asarray(m["_rows"], dtype=np.int64)
+    total = int(counts.sum())
+    nmsg = len(counts)
+    idx = pa.array(np.repeat(np.arange(nmsg, dtype=np.int64), counts))
+    last = np.full(total, -1, dtype=np.int64)
+    last[np.cumsum(counts) - 1] = np.arange(nmsg, dtype=np.int64)
+    last_idx = pa.array(last, mask=last < 0)
+    out: dict[str, Any] = {}
+    for c in DATASETS[name]:
+        if c in r:
+            out[c] = r[c]
+        elif c == "symbol":
+            out[c] = pa.array(m[c], pa.string()).dictionary_encode().take(idx)
+        elif c == "checksum":
+            out[c] = pa.array(m[c], pa.uint32()).take(last_idx)
+        elif c == "overflow":
+            col: list[str | None] = [None] * total
+            for i, text in ov.items():
+                col[i] = text
+            out[c] = col
+        else:
+            out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+    return out
+
+
+class PipelineCut:
+    """A :class:`Pipeline` at a commit's cut, taken cheaply where frames are fed
+    (:meth:`Pipeline.cut`) and turned into rows and state later, in any thread, while the
+    pipeline goes on: the buffered rows' lists (handed over whole, as :meth:`Pipeline.flush`
+    would hand them to the sink) and the state with each book's containers copied instead of
+    its text checkpoint (:meth:`~recorder.book.l2.L2Book.checkpoint_later`).
+
+    :meth:`rows` then :meth:`state` give exactly what :meth:`Pipeline.flush` and
+    :meth:`Pipeline.to_state` would have given at the cut. Each may be called once."""
+
+    __slots__ = ("_rows", "_state", "_books")
+
+    def __init__(self, rows: list[tuple[str, Any]], state: PipelineState,
+                 books: list[tuple[EpochState, Any]]) -> None:
+        #: (dataset, its column lists) or (message dataset, (per-message, per-row, overflow))
+        self._rows = rows
+        self._state = state
+        self._books = books
+
+    def rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(dataset, columns) in the order :meth:`Pipeline.flush` would have appended them to
+        its sink at the cut; each is dropped from the cut once the consumer asks for the next
+        (so a consumer that failed on one can start again from it)."""
+        pending = self._rows
+        while pending:
+            name, taken = pending[0]
+            yield name, (_expand_columns(name, *taken) if name in _MSG_COLUMNS else taken)
+            del pending[0]
+
+    def state(self) -> PipelineState:
+        """The state :meth:`Pipeline.to_state` would have returned at the cut (the book
+        checkpoints' text built here)."""
+        for es, book in self._books:
+            cp = book.materialize()
+            if isinstance(cp, L2Checkpoint):
+                es.l2 = cp
+            else:
+                es.l3 = cp
+        self._books = []
+        return self._state
+
+
 class Pipeline:
     """Frames in, rows out (to ``sink``), signals back (to capture). See the module docstring.
 
@@ -357,6 +431,43 @@ class Pipeline:
         Call after :meth:`flush` (rows are not part of the state; buffered rows raise)."""
         if self._pending_rows:
             raise RuntimeError("flush the pipeline before taking its state")
+        return self._state(None)
+
+    def cut(self) -> PipelineCut:
+        """:meth:`flush` + :meth:`to_state` in two halves, for a commit cut where frames are
+        fed: this cheap half hands the row buffers over whole (no Arrow conversion) and copies
+        the state with each spot book's containers instead of its text checkpoint
+        (:meth:`~recorder.book.l2.L2Book.checkpoint_later`, a few C-level copies per book);
+        the returned :class:`PipelineCut` builds the rows and the state in any thread, equal
+        to what :meth:`flush` and :meth:`to_state` give here. Raises like :meth:`to_state`
+        (a book with no valid state), before anything is handed over."""
+        books: list[tuple[EpochState, Any]] = []
+        state = self._state(books)
+        flushed = self._checks.rows_flushed
+        rows: list[tuple[str, Any]] = []
+        for name, cols in self._buf.items():
+            if name in _MSG_COLUMNS:
+                n = self._mrows[name]
+                if n:
+                    flushed[name] = flushed.get(name, 0) + n
+                    rows.append((name, (self._mbuf[name], self._rbuf[name], self._ovbuf[name])))
+                    self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
+                    self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
+                    self._ovbuf[name] = {}
+                    self._mrows[name] = 0
+                continue
+            first = cols[DATASETS[name][0]]
+            if first:
+                flushed[name] = flushed.get(name, 0) + len(first)
+                rows.append((name, cols))
+                self._buf[name] = {c: [] for c in DATASETS[name]}
+        self._bind()
+        self._pending_rows = 0
+        return PipelineCut(rows, state, books)
+
+    def _state(self, later: list[tuple[EpochState, Any]] | None) -> PipelineState:
+        """The state; ``later``: None for text book checkpoints now, else a list that gets
+        (epoch state, its spot book's :meth:`checkpoint_later` cut) for each spot book."""
         epochs = []
         for ep in self._epochs.values():
             es = EpochState(
@@ -369,9 +480,15 @@ class Pipeline:
                 last_checkpoint_message=ep.last_cp_msg)
             book = ep.book
             if isinstance(book, L2Book):
-                es.l2 = book.checkpoint()
+                if later is None:
+                    es.l2 = book.checkpoint()
+                else:
+                    later.append((es, book.checkpoint_later()))
             elif isinstance(book, L3Book):
-                es.l3 = book.checkpoint()
+                if later is None:
+                    es.l3 = book.checkpoint()
+                else:
+                    later.append((es, book.checkpoint_later()))
             elif isinstance(book, FuturesBook):
                 es.futures = book.checkpoint()
             epochs.append(es)
@@ -613,35 +730,9 @@ class Pipeline:
         return out
 
     def _expand(self, name: str) -> dict[str, Any]:
-        """Per-row columns of ``name`` from its per-message and per-row buffers (then reset).
-
-        Per-message values are repeated over the message's rows with one Arrow ``take``;
-        ``checksum`` is set on each message's last row only (null elsewhere)."""
-        m = self._mbuf[name]
-        r = self._rbuf[name]
-        counts = np.asarray(m["_rows"], dtype=np.int64)
-        total = int(counts.sum())
-        nmsg = len(counts)
-        idx = pa.array(np.repeat(np.arange(nmsg, dtype=np.int64), counts))
-        last = np.full(total, -1, dtype=np.int64)
-        last[np.cumsum(counts) - 1] = np.arange(nmsg, dtype=np.int64)
-        last_idx = pa.array(last, mask=last < 0)
-        out: dict[str, Any] = {}
-        for c in DATASETS[name]:
-            if c in r:
-                out[c] = r[c]
-            elif c == "symbol":
-                out[c] = pa.array(m[c], pa.string()).dictionary_encode().take(idx)
-            elif c == "checksum":
-                out[c] = pa.array(m[c], pa.uint32()).take(last_idx)
-            elif c == "overflow":
-                ov = self._ovbuf[name]
-                col: list[str | None] = [None] * total
-                for i, text in ov.items():
-                    col[i] = text
-                out[c] = col
-            else:
-                out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+        """Per-row columns of ``name`` from its per-message and per-row buffers (then reset;
+        see :func:`_expand_columns`)."""
+        out = _expand_columns(name, self._mbuf[name], self._rbuf[name], self._ovbuf[name])
         self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
         self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
         self._ovbuf[name] = {}
