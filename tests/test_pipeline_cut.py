@@ -170,10 +170,10 @@ class _AtTheCut:
         pipeline.flush()
         self._state = pipeline.to_state()
 
-    def rows(self) -> list[Any]:
+    def rows(self, pause: Any = None) -> list[Any]:
         return []
 
-    def state(self) -> Any:
+    def state(self, pause: Any = None) -> Any:
         return self._state
 
 
@@ -189,7 +189,9 @@ def test_deferred_commits_write_the_state_files_of_flush_and_to_state(sim_frames
         states = []
 
         def finish(pending: Any) -> None:
+            rows = pending.rows
             pending.finish()
+            assert pending.rows == rows > 0
             states.append((root / d.archive.state.pipeline).read_bytes())
 
         pending = None

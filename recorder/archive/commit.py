@@ -24,6 +24,7 @@ lists and re-derives the journal from the previous commit's positions.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,29 @@ from typing import Any
 from recorder.archive.store import ArchiveStore, PartitionWriter, SealBatch
 from recorder.pipeline.core import PipelineCut
 
-__all__ = ["PendingCommit"]
+__all__ = ["PendingCommit", "GilYield"]
+
+
+class GilYield:
+    """Called between units of pure-Python work in a thread that is not the event loop's:
+    once ``every_s`` has passed since the last pause, sleeps ``sleep_s`` so that a thread
+    waiting for the GIL (the loop: after each socket read or write it must take it again)
+    gets it now rather than after the interpreter's switch interval (5 ms), which the loop
+    could otherwise wait several times in one iteration. A zero sleep would not do: the
+    GIL is not handed over then, and the waiter's switch-interval wait starts again."""
+
+    __slots__ = ("every_s", "sleep_s", "_last")
+
+    def __init__(self, every_s: float = 0.001, sleep_s: float = 0.0001) -> None:
+        self.every_s = every_s
+        self.sleep_s = sleep_s
+        self._last = time.perf_counter()
+
+    def __call__(self) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            time.sleep(self.sleep_s)
+            self._last = time.perf_counter()
 
 
 @dataclass(slots=True)
@@ -55,14 +78,15 @@ class PendingCommit:
 
     @property
     def rows(self) -> int:
-        """Rows this commit seals (those of the cut's own buffers once built)."""
-        return self.batch.rows
+        """Rows this commit seals (the writer's taken tables and the cut's own rows)."""
+        return self.batch.rows if self.built else self.batch.rows + self.cut.row_count
 
-    def build(self) -> None:
-        """Turn the cut's row buffers into Arrow tables behind the batch's (once)."""
+    def build(self, pause: Callable[[], None] | None = None) -> None:
+        """Turn the cut's row buffers into Arrow tables behind the batch's (once); ``pause``
+        is called after each column built."""
         if not self.built:
-            for dataset, columns in self.cut.rows():
-                self.writer.append_to(self.batch, dataset, columns)
+            for dataset, columns in self.cut.rows(pause):
+                self.writer.append_to(self.batch, dataset, columns, pause)
             self.built = True
 
     def finish(self) -> None:
@@ -71,8 +95,9 @@ class PendingCommit:
 
         Thread-safe with respect to frames being fed meanwhile. Raises the archive's or the
         journal's write error; then call :meth:`abort` on the feeding thread."""
-        self.build()
-        state = self.cut.state()
+        pause = GilYield()
+        self.build(pause)
+        state = self.cut.state(pause)
         if self.before is not None:
             self.before()
         entries = self.writer.seal_batch(self.batch, self.archive.state.commit + 1)

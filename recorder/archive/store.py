@@ -327,26 +327,29 @@ class PartitionWriter:
         self.buffered_rows += rows
         self.buffered_bytes += nbytes
 
-    def append_to(self, batch: SealBatch, dataset: str, columns: dict[str, Any]) -> None:
+    def append_to(self, batch: SealBatch, dataset: str, columns: dict[str, Any],
+                  pause: Callable[[], None] | None = None) -> None:
         """:meth:`append` into a taken ``batch`` instead of this writer's buffers (after the
         batch's tables, as if appended before :meth:`take`). Touches no buffer of this writer:
         safe in another thread (a commit's thread builds the rows of its cut this way, see
-        :class:`recorder.archive.commit.PendingCommit`)."""
+        :class:`recorder.archive.commit.PendingCommit`); ``pause``: called after each column
+        built."""
         tables = batch.tables
 
         def add(dataset: str, day: str, table: pa.Table) -> None:
             tables.setdefault((dataset, day), []).append(table)
 
-        rows, nbytes = self._tables(add, dataset, columns)
+        rows, nbytes = self._tables(add, dataset, columns, pause)
         batch.rows += rows
         batch.bytes += nbytes
 
     def _tables(self, add: Callable[[str, str, pa.Table], None], dataset: str,
-                columns: dict[str, Any]) -> tuple[int, int]:
+                columns: dict[str, Any],
+                pause: Callable[[], None] | None = None) -> tuple[int, int]:
         """Build ``dataset``'s table from ``columns`` and ``add`` it split by UTC day; returns
         its rows and Arrow bytes (0, 0 when it has no time: nothing added)."""
         schema = self.schemas[dataset]
-        table = schema.table(columns)
+        table = schema.table(columns, pause)
         t = table.column(schema.time_column)
         lo, hi = pc.min_max(t).values()
         lo, hi = lo.as_py(), hi.as_py()

@@ -25,13 +25,17 @@ rejected: its rows are kept (the list may lag a new listing, or omit tokenized a
 symbol. :meth:`Pipeline.feed` returns :mod:`~recorder.pipeline.signals` for capture.
 :meth:`Pipeline.to_state` / :meth:`Pipeline.from_state` convert it to and from the explicit,
 versioned :class:`~recorder.pipeline.state.PipelineState` the archive stores with each commit
-for exactly-once recovery (never a pickle).
+for exactly-once recovery (never a pickle). A commit takes it in two halves: :meth:`Pipeline.cut`
+where frames are fed (row buffers handed over whole, the state copied with each spot book's
+containers instead of its text checkpoint), then :class:`PipelineCut` builds the rows and the
+state, equal to :meth:`Pipeline.flush` + :meth:`Pipeline.to_state` at the cut, in the commit
+thread.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -267,9 +271,11 @@ class _Checks:
 
 
 def _expand_columns(name: str, m: dict[str, list[Any]], r: dict[str, list[Any]],
-                    ov: dict[int, str]) -> dict[str, Any]:
+                    ov: dict[int, str], pause: Callable[[], None] | None = None
+                    ) -> dict[str, Any]:
     """Per-row columns of the message dataset ``name`` from its per-message buffers ``m``,
-    per-row buffers ``r`` and overflow texts ``ov`` (read only).
+    per-row buffers ``r`` and overflow texts ``ov`` (read only); ``pause``: called after each
+    column expanded.
 
     Per-message values are repeated over the message's rows with one Arrow ``take``;
     ``checksum`` is set on each message's last row only (null elsewhere)."""
@@ -295,6 +301,8 @@ def _expand_columns(name: str, m: dict[str, list[Any]], r: dict[str, list[Any]],
             out[c] = col
         else:
             out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+        if pause is not None:
+            pause()
     return out
 
 
@@ -308,34 +316,45 @@ class PipelineCut:
     :meth:`rows` then :meth:`state` give exactly what :meth:`Pipeline.flush` and
     :meth:`Pipeline.to_state` would have given at the cut. Each may be called once."""
 
-    __slots__ = ("_rows", "_state", "_books")
+    __slots__ = ("_rows", "_state", "_books", "row_count")
 
     def __init__(self, rows: list[tuple[str, Any]], state: PipelineState,
-                 books: list[tuple[EpochState, Any]]) -> None:
+                 books: list[tuple[EpochState, Any]], row_count: int) -> None:
         #: (dataset, its column lists) or (message dataset, (per-message, per-row, overflow))
         self._rows = rows
         self._state = state
         self._books = books
+        #: rows handed over at the cut (all datasets)
+        self.row_count = row_count
 
-    def rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def rows(self, pause: Callable[[], None] | None = None
+             ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(dataset, columns) in the order :meth:`Pipeline.flush` would have appended them to
         its sink at the cut; each is dropped from the cut once the consumer asks for the next
-        (so a consumer that failed on one can start again from it)."""
+        (so a consumer that failed on one can start again from it). ``pause``: called after
+        each column expanded."""
         pending = self._rows
         while pending:
             name, taken = pending[0]
-            yield name, (_expand_columns(name, *taken) if name in _MSG_COLUMNS else taken)
+            if name in _MSG_COLUMNS:
+                m, r, ov = taken
+                yield name, _expand_columns(name, m, r, ov, pause)
+            else:
+                yield name, taken
             del pending[0]
 
-    def state(self) -> PipelineState:
+    def state(self, pause: Callable[[], None] | None = None) -> PipelineState:
         """The state :meth:`Pipeline.to_state` would have returned at the cut (the book
-        checkpoints' text built here)."""
+        checkpoints' text built here). ``pause``: called after each book (a commit thread
+        lets the feeding thread have the GIL there)."""
         for es, book in self._books:
             cp = book.materialize()
             if isinstance(cp, L2Checkpoint):
                 es.l2 = cp
             else:
                 es.l3 = cp
+            if pause is not None:
+                pause()
         self._books = []
         return self._state
 
@@ -445,10 +464,12 @@ class Pipeline:
         state = self._state(books)
         flushed = self._checks.rows_flushed
         rows: list[tuple[str, Any]] = []
+        count = 0
         for name, cols in self._buf.items():
             if name in _MSG_COLUMNS:
                 n = self._mrows[name]
                 if n:
+                    count += n
                     flushed[name] = flushed.get(name, 0) + n
                     rows.append((name, (self._mbuf[name], self._rbuf[name], self._ovbuf[name])))
                     self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
@@ -458,12 +479,13 @@ class Pipeline:
                 continue
             first = cols[DATASETS[name][0]]
             if first:
+                count += len(first)
                 flushed[name] = flushed.get(name, 0) + len(first)
                 rows.append((name, cols))
                 self._buf[name] = {c: [] for c in DATASETS[name]}
         self._bind()
         self._pending_rows = 0
-        return PipelineCut(rows, state, books)
+        return PipelineCut(rows, state, books, count)
 
     def _state(self, later: list[tuple[EpochState, Any]] | None) -> PipelineState:
         """The state; ``later``: None for text book checkpoints now, else a list that gets
