@@ -166,6 +166,8 @@ def test_l2_checkpoint_later_is_the_checkpoint_at_the_cut(seed):
 class _AtTheCut:
     """What a cut was before it was split: flush + to_state at the cut (the reference)."""
 
+    row_count = 0  # rows flushed to the writer before its take
+
     def __init__(self, pipeline: Pipeline) -> None:
         pipeline.flush()
         self._state = pipeline.to_state()
