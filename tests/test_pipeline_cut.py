@@ -273,3 +273,35 @@ def test_cut_of_a_book_that_is_not_ready_raises_before_handing_anything_over(sim
     cut = p.cut()
     assert p.pending_rows == 0
     assert sum(1 for _ in cut.rows()) > 0
+
+
+def test_cut_with_futures_and_trade_epochs(sim_frames):
+    """Epochs of every kind (spot book and level3, trades, a futures book) in one cut."""
+    import json
+
+    t0_ms = 1_700_000_000_000
+    msgs: list[dict[str, Any]] = [{
+        "feed": "book_snapshot", "product_id": "PF_XBTUSD", "timestamp": t0_ms, "seq": 100,
+        "tickSize": None, "bids": [{"price": 34892.5, "qty": 6385}, {"price": 34890.0, "qty": 10}],
+        "asks": [{"price": 34911.5, "qty": 20598}, {"price": 34912, "qty": 1.5}]}]
+    for k in range(8):
+        side = "buy" if k % 2 == 0 else "sell"
+        msgs.append({"feed": "book", "product_id": "PF_XBTUSD", "side": side, "seq": 101 + k,
+                     "price": 34891 + k / 2 if side == "buy" else 34913 + k,
+                     "qty": 1 + k / 4, "timestamp": t0_ms + (k + 1) * 1000})
+    lines = "\n".join(json.dumps({"recv_ns": (m["timestamp"] + 5) * 1_000_000, "conn": 7,
+                                  "ep": "futures", "frame": json.dumps(m)}) for m in msgs)
+    futures = list(read_input_frames(lines.encode()))
+    p = Pipeline(_Sink())
+    for frame in [*sim_frames[:3000], *futures[:5]]:
+        p.feed(frame)
+    p.flush()
+    want = p.to_state()
+    cut = p.cut()
+    for frame in [*sim_frames[3000:4000], *futures[5:]]:
+        p.feed(frame)
+    got = cut.state()
+    assert encode_state(got) == encode_state(want)
+    kinds = {(es.l2 is not None, es.l3 is not None, es.futures is not None) for es in got.epochs}
+    assert kinds == {(True, False, False), (False, True, False), (False, False, True),
+                     (False, False, False)}

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -43,10 +44,10 @@ import numpy as np
 import pyarrow as pa
 
 from recorder.archive.schema import load_schemas
-from recorder.book.checkpoint import L2Checkpoint, encode_checkpoint
+from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, encode_checkpoint
 from recorder.book.futures import FuturesBook
-from recorder.book.l2 import L2Book, token_units
-from recorder.book.l3 import L3Book
+from recorder.book.l2 import L2Book, L2CheckpointCut, token_units
+from recorder.book.l3 import L3Book, L3CheckpointCut
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
 from recorder.pipeline.settings import (
@@ -306,6 +307,25 @@ def _expand_columns(name: str, m: dict[str, list[Any]], r: dict[str, list[Any]],
     return out
 
 
+#: an open epoch's fields, in :func:`_epoch_state`'s order (one C-level call at a cut)
+_EPOCH_FIELDS: Final = attrgetter(
+    "epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp", "psource",
+    "start_ns", "end_ns", "start_reason", "messages", "rows", "ok", "failed", "last_cp_ns",
+    "last_id", "last_cp_msg")
+
+
+def _epoch_state(fields: tuple[Any, ...]) -> EpochState:
+    """The :class:`EpochState` (without its book) of an epoch's :data:`_EPOCH_FIELDS`."""
+    (epoch, stream, channel, symbol, conn_id, depth, pp, qp, psource, start_ns, end_ns,
+     start_reason, messages, rows, ok, failed, last_cp_ns, last_id, last_cp_msg) = fields
+    return EpochState(
+        epoch=epoch, stream=stream, channel=channel, symbol=symbol, conn_id=conn_id,
+        depth=depth, price_precision=pp, qty_precision=qp, precision_source=psource,
+        start_ns=start_ns, end_ns=end_ns, start_reason=start_reason, messages=messages,
+        rows=rows, checksum_ok=ok, checksum_failed=failed, last_checkpoint_ns=last_cp_ns,
+        last_id=last_id, last_checkpoint_message=last_cp_msg)
+
+
 class PipelineCut:
     """A :class:`Pipeline` at a commit's cut, taken cheaply where frames are fed
     (:meth:`Pipeline.cut`) and turned into rows and state later, in any thread, while the
@@ -319,7 +339,7 @@ class PipelineCut:
     __slots__ = ("_rows", "_state", "_books", "row_count")
 
     def __init__(self, rows: list[tuple[str, Any]], state: PipelineState,
-                 books: list[tuple[EpochState, Any]], row_count: int) -> None:
+                 books: list[tuple[tuple[Any, ...], Any]], row_count: int) -> None:
         #: (dataset, its column lists) or (message dataset, (per-message, per-row, overflow))
         self._rows = rows
         self._state = state
@@ -344,18 +364,25 @@ class PipelineCut:
             del pending[0]
 
     def state(self, pause: Callable[[], None] | None = None) -> PipelineState:
-        """The state :meth:`Pipeline.to_state` would have returned at the cut (the book
-        checkpoints' text built here). ``pause``: called after each book (a commit thread
-        lets the feeding thread have the GIL there)."""
-        for es, book in self._books:
-            cp = book.materialize()
-            if isinstance(cp, L2Checkpoint):
-                es.l2 = cp
-            else:
-                es.l3 = cp
+        """The state :meth:`Pipeline.to_state` would have returned at the cut (its epochs and
+        their book checkpoints' text built here). ``pause``: called after each epoch (a
+        commit thread lets the feeding thread have the GIL there)."""
+        epochs = []
+        for fields, book in self._books:
+            es = _epoch_state(fields)
+            if isinstance(book, (L2CheckpointCut, L3CheckpointCut)):
+                book = book.materialize()
+            if isinstance(book, L2Checkpoint):
+                es.l2 = book
+            elif isinstance(book, L3Checkpoint):
+                es.l3 = book
+            elif book is not None:
+                es.futures = book
+            epochs.append(es)
             if pause is not None:
                 pause()
         self._books = []
+        self._state.epochs = epochs
         return self._state
 
 
@@ -460,7 +487,7 @@ class Pipeline:
         the returned :class:`PipelineCut` builds the rows and the state in any thread, equal
         to what :meth:`flush` and :meth:`to_state` give here. Raises like :meth:`to_state`
         (a book with no valid state), before anything is handed over."""
-        books: list[tuple[EpochState, Any]] = []
+        books: list[tuple[tuple[Any, ...], Any]] = []
         state = self._state(books)
         flushed = self._checks.rows_flushed
         rows: list[tuple[str, Any]] = []
@@ -487,11 +514,22 @@ class Pipeline:
         self._pending_rows = 0
         return PipelineCut(rows, state, books, count)
 
-    def _state(self, later: list[tuple[EpochState, Any]] | None) -> PipelineState:
-        """The state; ``later``: None for text book checkpoints now, else a list that gets
-        (epoch state, its spot book's :meth:`checkpoint_later` cut) for each spot book."""
-        epochs = []
-        for ep in self._epochs.values():
+    def _state(self, later: list[tuple[tuple[Any, ...], Any]] | None) -> PipelineState:
+        """The state; ``later``: None for everything now, else a list that gets, per open
+        epoch, its fields (:data:`_EPOCH_FIELDS`) and its book's checkpoint or, for a spot
+        book, :meth:`checkpoint_later` cut; the state's ``epochs`` are then left empty (built
+        by :meth:`PipelineCut.state`)."""
+        epochs: list[EpochState] = []
+        if later is not None:
+            fields = _EPOCH_FIELDS
+            for ep in self._epochs.values():
+                book = ep.book
+                if isinstance(book, (L2Book, L3Book)):
+                    book = book.checkpoint_later()
+                elif isinstance(book, FuturesBook):
+                    book = book.checkpoint()
+                later.append((fields(ep), book))
+        for ep in self._epochs.values() if later is None else ():
             es = EpochState(
                 epoch=ep.epoch, stream=ep.stream, channel=ep.channel, symbol=ep.symbol,
                 conn_id=ep.conn_id, depth=ep.depth, price_precision=ep.pp,
@@ -502,15 +540,9 @@ class Pipeline:
                 last_checkpoint_message=ep.last_cp_msg)
             book = ep.book
             if isinstance(book, L2Book):
-                if later is None:
-                    es.l2 = book.checkpoint()
-                else:
-                    later.append((es, book.checkpoint_later()))
+                es.l2 = book.checkpoint()
             elif isinstance(book, L3Book):
-                if later is None:
-                    es.l3 = book.checkpoint()
-                else:
-                    later.append((es, book.checkpoint_later()))
+                es.l3 = book.checkpoint()
             elif isinstance(book, FuturesBook):
                 es.futures = book.checkpoint()
             epochs.append(es)
