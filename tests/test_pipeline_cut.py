@@ -29,7 +29,8 @@ from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
 from recorder.ingest import _read_bytes, read_input_frames
 from recorder.pipeline import Pipeline
-from recorder.pipeline.state import encode_state
+from recorder.pipeline.core import PipelineCut
+from recorder.pipeline.state import decode_state, encode_state
 from tests.archive_helpers import make_sim_record
 
 SCHEMAS = load_schemas()
@@ -192,9 +193,12 @@ def test_deferred_commits_write_the_state_files_of_flush_and_to_state(sim_frames
 
         def finish(pending: Any) -> None:
             rows = pending.rows
-            pending.finish()
+            pauses: list[int] = []
+            pending.finish(lambda: pauses.append(1))  # capture's commit thread: a GilYield
             assert pending.rows == rows > 0
             states.append((root / d.archive.state.pipeline).read_bytes())
+            if isinstance(pending.cut, PipelineCut):  # once per column built and per epoch
+                assert len(pauses) > len(decode_state(states[-1]).epochs) > 0
 
         pending = None
         for i, frame in enumerate(frames):

@@ -89,13 +89,14 @@ class PendingCommit:
                 self.writer.append_to(self.batch, dataset, columns, pause)
             self.built = True
 
-    def finish(self) -> None:
+    def finish(self, pause: Callable[[], None] | None = None) -> None:
         """The cut's rows and state built, journal flush, Parquet seal, state file and
         manifest (atomic): the slow half.
 
-        Thread-safe with respect to frames being fed meanwhile. Raises the archive's or the
-        journal's write error; then call :meth:`abort` on the feeding thread."""
-        pause = GilYield()
+        Thread-safe with respect to frames being fed meanwhile. ``pause``: called between
+        units of the building (a :class:`GilYield` when this runs beside an event loop).
+        Raises the archive's or the journal's write error; then call :meth:`abort` on the
+        feeding thread."""
         self.build(pause)
         state = self.cut.state(pause)
         if self.before is not None:
