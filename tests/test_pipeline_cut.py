@@ -85,6 +85,7 @@ def test_cut_materialized_later_equals_flush_and_to_state_at_the_cut(sim_frames,
             cut, rows, want_state, want_rows = pending.pop(0)
             rows += [(name, SCHEMAS[name].table(cols)) for name, cols in cut.rows()]
             state = cut.state()
+            assert cut.state() is state  # built once
             assert state == want_state
             assert encode_state(state) == encode_state(want_state)
             _same_rows(rows, want_rows)

@@ -334,7 +334,8 @@ class PipelineCut:
     its text checkpoint (:meth:`~recorder.book.l2.L2Book.checkpoint_later`).
 
     :meth:`rows` then :meth:`state` give exactly what :meth:`Pipeline.flush` and
-    :meth:`Pipeline.to_state` would have given at the cut. Each may be called once."""
+    :meth:`Pipeline.to_state` would have given at the cut (the rows once: each dataset is
+    dropped once taken; the state is built once and returned again)."""
 
     __slots__ = ("_rows", "_state", "_books", "row_count")
 
@@ -343,7 +344,7 @@ class PipelineCut:
         #: (dataset, its column lists) or (message dataset, (per-message, per-row, overflow))
         self._rows = rows
         self._state = state
-        self._books = books
+        self._books: list[tuple[tuple[Any, ...], Any]] | None = books
         #: rows handed over at the cut (all datasets)
         self.row_count = row_count
 
@@ -367,6 +368,8 @@ class PipelineCut:
         """The state :meth:`Pipeline.to_state` would have returned at the cut (its epochs and
         their book checkpoints' text built here). ``pause``: called after each epoch (a
         commit thread lets the feeding thread have the GIL there)."""
+        if self._books is None:  # built already
+            return self._state
         epochs = []
         for fields, book in self._books:
             es = _epoch_state(fields)
@@ -381,8 +384,8 @@ class PipelineCut:
             epochs.append(es)
             if pause is not None:
                 pause()
-        self._books = []
         self._state.epochs = epochs
+        self._books = None
         return self._state
 
 
