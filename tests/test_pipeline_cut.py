@@ -180,6 +180,9 @@ class _AtTheCut:
     def state(self, pause: Any = None) -> Any:
         return self._state
 
+    def release(self) -> None:
+        pass
+
 
 def test_deferred_commits_write_the_state_files_of_flush_and_to_state(sim_frames, tmp_path):
     """An archive committed through begin_commit (cut) + finish after the next stretch of

@@ -104,6 +104,11 @@ class PendingCommit:
         entries = self.writer.seal_batch(self.batch, self.archive.state.commit + 1)
         self.archive.commit(entries, pipeline=state, journal=self.journal,
                             segments=self.segments, sources=self.sources)
+        # committed: the state and tables are freed here, not on the thread (the event loop)
+        # that drops this object later
+        del state
+        self.cut.release()
+        self.batch.tables.clear()
 
     def abort(self) -> None:
         """The commit failed: hand its rows back to the writer (call on the feeding thread;

@@ -364,6 +364,14 @@ class PipelineCut:
                 yield name, taken
             del pending[0]
 
+    def release(self) -> None:
+        """Drop what the cut holds (its rows and state: tens of thousands of objects), so that
+        they are freed on this thread rather than wherever the cut's last reference goes (a
+        commit thread calls this once its commit is written)."""
+        self._rows = []
+        self._books = None
+        self._state = PipelineState(checkpoint_interval_ns=0, batch_rows=0)
+
     def state(self, pause: Callable[[], None] | None = None) -> PipelineState:
         """The state :meth:`Pipeline.to_state` would have returned at the cut (its epochs and
         their book checkpoints' text built here). ``pause``: called after each epoch (a
