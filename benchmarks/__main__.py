@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.harness import Figure, render_table, write_report
 
 SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay",
-          "bookat")
+          "bookat", "cut")
 #: Run when ``--only`` is not given: ``bookat`` is the book_at part of ``query`` on its own.
 DEFAULT_SUITES = tuple(s for s in SUITES if s != "bookat")
 
@@ -72,6 +72,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.replay import run_replay as run
     elif suite == "bookat":
         from benchmarks.query import run_bookat as run
+    elif suite == "cut":
+        from benchmarks.cut import run_cut as run
     else:
         from benchmarks.audit import run_audit as run
     return run(quick=quick)

@@ -59,7 +59,7 @@ def test_loop_lag_monitor_sees_a_blocked_loop() -> None:
 @pytest.mark.integration
 def test_commits_run_off_the_loop_under_capture_load(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from recorder.archive.commit import PendingCommit
+    from recorder.archive.commit import GilYield, PendingCommit
     from recorder.capture.config import load_config
     from recorder.capture.service import Worker, WorkerSpec
     from recorder.capture.shards import plan
@@ -67,20 +67,22 @@ def test_commits_run_off_the_loop_under_capture_load(tmp_path: Path,
     from tests.test_capture_integration import Sim, verify
 
     finished_on: list[tuple[str, bool]] = []
+    pauses: list[Any] = []  # what each finish got to let the loop have the GIL
     cuts: list[float] = []
     real_finish = PendingCommit.finish
     workers: list[Any] = []
 
-    def spy(self: PendingCommit) -> None:
+    def spy(self: PendingCommit, pause: Any = None) -> None:
         try:
             asyncio.get_running_loop()
             on_loop = True
         except RuntimeError:
             on_loop = False
         finished_on.append((threading.current_thread().name, on_loop))
+        pauses.append(pause)
         if workers:  # the cut of this commit (the next one waits for this finish)
             cuts.append(workers[0].writer.stats.commit_cut_cpu_s_last)
-        real_finish(self)
+        real_finish(self, pause)
 
     monkeypatch.setattr(PendingCommit, "finish", spy)
     sim = Sim(tmp_path, pairs=30, rate=4.0)
@@ -118,6 +120,8 @@ def test_commits_run_off_the_loop_under_capture_load(tmp_path: Path,
     assert len(finished_on) >= 8
     assert all(not on_loop and name != "MainThread" for name, on_loop in finished_on), finished_on
     assert st.commits_on_loop == 0
+    # every commit beside the running loop pauses for it (the last: the close, loop stopping)
+    assert all(isinstance(p, GilYield) for p in pauses[:-1]), pauses
     cuts.sort()
     assert len(cuts) >= 8 and cuts[len(cuts) // 2] <= CUT_CPU_MAX_S, cuts
     assert st.commit_cut_cpu_s_max <= CUT_CPU_WORST_S, cuts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -159,10 +160,12 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
         """Fresh per-column buffers (one list per column)."""
         return {c.name: [] for c in self.columns}
 
-    def table(self, columns: dict[str, Any]) -> pa.Table:
+    def table(self, columns: dict[str, Any],
+              pause: Callable[[], None] | None = None) -> pa.Table:
         """Build a table from per-column Python lists or Arrow arrays (all the same length;
         missing columns = nulls). Columns of different lengths are a :class:`SchemaError`
-        naming them (e.g. a schema column that no row builder fills)."""
+        naming them (e.g. a schema column that no row builder fills). ``pause``: called
+        after each column (a commit thread lets the event loop have the GIL there)."""
         lengths = {c.name: len(v) for c in self.columns
                    if (v := columns.get(c.name)) is not None}
         n = max(lengths.values(), default=0)
@@ -186,6 +189,8 @@ class DatasetSchema(msgspec.Struct, frozen=True, kw_only=True):
                 arrays.append(pa.array(values, type=pa.string()).dictionary_encode())
             else:
                 arrays.append(pa.array(values, type=c.arrow_type))
+            if pause is not None:
+                pause()
         return pa.Table.from_arrays(arrays, schema=self.arrow())
 
 

@@ -283,14 +283,15 @@ class Deriver:
             raise
 
     def begin_commit(self) -> PendingCommit:
-        """Cut a commit here (fast: the pipeline's rows handed over, buffers taken, state and
-        positions copied); its :meth:`~recorder.archive.commit.PendingCommit.finish` (journal
-        flush, seal, manifest) may run in another thread while frames keep being fed."""
-        self.pipeline.flush()
+        """Cut a commit here (fast: the writer's tables and the pipeline's row buffers handed
+        over whole, the pipeline state copied with book containers instead of text
+        checkpoints, see :meth:`~recorder.pipeline.Pipeline.cut`; positions copied); its
+        :meth:`~recorder.archive.commit.PendingCommit.finish` (rows and book checkpoints built,
+        journal flush, seal, manifest) may run in another thread while frames keep being fed."""
+        cut = self.pipeline.cut()
         pending = PendingCommit(
-            archive=self.archive, writer=self.writer, batch=self.writer.take(),
-            state=self.pipeline.to_state(), journal=dict(self.positions),
-            segments=list(self.segments),
+            archive=self.archive, writer=self.writer, batch=self.writer.take(), cut=cut,
+            journal=dict(self.positions), segments=list(self.segments),
             sources={k: dict(v) for k, v in self.sources.items()}, before=self._before_commit)
         self.loop.committed()
         return pending

@@ -323,22 +323,46 @@ class PartitionWriter:
         self._write_table = write_table
 
     def append(self, dataset: str, columns: dict[str, list[Any]]) -> None:
+        rows, nbytes = self._tables(self._add, dataset, columns)
+        self.buffered_rows += rows
+        self.buffered_bytes += nbytes
+
+    def append_to(self, batch: SealBatch, dataset: str, columns: dict[str, Any],
+                  pause: Callable[[], None] | None = None) -> None:
+        """:meth:`append` into a taken ``batch`` instead of this writer's buffers (after the
+        batch's tables, as if appended before :meth:`take`). Touches no buffer of this writer:
+        safe in another thread (a commit's thread builds the rows of its cut this way, see
+        :class:`recorder.archive.commit.PendingCommit`); ``pause``: called after each column
+        built."""
+        tables = batch.tables
+
+        def add(dataset: str, day: str, table: pa.Table) -> None:
+            tables.setdefault((dataset, day), []).append(table)
+
+        rows, nbytes = self._tables(add, dataset, columns, pause)
+        batch.rows += rows
+        batch.bytes += nbytes
+
+    def _tables(self, add: Callable[[str, str, pa.Table], None], dataset: str,
+                columns: dict[str, Any],
+                pause: Callable[[], None] | None = None) -> tuple[int, int]:
+        """Build ``dataset``'s table from ``columns`` and ``add`` it split by UTC day; returns
+        its rows and Arrow bytes (0, 0 when it has no time: nothing added)."""
         schema = self.schemas[dataset]
-        table = schema.table(columns)
+        table = schema.table(columns, pause)
         t = table.column(schema.time_column)
         lo, hi = pc.min_max(t).values()
         lo, hi = lo.as_py(), hi.as_py()
         if lo is None:
-            return
+            return 0, 0
         if lo // DAY_NS == hi // DAY_NS:
-            self._add(dataset, day_of(lo), table)
+            add(dataset, day_of(lo), table)
         else:
             days = pc.divide(t, pa.scalar(DAY_NS, pa.int64()))
             for d in pc.unique(days).to_pylist():
                 part = table.filter(pc.equal(days, d))
-                self._add(dataset, day_of(d * DAY_NS), part)
-        self.buffered_rows += table.num_rows
-        self.buffered_bytes += table.nbytes
+                add(dataset, day_of(d * DAY_NS), part)
+        return table.num_rows, table.nbytes
 
     def _add(self, dataset: str, day: str, table: pa.Table) -> None:
         self._open.setdefault((dataset, day), []).append(table)
@@ -417,7 +441,7 @@ class PartitionWriter:
         return entries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SealBatch:
     """Buffered tables taken from a :class:`PartitionWriter` for one commit:
     (dataset, UTC day) -> tables in append order, with their row and Arrow byte counts."""

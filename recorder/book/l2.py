@@ -246,6 +246,39 @@ def _check_precision(name: str, value: int) -> None:
         raise BookError(f"{name} must be an int in 0..{MAX_PRECISION}, got {value!r}")
 
 
+class L2CheckpointCut:
+    """The containers of an :class:`L2Book` copied at a cut (:meth:`L2Book.checkpoint_later`):
+    sorted keys and ``key -> qty`` per side (ints, never mutated after the copy)."""
+
+    __slots__ = ("symbol", "depth", "pp", "qp", "bkeys", "bqty", "akeys", "aqty")
+
+    def __init__(self, symbol: str, depth: int, pp: int, qp: int, bkeys: list[int],
+                 bqty: dict[int, int], akeys: list[int], aqty: dict[int, int]) -> None:
+        self.symbol = symbol
+        self.depth = depth
+        self.pp = pp
+        self.qp = qp
+        self.bkeys = bkeys
+        self.bqty = bqty
+        self.akeys = akeys
+        self.aqty = aqty
+
+    def materialize(self) -> L2Checkpoint:
+        """The checkpoint the book's :meth:`L2Book.checkpoint` returned at the cut."""
+        pp = self.pp
+        qp = self.qp
+        bqty = self.bqty
+        aqty = self.aqty
+        return L2Checkpoint(
+            symbol=self.symbol,
+            depth=self.depth,
+            price_precision=pp,
+            qty_precision=qp,
+            bids=levels_to_text([(-key, bqty[key]) for key in self.bkeys], pp, qp),
+            asks=levels_to_text([(key, aqty[key]) for key in self.akeys], pp, qp),
+        )
+
+
 class L2Book:
     """Kraken spot L2 book for one symbol at one subscribed depth.
 
@@ -641,6 +674,18 @@ class L2Book:
             bids=levels_to_text(self._bids.levels(None), pp, qp),
             asks=levels_to_text(self._asks.levels(None), pp, qp),
         )
+
+    def checkpoint_later(self) -> L2CheckpointCut:
+        """:meth:`checkpoint` in two halves: this cheap one copies the book's containers now
+        (a few C-level copies, no text), the returned cut's ``materialize()`` builds the
+        checkpoint :meth:`checkpoint` returns now, in any thread, whatever the book does
+        meanwhile. Raises like :meth:`checkpoint` (a book that is not ready)."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: no valid book to checkpoint")
+        b = self._bids
+        a = self._asks
+        return L2CheckpointCut(self.symbol, self.depth, self._pp, self._qp,
+                               b.keys[:], b.qty.copy(), a.keys[:], a.qty.copy())
 
     @classmethod
     def restore(cls, cp: L2Checkpoint) -> L2Book:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left
+from operator import attrgetter
 from collections.abc import Iterable, Iterator
 from typing import Final, NamedTuple, Protocol
 
@@ -53,6 +54,8 @@ from recorder.protocol.numbers import (
 __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 
 _TOP: Final = CHECKSUM_LEVELS
+#: an :class:`_Order`'s level key
+_KEY: Final = attrgetter("key")
 _POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
 _MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
 #: Event codes of the rows :meth:`L3Book.apply` records (snapshot entries are 0; an unknown
@@ -144,12 +147,13 @@ class OrderView(NamedTuple):
     ts_ns: int | None
 
 
-class _Order(msgspec.Struct, gc=False):
+class _Order(msgspec.Struct, frozen=True, gc=False):
     """A resting order. ``sign`` is +1 for asks, -1 for bids; ``key = price * sign``.
 
     Holds no reference to its side or level (no reference cycles, so it need not be tracked by
     the garbage collector); ``piece`` is ``level_piece(price, qty)`` (both are > 0) as ASCII
-    ``bytes``, so joins need no encoding.
+    ``bytes``, so joins need no encoding. Frozen: a modify puts a new order in the old one's
+    place, so the orders a cut keeps (:meth:`L3Book.checkpoint_later`) never change.
     """
 
     order_id: str
@@ -273,6 +277,39 @@ class _L3Side:
         if crc is None or self.top is None:
             crc = self.crc0 = zlib.crc32(self.top_text())
         return crc
+
+
+class L3CheckpointCut:
+    """The orders of an :class:`L3Book` at a cut (:meth:`L3Book.checkpoint_later`), in the
+    book's order index order (orders are frozen: they stay as they were at the cut)."""
+
+    __slots__ = ("symbol", "depth", "pp", "qp", "orders")
+
+    def __init__(self, symbol: str, depth: int, pp: int, qp: int,
+                 orders: tuple[_Order, ...]) -> None:
+        self.symbol = symbol
+        self.depth = depth
+        self.pp = pp
+        self.qp = qp
+        self.orders = orders
+
+    def materialize(self) -> L3Checkpoint:
+        """The checkpoint the book's :meth:`L3Book.checkpoint` returned at the cut: per side,
+        levels best first (ascending key; bid keys are negated prices), queue order within a
+        level (a stable sort keeps the order index's order)."""
+        pp = self.pp
+        qp = self.qp
+        ordered = sorted(self.orders, key=_KEY)
+        return L3Checkpoint(
+            symbol=self.symbol,
+            depth=self.depth,
+            price_precision=pp,
+            qty_precision=qp,
+            bids=[L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp),
+                               o.ts_ns) for o in ordered if o.sign < 0],
+            asks=[L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp),
+                               o.ts_ns) for o in ordered if o.sign > 0],
+        )
 
 
 class L3Book:
@@ -706,11 +743,14 @@ class L3Book:
             self._remove(order)
             return
         if order.sign == side.sign and order.price == price:
-            order.qty = qty
-            order.piece = b"%d%d" % (price, qty)
-            if ts_ns is not None:
-                order.ts_ns = ts_ns
-            side.refresh(order.key, side.levels[order.key])
+            # a new order in the old one's place (the same queue position in both dicts):
+            # orders are never changed once made, so a cut may keep them (checkpoint_later)
+            key = order.key
+            level = side.levels[key]
+            self._orders[order_id] = level.orders[order_id] = _Order(
+                order_id, order.sign, key, price, qty, order.ts_ns if ts_ns is None else ts_ns,
+                b"%d%d" % (price, qty))
+            side.refresh(key, level)
             return
         self._requeued += 1
         self._anomalous = True
@@ -915,6 +955,21 @@ class L3Book:
             bids=states(self._bids),
             asks=states(self._asks),
         )
+
+    def checkpoint_later(self) -> L3CheckpointCut:
+        """:meth:`checkpoint` in two halves: this cheap one copies the order index now (one
+        C-level copy of references: orders are frozen, a modify replaces its order), the
+        returned cut's ``materialize()`` builds the checkpoint :meth:`checkpoint` returns now,
+        in any thread, whatever the book does meanwhile. Raises like :meth:`checkpoint` (a
+        book that is not ready).
+
+        Relies on an invariant of the book: ``_orders`` holds the orders of each level in that
+        level's queue order (every path inserts an order into both or removes it from both, a
+        modify in place moves it in neither), so sorting by level key keeps queue order."""
+        if not self._ready:
+            raise BookError(f"{self.symbol}: no valid book to checkpoint")
+        return L3CheckpointCut(self.symbol, self.depth, self._pp, self._qp,
+                               tuple(self._orders.values()))
 
     @classmethod
     def restore(cls, cp: L3Checkpoint) -> L3Book:

@@ -6,9 +6,12 @@ everything that decides when it commits or stops taking data:
 * :meth:`ArchivePart.emit` / :meth:`ArchivePart.marker`: every frame and control marker, on
   the event loop, journal first then the pipeline; the pipeline's signals are returned.
 * :meth:`ArchivePart.commit`: the commit is cut on the loop
-  (:meth:`~recorder.capture.writer.ArchiveWriter.begin_commit`: rows handed over, state and
-  journal positions copied) and finished in the part's single *commit thread* (journal flush,
-  Parquet seal, state file, manifest), so the loop keeps reading sockets meanwhile. Commits
+  (:meth:`~recorder.capture.writer.ArchiveWriter.begin_commit`: row buffers handed over whole,
+  state copied with book containers instead of text checkpoints, journal positions copied;
+  see :mod:`recorder.archive.commit`) and finished in the part's single *commit thread* (the
+  cut's Arrow tables and book checkpoints built, pausing now and then so the loop gets the
+  GIL; journal flush, Parquet seal, state file, manifest), so the loop keeps reading sockets
+  meanwhile. Commits
   are serialised (one in flight, finished in cut order); a failed one hands its rows back and
   pauses capture. Triggers: the scheduler (``roll_minutes``), buffered rows over
   ``roll_max_mb`` (:meth:`ArchivePart.run`), before a disk-pressure pause or a maintenance

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from recorder.archive.commit import PendingCommit
+from recorder.archive.commit import GilYield, PendingCommit
 from recorder.archive.journal import JournalWriteError
 from recorder.archive.session import ArchiveSession
 from recorder.archive.store import ArchiveBusyError, ArchiveWriteError
@@ -260,7 +260,8 @@ class ArchiveWriter:
             on_loop = False
         t0 = time.perf_counter()
         try:
-            pending.finish()
+            # beside the loop, let it have the GIL while the cut's tables and state are built
+            pending.finish(None if on_loop else GilYield())
         except (ArchiveWriteError, JournalWriteError) as exc:
             raise WriterError(exc.errno or 0, f"commit: {exc}") from exc
         dt = time.perf_counter() - t0

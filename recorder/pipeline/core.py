@@ -25,13 +25,18 @@ rejected: its rows are kept (the list may lag a new listing, or omit tokenized a
 symbol. :meth:`Pipeline.feed` returns :mod:`~recorder.pipeline.signals` for capture.
 :meth:`Pipeline.to_state` / :meth:`Pipeline.from_state` convert it to and from the explicit,
 versioned :class:`~recorder.pipeline.state.PipelineState` the archive stores with each commit
-for exactly-once recovery (never a pickle).
+for exactly-once recovery (never a pickle). A commit takes it in two halves: :meth:`Pipeline.cut`
+where frames are fed (row buffers handed over whole, the state copied with each spot book's
+containers instead of its text checkpoint), then :class:`PipelineCut` builds the rows and the
+state, equal to :meth:`Pipeline.flush` + :meth:`Pipeline.to_state` at the cut, in the commit
+thread.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
@@ -40,10 +45,10 @@ import pyarrow as pa
 
 from recorder import _core
 from recorder.archive.schema import load_schemas
-from recorder.book.checkpoint import encode_checkpoint
+from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, encode_checkpoint
 from recorder.book.futures import FuturesBook
-from recorder.book.l2 import L2Book, token_units
-from recorder.book.l3 import L3Book
+from recorder.book.l2 import L2Book, L2CheckpointCut, token_units
+from recorder.book.l3 import L3Book, L3CheckpointCut
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
 from recorder.pipeline.settings import (
@@ -79,7 +84,7 @@ from recorder.protocol.numbers import decimals_of, to_units, token_to_text
 from recorder.protocol.reject import Reject
 from recorder.protocol.symbols import SymbolKind, symbol_problem
 
-__all__ = ["RowSink", "Pipeline", "ListSink", "DATASETS", "FIX_STREAMS"]
+__all__ = ["RowSink", "Pipeline", "PipelineCut", "ListSink", "DATASETS", "FIX_STREAMS"]
 
 INT64_MAX: Final = 2**63 - 1
 INT64_MIN: Final = -(2**63)
@@ -280,6 +285,132 @@ class _Checks:
         self.rows_flushed: dict[str, int] = {}
 
 
+def _expand_columns(name: str, m: dict[str, list[Any]], r: dict[str, list[Any]],
+                    ov: dict[int, str], pause: Callable[[], None] | None = None
+                    ) -> dict[str, Any]:
+    """Per-row columns of the message dataset ``name`` from its per-message buffers ``m``,
+    per-row buffers ``r`` and overflow texts ``ov`` (read only); ``pause``: called after each
+    column expanded.
+
+    Per-message values are repeated over the message's rows with one Arrow ``take``;
+    ``checksum`` is set on each message's last row only (null elsewhere)."""
+    counts = np.asarray(m["_rows"], dtype=np.int64)
+    total = int(counts.sum())
+    nmsg = len(counts)
+    idx = pa.array(np.repeat(np.arange(nmsg, dtype=np.int64), counts))
+    last = np.full(total, -1, dtype=np.int64)
+    last[np.cumsum(counts) - 1] = np.arange(nmsg, dtype=np.int64)
+    last_idx = pa.array(last, mask=last < 0)
+    out: dict[str, Any] = {}
+    for c in DATASETS[name]:
+        if c in r:
+            out[c] = r[c]
+        elif c == "symbol":
+            out[c] = pa.array(m[c], pa.string()).dictionary_encode().take(idx)
+        elif c == "checksum":
+            out[c] = pa.array(m[c], pa.uint32()).take(last_idx)
+        elif c == "overflow":
+            col: list[str | None] = [None] * total
+            for i, text in ov.items():
+                col[i] = text
+            out[c] = col
+        else:
+            out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+        if pause is not None:
+            pause()
+    return out
+
+
+#: an open epoch's fields, in :func:`_epoch_state`'s order (one C-level call at a cut)
+_EPOCH_FIELDS: Final = attrgetter(
+    "epoch", "stream", "channel", "symbol", "conn_id", "depth", "pp", "qp", "psource",
+    "start_ns", "end_ns", "start_reason", "messages", "rows", "ok", "failed", "last_cp_ns",
+    "last_id", "last_cp_msg")
+
+
+def _epoch_state(fields: tuple[Any, ...]) -> EpochState:
+    """The :class:`EpochState` (without its book) of an epoch's :data:`_EPOCH_FIELDS`."""
+    (epoch, stream, channel, symbol, conn_id, depth, pp, qp, psource, start_ns, end_ns,
+     start_reason, messages, rows, ok, failed, last_cp_ns, last_id, last_cp_msg) = fields
+    return EpochState(
+        epoch=epoch, stream=stream, channel=channel, symbol=symbol, conn_id=conn_id,
+        depth=depth, price_precision=pp, qty_precision=qp, precision_source=psource,
+        start_ns=start_ns, end_ns=end_ns, start_reason=start_reason, messages=messages,
+        rows=rows, checksum_ok=ok, checksum_failed=failed, last_checkpoint_ns=last_cp_ns,
+        last_id=last_id, last_checkpoint_message=last_cp_msg)
+
+
+class PipelineCut:
+    """A :class:`Pipeline` at a commit's cut, taken cheaply where frames are fed
+    (:meth:`Pipeline.cut`) and turned into rows and state later, in any thread, while the
+    pipeline goes on: the buffered rows' lists (handed over whole, as :meth:`Pipeline.flush`
+    would hand them to the sink) and the state with each book's containers copied instead of
+    its text checkpoint (:meth:`~recorder.book.l2.L2Book.checkpoint_later`).
+
+    :meth:`rows` then :meth:`state` give exactly what :meth:`Pipeline.flush` and
+    :meth:`Pipeline.to_state` would have given at the cut (the rows once: each dataset is
+    dropped once taken; the state is built once and returned again)."""
+
+    __slots__ = ("_rows", "_state", "_books", "row_count")
+
+    def __init__(self, rows: list[tuple[str, Any]], state: PipelineState,
+                 books: list[tuple[tuple[Any, ...], Any]], row_count: int) -> None:
+        #: (dataset, its column lists) or (message dataset, (per-message, per-row, overflow))
+        self._rows = rows
+        self._state = state
+        self._books: list[tuple[tuple[Any, ...], Any]] | None = books
+        #: rows handed over at the cut (all datasets)
+        self.row_count = row_count
+
+    def rows(self, pause: Callable[[], None] | None = None
+             ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(dataset, columns) in the order :meth:`Pipeline.flush` would have appended them to
+        its sink at the cut; each is dropped from the cut once the consumer asks for the next
+        (so a consumer that failed on one can start again from it). ``pause``: called after
+        each column expanded."""
+        pending = self._rows
+        while pending:
+            name, taken = pending[0]
+            if name in _MSG_COLUMNS:
+                m, r, ov = taken
+                yield name, _expand_columns(name, m, r, ov, pause)
+            else:
+                yield name, taken
+            del pending[0]
+
+    def release(self) -> None:
+        """Drop what the cut holds (its rows and state: tens of thousands of objects), so that
+        they are freed on this thread rather than wherever the cut's last reference goes (a
+        commit thread calls this once its commit is written)."""
+        self._rows = []
+        self._books = None
+        self._state = PipelineState(checkpoint_interval_ns=0, batch_rows=0)
+
+    def state(self, pause: Callable[[], None] | None = None) -> PipelineState:
+        """The state :meth:`Pipeline.to_state` would have returned at the cut (its epochs and
+        their book checkpoints' text built here). ``pause``: called after each epoch (a
+        commit thread lets the feeding thread have the GIL there)."""
+        if self._books is None:  # built already
+            return self._state
+        epochs = []
+        for fields, book in self._books:
+            es = _epoch_state(fields)
+            if isinstance(book, (L2CheckpointCut, L3CheckpointCut)):
+                book = book.materialize()
+            if isinstance(book, L2Checkpoint):
+                es.l2 = book
+            elif isinstance(book, L3Checkpoint):
+                es.l3 = book
+            elif book is not None:
+                es.futures = book
+            epochs.append(es)
+            if pause is not None:
+                pause()
+        self._state.epochs = epochs
+        self._books = None
+        return self._state
+
+
 class Pipeline:
     """Frames in, rows out (to ``sink``), signals back (to capture). See the module docstring.
 
@@ -373,8 +504,59 @@ class Pipeline:
         Call after :meth:`flush` (rows are not part of the state; buffered rows raise)."""
         if self._pending_rows:
             raise RuntimeError("flush the pipeline before taking its state")
-        epochs = []
-        for ep in self._epochs.values():
+        return self._state(None)
+
+    def cut(self) -> PipelineCut:
+        """:meth:`flush` + :meth:`to_state` in two halves, for a commit cut where frames are
+        fed: this cheap half hands the row buffers over whole (no Arrow conversion) and copies
+        the state with each spot book's containers instead of its text checkpoint
+        (:meth:`~recorder.book.l2.L2Book.checkpoint_later`, a few C-level copies per book);
+        the returned :class:`PipelineCut` builds the rows and the state in any thread, equal
+        to what :meth:`flush` and :meth:`to_state` give here. Raises like :meth:`to_state`
+        (a book with no valid state), before anything is handed over."""
+        books: list[tuple[tuple[Any, ...], Any]] = []
+        state = self._state(books)
+        flushed = self._checks.rows_flushed
+        rows: list[tuple[str, Any]] = []
+        count = 0
+        for name, cols in self._buf.items():
+            if name in _MSG_COLUMNS:
+                n = self._mrows[name]
+                if n:
+                    count += n
+                    flushed[name] = flushed.get(name, 0) + n
+                    rows.append((name, (self._mbuf[name], self._rbuf[name], self._ovbuf[name])))
+                    self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
+                    self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
+                    self._ovbuf[name] = {}
+                    self._mrows[name] = 0
+                continue
+            first = cols[DATASETS[name][0]]
+            if first:
+                count += len(first)
+                flushed[name] = flushed.get(name, 0) + len(first)
+                rows.append((name, cols))
+                self._buf[name] = {c: [] for c in DATASETS[name]}
+        self._bind()
+        self._pending_rows = 0
+        return PipelineCut(rows, state, books, count)
+
+    def _state(self, later: list[tuple[tuple[Any, ...], Any]] | None) -> PipelineState:
+        """The state; ``later``: None for everything now, else a list that gets, per open
+        epoch, its fields (:data:`_EPOCH_FIELDS`) and its book's checkpoint or, for a spot
+        book, :meth:`checkpoint_later` cut; the state's ``epochs`` are then left empty (built
+        by :meth:`PipelineCut.state`)."""
+        epochs: list[EpochState] = []
+        if later is not None:
+            fields = _EPOCH_FIELDS
+            for ep in self._epochs.values():
+                book = ep.book
+                if isinstance(book, (L2Book, L3Book)):
+                    book = book.checkpoint_later()
+                elif isinstance(book, FuturesBook):
+                    book = book.checkpoint()
+                later.append((fields(ep), book))
+        for ep in self._epochs.values() if later is None else ():
             es = EpochState(
                 epoch=ep.epoch, stream=ep.stream, channel=ep.channel, symbol=ep.symbol,
                 conn_id=ep.conn_id, depth=ep.depth, price_precision=ep.pp,
@@ -647,35 +829,9 @@ class Pipeline:
         return out
 
     def _expand(self, name: str) -> dict[str, Any]:
-        """Per-row columns of ``name`` from its per-message and per-row buffers (then reset).
-
-        Per-message values are repeated over the message's rows with one Arrow ``take``;
-        ``checksum`` is set on each message's last row only (null elsewhere)."""
-        m = self._mbuf[name]
-        r = self._rbuf[name]
-        counts = np.asarray(m["_rows"], dtype=np.int64)
-        total = int(counts.sum())
-        nmsg = len(counts)
-        idx = pa.array(np.repeat(np.arange(nmsg, dtype=np.int64), counts))
-        last = np.full(total, -1, dtype=np.int64)
-        last[np.cumsum(counts) - 1] = np.arange(nmsg, dtype=np.int64)
-        last_idx = pa.array(last, mask=last < 0)
-        out: dict[str, Any] = {}
-        for c in DATASETS[name]:
-            if c in r:
-                out[c] = r[c]
-            elif c == "symbol":
-                out[c] = pa.array(m[c], pa.string()).dictionary_encode().take(idx)
-            elif c == "checksum":
-                out[c] = pa.array(m[c], pa.uint32()).take(last_idx)
-            elif c == "overflow":
-                ov = self._ovbuf[name]
-                col: list[str | None] = [None] * total
-                for i, text in ov.items():
-                    col[i] = text
-                out[c] = col
-            else:
-                out[c] = pa.array(m[c], _MSG_TYPES[c]).take(idx)
+        """Per-row columns of ``name`` from its per-message and per-row buffers (then reset;
+        see :func:`_expand_columns`)."""
+        out = _expand_columns(name, self._mbuf[name], self._rbuf[name], self._ovbuf[name])
         self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
         self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
         self._ovbuf[name] = {}
