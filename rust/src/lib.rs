@@ -27,6 +27,7 @@ mod fix_python;
 mod fixbook_python;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
 mod python_futures;
 #[cfg(feature = "python")]
 mod python_ingest;
