@@ -185,9 +185,10 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
 def _caught_up(conn: FixConnection, server: FixAcceptorServer,
                other: FixConnection | None = None) -> bool:
     """Every message the acceptor sent has reached the recorder's journal."""
-    sent = sum(c.session.next_out - 1 for c in server._clients)  # noqa: SLF001 - test probe
+    sessions = server.sessions
+    sent = sum(session.next_out - 1 for _, session in sessions)
     got = conn.messages + (other.messages if other is not None else 0)
-    return bool(server._clients) and got >= sent  # noqa: SLF001
+    return bool(sessions) and got >= sent
 
 
 def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
@@ -207,7 +208,8 @@ def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
             await _until(lambda: conn.logged_on and conn.messages >= 1 + len(symbols), 30,
                          "logon and snapshots")
             first = conn.conn_id
-            for client in list(server._clients):  # noqa: SLF001 - the exchange drops us
+            # the exchange drops the TCP connection (no public API: a test probe)
+            for client in list(server._clients):  # noqa: SLF001
                 client.writer.close()
             await _until(lambda: conn.sessions == 2 and conn.logged_on and conn.conn_id != first
                          and _caught_up(conn, server), 30, "reconnect, logon and snapshots")
@@ -265,10 +267,10 @@ def _run(tmp_path: Path, market: SpotMarket, symbols: list[str], body: Any,
 
 
 def test_a_sequence_gap_ends_the_epochs_and_fresh_snapshots_heal_them(tmp_path: Path) -> None:
-    """The exchange skips a MsgSeqNum: the archive ends each book epoch with a ``fix_seq_gap``
-    gap naming the lost number; capture resubscribes, and the new snapshots heal the gaps.
-    (The sim's acceptor cannot replay: the session gives up on its ResendRequest after 2 x
-    HeartBtInt and reconnects, which the archive records as a disconnect.)"""
+    """The exchange skips a MsgSeqNum (the sim's ``fix_gap`` fault): the archive ends each book
+    epoch with a ``fix_seq_gap`` gap naming the lost number. The session's ResendRequest is
+    answered with a SequenceReset-GapFill (no replay), capture resubscribes on the same
+    connection, and the new snapshots heal the gaps."""
     market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=11), seed=2,
                         rate=4.0, start_ns=START)
     symbols = list(market.symbols[:2])
@@ -276,18 +278,18 @@ def test_a_sequence_gap_ends_the_epochs_and_fresh_snapshots_heal_them(tmp_path: 
     async def body(worker: Worker, conns: list[FixConnection], server: FixAcceptorServer) -> None:
         (conn,) = conns
         await _until(lambda: conn.logged_on and _caught_up(conn, server), 30, "snapshots")
-        (client,) = server._clients  # noqa: SLF001 - the exchange loses one message
-        lost = client.session.next_out
-        client.session.next_out += 1
+        hits: list[dict[str, Any]] = []
+        assert server.inject("fix_gap", record=lambda kind, **f: hits.append(f["detail"])) == 1
         market.advance(START + S)
         await server.publish()
         await _until(lambda: conn.gaps == 1, 10, "the gap seen")
-        await _until(lambda: conn.sessions == 2 and conn.logged_on and _caught_up(conn, server),
-                     30, "the resend given up, reconnect and snapshots")
+        await asyncio.sleep(0.3)  # the GapFill, the resubscription and its snapshots
+        await _until(lambda: _caught_up(conn, server), 30, "the resubscription's snapshots")
         market.advance(START + 2 * S)
         await server.publish()
         await _until(lambda: _caught_up(conn, server), 10, "the refreshes")
-        body.lost = lost  # type: ignore[attr-defined]
+        assert conn.sessions == 1  # healed on the same connection
+        body.lost = hits[0]["skipped_seq"]  # type: ignore[attr-defined]
 
     worker = _run(tmp_path, market, symbols, body, heartbeat_s=1)
     root = worker.root
