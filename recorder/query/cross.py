@@ -27,6 +27,14 @@ holds at ``t``: ``kind`` is ``price`` (both have the level at different prices),
 (only the WebSocket has it). Levels are compared to ``depth``: the smaller of the two epochs'
 subscribed depths unless a smaller one is asked for. ``level3`` books are compared as their
 aggregated levels (price, total quantity).
+
+A message's exchange time is what ``book_at`` uses: ``ts_ns`` of an L2 message (Kraken's
+timestamp; FIX SendingTime), the latest event time of an L3 message. An L3 *snapshot* (a
+WebSocket snapshot or a FIX W) carries its orders' own times, so its latest time can be long
+before it was sent. On ``level3`` a FIX snapshot is therefore no comparison time, and a
+WebSocket snapshot does not by itself make a WebSocket book hold at a time (both sources are
+compared from their epochs' first incremental message on); a WebSocket snapshot's state is
+still one the FIX book may equal within the tolerance.
 """
 
 from __future__ import annotations
@@ -61,8 +69,8 @@ ROW_SCHEMA: Final = {
 }
 SUMMARY_SCHEMA: Final = {
     "symbol": "str", "channel": "str", "depth": "i64", "ws_epochs": "i64",
-    "fix_epochs": "i64", "comparisons": "i64", "skipped": "i64", "disagreements": "i64",
-    "rows": "i64", "first_ns": "i64", "last_ns": "i64",
+    "fix_epochs": "i64", "epochs_compared": "i64", "comparisons": "i64", "skipped": "i64",
+    "disagreements": "i64", "rows": "i64", "first_ns": "i64", "last_ns": "i64",
 }
 
 _Levels = tuple[tuple[Decimal, Decimal], ...]
@@ -76,6 +84,7 @@ class _State:
     epoch: int
     bids: _Levels
     asks: _Levels
+    snapshot: bool = False
 
 
 @dataclass
@@ -110,19 +119,20 @@ def _states(archive: Archive, streams: tuple[str, ...], channel: str, symbol: st
         epochs = {e.epoch: e for e in engine.epochs(channel, symbol)}
         if not epochs:
             continue
-        raw: list[tuple[int, int, int, _Levels, _Levels]] = []
+        raw: list[tuple[int, int, int, _Levels, _Levels, bool]] = []
         for item in engine.replay(symbol, lo, hi, channel=channel,  # type: ignore[arg-type]
                                   clock="receive"):
             if isinstance(item, BookEvent) and item.ts_ns is not None:
                 raw.append((item.ts_ns, item.recv_ns, item.epoch,
-                            _levels(item.book, "bid", depth), _levels(item.book, "ask", depth)))
-        for i, (ts, recv, ep, bids, asks) in enumerate(raw):
+                            _levels(item.book, "bid", depth), _levels(item.book, "ask", depth),
+                            item.kind == "snapshot"))
+        for i, (ts, recv, ep, bids, asks, snap) in enumerate(raw):
             nxt = raw[i + 1] if i + 1 < len(raw) else None
             if nxt is not None and nxt[2] == ep:
                 until = max(nxt[0], ts)
             else:  # the epoch's last state: as long after it as the epoch lasted after it
                 until = ts + max(0, epochs[ep].valid_until - recv) + 1
-            out.append(_State(ts, until, recv, ep, bids, asks))
+            out.append(_State(ts, until, recv, ep, bids, asks, snap))
     out.sort(key=lambda s: (s.ts, s.recv))
     return out
 
@@ -152,6 +162,57 @@ def _diff(symbol: str, channel: str, t: int, ws: _State, fx: _State) -> list[dic
                 "fix_price": None if f is None else str(f[0]),
                 "fix_qty": None if f is None else str(f[1]), "kind": kind})
     return rows
+
+
+def compare_states(symbol: str, channel: str, ws: list[_State], fx: list[_State], lo: int,
+                   hi: int, tolerance_ns: int, summary: dict[str, Any], *,
+                   snapshot_times: bool = True) -> list[dict[str, Any]]:
+    """The rule of the module docstring over two sources' states (each sorted by exchange
+    time); counts into ``summary``, returns the disagreement rows. ``snapshot_times``
+    False (L3): snapshot states are no comparison times and do not make a WebSocket book
+    hold at a time; they still count as WebSocket states that the FIX book may equal."""
+    out: list[dict[str, Any]] = []
+    starts = [s.ts for s in ws]
+    span = max((s.until - s.ts for s in ws), default=0)  # the longest any state holds
+    compared: set[int] = set()
+    for i, f in enumerate(fx):
+        t = f.ts
+        if not lo <= t <= hi or (f.snapshot and not snapshot_times) or (i + 1 < len(fx) and fx[i + 1].ts == t
+                                 and fx[i + 1].epoch == f.epoch):
+            continue  # the last FIX state of a time stands for it
+        j = bisect.bisect_right(starts, t) - 1
+        at = None
+        while j >= 0:  # the latest-starting WebSocket state that still holds at t
+            if ws[j].until > t and (snapshot_times or not ws[j].snapshot):
+                at = ws[j]
+                break
+            if ws[j].ts < t - span:
+                break
+            j -= 1
+        if at is None:
+            summary["skipped"] += 1
+            continue
+        summary["comparisons"] += 1
+        compared.add(f.epoch)
+        if summary["first_ns"] is None:
+            summary["first_ns"] = t
+        summary["last_ns"] = t
+        ok = False
+        for k in range(bisect.bisect_right(starts, t + tolerance_ns) - 1, -1, -1):
+            w = ws[k]
+            if w.ts < t - tolerance_ns - span:
+                break
+            if w.until > t - tolerance_ns and w.bids == f.bids and w.asks == f.asks:
+                ok = True
+                break
+        if ok:
+            continue
+        rows = _diff(symbol, channel, t, at, f)
+        summary["disagreements"] += 1
+        summary["rows"] += len(rows)
+        out.extend(rows)
+    summary["epochs_compared"] += len(compared)
+    return out
 
 
 def _symbols(archive: Archive, channel: str) -> list[str]:
@@ -199,47 +260,13 @@ def compare_sources(archive: Archive, *, symbols: Sequence[str] | None = None,
         n = min([*depths, *([depth] if depth else [])], default=depth or 10)
         summary = {"symbol": symbol, "channel": channel, "depth": n,
                    "ws_epochs": len(eps["ws"]), "fix_epochs": len(eps["fix"]),
-                   "comparisons": 0, "skipped": 0, "disagreements": 0, "rows": 0,
-                   "first_ns": None, "last_ns": None}
+                   "epochs_compared": 0, "comparisons": 0, "skipped": 0, "disagreements": 0,
+                   "rows": 0, "first_ns": None, "last_ns": None}
         result.summary.append(summary)
         if not eps["ws"] or not eps["fix"]:
             continue
         ws = _states(archive, ws_streams, channel, symbol, n, rlo, rhi)
         fx = _states(archive, fix_streams, channel, symbol, n, rlo, rhi)
-        starts = [s.ts for s in ws]
-        for i, f in enumerate(fx):
-            t = f.ts
-            if not lo <= t <= hi or (i + 1 < len(fx) and fx[i + 1].ts == t):
-                continue  # the last FIX state of a time stands for it
-            # WebSocket states holding at t, and anywhere in [t - tol, t + tol]
-            j = bisect.bisect_right(starts, t) - 1
-            at = None
-            while j >= 0:  # the latest-starting state that still holds at t
-                if ws[j].until > t:
-                    at = ws[j]
-                    break
-                if ws[j].ts < t - 600_000_000_000:
-                    break
-                j -= 1
-            if at is None:
-                summary["skipped"] += 1
-                continue
-            summary["comparisons"] += 1
-            summary["first_ns"] = t if summary["first_ns"] is None else summary["first_ns"]
-            summary["last_ns"] = t
-            k_hi = bisect.bisect_right(starts, t + tolerance_ns)
-            ok = False
-            for k in range(k_hi - 1, -1, -1):
-                w = ws[k]
-                if w.ts < t - tolerance_ns - 600_000_000_000:
-                    break
-                if w.until > t - tolerance_ns and w.bids == f.bids and w.asks == f.asks:
-                    ok = True
-                    break
-            if ok:
-                continue
-            rows = _diff(symbol, channel, t, at, f)
-            summary["disagreements"] += 1
-            summary["rows"] += len(rows)
-            result.rows.extend(rows)
+        result.rows.extend(compare_states(symbol, channel, ws, fx, lo, hi, tolerance_ns,
+                                          summary, snapshot_times=channel != "level3"))
     return result
