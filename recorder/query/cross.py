@@ -17,7 +17,9 @@ message). The two feeds are timed independently (two connections, two gateways),
 may be stamped a little apart on each: the FIX book **agrees** when it equals (level by level:
 price and quantity, as decimals) *any* WebSocket state that holds somewhere in
 ``[t - tolerance, t + tolerance]``. A time where no WebSocket book holds at ``t`` itself (no
-WebSocket epoch open, a WebSocket gap) is **not compared** (counted as ``skipped``). Times
+WebSocket epoch open, a WebSocket gap), or whose WebSocket epoch opened (receive clock) only
+after the FIX message was received, is **not compared** (counted as ``skipped``): both
+epochs must be open when the FIX message arrives. Times
 inside a FIX gap are never compared: FIX books only exist in FIX epochs.
 
 A **disagreement** is a compared time where no WebSocket state in the window equals the FIX
@@ -85,6 +87,7 @@ class _State:
     bids: _Levels
     asks: _Levels
     snapshot: bool = False
+    epoch_start: int = 0  # receive-clock start of its epoch
 
 
 @dataclass
@@ -132,7 +135,7 @@ def _states(archive: Archive, streams: tuple[str, ...], channel: str, symbol: st
                 until = max(nxt[0], ts)
             else:  # the epoch's last state: as long after it as the epoch lasted after it
                 until = ts + max(0, epochs[ep].valid_until - recv) + 1
-            out.append(_State(ts, until, recv, ep, bids, asks, snap))
+            out.append(_State(ts, until, recv, ep, bids, asks, snap, epochs[ep].start_ns))
     out.sort(key=lambda s: (s.ts, s.recv))
     return out
 
@@ -183,7 +186,8 @@ def compare_states(symbol: str, channel: str, ws: list[_State], fx: list[_State]
         j = bisect.bisect_right(starts, t) - 1
         at = None
         while j >= 0:  # the latest-starting WebSocket state that still holds at t
-            if ws[j].until > t and (snapshot_times or not ws[j].snapshot):
+            if ws[j].until > t and (snapshot_times or not ws[j].snapshot) \
+                    and ws[j].epoch_start <= f.recv:
                 at = ws[j]
                 break
             if ws[j].ts < t - span:
