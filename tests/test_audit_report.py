@@ -23,7 +23,7 @@ PY = sys.executable
 
 TOP_KEYS = {"audit_version", "archive", "roots", "generated_at", "range", "thresholds", "expect",
             "summary", "channels", "days", "hours", "heatmap", "gaps", "runs", "epochs",
-            "trades", "ohlc", "rejects", "verification"}
+            "trades", "ohlc", "rejects", "verification", "cross_source"}
 SUMMARY_KEYS = {"keys", "symbols", "window_ns", "measured_ns", "startup_ns", "shutdown_ns",
                 "covered_ns", "active_ns", "quiet_ns", "missing_ns", "backfilled_ns",
                 "coverage_pct", "verified_coverage_pct", "never_recorded", "verdicts", "gaps",
@@ -52,12 +52,14 @@ def test_json_keys_are_the_documented_ones(built: Built) -> None:
     assert r["audit_version"] == 2
     for key in TOP_KEYS | SUMMARY_KEYS | set(r["channels"][0]) | set(r["gaps"][0]) \
             | set(r["days"][0]) | set(r["hours"][0]) | set(r["runs"][0]) | set(r["expect"]) \
-            | set(r["heatmap"]) | set(r["heatmap"]["cells"][0]):
+            | set(r["heatmap"]) | set(r["heatmap"]["cells"][0]) | set(r["cross_source"]):
         assert f"`{key}`" in doc, f"{key} is not documented in docs/audit.md"
     pcts = [c["verified_coverage_pct"] for c in r["channels"]]
     assert pcts == sorted(pcts)  # worst first
     assert {d["verdict"] for d in r["days"]} <= {"available", "degraded", "missing"}
     assert r["verification"]["source"] == "live"
+    # no FIX recording: nothing to compare, and the section says so
+    assert (r["cross_source"]["symbols"], r["cross_source"]["disagreements"]) == (0, 0)
 
 
 def test_terminal_fail_under_and_symbols(built: Built) -> None:

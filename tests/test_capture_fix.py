@@ -185,9 +185,10 @@ def test_fix_capture_rebuilds_the_sim_books_and_rederives_the_same(tmp_path: Pat
 def _caught_up(conn: FixConnection, server: FixAcceptorServer,
                other: FixConnection | None = None) -> bool:
     """Every message the acceptor sent has reached the recorder's journal."""
-    sent = sum(c.session.next_out - 1 for c in server._clients)  # noqa: SLF001 - test probe
+    sessions = server.sessions
+    sent = sum(session.next_out - 1 for _, session in sessions)
     got = conn.messages + (other.messages if other is not None else 0)
-    return bool(server._clients) and got >= sent  # noqa: SLF001
+    return bool(sessions) and got >= sent
 
 
 def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
@@ -207,7 +208,8 @@ def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
             await _until(lambda: conn.logged_on and conn.messages >= 1 + len(symbols), 30,
                          "logon and snapshots")
             first = conn.conn_id
-            for client in list(server._clients):  # noqa: SLF001 - the exchange drops us
+            # the exchange drops the TCP connection (no public API: a test probe)
+            for client in list(server._clients):  # noqa: SLF001
                 client.writer.close()
             await _until(lambda: conn.sessions == 2 and conn.logged_on and conn.conn_id != first
                          and _caught_up(conn, server), 30, "reconnect, logon and snapshots")
@@ -265,10 +267,10 @@ def _run(tmp_path: Path, market: SpotMarket, symbols: list[str], body: Any,
 
 
 def test_a_sequence_gap_ends_the_epochs_and_fresh_snapshots_heal_them(tmp_path: Path) -> None:
-    """The exchange skips a MsgSeqNum: the archive ends each book epoch with a ``fix_seq_gap``
-    gap naming the lost number; capture resubscribes, and the new snapshots heal the gaps.
-    (The sim's acceptor cannot replay: the session gives up on its ResendRequest after 2 x
-    HeartBtInt and reconnects, which the archive records as a disconnect.)"""
+    """The exchange skips a MsgSeqNum (the sim's ``fix_gap`` fault): the archive ends each book
+    epoch with a ``fix_seq_gap`` gap naming the lost number. The session's ResendRequest is
+    answered with a SequenceReset-GapFill (no replay), capture resubscribes on the same
+    connection, and the new snapshots heal the gaps."""
     market = SpotMarket(load_universe(None, pairs=4, futures_path=None, seed=11), seed=2,
                         rate=4.0, start_ns=START)
     symbols = list(market.symbols[:2])
@@ -276,18 +278,18 @@ def test_a_sequence_gap_ends_the_epochs_and_fresh_snapshots_heal_them(tmp_path: 
     async def body(worker: Worker, conns: list[FixConnection], server: FixAcceptorServer) -> None:
         (conn,) = conns
         await _until(lambda: conn.logged_on and _caught_up(conn, server), 30, "snapshots")
-        (client,) = server._clients  # noqa: SLF001 - the exchange loses one message
-        lost = client.session.next_out
-        client.session.next_out += 1
+        hits: list[dict[str, Any]] = []
+        assert server.inject("fix_gap", record=lambda kind, **f: hits.append(f["detail"])) == 1
         market.advance(START + S)
         await server.publish()
         await _until(lambda: conn.gaps == 1, 10, "the gap seen")
-        await _until(lambda: conn.sessions == 2 and conn.logged_on and _caught_up(conn, server),
-                     30, "the resend given up, reconnect and snapshots")
+        await asyncio.sleep(0.3)  # the GapFill, the resubscription and its snapshots
+        await _until(lambda: _caught_up(conn, server), 30, "the resubscription's snapshots")
         market.advance(START + 2 * S)
         await server.publish()
         await _until(lambda: _caught_up(conn, server), 10, "the refreshes")
-        body.lost = lost  # type: ignore[attr-defined]
+        assert conn.sessions == 1  # healed on the same connection
+        body.lost = hits[0]["skipped_seq"]  # type: ignore[attr-defined]
 
     worker = _run(tmp_path, market, symbols, body, heartbeat_s=1)
     root = worker.root
@@ -557,3 +559,128 @@ def test_the_audit_tells_a_silent_fix_book_from_a_missing_one(tmp_path: Path) ->
     gaps = [g for g in rows(root.parent, "gaps", [root]) if g["channel"] == "book"]
     assert [(g["cause"], g["healed_by"]) for g in gaps if g["detail"] != "process stop"] == [
         ("disconnect", "resnapshot")]
+
+
+def _reframed(data: bytes, body_length_delta: int = 0) -> bytes:
+    """``data`` with its BodyLength changed by ``body_length_delta`` and a CheckSum that
+    matches the new bytes (so that only the BodyLength is wrong)."""
+    head, rest = data.split(b"\x019=", 1)
+    length, rest = rest.split(b"\x01", 1)
+    body = head + b"\x019=" + str(int(length) + body_length_delta).encode() + b"\x01" \
+        + rest[:rest.rindex(b"10=")]
+    return body + b"10=%03d\x01" % (sum(body) % 256)
+
+
+class HostileAcceptor(ScriptedAcceptor):
+    """:class:`ScriptedAcceptor` that, after the W and X of a subscription, sends what a broken
+    or hostile peer might: garbage bytes, a wrong BodyLength, an unknown MsgType, a huge
+    repeating group (20,000 entries) and a group whose count claims a million, then a valid
+    X (a trade) and answers TestRequests as before."""
+
+    def _answer(self, md_req_id: str, symbol: str, level3: bool) -> list[tuple[str, Any]]:
+        out = ScriptedAcceptor._answer(md_req_id, symbol, level3)
+        t = "10:00:00.000"
+        huge = [BookEntry("0", f"O{i}", f"{90 + i / 1000:.3f}", "1.0", t, action=0)
+                for i in range(20_000)]
+        out += [
+            ("raw", b"\x00\xff garbage \x01not=fix\x01" * 50),
+            ("raw-seq", ("X", incremental_fields(md_req_id, symbol, [
+                BookEntry("1", "O101.0", "101.0", "3.0", t, action=1)]), 7)),
+            ("ZZ", [(58, "what is this")]),
+            ("X", incremental_fields(md_req_id, symbol, huge)),
+            ("raw-count", ("X", incremental_fields(md_req_id, symbol, [
+                BookEntry("1", "O101.0", "101.0", "4.0", t, action=1)]))),
+            ("X", incremental_fields(md_req_id, symbol, [
+                BookEntry("2", "9002", "101.0", "0.25", t, action=0,
+                          timestamp="2023-11-14T22:13:21.000000001Z", ord_type="2",
+                          aggressor_side="2")])),
+        ]
+        return out
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = _core.FixFramer()
+        seq, client = 1, "?"
+        self._writers.append(writer)
+
+        def encode(msg_type: str, fields: list[tuple[int, str]]) -> bytes:
+            nonlocal seq
+            data = _core.encode_fix(msg_type, seq, "KRAKEN-MD", client, time.time_ns(), fields)
+            seq += 1
+            self.sent += 1
+            return data
+
+        try:
+            while data := await reader.read(65536):
+                for f in framer.feed(data):
+                    fields = f["fields"]
+                    if f["msg_type"] == "A":
+                        client = f["sender"]
+                        writer.write(encode("A", [(98, "0"), (108, fields[108])]))
+                    elif f["msg_type"] == "1":
+                        writer.write(encode("0", [(112, fields[112])]))
+                    elif f["msg_type"] == "5":
+                        writer.write(encode("5", []))
+                    elif f["msg_type"] == "V" and fields[263] == "1":
+                        for kind, body in self._answer(fields[262], fields[55], False):
+                            if kind == "raw":
+                                writer.write(body)
+                            elif kind == "raw-seq":  # a wrong BodyLength
+                                writer.write(_reframed(encode(body[0], body[1]), body[2]))
+                            elif kind == "raw-count":  # NoMDEntries claims a million
+                                writer.write(_reframed(encode(body[0], body[1]).replace(
+                                    b"\x01268=1\x01", b"\x01268=1000000\x01"), 6))
+                            else:
+                                writer.write(encode(kind, body))
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+            self._writers.remove(writer)
+
+
+def test_bad_input_on_the_fix_socket_is_rejected_never_a_crash(tmp_path: Path) -> None:
+    """Garbage bytes, a wrong BodyLength, an unknown MsgType, a 20,000-entry repeating group
+    and a group count of a million reach a real worker over TLS: each is a ``rejects`` row
+    with its bytes (the huge message is beyond the framer's size limit: garbage), the worker
+    keeps running, the session goes on (the trade after them is recorded; the numbers the
+    bad messages used up are a sequence gap, healed by resubscribing) and the worker stops
+    cleanly."""
+    symbols = ["BTC/USD"]
+
+    async def scenario() -> Worker:
+        acceptor = HostileAcceptor(tmp_path / "hostile")
+        port = await acceptor.start()
+        worker = _worker(tmp_path, port, acceptor.cert_path, symbols, heartbeat_s=1)
+        assert worker.fix is not None
+        (conn,) = worker.fix.connections
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: conn.messages >= 8, 30, "the hostile messages")
+            await asyncio.sleep(2.5)  # heartbeats, TestRequests: the session lives on
+            assert not task.done() and not worker.stopping.is_set()
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            if not task.done():
+                task.cancel()
+            await acceptor.close()
+        return worker
+
+    worker = asyncio.run(scenario())
+    root = worker.root
+    rejects = rows(root.parent, "rejects", [root])
+    reasons = {r["reason"] for r in rejects}
+    # garbage (and the 20,000-entry message, beyond the framer's size limit), the wrong
+    # BodyLength, the group count of a million, the unknown MsgType: each a decode reject
+    assert {"fix_garbage", "fix_body_length", "fix_group_too_large",
+            "fix_unknown_msg_type"} <= reasons, reasons
+    assert all(r["reason"].startswith("fix_") and r["stage"] == "decode"
+               for r in rejects), reasons
+    raw = b"".join(r["raw"] or b"" for r in rejects if r["raw"] is not None)
+    assert b"garbage" in raw and b"35=ZZ" in raw  # the bytes are kept, with their reason
+    trades = [t for t in rows(root.parent, "trades", [root]) if t["source"] == 3]
+    assert 9002 in {t["trade_id"] for t in trades}  # the session went on after them
+    (conn,) = worker.fix.connections  # type: ignore[union-attr]
+    assert conn.last_error is None or "Error" not in conn.last_error.split(":")[0], \
+        conn.last_error

@@ -74,6 +74,8 @@ def render_terminal(report: dict[str, Any], *, limit: int = 15) -> None:
               + f"; clean stops {s['stops']}; trade ids missing {s['trade_ids_missing']}; "
               f"OHLC bars mismatched {s['ohlc_bars_mismatched']}; rejected frames "
               f"{s['rejects']}")
+    if report.get("cross_source"):
+        con.print(report["cross_source"]["text"])
     if not report["channels"]:
         con.print("[red]nothing was recorded in this range and nothing is expected: 0 % "
                   "covered[/red] (name what should be there with --expect or --symbols)")

@@ -127,8 +127,22 @@ def build_report(archive: PathSpec, *, lo: int | None = None, hi: int | None = N
              else ", ".join(str(p) for p in archive))
     with open_source(archive, lo, hi, threads=threads) as src:
         theirs = sibling_keys(src) if exp.mode in ("auto", "online") else set()
-        return _build(src, label, list(symbols) if symbols is not None else None, th,
-                      verify_report, note, exp, theirs)
+        report = _build(src, label, list(symbols) if symbols is not None else None, th,
+                        verify_report, note, exp, theirs)
+    report["cross_source"] = _cross_source(archive, report, symbols)
+    return report
+
+
+def _cross_source(archive: PathSpec, report: dict[str, Any],
+                  symbols: Iterable[str] | None) -> dict[str, Any]:
+    """The cross-source section (:mod:`recorder.audit.cross`) over the report's range."""
+    from recorder.audit.cross import cross_source_section
+    from recorder.query.api import Archive
+
+    r = report["range"]
+    with Archive(archive) as ar:
+        return cross_source_section(ar, r["from_ns"], r["to_ns"],
+                                    list(symbols) if symbols is not None else None)
 
 
 _STEPS: Final = ("subscribed", "activity", "gaps", "epochs", "conn_keys", "keys", "conn_proof",

@@ -658,6 +658,58 @@ class Archive:
         items, head = self._retrying(first)
         return iter(()) if head is None else _chain(head, items)
 
+    def cross_source(self, symbols: Symbols | None = None, *, channel: Channel = DEFAULT_CHANNEL,
+                     depth: int | None = None, start: TimeLike | None = None,
+                     end: TimeLike | None = None,
+                     tolerance: Every | int = "1s") -> pl.LazyFrame:
+        """Every disagreement between the WebSocket and the FIX book of ``symbols`` (default:
+        each symbol recorded over both) on ``channel`` (``"book"`` or ``"level3"``), one row
+        per differing (side, level): ``symbol``, ``channel``, ``time_ns`` (exchange clock),
+        ``ws_epoch``, ``fix_epoch``, ``ws_recv_ns``, ``fix_recv_ns``, ``side``, ``level``,
+        ``ws_price``, ``ws_qty``, ``fix_price``, ``fix_qty`` (exact decimal text; null where
+        that source has no such level) and ``kind`` (``price``, ``qty``, ``missing_ws``,
+        ``missing_fix``). The books are compared at every FIX message time in
+        ``[start, end]``; the FIX book agrees when it equals any WebSocket book that holds
+        within ``tolerance`` (a Polars-style duration, a timedelta or int ns) of that time.
+        Times inside a gap of either source are not compared. The rule is in
+        :mod:`recorder.query.cross`; :meth:`cross_source_summary` counts the comparisons.
+
+            >>> ar.cross_source().collect().height   # this archive has no FIX recording
+            0
+        """
+        rows, _ = self._cross(symbols, channel, depth, start, end, tolerance)
+        return rows.lazy()
+
+    def cross_source_summary(self, symbols: Symbols | None = None, *,
+                             channel: Channel = DEFAULT_CHANNEL, depth: int | None = None,
+                             start: TimeLike | None = None, end: TimeLike | None = None,
+                             tolerance: Every | int = "1s") -> pl.LazyFrame:
+        """One row per symbol of :meth:`cross_source`: ``depth`` compared, ``ws_epochs``,
+        ``fix_epochs``, ``comparisons`` (FIX message times compared), ``skipped`` (no
+        WebSocket book at that time), ``disagreements`` (times that disagree), ``rows`` and
+        the first and last time compared.
+
+            >>> ar.cross_source_summary().collect().height
+            0
+        """
+        _, summary = self._cross(symbols, channel, depth, start, end, tolerance)
+        return summary.lazy()
+
+    def _cross(self, symbols: Symbols | None, channel: str, depth: int | None,
+               start: TimeLike | None, end: TimeLike | None,
+               tolerance: Every | int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        from recorder.query.cross import compare_sources
+
+        if isinstance(tolerance, bool):
+            raise QueryError("tolerance= takes a duration such as '1s', a timedelta or int ns")
+        tol = tolerance if isinstance(tolerance, int) else _every_us(tolerance) * 1000 \
+            if tolerance not in ("0", "0s") else 0
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        return self._retrying(lambda: compare_sources(
+            self, symbols=symbol_list(symbols), channel=channel, depth=depth, start=lo, end=hi,
+            tolerance_ns=tol).frames())
+
     def bbo(self, symbol: str, start: TimeLike, end: TimeLike, /, *,
             channel: Channel = DEFAULT_CHANNEL, clock: Clock = "exchange") -> pl.LazyFrame:
         """Top of book of ``symbol`` in force at ``start`` (first row, when valid) and after

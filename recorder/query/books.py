@@ -392,11 +392,15 @@ class BookEngine:
     """
 
     def __init__(self, archive: Archive, root: Path | None = None, *,
-                 engine: Engine = "core") -> None:
+                 engine: Engine = "core", streams: tuple[str, ...] | None = None) -> None:
         if engine not in ENGINES:
             raise QueryError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
         self.archive = archive
         self.root = root
+        #: only the epochs (and gaps) of these sources (``epochs.stream``: ``spot``, ``l3``,
+        #: ``fix``, ``fix_l3``...); None: every source (a symbol recorded over the WebSocket
+        #: and FIX then has both sources' epochs, see :mod:`recorder.query.cross`)
+        self.streams = streams
         #: who replays spot books in :meth:`book_at` (see :data:`Engine`)
         self.engine: Engine = engine
         #: the core's Parquet reader (cached footers and row-group statistics), made on use
@@ -414,9 +418,11 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("epochs", symbols=[symbol], root=self.root, raw=True)
-              .filter((pl.col("channel").cast(pl.Utf8) == channel)
-                      & (pl.col("symbol").cast(pl.Utf8) == symbol))
+        lf = self.archive.scan("epochs", symbols=[symbol], root=self.root, raw=True)
+        if self.streams is not None:
+            lf = lf.filter(pl.col("stream").cast(pl.Utf8).is_in(list(self.streams)))
+        df = (lf.filter((pl.col("channel").cast(pl.Utf8) == channel)
+                        & (pl.col("symbol").cast(pl.Utf8) == symbol))
               .sort(["epoch", "end_ns", "messages"])
               .group_by("epoch", maintain_order=True).last()
               .sort("start_ns")
@@ -444,9 +450,11 @@ class BookEngine:
             return cached
         import polars as pl
 
-        df = (self.archive.scan("gaps", root=self.root, raw=True)
-              .filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
-                      & pl.col("symbol").is_in([symbol, "*"]))
+        lf = self.archive.scan("gaps", root=self.root, raw=True)
+        if self.streams is not None:
+            lf = lf.filter(pl.col("stream").cast(pl.Utf8).is_in([*self.streams, "*"]))
+        df = (lf.filter(pl.col("channel").cast(pl.Utf8).is_in([channel, "*"])
+                        & pl.col("symbol").is_in([symbol, "*"]))
               .sort("start_ns").collect())
         out = [{k: (str(v) if isinstance(v, str) else v) for k, v in r.items()}
                for r in df.to_dicts()]
