@@ -59,15 +59,18 @@ def disk_free_bytes(path: Path) -> int:
 class ArchivePart:
     """One worker's archive root and its commit schedule (see module docstring).
 
-    ``disk_free``: the free-space probe of the disk guard (tests inject a fake one)."""
+    ``disk_free``: the free-space probe of the disk guard (tests inject a fake one);
+    ``after_cut``: see :class:`~recorder.capture.writer.ArchiveWriter`."""
 
     def __init__(self, root: Path, *, host: str, cfg: CaptureConfig, control: RunControl,
-                 disk_free: Callable[[Path], int] = disk_free_bytes) -> None:
+                 disk_free: Callable[[Path], int] = disk_free_bytes,
+                 after_cut: Callable[[], None] | None = None) -> None:
         sched = cfg.schedule
         self.root = root
         self.writer = ArchiveWriter(root, host=host, fsync_interval_s=cfg.fsync_interval_s,
                                     roll_bytes=int(sched.roll_max_mb * 1024 * 1024),
-                                    checkpoint_minutes=sched.checkpoint_minutes)
+                                    checkpoint_minutes=sched.checkpoint_minutes,
+                                    after_cut=after_cut)
         self._sched = sched
         self._fsync_interval_s = cfg.fsync_interval_s
         self._control = control

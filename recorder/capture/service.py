@@ -66,6 +66,7 @@ from recorder.capture.connection import INSTRUMENT, FeedConnection
 from recorder.capture.connections_part import ConnectionPool
 from recorder.capture.control import RunControl
 from recorder.capture.fix_part import FixPart
+from recorder.capture.gcpolicy import YoungGc
 from recorder.capture.healing_part import HealingPart
 from recorder.capture.rest_client import RestClient
 from recorder.capture.shards import ConnPlan, WorkerPlan
@@ -119,10 +120,13 @@ class Worker:
     """One worker: its parts under one task group (see module docstring).
 
     ``status_cb`` receives the status dict every status interval; ``disk_free``: the
-    free-space probe of the disk guard (tests inject a fake one)."""
+    free-space probe of the disk guard (tests inject a fake one); ``after_cut``: called
+    after each commit cut (the worker process passes :class:`~recorder.capture.gcpolicy.
+    YoungGc`'s, see :func:`worker_main`)."""
 
     def __init__(self, spec: WorkerSpec, status_cb: Callable[[dict[str, Any]], None] | None = None,
-                 *, disk_free: Callable[[Path], int] = disk_free_bytes) -> None:
+                 *, disk_free: Callable[[Path], int] = disk_free_bytes,
+                 after_cut: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.cfg = cfg = spec.cfg
         self.index = spec.plan.index
@@ -131,7 +135,7 @@ class Worker:
         self.root = Path(cfg.archive_root) / self.writer_id
         self.control = RunControl()
         self.archive = ArchivePart(self.root, host=self.host, cfg=cfg, control=self.control,
-                                   disk_free=disk_free)
+                                   disk_free=disk_free, after_cut=after_cut)
         self.rest = RestClient(cfg.venue.spot_rest, cfg.venue.futures_rest, cfg.rest,
                                self.archive.emit, cfg.credentials, conn_id=self.index * 1_000_000)
         self.pool = ConnectionPool(cfg, index=self.index, restart=spec.restart,
@@ -431,7 +435,8 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None, failures: Any = None
                 return
 
     async def main() -> None:
-        worker = Worker(spec, push)
+        # this process is the worker's own: keep the collector's pauses to young objects
+        worker = Worker(spec, push, after_cut=YoungGc().after_cut)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)

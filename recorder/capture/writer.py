@@ -117,8 +117,12 @@ class ArchiveWriter:
 
     def __init__(self, root: Path, *, host: str, fsync_interval_s: float = 1.0,
                  roll_bytes: int = 128 * 1024 * 1024, checkpoint_minutes: float = 15.0,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 after_cut: Callable[[], None] | None = None) -> None:
         self.root = Path(root)
+        #: called right after each commit cut, collector still off (the worker process:
+        #: :meth:`recorder.capture.gcpolicy.YoungGc.after_cut`)
+        self._after_cut = after_cut
         self.host = host
         self.roll_bytes = roll_bytes
         self.checkpoint_ns = int(checkpoint_minutes * 60e9)
@@ -239,6 +243,8 @@ class ArchiveWriter:
         try:
             t0, c0 = time.perf_counter(), time.thread_time()
             pending = self._s().deriver.begin_commit()
+            if self._after_cut is not None:
+                self._after_cut()
         finally:
             if gc_was_enabled:
                 gc.enable()
