@@ -436,17 +436,20 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None, failures: Any = None
 
     async def main() -> None:
         # this process is the worker's own: keep the collector's pauses to young objects
-        worker = Worker(spec, push, after_cut=YoungGc().after_cut)
+        young_gc = YoungGc()
+        worker = Worker(spec, push, after_cut=young_gc.step)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
         watch = asyncio.create_task(orphan_watch(worker), name="orphan watch")
+        freezer = asyncio.create_task(young_gc.run(), name="young gc")
         try:
             await worker.run()
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            for task in (watch, freezer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def report(exc: BaseException) -> str:
         text = failure_text(exc)

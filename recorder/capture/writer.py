@@ -121,7 +121,7 @@ class ArchiveWriter:
                  after_cut: Callable[[], None] | None = None) -> None:
         self.root = Path(root)
         #: called right after each commit cut, collector still off (the worker process:
-        #: :meth:`recorder.capture.gcpolicy.YoungGc.after_cut`)
+        #: :meth:`recorder.capture.gcpolicy.YoungGc.step`)
         self._after_cut = after_cut
         self.host = host
         self.roll_bytes = roll_bytes
