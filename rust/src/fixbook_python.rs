@@ -18,18 +18,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::decimal::MAX_SCALE;
 use crate::fixbook::{self, FixBooks, FixVerdicts, units_text};
 use crate::python::project_error;
-
-fn le_bytes<'py, T: Copy, const N: usize>(
-    py: Python<'py>,
-    values: &[T],
-    to: fn(T) -> [u8; N],
-) -> Bound<'py, PyBytes> {
-    let mut out = Vec::with_capacity(values.len() * N);
-    for &v in values {
-        out.extend_from_slice(&to(v));
-    }
-    PyBytes::new(py, &out)
-}
+use crate::python_batch::{buffer_bounds, buffer_slices, held_bytes, le_bytes};
 
 fn columns<'py>(py: Python<'py>, v: &FixVerdicts) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
@@ -142,14 +131,7 @@ impl PyFixBooks {
         messages: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyDict>> {
         // strong references held here keep every message alive while the GIL is released
-        let held: Vec<Bound<'py, PyBytes>> = messages
-            .iter()
-            .map(|f| {
-                f.cast_into::<PyBytes>().map_err(|_| {
-                    project_error(py, "ColumnError", "messages must be bytes".to_owned())
-                })
-            })
-            .collect::<PyResult<_>>()?;
+        let held = held_bytes(py, messages, "messages")?;
         let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
         let inner = &mut self.inner;
         let verdicts = py.detach(move || inner.feed(slices.iter().copied()));
@@ -165,35 +147,9 @@ impl PyFixBooks {
         offsets: &Bound<'py, PyBytes>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let data = buffer.as_bytes();
-        let raw = offsets.as_bytes();
-        let bad = || {
-            project_error(
-                py,
-                "ColumnError",
-                "offsets must be n + 1 non-decreasing int64 within the buffer".to_owned(),
-            )
-        };
-        if raw.len() % 8 != 0 || raw.is_empty() {
-            return Err(bad());
-        }
-        let mut bounds: Vec<usize> = Vec::with_capacity(raw.len() / 8);
-        for chunk in raw.chunks_exact(8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            let v = usize::try_from(i64::from_le_bytes(b))
-                .ok()
-                .filter(|&v| v <= data.len() && bounds.last().is_none_or(|&prev| v >= prev))
-                .ok_or_else(bad)?;
-            bounds.push(v);
-        }
+        let bounds = buffer_bounds(py, data.len(), offsets.as_bytes())?;
         let inner = &mut self.inner;
-        let verdicts = py.detach(move || {
-            inner.feed(
-                bounds
-                    .windows(2)
-                    .map(|w| data.get(w[0]..w[1]).unwrap_or_default()),
-            )
-        });
+        let verdicts = py.detach(move || inner.feed(buffer_slices(data, &bounds)));
         columns(py, &verdicts)
     }
 

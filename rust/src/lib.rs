@@ -28,6 +28,8 @@ mod fixbook_python;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]
+mod python_batch;
+#[cfg(feature = "python")]
 mod python_futures;
 #[cfg(feature = "python")]
 mod python_ingest;

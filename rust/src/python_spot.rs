@@ -14,19 +14,8 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::batch::{self, SpotBooks, Verdicts};
 use crate::python::project_error;
+use crate::python_batch::{buffer_bounds, buffer_slices, held_bytes, le_bytes};
 use crate::spot;
-
-fn le_bytes<'py, T: Copy, const N: usize>(
-    py: Python<'py>,
-    values: &[T],
-    to: fn(T) -> [u8; N],
-) -> Bound<'py, PyBytes> {
-    let mut out = Vec::with_capacity(values.len() * N);
-    for &v in values {
-        out.extend_from_slice(&to(v));
-    }
-    PyBytes::new(py, &out)
-}
 
 fn columns<'py>(py: Python<'py>, v: &Verdicts) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
@@ -97,14 +86,7 @@ impl PySpotBooks {
         frames: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyDict>> {
         // strong references held here keep every frame alive while the GIL is released
-        let held: Vec<Bound<'py, PyBytes>> = frames
-            .iter()
-            .map(|f| {
-                f.cast_into::<PyBytes>().map_err(|_| {
-                    project_error(py, "ColumnError", "frames must be bytes".to_owned())
-                })
-            })
-            .collect::<PyResult<_>>()?;
+        let held = held_bytes(py, frames, "frames")?;
         let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
         let inner = &mut self.inner;
         let verdicts = py.detach(move || inner.feed(slices.iter().copied()));
@@ -120,42 +102,9 @@ impl PySpotBooks {
         offsets: &Bound<'py, PyBytes>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let data = buffer.as_bytes();
-        let raw = offsets.as_bytes();
-        if raw.len() % 8 != 0 || raw.is_empty() {
-            return Err(project_error(
-                py,
-                "ColumnError",
-                "offsets must be n + 1 int64 values".to_owned(),
-            ));
-        }
-        let mut bounds = Vec::with_capacity(raw.len() / 8);
-        for chunk in raw.chunks_exact(8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            let v = i64::from_le_bytes(b);
-            let v = usize::try_from(v).ok().filter(|&v| v <= data.len());
-            match (v, bounds.last()) {
-                (Some(v), Some(&prev)) if v < prev => None,
-                (Some(v), _) => Some(v),
-                (None, _) => None,
-            }
-            .map(|v| bounds.push(v))
-            .ok_or_else(|| {
-                project_error(
-                    py,
-                    "ColumnError",
-                    "offsets must be non-decreasing and within the buffer".to_owned(),
-                )
-            })?;
-        }
+        let bounds = buffer_bounds(py, data.len(), offsets.as_bytes())?;
         let inner = &mut self.inner;
-        let verdicts = py.detach(move || {
-            inner.feed(
-                bounds
-                    .windows(2)
-                    .map(|w| data.get(w[0]..w[1]).unwrap_or_default()),
-            )
-        });
+        let verdicts = py.detach(move || inner.feed(buffer_slices(data, &bounds)));
         columns(py, &verdicts)
     }
 
