@@ -29,8 +29,18 @@ with a checksum), ``verified``, ``mismatches`` (each with its segment, record, `
 exchange ``ts_ns``, expected and computed CRC), ``crossed``, ``unchecked`` (applied, no
 checksum on the wire), ``rejects`` and ``rejects_by_reason``, and ``per`` (channel, symbol)
 counts; ``fix_not_checkable``: inbound FIX 4.4 messages (streams ``fix`` / ``fix_l3``), which
-carry no Kraken CRC32 and so cannot be checked here (their MsgSeqNum continuity is in the
-archive's ``gaps``). Exit status of the command: 1 when any mismatch or crossed book was found, else 0.
+carry no Kraken CRC32, so no checksum of theirs can be checked. What can be checked of FIX is
+in the ``fix`` part (:mod:`recorder.verify_fix`), per connection: MsgSeqNum continuity
+(``seq_gaps`` with ``missing`` numbers and the first 100 in ``gaps``: connection, expected and
+received MsgSeqNum, segment, record, time; ``duplicates`` (PossDup resends, not applied),
+``too_low``, ``gap_fills``, ``sequence_resets``) and the consistency of the books rebuilt from
+the W/X messages by ``recorder._core.FixBooks`` (``book_messages``, ``applied``,
+``book_problems`` by reason in ``rejects_by_reason`` with the first 100 in ``problems``,
+``crossed``, ``mismatches`` of 5041; ``after_gap``: updates that waited for a snapshot after a
+sequence gap, expected and counted apart) and ``per_connection`` counts. Like a Futures
+``seq`` gap, a FIX sequence gap is the exchange stream's loss, not a fault of the journal.
+Exit status of the command: 1 when any mismatch or crossed book was found (WebSocket, or a
+FIX book crossed or failing its 5041), else 0.
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from recorder.protocol import spot as sp
 from recorder.protocol.numbers import decimals_of
 from recorder.protocol.reject import Reject
 from recorder.protocol.timestamps import ns_to_rfc3339
+from recorder.verify_fix import FixJournalChecker
 from recorder.verify_futures import (
     FUTURES_REASONS,
     CoreFuturesChecker,
@@ -396,19 +407,24 @@ def _group(segment: Path) -> str:
 
 
 def _frames(segments: Sequence[Path], infos: dict[str, SegmentInfo],
-            fix: list[int] | None = None) -> Iterator[tuple[str, int, int, bytes, bool]]:
+            fix: FixJournalChecker | None = None) -> Iterator[tuple[str, int, int, bytes, bool]]:
     """``(segment, record, recv_ns, payload, futures)`` of every Spot v2 and Futures frame
-    received (``futures``: the frame is a Futures one); inbound FIX messages (not checkable:
-    no CRC32) are counted in ``fix[0]``."""
+    received (``futures``: the frame is a Futures one); FIX frames (both directions) and
+    control markers go to ``fix`` (:mod:`recorder.verify_fix`), in journal order."""
     for seg in segments:
-        info = infos.setdefault(str(seg), SegmentInfo())
+        name = str(seg)
+        info = infos.setdefault(name, SegmentInfo())
         for index, frame in read_segment(seg, info=info):
-            if frame.direction == "in":
-                stream = frame.stream
-                if stream == "spot" or stream == "l3" or stream == "futures":
-                    yield str(seg), index, frame.recv_ns, frame.payload, stream == "futures"
-                elif fix is not None and (stream == "fix" or stream == "fix_l3"):
-                    fix[0] += 1
+            stream = frame.stream
+            if frame.direction == "in" and (
+                    stream == "spot" or stream == "l3" or stream == "futures"):
+                yield name, index, frame.recv_ns, frame.payload, stream == "futures"
+            elif fix is not None:
+                if stream == "fix" or stream == "fix_l3":
+                    fix.frame(name, index, frame.recv_ns, frame.conn_id, stream,
+                              frame.direction, frame.payload)
+                elif stream == "control":
+                    fix.marker(frame.payload)
 
 
 def verify_journal(paths: Sequence[Path], engine: Engine = "core",
@@ -435,6 +451,7 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
     failures: list[dict[str, Any]] = []
     torn: list[dict[str, Any]] = []
     futures = _FuturesTally()
+    fix = FixJournalChecker()
     for _, group in sorted(groups.items()):
         checker: CoreSpotChecker | ReferenceSpotChecker = (
             CoreSpotChecker() if engine == "core" else ReferenceSpotChecker())
@@ -442,7 +459,6 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
             CoreFuturesChecker() if engine == "core" else ReferenceFuturesChecker())
         infos: dict[str, SegmentInfo] = {}
         batch: list[tuple[str, int, int, bytes]] = []
-        fix = [0]
         fbatch: list[tuple[str, int, int, bytes]] = []
         stream = _frames(group, infos, fix)
         while True:
@@ -461,10 +477,12 @@ def verify_journal(paths: Sequence[Path], engine: Engine = "core",
                 futures.add(fchecker.feed([b[3] for b in fbatch]), fbatch)
             if progress is not None:
                 progress(len(batch) + len(fbatch))
-        report["fix_not_checkable"] += fix[0]
+        fix.close_all()
         torn.extend({"segment": name, "error": info.error}
                     for name, info in infos.items() if info.torn)
     report["futures"] = futures.report()
+    report["fix"] = fix.report()
+    report["fix_not_checkable"] = report["fix"]["messages"]
     report["rejects_by_reason"] = dict(sorted(by_reason.items()))
     report["per"] = [{"channel": c, "symbol": s, **counts}
                      for (c, s), counts in sorted(per.items())]
@@ -564,9 +582,6 @@ def print_journal_report(report: dict[str, Any]) -> None:
                f"checksums checked {report['frames_checked']:,}, verified "
                f"{report['verified']:,}, mismatches {report['mismatches']}, crossed "
                f"{report['crossed']}; unchecked (no checksum) {report['unchecked']:,}")
-    if report.get("fix_not_checkable"):
-        click.echo(f"FIX messages {report['fix_not_checkable']:,}: not checkable, FIX carries "
-                   "no Kraken CRC32")
     reasons = [f"{r} {n:,}" for r, n in report["rejects_by_reason"].items()]
     click.echo(f"rejects {report['rejects']:,}" + (f": {', '.join(reasons)}" if reasons else ""))
     for p in report["per"]:
@@ -587,13 +602,39 @@ def print_journal_report(report: dict[str, Any]) -> None:
         for g in fut["gaps"][:10]:
             click.echo(f"  GAP futures book {g['product_id']} at {g['recv']} ({g['segment']} "
                        f"record {g['record']}): seq {g['got']}, expected {g['expected']}")
+    fx = report.get("fix") or {}
+    if fx.get("messages"):
+        click.echo(f"FIX messages {fx['messages']:,}: checksums not checkable, FIX carries no "
+                   "Kraken CRC32")
+        reasons = [f"{r} {n:,}" for r, n in fx["rejects_by_reason"].items()]
+        click.echo(f"fix: {fx['connections']} connections, {fx['messages']:,} messages: seq "
+                   f"gaps {fx['seq_gaps']} ({fx['missing']:,} missing), duplicates "
+                   f"{fx['duplicates']}, too low {fx['too_low']}, gap fills {fx['gap_fills']}; "
+                   f"book messages {fx['book_messages']:,}, applied {fx['applied']:,}, book "
+                   f"problems {fx['book_problems']}"
+                   + (f": {', '.join(reasons)}" if reasons else "")
+                   + f"; after gaps (waiting for a snapshot) {fx['after_gap']}")
+        for c in fx["per_connection"]:
+            click.echo(f"  conn {c['conn_id']:>5} {c['stream']:6} messages {c['messages']:>9}  "
+                       f"gaps {c['seq_gaps']:>4}  duplicates {c['duplicates']:>4}  book "
+                       f"problems {c['book_problems']:>4}  after gaps {c['after_gap']:>4}")
+        for g in fx["gaps"][:10]:
+            click.echo(f"  GAP fix conn {g['conn_id']} at {g['recv']} ({g['segment']} record "
+                       f"{g['record']}): MsgSeqNum {g['got']}, expected {g['expected']}")
+        for p in fx["problems"][:10]:
+            click.echo(f"  FAIL fix {p['reason']} conn {p['conn_id']} {p['symbol']} "
+                       f"35={p['msg_type']} MsgSeqNum {p['seq_num']} at {p['recv']} "
+                       f"({p['segment']} record {p['record']}): {p['detail']}")
     for t in report["torn_segments"]:
         click.echo(f"  torn segment {t['segment']}: {t['error']} (read up to the damage)")
 
 
 def journal_exit_code(report: dict[str, Any]) -> int:
-    """1 when a checksum mismatch or a crossed book was found, else 0."""
-    return 1 if report["mismatches"] or report["crossed"] else 0
+    """1 when a checksum mismatch or a crossed book was found (a FIX book too: crossed, or a
+    5041 mismatch), else 0. Sequence gaps and other rejects do not change it."""
+    fx = report.get("fix") or {}
+    return 1 if (report["mismatches"] or report["crossed"] or fx.get("crossed")
+                 or fx.get("mismatches")) else 0
 
 
 def run_journal_command(paths: Sequence[Path], as_json: bool) -> None:
