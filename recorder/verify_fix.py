@@ -32,12 +32,11 @@ import numpy as np
 
 from recorder import _core
 from recorder.pipeline import markers as mk
-from recorder.pipeline.core import _FIX_GARBLED, _fix_decode
+from recorder.pipeline.core import FIX_STREAMS, _FIX_GARBLED, _fix_decode
 from recorder.protocol.timestamps import ns_to_rfc3339
 
 __all__ = ["FIX_STREAMS", "FixJournalChecker"]
 
-FIX_STREAMS: Final = ("fix", "fix_l3")
 FIX_BOOK_REASONS: Final[tuple[str, ...]] = tuple(_core.FIX_BOOK_REASONS)
 _OK, _MISMATCH, _REJECT, _SKIPPED, _UNCHECKED = range(5)
 _NO_SNAPSHOT: Final = FIX_BOOK_REASONS.index("update_before_snapshot")
