@@ -1,12 +1,14 @@
 """The soak plan: which faults, kills and disk pressure happen when (pure, no I/O).
 
 A soak of ``M`` minutes repeats one 60-second *chaos cycle* ``M`` times. The cycle injects every
-fault kind of :mod:`recorder.sim.faults` once (frame kinds on the busiest pairs, so that a lost
-frame is followed by another frame of the same symbol and can be detected), plus one listing,
-one delisting and a status change and its revert. Times are seconds since the spec is posted to
-the sim's ``/control/faults`` (the sim measures runtime rules from that moment). On top of the
-sim's faults the orchestrator SIGKILLs a random worker every ``6 * M`` seconds and holds one
-disk-pressure episode in the last cycle.
+fault kind of :mod:`recorder.sim.faults` that reaches a WebSocket or REST client once (frame
+kinds on the busiest pairs, so that a lost frame is followed by another frame of the same symbol
+and can be detected), plus one listing, one delisting and a status change and its revert. The
+soak captures over WebSocket only: the FIX kinds (:data:`~recorder.sim.faults.FIX_KINDS`) need a
+FIX session and are exercised by ``tests/test_capture_fix_sim.py``. Times are seconds since the
+spec is posted to the sim's ``/control/faults`` (the sim measures runtime rules from that
+moment). On top of the sim's faults the orchestrator SIGKILLs a random worker every ``6 * M``
+seconds and holds one disk-pressure episode in the last cycle.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recorder.errors import RecorderError
-from recorder.sim.faults import KINDS, parse_faults
+from recorder.sim.faults import FIX_KINDS, KINDS, parse_faults
 
-__all__ = ["SoakPlan", "ScheduleError", "CYCLE_S", "plan_soak"]
+__all__ = ["SoakPlan", "ScheduleError", "CYCLE_S", "SOAK_KINDS", "plan_soak"]
 
 CYCLE_S = 60.0
+#: The fault kinds a soak injects: all but the FIX ones (the soak runs no FIX session).
+SOAK_KINDS = frozenset(KINDS) - FIX_KINDS
 
 #: (second within the cycle, rule without schedule) — every fault kind except the instrument
 #: ones, which name per-cycle symbols (see :func:`plan_soak`). ``{busy}``/``{busy2}`` are the
@@ -98,7 +102,7 @@ def plan_soak(minutes: int, pairs: list[str]) -> SoakPlan:
                   f"status:symbol={flip},status=online,at={base + _REVERT_AT:g}"]
     spec = ";".join(rules)
     kinds = {r.kind for r in parse_faults(spec)}
-    assert kinds == set(KINDS), sorted(set(KINDS) - kinds)  # every kind, by construction
+    assert kinds == SOAK_KINDS, sorted(SOAK_KINDS - kinds)  # every kind, by construction
     duration = m * CYCLE_S
     disk_at = duration - CYCLE_S + _DISK_AT
     period = 6.0 * m
