@@ -92,8 +92,27 @@ def test_html_is_self_contained(built: Built) -> None:
     page = render_html(build_report(built.archive))
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and "url(" not in page
-    for section in ("summary", "heatmap", "timeline", "worst", "verification", "days"):
+    for section in ("summary", "heatmap", "timeline", "worst", "verification", "cross-source",
+                    "days"):
         assert f'id="{section}"' in page
+
+
+def test_html_cross_source_section(built: Built) -> None:
+    report = build_report(built.archive)
+    # no FIX recording here: the section says so rather than showing an empty table
+    assert "no symbol was recorded over both WebSocket and FIX" in render_html(report)
+    report["cross_source"] = {
+        "symbols": 1, "comparisons": 40, "skipped": 2, "disagreements": 1,
+        "text": "cross-source (WebSocket vs FIX books): 1 symbols, 40 comparisons, "
+                "1 disagreements",
+        "channels": {"book": {"symbols": 1, "comparisons": 40, "skipped": 2,
+                              "disagreements": 1, "per_symbol": []}},
+        "rows": [{"symbol": "BTC/USD", "channel": "book", "time_ns": 1_735_689_600 * 10**9,
+                  "side": "bid", "level": 3, "ws_price": "97000.1", "ws_qty": "0.5",
+                  "fix_price": None, "fix_qty": None, "kind": "missing_fix"}]}
+    page = render_html(report)
+    assert 'id="cross-rows"' in page and "missing_fix" in page and "97000.1" in page
+    assert "2025-01-01 00:00:00" in page and "None" not in page.split('id="cross-rows"')[1]
 
 
 def test_html_renders_in_headless_chromium(built: Built, tmp_path: Path) -> None:

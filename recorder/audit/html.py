@@ -422,6 +422,41 @@ def _days(r: dict[str, Any]) -> str:
             + "</table></div>")
 
 
+def _or_dash(x: Any) -> Any:
+    return "-" if x is None else x
+
+
+def _cross_source(r: dict[str, Any]) -> str:
+    """The WebSocket vs FIX book comparison (:mod:`recorder.audit.cross`)."""
+    x = r.get("cross_source")
+    if not x or not x["channels"]:
+        return _empty("no cross-source comparison in this report")
+    if not x["symbols"]:
+        return _empty("no symbol was recorded over both WebSocket and FIX in this range")
+    per = "".join(
+        f'<tr><td class="l">{_e(ch)}</td><td>{c["symbols"]}</td><td>{c["comparisons"]:,}</td>'
+        f'<td>{c["skipped"]:,}</td><td class="{"missing" if c["disagreements"] else "available"}"'
+        f'>{c["disagreements"]:,}</td></tr>' for ch, c in x["channels"].items())
+    head = (f"<p>{_e(x['text'])}. The books are compared at each FIX book message's exchange "
+            "time (<code>Archive.cross_source</code>).</p>"
+            '<div class="scroll"><table id="cross-table"><tr><th class="l">channel</th>'
+            "<th>symbols</th><th>comparisons</th><th>FIX times without a WebSocket book</th>"
+            "<th>disagreements</th></tr>" + per + "</table></div>")
+    if not x["rows"]:
+        return head
+    rows = "".join(
+        f'<tr><td class="l">{_e(d["symbol"])}</td><td class="l">{_e(d["channel"])}</td>'
+        f'<td class="l">{_t(d["time_ns"])}</td><td class="l">{_e(d["side"])}</td>'
+        f'<td>{d["level"]}</td><td>{_e(_or_dash(d["ws_price"]))}</td><td>{_e(_or_dash(d["ws_qty"]))}</td>'
+        f'<td>{_e(_or_dash(d["fix_price"]))}</td><td>{_e(_or_dash(d["fix_qty"]))}</td>'
+        f'<td class="l">{_e(d["kind"])}</td></tr>' for d in x["rows"])
+    return (head + f'<h2 style="margin-top:10px">First {len(x["rows"])} disagreements</h2>'
+            '<div class="scroll"><table id="cross-rows"><tr><th class="l">symbol</th>'
+            '<th class="l">channel</th><th class="l">time</th><th class="l">side</th>'
+            "<th>level</th><th>WS price</th><th>WS qty</th><th>FIX price</th><th>FIX qty</th>"
+            '<th class="l">kind</th></tr>' + rows + "</table></div>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page for ``report`` (a :func:`recorder.audit.report.build_report` result)."""
     r = report
@@ -437,6 +472,8 @@ def render_html(report: dict[str, Any]) -> str:
         f'<section id="timeline"><h2>Recorder runs and gaps</h2>{_timeline(r)}</section>',
         f'<section id="worst"><h2>Worst channel/symbol pairs</h2>{_worst(r)}</section>',
         f'<section id="verification"><h2>Verification and continuity</h2>{_verification(r)}'
+        '</section>',
+        f'<section id="cross-source"><h2>WebSocket vs FIX books</h2>{_cross_source(r)}'
         '</section>',
         f'<section id="days"><h2>Per-day verdicts</h2>{_days(r)}</section>',
         '</main><div id="tip"></div>',
