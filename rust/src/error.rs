@@ -37,3 +37,13 @@ impl fmt::Display for BookError {
 }
 
 impl std::error::Error for BookError {}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary (reject
+/// details and quoted tokens are clipped with it).
+pub fn clip(text: &str, max: usize) -> &str {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}

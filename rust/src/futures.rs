@@ -447,11 +447,7 @@ fn string_value(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 fn short(text: &str) -> String {
-    let mut cut = text.len().min(64);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    text[..cut].to_owned()
+    crate::error::clip(text, 64).to_owned()
 }
 
 /// A JSON integer's value (saturated beyond i128), None for any other JSON value.
@@ -495,13 +491,8 @@ pub struct Reject {
 impl Reject {
     fn new(reason: u8, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
-        if detail.len() > 200 {
-            let mut cut = 200;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-        }
+        let kept = crate::error::clip(&detail, 200).len();
+        detail.truncate(kept);
         Reject { reason, detail }
     }
 }

@@ -80,13 +80,8 @@ pub struct Reject {
 impl Reject {
     fn new(reason: u8, detail: impl Into<String>) -> Self {
         let mut detail: String = detail.into();
-        if detail.len() > 200 {
-            let mut cut = 200;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-        }
+        let kept = crate::error::clip(&detail, 200).len();
+        detail.truncate(kept);
         Reject { reason, detail }
     }
 }
@@ -822,11 +817,7 @@ fn short(raw: &RawValue) -> String {
     if text.len() <= 32 {
         return text.to_owned();
     }
-    let mut cut = 32;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &text[..cut])
+    format!("{}...", crate::error::clip(text, 32))
 }
 
 fn message_type(kind: Option<&RawValue>) -> Result<bool, Reject> {
