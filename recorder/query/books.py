@@ -53,7 +53,8 @@ Semantics (the contract researchers rely on):
   needed columns); the pure-Python books of :mod:`recorder.book` are the reference model
   (``engine="python"``), which also answers whatever the core refuses, so both give the same
   answers (tests/test_query_books_core.py). Futures books are read by the core engine's
-  reader and replayed by :class:`~recorder.book.futures.FuturesBook` in both engines.
+  reader and replayed by the core as well (``_core.futures_book_at_replay``), the reference's
+  :class:`~recorder.book.futures.FuturesBook` answering what the core refuses.
 
 Reference replays read the archive with Polars (manifest-pruned files, predicate pushdown on
 the time columns); nothing here formats SQL.
@@ -375,6 +376,21 @@ def _value(units: int | None, scale: int, overflow: str | None, name: str) -> st
     return units_to_text(units, scale)
 
 
+def futures_answer(res: BookAt, seq: int | None, bids: list[tuple[str, str]],
+                   asks: list[tuple[str, str]]) -> None:
+    """Fill ``res`` with a rebuilt futures book: its ``seq`` and its levels, best first, as
+    plain ``(price, qty)`` text; units are at the most decimals written on the answer's
+    levels (futures have no instrument precision)."""
+    res.valid = True
+    res.seq = seq
+    every = [*bids, *asks]
+    pp = max((decimals_of(p) for p, _ in every), default=0)
+    qp = max((decimals_of(q) for _, q in every), default=0)
+    res.price_precision, res.qty_precision = pp, qp
+    res.bids = [(i + 1, to_units(p, pp), to_units(q, qp), p, q) for i, (p, q) in enumerate(bids)]
+    res.asks = [(i + 1, to_units(p, pp), to_units(q, qp), p, q) for i, (p, q) in enumerate(asks)]
+
+
 class BookEngine:
     """Book rebuilds and replays over one :class:`~recorder.query.api.Archive` snapshot.
 
@@ -677,6 +693,12 @@ class BookEngine:
             return res
         res.epoch = ep.epoch
         cp = self._futures_checkpoint(symbol, ep, cut)
+        if self.engine == "core":
+            from recorder.query.books_core import core_futures_book_at
+
+            if core_futures_book_at(self._reader(), symbol, ep.epoch, ep.start_ns, cp, cut,
+                                    depth, res):
+                return res
         try:
             if cp is None:  # no checkpoint: the snapshot rows of the epoch, then its deltas
                 book, since, after = None, ep.start_ns, None
@@ -724,19 +746,9 @@ class BookEngine:
         if book is None:
             res.reason = "no snapshot applied before this time"
             return res
-        res.valid = True
-        res.seq = book.seq
-        levels = {"bids": book.bids(depth), "asks": book.asks(depth)}
-        texts = {side: [(token_to_text(p), token_to_text(q)) for p, q in lv]
-                 for side, lv in levels.items()}
-        every = [t for side in texts.values() for t in side]
-        pp = max((decimals_of(p) for p, _ in every), default=0)
-        qp = max((decimals_of(q) for _, q in every), default=0)
-        res.price_precision, res.qty_precision = pp, qp
-        res.bids = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
-                    for i, (p, q) in enumerate(texts["bids"])]
-        res.asks = [(i + 1, to_units(p, pp), to_units(q, qp), p, q)
-                    for i, (p, q) in enumerate(texts["asks"])]
+        futures_answer(res, book.seq,
+                       [(token_to_text(p), token_to_text(q)) for p, q in book.bids(depth)],
+                       [(token_to_text(p), token_to_text(q)) for p, q in book.asks(depth)])
         return res
 
     def _reader(self) -> RowReader:

@@ -15,6 +15,10 @@ raises its own error, so callers see one behaviour.
 
 ``BookAt.book`` (the reference-model book object) is restored from the answer's levels the
 first time it is read.
+
+:func:`core_futures_book_at` does the same for ``futures_book``: the checkpoint's levels and
+the epoch's rows up to the cut go to ``_core.futures_book_at_replay``, which keeps the
+reference's seq rules; whatever it refuses, the reference answers.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ import pyarrow.parquet as pq
 
 import recorder._core as _core
 from recorder.book.checkpoint import L2Checkpoint, L3Checkpoint, L3OrderState, levels_to_text
+from recorder.book.futures import FuturesBookCheckpoint
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
-from recorder.protocol.numbers import units_to_text
+from recorder.protocol.errors import ProtocolError
+from recorder.protocol.numbers import token_to_text, units_to_text
 
 if TYPE_CHECKING:
     from recorder.query.api import Archive
     from recorder.query.books import BookAt, BookEngine
 
-__all__ = ["core_book_at"]
+__all__ = ["core_book_at", "core_futures_book_at"]
 
 
 class _RawL2(msgspec.Struct, frozen=True, tag="l2", forbid_unknown_fields=True):
@@ -545,3 +551,69 @@ def _l3_factory(symbol: str, depth: int, pp: int, qp: int, bids: list[tuple[Any,
                                            qty_precision=qp, bids=side(bids), asks=side(asks)))
 
     return build
+
+
+#: The ``futures_book`` columns a futures replay reads.
+FUTURES_COLUMNS: Final = ("recv_ns", "ts_ns", "event", "seq", "side", "price", "qty",
+                          "price_scale", "qty_scale")
+
+
+def core_futures_book_at(reader: RowReader, symbol: str, epoch: int, start_ns: int,
+                         cp: tuple[int, str, int | None, bytes] | None, cut: int,
+                         depth: int | None, res: BookAt) -> bool:
+    """:meth:`~recorder.query.books.BookEngine.book_at` of ``futures_book`` on the core.
+
+    ``cp``: the epoch's checkpoint at or before ``cut`` (``(recv_ns, reason, checksum,
+    blob)``) or None. The rows from it (else from ``start_ns``) to ``cut`` go to
+    ``_core.futures_book_at_replay`` as numpy columns. Fills ``res`` and returns True, or
+    returns False with ``res`` untouched whenever the reference model must answer: a
+    checkpoint that does not decode or records precisions, a read failure, a value beyond int64
+    units (its text is in ``overflow``), or a replay the core refuses (the reference then
+    raises its own error)."""
+    checkpoint: tuple[int | None, list[tuple[str, str]], list[tuple[str, str]]] | None = None
+    since = start_ns
+    state: FuturesBookCheckpoint | None = None
+    try:
+        if cp is not None:
+            state = msgspec.msgpack.decode(cp[3], type=FuturesBookCheckpoint)
+            if state.price_precision is not None or state.qty_precision is not None:
+                return False
+            checkpoint = (state.seq,
+                          [(token_to_text(p), token_to_text(q)) for p, q in state.bids],
+                          [(token_to_text(p), token_to_text(q)) for p, q in state.asks])
+            since = cp[0]
+        table = reader.rows("futures_book", symbol, epoch, since, cut, list(FUTURES_COLUMNS))
+    except (*READ_ERRORS, ProtocolError, msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    price, qty = table.column("price"), table.column("qty")
+    if price.null_count or qty.null_count:
+        return False
+    rows = {
+        "event": _ints(table.column("event"), np.int8),
+        "side": _ints(table.column("side"), np.int8),
+        "price_scale": _ints(table.column("price_scale"), np.int8),
+        "qty_scale": _ints(table.column("qty_scale"), np.int8),
+        "seq": _ints(table.column("seq"), np.int64),
+        "price": _ints(price, np.int64),
+        "qty": _ints(qty, np.int64),
+    }
+    out = _core.futures_book_at_replay(rows, checkpoint, depth)
+    if "refused" in out:
+        return False
+    if cp is not None and state is not None:
+        res.checkpoint_recv_ns, res.checkpoint_reason = cp[0], cp[1]
+        res.last_message_recv_ns = cp[0]
+        res.last_message_ts_ns = (None if state.timestamp_ms is None
+                                  else state.timestamp_ms * 1_000_000)
+    last = out["last_row"]
+    if last is not None:
+        res.last_message_recv_ns = table.column("recv_ns")[last].as_py()
+        res.last_message_ts_ns = table.column("ts_ns")[last].as_py()
+    res.messages_replayed = out["messages"]
+    if not out["ready"]:
+        res.reason = "no snapshot applied before this time"
+        return True
+    from recorder.query.books import futures_answer
+
+    futures_answer(res, out["seq"], out["bids"], out["asks"])
+    return True

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fix;
 pub mod fixbook;
 pub mod futures;
+pub mod futures_bookat;
 pub mod ingest;
 pub mod l2;
 pub mod l3;

@@ -843,6 +843,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(token_units, m)?)?;
     m.add_function(wrap_pyfunction!(replay_channel, m)?)?;
     m.add_function(wrap_pyfunction!(bookat::book_at_replay, m)?)?;
+    m.add_function(wrap_pyfunction!(bookat::futures_book_at_replay, m)?)?;
     m.add_class::<PyL2Book>()?;
     m.add_class::<PyL3Book>()?;
     m.add("MAX_TOKEN_LEN", decimal::MAX_TOKEN_LEN)?;

@@ -1,4 +1,5 @@
-//! Binding of `book_at`'s replay ([`crate::bookat`]): `book_at_replay(...)`.
+//! Binding of `book_at`'s replays: `book_at_replay(...)` ([`crate::bookat`], spot) and
+//! `futures_book_at_replay(...)` ([`crate::futures_bookat`]).
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -6,6 +7,7 @@ use pyo3::types::PyDict;
 use super::{column, column_error};
 use crate::bookat::{self, CheckpointOrder, MessageRows, Progress, Refusal};
 use crate::decimal::MAX_SCALE;
+use crate::futures_bookat;
 use crate::l3::OrderState;
 
 /// `(level, price, qty)` of an L2 answer.
@@ -256,4 +258,61 @@ pub(super) fn book_at_replay<'py>(
             Ok(out)
         }
     }
+}
+
+/// A Futures checkpoint as given: `(seq, bids, asks)`, levels as plain-text `(price, qty)`.
+type FuturesCheckpointArg = (Option<i64>, Vec<(String, String)>, Vec<(String, String)>);
+
+/// The Futures book of one epoch at a cut (the core of `BookEngine._futures_book_at`,
+/// `recorder/query/books.py`; see [`crate::futures_bookat`]).
+///
+/// `rows`: a dict of 1-d buffers, the epoch's `futures_book` rows from the checkpoint (or the
+/// epoch start) to the cut in wire order: `event`, `side`, `price_scale`, `qty_scale` (int8),
+/// `seq`, `price`, `qty` (int64; rows whose units overflowed are the caller's to refuse).
+/// `checkpoint`: None or `(seq, bids, asks)`. `depth`: levels per side (None: all).
+///
+/// Returns `{"refused": reason}` when the reference model must answer, else `ready`, `seq`,
+/// `messages`, `last_row` (index of the last delta replayed, or None) and `bids`/`asks` as
+/// `(price, qty)` texts, best first. The replay runs with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (rows, checkpoint=None, depth=None))]
+pub(super) fn futures_book_at_replay<'py>(
+    py: Python<'py>,
+    rows: &Bound<'py, PyDict>,
+    checkpoint: Option<FuturesCheckpointArg>,
+    depth: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let event: Vec<i8> = column(py, rows, "event")?;
+    let side: Vec<i8> = column(py, rows, "side")?;
+    let price_scale: Vec<i8> = column(py, rows, "price_scale")?;
+    let qty_scale: Vec<i8> = column(py, rows, "qty_scale")?;
+    let seq: Vec<i64> = column(py, rows, "seq")?;
+    let price: Vec<i64> = column(py, rows, "price")?;
+    let qty: Vec<i64> = column(py, rows, "qty")?;
+    let cp = checkpoint.map(|(seq, bids, asks)| futures_bookat::Checkpoint { seq, bids, asks });
+    let answer = py.detach(move || {
+        let rows = futures_bookat::Rows {
+            event: &event,
+            seq: &seq,
+            side: &side,
+            price: &price,
+            qty: &qty,
+            price_scale: &price_scale,
+            qty_scale: &qty_scale,
+        };
+        futures_bookat::replay(cp.as_ref(), rows, depth.unwrap_or(usize::MAX))
+    });
+    let out = PyDict::new(py);
+    match answer {
+        Err(futures_bookat::Refused(why)) => out.set_item("refused", why)?,
+        Ok(r) => {
+            out.set_item("ready", r.ready)?;
+            out.set_item("seq", r.seq)?;
+            out.set_item("messages", r.messages)?;
+            out.set_item("last_row", r.last_row)?;
+            out.set_item("bids", r.bids)?;
+            out.set_item("asks", r.asks)?;
+        }
+    }
+    Ok(out)
 }
