@@ -208,9 +208,7 @@ def test_fix_capture_reconnects_and_resubscribes_after_a_dropped_connection(
             await _until(lambda: conn.logged_on and conn.messages >= 1 + len(symbols), 30,
                          "logon and snapshots")
             first = conn.conn_id
-            # the exchange drops the TCP connection (no public API: a test probe)
-            for client in list(server._clients):  # noqa: SLF001
-                client.writer.close()
+            assert server.drop_connections() == 1  # the exchange drops the TCP connection
             await _until(lambda: conn.sessions == 2 and conn.logged_on and conn.conn_id != first
                          and _caught_up(conn, server), 30, "reconnect, logon and snapshots")
             market.advance(START + S)

@@ -566,6 +566,14 @@ class FixAcceptorServer:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def drop_connections(self) -> int:
+        """Close every connection's socket without a Logout, as an exchange whose gateway
+        drops the link; returns the number of connections dropped."""
+        clients = list(self._clients)
+        for client in clients:
+            client.writer.close()
+        return len(clients)
+
     def _write(self, client: _Client, data: list[bytes]) -> None:
         if data:
             client.writer.write(b"".join(data))
