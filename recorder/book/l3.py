@@ -212,8 +212,12 @@ class _L3Side:
 def _record(rows: L3Rows, ts_ns: int | None, event: int, side: int, order_id: str, price: int,
             qty: int) -> None:
     """Append one entry to the six row lists (:data:`L3Rows`)."""
-    for column, value in zip(rows, (ts_ns, event, side, order_id, price, qty)):
-        column.append(value)
+    rows[0].append(ts_ns)
+    rows[1].append(event)
+    rows[2].append(side)
+    rows[3].append(order_id)
+    rows[4].append(price)
+    rows[5].append(qty)
 
 
 class L3CheckpointCut:
