@@ -256,15 +256,15 @@ def test_change_at_tenth_level_only_is_hashed() -> None:
         assert result.computed == expected
 
 
-# Spellings the inlined quantity parser of the update hot path must treat exactly like
-# ``to_units``: plain forms give the same units, everything else raises NumberError.
+# Quantity spellings an update meets: each one is scaled as ``to_units`` scales it (plain forms
+# give the same units), a bad one raises NumberError and invalidates the book.
 _QTY_SPELLINGS = ["1", "1.5", "0.00000001", "12.50000000", "7", 7, "1E-8", "1.000000000",
                   "5.", ".5", "+5", " 5", "1_0", "-1", "\u0661", "1.5\u0661", "", ".", "abc",
                   "1.000000001", "1" * 39, "1" * 41]
 
 
 @pytest.mark.parametrize("token", _QTY_SPELLINGS)
-def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
+def test_quantity_spellings_scale_as_to_units(token: NumToken) -> None:
     from recorder.protocol.numbers import to_units
 
     try:
@@ -285,3 +285,17 @@ def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
     book.update([], [lv("12.0", token)])
     assert book.levels("ask") == ([(110, 100_000_000), (120, expected)] if expected
                                   else [(110, 100_000_000)])
+
+
+def test_rows_are_recorded_as_applied_and_stop_at_the_level_that_raises() -> None:
+    """``apply(..., rows)`` appends each level as (side, price units, qty units), bids then
+    asks in array order; a level that raises is not recorded, the ones before it are."""
+    book = L2Book("X/Y", 10, 1, 8)
+    book.snapshot([lv("1.0", "1")], [lv("9.0", "1")])
+    rows: tuple[list[int], list[int], list[int]] = ([], [], [])
+    book.apply("update", Item("X/Y", [lv("2.0", "0.5"), lv("1.0", "0")], [lv("8.5", "2")]), rows)
+    assert rows == ([0, 0, 1], [20, 10, 85], [50_000_000, 0, 200_000_000])
+    rows = ([], [], [])
+    with pytest.raises(NumberError):
+        book.apply("update", Item("X/Y", [lv("2.0", "1"), lv("2.0", "1.5.0")], []), rows)
+    assert rows == ([0], [20], [100_000_000])

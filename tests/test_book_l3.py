@@ -256,7 +256,7 @@ def test_restore_rejects_impossible_checkpoints() -> None:
 
 @pytest.mark.parametrize("token", ["1", "1.5", "0.00000001", 7, "1E-8", "5.", ".5", "+5", " 5",
                                    "1_0", "\u0661", "1.000000001", "1" * 41])
-def test_inlined_qty_parse_agrees_with_to_units(token: NumToken) -> None:
+def test_quantity_spellings_scale_as_to_units(token: NumToken) -> None:
     from recorder.protocol.errors import NumberError
     from recorder.protocol.numbers import to_units
 
@@ -297,3 +297,22 @@ def test_failed_update_leaves_no_anomaly_for_the_next_snapshot() -> None:
         book.update([delete("zz", "9.0"), Order("x", "9.0", "1", "bogus")], [])
     snap = book.snapshot([Order("b1", "9.0", "1")], [Order("a1", "11.0", "1")])
     assert (snap.unknown_deletes, snap.unknown_modifies) == (0, 0)
+
+
+def test_rows_parse_a_deletes_numbers_only_when_recording() -> None:
+    """Recording, every entry is appended (deletes included) and a delete's price is parsed,
+    so a malformed one raises; without rows a delete is applied by order id alone."""
+    from recorder.protocol.errors import NumberError
+
+    def run(rows: Any) -> Any:
+        book = L3Book("X/Y", 10, 1, 8)
+        book.snapshot([Order("A", "1.0", "1")], [Order("B", "9.0", "1")])
+        update = Item("X/Y", [Order("A", "1.0", "1", "delete", 5),
+                              Order("A", "x", "1", "delete", 6)], [])
+        return book.apply("update", update, rows)
+
+    rows: Any = ([], [], [], [], [], [])
+    with pytest.raises(NumberError):
+        run(rows)
+    assert rows == ([5], [3], [0], ["A"], [10], [100_000_000])
+    assert run(None).unknown_deletes == 1

@@ -1,4 +1,7 @@
-"""Property tests: random message sequences against slow from-scratch reference books."""
+"""Property tests: random message sequences against slow from-scratch reference books.
+
+The books' three ways in (``snapshot``/``update``, ``apply`` recording rows, ``apply_units``)
+must agree with each other and with the reference after every message."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from recorder.book.checkpoint import decode_checkpoint, encode_checkpoint
 from recorder.book.l2 import L2Book
-from recorder.book.l3 import L3Book, OrderView
+from recorder.book.l3 import EVENT_CODES, L3Book, OrderView
 from recorder.protocol.checksum import crc_of_pieces, level_piece
 from recorder.protocol.numbers import NumToken, to_units, units_to_text
 
@@ -20,6 +23,15 @@ SETTINGS = settings(deadline=None, max_examples=150)
 class Lv(NamedTuple):
     price: NumToken
     qty: NumToken
+
+
+class Item(NamedTuple):
+    """A decoded ``data`` item, as :meth:`L2Book.apply` / :meth:`L3Book.apply` take it."""
+
+    symbol: str
+    bids: list[Any]
+    asks: list[Any]
+    checksum: int | None
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -112,8 +124,13 @@ def l2_tokens(
 
 
 def l2_run(
-    book: L2Book, ref: L2Ref | None, messages: list[Any], pp: int, qp: int, first_is_snapshot: bool
+    book: L2Book, ref: L2Ref | None, messages: list[Any], pp: int, qp: int, first_is_snapshot: bool,
+    recording: L2Book | None = None, by_units: L2Book | None = None,
 ) -> list[Any]:
+    """Apply ``messages`` to ``book`` (checked against ``ref`` when given). ``recording`` gets
+    the same messages through ``apply(..., rows)`` and must record every level, bids then asks
+    in array order, as (side, price units, qty units); ``by_units`` gets them through
+    ``apply_units``. Both must give ``book``'s results and levels."""
     results = []
     for index, levels in enumerate(messages):
         snapshot = first_is_snapshot and index == 0
@@ -126,6 +143,21 @@ def l2_run(
         results.append(result)
         if ref is not None:
             check_l2_invariants(book, ref, result)
+        kind = "snapshot" if snapshot else "update"
+        if recording is not None:
+            rows: tuple[list[int], list[int], list[int]] = ([], [], [])
+            assert recording.apply(kind, Item("X/Y", bids, asks, expected), rows) == result
+            assert list(zip(*rows, strict=True)) == (
+                [(0, p, q) for s, p, q, _, _ in levels if s == "bid"]
+                + [(1, p, q) for s, p, q, _, _ in levels if s == "ask"])
+            assert recording.levels("bid") == book.levels("bid")
+            assert recording.levels("ask") == book.levels("ask")
+        if by_units is not None:
+            units = {side: [(p, q) for s, p, q, _, _ in levels if s == side]
+                     for side in ("bid", "ask")}
+            assert by_units.apply_units(kind, units["bid"], units["ask"], expected) == result
+            assert by_units.levels("bid") == book.levels("bid")
+            assert by_units.levels("ask") == book.levels("ask")
     return results
 
 
@@ -149,7 +181,8 @@ def test_l2_random_sequences_match_reference(scenario: dict[str, Any]) -> None:
     pp, qp, depth = scenario["pp"], scenario["qp"], scenario["depth"]
     book = L2Book("X/Y", depth, pp, qp)
     ref = L2Ref(depth, pp, qp)
-    results = l2_run(book, ref, [scenario["snapshot"], *scenario["updates"]], pp, qp, True)
+    twins = L2Book("X/Y", depth, pp, qp), L2Book("X/Y", depth, pp, qp)
+    results = l2_run(book, ref, [scenario["snapshot"], *scenario["updates"]], pp, qp, True, *twins)
     if not scenario["overlap"]:
         assert not any(r.crossed for r in results)
     absent = sum(r.absent_removals for r in results)
@@ -298,23 +331,43 @@ def l3_orders(events: list[Any], side: str, qp: int, snapshot: bool) -> list[Ord
 
 
 def l3_run(
-    book: L3Book, ref: L3Ref | None, messages: list[Any], qp: int, first_is_snapshot: bool
+    book: L3Book, ref: L3Ref | None, messages: list[Any], qp: int, first_is_snapshot: bool,
+    recording: L3Book | None = None, by_units: L3Book | None = None,
 ) -> list[Any]:
+    """Apply ``messages`` to ``book`` (checked against ``ref`` when given). ``recording`` gets
+    the same messages through ``apply(..., rows)`` and must record every entry, deletes
+    included, bids then asks in array order, as (ts_ns, event code (0 in a snapshot), side,
+    order id, price units, qty units); ``by_units`` gets them through ``apply_units``. Both
+    must give ``book``'s results and orders."""
     results = []
     for index, events in enumerate(messages):
         snapshot = first_is_snapshot and index == 0
         bids = l3_orders(events, "bid", qp, snapshot)
         asks = l3_orders(events, "ask", qp, snapshot)
+        # the book takes events in this order: bids, then asks
+        ordered = [e for e in events if e[0] == "bid"] + [e for e in events if e[0] == "ask"]
         expected = None
         if ref is not None:
-            # the reference takes events in the order the book applies them: bids, then asks
-            ordered = [e for e in events if e[0] == "bid"] + [e for e in events if e[0] == "ask"]
             ref.apply(ordered, snapshot)
             expected = ref.checksum()
         result = (book.snapshot if snapshot else book.update)(bids, asks, expected)
         results.append(result)
         if ref is not None:
             check_l3_invariants(book, ref, result)
+        kind = "snapshot" if snapshot else "update"
+        if recording is not None:
+            rows: Any = ([], [], [], [], [], [])
+            assert recording.apply(kind, Item("X/Y", bids, asks, expected), rows) == result
+            assert list(zip(*rows, strict=True)) == [
+                (ts, 0 if snapshot else EVENT_CODES[k], 0 if s == "bid" else 1, oid, p, q)
+                for s, k, oid, p, q, ts in ordered]
+            assert list(recording.orders()) == list(book.orders())
+        if by_units is not None:
+            units = {side: [(EVENT_CODES[k], oid, p, q, ts)
+                            for s, k, oid, p, q, ts in events if s == side]
+                     for side in ("bid", "ask")}
+            assert by_units.apply_units(kind, units["bid"], units["ask"], expected) == result
+            assert list(by_units.orders()) == list(book.orders())
     return results
 
 
@@ -335,7 +388,10 @@ def check_l3_invariants(book: L3Book, ref: L3Ref, result: Any) -> None:
 def test_l3_random_sequences_match_reference(scenario: dict[str, Any]) -> None:
     book = L3Book("X/Y", scenario["depth"], PP, scenario["qp"])
     ref = L3Ref(scenario["depth"])
-    results = l3_run(book, ref, [scenario["snapshot"], *scenario["updates"]], scenario["qp"], True)
+    twins = (L3Book("X/Y", scenario["depth"], PP, scenario["qp"]),
+             L3Book("X/Y", scenario["depth"], PP, scenario["qp"]))
+    results = l3_run(book, ref, [scenario["snapshot"], *scenario["updates"]], scenario["qp"], True,
+                     *twins)
     if not scenario["overlap"]:
         assert not any(r.crossed for r in results)
     assert book.requeued == sum(r.requeued for r in results)
@@ -382,27 +438,3 @@ def test_render_is_exact() -> None:
         for precision in range(5):
             for style in range(3):
                 assert to_units(render(units, precision, style), precision) == units
-
-
-_TOKEN_TEXT = st.from_regex(r"-?[0-9]{1,12}(\.[0-9]{0,12})?([eE][-+]?[0-9]{1,2})?", fullmatch=True)
-
-
-@settings(deadline=None, max_examples=400)
-@given(
-    st.one_of(_TOKEN_TEXT, st.integers(-(10**12), 10**12), st.text(max_size=8)),
-    st.integers(0, 12),
-)
-def test_token_units_agrees_with_to_units(token: NumToken, precision: int) -> None:
-    """The books' fast parser gives exactly ``to_units``' value or raises the same error type."""
-    from recorder.book.l2 import token_units
-    from recorder.protocol.errors import NumberError
-
-    try:
-        expected: int | type[Exception] = to_units(token, precision)
-    except NumberError:
-        expected = NumberError
-    try:
-        got: int | type[Exception] = token_units(token, precision)
-    except NumberError:
-        got = NumberError
-    assert got == expected

@@ -496,10 +496,10 @@ def test_mutated_captured_frames_never_raise(fixture_file, data: st.DataObject) 
 @pytest.mark.parametrize("stamp, ns", [
     ("2023-10-06T17:35:55.440295Z", 1696613755440295000),
     ("2023-10-06T17:35:55.000001Z", 1696613755000001000),
-    ("2023-10-06T17:35:55.44Z", 1696613755440000000),          # not the 6-digit layout
-    ("2023-10-06T17:35:55.440295123Z", 1696613755440295123),   # nor this one, for book
+    ("2023-10-06T17:35:55.44Z", 1696613755440000000),          # not Kraken's 6-digit layout
+    ("2023-10-06T17:35:55.440295123Z", 1696613755440295123),   # level3's 9-digit one
 ])
-def test_book_timestamp_fast_path_is_exact(stamp: str, ns: int) -> None:
+def test_book_timestamp_is_exact(stamp: str, ns: int) -> None:
     frame = BOOK_UPDATE.replace(b"2023-10-06T17:35:55.440295Z", stamp.encode())
     event = decode_spot(frame)
     assert not isinstance(event, Reject), event
@@ -510,7 +510,7 @@ def test_book_timestamp_fast_path_is_exact(stamp: str, ns: int) -> None:
     "2023-02-30T17:35:55.440295Z", "2023-10-06T17:35:55.44029xZ", "2023-10-06T17:35:55.\u0661\u0661\u0661\u0661\u0661\u0661Z",
     "2023-10-06T17:35:55,440295Z", "2023-10-06T17:35:55.440295z",
 ])
-def test_book_timestamp_fast_path_rejects(stamp: str) -> None:
+def test_book_timestamp_rejects(stamp: str) -> None:
     frame = BOOK_UPDATE.replace(b"2023-10-06T17:35:55.440295Z", stamp.encode())
     event = decode_spot(frame)
     assert isinstance(event, Reject) and event.reason == "bad_timestamp", event
@@ -520,7 +520,7 @@ def test_book_timestamp_fast_path_rejects(stamp: str) -> None:
     ("2023-10-06T18:20:27.383408052Z", True), ("2023-02-29T18:20:27.383408052Z", False),
     ("2023-10-06T18:20:27.38340805\u0661Z", False), ("2023-10-06T18:20:27.383408052+00:00", True),
 ])
-def test_level3_order_timestamp_fast_path(stamp: str, ok: bool) -> None:
+def test_level3_order_timestamp(stamp: str, ok: bool) -> None:
     from recorder.protocol.timestamps import rfc3339_to_ns
 
     frame = LEVEL3_DOCS_UPDATE.replace(b"2023-10-06T18:20:27.383408052Z", stamp.encode())
@@ -550,3 +550,22 @@ def test_level3_message_timestamp(stamp: str, ns: int | None) -> None:
     assert not isinstance(event, Reject), event
     assert event.data[0].ts_ns == ns
     assert event.data[0].asks[1].ts_ns == 1696616427383408052
+
+
+@pytest.mark.parametrize("text", ["1E-8", "0.00010000", "-0.0", "1e+2", "93704.2", "4.0",
+                                  "12345678901234567890.123456789012345678"])
+def test_non_integer_numbers_keep_their_exact_text(text: str) -> None:
+    frame = BOOK_UPDATE.replace(b"0.5657", text.encode()).replace(b"1098.3947558", text.encode())
+    event = decode_spot(frame)
+    assert isinstance(event, BookMessage), event
+    level = event.data[0].bids[0]
+    assert type(level.price) is str and level.price == text
+    assert type(level.qty) is str and level.qty == text
+
+
+def test_integer_numbers_stay_ints() -> None:
+    event = decode_spot(BOOK_UPDATE.replace(b"0.5657", b"93704").replace(b"1098.3947558", b"0"))
+    assert isinstance(event, BookMessage), event
+    level = event.data[0].bids[0]
+    assert level.price == 93704 and type(level.price) is int
+    assert level.qty == 0 and type(level.qty) is int

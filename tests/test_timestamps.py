@@ -72,7 +72,13 @@ def test_fast_path_agrees_with_full_parser(ns: int, digits: int) -> None:
 
 @pytest.mark.parametrize("text", ["2023-10-06T17:35:00.27938965aZ", "2023-10-06T17:35:00.Z",
                                   "2023-10-06T17:35:0x.123Z", "2023-02-30T00:00:00.5Z",
-                                  "2023-10-06T17:35:00.\uff11Z"])
+                                  "2023-10-06T17:35:00.\uff11Z",
+                                  "2262-04-11T23:47:16.854775808Z", "2262-04-11T23:47:16.9Z"])
 def test_fast_path_still_rejects(text: str) -> None:
     with pytest.raises(TimestampError):
         rfc3339_to_ns(text)
+
+
+def test_last_int64_nanosecond_is_accepted_by_the_fast_path() -> None:
+    """The whole second 2262-04-11T23:47:16 is in range; its fraction decides."""
+    assert rfc3339_to_ns("2262-04-11T23:47:16.854775807Z") == 2**63 - 1

@@ -1,26 +1,27 @@
-"""Spot L2 (aggregated, price-level) order book: exact state machine with Kraken's checksum.
+"""Spot L2 (aggregated, price-level) order book: the reference model of Kraken's book rules.
 
-One :class:`L2Book` per symbol and subscription. It applies a WS v2 ``book`` snapshot or update
-strictly in array order, removes ``qty == 0`` levels, truncates
-each side to the subscribed depth after every message (Kraken sends no delete for levels that
-fall out of the window), then computes Kraken's CRC32 over the 10 best levels per side and
-compares it with the message's checksum. Nothing is raised for a mismatch or a crossed book:
-both are *reported* in the returned :class:`L2Result` so the caller decides (resnapshot, flag).
+One :class:`L2Book` per symbol and subscription. Each WS v2 ``book`` message is applied by the
+same four rules, in this order:
 
-Representation (chosen for a cheap 1-2 level update, also at depth 1000):
+1. **Levels in array order.** A snapshot first clears the book. Each level sets the absolute
+   quantity at its price; ``qty == 0`` removes the level (a removal of a price not in the book
+   is tolerated and counted in :attr:`L2Result.absent_removals`).
+2. **Truncation.** Each side is cut to the subscribed depth after the message: Kraken sends no
+   delete for a level that falls out of the window (counted in :attr:`L2Result.truncated`).
+3. **Checksum.** Kraken's CRC32 over the 10 best asks (ascending) then the 10 best bids
+   (descending), each level as ``price`` then ``qty`` at full precision with the dot removed
+   and leading zeros stripped (:func:`recorder.protocol.checksum.level_piece`), compared with
+   the message's checksum.
+4. **Crossed check.** Best bid >= best ask.
 
-* prices and quantities are *units* (``int`` scaled by ``10**precision``, see
-  :func:`recorder.protocol.numbers.to_units`), so equality and ordering are exact;
-* each side keeps a sorted ``list`` of keys (``bisect``) plus a dict key -> qty units; bids
-  use the negated price as key so both lists are best-first;
-* each side keeps the checksum pieces of its 10 best levels in a list maintained in place
-  (set / insert / delete at the bisected index; a piece is built only for a level that changes
-  inside the top 10 or enters it), caches their encoded join, and the ask side caches its CRC;
-  the book caches the final CRC. A message that does not touch either top 10 (deep levels of
-  a depth-1000 book) costs no piece, no join and no CRC at all;
-* price and quantity tokens go through small bounded memos (prices repeat; of quantities,
-  removals' ``0.00000000`` and round sizes do), and plain tokens are parsed by
-  :func:`token_units`, an exact fast path in front of ``to_units``.
+Nothing is raised for a checksum mismatch or a crossed book: both are *reported* in the
+returned :class:`L2Result` so the caller decides (resnapshot, flag).
+
+This is the readable model the compiled core (``recorder._core.L2Book``) is tested against, and
+the ``engine="python"`` path: it keeps no caches. Prices and quantities are *units* (``int``
+scaled by ``10**precision``, :func:`recorder.protocol.numbers.to_units`), so equality and
+ordering are exact. Each side keeps its prices sorted best first (bids by negated price) next to
+a dict price -> quantity.
 
 Misuse (an update before a snapshot, a wrong symbol, a negative quantity, a token with more
 decimals than the pair's precision) raises :class:`BookError` / ``NumberError``. A message that
@@ -29,55 +30,30 @@ raises part-way leaves the book *invalid*: further updates raise until the next 
 
 from __future__ import annotations
 
-import zlib
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Final, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
 
 from recorder.book.checkpoint import L2Checkpoint, levels_to_text, validate_l2
-from recorder.protocol.checksum import CHECKSUM_LEVELS
+from recorder.protocol.checksum import CHECKSUM_LEVELS, crc_of_pieces, level_piece
 from recorder.protocol.errors import BookError
-from recorder.protocol.numbers import MAX_DIGITS, MAX_PRECISION, NumToken, to_units
+from recorder.protocol.numbers import MAX_PRECISION, NumToken, to_units
 
 __all__ = ["Side", "L2Level", "L2BookData", "L2Result", "L2Book", "token_units"]
 
 #: Side selector used by accessors.
 Side = Literal["bid", "ask"]
 
-_TOP: Final = CHECKSUM_LEVELS
-_POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
-_MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
+#: Row side codes :meth:`L2Book.apply` records.
+_BID, _ASK = 0, 1
 
 
 def token_units(token: NumToken, precision: int) -> int:
-    """Same result as :func:`~recorder.protocol.numbers.to_units`, faster for plain tokens.
-
-    Handles unsigned ASCII ``digits[.digits]`` text with at most ``precision`` decimals inline
-    (the shape of nearly every Kraken price and quantity); everything else (ints, signs,
-    exponents, excess trailing zeros, malformed text) is delegated to ``to_units``, which
-    validates and raises :class:`~recorder.protocol.errors.NumberError`.
-    """
-    if type(token) is str and len(token) <= _MAX_PLAIN_LEN and token.isascii():
-        whole, dot, frac = token.partition(".")
-        n = len(frac)
-        if n <= precision and whole.isdigit() and (frac.isdigit() if dot else True):
-            return int(whole + frac) * _POW10[precision - n]
+    """``token`` scaled to units at ``precision``: exactly
+    :func:`~recorder.protocol.numbers.to_units` (same result, same ``NumberError``)."""
     return to_units(token, precision)
-
-
-def memo_units(cache: dict[NumToken, int], limit: int, token: NumToken, precision: int) -> int:
-    """:func:`token_units` of a token missing from a book's memo ``cache``, remembered there
-    when it is text (the memo is cleared when it holds ``limit`` entries). Only text is a key:
-    ``True`` or ``1.0`` must never hit the entry of an equal int."""
-    if type(token) is not str:
-        return to_units(token, precision)
-    value = token_units(token, precision)
-    if len(cache) >= limit:
-        cache.clear()
-    cache[token] = value
-    return value
 
 
 class L2Level(Protocol):
@@ -139,106 +115,51 @@ class L2Result(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Side:
-    """One side of an L2 book: sorted keys (best first) + per-key quantity.
+    """One side of an L2 book: ``keys`` sorted ascending, best first, and ``qty`` key -> units.
 
-    ``toplist`` always holds the checksum pieces of ``keys[:10]`` in order, as ASCII ``bytes``
-    (the join needs no encoding), maintained in place on each change; a level's piece is only
-    built when it is or enters the top 10, so a deep level of a depth-1000 book costs no text.
-    ``top`` caches their join and is ``None`` after any change to it.
+    A level's key is ``price * sign``: the price for asks (``sign`` +1), the negated price for
+    bids (``sign`` -1), so that ascending order is best first on both sides.
     """
 
-    __slots__ = ("sign", "keys", "qty", "toplist", "top", "crc0")
+    __slots__ = ("sign", "keys", "qty")
 
     def __init__(self, sign: int) -> None:
-        self.sign = sign  # +1 asks (key = price), -1 bids (key = -price)
+        self.sign = sign
         self.keys: list[int] = []
         self.qty: dict[int, int] = {}
-        self.toplist: list[bytes] = []
-        self.top: bytes | None = b""  # cached checksum text of the 10 best levels
-        self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
     def clear(self) -> None:
         self.keys.clear()
         self.qty.clear()
-        self.toplist.clear()
-        self.top = b""
-        self.crc0 = 0
 
     def set(self, price: int, qty: int) -> bool:
         """Set one level (``qty == 0`` removes it). Returns False for removal of an absent level."""
         if price <= 0 or qty < 0:
             raise BookError(f"invalid level: price {price} units, qty {qty} units")
         key = price * self.sign
-        keys = self.keys
-        levels = self.qty
         if qty:
-            # the piece: == checksum_piece(price) + checksum_piece(qty) (both are > 0), ASCII
-            if key in levels:
-                levels[key] = qty
-                if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                    self.toplist[bisect_left(keys, key)] = b"%d%d" % (price, qty)
-                    self.top = None
-                return True
-            levels[key] = qty
-            i = bisect_left(keys, key)
-            keys.insert(i, key)
-            if i < _TOP:
-                toplist = self.toplist
-                toplist.insert(i, b"%d%d" % (price, qty))
-                if len(toplist) > _TOP:
-                    toplist.pop()
-                self.top = None
+            if key not in self.qty:
+                self.keys.insert(bisect_left(self.keys, key), key)
+            self.qty[key] = qty
             return True
-        if key in levels:
-            del levels[key]
-            i = bisect_left(keys, key)
-            del keys[i]
-            if i < _TOP:
-                toplist = self.toplist
-                del toplist[i]
-                if len(keys) >= _TOP:  # the 11th level enters the top 10
-                    key = keys[_TOP - 1]
-                    toplist.append(b"%d%d" % (key * self.sign, levels[key]))
-                self.top = None
-            return True
-        return False
+        if key not in self.qty:
+            return False
+        del self.qty[key]
+        del self.keys[bisect_left(self.keys, key)]
+        return True
 
     def truncate(self, depth: int) -> int:
         """Drop levels beyond ``depth``; returns how many were dropped."""
-        keys = self.keys
-        qty = self.qty
-        if depth < _TOP:
-            del self.toplist[depth:]
-            self.top = None
-        if len(keys) == depth + 1:  # the common case: one level pushed out
-            del qty[keys.pop()]
-            return 1
-        dropped = keys[depth:]
-        del keys[depth:]
+        dropped = self.keys[depth:]
+        del self.keys[depth:]
         for key in dropped:
-            del qty[key]
+            del self.qty[key]
         return len(dropped)
 
-    def top_text(self) -> bytes:
-        """Checksum input of this side: the pieces of the 10 best levels, best first."""
-        top = self.top
-        if top is None:
-            top = self.top = b"".join(self.toplist)
-            self.crc0 = None
-        return top
-
-    def top_crc(self) -> int:
-        """``crc32`` of :meth:`top_text` (cached): the ask half of Kraken's checksum."""
-        crc = self.crc0
-        if crc is None or self.top is None:
-            crc = self.crc0 = zlib.crc32(self.top_text())
-        return crc
-
     def levels(self, n: int | None) -> list[tuple[int, int]]:
-        sign = self.sign
-        qty = self.qty
+        """The ``n`` best levels (all when ``None``) as ``(price_units, qty_units)``."""
         keys = self.keys if n is None else self.keys[:n]
-        return [(key * sign, qty[key]) for key in keys]
+        return [(key * self.sign, self.qty[key]) for key in keys]
 
 
 def _check_precision(name: str, value: int) -> None:
@@ -265,17 +186,13 @@ class L2CheckpointCut:
 
     def materialize(self) -> L2Checkpoint:
         """The checkpoint the book's :meth:`L2Book.checkpoint` returned at the cut."""
-        pp = self.pp
-        qp = self.qp
-        bqty = self.bqty
-        aqty = self.aqty
         return L2Checkpoint(
             symbol=self.symbol,
             depth=self.depth,
-            price_precision=pp,
-            qty_precision=qp,
-            bids=levels_to_text([(-key, bqty[key]) for key in self.bkeys], pp, qp),
-            asks=levels_to_text([(key, aqty[key]) for key in self.akeys], pp, qp),
+            price_precision=self.pp,
+            qty_precision=self.qp,
+            bids=levels_to_text([(-key, self.bqty[key]) for key in self.bkeys], self.pp, self.qp),
+            asks=levels_to_text([(key, self.aqty[key]) for key in self.akeys], self.pp, self.qp),
         )
 
 
@@ -295,10 +212,6 @@ class L2Book:
         "_bids",
         "_asks",
         "_ready",
-        "_crc",
-        "_prices",
-        "_qtys",
-        "_cache_max",
         "messages",
         "mismatches",
         "crossed_messages",
@@ -324,13 +237,6 @@ class L2Book:
         self._bids = _Side(-1)
         self._asks = _Side(1)
         self._ready = False
-        self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
-        self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
-        # qty text -> units (bounded memo): removals (``0.00000000``) and round sizes repeat
-        self._qtys: dict[NumToken, int] = {}
-        # Bounded memos, cleared when full: at depth 10 on a moving market 256 entries hit
-        # ~95% of price tokens (4 * depth + 64 = 104 hit ~75%); at most 4096 (~0.5 MB) each.
-        self._cache_max = min(16 * depth + 96, 4096)
         #: Messages applied since construction (snapshots included).
         self.messages = 0
         #: Messages whose checksum did not match.
@@ -348,11 +254,9 @@ class L2Book:
               rows: tuple[list[int], list[int], list[int]] | None = None) -> L2Result:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
 
-        Levels are applied in array order (a snapshot first clears the book), then the sides
-        are truncated to the depth and the checksum is computed and compared. This is the hot
-        path, so :meth:`_Side.set`, :func:`token_units` and :meth:`_finish` are inlined here
-        (same logic, same errors); ``tests/test_book_properties.py`` checks it against a
-        reference model.
+        The bids then the asks are applied in array order (a snapshot first clears the book),
+        then the sides are truncated to the depth and the checksum is computed and compared.
+        Each level's price is converted before its quantity, both before the level is checked.
 
         ``rows``: three lists ``(sides, prices, qtys)`` to which each level is appended as it
         is applied, as side (0 bid, 1 ask), price units and quantity units, so that a caller
@@ -361,139 +265,19 @@ class L2Book:
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind != "update" or not self._ready:
-            self._begin(kind)  # a snapshot clears the book; anything else raises
-        self._ready = False
-        bids = data.bids
-        asks = data.asks
-        pp = self._pp
-        qp = self._qp
+        self._begin(kind)
         absent = 0
-        cache = self._prices
-        qcache = self._qtys
-        cache_max = self._cache_max
-        pow10 = _POW10
-        depth = self.depth
-        truncated = 0
-        if rows is not None:
-            add_side = rows[0].append
-            add_price = rows[1].append
-            add_qty = rows[2].append
-        # an update usually touches one side only: skip the other one
-        if bids:
-            work = (((self._bids, bids, 0), (self._asks, asks, 1)) if asks
-                    else ((self._bids, bids, 0),))
-        else:
-            work = ((self._asks, asks, 1),)
-        for side, levels, code in work:
-            sign = side.sign
-            keys = side.keys
-            book_qty = side.qty
-            toplist = side.toplist
+        for code, side, levels in ((_BID, self._bids, data.bids), (_ASK, self._asks, data.asks)):
             for level in levels:
-                token = level.price
-                price = cache.get(token)
-                if price is None:
-                    price = self._price_miss(token, pp)
-                token = level.qty
-                qty = qcache.get(token)
-                if qty is None:
-                    # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
-                    if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
-                        whole, dot, frac = token.partition(".")
-                        digits = whole + frac
-                        n = len(frac)
-                        if (n <= qp and whole and (frac or not dot) and digits.isdigit()
-                                and digits.isascii()):
-                            qty = int(digits) * pow10[qp - n]
-                            if len(qcache) >= cache_max:
-                                qcache.clear()
-                            qcache[token] = qty  # text keys only, as for prices
-                        else:
-                            qty = to_units(token, qp)
-                    else:
-                        qty = to_units(token, qp)
+                price = to_units(level.price, self._pp)
+                qty = to_units(level.qty, self._qp)
                 if rows is not None:
-                    add_side(code)
-                    add_price(price)
-                    add_qty(qty)
-                # side.set(price, qty), inlined
-                if price <= 0 or qty < 0:
-                    raise BookError(f"invalid level: price {price} units, qty {qty} units")
-                key = price * sign
-                if qty:
-                    if key in book_qty:
-                        book_qty[key] = qty
-                        if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                            toplist[bisect_left(keys, key)] = b"%d%d" % (price, qty)
-                            side.top = None
-                        continue
-                    book_qty[key] = qty
-                    i = bisect_left(keys, key)
-                    keys.insert(i, key)
-                    if i < _TOP:
-                        toplist.insert(i, b"%d%d" % (price, qty))
-                        if len(toplist) > _TOP:
-                            toplist.pop()
-                        side.top = None
-                elif key in book_qty:
-                    del book_qty[key]
-                    i = bisect_left(keys, key)
-                    del keys[i]
-                    if i < _TOP:
-                        del toplist[i]
-                        if len(keys) >= _TOP:  # the 11th level enters the top 10
-                            key = keys[_TOP - 1]
-                            toplist.append(b"%d%d" % (key * sign, book_qty[key]))
-                        side.top = None
-                else:
+                    rows[0].append(code)
+                    rows[1].append(price)
+                    rows[2].append(qty)
+                if not side.set(price, qty):
                     absent += 1
-            # truncate the side to the depth (only a touched side can exceed it); the common
-            # case, one level pushed out of a window of at least 10, is done here
-            if len(keys) > depth:
-                if len(keys) == depth + 1 and depth >= _TOP:
-                    del book_qty[keys.pop()]
-                    truncated += 1
-                else:
-                    truncated += side.truncate(depth)
-        # self._finish(absent, data.checksum), inlined (same logic)
-        b = self._bids
-        a = self._asks
-        bk = b.keys
-        ak = a.keys
-        computed = self._crc
-        btop = b.top
-        atop = a.top
-        if computed is None or btop is None or atop is None:  # a top-10 changed
-            if atop is None:
-                atop = a.top = b"".join(a.toplist)
-                acrc = a.crc0 = zlib.crc32(atop)
-            else:
-                acrc = a.crc0
-                if acrc is None:
-                    acrc = a.crc0 = zlib.crc32(atop)
-            if btop is None:
-                btop = b.top = b"".join(b.toplist)
-            computed = self._crc = zlib.crc32(btop, acrc)
-        self.messages += 1
-        self._ready = True
-        expected = data.checksum
-        if expected is None:
-            match = None
-        else:
-            match = computed == expected
-            if not match:
-                self.mismatches += 1
-        if bk and ak and -bk[0] >= ak[0]:
-            self.crossed_messages += 1
-            crossed = True
-        else:
-            crossed = False
-        if absent:
-            self.absent_removals += absent
-        if truncated:
-            self.truncated_levels += truncated
-        return L2Result(computed, expected, match, crossed, absent, truncated)
+        return self._finish(absent, data.checksum)
 
     def snapshot(
         self,
@@ -513,23 +297,6 @@ class L2Book:
         """Apply an update's levels in array order, truncate, checksum."""
         return self.apply("update", _Item(self.symbol, bids, asks, checksum))
 
-    def _begin(self, kind: str) -> None:
-        """Start applying a message of type ``kind``: an update needs a valid book, a snapshot
-        clears it; anything else is a :class:`BookError`."""
-        if kind == "update":
-            if not self._ready:
-                raise BookError(f"{self.symbol}: update without a valid snapshot")
-        elif kind == "snapshot":
-            self._bids.clear()
-            self._asks.clear()
-            self._crc = None
-        else:
-            raise BookError(f"unknown book message type {kind!r}")
-
-    def _price_miss(self, token: NumToken, pp: int) -> int:
-        """Price token -> units on a memo miss (:func:`memo_units`)."""
-        return memo_units(self._prices, self._cache_max, token, pp)
-
     def apply_units(
         self,
         kind: str,
@@ -541,56 +308,41 @@ class L2Book:
         book's precisions (a caller that holds units, e.g. ``recorder verify`` replaying the
         archive's rows). Same semantics and result."""
         self._begin(kind)
-        self._ready = False
         absent = 0
         for side, levels in ((self._bids, bids), (self._asks, asks)):
-            side_set = side.set
             for price, qty in levels:
-                if not side_set(price, qty):
+                if not side.set(price, qty):
                     absent += 1
         return self._finish(absent, checksum)
 
-    def _finish(self, absent: int, expected: int | None) -> L2Result:
-        """Truncate, checksum, compare; marks the book ready."""
-        depth = self.depth
-        truncated = 0
-        b = self._bids
-        a = self._asks
-        bk = b.keys
-        ak = a.keys
-        if len(bk) > depth:
-            truncated = b.truncate(depth)
-        if len(ak) > depth:
-            truncated += a.truncate(depth)
-        computed = self._crc
-        btop = b.top
-        atop = a.top
-        if computed is None or btop is None or atop is None:  # a top-10 changed
-            if atop is None:
-                atop = a.top = b"".join(a.toplist)
-                acrc = a.crc0 = zlib.crc32(atop)
-            else:
-                acrc = a.crc0
-                if acrc is None:
-                    acrc = a.crc0 = zlib.crc32(atop)
-            if btop is None:
-                btop = b.top = b"".join(b.toplist)
-            computed = self._crc = zlib.crc32(btop, acrc)
-        crossed = -bk[0] >= ak[0] if bk and ak else False
-        self.messages += 1
-        self._ready = True
-        if expected is None:
-            match = None
+    def _begin(self, kind: str) -> None:
+        """Start applying a message of type ``kind``: an update needs a valid book, a snapshot
+        clears it; anything else is a :class:`BookError`. The book is invalid until
+        :meth:`_finish`."""
+        if kind == "update":
+            if not self._ready:
+                raise BookError(f"{self.symbol}: update without a valid snapshot")
+        elif kind == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
         else:
-            match = computed == expected
-            if not match:
-                self.mismatches += 1
+            raise BookError(f"unknown book message type {kind!r}")
+        self._ready = False
+
+    def _finish(self, absent: int, expected: int | None) -> L2Result:
+        """Truncate, checksum, compare, count; marks the book ready."""
+        truncated = self._bids.truncate(self.depth) + self._asks.truncate(self.depth)
+        computed = self.checksum()
+        crossed = self.is_crossed()
+        match = None if expected is None else computed == expected
+        self._ready = True
+        self.messages += 1
+        if match is False:
+            self.mismatches += 1
         if crossed:
             self.crossed_messages += 1
-        if absent:
-            self.absent_removals += absent
-        if truncated:
-            self.truncated_levels += truncated
+        self.absent_removals += absent
+        self.truncated_levels += truncated
         return L2Result(computed, expected, match, crossed, absent, truncated)
 
     # ------------------------------------------------------------------ queries
@@ -611,27 +363,27 @@ class L2Book:
         return self._qp
 
     def checksum(self) -> int:
-        """Kraken CRC32 of the current book (cached between changes)."""
-        crc = self._crc
-        if crc is None or self._bids.top is None or self._asks.top is None:
-            crc = self._crc = zlib.crc32(self._bids.top_text(), self._asks.top_crc())
-        return crc
+        """Kraken CRC32 of the current book: the 10 best asks, then the 10 best bids."""
+        return crc_of_pieces(
+            [level_piece(price, qty) for price, qty in self._asks.levels(CHECKSUM_LEVELS)],
+            [level_piece(price, qty) for price, qty in self._bids.levels(CHECKSUM_LEVELS)],
+        )
 
     def best_bid(self) -> tuple[int, int] | None:
         """``(price_units, qty_units)`` of the best bid, or ``None`` when there is no bid."""
-        keys = self._bids.keys
-        return (-keys[0], self._bids.qty[keys[0]]) if keys else None
+        best = self._bids.levels(1)
+        return best[0] if best else None
 
     def best_ask(self) -> tuple[int, int] | None:
         """``(price_units, qty_units)`` of the best ask, or ``None`` when there is no ask."""
-        keys = self._asks.keys
-        return (keys[0], self._asks.qty[keys[0]]) if keys else None
+        best = self._asks.levels(1)
+        return best[0] if best else None
 
     def is_crossed(self) -> bool:
         """Best bid >= best ask (both sides non-empty)."""
-        bk = self._bids.keys
-        ak = self._asks.keys
-        return bool(bk) and bool(ak) and -bk[0] >= ak[0]
+        bid = self.best_bid()
+        ask = self.best_ask()
+        return bid is not None and ask is not None and bid[0] >= ask[0]
 
     def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
         """The ``n`` best levels (all when ``None``) of a side as ``(price_units, qty_units)``."""
@@ -664,22 +416,13 @@ class L2Book:
         """A lossless, serialisable copy of the book state (see :mod:`recorder.book.checkpoint`)."""
         if not self._ready:
             raise BookError(f"{self.symbol}: no valid book to checkpoint")
-        pp = self._pp
-        qp = self._qp
-        return L2Checkpoint(
-            symbol=self.symbol,
-            depth=self.depth,
-            price_precision=pp,
-            qty_precision=qp,
-            bids=levels_to_text(self._bids.levels(None), pp, qp),
-            asks=levels_to_text(self._asks.levels(None), pp, qp),
-        )
+        return self.checkpoint_later().materialize()
 
     def checkpoint_later(self) -> L2CheckpointCut:
-        """:meth:`checkpoint` in two halves: this cheap one copies the book's containers now
-        (a few C-level copies, no text), the returned cut's ``materialize()`` builds the
-        checkpoint :meth:`checkpoint` returns now, in any thread, whatever the book does
-        meanwhile. Raises like :meth:`checkpoint` (a book that is not ready)."""
+        """:meth:`checkpoint` in two halves: this one copies the book's containers now (no
+        text), the returned cut's ``materialize()`` builds the checkpoint :meth:`checkpoint`
+        returns now, in any thread, whatever the book does meanwhile. Raises like
+        :meth:`checkpoint` (a book that is not ready)."""
         if not self._ready:
             raise BookError(f"{self.symbol}: no valid book to checkpoint")
         b = self._bids

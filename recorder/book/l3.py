@@ -1,7 +1,8 @@
-"""Spot L3 (order-by-order, ``level3`` channel) book: exact state machine with Kraken's checksum.
+"""Spot L3 (order-by-order, ``level3`` channel) book: the reference model of Kraken's rules.
 
 One :class:`L3Book` per symbol. Orders sit in queue order inside their price level (snapshot
-order, later ``add``s at the back). Events of a message are applied in array order:
+order, later ``add``s at the back). Events of a message are applied in array order, bids then
+asks:
 
 * ``add`` appends the order to the back of its level. An ``add`` for an order id already in the
   book (Kraken re-sends orders as ``add`` when their level comes back into the window, with the
@@ -18,46 +19,33 @@ order, later ``add``s at the back). Events of a message are applied in array ord
 After the events each side is truncated to ``depth`` *price levels* (Kraken sends nothing for
 levels leaving the window; their orders return later as ``add``), then the checksum is
 computed: for each of the 10 best levels per side (asks ascending, then bids descending) every
-order's ``price`` then ``qty`` piece in queue order. Each order caches its piece (ASCII
-``bytes``: no encoding before the CRC); each level caches the join of its orders' pieces (an
-``add`` appends to it, a delete or modify rebuilds it: eagerly inside the top 10, lazily
-below); each side keeps the pieces of its 10 best levels in a list maintained in place and
-caches their join and (asks) its CRC; the book caches the final CRC. A message that leaves
-both top 10s untouched costs no join and no CRC.
+order's ``price`` then ``qty`` piece in queue order
+(:func:`recorder.protocol.checksum.level_piece`).
 
-Order timestamps (int ns) are kept per order when the decoded order exposes ``ts_ns`` (else
-``None``) so checkpoints can restore them.
+This is the readable model the compiled core (``recorder._core.L3Book``) is tested against, and
+the ``engine="python"`` path: it keeps no caches. Each side keeps its level keys sorted best
+first (bids by negated price) next to a dict key -> level, a level being a dict order id ->
+order in queue order; the book also indexes every order by id. Order timestamps (int ns) are
+kept per order when the decoded order exposes ``ts_ns`` (else ``None``) so checkpoints can
+restore them.
 """
 
 from __future__ import annotations
 
-import zlib
 from bisect import bisect_left
-from operator import attrgetter
 from collections.abc import Iterable, Iterator
 from typing import Final, NamedTuple, Protocol
 
 import msgspec
 
 from recorder.book.checkpoint import L3Checkpoint, L3OrderState, validate_l3
-from recorder.book.l2 import Side, memo_units, token_units
-from recorder.protocol.checksum import CHECKSUM_LEVELS
+from recorder.book.l2 import Side
+from recorder.protocol.checksum import CHECKSUM_LEVELS, crc_of_pieces, level_piece
 from recorder.protocol.errors import BookError
-from recorder.protocol.numbers import (
-    MAX_DIGITS,
-    MAX_PRECISION,
-    NumToken,
-    to_units,
-    units_to_text,
-)
+from recorder.protocol.numbers import MAX_PRECISION, NumToken, to_units, units_to_text
 
 __all__ = ["L3OrderEvent", "L3BookData", "L3Result", "OrderView", "L3Book"]
 
-_TOP: Final = CHECKSUM_LEVELS
-#: an :class:`_Order`'s level key
-_KEY: Final = attrgetter("key")
-_POW10: Final = tuple(10**i for i in range(MAX_PRECISION + 1))
-_MAX_PLAIN_LEN: Final = MAX_DIGITS + 2
 #: Event codes of the rows :meth:`L3Book.apply` records (snapshot entries are 0; an unknown
 #: event is recorded as 0 just before the book raises for it).
 EVENT_CODES: Final = {"add": 1, "modify": 2, "delete": 3}
@@ -65,6 +53,9 @@ EVENT_CODES: Final = {"add": 1, "modify": 2, "delete": 3}
 #: The six lists :meth:`L3Book.apply` appends rows to: ``ts_ns``, event code, side (0 bid,
 #: 1 ask), order id, price units, quantity units.
 L3Rows = tuple[list[int | None], list[int], list[int], list[str], list[int], list[int]]
+
+#: Units-level event codes :meth:`L3Book.apply_units` takes, by name.
+_ADD, _MODIFY, _DELETE = EVENT_CODES["add"], EVENT_CODES["modify"], EVENT_CODES["delete"]
 
 
 class L3OrderEvent(Protocol):
@@ -150,10 +141,8 @@ class OrderView(NamedTuple):
 class _Order(msgspec.Struct, frozen=True, gc=False):
     """A resting order. ``sign`` is +1 for asks, -1 for bids; ``key = price * sign``.
 
-    Holds no reference to its side or level (no reference cycles, so it need not be tracked by
-    the garbage collector); ``piece`` is ``level_piece(price, qty)`` (both are > 0) as ASCII
-    ``bytes``, so joins need no encoding. Frozen: a modify puts a new order in the old one's
-    place, so the orders a cut keeps (:meth:`L3Book.checkpoint_later`) never change.
+    Frozen: a modify puts a new order in the old one's place, so the orders a cut keeps
+    (:meth:`L3Book.checkpoint_later`) never change.
     """
 
     order_id: str
@@ -162,121 +151,73 @@ class _Order(msgspec.Struct, frozen=True, gc=False):
     price: int
     qty: int
     ts_ns: int | None
-    piece: bytes
 
 
-class _Level(msgspec.Struct, gc=False):
-    """Orders of one price level in queue order, and the cached join of their pieces."""
-
-    orders: dict[str, _Order]  # insertion order == queue order
-    piece: bytes | None = None
-
-    def build(self) -> bytes:
-        piece = self.piece = b"".join([o.piece for o in self.orders.values()])
-        return piece
+def _new_order(order_id: str, sign: int, price: int, qty: int, ts_ns: int | None) -> _Order:
+    return _Order(order_id, sign, price * sign, price, qty, ts_ns)
 
 
-def _new_order(
-    order_id: str, sign: int, price: int, qty: int, ts_ns: int | None
-) -> _Order:
-    return _Order(order_id, sign, price * sign, price, qty, ts_ns, b"%d%d" % (price, qty))
+#: One price level: order id -> order, in queue order (dicts keep insertion order).
+_Level = dict[str, _Order]
 
 
 class _L3Side:
-    """Sorted level keys (best first; bids negated), key -> level, and the top-10 pieces.
+    """One side: ``keys`` (level keys sorted ascending, best first; bid keys are negated
+    prices) and ``levels`` key -> :data:`_Level`."""
 
-    Invariant: ``toppieces[i]`` is the checksum piece of level ``keys[i]`` for ``i < 10`` and
-    those levels' ``piece`` is always valid (kept eagerly; an ``add`` appends to it); deeper
-    levels rebuild their piece lazily (``None`` after a delete/modify) when they move up.
-    ``top`` caches the join of ``toppieces`` and is ``None`` after any change to it.
-    """
+    __slots__ = ("sign", "keys", "levels")
 
-    __slots__ = ("sign", "name", "keys", "levels", "toppieces", "top", "crc0")
-
-    def __init__(self, sign: int, name: Side) -> None:
+    def __init__(self, sign: int) -> None:
         self.sign = sign
-        self.name: Side = name
         self.keys: list[int] = []
         self.levels: dict[int, _Level] = {}
-        self.toppieces: list[bytes] = []
-        self.top: bytes | None = b""
-        self.crc0: int | None = 0  # cached crc32(top), valid while top is not None
 
     def clear(self) -> None:
         self.keys.clear()
         self.levels.clear()
-        self.toppieces.clear()
-        self.top = b""
-        self.crc0 = 0
-
-    def refresh(self, key: int, level: _Level) -> None:
-        """Record that the orders of the existing level ``key`` changed (not its order count 0)."""
-        keys = self.keys
-        if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-            self.toppieces[bisect_left(keys, key)] = level.build()
-            self.top = None
-        else:
-            level.piece = None
 
     def append(self, order: _Order) -> None:
         """Put an order at the back of its level, creating the level if needed."""
-        key = order.key
-        level = self.levels.get(key)
+        level = self.levels.get(order.key)
         if level is None:
-            self.levels[key] = _Level({order.order_id: order}, order.piece)
-            keys = self.keys
-            i = bisect_left(keys, key)
-            keys.insert(i, key)
-            if i < _TOP:
-                toppieces = self.toppieces
-                toppieces.insert(i, order.piece)
-                if len(toppieces) > _TOP:
-                    toppieces.pop()
-                self.top = None
-            return
-        level.orders[order.order_id] = order
-        piece = level.piece
-        if piece is not None:
-            piece = level.piece = piece + order.piece  # back of the queue = end of the text
-            keys = self.keys
-            if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                self.toppieces[bisect_left(keys, key)] = piece
-                self.top = None
+            level = self.levels[order.key] = {}
+            self.keys.insert(bisect_left(self.keys, order.key), order.key)
+        level[order.order_id] = order
 
     def discard(self, order: _Order) -> None:
         """Remove an order from its level, dropping the level when it becomes empty."""
-        key = order.key
-        level = self.levels[key]
-        del level.orders[order.order_id]
-        if level.orders:
-            self.refresh(key, level)
-            return
-        del self.levels[key]
-        keys = self.keys
-        i = bisect_left(keys, key)
-        del keys[i]
-        if i < _TOP:
-            toppieces = self.toppieces
-            del toppieces[i]
-            if len(keys) >= _TOP:
-                level = self.levels[keys[_TOP - 1]]
-                toppieces.append(level.piece or level.build())
-            self.top = None
+        level = self.levels[order.key]
+        del level[order.order_id]
+        if not level:
+            del self.levels[order.key]
+            del self.keys[bisect_left(self.keys, order.key)]
 
-    def top_text(self) -> bytes:
-        """Checksum input of this side: every order of the 10 best levels, in queue order."""
-        top = self.top
-        if top is None:
-            top = self.top = b"".join(self.toppieces)
-            self.crc0 = None
-        return top
+    def truncate(self, depth: int) -> list[_Level]:
+        """Drop the levels beyond ``depth``; returns them."""
+        dropped = [self.levels.pop(key) for key in self.keys[depth:]]
+        del self.keys[depth:]
+        return dropped
 
-    def top_crc(self) -> int:
-        """``crc32`` of :meth:`top_text` (cached): the ask half of Kraken's checksum."""
-        crc = self.crc0
-        if crc is None or self.top is None:
-            crc = self.crc0 = zlib.crc32(self.top_text())
-        return crc
+    def checksum_pieces(self) -> list[str]:
+        """Every order of the 10 best levels, best level first and in queue order."""
+        return [level_piece(order.price, order.qty)
+                for key in self.keys[:CHECKSUM_LEVELS]
+                for order in self.levels[key].values()]
+
+    def total_qty(self, key: int) -> int:
+        """Total quantity of the level ``key``."""
+        return sum(order.qty for order in self.levels[key].values())
+
+
+def _record(rows: L3Rows, ts_ns: int | None, event: int, side: int, order_id: str, price: int,
+            qty: int) -> None:
+    """Append one entry to the six row lists (:data:`L3Rows`)."""
+    rows[0].append(ts_ns)
+    rows[1].append(event)
+    rows[2].append(side)
+    rows[3].append(order_id)
+    rows[4].append(price)
+    rows[5].append(qty)
 
 
 class L3CheckpointCut:
@@ -297,19 +238,15 @@ class L3CheckpointCut:
         """The checkpoint the book's :meth:`L3Book.checkpoint` returned at the cut: per side,
         levels best first (ascending key; bid keys are negated prices), queue order within a
         level (a stable sort keeps the order index's order)."""
-        pp = self.pp
-        qp = self.qp
-        ordered = sorted(self.orders, key=_KEY)
-        return L3Checkpoint(
-            symbol=self.symbol,
-            depth=self.depth,
-            price_precision=pp,
-            qty_precision=qp,
-            bids=[L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp),
-                               o.ts_ns) for o in ordered if o.sign < 0],
-            asks=[L3OrderState(o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp),
-                               o.ts_ns) for o in ordered if o.sign > 0],
-        )
+        ordered = sorted(self.orders, key=lambda order: order.key)
+
+        def states(sign: int) -> list[L3OrderState]:
+            return [L3OrderState(o.order_id, units_to_text(o.price, self.pp),
+                                 units_to_text(o.qty, self.qp), o.ts_ns)
+                    for o in ordered if o.sign == sign]
+
+        return L3Checkpoint(symbol=self.symbol, depth=self.depth, price_precision=self.pp,
+                            qty_precision=self.qp, bids=states(-1), asks=states(1))
 
 
 class L3Book:
@@ -328,15 +265,10 @@ class L3Book:
         "_asks",
         "_orders",
         "_ready",
-        "_crc",
-        "_prices",
-        "_qtys",
-        "_cache_max",
         "_requeued",
         "_dup",
         "_unk_mod",
         "_unk_del",
-        "_anomalous",
         "messages",
         "mismatches",
         "crossed_messages",
@@ -357,21 +289,13 @@ class L3Book:
         self.depth = depth
         self._pp = price_precision
         self._qp = qty_precision
-        self._bids = _L3Side(-1, "bid")
-        self._asks = _L3Side(1, "ask")
+        self._bids = _L3Side(-1)
+        self._asks = _L3Side(1)
+        #: every resting order by id; holds each level's orders in that level's queue order
         self._orders: dict[str, _Order] = {}
         self._ready = False
-        self._crc: int | None = None  # valid while neither side's top-10 text is invalidated
-        self._prices: dict[NumToken, int] = {}  # price text -> units (bounded memo)
-        # qty text -> units (bounded memo): market makers and round sizes repeat
-        self._qtys: dict[NumToken, int] = {}
-        # Bounded memo, cleared when full: at depth 10 on a moving market 256 entries hit
-        # ~95% of price tokens (4 * depth + 64 = 104 hit ~75%); at most 4096 (~0.5 MB).
-        self._cache_max = min(16 * depth + 96, 4096)
-        # per-message anomaly counters; ``_anomalous`` says one of them may be non-zero, so a
-        # clean message (the common case) neither reads nor resets them
+        # anomaly counters of the message being applied (reset when one starts)
         self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-        self._anomalous = False
         #: Cumulative counters since construction (snapshots included).
         self.messages = 0
         self.mismatches = 0
@@ -387,9 +311,8 @@ class L3Book:
     def apply(self, kind: str, data: L3BookData, rows: L3Rows | None = None) -> L3Result:
         """Apply one decoded ``data`` item; ``kind`` is the message ``type``.
 
-        Updates are applied here directly (the hot path: the common ``add``, the quantity
-        parse and :meth:`_finish` are inlined, same logic and errors as :meth:`_add`,
-        ``token_units`` and ``_finish``).
+        An update's entries are applied in array order, bids then asks; each one's price is
+        converted before its quantity, both before the event is applied.
 
         ``rows``: six lists (:data:`L3Rows`) to which each entry is appended as it is
         applied, so that a caller recording the events (the archive pipeline) converts every
@@ -399,213 +322,30 @@ class L3Book:
         """
         if data.symbol != self.symbol:
             raise BookError(f"message for {data.symbol!r} applied to the {self.symbol!r} book")
-        if kind != "update":
-            if kind == "snapshot":
-                return self.snapshot(data.bids, data.asks, data.checksum, rows)
-            raise BookError(f"unknown level3 message type {kind!r}")
-        if not self._ready:
-            raise BookError(f"{self.symbol}: update without a valid snapshot")
-        self._ready = False
-        orders = self._orders
-        cache = self._prices
-        qcache = self._qtys
-        cache_max = self._cache_max
-        qp = self._qp
-        pow10 = _POW10
-        bid_side = self._bids
-        ask_side = self._asks
-        bids = data.bids
-        asks = data.asks
-        if rows is not None:
-            add_ts = rows[0].append
-            add_event = rows[1].append
-            add_side = rows[2].append
-            add_id = rows[3].append
-            add_price = rows[4].append
-            add_qty = rows[5].append
-            codes = EVENT_CODES
-        # a message usually touches one side only: skip the other one
-        if bids:
-            work = (((bid_side, bids, 0), (ask_side, asks, 1)) if asks
-                    else ((bid_side, bids, 0),))
-        else:
-            work = ((ask_side, asks, 1),)
-        for side, entries, code in work:
-            sign = side.sign
-            levels = side.levels
+        if kind == "snapshot":
+            return self.snapshot(data.bids, data.asks, data.checksum, rows)
+        self._begin_update(kind)
+        for code, side, entries in ((0, self._bids, data.bids), (1, self._asks, data.asks)):
             for entry in entries:
                 event = entry.event
                 order_id = entry.order_id
-                if event == "delete" and rows is None:  # by id: the price is not needed
-                    order = orders.pop(order_id, None)
-                    if order is None:
-                        self._unk_del += 1
-                        self._anomalous = True
-                        continue
-                    # (ask_side if order.sign > 0 else bid_side).discard(order), inlined
-                    oside = ask_side if order.sign > 0 else bid_side
-                    key = order.key
-                    olevels = oside.levels
-                    level = olevels[key]
-                    level_orders = level.orders
-                    del level_orders[order_id]
-                    if level_orders:
-                        oside.refresh(key, level)
-                        continue
-                    del olevels[key]
-                    keys = oside.keys
-                    i = bisect_left(keys, key)
-                    del keys[i]
-                    if i < _TOP:
-                        toppieces = oside.toppieces
-                        del toppieces[i]
-                        if len(keys) >= _TOP:
-                            level = olevels[keys[_TOP - 1]]
-                            toppieces.append(level.piece or level.build())
-                        oside.top = None
+                if event == "delete" and rows is None:
+                    self._delete(order_id)
                     continue
-                token = entry.limit_price
-                price = cache.get(token)
-                if price is None:
-                    price = self._price_miss(token)
-                token = entry.order_qty
-                qty = qcache.get(token)
-                if qty is None:
-                    # token_units(token, qp), inlined: plain unsigned ASCII digits[.digits]
-                    if type(token) is str and len(token) <= _MAX_PLAIN_LEN:
-                        whole, dot, frac = token.partition(".")
-                        digits = whole + frac
-                        n = len(frac)
-                        if (n <= qp and whole and (frac or not dot) and digits.isdigit()
-                                and digits.isascii()):
-                            qty = int(digits) * pow10[qp - n]
-                            if len(qcache) >= cache_max:
-                                qcache.clear()
-                            qcache[token] = qty  # text keys only, as for prices
-                        else:
-                            qty = to_units(token, qp)
-                    else:
-                        qty = to_units(token, qp)
-                if rows is not None:  # every entry is recorded, a delete's numbers too
-                    add_ts(getattr(entry, "ts_ns", None))
-                    add_event(codes.get(event, 0))
-                    add_side(code)
-                    add_id(order_id)
-                    add_price(price)
-                    add_qty(qty)
-                    if event == "delete":
-                        self._delete(order_id)
-                        continue
+                price = to_units(entry.limit_price, self._pp)
+                qty = to_units(entry.order_qty, self._qp)
+                ts_ns = getattr(entry, "ts_ns", None)
+                if rows is not None:
+                    _record(rows, ts_ns, EVENT_CODES.get(event, 0), code, order_id, price, qty)
                 if event == "add":
-                    if order_id not in orders and qty > 0 and price > 0:  # the common case
-                        key = price * sign
-                        piece = b"%d%d" % (price, qty)
-                        try:  # getattr(entry, "ts_ns", None) without the call
-                            ts_ns = entry.ts_ns
-                        except AttributeError:
-                            ts_ns = None
-                        order = orders[order_id] = _Order(
-                            order_id, sign, key, price, qty, ts_ns, piece
-                        )
-                        # side.append(order), inlined
-                        level = levels.get(key)
-                        if level is None:  # a new price level
-                            levels[key] = _Level({order_id: order}, piece)
-                            keys = side.keys
-                            i = bisect_left(keys, key)
-                            keys.insert(i, key)
-                            if i < _TOP:
-                                toppieces = side.toppieces
-                                toppieces.insert(i, piece)
-                                if len(toppieces) > _TOP:
-                                    toppieces.pop()
-                                side.top = None
-                            continue
-                        level.orders[order_id] = order
-                        text = level.piece
-                        if text is not None:  # back of the queue = end of the text
-                            text = level.piece = text + piece
-                            keys = side.keys
-                            if len(keys) <= _TOP or key <= keys[_TOP - 1]:
-                                side.toppieces[bisect_left(keys, key)] = text
-                                side.top = None
-                    else:
-                        self._add(side, order_id, price, qty, getattr(entry, "ts_ns", None))
+                    self._add(side, order_id, price, qty, ts_ns)
                 elif event == "modify":
-                    self._modify(side, order_id, price, qty, getattr(entry, "ts_ns", None))
+                    self._modify(side, order_id, price, qty, ts_ns)
+                elif event == "delete":
+                    self._delete(order_id)
                 else:
                     raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
-        self._ready = True
-        # self._finish(data.checksum), inlined (same logic), with the common truncation (one
-        # level pushed out of a window of at least 10) done here
-        depth = self.depth
-        bk = bid_side.keys
-        ak = ask_side.keys
-        truncated = 0
-        if len(bk) > depth:
-            if len(bk) == depth + 1 and depth >= _TOP:
-                for order_id in bid_side.levels.pop(bk.pop()).orders:
-                    del orders[order_id]
-                truncated = 1
-            else:
-                truncated = self._truncate(bid_side)
-        if len(ak) > depth:
-            if len(ak) == depth + 1 and depth >= _TOP:
-                for order_id in ask_side.levels.pop(ak.pop()).orders:
-                    del orders[order_id]
-                truncated += 1
-            else:
-                truncated += self._truncate(ask_side)
-        computed = self._crc
-        btop = bid_side.top
-        atop = ask_side.top
-        if computed is None or btop is None or atop is None:  # a top-10 changed
-            if atop is None:
-                atop = ask_side.top = b"".join(ask_side.toppieces)
-                acrc = ask_side.crc0 = zlib.crc32(atop)
-            else:
-                acrc = ask_side.crc0
-                if acrc is None:
-                    acrc = ask_side.crc0 = zlib.crc32(atop)
-            if btop is None:
-                btop = bid_side.top = b"".join(bid_side.toppieces)
-            computed = self._crc = zlib.crc32(btop, acrc)
-        self.messages += 1
-        expected = data.checksum
-        if type(expected) is int:
-            match = computed == expected
-            if not match:
-                self.mismatches += 1
-        elif expected is None:
-            match = None
-        else:
-            expected = int(expected)
-            match = computed == expected
-            if not match:
-                self.mismatches += 1
-        if bk and ak and -bk[0] >= ak[0]:
-            self.crossed_messages += 1
-            crossed = True
-        else:
-            crossed = False
-        if self._anomalous:
-            requeued, dup, unk_mod, unk_del = (self._requeued, self._dup, self._unk_mod,
-                                               self._unk_del)
-            self.requeued += requeued
-            self.duplicate_adds += dup
-            self.unknown_modifies += unk_mod
-            self.unknown_deletes += unk_del
-            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-            self._anomalous = False
-            if truncated:
-                self.truncated_levels += truncated
-            return L3Result(
-                computed, expected, match, crossed, requeued, dup, unk_mod, unk_del, truncated
-            )
-        if truncated:
-            self.truncated_levels += truncated
-            return L3Result(computed, expected, match, crossed, 0, 0, 0, 0, truncated)
-        return L3Result(computed, expected, match, crossed)
+        return self._finish(data.checksum)
 
     def snapshot(
         self,
@@ -617,20 +357,16 @@ class L3Book:
         """Replace the book: every entry is added in array order (``event`` is ignored).
 
         ``rows``: as for :meth:`apply` (each entry is recorded with event code 0)."""
-        self._ready = False
-        self._reset()
-        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+        self._begin_snapshot()
         for code, side, entries in ((0, self._bids, bids), (1, self._asks, asks)):
             for entry in entries:
                 order_id = entry.order_id
-                price = self._price_units(entry.limit_price)
-                qty = token_units(entry.order_qty, self._qp)
+                price = to_units(entry.limit_price, self._pp)
+                qty = to_units(entry.order_qty, self._qp)
                 ts_ns = getattr(entry, "ts_ns", None)
                 if rows is not None:
-                    for column, value in zip(rows, (ts_ns, 0, code, order_id, price, qty)):
-                        column.append(value)
+                    _record(rows, ts_ns, 0, code, order_id, price, qty)
                 self._add(side, order_id, price, qty, ts_ns)
-        self._ready = True
         return self._finish(checksum)
 
     def update(
@@ -654,87 +390,64 @@ class L3Book:
         3 delete (ignored for snapshots: every entry is added). Same semantics and result,
         for a caller that holds units (``recorder verify`` replaying the archive's rows)."""
         if kind == "snapshot":
-            self._ready = False
-            self._reset()
-            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+            self._begin_snapshot()
             for side, entries in ((self._bids, bids), (self._asks, asks)):
                 for _, order_id, price, qty, ts_ns in entries:
                     self._add(side, order_id, price, qty, ts_ns)
-            self._ready = True
             return self._finish(checksum)
+        self._begin_update(kind)
+        for side, entries in ((self._bids, bids), (self._asks, asks)):
+            for event, order_id, price, qty, ts_ns in entries:
+                if event == _ADD:
+                    self._add(side, order_id, price, qty, ts_ns)
+                elif event == _MODIFY:
+                    self._modify(side, order_id, price, qty, ts_ns)
+                elif event == _DELETE:
+                    self._delete(order_id)
+                else:
+                    raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
+        return self._finish(checksum)
+
+    def _begin_snapshot(self) -> None:
+        """Start a snapshot: the book is emptied (and invalid until :meth:`_finish`)."""
+        self._ready = False
+        self._orders.clear()
+        self._bids.clear()
+        self._asks.clear()
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
+
+    def _begin_update(self, kind: str) -> None:
+        """Start an update (``kind`` must be ``"update"``, the book valid); the book is invalid
+        until :meth:`_finish`."""
         if kind != "update":
             raise BookError(f"unknown level3 message type {kind!r}")
         if not self._ready:
             raise BookError(f"{self.symbol}: update without a valid snapshot")
         self._ready = False
-        orders = self._orders
-        bid_side = self._bids
-        ask_side = self._asks
-        for side, entries in ((bid_side, bids), (ask_side, asks)):
-            sign = side.sign
-            for event, order_id, price, qty, ts_ns in entries:
-                if event == 3:
-                    self._delete(order_id)
-                elif event == 1:
-                    if order_id not in orders and qty > 0 and price > 0:
-                        order = orders[order_id] = _Order(
-                            order_id, sign, price * sign, price, qty, ts_ns,
-                            b"%d%d" % (price, qty),
-                        )
-                        side.append(order)
-                    else:
-                        self._add(side, order_id, price, qty, ts_ns)
-                elif event == 2:
-                    self._modify(side, order_id, price, qty, ts_ns)
-                else:
-                    raise BookError(f"{self.symbol}: unknown level3 event {event!r}")
-        self._ready = True
-        return self._finish(checksum)
-
-    def _delete(self, order_id: str) -> None:
-        """Remove an order by id (a ``delete`` event); an unknown id is counted."""
-        order = self._orders.pop(order_id, None)
-        if order is None:
-            self._unk_del += 1
-            self._anomalous = True
-        else:
-            (self._asks if order.sign > 0 else self._bids).discard(order)
-
-    def _reset(self) -> None:
-        self._orders.clear()
-        self._bids.clear()
-        self._asks.clear()
-        self._crc = None
-
-    def _price_units(self, token: NumToken) -> int:
-        """Price token -> units through a bounded memo (prices repeat; quantities rarely do)."""
-        price = self._prices.get(token)
-        return self._price_miss(token) if price is None else price
-
-    def _price_miss(self, token: NumToken) -> int:
-        """Price token -> units on a memo miss (:func:`~recorder.book.l2.memo_units`)."""
-        return memo_units(self._prices, self._cache_max, token, self._pp)
+        self._requeued = self._dup = self._unk_mod = self._unk_del = 0
 
     def _add(self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None) -> None:
+        """An ``add``: a stale copy of the id is removed (counted), then the order is appended
+        to the back of its level (a quantity of 0 adds nothing)."""
         if price <= 0 or qty < 0:
             raise BookError(f"{self.symbol}: invalid order {order_id}: price {price}, qty {qty}")
-        orders = self._orders
-        old = orders.get(order_id)
+        old = self._orders.get(order_id)
         if old is not None:
             self._dup += 1
-            self._anomalous = True
             self._remove(old)
         if qty:
-            order = orders[order_id] = _new_order(order_id, side.sign, price, qty, ts_ns)
+            order = self._orders[order_id] = _new_order(order_id, side.sign, price, qty, ts_ns)
             side.append(order)
 
     def _modify(
         self, side: _L3Side, order_id: str, price: int, qty: int, ts_ns: int | None
     ) -> None:
+        """A ``modify``: unknown id -> an add (counted); quantity 0 -> removal; same side and
+        price -> new quantity in place (the timestamp kept when none is given); otherwise
+        removal and re-add at the back of the new level (counted as requeued)."""
         order = self._orders.get(order_id)
         if order is None:
             self._unk_mod += 1
-            self._anomalous = True
             self._add(side, order_id, price, qty, ts_ns)
             return
         if price <= 0 or qty < 0:
@@ -742,20 +455,25 @@ class L3Book:
         if not qty:
             self._remove(order)
             return
+        if ts_ns is None:
+            ts_ns = order.ts_ns
         if order.sign == side.sign and order.price == price:
-            # a new order in the old one's place (the same queue position in both dicts):
-            # orders are never changed once made, so a cut may keep them (checkpoint_later)
-            key = order.key
-            level = side.levels[key]
-            self._orders[order_id] = level.orders[order_id] = _Order(
-                order_id, order.sign, key, price, qty, order.ts_ns if ts_ns is None else ts_ns,
-                b"%d%d" % (price, qty))
-            side.refresh(key, level)
+            # a new order in the old one's place: the same queue position in the level and in
+            # the index (orders are never changed once made, so a cut may keep them)
+            new = _new_order(order_id, order.sign, price, qty, ts_ns)
+            self._orders[order_id] = side.levels[order.key][order_id] = new
             return
         self._requeued += 1
-        self._anomalous = True
         self._remove(order)
-        self._add(side, order_id, price, qty, ts_ns if ts_ns is not None else order.ts_ns)
+        self._add(side, order_id, price, qty, ts_ns)
+
+    def _delete(self, order_id: str) -> None:
+        """A ``delete``: removes the order by id; an unknown id is counted."""
+        order = self._orders.get(order_id)
+        if order is None:
+            self._unk_del += 1
+        else:
+            self._remove(order)
 
     def _remove(self, order: _Order) -> None:
         (self._asks if order.sign > 0 else self._bids).discard(order)
@@ -763,76 +481,35 @@ class L3Book:
 
     def _truncate(self, side: _L3Side) -> int:
         """Drop the levels beyond ``depth`` and forget their orders; returns the level count."""
-        depth = self.depth
-        keys = side.keys
-        levels = side.levels
-        orders = self._orders
-        if len(keys) == depth + 1:  # the common case: one level pushed out
-            dropped = [keys.pop()]
-        else:
-            dropped = keys[depth:]
-            del keys[depth:]
-        for key in dropped:
-            for order_id in levels.pop(key).orders:
-                del orders[order_id]
-        if depth < _TOP:
-            del side.toppieces[depth:]
-            side.top = None
+        dropped = side.truncate(self.depth)
+        for level in dropped:
+            for order_id in level:
+                del self._orders[order_id]
         return len(dropped)
 
     def _finish(self, expected: int | None) -> L3Result:
-        depth = self.depth
-        bids = self._bids
-        asks = self._asks
-        truncated = 0
-        if len(bids.keys) > depth:
-            truncated = self._truncate(bids)
-        if len(asks.keys) > depth:
-            truncated += self._truncate(asks)
-        computed = self._crc
-        btop = bids.top
-        atop = asks.top
-        if computed is None or btop is None or atop is None:  # a top-10 changed
-            if atop is None:
-                atop = asks.top = b"".join(asks.toppieces)
-                acrc = asks.crc0 = zlib.crc32(atop)
-            else:
-                acrc = asks.crc0
-                if acrc is None:
-                    acrc = asks.crc0 = zlib.crc32(atop)
-            if btop is None:
-                btop = bids.top = b"".join(bids.toppieces)
-            computed = self._crc = zlib.crc32(btop, acrc)
-        bk = bids.keys
-        ak = asks.keys
-        crossed = -bk[0] >= ak[0] if bk and ak else False
+        """Truncate, checksum, compare, count; marks the book ready."""
+        truncated = self._truncate(self._bids) + self._truncate(self._asks)
+        computed = self.checksum()
+        crossed = self.is_crossed()
+        self._ready = True
         self.messages += 1
         if expected is None:
             match = None
         else:
-            if type(expected) is not int:
-                expected = int(expected)
+            expected = int(expected)
             match = computed == expected
             if not match:
                 self.mismatches += 1
         if crossed:
             self.crossed_messages += 1
-        if self._anomalous:
-            requeued, dup, unk_mod, unk_del = (self._requeued, self._dup, self._unk_mod,
-                                               self._unk_del)
-            self.requeued += requeued
-            self.duplicate_adds += dup
-            self.unknown_modifies += unk_mod
-            self.unknown_deletes += unk_del
-            self._requeued = self._dup = self._unk_mod = self._unk_del = 0
-            self._anomalous = False
-        else:
-            requeued = dup = unk_mod = unk_del = 0
-        if truncated:
-            self.truncated_levels += truncated
-        return L3Result(
-            computed, expected, match, crossed, requeued, dup, unk_mod, unk_del, truncated
-        )
+        self.requeued += self._requeued
+        self.duplicate_adds += self._dup
+        self.unknown_modifies += self._unk_mod
+        self.unknown_deletes += self._unk_del
+        self.truncated_levels += truncated
+        return L3Result(computed, expected, match, crossed, self._requeued, self._dup,
+                        self._unk_mod, self._unk_del, truncated)
 
     # ------------------------------------------------------------------ queries
 
@@ -850,11 +527,9 @@ class L3Book:
         return self._qp
 
     def checksum(self) -> int:
-        """Kraken CRC32 of the current book."""
-        crc = self._crc
-        if crc is None or self._bids.top is None or self._asks.top is None:
-            crc = self._crc = zlib.crc32(self._bids.top_text(), self._asks.top_crc())
-        return crc
+        """Kraken CRC32 of the current book: every order of the 10 best ask levels, then of
+        the 10 best bid levels."""
+        return crc_of_pieces(self._asks.checksum_pieces(), self._bids.checksum_pieces())
 
     def _side(self, side: Side) -> _L3Side:
         if side == "bid":
@@ -867,7 +542,7 @@ class L3Book:
         if not side.keys:
             return None
         key = side.keys[0]
-        return key * side.sign, sum(o.qty for o in side.levels[key].orders.values())
+        return key * side.sign, side.total_qty(key)
 
     def best_bid(self) -> tuple[int, int] | None:
         """``(price_units, total_qty_units)`` of the best bid level, or ``None``."""
@@ -886,8 +561,7 @@ class L3Book:
         """The ``n`` best levels (all when ``None``) as ``(price_units, total_qty_units)``."""
         s = self._side(side)
         keys = s.keys if n is None else s.keys[:n]
-        levels = s.levels
-        return [(k * s.sign, sum(o.qty for o in levels[k].orders.values())) for k in keys]
+        return [(key * s.sign, s.total_qty(key)) for key in keys]
 
     def level_orders(self, side: Side, price: int) -> list[OrderView]:
         """Orders of one price level (units) in queue order; empty if the level is absent."""
@@ -895,15 +569,14 @@ class L3Book:
         level = s.levels.get(price * s.sign)
         if level is None:
             return []
-        return [_view(o) for o in level.orders.values()]
+        return [_view(o) for o in level.values()]
 
     def orders(self, side: Side | None = None) -> Iterator[OrderView]:
         """All orders, best level first and in queue order; asks then bids when ``side`` is None."""
         sides = (self._asks, self._bids) if side is None else (self._side(side),)
         for s in sides:
-            levels = s.levels
             for key in s.keys:
-                for order in levels[key].orders.values():
+                for order in s.levels[key].values():
                     yield _view(order)
 
     def order(self, order_id: str) -> OrderView | None:
@@ -944,7 +617,7 @@ class L3Book:
                     o.order_id, units_to_text(o.price, pp), units_to_text(o.qty, qp), o.ts_ns
                 )
                 for key in side.keys
-                for o in side.levels[key].orders.values()
+                for o in side.levels[key].values()
             ]
 
         return L3Checkpoint(
@@ -957,8 +630,8 @@ class L3Book:
         )
 
     def checkpoint_later(self) -> L3CheckpointCut:
-        """:meth:`checkpoint` in two halves: this cheap one copies the order index now (one
-        C-level copy of references: orders are frozen, a modify replaces its order), the
+        """:meth:`checkpoint` in two halves: this one copies the order index now (references
+        only: orders are frozen, a modify replaces its order), the
         returned cut's ``materialize()`` builds the checkpoint :meth:`checkpoint` returns now,
         in any thread, whatever the book does meanwhile. Raises like :meth:`checkpoint` (a
         book that is not ready).

@@ -35,7 +35,7 @@ from msgspec.structs import force_setattr
 from recorder.protocol.errors import NumberError, TimestampError
 from recorder.protocol.numbers import token_to_text
 from recorder.protocol.reject import Reject
-from recorder.protocol.timestamps import kraken_second_ns, rfc3339_to_ns
+from recorder.protocol.timestamps import rfc3339_to_ns
 
 __all__ = [
     "exchange_time_ns",
@@ -111,25 +111,11 @@ _MessageType: TypeAlias = Literal["snapshot", "update"]
 
 
 def _timestamp_ns(text: str, field: str) -> int:
-    """RFC3339 UTC text -> int ns via :func:`rfc3339_to_ns` (fast for Kraken's layouts)."""
+    """RFC3339 UTC text -> int ns via :func:`rfc3339_to_ns`."""
     try:
         return rfc3339_to_ns(text)
     except TimestampError as exc:
         raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
-
-
-def _kraken_timestamp_ns(text: str, field: str) -> int:
-    """:func:`_timestamp_ns` with Kraken's two v2 layouts (``...SS.ffffffZ`` and
-    ``...SS.fffffffffZ``) parsed inline: the whole second is validated once and memoised."""
-    size = len(text)
-    if (size == 27 or size == 30) and text[19] == "." and text[-1] == "Z":
-        frac = text[20:-1]
-        if frac.isdigit() and frac.isascii():
-            try:
-                return kraken_second_ns(text[:19]) + int(frac) * (1000 if size == 27 else 1)
-            except TimestampError as exc:
-                raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `{field}`: {exc}") from None
-    return _timestamp_ns(text, field)
 
 
 def _optional_timestamp_ns(text: str | None, field: str) -> int | None:
@@ -140,11 +126,10 @@ def _bad_token(value: object, field: str) -> ValueError:
     return ValueError(f"{REJECT_BAD_NUMBER}: `{field}` is not a number token: {str(value)[:48]!r}")
 
 
-def _reject_level(level: Any) -> None:
-    """Raise the reject for a book level whose price or qty is not a token."""
-    if type(level.price) not in _TOKEN_TYPES:
-        raise _bad_token(level.price, "price")
-    raise _bad_token(level.qty, "qty")
+def _check_token_type(value: Any, field: str) -> None:
+    """A hot channel's token must be a ``str`` or an ``int`` (its digits are checked later)."""
+    if type(value) not in _TOKEN_TYPES:
+        raise _bad_token(value, field)
 
 
 def _check_token(value: Any, field: str) -> None:
@@ -323,28 +308,11 @@ class BookData(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ts_ns: int | None = None
 
     def __post_init__(self) -> None:
-        # Hot path (one call per book message): checks inlined, Kraken's microsecond timestamp
-        # layout parsed here (the whole second is validated once and memoised by the pure
-        # kraken_second_ns: no state is kept in this module).
-        tokens = _TOKEN_TYPES
-        for level in self.bids:
-            if type(level.price) not in tokens or type(level.qty) not in tokens:
-                _reject_level(level)
-        for level in self.asks:
-            if type(level.price) not in tokens or type(level.qty) not in tokens:
-                _reject_level(level)
-        text = self.timestamp
-        if text is not None:
-            frac = text[20:26]
-            if (len(text) == 27 and text[26] == "Z" and text[19] == "." and frac.isdigit()
-                    and frac.isascii()):
-                try:
-                    ns = kraken_second_ns(text[:19]) + int(frac) * 1000
-                except TimestampError as exc:
-                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
-            else:
-                ns = _timestamp_ns(text, "timestamp")
-            force_setattr(self, "ts_ns", ns)
+        for level in self.bids + self.asks:
+            _check_token_type(level.price, "price")
+            _check_token_type(level.qty, "qty")
+        if self.timestamp is not None:
+            force_setattr(self, "ts_ns", _timestamp_ns(self.timestamp, "timestamp"))
 
 
 class BookMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel", tag="book",
@@ -394,44 +362,15 @@ class Level3Data(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ts_ns: int | None = None
 
     def __post_init__(self) -> None:
-        # Orders are validated here rather than in a per-order __post_init__: one Python call
-        # per message instead of one per order. Consecutive orders (and the message) often
-        # carry the same timestamp text; it is parsed once.
-        # Kraken's nanosecond layout is parsed inline: the whole second is validated once
-        # (kraken_second_ns, a pure memoised function), only the fraction is parsed per text.
-        last_text = self.timestamp
-        if last_text is None:
-            last_ns = None
-        else:
-            frac = last_text[20:29]
-            if (len(last_text) == 30 and last_text[29] == "Z" and last_text[19] == "."
-                    and frac.isdigit() and frac.isascii()):
-                try:
-                    last_ns = kraken_second_ns(last_text[:19]) + int(frac)
-                except TimestampError as exc:
-                    raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
-            else:
-                last_ns = _kraken_timestamp_ns(last_text, "timestamp")
-            force_setattr(self, "ts_ns", last_ns)
-        tokens = _TOKEN_TYPES
+        # The orders are validated here, by the message (a reject's location is the ``data``
+        # item): the message timestamp first, then each order's tokens and timestamp, bids
+        # then asks.
+        if self.timestamp is not None:
+            force_setattr(self, "ts_ns", _timestamp_ns(self.timestamp, "timestamp"))
         for order in self.bids + self.asks:
-            if type(order.limit_price) not in tokens:
-                raise _bad_token(order.limit_price, "limit_price")
-            if type(order.order_qty) not in tokens:
-                raise _bad_token(order.order_qty, "order_qty")
-            text = order.timestamp
-            if text != last_text:
-                frac = text[20:29]
-                if (len(text) == 30 and text[29] == "Z" and text[19] == "."
-                        and frac.isdigit() and frac.isascii()):
-                    try:
-                        last_ns = kraken_second_ns(text[:19]) + int(frac)
-                    except TimestampError as exc:
-                        raise ValueError(f"{REJECT_BAD_TIMESTAMP}: `timestamp`: {exc}") from None
-                else:
-                    last_ns = _timestamp_ns(text, "timestamp")
-                last_text = text
-            force_setattr(order, "ts_ns", last_ns)
+            _check_token_type(order.limit_price, "limit_price")
+            _check_token_type(order.order_qty, "order_qty")
+            force_setattr(order, "ts_ns", _timestamp_ns(order.timestamp, "timestamp"))
 
 
 class Level3Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="channel",
@@ -644,11 +583,9 @@ SPOT_CHANNELS: Final = frozenset(
 #: ``method`` values understood by :func:`decode_spot`.
 SPOT_METHODS: Final = frozenset(("subscribe", "unsubscribe", "pong"))
 
-#: msgspec hands each non-integer JSON number to the float hook as its exact text; the hook
-#: must return that text. ``str.strip`` does (a JSON number has no whitespace, and an unchanged
-#: ``str`` comes back as the same object) and, unlike calling the ``str`` type, is a vectorcall:
-#: this is two calls per book level.
-_FLOAT_TEXT: Final = str.strip
+#: msgspec hands each non-integer JSON number to the float hook as its exact text; ``str``
+#: keeps that text (the token).
+_FLOAT_TEXT: Final = str
 _DATA_DECODER: Final = msgspec.json.Decoder(SpotData, float_hook=_FLOAT_TEXT)
 _RESPONSE_DECODER: Final = msgspec.json.Decoder(SpotResponse, float_hook=_FLOAT_TEXT)
 _GENERIC_DECODER: Final = msgspec.json.Decoder(float_hook=_FLOAT_TEXT)
@@ -665,8 +602,6 @@ def decode_spot(frame: bytes | str, *,
     passed through).
     """
     try:
-        if type(frame) is bytes and len(frame) <= max_frame_bytes and frame.isascii():
-            return _DATA_DECODER.decode(frame)  # the common case: an ASCII bytes frame
         if len(frame) > max_frame_bytes or (
                 type(frame) is str and len(frame) * 4 > max_frame_bytes
                 and len(frame.encode("utf-8", "surrogatepass")) > max_frame_bytes):

@@ -49,7 +49,8 @@ def rfc3339_to_ns(text: str) -> int:
         if 21 < size < 31 and text[-1] == "Z" and text[19] == ".":
             frac = text[20:-1]
             if frac.isdigit() and frac.isascii():
-                return kraken_second_ns(text[:19]) + int(frac) * _FRACTION_SCALE[len(frac)]
+                ns = kraken_second_ns(text[:19]) + int(frac) * _FRACTION_SCALE[len(frac)]
+                return _checked(ns, text)  # the second is in range, its fraction may not be
     return _rfc3339_to_ns_full(text)
 
 
