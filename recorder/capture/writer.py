@@ -55,9 +55,11 @@ __all__ = [
 log = logging.getLogger("recorder.capture.writer")
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
-#: Rows the live pipeline buffers before handing them to Arrow (``recorder ingest`` uses the
-#: pipeline's default, 200,000): about 5 ms of the loop's time per batch. A batch size never
-#: changes which rows are derived (not a derivation setting).
+#: Rows the live pipeline buffers before handing them to its sink (``recorder ingest`` uses
+#: the pipeline's default, 200,000). The sink only keeps the lists (the commit thread builds
+#: the Arrow tables: :meth:`ArchiveWriter.convert_pending`), so this bounds the rows not
+#: yet built and the per-batch work left on the loop (the pipeline's own flush). A batch
+#: size never changes which rows are derived (not a derivation setting).
 CAPTURE_BATCH_ROWS: Final = 4096
 
 
@@ -155,6 +157,10 @@ class ArchiveWriter:
         n = session.start()
         self.stats.recovered_frames = n
         _warm_up(session)
+        # from here rows reach the partition writer on the event loop: it keeps the column
+        # lists and the commit thread builds the Arrow tables (convert_pending, and each
+        # commit's finish for what is left), never the loop
+        session.deriver.writer.deferred = True
         return n
 
     @property
@@ -206,8 +212,22 @@ class ArchiveWriter:
 
     @property
     def buffered_bytes(self) -> int:
-        """Arrow bytes waiting for the next commit (rows the pipeline still batches excluded)."""
+        """Arrow bytes waiting for the next commit (rows the pipeline still batches, and rows
+        handed over but not built yet, excluded)."""
         return self._s().deriver.writer.buffered_bytes
+
+    @property
+    def unbuilt(self) -> int:
+        """Row batches handed to the partition writer and not yet built into Arrow tables."""
+        s = self.session
+        return 0 if s is None else s.deriver.writer.unbuilt
+
+    def convert_pending(self) -> int:
+        """Build the row batches the partition writer holds unbuilt into Arrow tables (for the
+        commit thread: it lets the loop have the GIL after each column, :class:`GilYield`).
+        Returns the batches built."""
+        s = self.session
+        return 0 if s is None else s.deriver.writer.convert_pending(GilYield())
 
     @property
     def commit_due(self) -> bool:
