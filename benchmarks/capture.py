@@ -101,7 +101,7 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
         t0 = time.monotonic()
         rss_peak = 0
         lags = []
-        stall = {"all": 0.0, "committing": 0.0, "idle": 0.0}
+        stall = {"all": 0.0, "committing": 0.0, "idle": 0.0, "cpu": 0.0, "cpu_committing": 0.0}
         while time.monotonic() - t0 < window:
             time.sleep(1)
             rss_peak = max(rss_peak, sum(p.memory_info().rss for p in procs if p.is_running()))
@@ -111,8 +111,11 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
             # event-loop stall is the largest of them (while a commit ran, or not)
             for key, field in (("all", "loop_lag_window_max_s"),
                                ("committing", "loop_lag_window_committing_max_s"),
-                               ("idle", "loop_lag_window_idle_max_s")):
+                               ("idle", "loop_lag_window_idle_max_s"),
+                               ("cpu", "loop_cpu_window_max_s")):
                 stall[key] = max(stall[key], *(w.get(field, 0.0) for w in ws))
+        stall["cpu_committing"] = max(w.get("loop_cpu_committing_max_s", 0.0)
+                                      for w in _get(base + "/status")["workers"].values())
         cpu = sum(p.cpu_percent(None) for p in procs if p.is_running())
         sim_cpu = simp.cpu_percent(None)
         s1 = _get(base + "/status")
@@ -266,6 +269,12 @@ def run_capture(*, quick: bool = False, sweep: bool = True) -> list[Figure]:
                     f"ran {run['stall']['idle'] * 1e3:.1f} ms (10 ms timer, both workers); "
                     f"longest commit cut on the loop {run['cut_cpu_max'] * 1e3:.1f} CPU-ms; "
                     f"{run['commits']} commits, {run['commits_on_loop']} on the loop"),
+        Figure("capture: event loop's longest busy stretch (loop-thread CPU) in the window",
+               run["stall"]["cpu"] * 1e3, "ms", target="<= 20",
+               note="the loop thread's CPU time between two runs of its 10 ms timer (its own "
+                    "work: other processes and threads holding the CPU or the GIL do not add "
+                    f"to it), both workers; while a commit ran (whole run) "
+                    f"{run['stall']['cpu_committing'] * 1e3:.1f} ms"),
         Figure("capture: archive bytes per journaled frame (journal + Parquet)",
                run["size"] / max(1, run["journaled"]), "B/frame",
                note=f"{run['journaled']:,} frames journaled incl. markers and requests"),

@@ -7,8 +7,14 @@ since the last :meth:`~LoopLagMonitor.snapshot` (one status interval), and a cum
 histogram (Prometheus' ``le`` buckets) that the supervisor exports as
 ``recorder_event_loop_lag_seconds``.
 
-On a shared machine the lag also includes time the OS gave to other processes; the commits'
-own share is measured separately, as thread CPU time of the commit cut on the loop
+On a shared machine the lag also includes time the OS gave to other processes (and time
+the loop waited for the GIL). What the loop itself did is measured beside it, in CPU time:
+the loop thread's CPU time (:func:`time.thread_time`) spent between two consecutive timer
+runs (``loop_cpu_max_s``, ``loop_cpu_window_max_s``): the longest stretch of work the loop
+did without getting back to its timers (one or a few loop iterations: frame handling, a
+commit cut, a pipeline batch...). Another process or thread taking the CPU or the GIL does
+not add to it, so it measures the capture's own contribution to the stall whatever else
+runs on the machine. The commit cut alone is also measured
 (:attr:`recorder.capture.writer.WriterStats.commit_cut_cpu_s_max`).
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -43,6 +50,11 @@ class LoopLagMonitor:
     window_committing_s: float = 0.0
     window_idle_s: float = 0.0
     last_s: float = 0.0
+    #: the loop thread's CPU seconds between two consecutive timer runs: longest since
+    #: start, in the current window, and while a commit was in flight
+    cpu_max_s: float = 0.0
+    cpu_window_max_s: float = 0.0
+    cpu_committing_max_s: float = 0.0
     count: int = 0
     sum_s: float = 0.0
     #: per bucket of :data:`LAG_BUCKETS_S` (and +Inf last): samples at or below its bound
@@ -65,16 +77,27 @@ class LoopLagMonitor:
         self.sum_s += lag_s
         self.buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
 
+    def record_cpu(self, cpu_s: float, committing: bool = False) -> None:
+        """Count the loop thread's CPU seconds between two timer runs."""
+        self.cpu_max_s = max(self.cpu_max_s, cpu_s)
+        self.cpu_window_max_s = max(self.cpu_window_max_s, cpu_s)
+        if committing:
+            self.cpu_committing_max_s = max(self.cpu_committing_max_s, cpu_s)
+
     async def run(self) -> None:
-        """Measure until cancelled."""
+        """Measure until cancelled (on the loop's thread: its CPU clock is this thread's)."""
         loop = asyncio.get_running_loop()
         probe = self.committing
+        cpu_clock = time.thread_time
         while True:
             t0 = loop.time()
+            c0 = cpu_clock()
             busy = probe is not None and probe()
             await asyncio.sleep(self.interval_s)
+            c1 = cpu_clock()
             busy = busy or (probe is not None and probe())
             self.record(loop.time() - t0 - self.interval_s, busy)
+            self.record_cpu(c1 - c0, busy)
 
     def snapshot(self) -> dict[str, Any]:
         """The status fields (and start a new window for ``loop_lag_window_max_s``)."""
@@ -89,7 +112,11 @@ class LoopLagMonitor:
                "loop_lag_window_committing_max_s": round(self.window_committing_s, 6),
                "loop_lag_window_idle_max_s": round(self.window_idle_s, 6),
                "loop_lag_last_s": round(self.last_s, 6),
+               "loop_cpu_max_s": round(self.cpu_max_s, 6),
+               "loop_cpu_window_max_s": round(self.cpu_window_max_s, 6),
+               "loop_cpu_committing_max_s": round(self.cpu_committing_max_s, 6),
                "loop_lag_count": self.count, "loop_lag_sum_s": round(self.sum_s, 6),
                "loop_lag_buckets": [[b, c] for b, c in zip((*LAG_BUCKETS_S, "+Inf"), cumulative)]}
         self.window_max_s = self.window_committing_s = self.window_idle_s = 0.0
+        self.cpu_window_max_s = 0.0
         return out

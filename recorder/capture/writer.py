@@ -146,7 +146,10 @@ class ArchiveWriter:
         session = ArchiveSession(
             self.root, host=self.host, fsync_interval_s=self._fsync_interval_s,
             clock_ns=self._clock_ns, roll_rows=None, roll_bytes=None, roll_seconds=None,
-            checkpoint_interval_ns=self.checkpoint_ns)
+            checkpoint_interval_ns=self.checkpoint_ns,
+            # appends on the event loop only encode: the flush loop (a thread, every half
+            # interval) and each commit compress, write and sync, outside the append lock
+            journal_offload=True)
         # an existing root keeps the settings it was created with (Deriver): what capture
         # derives is what a re-derivation of this journal derives
         self._ok_base = session.deriver.pipeline.counters().checksums_ok
