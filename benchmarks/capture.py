@@ -29,6 +29,44 @@ __all__ = ["run_capture"]
 _SECRET = base64.b64encode(b"bench-secret-material-0123456789" * 2).decode()
 
 
+#: ``CAPTURE_BENCH_SAMPLE=1``: every recorder process runs :data:`_SAMPLER` (a generated
+#: ``sitecustomize``); the run prints the main thread's stacks seen during its long busy
+#: stretches. Opt-in, for finding the loop's stalls; off for figures.
+_SAMPLER = """
+import atexit, collections, os, sys, threading, time, traceback
+def _start():
+    main = threading.main_thread().ident
+    clock = time.pthread_getcpuclockid(main)
+    counts = collections.Counter()
+    out = os.path.join(os.environ["CAPTURE_BENCH_SAMPLE_DIR"], f"sample-{os.getpid()}.txt")
+    def run():
+        last = time.clock_gettime(clock)
+        while True:
+            time.sleep(0.002)
+            now = time.clock_gettime(clock)
+            if now - last > 0.004:  # the main thread ran > 4 ms of CPU in ~2 ms of ticks
+                frame = sys._current_frames().get(main)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-8:]
+                    counts[" <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}:{f.name}"
+                                       for f in reversed(stack))] += 1
+            last = time.clock_gettime(clock)
+    def dump():
+        with open(out, "w") as fh:
+            for stack, n in counts.most_common(25):
+                fh.write(f"{n}\\t{stack}\\n")
+    threading.Thread(target=run, daemon=True, name="bench-sampler").start()
+    atexit.register(dump)
+    def every():
+        while True:
+            time.sleep(5)
+            dump()
+    threading.Thread(target=every, daemon=True, name="bench-sampler-dump").start()
+if os.environ.get("CAPTURE_BENCH_SAMPLE_DIR"):
+    _start()
+"""
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,6 +110,12 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
            "RECORDER_SCHEDULE__ROLL_MINUTES": "0.25",
            "RECORDER_CHANNELS__BOOK_DEPTH": "10", "RECORDER_CHANNELS__L3_TIER": "pro",
            "RECORDER_CONNECTION__SILENCE_S": "10", "RECORDER_LOG_LEVEL": "WARNING"}
+    if os.environ.get("CAPTURE_BENCH_SAMPLE") == "1":
+        Path(tmp, "site").mkdir()
+        Path(tmp, "site", "sitecustomize.py").write_text(_SAMPLER)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [f"{tmp}/site",
+                                                          env.get("PYTHONPATH", "")]))
+        env["CAPTURE_BENCH_SAMPLE_DIR"] = tmp
     rec = subprocess.Popen([sys.executable, "-m", "recorder", "run", "--workers", "2",
                             "--archive-root", f"{tmp}/archive", "--metrics-port", str(mport),
                             "--spot-ws", urls["spot_ws"], "--l3-ws", urls["l3_ws"],
@@ -158,6 +202,11 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
             sim.kill()
         import shutil
 
+        for sample in sorted(Path(tmp).glob("sample-*.txt")):
+            text = sample.read_text()
+            if text:
+                print(f"--- {sample.name}: main-thread stacks in busy stretches "
+                      f"(count, innermost first)\n{text}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -65,6 +65,31 @@ def test_loop_lag_monitor_sees_a_blocked_loop() -> None:
     assert (mon.max_committing_s, mon.max_s) == (0.5, 0.5) and mon.max_idle_s < 0.5
 
 
+def test_loop_cpu_counts_the_loops_own_work_not_waiting() -> None:
+    """``loop_cpu_*``: 40 ms of CPU work on the loop shows as a busy stretch of >= 35 ms;
+    80 ms of the loop's thread not running (sleeping, as when another process or thread
+    has the CPU or the GIL) is lag but no busy CPU."""
+    async def scenario(work: Any) -> LoopLagMonitor:
+        mon = LoopLagMonitor(interval_s=0.001)
+        task = asyncio.create_task(mon.run())
+        await asyncio.sleep(0.02)
+        work()
+        await asyncio.sleep(0.02)
+        task.cancel()
+        return mon
+
+    def spin() -> None:
+        end = time.thread_time() + 0.040
+        while time.thread_time() < end:
+            pass
+
+    busy = asyncio.run(scenario(spin))
+    assert busy.cpu_max_s >= 0.035 and busy.snapshot()["loop_cpu_window_max_s"] >= 0.035
+    idle = asyncio.run(scenario(lambda: time.sleep(0.08)))
+    assert idle.max_s >= 0.07 and idle.cpu_max_s < 0.035, idle
+    assert idle.snapshot()["loop_cpu_max_s"] == round(idle.cpu_max_s, 6)
+
+
 @pytest.mark.integration
 def test_commits_run_off_the_loop_under_capture_load(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

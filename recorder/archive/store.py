@@ -363,7 +363,8 @@ class PartitionWriter:
     def convert_pending(self, pause: Callable[[], None] | None = None,
                         limit: int | None = None) -> int:
         """Build appended column sets into Arrow tables (oldest first; at most ``limit``),
-        meant for a thread beside the one that appends (:attr:`deferred` mode). ``pause``:
+        meant for one thread beside the one that appends (:attr:`deferred` mode; one such
+        thread at a time). ``pause``:
         called after each column built. A :meth:`take` or :meth:`restore` meanwhile wins:
         the set being built was handed over with the batch and its table is dropped here.
         Returns the sets built. A set that fails to build stays first and the error is

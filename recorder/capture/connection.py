@@ -60,7 +60,7 @@ _ENC: Final = msgspec.json.Encoder()
 #: The pseudo-symbol of the ``instrument`` subscription.
 INSTRUMENT: Final = "*"
 #: Loop time one reader step may take before it yields (see ``FeedConnection._reader``).
-READ_SLICE_S: Final = 0.001
+READ_SLICE_S: Final = 0.0005
 #: A ``recv`` that took longer than this waited for data (a queued message returns in a
 #: few microseconds).
 _WAITED_S: Final = 0.0002
