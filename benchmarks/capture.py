@@ -31,7 +31,8 @@ _SECRET = base64.b64encode(b"bench-secret-material-0123456789" * 2).decode()
 
 #: ``CAPTURE_BENCH_SAMPLE=1``: every recorder process runs :data:`_SAMPLER` (a generated
 #: ``sitecustomize``); the run prints the main thread's stacks seen during its long busy
-#: stretches. Opt-in, for finding the loop's stalls; off for figures.
+#: stretches (>= 4 ms of its CPU time in a row, sampled each ~1 ms). Opt-in, for finding
+#: the loop's stalls (it perturbs the run); off for figures.
 _SAMPLER = """
 import atexit, collections, os, sys, threading, time, traceback
 def _start():
@@ -40,17 +41,18 @@ def _start():
     counts = collections.Counter()
     out = os.path.join(os.environ["CAPTURE_BENCH_SAMPLE_DIR"], f"sample-{os.getpid()}.txt")
     def run():
-        last = time.clock_gettime(clock)
+        busy = 0.0  # main-thread CPU of the current run of busy ticks
         while True:
-            time.sleep(0.002)
-            now = time.clock_gettime(clock)
-            if now - last > 0.004:  # the main thread ran > 4 ms of CPU in ~2 ms of ticks
+            t0, c0 = time.monotonic(), time.clock_gettime(clock)
+            time.sleep(0.001)
+            dt, dc = time.monotonic() - t0, time.clock_gettime(clock) - c0
+            busy = busy + dc if dc > 0.7 * dt else 0.0
+            if busy > 0.004:  # the main thread has been busy > 4 ms of CPU in a row
                 frame = sys._current_frames().get(main)
                 if frame is not None:
                     stack = traceback.extract_stack(frame)[-8:]
                     counts[" <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}:{f.name}"
                                        for f in reversed(stack))] += 1
-            last = time.clock_gettime(clock)
     def dump():
         with open(out, "w") as fh:
             for stack, n in counts.most_common(25):
