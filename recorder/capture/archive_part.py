@@ -16,7 +16,12 @@ everything that decides when it commits or stops taking data:
   pauses capture. Triggers: the scheduler (``roll_minutes``), buffered rows over
   ``roll_max_mb`` (:meth:`ArchivePart.run`), before a disk-pressure pause or a maintenance
   job, and the final commit in :meth:`ArchivePart.close`.
-* journal durability in quiet periods (a flush every half ``fsync_interval_s``, in a thread);
+* the row batches the pipeline hands over on the loop (lists, kept as they are) are built
+  into Arrow tables in the commit thread between commits (:meth:`ArchivePart.run`); a
+  commit builds those still waiting;
+* journal durability (a flush every half ``fsync_interval_s``, in a thread): the journal
+  runs in its ``offload`` mode, so appends on the loop only encode records, and this flush
+  compresses, writes and syncs them outside the append lock;
 * the disk guard (:meth:`ArchivePart.check_disk`): below ``disk_min_free_bytes`` journal
   ``DiskPressure``, commit, pause; resume at ``disk_resume_free_bytes``; a pause caused by
   a failed write resumes once the journal writes again;
