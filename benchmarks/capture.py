@@ -320,11 +320,11 @@ def run_capture(*, quick: bool = False, sweep: bool = True) -> list[Figure]:
                     f"ran {run['stall']['idle'] * 1e3:.1f} ms (10 ms timer, both workers); "
                     f"longest commit cut on the loop {run['cut_cpu_max'] * 1e3:.1f} CPU-ms; "
                     f"{run['commits']} commits, {run['commits_on_loop']} on the loop"),
-        Figure("capture: event loop's longest busy stretch (loop-thread CPU) in the window",
+        Figure("capture: event loop's longest stall from its own work in the window",
                run["stall"]["cpu"] * 1e3, "ms", target="<= 20",
-               note="the loop thread's CPU time between two runs of its 10 ms timer (its own "
-                    "work: other processes and threads holding the CPU or the GIL do not add "
-                    f"to it), both workers; while a commit ran (whole run) "
+               note="per run of the 10 ms timer: its lag, at most the loop thread's CPU time "
+                    "since the previous run (other processes and threads holding the CPU or "
+                    f"the GIL do not add to it), both workers; while a commit ran (whole run) "
                     f"{run['stall']['cpu_committing'] * 1e3:.1f} ms"),
         Figure("capture: archive bytes per journaled frame (journal + Parquet)",
                run["size"] / max(1, run["journaled"]), "B/frame",

@@ -7,9 +7,9 @@
   CPU time (CPU time, so the figure does not depend on how busy the machine is), and the
   loop's measured lag stays under a generous bound; the archive verifies afterwards.
 * the loop's own work stays bounded whatever else runs on the machine: with a 1 ms timer,
-  the loop thread's CPU time between two timer runs (``loop_cpu_max_s``: the loop's longest
-  busy stretch; other processes and threads taking the CPU or the GIL do not add to it)
-  stays <= 20 ms while commits of the buffered rows run, and the per-batch work that used
+  the longest stall counted at most as the loop thread's CPU time between the two timer
+  runs (``loop_cpu_max_s``; other processes and threads taking the CPU or the GIL do not
+  add to it) stays <= 20 ms while commits of the buffered rows run, and the per-batch work that used
   to run on the loop never does: Arrow tables are built, and journal records compressed
   and written, only in other threads.
 * commits are exactly once under the split: a failing commit hands its rows back and the
@@ -66,9 +66,9 @@ def test_loop_lag_monitor_sees_a_blocked_loop() -> None:
 
 
 def test_loop_cpu_counts_the_loops_own_work_not_waiting() -> None:
-    """``loop_cpu_*``: 40 ms of CPU work on the loop shows as a busy stretch of >= 35 ms;
-    80 ms of the loop's thread not running (sleeping, as when another process or thread
-    has the CPU or the GIL) is lag but no busy CPU."""
+    """``loop_cpu_*``: 40 ms of CPU work on the loop is a stall of its own of >= 35 ms; 80 ms
+    of the loop's thread not running (sleeping, as when another process or thread has the
+    CPU or the GIL) is lag but not a stall of its own."""
     async def scenario(work: Any) -> LoopLagMonitor:
         mon = LoopLagMonitor(interval_s=0.001)
         task = asyncio.create_task(mon.run())
@@ -202,7 +202,7 @@ def test_commits_run_off_the_loop_under_capture_load(tmp_path: Path,
           f"{final['loop_lag_idle_max_s'] * 1e3:.1f} ms)")
     assert final.get("stopped") and final["loop_lag_count"] > 100
     assert final["loop_lag_max_s"] < LAG_MAX_S, final["loop_lag_max_s"]
-    print(f"loop busy CPU max {final['loop_cpu_max_s'] * 1e3:.1f} ms (while committing "
+    print(f"loop's own stall max {final['loop_cpu_max_s'] * 1e3:.1f} ms (while committing "
           f"{final['loop_cpu_committing_max_s'] * 1e3:.1f} ms)")
     assert final["loop_cpu_committing_max_s"] > 0  # measured while commits ran
     assert final["loop_cpu_max_s"] <= LOOP_CPU_MAX_S, final

@@ -8,13 +8,15 @@ histogram (Prometheus' ``le`` buckets) that the supervisor exports as
 ``recorder_event_loop_lag_seconds``.
 
 On a shared machine the lag also includes time the OS gave to other processes (and time
-the loop waited for the GIL). What the loop itself did is measured beside it, in CPU time:
-the loop thread's CPU time (:func:`time.thread_time`) spent between two consecutive timer
-runs (``loop_cpu_max_s``, ``loop_cpu_window_max_s``): the longest stretch of work the loop
-did without getting back to its timers (one or a few loop iterations: frame handling, a
-commit cut, a pipeline batch...). Another process or thread taking the CPU or the GIL does
-not add to it, so it measures the capture's own contribution to the stall whatever else
-runs on the machine. The commit cut alone is also measured
+the loop waited for the GIL). The share of a stall the loop's own work accounts for is measured beside it
+(``loop_cpu_max_s``, ``loop_cpu_window_max_s``): the smaller of the lag and the loop
+thread's CPU time (:func:`time.thread_time`) between the two timer runs. Another process
+or thread taking the CPU or the GIL does not add to it (it is at most that CPU time), so
+it bounds what the capture itself holds the loop for whatever else runs on the machine; on
+a machine with CPU to spare it equals the lag whenever the loop was busy. (A loop busy
+all the time with short callbacks has CPU time between two runs of its timer of about
+one interval, but little lag: the minimum keeps that out.) The commit cut alone is also
+measured
 (:attr:`recorder.capture.writer.WriterStats.commit_cut_cpu_s_max`).
 """
 
@@ -50,8 +52,9 @@ class LoopLagMonitor:
     window_committing_s: float = 0.0
     window_idle_s: float = 0.0
     last_s: float = 0.0
-    #: the loop thread's CPU seconds between two consecutive timer runs: longest since
-    #: start, in the current window, and while a commit was in flight
+    #: the loop's own share of a lag (the lag, at most the loop thread's CPU seconds between
+    #: the two timer runs): longest since start, in the current window, and while a commit
+    #: was in flight
     cpu_max_s: float = 0.0
     cpu_window_max_s: float = 0.0
     cpu_committing_max_s: float = 0.0
@@ -77,8 +80,10 @@ class LoopLagMonitor:
         self.sum_s += lag_s
         self.buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
 
-    def record_cpu(self, cpu_s: float, committing: bool = False) -> None:
-        """Count the loop thread's CPU seconds between two timer runs."""
+    def record_cpu(self, cpu_s: float, lag_s: float, committing: bool = False) -> None:
+        """Count one lag's share of the loop's own work: ``lag_s``, at most ``cpu_s`` (the
+        loop thread's CPU seconds between the two timer runs)."""
+        cpu_s = max(0.0, min(cpu_s, lag_s))
         self.cpu_max_s = max(self.cpu_max_s, cpu_s)
         self.cpu_window_max_s = max(self.cpu_window_max_s, cpu_s)
         if committing:
@@ -96,8 +101,9 @@ class LoopLagMonitor:
             await asyncio.sleep(self.interval_s)
             c1 = cpu_clock()
             busy = busy or (probe is not None and probe())
-            self.record(loop.time() - t0 - self.interval_s, busy)
-            self.record_cpu(c1 - c0, busy)
+            lag = loop.time() - t0 - self.interval_s
+            self.record(lag, busy)
+            self.record_cpu(c1 - c0, lag, busy)
 
     def snapshot(self) -> dict[str, Any]:
         """The status fields (and start a new window for ``loop_lag_window_max_s``)."""

@@ -208,11 +208,11 @@ class BoardCollector(Collector):
             "llmax": GaugeMetricFamily("recorder_event_loop_lag_max_seconds",
                                        "Longest event-loop stall in the last status interval",
                                        labels=lab),
-            "llcpu": GaugeMetricFamily("recorder_event_loop_busy_cpu_max_seconds",
-                                       "Longest loop-thread CPU time between two runs of the "
-                                       "loop's timer in the last status interval (the loop's "
-                                       "own work; other processes do not add to it)",
-                                       labels=lab),
+            "llcpu": GaugeMetricFamily("recorder_event_loop_own_stall_max_seconds",
+                                       "Longest event-loop stall in the last status interval "
+                                       "counted at most as the loop thread's CPU time over it "
+                                       "(the loop's own work; other processes do not add to "
+                                       "it)", labels=lab),
             "cut": GaugeMetricFamily("recorder_commit_cut_cpu_seconds_max",
                                      "Longest loop-thread CPU time of a commit's cut (the rest "
                                      "of a commit runs in its thread)", labels=lab),
