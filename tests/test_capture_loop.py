@@ -245,3 +245,68 @@ def test_a_failed_commit_hands_its_rows_back(tmp_path: Path) -> None:
     assert d.archive.state.commit == 1 and d.archive.state.journal == {"s": 20}
     ids = [r["trade_id"] for f in d.archive.files("trades") for r in pq.read_table(f).to_pylist()]
     assert ids == list(range(100, 120))
+
+
+def test_a_reader_with_a_backlog_yields_to_the_loop() -> None:
+    """Messages already queued in the socket (a backlog after the process got no CPU for a
+    while) are handed out by ``recv`` without suspending: the reader still gives the loop
+    back after each :data:`~recorder.capture.connection.READ_SLICE_S` of work, so other
+    tasks (timers, the other connections) run in between; measured in the loop thread's
+    CPU time, so other processes do not change it."""
+    import random
+    from types import SimpleNamespace
+
+    from recorder.capture.config import CaptureConfig
+    from recorder.capture.connection import READ_SLICE_S, FeedConnection
+    from recorder.capture.limits import Backoff
+    from recorder.capture.shards import ConnPlan
+
+    per_message_s = 0.00005
+    backlog = 2000  # 100 ms of work at 50 us each
+
+    def emit(frame: Any) -> list[Any]:
+        end = time.thread_time() + per_message_s
+        while time.thread_time() < end:
+            pass
+        return []
+
+    class Backlog:
+        def __init__(self) -> None:
+            self.left = backlog
+            self.drained = asyncio.Event()
+
+        async def recv(self, decode: bool = False) -> bytes:
+            if not self.left:
+                self.drained.set()
+                await asyncio.Event().wait()  # nothing more: wait forever
+            self.left -= 1
+            return b'{"channel":"heartbeat"}'
+
+    async def scenario() -> tuple[int, float]:
+        conn = FeedConnection(ConnPlan(name="trade-0", stream="spot", channel="trade",
+                                       symbols=("BTC/USD",)),
+                              SimpleNamespace(emit=emit),  # type: ignore[arg-type]
+                              settings=CaptureConfig().connection, url="ws://x",
+                              backoff=Backoff(1.0, 2.0, random.Random(1)))
+        ws = Backlog()
+        conn.ws = ws  # type: ignore[assignment]
+        runs, longest = 0, 0.0
+
+        async def other() -> None:
+            nonlocal runs, longest
+            last = time.thread_time()
+            while not ws.drained.is_set():
+                await asyncio.sleep(0)
+                now = time.thread_time()
+                runs, longest = runs + 1, max(longest, now - last)
+                last = now
+
+        reader = asyncio.create_task(conn._reader())
+        await other()
+        reader.cancel()
+        return runs, longest
+
+    runs, longest = asyncio.run(scenario())
+    # ~100 ms of work in slices of READ_SLICE_S (0.5 ms): the other task ran between them
+    assert runs >= 0.5 * backlog * per_message_s / READ_SLICE_S, runs
+    assert longest <= 5 * READ_SLICE_S, longest
