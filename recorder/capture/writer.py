@@ -153,8 +153,8 @@ class ArchiveWriter:
         # an existing root keeps the settings it was created with (Deriver): what capture
         # derives is what a re-derivation of this journal derives
         self._ok_base = session.deriver.pipeline.counters().checksums_ok
-        # rows reach Arrow in small batches: each batch (and the rest at a commit's cut) is
-        # converted on the event loop, so its size bounds that stall (rows are identical)
+        # rows reach the sink in small batches (the pipeline's own per-batch work, which
+        # stays on the event loop, is bounded by their size; the rows are identical)
         session.deriver.pipeline.batch_rows = CAPTURE_BATCH_ROWS
         self.session = session
         n = session.start()
