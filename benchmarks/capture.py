@@ -29,6 +29,46 @@ __all__ = ["run_capture"]
 _SECRET = base64.b64encode(b"bench-secret-material-0123456789" * 2).decode()
 
 
+#: ``CAPTURE_BENCH_SAMPLE=1``: every recorder process runs :data:`_SAMPLER` (a generated
+#: ``sitecustomize``); the run prints the main thread's stacks seen during its long busy
+#: stretches (>= 4 ms of its CPU time in a row, sampled each ~1 ms). Opt-in, for finding
+#: the loop's stalls (it perturbs the run); off for figures.
+_SAMPLER = """
+import atexit, collections, os, sys, threading, time, traceback
+def _start():
+    main = threading.main_thread().ident
+    clock = time.pthread_getcpuclockid(main)
+    counts = collections.Counter()
+    out = os.path.join(os.environ["CAPTURE_BENCH_SAMPLE_DIR"], f"sample-{os.getpid()}.txt")
+    def run():
+        busy = 0.0  # main-thread CPU of the current run of busy ticks
+        while True:
+            t0, c0 = time.monotonic(), time.clock_gettime(clock)
+            time.sleep(0.001)
+            dt, dc = time.monotonic() - t0, time.clock_gettime(clock) - c0
+            busy = busy + dc if dc > 0.7 * dt else 0.0
+            if busy > 0.004:  # the main thread has been busy > 4 ms of CPU in a row
+                frame = sys._current_frames().get(main)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-8:]
+                    counts[" <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}:{f.name}"
+                                       for f in reversed(stack))] += 1
+    def dump():
+        with open(out, "w") as fh:
+            for stack, n in counts.most_common(25):
+                fh.write(f"{n}\\t{stack}\\n")
+    threading.Thread(target=run, daemon=True, name="bench-sampler").start()
+    atexit.register(dump)
+    def every():
+        while True:
+            time.sleep(5)
+            dump()
+    threading.Thread(target=every, daemon=True, name="bench-sampler-dump").start()
+if os.environ.get("CAPTURE_BENCH_SAMPLE_DIR"):
+    _start()
+"""
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,6 +112,12 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
            "RECORDER_SCHEDULE__ROLL_MINUTES": "0.25",
            "RECORDER_CHANNELS__BOOK_DEPTH": "10", "RECORDER_CHANNELS__L3_TIER": "pro",
            "RECORDER_CONNECTION__SILENCE_S": "10", "RECORDER_LOG_LEVEL": "WARNING"}
+    if os.environ.get("CAPTURE_BENCH_SAMPLE") == "1":
+        Path(tmp, "site").mkdir()
+        Path(tmp, "site", "sitecustomize.py").write_text(_SAMPLER)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [f"{tmp}/site",
+                                                          env.get("PYTHONPATH", "")]))
+        env["CAPTURE_BENCH_SAMPLE_DIR"] = tmp
     rec = subprocess.Popen([sys.executable, "-m", "recorder", "run", "--workers", "2",
                             "--archive-root", f"{tmp}/archive", "--metrics-port", str(mport),
                             "--spot-ws", urls["spot_ws"], "--l3-ws", urls["l3_ws"],
@@ -101,7 +147,7 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
         t0 = time.monotonic()
         rss_peak = 0
         lags = []
-        stall = {"all": 0.0, "committing": 0.0, "idle": 0.0}
+        stall = {"all": 0.0, "committing": 0.0, "idle": 0.0, "cpu": 0.0, "cpu_committing": 0.0}
         while time.monotonic() - t0 < window:
             time.sleep(1)
             rss_peak = max(rss_peak, sum(p.memory_info().rss for p in procs if p.is_running()))
@@ -111,8 +157,11 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
             # event-loop stall is the largest of them (while a commit ran, or not)
             for key, field in (("all", "loop_lag_window_max_s"),
                                ("committing", "loop_lag_window_committing_max_s"),
-                               ("idle", "loop_lag_window_idle_max_s")):
+                               ("idle", "loop_lag_window_idle_max_s"),
+                               ("cpu", "loop_cpu_window_max_s")):
                 stall[key] = max(stall[key], *(w.get(field, 0.0) for w in ws))
+        stall["cpu_committing"] = max(w.get("loop_cpu_committing_max_s", 0.0)
+                                      for w in _get(base + "/status")["workers"].values())
         cpu = sum(p.cpu_percent(None) for p in procs if p.is_running())
         sim_cpu = simp.cpu_percent(None)
         s1 = _get(base + "/status")
@@ -155,6 +204,11 @@ def _capture_run(*, pairs: int, rate: float, window: float, quick: bool,
             sim.kill()
         import shutil
 
+        for sample in sorted(Path(tmp).glob("sample-*.txt")):
+            text = sample.read_text()
+            if text:
+                print(f"--- {sample.name}: main-thread stacks in busy stretches "
+                      f"(count, innermost first)\n{text}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -266,6 +320,12 @@ def run_capture(*, quick: bool = False, sweep: bool = True) -> list[Figure]:
                     f"ran {run['stall']['idle'] * 1e3:.1f} ms (10 ms timer, both workers); "
                     f"longest commit cut on the loop {run['cut_cpu_max'] * 1e3:.1f} CPU-ms; "
                     f"{run['commits']} commits, {run['commits_on_loop']} on the loop"),
+        Figure("capture: event loop's longest stall from its own work in the window",
+               run["stall"]["cpu"] * 1e3, "ms", target="<= 20",
+               note="per run of the 10 ms timer: its lag, at most the loop thread's CPU time "
+                    "since the previous run (other processes and threads holding the CPU or "
+                    f"the GIL do not add to it), both workers; while a commit ran (whole run) "
+                    f"{run['stall']['cpu_committing'] * 1e3:.1f} ms"),
         Figure("capture: archive bytes per journaled frame (journal + Parquet)",
                run["size"] / max(1, run["journaled"]), "B/frame",
                note=f"{run['journaled']:,} frames journaled incl. markers and requests"),

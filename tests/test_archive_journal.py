@@ -26,8 +26,9 @@ def frames(n):
                     meta="GET /0/public/Trades?pair=XBTUSD" if i % 5 == 0 else "")
 
 
-def test_round_trip_and_positions(tmp_path):
-    w = JournalWriter(tmp_path, host="h/x", fsync_interval_s=0.0)
+@pytest.mark.parametrize("offload", [False, True])
+def test_round_trip_and_positions(offload, tmp_path):
+    w = JournalWriter(tmp_path, host="h/x", fsync_interval_s=0.0, offload=offload)
     src = list(frames(500))
     positions = [w.append(f) for f in src]
     w.close()
@@ -41,8 +42,9 @@ def test_round_trip_and_positions(tmp_path):
     assert [i for i, _ in read_segment(tmp_path / segs[0], start=490)] == list(range(490, 500))
 
 
-def test_every_truncation_is_tolerated(tmp_path):
-    w = JournalWriter(tmp_path, host="h", fsync_interval_s=0.0)
+@pytest.mark.parametrize("offload", [False, True])
+def test_every_truncation_is_tolerated(offload, tmp_path):
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=0.0, offload=offload)
     src = list(frames(300))
     for f in src:
         w.append(f)
@@ -65,8 +67,9 @@ def test_every_truncation_is_tolerated(tmp_path):
         prev = len(got)
 
 
-def test_flush_makes_records_durable_without_close(tmp_path):
-    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600)
+@pytest.mark.parametrize("offload", [False, True])
+def test_flush_makes_records_durable_without_close(offload, tmp_path):
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600, offload=offload)
     src = list(frames(50))
     for f in src:
         w.append(f)
@@ -77,7 +80,8 @@ def test_flush_makes_records_durable_without_close(tmp_path):
     w.close()
 
 
-def test_enospc_keeps_records_and_resumes(tmp_path):
+@pytest.mark.parametrize("offload", [False, True])
+def test_enospc_keeps_records_and_resumes(offload, tmp_path):
     full = {"on": False}
 
     def write(fd, data):
@@ -85,7 +89,7 @@ def test_enospc_keeps_records_and_resumes(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
         return os.write(fd, data)
 
-    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600, write=write)
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600, write=write, offload=offload)
     src = list(frames(100))
     for f in src[:40]:
         w.append(f)
@@ -243,7 +247,8 @@ def test_enospc_every_accepted_frame_reaches_parquet_exactly_once(tmp_path, cras
     assert len(spot) == n
 
 
-def test_a_flush_syncs_outside_the_lock_so_appends_go_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("offload", [False, True])
+def test_a_flush_syncs_outside_the_lock_so_appends_go_on(offload, tmp_path, monkeypatch):
     """While one thread's flush waits for fsync (a slow disk), another thread's appends are
     not held up (capture's event loop appends while the commit thread flushes); the frames
     the flush wrote are durable when it returns, and nothing is lost or doubled."""
@@ -262,7 +267,7 @@ def test_a_flush_syncs_outside_the_lock_so_appends_go_on(tmp_path, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(journal.os, "fsync", slow_fsync)
-    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600)
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600, offload=offload)
     src = list(frames(100))
     for f in src[:50]:
         w.append(f)
@@ -281,7 +286,8 @@ def test_a_flush_syncs_outside_the_lock_so_appends_go_on(tmp_path, monkeypatch):
     assert got == src
 
 
-def test_a_failed_sync_keeps_every_frame_not_durable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("offload", [False, True])
+def test_a_failed_sync_keeps_every_frame_not_durable(offload, tmp_path, monkeypatch):
     """fsync failing (EIO) after the write: the flush raises, the segment is cut back to its
     durable size and the frames after it are written again into a fresh segment."""
     import recorder.archive.journal as journal
@@ -296,7 +302,7 @@ def test_a_failed_sync_keeps_every_frame_not_durable(tmp_path, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(journal.os, "fsync", fsync)
-    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600)
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=3600, offload=offload)
     src = list(frames(90))
     for f in src[:30]:
         w.append(f)
@@ -313,3 +319,67 @@ def test_a_failed_sync_keeps_every_frame_not_durable(tmp_path, monkeypatch):
     segs = list_segments(tmp_path)
     got = [f for seg in segs for _, f in read_segment(tmp_path / seg)]
     assert len(segs) == 2 and got == src
+
+
+def test_offload_appends_only_encode_while_a_flush_compresses_and_writes(tmp_path):
+    """``offload``: appends never compress or write (the segment grows only on a flush), a
+    flush's compression and write run outside the append lock (appends go on while it
+    writes), and frames appended by one thread while another flushes and the segments
+    roll are all there once, in order."""
+    import threading
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def write(fd, data):
+        if threading.current_thread().name == "flusher" and not release.is_set():
+            started.set()
+            assert release.wait(30)
+        return os.write(fd, data)
+
+    w = JournalWriter(tmp_path, host="h", fsync_interval_s=0.0, write=write, offload=True)
+    src = list(frames(20_000))
+    for f in src[:5000]:  # interval 0 and 5,000 records: without offload these would write
+        w.append(f)
+    path = tmp_path / w.segment
+    assert path.stat().st_size == 0  # nothing compressed or written by the appends
+    flusher = threading.Thread(target=w.flush, name="flusher")
+    flusher.start()
+    assert started.wait(30)
+    appender = threading.Thread(target=lambda: [w.append(f) for f in src[5000:6000]])
+    appender.start()
+    appender.join(30)
+    done_during_write = not appender.is_alive()
+    release.set()
+    flusher.join(30)
+    assert done_during_write, "append waited for another thread's compression and write"
+    assert [f for _, f in read_segment(path)] == src[:5000]  # what that flush covered
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def flush_often():
+        while not stop.is_set():
+            try:
+                w.flush()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                return
+
+    t = threading.Thread(target=flush_often)
+    t.start()
+    try:
+        for k, f in enumerate(src[6000:], 6000):
+            if k == 12_000:
+                w.segment_max_bytes = 0  # every append now rolls (under the flusher's feet)
+            elif k == 12_050:
+                w.segment_max_bytes = 256 * 2**20
+            w.append(f)
+    finally:
+        stop.set()
+        t.join(30)
+    w.close()
+    assert not errors
+    got = [f for seg in list_segments(tmp_path) for _, f in read_segment(tmp_path / seg)]
+    assert got == src
+    assert len(list_segments(tmp_path)) > 50

@@ -4,6 +4,7 @@ and a failure of any one file removes every file of the call and keeps the buffe
 from __future__ import annotations
 
 import errno
+import types
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -67,3 +68,68 @@ def test_one_failing_file_removes_all_and_keeps_the_buffers(tmp_path: Path,
     fail["on"] = False
     entries = w.seal(1)
     assert sum(e.rows for e in entries) == 9 and len(entries) == 6
+
+
+def _tables_of(root: Path, entries: list) -> list[tuple[str, list[dict]]]:
+    return [(e.file.rsplit("/", 1)[1] + e.dataset, pq.read_table(root / e.file).to_pylist())
+            for e in entries]
+
+
+@pytest.mark.parametrize("built_before_take", [0, 1, 3, 6])
+def test_deferred_writer_seals_the_same_files(tmp_path: Path, built_before_take: int) -> None:
+    """A deferred writer keeps the appended lists; however many were built before the take
+    (in another thread, :meth:`convert_pending`), the files hold the same rows in the same
+    order as the immediate writer's, and the counters agree."""
+    a = ArchiveStore(tmp_path / "a")
+    ref = PartitionWriter(tmp_path / "a", a.schemas)
+    _fill(ref)
+    want = _tables_of(tmp_path / "a", ref.seal(1))
+
+    b = ArchiveStore(tmp_path / "b")
+    w = PartitionWriter(tmp_path / "b", b.schemas)
+    w.deferred = True
+    _fill(w)
+    assert w.unbuilt == 6 and w.buffered_rows == 9 and w.buffered_bytes == 0
+    assert w.convert_pending(limit=built_before_take) == built_before_take
+    assert w.unbuilt == 6 - built_before_take and w.buffered_rows == 9
+    assert (w.buffered_bytes > 0) == (built_before_take > 0)
+    batch = w.take()
+    assert w.unbuilt == 0 and w.buffered_rows == 0 and batch.rows == 9
+    _fill(w)  # rows appended while the batch is sealed elsewhere stay for the next commit
+    assert _tables_of(tmp_path / "b", w.seal_batch(batch, 1)) == want
+    assert w.buffered_rows == 9 and w.unbuilt == 6
+
+
+def test_deferred_build_overlapping_a_take_is_dropped(tmp_path: Path) -> None:
+    """A take (or restore) while :meth:`convert_pending` builds a set: the set went with the
+    batch, so the build's table is dropped, never added twice; a failed seal's restore puts
+    the batch (its unbuilt sets built) back in front of newer rows."""
+    a = ArchiveStore(tmp_path)
+    w = PartitionWriter(tmp_path, a.schemas)
+    w.deferred = True
+    _fill(w)
+    taken = []
+    gaps = w.schemas["gaps"]
+
+    def table(columns, pause=None):
+        out = gaps.table(columns, pause)
+        if not taken:
+            taken.append(w.take())  # the commit's cut, while this set is being built
+        return out
+
+    # the writer only calls these three of a dataset's schema
+    w.schemas = {**w.schemas, "gaps": types.SimpleNamespace(
+        table=table, time_column=gaps.time_column, arrow=gaps.arrow)}
+    assert w.convert_pending() == 0  # the one it built was taken meanwhile
+    assert w.unbuilt == 0 and w.buffered_rows == 0 and w.buffered_bytes == 0
+    batch = taken[0]
+    assert batch.rows == 9 and len(batch.unbuilt) == 6 and not batch.tables
+    w.schemas = {**w.schemas, "gaps": gaps}
+    _fill(w)
+    w.convert_pending()
+    w.restore(batch)  # (a failed seal) its sets are built and go in front
+    assert not batch.unbuilt and w.buffered_rows == 18
+    entries = w.seal(1)
+    assert sum(e.rows for e in entries) == 18
+    rows = pq.read_table(tmp_path / entries[0].file).to_pylist()
+    assert len(rows) == 4 and rows[0]["start_ns"] == T0  # batch rows first, then the newer

@@ -82,9 +82,11 @@ class PendingCommit:
         return self.batch.rows if self.built else self.batch.rows + self.cut.row_count
 
     def build(self, pause: Callable[[], None] | None = None) -> None:
-        """Turn the cut's row buffers into Arrow tables behind the batch's (once); ``pause``
-        is called after each column built."""
+        """Turn the column sets the batch took unbuilt, then the cut's row buffers, into Arrow
+        tables behind the batch's (once); ``pause`` is called after each column built."""
         if not self.built:
+            # column sets a deferred writer took unbuilt are older than the cut's rows
+            self.writer.build_unbuilt(self.batch, pause)
             for dataset, columns in self.cut.rows(pause):
                 self.writer.append_to(self.batch, dataset, columns, pause)
             self.built = True

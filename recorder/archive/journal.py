@@ -204,6 +204,16 @@ class JournalWriter:
     runs beside the conversion on the second core; zstd releases the GIL. The stream is
     equally valid and a flush still waits for every byte, but block boundaries differ, so
     the segment is ~0.1 % larger at the same level).
+
+    ``offload``: :meth:`append` only encodes (no compression, write or sync, so it never
+    holds its caller, an event loop, for more than one record's encoding); the owner calls
+    :meth:`flush` from another thread at least every ``fsync_interval_s`` (live capture: every
+    half interval), and the flush compresses, writes and syncs *outside* the lock that
+    :meth:`append` takes (zstd releases the GIL: it runs beside the caller on the other
+    core). Only a roll (a new segment: size, age, or after a write error) and :meth:`close`
+    still compress and sync in the appending thread, after waiting for a flush in progress.
+    Segments, positions, durability after a flush and error behaviour are as without it;
+    the zstd block boundaries differ (one block per flush).
     """
 
     def __init__(
@@ -222,6 +232,7 @@ class JournalWriter:
         clock_ns: Callable[[], int] = time.time_ns,
         on_segment: Callable[[str, int], None] | None = None,
         engine: str = "core",
+        offload: bool = False,
     ) -> None:
         if engine not in ("core", "python"):
             raise ValueError(f"unknown journal engine {engine!r} (core or python)")
@@ -239,6 +250,10 @@ class JournalWriter:
         self._clock_ns = clock_ns
         self._on_segment = on_segment
         self._lock = threading.RLock()
+        self._offload = offload
+        #: offload: held by the thread that owns the compressor and the file (a flush, a
+        #: roll, close); always taken *before* ``_lock``
+        self._io_lock = threading.RLock()
         self._fd: int | None = None
         self._name = ""
         self._cobj: zstandard.ZstdCompressionObj | None = None
@@ -288,6 +303,24 @@ class JournalWriter:
         does not raise here; the frame stays pending in memory and the error is raised by the
         next :meth:`flush` (or commit), which retries. Raises only *before* accepting: a closed
         writer, or the very first segment cannot be created (:class:`JournalWriteError`)."""
+        if self._offload:
+            with self._lock:
+                if not (self._closed or self._fd is None or self._broken
+                        or self._should_roll()):
+                    record = self._enc.encode(frame)
+                    pos = JournalPosition(self._name, self._index)
+                    self._index += 1
+                    self._raw_bytes += len(record)
+                    self._pending.append(frame)
+                    self._raw.append(record)
+                    self._raw_pending += len(record)
+                    return pos
+            with self._io_lock:  # a roll (or a closed writer): the full path, file ours
+                return self._append(frame)
+        return self._append(frame)
+
+    def _append(self, frame: Frame) -> JournalPosition:
+        """:meth:`append`'s full path (offload: called holding ``_io_lock``)."""
         with self._lock:
             if self._closed:
                 raise ValueError("journal writer is closed")
@@ -310,6 +343,8 @@ class JournalWriter:
             self._pending.append(frame)
             self._raw.append(record)
             self._raw_pending += len(record)
+            if self._offload:
+                return pos  # the owner's flush compresses and writes
             if self._raw_pending >= _BATCH_BYTES:
                 self._compress_raw()
             if time.monotonic() >= self._next_flush:
@@ -325,6 +360,15 @@ class JournalWriter:
         :meth:`append` itself); the common case is one loop under one lock. Returns the runs
         as ``(segment, count)``: the first ``count`` frames went to ``segment`` (consecutive
         indexes), the next run to the next segment, and so on. Used by ``recorder ingest``."""
+        if self._offload:
+            out: list[tuple[str, int]] = []
+            for frame in frames:
+                seg = self.append(frame).segment
+                if out and out[-1][0] == seg:
+                    out[-1] = (seg, out[-1][1] + 1)
+                else:
+                    out.append((seg, 1))
+            return out
         if self._core_encode:
             return self._append_many_core(frames if type(frames) is list else list(frames))
         runs: list[tuple[str, int]] = []
@@ -428,6 +472,9 @@ class JournalWriter:
         thread flushes. Must not be called while holding the lock (internal callers use
         :meth:`_flush_locked`). Raises :class:`JournalWriteError`; then the records not yet
         durable stay in memory and the next flush rewrites them into a fresh segment."""
+        if self._offload:
+            self._flush_offloaded()
+            return
         with self._lock:
             written = self._write_block()
             if written is None:
@@ -449,6 +496,47 @@ class JournalWriter:
                 if error is not None:
                     self._fail(error)
                 self._synced(size, upto)
+
+    def _flush_offloaded(self) -> None:
+        """:meth:`flush` with ``offload``: the batched records are taken under the lock (a
+        list swap), then compressed, written and synced holding only ``_io_lock``, which
+        every other user of the compressor and the file (a roll, :meth:`close`) takes first:
+        :meth:`append` goes on meanwhile."""
+        with self._io_lock:
+            with self._lock:
+                self._next_flush = time.monotonic() + self.fsync_interval_s
+                if self._fd is None and not self._broken:
+                    return
+                if self._broken:
+                    self._roll()  # re-encodes the frames not durable into a fresh segment
+                assert self._cobj is not None and self._fd is not None
+                raw, self._raw, self._raw_pending = self._raw, [], 0
+                out, self._out = self._out, []
+                cobj, fd = self._cobj, self._fd
+                upto = self._pending_dropped + len(self._pending)
+            # the compressor and the file are ours (_io_lock): zstd runs without the GIL
+            if raw:
+                out.append(cobj.compress(b"".join(raw)))
+            out.append(cobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+            data = b"".join(out)
+            error: OSError | None = None
+            try:
+                view = memoryview(data)
+                while view:
+                    n = self._write(fd, view)
+                    view = view[n:]
+            except OSError as exc:
+                error = exc
+            if error is None:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    error = exc
+            with self._lock:
+                if error is not None:
+                    self._fail(error)  # raises; the frames not durable stay pending
+                self._written_size += len(data)
+                self._synced(self._written_size, upto)
 
     def _flush_locked(self) -> None:
         """:meth:`flush` for callers holding the lock (roll, close, an inline interval flush):
@@ -522,7 +610,7 @@ class JournalWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        with self._lock:
+        with self._io_lock, self._lock:
             if self._closed:
                 return
             if self._fd is not None:

@@ -340,11 +340,15 @@ class ArchiveSession:
     :class:`~recorder.pipeline.markers.ProcessStart` (the pipeline turns the downtime into a
     ``gaps`` row with cause ``process_restart``). :meth:`write` journals then derives one
     frame; :meth:`close` journals ProcessStop and commits.
+
+    ``journal_offload``: the journal's ``offload`` mode (:class:`JournalWriter`): appends
+    only encode; the owner must call ``journal.flush()`` from another thread at least every
+    ``fsync_interval_s`` (live capture does; every commit flushes first too).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, host: str | None = None,
                  fsync_interval_s: float = 1.0, clock_ns: Callable[[], int] = time.time_ns,
-                 **deriver_options: Any) -> None:
+                 journal_offload: bool = False, **deriver_options: Any) -> None:
         self.root = Path(root)
         self.host = host or socket.gethostname()
         self.clock_ns = clock_ns
@@ -352,7 +356,8 @@ class ArchiveSession:
         self.run_id = f"{os.getpid()}-{clock_ns()}"
         self.journal = JournalWriter(self.deriver.journal_root, host=self.host,
                                      run_id=self.run_id, fsync_interval_s=fsync_interval_s,
-                                     clock_ns=clock_ns, on_segment=self.deriver.register)
+                                     clock_ns=clock_ns, on_segment=self.deriver.register,
+                                     offload=journal_offload)
 
     def _flush_journal(self) -> None:
         """The deriver's ``before_commit``: journal records are durable before a commit."""

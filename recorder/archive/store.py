@@ -13,9 +13,11 @@ import errno
 import fcntl
 import os
 import re
+import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -311,21 +313,86 @@ def file_entry(table: pa.Table, schema: DatasetSchema, rel: str, day: str, size:
 
 class PartitionWriter:
     """The :class:`~recorder.pipeline.RowSink` of the archive: buffers Arrow tables per
-    (dataset, UTC day) and seals them into Parquet files when the archive commits."""
+    (dataset, UTC day) and seals them into Parquet files when the archive commits.
+
+    By default :meth:`append` builds the Arrow table at once, on the caller's thread. With
+    :attr:`deferred` true (live capture, where the caller is the event loop) it only keeps
+    the column lists the pipeline hands over (O(1), they are never touched again by the
+    pipeline); :meth:`convert_pending` builds them, in order, in another thread (capture's
+    commit thread), and :meth:`take` hands those not built yet over with the batch, so that
+    :meth:`~recorder.archive.commit.PendingCommit.build` / :meth:`seal_batch` build them
+    behind the batch's tables. Rows, their order and the files are the same either way."""
 
     def __init__(self, root: Path, schemas: dict[str, DatasetSchema], *,
                  write_table: Callable[..., None] = pq.write_table) -> None:
         self.root = root
         self.schemas = schemas
         self._open: dict[tuple[str, str], list[pa.Table]] = {}
+        #: rows buffered (built or not); Arrow bytes of the built ones
         self.buffered_rows = 0
         self.buffered_bytes = 0
         self._write_table = write_table
+        #: keep appended columns unbuilt until :meth:`convert_pending` or a commit builds them
+        self.deferred = False
+        #: (dataset, columns, rows) appended and not built yet, oldest first; the one
+        #: :meth:`convert_pending` is building stays at the front until it is added
+        self._unbuilt: deque[tuple[str, dict[str, Any], int]] = deque()
+        #: guards ``_open``, ``_unbuilt`` and the counters against :meth:`convert_pending`
+        self._mutex = threading.Lock()
+        #: bumped by :meth:`take` / :meth:`restore`: a build that overlapped one is dropped
+        self._generation = 0
 
     def append(self, dataset: str, columns: dict[str, list[Any]]) -> None:
+        if self.deferred:
+            first = next(iter(columns.values()), None)
+            rows = len(first) if first is not None else 0
+            with self._mutex:
+                self._unbuilt.append((dataset, columns, rows))
+                self.buffered_rows += rows
+            return
         rows, nbytes = self._tables(self._add, dataset, columns)
-        self.buffered_rows += rows
-        self.buffered_bytes += nbytes
+        with self._mutex:
+            self.buffered_rows += rows
+            self.buffered_bytes += nbytes
+
+    @property
+    def unbuilt(self) -> int:
+        """Appended column sets not built into Arrow tables yet (:attr:`deferred` mode)."""
+        return len(self._unbuilt)
+
+    def convert_pending(self, pause: Callable[[], None] | None = None,
+                        limit: int | None = None) -> int:
+        """Build appended column sets into Arrow tables (oldest first; at most ``limit``),
+        meant for one thread beside the one that appends (:attr:`deferred` mode; one such
+        thread at a time). ``pause``:
+        called after each column built. A :meth:`take` or :meth:`restore` meanwhile wins:
+        the set being built was handed over with the batch and its table is dropped here.
+        Returns the sets built. A set that fails to build stays first and the error is
+        raised (the next commit's build raises it again, so it cannot be lost silently)."""
+        done = 0
+        while limit is None or done < limit:
+            with self._mutex:
+                if not self._unbuilt:
+                    break
+                dataset, columns, rows = self._unbuilt[0]
+                generation = self._generation
+            built: list[tuple[str, str, pa.Table]] = []
+
+            def add(ds: str, day: str, table: pa.Table) -> None:
+                built.append((ds, day, table))
+
+            n, nbytes = self._tables(add, dataset, columns, pause)
+            with self._mutex:
+                if generation != self._generation:
+                    continue  # taken meanwhile: the batch builds it
+                self._unbuilt.popleft()
+                for ds, day, table in built:
+                    self._open.setdefault((ds, day), []).append(table)
+                # rows without a time are dropped by _tables, as in the immediate mode
+                self.buffered_rows += n - rows
+                self.buffered_bytes += nbytes
+            done += 1
+        return done
 
     def append_to(self, batch: SealBatch, dataset: str, columns: dict[str, Any],
                   pause: Callable[[], None] | None = None) -> None:
@@ -333,7 +400,12 @@ class PartitionWriter:
         batch's tables, as if appended before :meth:`take`). Touches no buffer of this writer:
         safe in another thread (a commit's thread builds the rows of its cut this way, see
         :class:`recorder.archive.commit.PendingCommit`); ``pause``: called after each column
-        built."""
+        built. The batch's unbuilt column sets are built first (they are older)."""
+        self.build_unbuilt(batch, pause)
+        self._append_built(batch, dataset, columns, pause)
+
+    def _append_built(self, batch: SealBatch, dataset: str, columns: dict[str, Any],
+                      pause: Callable[[], None] | None = None) -> None:
         tables = batch.tables
 
         def add(dataset: str, day: str, table: pa.Table) -> None:
@@ -342,6 +414,20 @@ class PartitionWriter:
         rows, nbytes = self._tables(add, dataset, columns, pause)
         batch.rows += rows
         batch.bytes += nbytes
+
+    def build_unbuilt(self, batch: SealBatch, pause: Callable[[], None] | None = None) -> None:
+        """Build the column sets ``batch`` took unbuilt into its tables, in order (each is
+        dropped from the batch once built, so a retry after an error resumes there)."""
+        unbuilt = batch.unbuilt
+        while unbuilt:
+            dataset, columns, rows = unbuilt[0]
+            batch.rows -= rows  # counted again, as built, by _append_built
+            try:
+                self._append_built(batch, dataset, columns, pause)
+            except BaseException:
+                batch.rows += rows
+                raise
+            unbuilt.popleft()
 
     def _tables(self, add: Callable[[str, str, pa.Table], None], dataset: str,
                 columns: dict[str, Any],
@@ -368,25 +454,34 @@ class PartitionWriter:
         self._open.setdefault((dataset, day), []).append(table)
 
     def take(self) -> SealBatch:
-        """Hand over every buffered table and start empty buffers (O(1): no copy).
+        """Hand over every buffered table (and, :attr:`deferred`, every column set not built
+        yet) and start empty buffers (O(1): no copy, nothing built).
 
         The taken :class:`SealBatch` can be sealed by another thread (:meth:`seal_batch`)
         while new rows are appended here; :meth:`restore` puts it back if sealing failed."""
-        batch = SealBatch(self._open, self.buffered_rows, self.buffered_bytes)
-        self._open = {}
-        self.buffered_rows = 0
-        self.buffered_bytes = 0
+        with self._mutex:
+            batch = SealBatch(self._open, self.buffered_rows, self.buffered_bytes,
+                              self._unbuilt)
+            self._open = {}
+            self._unbuilt = deque()
+            self.buffered_rows = 0
+            self.buffered_bytes = 0
+            self._generation += 1
         return batch
 
     def restore(self, batch: SealBatch) -> None:
         """Put a batch whose seal failed back in front of the rows buffered since it was
-        taken, so the next commit writes the same rows in the same order."""
-        merged = dict(batch.tables)
-        for key, tables in self._open.items():
-            merged[key] = [*merged.get(key, []), *tables]
-        self._open = merged
-        self.buffered_rows += batch.rows
-        self.buffered_bytes += batch.bytes
+        taken, so the next commit writes the same rows in the same order. Its unbuilt column
+        sets are built here first (they are older than any table buffered since)."""
+        self.build_unbuilt(batch)
+        with self._mutex:
+            merged = dict(batch.tables)
+            for key, tables in self._open.items():
+                merged[key] = [*merged.get(key, []), *tables]
+            self._open = merged
+            self.buffered_rows += batch.rows
+            self.buffered_bytes += batch.bytes
+            self._generation += 1
 
     def seal(self, commit: int) -> list[FileEntry]:
         """Write every buffered (dataset, day) to a Parquet file named after ``commit``
@@ -399,7 +494,8 @@ class PartitionWriter:
             raise
 
     def seal_batch(self, batch: SealBatch, commit: int) -> list[FileEntry]:
-        """Write each (dataset, day) of ``batch`` to a Parquet file named after ``commit``.
+        """Write each (dataset, day) of ``batch`` to a Parquet file named after ``commit``
+        (column sets it took unbuilt are built first).
 
         Touches no buffer of this writer (safe in another thread while rows are appended).
         The files are written by up to :data:`SEAL_THREADS` threads (pyarrow's Parquet writer
@@ -407,6 +503,7 @@ class PartitionWriter:
         and the order of the entries do not depend on that. On error, every file written by
         this call is removed (once all writers have stopped) and the first error (in file
         order) is raised."""
+        self.build_unbuilt(batch)
         items = sorted(batch.tables.items())
         written: list[Path] = []  # appended by the writer threads (list.append is atomic)
 
@@ -449,6 +546,9 @@ class SealBatch:
     tables: dict[tuple[str, str], list[pa.Table]]
     rows: int
     bytes: int
+    #: column sets taken before they were built (a deferred writer's), oldest first: built
+    #: behind ``tables`` before the batch is sealed (``rows`` counts them already)
+    unbuilt: deque[tuple[str, dict[str, Any], int]] = field(default_factory=deque)
 
 
 class ArchiveStore:

@@ -16,7 +16,12 @@ everything that decides when it commits or stops taking data:
   pauses capture. Triggers: the scheduler (``roll_minutes``), buffered rows over
   ``roll_max_mb`` (:meth:`ArchivePart.run`), before a disk-pressure pause or a maintenance
   job, and the final commit in :meth:`ArchivePart.close`.
-* journal durability in quiet periods (a flush every half ``fsync_interval_s``, in a thread);
+* the row batches the pipeline hands over on the loop (lists, kept as they are) are built
+  into Arrow tables in the commit thread between commits (:meth:`ArchivePart.run`); a
+  commit builds those still waiting;
+* journal durability (a flush every half ``fsync_interval_s``, in a thread): the journal
+  runs in its ``offload`` mode, so appends on the loop only encode records, and this flush
+  compresses, writes and syncs them outside the append lock;
 * the disk guard (:meth:`ArchivePart.check_disk`): below ``disk_min_free_bytes`` journal
   ``DiskPressure``, commit, pause; resume at ``disk_resume_free_bytes``; a pause caused by
   a failed write resumes once the journal writes again;
@@ -36,7 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from recorder.archive.commit import PendingCommit
 from recorder.capture.config import CaptureConfig
@@ -49,6 +54,10 @@ from recorder.pipeline.signals import Signal, TradeIdGap
 __all__ = ["ArchivePart", "disk_free_bytes"]
 
 log = logging.getLogger("recorder.capture.archive")
+
+#: How often the loop looks for row batches to build in the commit thread (a batch of
+#: :data:`~recorder.capture.writer.CAPTURE_BATCH_ROWS` rows fills in ~0.1 s under load).
+_BUILD_POLL_S: Final = 0.02
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -114,6 +123,7 @@ class ArchivePart:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._flush_loop())
             tg.create_task(self._commit_loop())
+            tg.create_task(self._build_loop())
 
     async def close(self, reason: str) -> None:
         """Final commit: wait for a commit in flight, then journal ProcessStop, write open
@@ -236,6 +246,25 @@ class ArchivePart:
             await asyncio.sleep(0)  # let the reader that asked finish its frame
             await self.commit("size")
             await asyncio.sleep(1.0)  # at most one size-triggered commit per second
+
+    async def _build_loop(self) -> None:
+        """Row batches the pipeline handed over are built into Arrow tables in the commit
+        thread (between commits; one at a time with them), never on the loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_BUILD_POLL_S)
+            if not self.writer.unbuilt:
+                continue
+            try:
+                await loop.run_in_executor(self._commit_thread, self.writer.convert_pending)
+            except Exception as exc:  # noqa: BLE001 - a batch that cannot be built
+                if self.writer.session is None:  # closed (the commit thread shut down)
+                    return
+                # stays first in the writer: the next commit builds it again and, failing,
+                # pauses capture with the error (_finished); nothing is lost meanwhile
+                log.error("building a row batch failed (%s: %s); the next commit retries it",
+                          type(exc).__name__, exc)
+                return
 
     # ------------------------------------------------------------------ journal durability
 

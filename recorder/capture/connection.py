@@ -59,6 +59,11 @@ log = logging.getLogger("recorder.capture.connection")
 _ENC: Final = msgspec.json.Encoder()
 #: The pseudo-symbol of the ``instrument`` subscription.
 INSTRUMENT: Final = "*"
+#: Loop time one reader step may take before it yields (see ``FeedConnection._reader``).
+READ_SLICE_S: Final = 0.0005
+#: A ``recv`` that took longer than this waited for data (a queued message returns in a
+#: few microseconds).
+_WAITED_S: Final = 0.0002
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -325,11 +330,26 @@ class FeedConnection:
                 tg.create_task(self._pinger())
 
     async def _reader(self) -> None:
+        """Journal and derive each received message. ``recv`` returns a queued message
+        without suspending, so after a backlog (the process got no CPU for a while) one step
+        of this task could handle thousands of messages and hold the loop for their whole
+        time: it yields to the loop once it has worked :data:`READ_SLICE_S` (its timers,
+        the other connections, a commit's hand-offs run in between)."""
         ws = self.ws
         w = self.worker
         stream, conn_id = self.stream, self.conn_id
+        clock = time.perf_counter
+        slice_end = clock() + READ_SLICE_S
         while True:
+            before = clock()
+            if before >= slice_end:
+                await asyncio.sleep(0)
+                before = clock()
+                slice_end = before + READ_SLICE_S
             payload = await ws.recv(decode=False)
+            after = clock()
+            if after - before > _WAITED_S:  # recv waited for data: a new slice starts
+                slice_end = after + READ_SLICE_S
             if isinstance(payload, str):
                 payload = payload.encode()
             now = time.monotonic()

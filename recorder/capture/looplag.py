@@ -7,8 +7,16 @@ since the last :meth:`~LoopLagMonitor.snapshot` (one status interval), and a cum
 histogram (Prometheus' ``le`` buckets) that the supervisor exports as
 ``recorder_event_loop_lag_seconds``.
 
-On a shared machine the lag also includes time the OS gave to other processes; the commits'
-own share is measured separately, as thread CPU time of the commit cut on the loop
+On a shared machine the lag also includes time the OS gave to other processes (and time
+the loop waited for the GIL). The share of a stall the loop's own work accounts for is measured beside it
+(``loop_cpu_max_s``, ``loop_cpu_window_max_s``): the smaller of the lag and the loop
+thread's CPU time (:func:`time.thread_time`) between the two timer runs. Another process
+or thread taking the CPU or the GIL does not add to it (it is at most that CPU time), so
+it bounds what the capture itself holds the loop for whatever else runs on the machine; on
+a machine with CPU to spare it equals the lag whenever the loop was busy. (A loop busy
+all the time with short callbacks has CPU time between two runs of its timer of about
+one interval, but little lag: the minimum keeps that out.) The commit cut alone is also
+measured
 (:attr:`recorder.capture.writer.WriterStats.commit_cut_cpu_s_max`).
 """
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -43,6 +52,12 @@ class LoopLagMonitor:
     window_committing_s: float = 0.0
     window_idle_s: float = 0.0
     last_s: float = 0.0
+    #: the loop's own share of a lag (the lag, at most the loop thread's CPU seconds between
+    #: the two timer runs): longest since start, in the current window, and while a commit
+    #: was in flight
+    cpu_max_s: float = 0.0
+    cpu_window_max_s: float = 0.0
+    cpu_committing_max_s: float = 0.0
     count: int = 0
     sum_s: float = 0.0
     #: per bucket of :data:`LAG_BUCKETS_S` (and +Inf last): samples at or below its bound
@@ -65,16 +80,30 @@ class LoopLagMonitor:
         self.sum_s += lag_s
         self.buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
 
+    def record_cpu(self, cpu_s: float, lag_s: float, committing: bool = False) -> None:
+        """Count one lag's share of the loop's own work: ``lag_s``, at most ``cpu_s`` (the
+        loop thread's CPU seconds between the two timer runs)."""
+        cpu_s = max(0.0, min(cpu_s, lag_s))
+        self.cpu_max_s = max(self.cpu_max_s, cpu_s)
+        self.cpu_window_max_s = max(self.cpu_window_max_s, cpu_s)
+        if committing:
+            self.cpu_committing_max_s = max(self.cpu_committing_max_s, cpu_s)
+
     async def run(self) -> None:
-        """Measure until cancelled."""
+        """Measure until cancelled (on the loop's thread: its CPU clock is this thread's)."""
         loop = asyncio.get_running_loop()
         probe = self.committing
+        cpu_clock = time.thread_time
         while True:
             t0 = loop.time()
+            c0 = cpu_clock()
             busy = probe is not None and probe()
             await asyncio.sleep(self.interval_s)
+            c1 = cpu_clock()
             busy = busy or (probe is not None and probe())
-            self.record(loop.time() - t0 - self.interval_s, busy)
+            lag = loop.time() - t0 - self.interval_s
+            self.record(lag, busy)
+            self.record_cpu(c1 - c0, lag, busy)
 
     def snapshot(self) -> dict[str, Any]:
         """The status fields (and start a new window for ``loop_lag_window_max_s``)."""
@@ -89,7 +118,11 @@ class LoopLagMonitor:
                "loop_lag_window_committing_max_s": round(self.window_committing_s, 6),
                "loop_lag_window_idle_max_s": round(self.window_idle_s, 6),
                "loop_lag_last_s": round(self.last_s, 6),
+               "loop_cpu_max_s": round(self.cpu_max_s, 6),
+               "loop_cpu_window_max_s": round(self.cpu_window_max_s, 6),
+               "loop_cpu_committing_max_s": round(self.cpu_committing_max_s, 6),
                "loop_lag_count": self.count, "loop_lag_sum_s": round(self.sum_s, 6),
                "loop_lag_buckets": [[b, c] for b, c in zip((*LAG_BUCKETS_S, "+Inf"), cumulative)]}
         self.window_max_s = self.window_committing_s = self.window_idle_s = 0.0
+        self.cpu_window_max_s = 0.0
         return out

@@ -208,6 +208,11 @@ class BoardCollector(Collector):
             "llmax": GaugeMetricFamily("recorder_event_loop_lag_max_seconds",
                                        "Longest event-loop stall in the last status interval",
                                        labels=lab),
+            "llcpu": GaugeMetricFamily("recorder_event_loop_own_stall_max_seconds",
+                                       "Longest event-loop stall in the last status interval "
+                                       "counted at most as the loop thread's CPU time over it "
+                                       "(the loop's own work; other processes do not add to "
+                                       "it)", labels=lab),
             "cut": GaugeMetricFamily("recorder_commit_cut_cpu_seconds_max",
                                      "Longest loop-thread CPU time of a commit's cut (the rest "
                                      "of a commit runs in its thread)", labels=lab),
@@ -246,6 +251,7 @@ class BoardCollector(Collector):
                 fams["ll"].add_metric([s], [(str(b), c) for b, c in st["loop_lag_buckets"]],
                                       st["loop_lag_sum_s"])
                 fams["llmax"].add_metric([s], st["loop_lag_window_max_s"])
+                fams["llcpu"].add_metric([s], st.get("loop_cpu_window_max_s", 0.0))
                 fams["cut"].add_metric([s], st.get("commit_cut_cpu_s_max", 0.0))
         yield from fams.values()
 

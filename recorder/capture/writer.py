@@ -55,9 +55,11 @@ __all__ = [
 log = logging.getLogger("recorder.capture.writer")
 
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
-#: Rows the live pipeline buffers before handing them to Arrow (``recorder ingest`` uses the
-#: pipeline's default, 200,000): about 5 ms of the loop's time per batch. A batch size never
-#: changes which rows are derived (not a derivation setting).
+#: Rows the live pipeline buffers before handing them to its sink (``recorder ingest`` uses
+#: the pipeline's default, 200,000). The sink only keeps the lists (the commit thread builds
+#: the Arrow tables: :meth:`ArchiveWriter.convert_pending`), so this bounds the rows not
+#: yet built and the per-batch work left on the loop (the pipeline's own flush). A batch
+#: size never changes which rows are derived (not a derivation setting).
 CAPTURE_BATCH_ROWS: Final = 4096
 
 
@@ -144,17 +146,24 @@ class ArchiveWriter:
         session = ArchiveSession(
             self.root, host=self.host, fsync_interval_s=self._fsync_interval_s,
             clock_ns=self._clock_ns, roll_rows=None, roll_bytes=None, roll_seconds=None,
-            checkpoint_interval_ns=self.checkpoint_ns)
+            checkpoint_interval_ns=self.checkpoint_ns,
+            # appends on the event loop only encode: the flush loop (a thread, every half
+            # interval) and each commit compress, write and sync, outside the append lock
+            journal_offload=True)
         # an existing root keeps the settings it was created with (Deriver): what capture
         # derives is what a re-derivation of this journal derives
         self._ok_base = session.deriver.pipeline.counters().checksums_ok
-        # rows reach Arrow in small batches: each batch (and the rest at a commit's cut) is
-        # converted on the event loop, so its size bounds that stall (rows are identical)
+        # rows reach the sink in small batches (the pipeline's own per-batch work, which
+        # stays on the event loop, is bounded by their size; the rows are identical)
         session.deriver.pipeline.batch_rows = CAPTURE_BATCH_ROWS
         self.session = session
         n = session.start()
         self.stats.recovered_frames = n
         _warm_up(session)
+        # from here rows reach the partition writer on the event loop: it keeps the column
+        # lists and the commit thread builds the Arrow tables (convert_pending, and each
+        # commit's finish for what is left), never the loop
+        session.deriver.writer.deferred = True
         return n
 
     @property
@@ -206,8 +215,22 @@ class ArchiveWriter:
 
     @property
     def buffered_bytes(self) -> int:
-        """Arrow bytes waiting for the next commit (rows the pipeline still batches excluded)."""
+        """Arrow bytes waiting for the next commit (rows the pipeline still batches, and rows
+        handed over but not built yet, excluded)."""
         return self._s().deriver.writer.buffered_bytes
+
+    @property
+    def unbuilt(self) -> int:
+        """Row batches handed to the partition writer and not yet built into Arrow tables."""
+        s = self.session
+        return 0 if s is None else s.deriver.writer.unbuilt
+
+    def convert_pending(self) -> int:
+        """Build the row batches the partition writer holds unbuilt into Arrow tables (for the
+        commit thread: it lets the loop have the GIL after each column, :class:`GilYield`).
+        Returns the batches built."""
+        s = self.session
+        return 0 if s is None else s.deriver.writer.convert_pending(GilYield())
 
     @property
     def commit_due(self) -> bool:
