@@ -93,6 +93,46 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def _cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and each live descendant, by pid."""
+    import psutil
+
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _start_profilers(pid: int, seconds: float, out_dir: Path) -> list[tuple[int, Path, Any]]:
+    """``py-spy record`` (sampling, non-blocking, collapsed stacks) of the supervisor and each
+    worker for ``seconds``; the profilers' own CPU is outside the recorder's tree."""
+    import psutil
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        raise CaptureLoadError("py-spy is not installed (pip install py-spy)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    started = []
+    for p in procs:
+        path = out_dir / f"{'supervisor' if p.pid == pid else 'worker'}-{p.pid}.txt"
+        started.append((p.pid, path, subprocess.Popen(
+            [spy, "record", "--pid", str(p.pid), "--duration", str(int(seconds)), "--rate", "250",
+             "--nonblocking", "--threads", "--format", "raw", "--output", str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    return started
+
+
 def _tree_rss(pid: int) -> int:
     import psutil
 
@@ -128,11 +168,14 @@ def _frames_in(status: dict[str, Any]) -> int:
 
 def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float = 3.0,
                     workers: int = 2, startup_timeout: float = 180.0,
-                    keep_in: Path | None = None) -> dict[str, Any]:
+                    keep_in: Path | None = None, profile_dir: Path | None = None
+                    ) -> dict[str, Any]:
     """One generator + one ``recorder run`` at ``rate`` offered msgs/s; the measurements and
     the self-check's findings (see the module docstring). Raises :class:`CaptureLoadError`
     when a check fails. ``keep_in``: the archive is written under this directory and kept
-    (otherwise in a temporary one, removed)."""
+    (otherwise in a temporary one, removed). ``profile_dir``: py-spy samples every recorder
+    process over the window into collapsed-stack files there (``"profiles"`` of the result;
+    the figures of such a run include the sampling's intrusion)."""
     import shutil
 
     tmp = str(keep_in) if keep_in is not None else tempfile.mkdtemp(prefix="capture-load-")
@@ -189,6 +232,9 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
         time.sleep(warmup)
         s0, g0 = _get(base + "/status"), _get(control)
         rec_cpu0, gen_cpu0 = _tree_cpu(rec.pid), g0["cpu_s"]
+        by_proc0 = _cpu_by_process(rec.pid)
+        profilers = (_start_profilers(rec.pid, window, profile_dir)
+                     if profile_dir is not None else [])
         t0 = time.monotonic()
         rss_peak, lags, backlogs, stall = 0, [], [], 0.0
         while time.monotonic() - t0 < window:
@@ -199,8 +245,17 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
             stall = max(stall, *(w.get("loop_lag_window_max_s", 0.0) for w in ws))
             backlogs.append(_get(control)["backlog"])
         rec_cpu1 = _tree_cpu(rec.pid)
+        by_proc1 = _cpu_by_process(rec.pid)
         s1, g1 = _get(base + "/status"), _get(control)
         dt = time.monotonic() - t0
+        for _, _, spy in profilers:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        supervisor_cpu = by_proc1.get(rec.pid, 0.0) - by_proc0.get(rec.pid, 0.0)
+        children_cpu = sorted((by_proc1[p] - by_proc0.get(p, 0.0) for p in by_proc1
+                               if p != rec.pid), reverse=True)
         if g1["exhausted"]:
             raise CaptureLoadError("the stream ran out before the window ended")
         # each worker's counters carry their own time: rate between its two reports x window
@@ -235,6 +290,8 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
         return {
             "rate": rate, "dt": dt, "offered": offered, "written": written, "got": got,
             "rec_cpu_s": rec_cpu1 - rec_cpu0, "gen_cpu_s": g1["cpu_s"] - gen_cpu0,
+            "supervisor_cpu_s": supervisor_cpu, "children_cpu_s": children_cpu,
+            "profiles": [(pid, str(path)) for pid, path, _ in profilers],
             "rss_peak": rss_peak, "lags": lags, "backlogs": backlogs, "stall_s": stall,
             "drain_s": drain_s, "ready_s": ready_s, "arm_s": armed["arm_s"],
             "keys": (armed["keys_subscribed"], armed["keys_rendered"]),
@@ -356,7 +413,9 @@ def figures_for(run: dict[str, Any]) -> Figure:
         note=(f"offered {offered:,.0f}/s, generator wrote {written:,.0f}/s, recorder received "
               f"{got:,.0f}/s; {'KEPT UP' if ok else 'FELL BEHIND'} (backlog at window end "
               f"{run['backlogs'][-1]:,} frames); recorder tree (supervisor + 2 workers) CPU "
-              f"{100 * run['rec_cpu_s'] / dt:.0f}% of one core, peak RSS "
+              f"{100 * run['rec_cpu_s'] / dt:.0f}% of one core (supervisor "
+              f"{100 * run['supervisor_cpu_s'] / dt:.0f}%, children "
+              f"{', '.join(f'{100 * c / dt:.0f}%' for c in run['children_cpu_s'])}), peak RSS "
               f"{run['rss_peak'] / 2**20:,.0f} MiB; generator {gen_us:.2f} CPU-us/frame "
               f"({100 * run['gen_cpu_s'] / dt:.0f}% of one core); longest loop stall "
               f"{run['stall_s'] * 1e3:.0f} ms; exchange lag {lags[0]:.1f}s -> {lags[-1]:.1f}s "

@@ -11,8 +11,6 @@ import pytest
 from benchmarks.capture_load import CaptureLoadError, _check, capture_at_rate, render_for
 from benchmarks.loadgen import load_stream
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -22,6 +20,7 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_rendered_stream_is_framed_kraken_v2(stream: Path) -> None:
     rendered = load_stream(stream)
     channels = {key[0] for key in rendered.keys}
@@ -39,6 +38,7 @@ def test_rendered_stream_is_framed_kraken_v2(stream: Path) -> None:
     assert total == rendered.frames
 
 
+@pytest.mark.integration
 def test_recorder_journals_every_frame_served(stream: Path, tmp_path: Path) -> None:
     run = capture_at_rate(stream, rate=1_500.0, window=3.0, warmup=1.0, workers=1,
                           startup_timeout=120.0, keep_in=tmp_path)
@@ -63,3 +63,24 @@ def test_recorder_journals_every_frame_served(stream: Path, tmp_path: Path) -> N
         _check(archive, run["generator"], 1)
     with pytest.raises(CaptureLoadError, match="no journal"):
         _check(tmp_path / "nowhere", run["generator"], 0)
+
+
+@pytest.mark.parametrize(("stack", "supervisor", "expected"), [
+    ("thread (1): commit_0;Thread.run (threading.py:1);finish_commit (/r/recorder/capture/writer.py:9)",
+     False, "commit"),
+    ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3);begin_commit "
+     "(/r/recorder/capture/writer.py:5);flush (/r/recorder/pipeline/x.py:1)", False, "commit"),
+    ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3);emit "
+     "(/r/recorder/capture/service.py:2);append (/r/recorder/archive/journal.py:4)", False, "journal"),
+    ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3);emit "
+     "(/r/recorder/capture/service.py:2);write (/r/recorder/archive/session.py:4);feed "
+     "(/r/recorder/pipeline/core.py:7)", False, "pipeline"),
+    ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3);recv "
+     "(/v/site-packages/picows/websockets/asyncio/connection.py:3)", False, "receive"),
+    ("thread (1): MainThread;_run_once (asyncio/base_events.py:1)", False, "loop"),
+    ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3)", True, "supervisor"),
+])
+def test_profile_buckets(stack: str, supervisor: bool, expected: str) -> None:
+    from benchmarks.capture_profile import bucket
+
+    assert bucket(stack, supervisor=supervisor) == expected
