@@ -196,19 +196,24 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
                "RECORDER_CONNECTION__SILENCE_S": "10",
                # no application pings: a pong in flight at shutdown would spoil the count
                "RECORDER_CONNECTION__PING_INTERVAL_S": "3600",
+               # a worker's last commit on the loaded 2 cores may take longer than the
+               # default 20 s: killed then, it would lose its journal's unflushed tail
+               "RECORDER_DRAIN_TIMEOUT_S": "180",
                "RECORDER_LOG_LEVEL": "WARNING"}
+        rec_log = open(Path(tmp, "recorder.log"), "wb")  # noqa: SIM115 - closed below
         rec = subprocess.Popen([sys.executable, "-m", "recorder", "run", "--workers", str(workers),
                                 "--archive-root", f"{tmp}/archive", "--metrics-port", str(mport),
                                 "--spot-ws", urls["spot_ws"], "--l3-ws", urls["l3_ws"],
                                 "--futures-ws", urls["futures_ws"], "--spot-rest", urls["rest"],
                                 "--futures-rest", urls["rest"], "--log-level", "WARNING"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               env=env, stdout=subprocess.DEVNULL, stderr=rec_log)
+        rec_log.close()
         base = f"http://127.0.0.1:{mport}"
         started = time.monotonic()
         while True:
             if rec.poll() is not None:
                 raise CaptureLoadError(f"recorder exited ({rec.returncode}) during start-up: "
-                                       f"{rec.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                                       f"{_tail(Path(tmp, 'recorder.log'))}")
             try:
                 st = _get(base + "/status", 5)
                 conns = [c for w in st["workers"].values() for c in w["connections"]]
@@ -278,13 +283,22 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
         drain_s = time.monotonic() - drain_t0
         fails = sum(w["checksum_failures"] for w in _get(base + "/status")["workers"].values())
         rec.send_signal(signal.SIGTERM)
+        stop_t0 = time.monotonic()
         try:
-            rec.wait(60)
+            rec.wait(240)
         except subprocess.TimeoutExpired:
             rec.kill()
-            raise CaptureLoadError("recorder did not stop within 60 s of SIGTERM") from None
+            raise CaptureLoadError("recorder did not stop within 240 s of SIGTERM") from None
+        stop_s = time.monotonic() - stop_t0
+        if rec.returncode != 0:
+            raise CaptureLoadError(f"recorder exited {rec.returncode} after SIGTERM: "
+                                   f"{_tail(Path(tmp, 'recorder.log'))}")
         final = _get(control)
-        check = _check(Path(tmp, "archive"), final, fails)
+        try:
+            check = _check(Path(tmp, "archive"), final, fails)
+        except CaptureLoadError as exc:
+            raise CaptureLoadError(f"{exc}; recorder stopped in {stop_s:.1f} s; its log: "
+                                   f"{_tail(Path(tmp, 'recorder.log'))}") from None
         offered = (g1["due"] - g0["due"])
         written = (g1["written"] - g0["written"])
         return {
@@ -293,7 +307,7 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
             "supervisor_cpu_s": supervisor_cpu, "children_cpu_s": children_cpu,
             "profiles": [(pid, str(path)) for pid, path, _ in profilers],
             "rss_peak": rss_peak, "lags": lags, "backlogs": backlogs, "stall_s": stall,
-            "drain_s": drain_s, "ready_s": ready_s, "arm_s": armed["arm_s"],
+            "drain_s": drain_s, "stop_s": stop_s, "ready_s": ready_s, "arm_s": armed["arm_s"],
             "keys": (armed["keys_subscribed"], armed["keys_rendered"]),
             "connections": armed["stream_connections"], "stopped_due": stopped["due"],
             **check,
@@ -311,6 +325,13 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
                 gen.wait()
         if keep_in is None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tail(path: Path, size: int = 1500) -> str:
+    try:
+        return path.read_bytes()[-size:].decode("utf-8", "replace").strip() or "(empty)"
+    except OSError:
+        return "(none)"
 
 
 def _journal_per_connection(roots: list[Path]) -> dict[int, int]:
@@ -429,8 +450,10 @@ def figures_for(run: dict[str, Any]) -> Figure:
 
 
 def run_capture_load(*, quick: bool = False, rates: tuple[float, ...] | None = None,
-                     window: float | None = None) -> list[Figure]:
-    """Render once, then one run per offered rate; per-rate rows and the best rate kept up."""
+                     window: float | None = None, stream: Path | None = None) -> list[Figure]:
+    """Render once, then one run per offered rate; per-rate rows and the best rate kept up.
+    ``stream``: serve this already rendered stream (``python -m benchmarks.loadgen render``,
+    60 pairs at market rate 60 expected) instead of rendering one."""
     if rates is None:
         rates = (10_000.0, 100_000.0) if quick else (10_000.0, 25_000.0, 50_000.0, 100_000.0)
     if window is None:
@@ -440,12 +463,29 @@ def run_capture_load(*, quick: bool = False, rates: tuple[float, ...] | None = N
     frames = int(max(rates) * (warmup + window + 4))
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="capture-load-stream-") as d:
-        path = Path(d, "stream.pickle")
-        rendered = render_for(path, frames=frames, pairs=pairs, market_rate=market_rate)
+        if stream is None:
+            path = Path(d, "stream.pickle")
+            rendered = render_for(path, frames=frames, pairs=pairs, market_rate=market_rate)
+        else:
+            from benchmarks.loadgen import load_stream
+
+            path, loaded = stream, load_stream(stream)
+            pairs, market_rate = loaded.pairs, loaded.market_rate
+            rendered = {"frames": loaded.frames, "render_s": loaded.render_s}
+            del loaded
         best = (0.0, "none kept up")
+        print(f"capture_load: rendered {rendered}", file=sys.stderr, flush=True)
+        failed: list[str] = []
         for rate in rates:
-            run = capture_at_rate(path, rate=rate, window=window, warmup=warmup)
+            try:
+                run = capture_at_rate(path, rate=rate, window=window, warmup=warmup)
+            except CaptureLoadError as exc:
+                failed.append(f"{rate:,.0f}/s: {exc}")
+                print(f"capture_load: {rate:,.0f}/s FAILED: {exc}", file=sys.stderr, flush=True)
+                continue
             fig = figures_for(run)
+            print(f"capture_load: {fig}; drain {run['drain_s']:.1f}s, stop {run['stop_s']:.1f}s",
+                  file=sys.stderr, flush=True)
             fig.note += (f"; stream: {pairs} pairs, sim market --rate {market_rate:g}, "
                          f"{rendered['frames']:,} frames rendered once in "
                          f"{rendered['render_s']:.0f} s before any run")
@@ -456,6 +496,8 @@ def run_capture_load(*, quick: bool = False, rates: tuple[float, ...] | None = N
             "capture vs load generator: highest offered rate kept up (2 cores shared)",
             best[0], "msg/s", target=">= 100,000",
             note=f"{best[1]}; recorder + generator on the same 2 cores"))
+    if failed:  # no figure from a run that failed its check; the others are not reported
+        raise CaptureLoadError("; ".join(failed))
     return figures
 
 
@@ -466,7 +508,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rates", default=None)
     parser.add_argument("--window", type=float, default=None)
+    parser.add_argument("--stream", type=Path, default=None)
     a = parser.parse_args()
     chosen = tuple(float(r) for r in a.rates.split(",")) if a.rates else None
-    for f in run_capture_load(quick=a.quick, rates=chosen, window=a.window):
+    for f in run_capture_load(quick=a.quick, rates=chosen, window=a.window, stream=a.stream):
         print(f)
