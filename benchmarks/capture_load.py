@@ -159,7 +159,8 @@ def render_for(path: Path, *, frames: int, pairs: int, market_rate: float, seed:
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise CaptureLoadError(f"render failed: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+    summary: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    return summary
 
 
 def _frames_in(status: dict[str, Any]) -> int:
@@ -416,7 +417,7 @@ def _check(archive: Path, gen: dict[str, Any], status_fails: int) -> dict[str, A
 
 def kept_up(run: dict[str, Any]) -> bool:
     """See the module docstring."""
-    return (run["written"] >= 0.98 * run["offered"]
+    return bool(run["written"] >= 0.98 * run["offered"]
             and run["backlogs"][-1] < 0.25 * run["rate"]
             and run["got"] >= 0.98 * run["written"])
 

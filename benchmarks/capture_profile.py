@@ -124,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
                        market_rate=60.0)
         out = args.out or Path(d, "profiles")
         run = capture_at_rate(stream, rate=args.rate, window=args.window, profile_dir=out)
-        import psutil  # noqa: F401 - (capture_at_rate needs it too)
-
         sup = next(pid for pid, path in run["profiles"] if "supervisor-" in path)
         summary = summarise(run["profiles"], sup)
     us = 1e6 * run["rec_cpu_s"] / max(1.0, run["got"])

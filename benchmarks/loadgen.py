@@ -243,7 +243,8 @@ def _connection_classes() -> tuple[type, type]:
         def heartbeat_frame(self) -> str | None:
             if self.sim.quiet:  # type: ignore[attr-defined]
                 return None
-            return super().heartbeat_frame()  # type: ignore[misc]
+            beat: str | None = super().heartbeat_frame()  # type: ignore[misc]
+            return beat
 
     class LoadgenSpotConnection(_Quiet, SpotConnection):
         pass
@@ -454,7 +455,7 @@ def make_server(config: Any, stream: RenderedStream) -> Any:
 
         def record(self, kind: str, **fields: Any) -> None:
             if kind == "connect":  # every connection, for the count of frames written
-                conn = self.connections.get(fields.get("conn"))
+                conn = self.connections.get(int(fields.get("conn", 0)))
                 if conn is not None:
                     self.all_conns.append(conn)
             super().record(kind, **fields)
