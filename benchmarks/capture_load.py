@@ -242,6 +242,7 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
         profilers = (_start_profilers(rec.pid, window, profile_dir)
                      if profile_dir is not None else [])
         t0 = time.monotonic()
+        t0_ns = time.time_ns()
         rss_peak, lags, backlogs, stall = 0, [], [], 0.0
         while time.monotonic() - t0 < window:
             time.sleep(1.0)
@@ -251,6 +252,7 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
             stall = max(stall, *(w.get("loop_lag_window_max_s", 0.0) for w in ws))
             backlogs.append(_get(control)["backlog"])
         rec_cpu1 = _tree_cpu(rec.pid)
+        t1_ns = time.time_ns()
         by_proc1 = _cpu_by_process(rec.pid)
         s1, g1 = _get(base + "/status"), _get(control)
         dt = time.monotonic() - t0
@@ -265,6 +267,7 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
         if g1["exhausted"]:
             raise CaptureLoadError("the stream ran out before the window ended")
         # each worker's counters carry their own time: rate between its two reports x window
+        # (the workers' status view; the figures use the journal's receive times, below)
         got = 0.0
         for key, w1 in s1["workers"].items():
             w0 = s0["workers"].get(key)
@@ -296,14 +299,14 @@ def capture_at_rate(stream: Path, *, rate: float, window: float, warmup: float =
                                    f"{_tail(Path(tmp, 'recorder.log'))}")
         final = _get(control)
         try:
-            check = _check(Path(tmp, "archive"), final, fails)
+            check = _check(Path(tmp, "archive"), final, fails, window_ns=(t0_ns, t1_ns))
         except CaptureLoadError as exc:
             raise CaptureLoadError(f"{exc}; recorder stopped in {stop_s:.1f} s; its log: "
                                    f"{_tail(Path(tmp, 'recorder.log'))}") from None
         offered = (g1["due"] - g0["due"])
         written = (g1["written"] - g0["written"])
         return {
-            "rate": rate, "dt": dt, "offered": offered, "written": written, "got": got,
+            "rate": rate, "dt": dt, "offered": offered, "written": written, "got_status": got,
             "rec_cpu_s": rec_cpu1 - rec_cpu0, "gen_cpu_s": g1["cpu_s"] - gen_cpu0,
             "supervisor_cpu_s": supervisor_cpu, "children_cpu_s": children_cpu,
             "profiles": [(pid, str(path)) for pid, path, _ in profilers],
@@ -335,12 +338,16 @@ def _tail(path: Path, size: int = 1500) -> str:
         return "(none)"
 
 
-def _journal_per_connection(roots: list[Path]) -> dict[int, int]:
+def _journal_per_connection(roots: list[Path], window_ns: tuple[int, int]
+                            ) -> tuple[dict[int, int], int]:
     """Spot/level3 frames received per generator connection, from the journal: each recorder
     connection's first frame is the status greeting, which names the generator's connection
-    id. Frames of a recorder connection without a greeting count under -1."""
+    id. Frames of a recorder connection without a greeting count under -1. Also: how many
+    were received (journal ``recv_ns``, the wall clock) within ``window_ns``."""
     from recorder.archive.journal import list_segments, read_segment
 
+    lo, hi = window_ns
+    in_window = 0
     counts: dict[tuple[str, int], int] = {}
     names: dict[tuple[str, int], int] = {}
     for root in roots:
@@ -351,6 +358,7 @@ def _journal_per_connection(roots: list[Path]) -> dict[int, int]:
                     continue
                 key = (str(root), frame.conn_id)
                 counts[key] = counts.get(key, 0) + 1
+                in_window += lo <= frame.recv_ns < hi
                 if key not in names and frame.payload.startswith(b'{"channel":"status"'):
                     data = json.loads(frame.payload)["data"][0]
                     names[key] = int(data["connection_id"])
@@ -358,10 +366,11 @@ def _journal_per_connection(roots: list[Path]) -> dict[int, int]:
     for key, n in counts.items():
         gen_id = names.get(key, -1)
         out[gen_id] = out.get(gen_id, 0) + n
-    return out
+    return out, in_window
 
 
-def _check(archive: Path, gen: dict[str, Any], status_fails: int) -> dict[str, Any]:
+def _check(archive: Path, gen: dict[str, Any], status_fails: int,
+           window_ns: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """Every frame the generator wrote is journaled, every checksum verifies, nothing was
     refused; :class:`CaptureLoadError` otherwise.
 
@@ -375,7 +384,7 @@ def _check(archive: Path, gen: dict[str, Any], status_fails: int) -> dict[str, A
     if not roots:
         raise CaptureLoadError(f"no journal under {archive}")
     report = verify_journal(roots)
-    journal = _journal_per_connection(roots)
+    journal, in_window = _journal_per_connection(roots, window_ns)
     problems = []
     unjournaled = 0
     if -1 in journal:
@@ -412,7 +421,7 @@ def _check(archive: Path, gen: dict[str, Any], status_fails: int) -> dict[str, A
         raise CaptureLoadError("; ".join(problems[:10]))
     return {"journal_frames": report["frames"], "verified": report["verified"],
             "frames_on_sockets": gen["frames_on_sockets"], "stream_written": gen["written"],
-            "unjournaled_connections": unjournaled, "generator": gen}
+            "unjournaled_connections": unjournaled, "got": in_window, "generator": gen}
 
 
 def kept_up(run: dict[str, Any]) -> bool:
@@ -425,6 +434,7 @@ def kept_up(run: dict[str, Any]) -> bool:
 def figures_for(run: dict[str, Any]) -> Figure:
     dt = run["dt"]
     offered, written, got = run["offered"] / dt, run["written"] / dt, run["got"] / dt
+    got_status = run["got_status"] / dt
     rec_us = 1e6 * run["rec_cpu_s"] / max(1.0, run["got"])
     gen_us = 1e6 * run["gen_cpu_s"] / max(1, run["written"])
     ok = kept_up(run)
@@ -433,7 +443,8 @@ def figures_for(run: dict[str, Any]) -> Figure:
         f"capture vs load generator, {run['rate']:,.0f} msgs/s offered: recorder CPU per msg",
         rec_us, "CPU-us/msg", target="<= 10",
         note=(f"offered {offered:,.0f}/s, generator wrote {written:,.0f}/s, recorder received "
-              f"{got:,.0f}/s; {'KEPT UP' if ok else 'FELL BEHIND'} (backlog at window end "
+              f"{got:,.0f}/s (journal receive times; workers' status said {got_status:,.0f}/s); "
+              f"{'KEPT UP' if ok else 'FELL BEHIND'} (backlog at window end "
               f"{run['backlogs'][-1]:,} frames); recorder tree (supervisor + 2 workers) CPU "
               f"{100 * run['rec_cpu_s'] / dt:.0f}% of one core (supervisor "
               f"{100 * run['supervisor_cpu_s'] / dt:.0f}%, children "

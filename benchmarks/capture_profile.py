@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarise(run["profiles"], sup)
     us = 1e6 * run["rec_cpu_s"] / max(1.0, run["got"])
     total = max(1, summary["samples"])
-    print(f"rate offered {run['offered'] / run['dt']:,.0f}/s, received {run['got'] / run['dt']:,.0f}/s, "
+    print(f"rate offered {run['offered'] / run['dt']:,.0f}/s, received {run['got'] / run['dt']:,.0f}/s (journal), "
           f"recorder {us:.1f} CPU-us/msg (profiled run), supervisor "
           f"{1e6 * run['supervisor_cpu_s'] / max(1.0, run['got']):.1f} CPU-us/msg")
     for name, n in summary["buckets"].items():
