@@ -69,7 +69,7 @@ def bucket(stack: str, *, supervisor: bool) -> str:
     thread = frames[0][0] if frames and frames[0][0].startswith("thread (") else ""
     if thread.partition(": ")[2].startswith("commit"):  # the commit thread (ThreadPoolExecutor)
         return "commit"
-    if any(f == "begin_commit" for f, _ in frames):  # the cut, on the loop
+    if any(f.rpartition(".")[2] == "begin_commit" for f, _ in frames):  # the cut, on the loop
         return "commit"
     for func, file in reversed(frames):
         for name, fragment in _RULES:
@@ -77,11 +77,19 @@ def bucket(stack: str, *, supervisor: bool) -> str:
                 return name
         if "recorder/capture/writer" in file or "recorder/capture/archive_part" in file:
             return "pipeline"
-        if func == "_reader" and "recorder/capture/connection" in file:
+        if func.rpartition(".")[2] == "_reader" and "recorder/capture/connection" in file:
             return "receive"
     if any("picows" in file or "websockets" in file for _, file in frames):
         return "receive"
     return "loop"
+
+
+def summarise_dir(directory: Path) -> dict[str, Any]:
+    """:func:`summarise` of the files :func:`benchmarks.capture_load._start_profilers` wrote."""
+    files = sorted(directory.glob("*-*.txt"))
+    profiles = [(int(f.stem.rpartition("-")[2]), str(f)) for f in files]
+    sup = next((pid for pid, path in profiles if Path(path).name.startswith("supervisor-")), -1)
+    return summarise(profiles, sup)
 
 
 def summarise(profiles: list[tuple[int, str]], supervisor_pid: int) -> dict[str, Any]:

@@ -77,6 +77,10 @@ def test_recorder_journals_every_frame_served(stream: Path, tmp_path: Path) -> N
      "(/r/recorder/pipeline/core.py:7)", False, "pipeline"),
     ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3);recv "
      "(/v/site-packages/picows/websockets/asyncio/connection.py:3)", False, "receive"),
+    ("thread (1): MainThread;Handle._run (asyncio/events.py:84);FeedConnection._reader "
+     "(/r/recorder/capture/connection.py:333)", False, "receive"),
+    ("thread (1): MainThread;FeedConnection._reader (/r/recorder/capture/connection.py:3);"
+     "ArchiveWriter.begin_commit (/r/recorder/capture/writer.py:5)", False, "commit"),
     ("thread (1): MainThread;_run_once (asyncio/base_events.py:1)", False, "loop"),
     ("thread (1): MainThread;_reader (/r/recorder/capture/connection.py:3)", True, "supervisor"),
 ])
