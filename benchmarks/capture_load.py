@@ -10,18 +10,24 @@ fresh ``recorder run`` (supervisor + 2 workers, the product as deployed) capture
    acks and snapshots; when every subscription is active the generator is armed and started
    at the offered rate;
 2. after a warm-up, over the window: frames offered (due) and written by the generator,
-   frames received by the recorder (its workers' ``frames_in``), CPU of the recorder's whole
+   frames received by the recorder (counted afterwards in its journal by receive time; the
+   workers' own ``frames_in`` status is reported beside), CPU of the recorder's whole
    process tree and of the generator, peak RSS of the tree, the generator's backlog (frames
    due it could not write because the recorder's socket was full), the recorder's longest
    event-loop stall and exchange->receive lag (informational: the frames' exchange times run
    at the render's pace, not the offered rate);
 3. the generator stops (no more frames, no heartbeats), the recorder drains and is stopped
-   (SIGTERM, clean close), and the run checks itself: every frame the generator wrote on a
-   spot/level3 socket is in the recorder's journal (``recorder verify --journal`` count),
-   every book/level3 checksum there verifies (0 mismatches, 0 crossed, 0 rejects), the
+   (SIGTERM, clean close), and the run checks itself: on every generator connection, every
+   frame written up to the stop (all stream frames among them) is in the recorder's journal
+   and nothing it did not write (connections matched by the id their status greeting
+   carries; only the supervisor's discovery connection, closed before the stream and
+   running no archive, is absent), every book/level3 checksum there verifies (0 mismatches, 0 crossed, 0 rejects), the
    recorder reported 0 checksum failures, and the generator refused nothing (no
    subscription it could not serve faithfully). A run failing a check raises
    :class:`CaptureLoadError`: no figure is reported from it.
+
+CPU per message = CPU seconds of the recorder's process tree over the window / frames it
+received in the window; it does not depend on how much of the shared machine the recorder got.
 
 Kept up: the generator wrote at least 98 % of what was offered in the window and its backlog
 at the window's end is under 0.25 s of the offered rate, and the recorder received at least
