@@ -400,6 +400,7 @@ def make_server(config: Any, stream: RenderedStream) -> Any:
             for part in by_conn.values():
                 part.buf = b"".join(pieces.pop(id(part)))
             self.parts = list(by_conn.values())
+            self.stream.slices = []  # every frame now lives in the buffers (half the memory)
             self.total = total
             self.arm_s = time.perf_counter() - t0
 
