@@ -16,9 +16,11 @@ from pathlib import Path
 from benchmarks.harness import Figure, render_table, write_report
 
 SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay",
-          "bookat", "cut")
-#: Run when ``--only`` is not given: ``bookat`` is the book_at part of ``query`` on its own.
-DEFAULT_SUITES = tuple(s for s in SUITES if s != "bookat")
+          "bookat", "cut", "capture_load")
+#: Run when ``--only`` is not given: ``bookat`` is the book_at part of ``query`` on its own;
+#: ``capture_load`` (recorder vs the load generator up to 100,000 msgs/s, several minutes)
+#: runs only when asked for.
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("bookat", "capture_load"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +76,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.query import run_bookat as run
     elif suite == "cut":
         from benchmarks.cut import run_cut as run
+    elif suite == "capture_load":
+        from benchmarks.capture_load import run_capture_load as run
     else:
         from benchmarks.audit import run_audit as run
     return run(quick=quick)
