@@ -16,11 +16,11 @@ from pathlib import Path
 from benchmarks.harness import Figure, render_table, write_report
 
 SUITES = ("core", "sim", "archive", "capture", "receive", "query", "audit", "verify", "replay",
-          "bookat", "cut", "capture_load")
+          "bookat", "cut", "capture_load", "stall")
 #: Run when ``--only`` is not given: ``bookat`` is the book_at part of ``query`` on its own;
 #: ``capture_load`` (recorder vs the load generator up to 100,000 msgs/s, several minutes)
-#: runs only when asked for.
-DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("bookat", "capture_load"))
+#: runs only when asked for, as does ``stall`` (4 full-universe capture runs back to back).
+DEFAULT_SUITES = tuple(s for s in SUITES if s not in ("bookat", "capture_load", "stall"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +76,8 @@ def _run_suite(suite: str, quick: bool) -> list[Figure]:
         from benchmarks.query import run_bookat as run
     elif suite == "cut":
         from benchmarks.cut import run_cut as run
+    elif suite == "stall":
+        from benchmarks.capture import run_stall as run
     elif suite == "capture_load":
         from benchmarks.capture_load import run_capture_load as run
     else:
