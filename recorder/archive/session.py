@@ -248,7 +248,9 @@ class Deriver:
       many rows or Arrow bytes are buffered, or that much receive time has passed since the
       last commit (live capture commits on its own schedule and passes ``None``: never);
     * ``before_commit``: runs first in every commit (live: the journal flush, so that a commit
-      never claims journal records that are not durable).
+      never claims journal records that are not durable);
+    * ``engine``: the pipeline's (``"core"``: the compiled Spot book lane; ``"python"``: the
+      reference model); the rows and commits are the same.
     """
 
     def __init__(
@@ -263,6 +265,7 @@ class Deriver:
         roll_seconds: float | None = 300.0,
         write_table: Callable[..., None] = pq.write_table,
         before_commit: Callable[[], None] | None = None,
+        engine: str = "core",
     ) -> None:
         self._before_commit = before_commit
         self.archive = ArchiveStore(root)
@@ -282,9 +285,10 @@ class Deriver:
                                          else checkpoint_messages))
             state = self.archive.load_pipeline()
             if state is None:
-                self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
+                self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings(),
+                                         engine=engine)
             else:
-                self.pipeline = Pipeline.from_state(state, self.writer)
+                self.pipeline = Pipeline.from_state(state, self.writer, engine=engine)
                 kept = self.pipeline.settings
                 if settings is not None and settings != kept:
                     log.warning("archive %s keeps the derivation settings it was created "
