@@ -51,7 +51,16 @@ from recorder.book.l2 import L2Book, L2CheckpointCut, token_units
 from recorder.book.l3 import L3Book, L3CheckpointCut
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
-from recorder.pipeline.lane import ENGINES, CoreL2Book, CoreL2Cut, restore_l2, to_reference
+from recorder.pipeline.lane import (
+    ENGINES,
+    CoreL2Book,
+    CoreL2Cut,
+    CoreL3Book,
+    CoreL3Cut,
+    restore_l2,
+    restore_l3,
+    to_reference,
+)
 from recorder.pipeline.settings import (
     DEFAULT_CHECKPOINT_INTERVAL_NS,
     DEFAULT_CHECKPOINT_MESSAGES,
@@ -398,7 +407,7 @@ class PipelineCut:
         epochs = []
         for fields, book in self._books:
             es = _epoch_state(fields)
-            if isinstance(book, (L2CheckpointCut, L3CheckpointCut, CoreL2Cut)):
+            if isinstance(book, (L2CheckpointCut, L3CheckpointCut, CoreL2Cut, CoreL3Cut)):
                 book = book.materialize()
             if isinstance(book, L2Checkpoint):
                 es.l2 = book
@@ -503,7 +512,8 @@ class Pipeline:
         #: FIX sessions: expected MsgSeqNum, subscriptions, sent MarketDataRequests (state)
         self._fix = _FixSessions()
         #: the compiled Spot v2 book lane (``engine="core"``), None for the reference model
-        self._lane: Any = _core.SpotLane(_Epoch, CoreL2Book) if engine == "core" else None
+        self._lane: Any = (_core.SpotLane(_Epoch, CoreL2Book, CoreL3Book) if engine == "core"
+                           else None)
 
     # ------------------------------------------------------------------ state
 
@@ -560,7 +570,7 @@ class Pipeline:
             fields = _EPOCH_FIELDS
             for ep in self._epochs.values():
                 book = ep.book
-                if isinstance(book, (L2Book, L3Book, CoreL2Book)):
+                if isinstance(book, (L2Book, L3Book, CoreL2Book, CoreL3Book)):
                     book = book.checkpoint_later()
                 elif isinstance(book, FuturesBook):
                     book = book.checkpoint()
@@ -577,7 +587,7 @@ class Pipeline:
             book = ep.book
             if isinstance(book, (L2Book, CoreL2Book)):
                 es.l2 = book.checkpoint()
-            elif isinstance(book, L3Book):
+            elif isinstance(book, (L3Book, CoreL3Book)):
                 es.l3 = book.checkpoint()
             elif isinstance(book, FuturesBook):
                 es.futures = book.checkpoint()
@@ -644,7 +654,9 @@ class Pipeline:
                     ep.book = (restore_l2(es.l2) if p._lane is not None and es.channel == "book"
                                and es.stream not in FIX_STREAMS else L2Book.restore(es.l2))
                 elif es.l3 is not None:
-                    ep.book = L3Book.restore(es.l3)
+                    ep.book = (restore_l3(es.l3) if p._lane is not None
+                               and es.channel == "level3" and es.stream not in FIX_STREAMS
+                               else L3Book.restore(es.l3))
                 elif es.futures is not None:
                     ep.book = FuturesBook.restore(es.futures)
             except (BookError, NumberError) as exc:
@@ -1457,8 +1469,11 @@ class Pipeline:
                              "level3 update without a valid snapshot", symbol)
                 self._before_snapshot(frame, "level3", symbol, out)
                 return
+            book = ep.book
+            if type(book) is CoreL3Book:  # an update the lane left to the reference path
+                book = ep.book = to_reference(book)
             try:
-                res = ep.book.apply(kind, data, self._l3_rows)
+                res = book.apply(kind, data, self._l3_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
