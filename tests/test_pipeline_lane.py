@@ -417,3 +417,26 @@ def test_mutated_level3_frames_equal_and_never_crash(data):
     _assert_same(_derive(frames, "core", "feed", **kw), ref)
     _assert_same(_derive(frames, "core", "many", seed=data.draw(st.integers(0, 99)), **kw), ref)
     assert "internal" not in ref["rejects"]
+
+
+def test_an_error_inside_the_lane_is_an_internal_reject_as_in_the_reference(clean, monkeypatch):
+    """A pipeline method the lane calls back raising part-way (a bug): the frame becomes an
+    ``internal`` reject, the buffers are repaired, and the stream goes on, as the reference's
+    ``feed`` does it."""
+    original = Pipeline._checkpoint_row
+    calls = {"n": 0}
+
+    def flaky(self, ep, recv_ns, reason):
+        if reason == "interval":
+            calls["n"] += 1
+            if calls["n"] % 3 == 0:
+                raise RuntimeError("boom")
+        return original(self, ep, recv_ns, reason)
+
+    monkeypatch.setattr(Pipeline, "_checkpoint_row", flaky)
+    kw = dict(checkpoint_messages=40)
+    ref = _derive(clean, "python", **kw)
+    assert ref["rejects"].get("internal", 0) > 3
+    for mode in ("feed", "many"):
+        calls["n"] = 0
+        _assert_same(_derive(clean, "core", mode, seed=9, **kw), ref)
