@@ -440,3 +440,51 @@ def test_an_error_inside_the_lane_is_an_internal_reject_as_in_the_reference(clea
     for mode in ("feed", "many"):
         calls["n"] = 0
         _assert_same(_derive(clean, "core", mode, seed=9, **kw), ref)
+
+
+class _Writer:
+    """A FeedLoop writer: counts what the pipeline hands over (rows, pretend bytes)."""
+
+    def __init__(self) -> None:
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
+        self.log: list[tuple[str, int]] = []
+
+    def append(self, dataset: str, columns: dict[str, Any]) -> None:
+        n = len(next(iter(columns.values())))
+        self.buffered_rows += n
+        self.buffered_bytes += 40 * n
+        self.log.append((dataset, n))
+
+
+def _loop_run(frames: list[Frame], engine: str, **roll: Any) -> tuple[Any, ...]:
+    from recorder.archive.session import FeedLoop
+
+    w = _Writer()
+    p = Pipeline(w, engine=engine, batch_rows=500)
+    rolls: list[Any] = []
+
+    def on_roll() -> None:
+        rolls.append((dict(loop.positions), p.pending_rows, w.buffered_rows, p.frames))
+        p.flush()
+        w.buffered_rows = w.buffered_bytes = 0
+        loop.committed()
+
+    loop = FeedLoop(p, w, on_roll=on_roll, **roll)
+    progress: list[int] = []
+    half = len(frames) // 2
+    n = loop.feed_run(enumerate(frames[:half]), "a", progress.append)
+    n += loop.feed_run(enumerate(frames[half:], 3), "b", progress.append)
+    return rolls, progress, w.log, n, loop.frames, dict(loop.positions)
+
+
+@pytest.mark.parametrize("roll", [
+    dict(roll_rows=700), dict(roll_bytes=30_000), dict(roll_seconds=1.5),
+    dict(roll_rows=5000, roll_bytes=90_000, roll_seconds=20.0), {}])
+def test_feed_run_rolls_and_progress_equal(clean, roll):
+    """``FeedLoop.feed_run`` through the lane in runs: the same roll points (positions,
+    pending rows), progress calls and sink batches as one ``feed`` per frame."""
+    ref = _loop_run(clean, "python", **roll)
+    assert _loop_run(clean, "core", **roll) == ref
+    if roll:
+        assert len(ref[0]) >= 2

@@ -54,8 +54,9 @@ log = logging.getLogger("recorder.archive.session")
 
 #: Records of a segment searched for its ProcessStart (the first one of a capture's run).
 _SETTINGS_SCAN: Final = 16
-#: Records taken from a run at a time by :meth:`FeedLoop.feed_run` (compiled lane).
-_CHUNK: Final = 4096
+#: Records taken from a run at a time by :meth:`FeedLoop.feed_run` (compiled lane); also
+#: bounds how long one call of the lane holds the GIL (~1024 frames: a few ms).
+_CHUNK: Final = 1024
 
 
 def journal_settings(path: str | os.PathLike[str]) -> DeriveSettings | None:

@@ -8,7 +8,10 @@ files. It keeps per-column buffers (one Python list per column per dataset) and 
 What it maintains:
 
 * books per (channel, symbol): ``book`` -> :class:`~recorder.book.l2.L2Book`, ``level3`` ->
-  :class:`~recorder.book.l3.L3Book`, futures ``book`` -> :class:`~recorder.book.futures.FuturesBook`;
+  :class:`~recorder.book.l3.L3Book`, futures ``book`` -> :class:`~recorder.book.futures.FuturesBook`
+  (with ``engine="core"``, the default, Spot v2 ``book`` / ``level3`` frames are derived by the
+  compiled lane of :mod:`recorder.pipeline.lane` into the same buffers, exactly as here, its
+  epochs holding compiled books; ``engine="python"`` is this reference model alone);
   each validated stretch is an *epoch* (id = ``recv_ns`` of the frame that started it) with a
   checkpoint at its start and every ``checkpoint_interval_ns``;
 * trade-id continuity per symbol and seq continuity per futures product;
@@ -431,7 +434,9 @@ class Pipeline:
     an epoch (0: time only), so a replay from the nearest checkpoint stays short on busy
     books. ``batch_rows``: buffered rows (all datasets) before handing
     them to the sink. ``instruments``: optional initial ``symbol -> (price_precision,
-    qty_precision)``.
+    qty_precision)``. ``engine``: ``"core"`` (default; Spot ``book`` / ``level3`` frames
+    through the compiled lane, :mod:`recorder.pipeline.lane`) or ``"python"`` (the reference
+    model); rows, signals, counters and state are the same.
     """
 
     #: Fixed attributes: slot access stays fast however many there are (an instance dict
