@@ -723,7 +723,9 @@ class Pipeline:
         if lane is None:
             self._feed(frames[start])
             return start + 1
-        nxt, err, flush = lane.feed(self, frames, start, stop, until_rows, until_recv, [])
+        nxt, err, flush = lane.feed(self, frames, start, stop,
+                                    max(min(until_rows, INT64_MAX), INT64_MIN),
+                                    max(min(until_recv, INT64_MAX), INT64_MIN), [])
         if err is not None:
             self._lane_error(frames[nxt], err)
             return nxt + 1

@@ -27,6 +27,7 @@ from recorder.book.checkpoint import (
 )
 from recorder.book.l2 import L2Book
 from recorder.book.l3 import L3Book
+from recorder.protocol.errors import BookError
 from recorder.protocol.numbers import MAX_PRECISION, units_to_text
 
 __all__ = ["CoreL2Book", "CoreL2Cut", "CoreL3Book", "CoreL3Cut", "to_reference", "restore_l2",
@@ -37,6 +38,11 @@ ENGINES: Final = ("core", "python")
 _INT64_MAX: Final = 2**63 - 1
 
 
+def _check_ready(book: _core.LaneL2Book | _core.LaneL3Book) -> None:
+    if not book.ready:
+        raise BookError(f"{book.symbol}: no valid book to checkpoint")
+
+
 class CoreL2Book(_core.LaneL2Book):
     """A compiled L2 book with the checkpoint interface of :class:`~recorder.book.l2.L2Book`
     (:meth:`checkpoint`, :meth:`checkpoint_later`, :meth:`restore`, :meth:`checksum`,
@@ -45,7 +51,9 @@ class CoreL2Book(_core.LaneL2Book):
     __slots__ = ()
 
     def checkpoint(self) -> L2Checkpoint:
-        """The checkpoint the reference book holding the same levels returns."""
+        """The checkpoint the reference book holding the same levels returns (raises
+        :class:`~recorder.protocol.errors.BookError` as it does for a book not ready)."""
+        _check_ready(self)
         pp = self.price_precision
         qp = self.qty_precision
         return L2Checkpoint(
@@ -56,6 +64,7 @@ class CoreL2Book(_core.LaneL2Book):
     def checkpoint_later(self) -> CoreL2Cut:
         """:meth:`checkpoint` in two halves (as the reference's): a copy of the book now, its
         ``materialize()`` later."""
+        _check_ready(self)
         return CoreL2Cut(self.copy())
 
     @classmethod
@@ -90,7 +99,9 @@ class CoreL3Book(_core.LaneL3Book):
     __slots__ = ()
 
     def checkpoint(self) -> L3Checkpoint:
-        """The checkpoint the reference book holding the same orders returns."""
+        """The checkpoint the reference book holding the same orders returns (raises as
+        :meth:`CoreL2Book.checkpoint`)."""
+        _check_ready(self)
         pp = self.price_precision
         qp = self.qty_precision
 
@@ -104,6 +115,7 @@ class CoreL3Book(_core.LaneL3Book):
     def checkpoint_later(self) -> CoreL3Cut:
         """:meth:`checkpoint` in two halves: a copy of the book now, its ``materialize()``
         later."""
+        _check_ready(self)
         return CoreL3Cut(self.copy())
 
     @classmethod

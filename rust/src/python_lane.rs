@@ -383,6 +383,27 @@ struct Pipe<'py> {
     batch_rows: i64,
 }
 
+impl<'py> Pipe<'py> {
+    fn of(py: Python<'py>, pipeline: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Pipe {
+            obj: pipeline.clone(),
+            spot_ok: pipeline.getattr(intern!(py, "_spot_ok"))?.cast_into()?,
+            epochs: pipeline.getattr(intern!(py, "_epochs"))?.cast_into()?,
+            conns: pipeline.getattr(intern!(py, "_conns"))?.cast_into()?,
+            precisions: pipeline.getattr(intern!(py, "precisions"))?.cast_into()?,
+            ack_depth: pipeline.getattr(intern!(py, "_ack_depth"))?.cast_into()?,
+            mrows: pipeline.getattr(intern!(py, "_mrows"))?.cast_into()?,
+            interval: pipeline
+                .getattr(intern!(py, "checkpoint_interval_ns"))?
+                .extract()?,
+            cp_messages: pipeline
+                .getattr(intern!(py, "checkpoint_messages"))?
+                .extract()?,
+            batch_rows: pipeline.getattr(intern!(py, "batch_rows"))?.extract()?,
+        })
+    }
+}
+
 /// Per-run strings.
 struct Names<'py> {
     book: Bound<'py, PyString>,
@@ -455,21 +476,9 @@ impl SpotLane {
         until_recv: i64,
         out: &Bound<'_, PyList>,
     ) -> PyResult<(usize, Option<PyErr>, bool)> {
-        let pipe = Pipe {
-            obj: pipeline.clone(),
-            spot_ok: pipeline.getattr(intern!(py, "_spot_ok"))?.cast_into()?,
-            epochs: pipeline.getattr(intern!(py, "_epochs"))?.cast_into()?,
-            conns: pipeline.getattr(intern!(py, "_conns"))?.cast_into()?,
-            precisions: pipeline.getattr(intern!(py, "precisions"))?.cast_into()?,
-            ack_depth: pipeline.getattr(intern!(py, "_ack_depth"))?.cast_into()?,
-            mrows: pipeline.getattr(intern!(py, "_mrows"))?.cast_into()?,
-            interval: pipeline
-                .getattr(intern!(py, "checkpoint_interval_ns"))?
-                .extract()?,
-            cp_messages: pipeline
-                .getattr(intern!(py, "checkpoint_messages"))?
-                .extract()?,
-            batch_rows: pipeline.getattr(intern!(py, "batch_rows"))?.extract()?,
+        let Ok(pipe) = Pipe::of(py, pipeline) else {
+            // settings beyond i64 (or not a pipeline): every frame is the reference's
+            return Ok((start, None, false));
         };
         let names = Names {
             book: intern!(py, "book").clone(),
