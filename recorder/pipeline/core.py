@@ -701,7 +701,7 @@ class Pipeline:
         lane = self._lane
         if lane is not None and (frame.stream == "spot" or frame.stream == "l3"):
             out: list[Signal] = []
-            nxt, err, flush = lane.feed(self, [frame], 0, 1, _NEVER, _NEVER, out)
+            nxt, err, flush, _ = lane.feed(self, [frame], 0, 1, _NEVER, _NEVER, out)
             if err is not None:
                 self._lane_error(frame, err)
                 return out
@@ -723,17 +723,17 @@ class Pipeline:
         if lane is None:
             self._feed(frames[start])
             return start + 1
-        nxt, err, flush = lane.feed(self, frames, start, stop,
-                                    max(min(until_rows, INT64_MAX), INT64_MIN),
-                                    max(min(until_recv, INT64_MAX), INT64_MIN), [])
+        nxt, err, flush, foreign = lane.feed(self, frames, start, stop,
+                                             max(min(until_rows, INT64_MAX), INT64_MIN),
+                                             max(min(until_recv, INT64_MAX), INT64_MIN), [])
         if err is not None:
             self._lane_error(frames[nxt], err)
             return nxt + 1
-        if nxt == start:
-            self._feed(frames[start])
-            return start + 1
         if flush:
             self.flush()
+        elif foreign:  # no stop point before it: the reference derives it here
+            self._feed(frames[nxt])
+            return nxt + 1
         return nxt
 
     def _lane_error(self, frame: Frame, exc: BaseException) -> None:

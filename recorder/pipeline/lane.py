@@ -14,7 +14,7 @@ snapshot (:func:`to_reference`).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from recorder import _core
 from recorder.book.checkpoint import (
@@ -36,14 +36,16 @@ __all__ = ["CoreL2Book", "CoreL2Cut", "CoreL3Book", "CoreL3Cut", "to_reference",
 #: Pipeline engines: the compiled lane (product) or the pure-Python reference model.
 ENGINES: Final = ("core", "python")
 _INT64_MAX: Final = 2**63 - 1
+_LANE_L2: Any = _core.LaneL2Book
+_LANE_L3: Any = _core.LaneL3Book
 
 
-def _check_ready(book: _core.LaneL2Book | _core.LaneL3Book) -> None:
+def _check_ready(book: Any) -> None:
     if not book.ready:
         raise BookError(f"{book.symbol}: no valid book to checkpoint")
 
 
-class CoreL2Book(_core.LaneL2Book):
+class CoreL2Book(_LANE_L2):  # type: ignore[misc]  # (_core is untyped)
     """A compiled L2 book with the checkpoint interface of :class:`~recorder.book.l2.L2Book`
     (:meth:`checkpoint`, :meth:`checkpoint_later`, :meth:`restore`, :meth:`checksum`,
     ``len()``)."""
@@ -83,15 +85,15 @@ class CoreL2Cut:
 
     __slots__ = ("_book",)
 
-    def __init__(self, book: _core.LaneL2Book) -> None:
+    def __init__(self, book: Any) -> None:
         self._book = book
 
     def materialize(self) -> L2Checkpoint:
         """The checkpoint the book returned at the cut."""
-        return CoreL2Book.checkpoint(self._book)  # type: ignore[arg-type]
+        return CoreL2Book.checkpoint(self._book)
 
 
-class CoreL3Book(_core.LaneL3Book):
+class CoreL3Book(_LANE_L3):  # type: ignore[misc]
     """A compiled level3 book with the checkpoint interface of
     :class:`~recorder.book.l3.L3Book` (:meth:`checkpoint`, :meth:`checkpoint_later`,
     :meth:`restore`, :meth:`checksum`, ``len()``: resting orders)."""
@@ -132,12 +134,12 @@ class CoreL3Cut:
 
     __slots__ = ("_book",)
 
-    def __init__(self, book: _core.LaneL3Book) -> None:
+    def __init__(self, book: Any) -> None:
         self._book = book
 
     def materialize(self) -> L3Checkpoint:
         """The checkpoint the book returned at the cut."""
-        return CoreL3Book.checkpoint(self._book)  # type: ignore[arg-type]
+        return CoreL3Book.checkpoint(self._book)
 
 
 def to_reference(book: CoreL2Book | CoreL3Book) -> L2Book | L3Book:
@@ -148,8 +150,8 @@ def to_reference(book: CoreL2Book | CoreL3Book) -> L2Book | L3Book:
 
 
 def _fits(pp: object, qp: object) -> bool:
-    return (type(pp) is int and type(qp) is int and 0 <= pp <= MAX_PRECISION  # type: ignore[operator]
-            and 0 <= qp <= MAX_PRECISION)  # type: ignore[operator]
+    return (type(pp) is int and type(qp) is int and 0 <= pp <= MAX_PRECISION
+            and 0 <= qp <= MAX_PRECISION)
 
 
 def restore_l2(cp: L2Checkpoint) -> L2Book | CoreL2Book:

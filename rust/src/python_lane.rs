@@ -460,10 +460,11 @@ impl SpotLane {
     /// Derive `frames[start:stop]` into `pipeline` while they are the lane's; signals go to
     /// `out`. Stops after a frame that left the pipeline's rows due for its sink, that left at
     /// least `until_rows` rows pending or whose `recv_ns` is at least `until_recv`. Returns
-    /// `(next, error, flush)`: `frames[next]` is the first frame not derived (not the lane's,
-    /// or `next == stop`), unless `error` is set: then the derivation of `frames[next]` raised
-    /// it part-way (the caller handles it as `Pipeline.feed` handles an exception); `flush`:
-    /// the caller must call `Pipeline.flush` now (as `Pipeline.feed` does after a frame).
+    /// `(next, error, flush, foreign)`: `frames[next]` is the first frame not derived, unless
+    /// `error` is set: then the derivation of `frames[next]` raised it part-way (the caller
+    /// handles it as `Pipeline.feed` handles an exception); `flush`: the caller must call
+    /// `Pipeline.flush` now (as `Pipeline.feed` does after a frame); `foreign`: the lane
+    /// stopped at `frames[next]` because it is not the lane's (the reference derives it).
     #[allow(clippy::too_many_arguments)]
     fn feed(
         &mut self,
@@ -475,10 +476,10 @@ impl SpotLane {
         until_rows: i64,
         until_recv: i64,
         out: &Bound<'_, PyList>,
-    ) -> PyResult<(usize, Option<PyErr>, bool)> {
+    ) -> PyResult<(usize, Option<PyErr>, bool, bool)> {
         let Ok(pipe) = Pipe::of(py, pipeline) else {
             // settings beyond i64 (or not a pipeline): every frame is the reference's
-            return Ok((start, None, false));
+            return Ok((start, None, false, true));
         };
         let names = Names {
             book: intern!(py, "book").clone(),
@@ -497,7 +498,7 @@ impl SpotLane {
         while i < stop {
             let frame = frames.get_item(i)?;
             match self.frame(py, &pipe, &names, &frame, out) {
-                Ok(Step::NotMine) => return Ok((i, None, false)),
+                Ok(Step::NotMine) => return Ok((i, None, false, true)),
                 Ok(Step::Done {
                     flush,
                     recv,
@@ -505,16 +506,16 @@ impl SpotLane {
                 }) => {
                     i += 1;
                     if flush {
-                        return Ok((i, None, true));
+                        return Ok((i, None, true, false));
                     }
                     if recv >= until_recv || pending >= until_rows {
                         break;
                     }
                 }
-                Err(err) => return Ok((i, Some(err), false)),
+                Err(err) => return Ok((i, Some(err), false, false)),
             }
         }
-        Ok((i, None, false))
+        Ok((i, None, false, false))
     }
 }
 
