@@ -80,8 +80,8 @@ _SIM_FRAME: Final = msgspec.json.Decoder(_SimFrame)
 _SIM_STREAMS: Final = frozenset({"spot", "l3", "futures"})
 #: The stream codes of ``recorder._core.sim_record_frames``.
 _CORE_STREAMS: Final[tuple[Stream, ...]] = ("spot", "l3", "futures")
-#: ``engine`` of :func:`ingest`: the compiled core's bulk framing and journal encoding
-#: (default) or the pure-Python reference.
+#: ``engine`` of :func:`ingest`: the compiled core's bulk framing, journal encoding and Spot
+#: book derivation (default) or the pure-Python reference.
 ENGINES: Final = ("core", "python")
 
 
@@ -343,15 +343,16 @@ def ingest(paths: list[Path], archive: Path, *, progress: bool = False,
     input: nothing added); ``empty`` (no content, or no frames: nothing recorded, not
     remembered as ingested); ``rejected`` (every frame became a reject).
 
-    ``engine``: ``"core"`` (default) frames sim records and encodes the journal in bulk in the
-    compiled core; ``"python"`` is the pure-Python reference. The archive is the same."""
+    ``engine``: ``"core"`` (default) frames sim records, encodes the journal in bulk and
+    derives Spot ``book`` frames (the pipeline's lane) in the compiled core; ``"python"`` is
+    the pure-Python reference. The archive is the same."""
     if engine not in ENGINES:
         raise IngestError(f"unknown ingest engine {engine!r} (one of {', '.join(ENGINES)})")
     if not {"settings", "checkpoint_interval_ns", "checkpoint_messages"} & set(deriver_options):
         recorded = _recorded_settings(paths)
         if recorded is not None:
             deriver_options["settings"] = recorded
-    deriver = Deriver(archive, **deriver_options)
+    deriver = Deriver(archive, engine=engine, **deriver_options)
     jroot = deriver.journal_root
     pipe = deriver.pipeline
     summary: dict[str, Any] = {"inputs": [], "frames": 0}
@@ -524,8 +525,8 @@ def print_summary(summary: dict[str, Any]) -> None:
               default=MAX_DECOMPRESSED_BYTES // 2**20, show_default=True,
               help="Refuse a zstd input that expands past this many MiB.")
 @click.option("--engine", type=click.Choice(ENGINES), default="core", show_default=True,
-              help="Frame sim records and encode the journal in bulk in the compiled core, "
-                   "or with the pure-Python reference (same archive).")
+              help="Frame sim records, encode the journal and derive Spot book frames in the "
+                   "compiled core, or with the pure-Python reference (same archive).")
 def ingest_command(files: tuple[Path, ...], archive: Path, as_json: bool, strict: bool,
                    quiet: bool, max_decompressed_mib: int, engine: str) -> None:
     """Derive the archive from journal segments, `recorder sim --record` files or JSONL.

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,6 +54,9 @@ log = logging.getLogger("recorder.archive.session")
 
 #: Records of a segment searched for its ProcessStart (the first one of a capture's run).
 _SETTINGS_SCAN: Final = 16
+#: Records taken from a run at a time by :meth:`FeedLoop.feed_run` (compiled lane); also
+#: bounds how long one call of the lane holds the GIL (~1024 frames: a few ms).
+_CHUNK: Final = 1024
 
 
 def journal_settings(path: str | os.PathLike[str]) -> DeriveSettings | None:
@@ -148,25 +152,81 @@ class FeedLoop:
         roll_rows, roll_bytes, roll_ns = self._roll_rows, self._roll_bytes, self._roll_ns
         n = 0
         try:
-            for index, frame in records:
-                feed(frame)
-                positions[segment] = index + 1
-                n += 1
-                recv = frame.recv_ns
+            if pipeline.engine == "python":
+                for index, frame in records:
+                    feed(frame)
+                    positions[segment] = index + 1
+                    n += 1
+                    recv = frame.recv_ns
+                    last = self._last_commit_ns
+                    if last is None:
+                        last = self._last_commit_ns = recv
+                    if on_roll is not None and (
+                            pipeline.pending_rows + w.buffered_rows >= roll_rows
+                            or w.buffered_bytes >= roll_bytes or recv - last >= roll_ns):
+                        on_roll()
+                    if progress is not None and n % 10000 == 0:
+                        progress(10000)
+            else:
+                fed = [0]
+                try:
+                    self._feed_chunks(records, segment, progress, fed)
+                finally:
+                    n = fed[0]
+        finally:
+            self.frames += n
+        if progress is not None and n % 10000:
+            progress(n % 10000)
+        return n
+
+    def _feed_chunks(self, records: Iterable[tuple[int, Frame]], segment: str,
+                     progress: Callable[[int], None] | None, fed: list[int]) -> None:
+        """The loop of :meth:`feed_run` through :meth:`Pipeline.feed_many` (runs of frames
+        in one call of the compiled lane), with the same positions, roll points, commits and
+        progress calls: the pipeline stops after every frame where :meth:`feed` would check
+        something that may hold (its row and receive-time thresholds are handed down; the
+        writer's counts only change when the pipeline flushes, after which it stops too).
+        ``fed[0]``: the number of frames fed so far (also read when this raises)."""
+        positions = self.positions
+        pipeline = self.pipeline
+        feed_many = pipeline.feed_many
+        w = self.writer
+        on_roll = self._on_roll
+        roll_rows, roll_bytes, roll_ns = self._roll_rows, self._roll_bytes, self._roll_ns
+        never = 1 << 62
+        n = 0
+        it = iter(records)
+        while True:
+            chunk = list(islice(it, _CHUNK))
+            if not chunk:
+                return
+            frames = [f for _, f in chunk]
+            i = 0
+            end = len(chunk)
+            while i < end:
                 last = self._last_commit_ns
                 if last is None:
-                    last = self._last_commit_ns = recv
+                    last = self._last_commit_ns = frames[i].recv_ns
+                stop = min(end, i + 10000 - n % 10000)
+                if on_roll is None:
+                    until_rows = until_recv = never
+                else:
+                    until_rows = roll_rows - w.buffered_rows
+                    until_recv = last + roll_ns
+                    if w.buffered_bytes >= roll_bytes:
+                        stop = i + 1
+                j = feed_many(frames, i, stop, until_rows, until_recv)
+                n += j - i
+                fed[0] = n
+                positions[segment] = chunk[j - 1][0] + 1
+                i = j
+                recv = frames[j - 1].recv_ns
                 if on_roll is not None and (
                         pipeline.pending_rows + w.buffered_rows >= roll_rows
                         or w.buffered_bytes >= roll_bytes or recv - last >= roll_ns):
                     on_roll()
                 if progress is not None and n % 10000 == 0:
                     progress(10000)
-        finally:
-            self.frames += n
-        if progress is not None and n % 10000:
-            progress(n % 10000)
-        return n
 
     def committed(self) -> None:
         """A commit happened: the receive-time roll counts from the next frame."""
@@ -189,7 +249,9 @@ class Deriver:
       many rows or Arrow bytes are buffered, or that much receive time has passed since the
       last commit (live capture commits on its own schedule and passes ``None``: never);
     * ``before_commit``: runs first in every commit (live: the journal flush, so that a commit
-      never claims journal records that are not durable).
+      never claims journal records that are not durable);
+    * ``engine``: the pipeline's (``"core"``: the compiled Spot book lane; ``"python"``: the
+      reference model); the rows and commits are the same.
     """
 
     def __init__(
@@ -204,6 +266,7 @@ class Deriver:
         roll_seconds: float | None = 300.0,
         write_table: Callable[..., None] = pq.write_table,
         before_commit: Callable[[], None] | None = None,
+        engine: str = "core",
     ) -> None:
         self._before_commit = before_commit
         self.archive = ArchiveStore(root)
@@ -223,9 +286,10 @@ class Deriver:
                                          else checkpoint_messages))
             state = self.archive.load_pipeline()
             if state is None:
-                self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings())
+                self.pipeline = Pipeline(self.writer, settings=settings or DeriveSettings(),
+                                         engine=engine)
             else:
-                self.pipeline = Pipeline.from_state(state, self.writer)
+                self.pipeline = Pipeline.from_state(state, self.writer, engine=engine)
                 kept = self.pipeline.settings
                 if settings is not None and settings != kept:
                     log.warning("archive %s keeps the derivation settings it was created "

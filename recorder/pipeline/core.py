@@ -8,7 +8,10 @@ files. It keeps per-column buffers (one Python list per column per dataset) and 
 What it maintains:
 
 * books per (channel, symbol): ``book`` -> :class:`~recorder.book.l2.L2Book`, ``level3`` ->
-  :class:`~recorder.book.l3.L3Book`, futures ``book`` -> :class:`~recorder.book.futures.FuturesBook`;
+  :class:`~recorder.book.l3.L3Book`, futures ``book`` -> :class:`~recorder.book.futures.FuturesBook`
+  (with ``engine="core"``, the default, Spot v2 ``book`` / ``level3`` frames are derived by the
+  compiled lane of :mod:`recorder.pipeline.lane` into the same buffers, exactly as here, its
+  epochs holding compiled books; ``engine="python"`` is this reference model alone);
   each validated stretch is an *epoch* (id = ``recv_ns`` of the frame that started it) with a
   checkpoint at its start and every ``checkpoint_interval_ns``;
 * trade-id continuity per symbol and seq continuity per futures product;
@@ -51,6 +54,16 @@ from recorder.book.l2 import L2Book, L2CheckpointCut, token_units
 from recorder.book.l3 import L3Book, L3CheckpointCut
 from recorder.frames import Frame
 from recorder.pipeline import markers as mk
+from recorder.pipeline.lane import (
+    ENGINES,
+    CoreL2Book,
+    CoreL2Cut,
+    CoreL3Book,
+    CoreL3Cut,
+    restore_l2,
+    restore_l3,
+    to_reference,
+)
 from recorder.pipeline.settings import (
     DEFAULT_CHECKPOINT_INTERVAL_NS,
     DEFAULT_CHECKPOINT_MESSAGES,
@@ -87,6 +100,8 @@ from recorder.protocol.symbols import SymbolKind, symbol_problem
 __all__ = ["RowSink", "Pipeline", "PipelineCut", "ListSink", "DATASETS", "FIX_STREAMS"]
 
 INT64_MAX: Final = 2**63 - 1
+#: "no limit" for :meth:`Pipeline.feed_many`'s thresholds
+_NEVER: Final = 1 << 62
 INT64_MIN: Final = -(2**63)
 MINUTE_NS: Final = 60_000_000_000
 #: Default book checkpoint cadence in messages per (channel, symbol) epoch (bounds replay).
@@ -395,7 +410,7 @@ class PipelineCut:
         epochs = []
         for fields, book in self._books:
             es = _epoch_state(fields)
-            if isinstance(book, (L2CheckpointCut, L3CheckpointCut)):
+            if isinstance(book, (L2CheckpointCut, L3CheckpointCut, CoreL2Cut, CoreL3Cut)):
                 book = book.materialize()
             if isinstance(book, L2Checkpoint):
                 es.l2 = book
@@ -419,7 +434,9 @@ class Pipeline:
     an epoch (0: time only), so a replay from the nearest checkpoint stays short on busy
     books. ``batch_rows``: buffered rows (all datasets) before handing
     them to the sink. ``instruments``: optional initial ``symbol -> (price_precision,
-    qty_precision)``.
+    qty_precision)``. ``engine``: ``"core"`` (default; Spot ``book`` / ``level3`` frames
+    through the compiled lane, :mod:`recorder.pipeline.lane`) or ``"python"`` (the reference
+    model); rows, signals, counters and state are the same.
     """
 
     #: Fixed attributes: slot access stays fast however many there are (an instance dict
@@ -430,7 +447,8 @@ class Pipeline:
                  "_l3_rows", "_pending_rows", "precisions", "_instr_attrs", "_epochs", "_gaps",
                  "_conns", "_ack_depth", "_req_channel", "_trade_last", "_backfilled",
                  "running", "last_recv_ns", "frames", "messages", "checksums_ok",
-                 "checksums_failed", "_checks", "_spot_ok", "_futures_ok", "_fix", "__weakref__")
+                 "checksums_failed", "_checks", "_spot_ok", "_futures_ok", "_fix", "_lane",
+                 "__weakref__")
 
     def __init__(
         self,
@@ -441,7 +459,10 @@ class Pipeline:
         batch_rows: int = 200_000,
         instruments: dict[str, tuple[int, int]] | None = None,
         settings: DeriveSettings | None = None,
+        engine: str = "core",
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown pipeline engine {engine!r} (one of {', '.join(ENGINES)})")
         self.sink = sink
         if settings is not None:
             checkpoint_interval_ns = settings.checkpoint_interval_ns
@@ -495,6 +516,9 @@ class Pipeline:
         self._futures_ok = self._checks.futures
         #: FIX sessions: expected MsgSeqNum, subscriptions, sent MarketDataRequests (state)
         self._fix = _FixSessions()
+        #: the compiled Spot v2 book lane (``engine="core"``), None for the reference model
+        self._lane: Any = (_core.SpotLane(_Epoch, CoreL2Book, CoreL3Book) if engine == "core"
+                           else None)
 
     # ------------------------------------------------------------------ state
 
@@ -551,7 +575,7 @@ class Pipeline:
             fields = _EPOCH_FIELDS
             for ep in self._epochs.values():
                 book = ep.book
-                if isinstance(book, (L2Book, L3Book)):
+                if isinstance(book, (L2Book, L3Book, CoreL2Book, CoreL3Book)):
                     book = book.checkpoint_later()
                 elif isinstance(book, FuturesBook):
                     book = book.checkpoint()
@@ -566,9 +590,9 @@ class Pipeline:
                 last_checkpoint_ns=ep.last_cp_ns, last_id=ep.last_id,
                 last_checkpoint_message=ep.last_cp_msg)
             book = ep.book
-            if isinstance(book, L2Book):
+            if isinstance(book, (L2Book, CoreL2Book)):
                 es.l2 = book.checkpoint()
-            elif isinstance(book, L3Book):
+            elif isinstance(book, (L3Book, CoreL3Book)):
                 es.l3 = book.checkpoint()
             elif isinstance(book, FuturesBook):
                 es.futures = book.checkpoint()
@@ -605,12 +629,13 @@ class Pipeline:
             fix_logout_sent=sorted(self._fix.logout_sent))
 
     @classmethod
-    def from_state(cls, state: PipelineState, sink: RowSink) -> Pipeline:
-        """A pipeline continuing exactly from ``state`` (see :meth:`to_state`).
+    def from_state(cls, state: PipelineState, sink: RowSink, engine: str = "core") -> Pipeline:
+        """A pipeline continuing exactly from ``state`` (see :meth:`to_state`); ``engine``: as
+        for the constructor (the rows are the same either way).
 
         Raises :class:`~recorder.pipeline.state.StateError` if a book checkpoint is invalid."""
         p = cls(sink, settings=state_settings(state), batch_rows=state.batch_rows,
-                instruments=dict(state.precisions))
+                instruments=dict(state.precisions), engine=engine)
         p.running = state.running
         p.last_recv_ns = state.last_recv_ns
         p.frames = state.frames
@@ -631,9 +656,12 @@ class Pipeline:
             ep.last_cp_msg = es.last_checkpoint_message
             try:
                 if es.l2 is not None:
-                    ep.book = L2Book.restore(es.l2)
+                    ep.book = (restore_l2(es.l2) if p._lane is not None and es.channel == "book"
+                               and es.stream not in FIX_STREAMS else L2Book.restore(es.l2))
                 elif es.l3 is not None:
-                    ep.book = L3Book.restore(es.l3)
+                    ep.book = (restore_l3(es.l3) if p._lane is not None
+                               and es.channel == "level3" and es.stream not in FIX_STREAMS
+                               else L3Book.restore(es.l3))
                 elif es.futures is not None:
                     ep.book = FuturesBook.restore(es.futures)
             except (BookError, NumberError) as exc:
@@ -670,6 +698,57 @@ class Pipeline:
 
     def feed(self, frame: Frame) -> list[Signal]:
         """Process one frame (journal order). Returns signals for capture (usually empty)."""
+        lane = self._lane
+        if lane is not None and (frame.stream == "spot" or frame.stream == "l3"):
+            out: list[Signal] = []
+            nxt, err, flush, _ = lane.feed(self, [frame], 0, 1, _NEVER, _NEVER, out)
+            if err is not None:
+                self._lane_error(frame, err)
+                return out
+            if nxt:
+                if flush:
+                    self.flush()
+                return out
+        return self._feed(frame)
+
+    def feed_many(self, frames: list[Frame], start: int, stop: int, until_rows: int,
+                  until_recv: int) -> int:
+        """:meth:`feed` ``frames[start:]`` (signals dropped) as one :meth:`feed` per frame
+        would, stopping after ``frames[stop - 1]``, after a frame that made the pipeline flush
+        its rows to the sink, that left at least ``until_rows`` rows pending or whose
+        ``recv_ns`` is at least ``until_recv``, or earlier (at least one frame is fed).
+        Returns the index of the next frame to feed. Runs of Spot ``book`` frames go through
+        the compiled lane in one call."""
+        lane = self._lane
+        if lane is None:
+            self._feed(frames[start])
+            return start + 1
+        nxt, err, flush, foreign = lane.feed(self, frames, start, stop,
+                                             max(min(until_rows, INT64_MAX), INT64_MIN),
+                                             max(min(until_recv, INT64_MAX), INT64_MIN), [])
+        if err is not None:
+            self._lane_error(frames[nxt], err)
+            return nxt + 1
+        if flush:
+            self.flush()
+        elif foreign:  # no stop point before it: the reference derives it here
+            self._feed(frames[nxt])
+            return nxt + 1
+        return nxt
+
+    def _lane_error(self, frame: Frame, exc: BaseException) -> None:
+        """The end of :meth:`_feed` for a frame whose derivation in the lane raised ``exc``
+        part-way (as :meth:`_feed` handles an exception of the reference path)."""
+        if not isinstance(exc, Exception):
+            raise exc
+        self._repair_buffers()
+        self._reject(frame, "internal", "internal", f"{type(exc).__name__}: {exc}"[:300], None)
+        self.last_recv_ns = frame.recv_ns
+        if self._pending_rows >= self.batch_rows:
+            self.flush()
+
+    def _feed(self, frame: Frame) -> list[Signal]:
+        """:meth:`feed` by the reference path."""
         self.frames += 1
         out: list[Signal] = []
         stream = frame.stream
@@ -777,6 +856,11 @@ class Pipeline:
         ``ProcessStart`` and stored with its state)."""
         return DeriveSettings(checkpoint_interval_ns=self.checkpoint_interval_ns,
                               checkpoint_messages=self.checkpoint_messages)
+
+    @property
+    def engine(self) -> str:
+        """``"core"`` (the compiled Spot book lane) or ``"python"`` (the reference model)."""
+        return "python" if self._lane is None else "core"
 
     @property
     def pending_rows(self) -> int:
@@ -1302,8 +1386,11 @@ class Pipeline:
                              "book update without a valid snapshot", symbol)
                 self._before_snapshot(frame, "book", symbol, out)
                 return
+            book = ep.book
+            if type(book) is CoreL2Book:  # an update the lane left to the reference path
+                book = ep.book = to_reference(book)
             try:
-                res = ep.book.apply(kind, data, self._book_rows)
+                res = book.apply(kind, data, self._book_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 10, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",
@@ -1389,8 +1476,11 @@ class Pipeline:
                              "level3 update without a valid snapshot", symbol)
                 self._before_snapshot(frame, "level3", symbol, out)
                 return
+            book = ep.book
+            if type(book) is CoreL3Book:  # an update the lane left to the reference path
+                book = ep.book = to_reference(book)
             try:
-                res = ep.book.apply(kind, data, self._l3_rows)
+                res = book.apply(kind, data, self._l3_rows)
             except Exception as exc:  # noqa: BLE001
                 _cut(cols, 8, base)
                 self._reject(frame, "apply", "apply_error", f"{type(exc).__name__}: {exc}",

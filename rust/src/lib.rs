@@ -19,6 +19,7 @@ pub mod futures_bookat;
 pub mod ingest;
 pub mod l2;
 pub mod l3;
+pub mod lane;
 pub mod replay;
 pub mod spot;
 
@@ -34,5 +35,7 @@ mod python_batch;
 mod python_futures;
 #[cfg(feature = "python")]
 mod python_ingest;
+#[cfg(feature = "python")]
+mod python_lane;
 #[cfg(feature = "python")]
 mod python_spot;

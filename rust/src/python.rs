@@ -853,5 +853,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::python_ingest::register(m)?;
     crate::fixbook_python::register(m)?;
     crate::python_futures::register(m)?;
+    crate::python_lane::register(m)?;
     Ok(())
 }
