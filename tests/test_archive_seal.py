@@ -133,3 +133,44 @@ def test_deferred_build_overlapping_a_take_is_dropped(tmp_path: Path) -> None:
     assert sum(e.rows for e in entries) == 18
     rows = pq.read_table(tmp_path / entries[0].file).to_pylist()
     assert len(rows) == 4 and rows[0]["start_ns"] == T0  # batch rows first, then the newer
+
+
+def test_a_pipeline_hands_book_rows_unexpanded_to_a_deferred_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipeline's flush gives a deferred writer its ``book`` / ``level3`` buffers
+    unexpanded (``append_later``): the expansion to rows runs where the writer builds (capture's
+    commit thread), never in the flush on the event loop, and the files equal those of an
+    immediate writer fed the same frames."""
+    from recorder.ingest import _read_bytes, read_input_frames
+    from recorder.pipeline import Pipeline
+    from recorder.pipeline import core
+    from tests.archive_helpers import make_sim_record
+
+    record = make_sim_record(tmp_path / "s.jsonl.zst", messages=1500, pairs=2, seed=4)
+    frames = list(read_input_frames(_read_bytes(record)))
+
+    def derive(root: Path, deferred: bool) -> PartitionWriter:
+        w = PartitionWriter(root, ArchiveStore(root).schemas)
+        w.deferred = deferred
+        p = Pipeline(w, batch_rows=500)
+        for f in frames:
+            p.feed(f)
+        p.flush()
+        return w
+
+    want = _tables_of(tmp_path / "a", derive(tmp_path / "a", False).seal(1))
+    assert {"book", "level3"} <= {name.split(".parquet")[1] for name, _ in want}
+    expanded: list[str] = []
+    real = core._expand_columns
+
+    def counting(name: str, *args: object, **kwargs: object) -> dict[str, object]:
+        expanded.append(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "_expand_columns", counting)
+    w = derive(tmp_path / "b", True)
+    assert not expanded and w.unbuilt > 4  # nothing expanded by the flushes
+    w.convert_pending(limit=w.unbuilt // 2)
+    assert expanded  # expanded by the thread that builds
+    assert _tables_of(tmp_path / "b", w.seal(1)) == want
+    assert set(expanded) == {"book", "level3"}

@@ -355,6 +355,22 @@ class PartitionWriter:
             self.buffered_rows += rows
             self.buffered_bytes += nbytes
 
+    def append_later(self, dataset: str,
+                     build: Callable[[Callable[[], None] | None], dict[str, Any]],
+                     rows: int) -> None:
+        """:meth:`append` of the ``rows`` rows whose columns ``build(pause)`` returns, called
+        only when they are built: at once, unless :attr:`deferred` (then in the thread that
+        builds, as for an appended column set). ``build`` must be pure and read-only over
+        what it was given (a build that overlapped a :meth:`take` is dropped and done again
+        with the batch). The pipeline hands its ``book`` / ``level3`` message buffers over
+        this way, so their expansion to rows never runs on the caller's thread."""
+        if not self.deferred:
+            self.append(dataset, build(None))
+            return
+        with self._mutex:
+            self._unbuilt.append((dataset, build, rows))
+            self.buffered_rows += rows
+
     @property
     def unbuilt(self) -> int:
         """Appended column sets not built into Arrow tables yet (:attr:`deferred` mode)."""
@@ -433,7 +449,10 @@ class PartitionWriter:
                 columns: dict[str, Any],
                 pause: Callable[[], None] | None = None) -> tuple[int, int]:
         """Build ``dataset``'s table from ``columns`` and ``add`` it split by UTC day; returns
-        its rows and Arrow bytes (0, 0 when it has no time: nothing added)."""
+        its rows and Arrow bytes (0, 0 when it has no time: nothing added). ``columns`` may be
+        an :meth:`append_later` build, called here."""
+        if callable(columns):
+            columns = columns(pause)
         schema = self.schemas[dataset]
         table = schema.table(columns, pause)
         t = table.column(schema.time_column)

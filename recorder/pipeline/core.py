@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from operator import attrgetter
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -448,6 +449,7 @@ class Pipeline:
                  "_conns", "_ack_depth", "_req_channel", "_trade_last", "_backfilled",
                  "running", "last_recv_ns", "frames", "messages", "checksums_ok",
                  "checksums_failed", "_checks", "_spot_ok", "_futures_ok", "_fix", "_lane",
+                 "_sink_later",
                  "__weakref__")
 
     def __init__(
@@ -464,6 +466,11 @@ class Pipeline:
         if engine not in ENGINES:
             raise ValueError(f"unknown pipeline engine {engine!r} (one of {', '.join(ENGINES)})")
         self.sink = sink
+        #: the sink's ``append_later(dataset, build, rows)`` if it has one (the archive's
+        #: :class:`~recorder.archive.store.PartitionWriter`): ``book`` / ``level3`` buffers
+        #: go over unexpanded and are expanded where the sink builds its rows
+        self._sink_later: Callable[[str, Callable[..., dict[str, Any]], int], None] | None = (
+            getattr(sink, "append_later", None))
         if settings is not None:
             checkpoint_interval_ns = settings.checkpoint_interval_ns
             checkpoint_messages = settings.checkpoint_messages
@@ -833,7 +840,8 @@ class Pipeline:
 
     def flush(self) -> None:
         """Hand every buffered row to the sink (``book`` and ``level3`` columns that are
-        constant within a message arrive as Arrow arrays expanded from one value per message;
+        constant within a message arrive as Arrow arrays expanded from one value per message,
+        expanded by the sink's ``append_later`` where it builds its rows if it has one;
         everything else as Python lists)."""
         flushed = self._checks.rows_flushed
         for name, cols in self._buf.items():
@@ -841,7 +849,11 @@ class Pipeline:
                 n = self._mrows[name]
                 if n:
                     flushed[name] = flushed.get(name, 0) + n
-                    self.sink.append(name, self._expand(name))
+                    if self._sink_later is None:
+                        self.sink.append(name, self._expand(name))
+                    else:  # expanded where the sink builds its rows
+                        self._sink_later(name, partial(_expand_columns, name,
+                                                       *self._take_messages(name)), n)
                 continue
             first = cols[DATASETS[name][0]]
             if first:
@@ -915,7 +927,13 @@ class Pipeline:
     def _expand(self, name: str) -> dict[str, Any]:
         """Per-row columns of ``name`` from its per-message and per-row buffers (then reset;
         see :func:`_expand_columns`)."""
-        out = _expand_columns(name, self._mbuf[name], self._rbuf[name], self._ovbuf[name])
+        return _expand_columns(name, *self._take_messages(name))
+
+    def _take_messages(self, name: str
+                       ) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[int, str]]:
+        """The per-message, per-row and overflow buffers of ``name``, handed over whole (new
+        empty ones take their place)."""
+        out = (self._mbuf[name], self._rbuf[name], self._ovbuf[name])
         self._mbuf[name] = {c: [] for c in _MSG_COLUMNS[name]}
         self._rbuf[name] = {c: [] for c in _ROW_COLUMNS[name]}
         self._ovbuf[name] = {}
