@@ -115,10 +115,11 @@ class CoreL3Book(_LANE_L3):  # type: ignore[misc]
                             qty_precision=qp, bids=states(False), asks=states(True))
 
     def checkpoint_later(self) -> CoreL3Cut:
-        """:meth:`checkpoint` in two halves: a copy of the book now, its ``materialize()``
+        """:meth:`checkpoint` in two halves: the resting orders now (``_core.LaneL3Cut``: one
+        pass over them, ids shared, no copy of the book's indexes), their ``materialize()``
         later."""
         _check_ready(self)
-        return CoreL3Cut(self.copy())
+        return CoreL3Cut(self.cut())
 
     @classmethod
     def restore(cls, cp: L3Checkpoint) -> CoreL3Book:
@@ -130,7 +131,8 @@ class CoreL3Book(_LANE_L3):  # type: ignore[misc]
 
 
 class CoreL3Cut:
-    """A :class:`CoreL3Book` copied at a commit's cut (:meth:`CoreL3Book.checkpoint_later`)."""
+    """A :class:`CoreL3Book`'s orders taken at a commit's cut
+    (:meth:`CoreL3Book.checkpoint_later`)."""
 
     __slots__ = ("_book",)
 

@@ -12,6 +12,7 @@
 //! [`crate::lane`]) is left untouched and handed back: the reference derives it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -157,9 +158,9 @@ pub struct LaneL3Book {
     symbol: Py<PyString>,
     pp: u8,
     qp: u8,
-    /// order id -> handle, and back
-    ids: HashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    /// order id -> handle, and back (one shared allocation per id: a cut clones references)
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
 }
 
 /// Handles given out beyond this many per resting order (plus a floor) make
@@ -176,8 +177,9 @@ impl LaneL3Book {
             return h;
         }
         let h = u32::try_from(self.names.len()).unwrap_or(u32::MAX - 1);
-        self.ids.insert(id.into(), h);
-        self.names.push(id.into());
+        let name: Arc<str> = Arc::from(id);
+        self.ids.insert(Arc::clone(&name), h);
+        self.names.push(name);
         h
     }
 
@@ -189,7 +191,7 @@ impl LaneL3Book {
             return;
         }
         let mut ids = HashMap::with_capacity(self.book.len());
-        let mut names: Vec<Box<str>> = Vec::with_capacity(self.book.len());
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(self.book.len());
         let mut sides = [Vec::new(), Vec::new()];
         for (i, ask) in [false, true].into_iter().enumerate() {
             for o in self.book.orders(ask) {
@@ -197,8 +199,8 @@ impl LaneL3Book {
                     continue;
                 };
                 let h = u32::try_from(names.len()).unwrap_or(u32::MAX - 1);
-                ids.insert(name.clone(), h);
-                names.push(name.clone());
+                ids.insert(Arc::clone(name), h);
+                names.push(Arc::clone(name));
                 sides[i].push(L3Entry {
                     event: 0,
                     order: h,
@@ -224,6 +226,78 @@ impl LaneL3Book {
                 let id = self.names.get(o.order as usize).map_or("", |n| n);
                 (id.to_owned(), o.price, o.qty, o.ts)
             })
+            .collect()
+    }
+
+    /// The resting orders of one side with shared references to their ids (a cut's copy).
+    fn side_refs(&self, ask: bool) -> Vec<CutOrder> {
+        self.book
+            .orders(ask)
+            .map(|o| {
+                let id = self
+                    .names
+                    .get(o.order as usize)
+                    .map_or_else(|| Arc::from(""), Arc::clone);
+                (id, o.price, o.qty, o.ts)
+            })
+            .collect()
+    }
+}
+
+/// A resting order as a cut keeps it: `(order id, price units, qty units, ts_ns)`.
+type CutOrder = (Arc<str>, i64, i64, Option<i64>);
+
+/// A [`LaneL3Book`]'s resting orders copied at a commit's cut ([`LaneL3Book::cut`]): only
+/// what a checkpoint needs (the orders in book order, ids shared with the book), so a cut
+/// costs one pass over the live orders, not a copy of the book's indexes. Read-only; the
+/// checkpoint methods of `recorder.pipeline.lane.CoreL3Book` read it as they read a book.
+#[pyclass(name = "LaneL3Cut", module = "recorder._core", frozen)]
+pub struct LaneL3Cut {
+    symbol: Py<PyString>,
+    depth: usize,
+    pp: u8,
+    qp: u8,
+    bids: Vec<CutOrder>,
+    asks: Vec<CutOrder>,
+}
+
+#[pymethods]
+impl LaneL3Cut {
+    /// The pair.
+    #[getter]
+    fn symbol(&self, py: Python<'_>) -> Py<PyString> {
+        self.symbol.clone_ref(py)
+    }
+
+    /// The subscribed depth (price levels per side).
+    #[getter]
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Decimals of prices.
+    #[getter]
+    fn price_precision(&self) -> u8 {
+        self.pp
+    }
+
+    /// Decimals of quantities.
+    #[getter]
+    fn qty_precision(&self) -> u8 {
+        self.qp
+    }
+
+    /// Always true: only a ready book is cut.
+    #[getter]
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// As [`LaneL3Book`]'s `side_orders`, at the cut.
+    fn side_orders(&self, ask: bool) -> Vec<OrderRow> {
+        let side = if ask { &self.asks } else { &self.bids };
+        side.iter()
+            .map(|(id, price, qty, ts)| (id.to_string(), *price, *qty, *ts))
             .collect()
     }
 }
@@ -320,6 +394,26 @@ impl LaneL3Book {
             ids: self.ids.clone(),
             names: self.names.clone(),
         }
+    }
+
+    /// The resting orders as they are now, for a commit's cut (see [`LaneL3Cut`]); raises
+    /// `BookError` for a book that is not ready (it has no valid state to cut).
+    fn cut(&self, py: Python<'_>) -> PyResult<LaneL3Cut> {
+        if !self.book.ready() {
+            return Err(project_error(
+                py,
+                "BookError",
+                format!("{}: no valid book to checkpoint", self.symbol.bind(py)),
+            ));
+        }
+        Ok(LaneL3Cut {
+            symbol: self.symbol.clone_ref(py),
+            depth: self.book.depth(),
+            pp: self.pp,
+            qp: self.qp,
+            bids: self.side_refs(false),
+            asks: self.side_refs(true),
+        })
     }
 
     /// Replace the book with these orders, `(order_id, price_units, qty_units, ts_ns)` per
@@ -1183,6 +1277,7 @@ fn finish_item<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LaneL2Book>()?;
     m.add_class::<LaneL3Book>()?;
+    m.add_class::<LaneL3Cut>()?;
     m.add_class::<SpotLane>()?;
     Ok(())
 }
