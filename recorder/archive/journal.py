@@ -307,17 +307,22 @@ class JournalWriter:
             with self._lock:
                 if not (self._closed or self._fd is None or self._broken
                         or self._should_roll()):
-                    record = self._enc.encode(frame)
-                    pos = JournalPosition(self._name, self._index)
-                    self._index += 1
-                    self._raw_bytes += len(record)
-                    self._pending.append(frame)
-                    self._raw.append(record)
-                    self._raw_pending += len(record)
-                    return pos
+                    return self._accept(frame)
             with self._io_lock:  # a roll (or a closed writer): the full path, file ours
                 return self._append(frame)
         return self._append(frame)
+
+    def _accept(self, frame: Frame) -> JournalPosition:
+        """Encode ``frame`` into the batch of the open segment and give it the next position
+        (called holding ``_lock``, with a writable segment)."""
+        record = self._enc.encode(frame)
+        pos = JournalPosition(self._name, self._index)
+        self._index += 1
+        self._raw_bytes += len(record)
+        self._pending.append(frame)
+        self._raw.append(record)
+        self._raw_pending += len(record)
+        return pos
 
     def _append(self, frame: Frame) -> JournalPosition:
         """:meth:`append`'s full path (offload: called holding ``_io_lock``)."""
@@ -336,13 +341,7 @@ class JournalWriter:
                 self._index += 1
                 self._pending.append(frame)
                 return pos
-            record = self._enc.encode(frame)
-            pos = JournalPosition(self._name, self._index)
-            self._index += 1
-            self._raw_bytes += len(record)
-            self._pending.append(frame)
-            self._raw.append(record)
-            self._raw_pending += len(record)
+            pos = self._accept(frame)
             if self._offload:
                 return pos  # the owner's flush compresses and writes
             if self._raw_pending >= _BATCH_BYTES:

@@ -142,38 +142,13 @@ class FeedLoop:
         positions, roll points and commits as one :meth:`feed` per record, in one loop.
         ``progress`` (if given) is told every 10,000 frames and at the end. Returns the
         number of frames fed."""
-        positions = self.positions
-        if segment not in positions:
+        if segment not in self.positions:
             self.register(segment)
-        pipeline = self.pipeline
-        feed = pipeline.feed
-        w = self.writer
-        on_roll = self._on_roll
-        roll_rows, roll_bytes, roll_ns = self._roll_rows, self._roll_bytes, self._roll_ns
-        n = 0
+        fed = [0]
         try:
-            if pipeline.engine == "python":
-                for index, frame in records:
-                    feed(frame)
-                    positions[segment] = index + 1
-                    n += 1
-                    recv = frame.recv_ns
-                    last = self._last_commit_ns
-                    if last is None:
-                        last = self._last_commit_ns = recv
-                    if on_roll is not None and (
-                            pipeline.pending_rows + w.buffered_rows >= roll_rows
-                            or w.buffered_bytes >= roll_bytes or recv - last >= roll_ns):
-                        on_roll()
-                    if progress is not None and n % 10000 == 0:
-                        progress(10000)
-            else:
-                fed = [0]
-                try:
-                    self._feed_chunks(records, segment, progress, fed)
-                finally:
-                    n = fed[0]
+            self._feed_chunks(records, segment, progress, fed)
         finally:
+            n = fed[0]
             self.frames += n
         if progress is not None and n % 10000:
             progress(n % 10000)
@@ -182,7 +157,7 @@ class FeedLoop:
     def _feed_chunks(self, records: Iterable[tuple[int, Frame]], segment: str,
                      progress: Callable[[int], None] | None, fed: list[int]) -> None:
         """The loop of :meth:`feed_run` through :meth:`Pipeline.feed_many` (runs of frames
-        in one call of the compiled lane), with the same positions, roll points, commits and
+        in one call of the compiled lane; one frame per call for the reference engine), with the same positions, roll points, commits and
         progress calls: the pipeline stops after every frame where :meth:`feed` would check
         something that may hold (its row and receive-time thresholds are handed down; the
         writer's counts only change when the pipeline flushes, after which it stops too).
